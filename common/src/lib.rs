@@ -1,0 +1,21 @@
+//! Chorus core library, embedded by every binary.
+//!
+//! - [`plan`]: the plan file, read strictly, with located errors.
+//! - [`store`]: one async `ObjectStore` trait and a module per backend.
+//! - [`datagen`]: reproducible payload bytes keyed by (seed, key, block).
+//! - [`workload`]: runs one agent's share of a stage: workers, op choice, timing.
+//! - [`oplog`]: one record per op, written as zstd TSV, read back, merged.
+//! - [`metrics`]: HDR histograms per op, merged exactly; stage summaries.
+//! - [`clock`]: wall-clock times, RFC 3339 formatting, NTP-style offsets.
+//! - [`op`]: the op kinds and their names.
+//!
+//! Nothing here knows the wire format; `chorus-proto` converts these types.
+
+pub mod clock;
+pub mod datagen;
+pub mod metrics;
+pub mod op;
+pub mod oplog;
+pub mod plan;
+pub mod store;
+pub mod workload;
