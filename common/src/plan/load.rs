@@ -1,0 +1,677 @@
+//! Loading a plan: the marked YAML tree decoded by hand into [`Plan`], and
+//! command-line overrides on top ([`Plan::to_yaml`], the way back, is in
+//! `yaml.rs`).
+//!
+//! The decoder is hand-written rather than serde-derived so that every error
+//! names the offending key's line and column and says what was expected and
+//! what was found. Only the first problem is reported (unknown keys of a
+//! mapping before its values, stages in order): users fix plans one error
+//! at a time anyway, and one precise message beats a cascade of
+//! consequences.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use super::error::{PlanError, hint_for};
+use super::units::{format_size, parse_duration, parse_size};
+use super::yaml::{self, Entry, Node, NodeKind, Pos};
+use super::{KeySpace, OpMix, Overrides, Plan, Stage, StageKind, StopCondition};
+use crate::op::OpKind;
+use crate::store::uri::TargetUri;
+
+const PLAN_KEYS: [&str; 8] = [
+    "name",
+    "description",
+    "seed",
+    "target",
+    "concurrency",
+    "agents",
+    "objects",
+    "stages",
+];
+const STAGE_KEYS: [&str; 9] = [
+    "name",
+    "type",
+    "target",
+    "concurrency",
+    "objects",
+    "mix",
+    "duration",
+    "ops",
+    "bytes",
+];
+const OBJECTS_KEYS: [&str; 3] = ["prefix", "count", "size"];
+const STAGE_TYPES: [&str; 3] = ["prepare", "workload", "cleanup"];
+
+const DEFAULT_SEED: u64 = 1;
+const DEFAULT_CONCURRENCY: u32 = 4;
+const DEFAULT_PREFIX: &str = "obj/";
+
+/// Reads and loads the plan file at `path`; errors name the file as given.
+pub fn load(path: &Path) -> Result<Plan, PlanError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| PlanError::unlocated(&file, format!("cannot read plan file: {e}")))?;
+    parse(&text, &file)
+}
+
+/// Loads a plan from YAML `text`; `source` names it in errors (a file name,
+/// or e.g. `<agent request>`).
+pub fn parse(text: &str, source: &str) -> Result<Plan, PlanError> {
+    let Some(root) = yaml::parse(text, source)? else {
+        return Err(
+            PlanError::at(source, Pos { line: 1, column: 1 }, "", "the plan is empty").with_hint(
+                "a plan is a mapping with at least `name` and `stages`; see docs/plan.md",
+            ),
+        );
+    };
+    Decoder { file: source }.plan(&root)
+}
+
+/// `path.key`, or `key` at the top.
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// Plan and stage names become directory and file names.
+fn check_name(name: &str, what: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(format!("{what} must not be empty"));
+    }
+    match name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        Some(c) => Err(format!(
+            "invalid {what} `{name}`: only letters, digits, '-', '_' and '.' are allowed, found {c:?}"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Plan-level values that stages inherit.
+struct Defaults {
+    target: Option<String>,
+    concurrency: u32,
+    objects: Option<KeySpace>,
+}
+
+/// A mapping being decoded: its node, its entries and its key path.
+struct Map<'n> {
+    node: &'n Node,
+    entries: &'n [Entry],
+    path: String,
+    /// How errors name this mapping: "the plan", "stage `load`", ...
+    what: String,
+}
+
+impl<'n> Map<'n> {
+    fn get(&self, key: &str) -> Option<&'n Entry> {
+        self.entries.iter().find(|e| e.key == key)
+    }
+}
+
+struct Decoder<'a> {
+    file: &'a str,
+}
+
+impl Decoder<'_> {
+    fn err(&self, pos: Pos, key: &str, message: impl Into<String>) -> PlanError {
+        PlanError::at(self.file, pos, key, message)
+    }
+
+    /// "`key` must be {expected}, got {found}" at the value.
+    fn wrong(&self, e: &Entry, path: &str, expected: &str) -> PlanError {
+        let message = format!("`{}` must be {expected}, got {}", e.key, e.value.describe());
+        self.err(e.value.pos, path, message)
+    }
+
+    /// Opens `node` as a mapping and rejects keys not in `valid`.
+    fn map<'n>(
+        &self,
+        node: &'n Node,
+        path: String,
+        what: String,
+        valid: &[&str],
+        kind: &str,
+    ) -> Result<Map<'n>, PlanError> {
+        let NodeKind::Map(entries) = &node.kind else {
+            let name = if path.is_empty() {
+                "the plan".to_string()
+            } else {
+                format!("`{path}`")
+            };
+            let message = format!("{name} must be a mapping, got {}", node.describe());
+            return Err(self.err(node.pos, &path, message));
+        };
+        for e in entries {
+            if !valid.contains(&e.key.as_str()) {
+                let message = format!("unknown {kind} `{}` in {what}", e.key);
+                return Err(self
+                    .err(e.key_pos, &join(&path, &e.key), message)
+                    .with_hint(hint_for(&e.key, valid, &format!("{kind}s"))));
+            }
+        }
+        Ok(Map {
+            node,
+            entries,
+            path,
+            what,
+        })
+    }
+
+    /// A missing required key is reported at the mapping that lacks it.
+    fn missing(&self, m: &Map<'_>, key: &str) -> PlanError {
+        let message = format!("missing required key `{key}` in {}", m.what);
+        self.err(m.node.pos, &join(&m.path, key), message)
+    }
+
+    fn required<'n>(&self, m: &Map<'n>, key: &str) -> Result<&'n Entry, PlanError> {
+        m.get(key).ok_or_else(|| self.missing(m, key))
+    }
+
+    /// A string value: any non-null scalar, quoted or not, as written.
+    fn string(&self, e: &Entry, path: &str) -> Result<String, PlanError> {
+        self.string_node(&e.value, &e.key, path)
+    }
+
+    /// [`Self::string`] for a node that is not a mapping value (a list item).
+    fn string_node(&self, node: &Node, name: &str, path: &str) -> Result<String, PlanError> {
+        node.text().map(str::to_string).ok_or_else(|| {
+            let message = format!("`{name}` must be a string, got {}", node.describe());
+            self.err(node.pos, path, message)
+        })
+    }
+
+    /// An unquoted integer in `min..=max`.
+    fn integer(&self, e: &Entry, path: &str, min: u64, max: u64) -> Result<u64, PlanError> {
+        let expected = if min == 0 {
+            "a non-negative integer"
+        } else {
+            "a positive integer"
+        };
+        let NodeKind::Scalar { text, plain: true } = &e.value.kind else {
+            return Err(self.wrong(e, path, expected));
+        };
+        let digits = text.strip_prefix('+').unwrap_or(text);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(self.wrong(e, path, expected));
+        }
+        match digits.parse::<u64>() {
+            Ok(v) if v < min => Err(self.wrong(e, path, expected)),
+            Ok(v) if v <= max => Ok(v),
+            _ => {
+                let message = format!("`{}` is too large: {text} is above {max}", e.key);
+                Err(self.err(e.value.pos, path, message))
+            }
+        }
+    }
+
+    fn size(&self, e: &Entry, path: &str, min: u64) -> Result<u64, PlanError> {
+        let text = self.string(e, path)?;
+        let bytes = parse_size(&text)
+            .map_err(|m| self.err(e.value.pos, path, format!("invalid `{}`: {m}", e.key)))?;
+        if bytes < min {
+            let message = format!(
+                "`{}` must be at least {}, got {text}",
+                e.key,
+                format_size(min)
+            );
+            return Err(self.err(e.value.pos, path, message));
+        }
+        Ok(bytes)
+    }
+
+    fn duration(&self, e: &Entry, path: &str) -> Result<Duration, PlanError> {
+        let text = self.string(e, path)?;
+        let d = parse_duration(&text)
+            .map_err(|m| self.err(e.value.pos, path, format!("invalid `{}`: {m}", e.key)))?;
+        if d.is_zero() {
+            let message = format!("`{}` must be longer than zero, got {text}", e.key);
+            return Err(self.err(e.value.pos, path, message));
+        }
+        Ok(d)
+    }
+
+    fn target(&self, e: &Entry, path: &str) -> Result<String, PlanError> {
+        let text = self.string(e, path)?;
+        TargetUri::parse(&text).map_err(|m| self.err(e.value.pos, path, m))?;
+        Ok(text)
+    }
+
+    fn concurrency(&self, e: &Entry, path: &str) -> Result<u32, PlanError> {
+        Ok(self.integer(e, path, 1, u64::from(u32::MAX))? as u32)
+    }
+
+    fn name(&self, e: &Entry, path: &str, what: &str) -> Result<String, PlanError> {
+        let name = self.string(e, path)?;
+        check_name(&name, what).map_err(|m| self.err(e.value.pos, path, m))?;
+        Ok(name)
+    }
+
+    fn plan(&self, root: &Node) -> Result<Plan, PlanError> {
+        let m = self.map(root, String::new(), "the plan".into(), &PLAN_KEYS, "key")?;
+        let name = self.name(self.required(&m, "name")?, "name", "plan name")?;
+        let description = m.get("description").map(|e| self.string(e, "description"));
+        let seed = m.get("seed").map(|e| self.integer(e, "seed", 0, u64::MAX));
+        let mut agents = Vec::new();
+        if let Some(e) = m.get("agents") {
+            let NodeKind::Seq(items) = &e.value.kind else {
+                return Err(self.wrong(e, "agents", "a list of `host:port` strings"));
+            };
+            for (i, item) in items.iter().enumerate() {
+                let path = format!("agents[{i}]");
+                let agent = self.string_node(item, &path, &path)?;
+                if agent.trim().is_empty() {
+                    return Err(self.err(item.pos, &path, "agent address must not be empty"));
+                }
+                agents.push(agent);
+            }
+        }
+        let objects = |e: &Entry| self.objects(&e.value, "objects".into(), "`objects`".into());
+        let defaults = Defaults {
+            target: m
+                .get("target")
+                .map(|e| self.target(e, "target"))
+                .transpose()?,
+            concurrency: m
+                .get("concurrency")
+                .map(|e| self.concurrency(e, "concurrency"))
+                .transpose()?
+                .unwrap_or(DEFAULT_CONCURRENCY),
+            objects: m.get("objects").map(objects).transpose()?,
+        };
+        let stages_entry = self.required(&m, "stages")?;
+        let NodeKind::Seq(items) = &stages_entry.value.kind else {
+            return Err(self.wrong(stages_entry, "stages", "a list of stages"));
+        };
+        if items.is_empty() {
+            return Err(self
+                .err(
+                    stages_entry.value.pos,
+                    "stages",
+                    "`stages` must list at least one stage",
+                )
+                .with_hint("add e.g. `- {name: load, type: workload, ...}`; see docs/plan.md"));
+        }
+        let mut seen = HashMap::new();
+        let stages = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| self.stage(item, i, &defaults, &mut seen))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Plan {
+            name,
+            description: description.transpose()?,
+            seed: seed.transpose()?.unwrap_or(DEFAULT_SEED),
+            agents,
+            stages,
+        })
+    }
+
+    fn objects(&self, node: &Node, path: String, what: String) -> Result<KeySpace, PlanError> {
+        let m = self.map(node, path, what, &OBJECTS_KEYS, "key")?;
+        let prefix = m
+            .get("prefix")
+            .map(|e| self.string(e, &join(&m.path, "prefix")));
+        let prefix = prefix.transpose()?.unwrap_or_else(|| DEFAULT_PREFIX.into());
+        let count = self.integer(
+            self.required(&m, "count")?,
+            &join(&m.path, "count"),
+            1,
+            u64::MAX,
+        )?;
+        let size = self.size(self.required(&m, "size")?, &join(&m.path, "size"), 0)?;
+        Ok(KeySpace {
+            prefix,
+            count,
+            size,
+        })
+    }
+
+    fn mix(&self, e: &Entry, path: &str, what: &str) -> Result<OpMix, PlanError> {
+        let names = OpKind::ALL.map(OpKind::plan_name);
+        let m = self.map(
+            &e.value,
+            path.to_string(),
+            format!("`mix` of {what}"),
+            &names,
+            "op",
+        )?;
+        let mut mix = OpMix::default();
+        for op in m.entries {
+            let kind = OpKind::from_plan_name(&op.key).unwrap_or(OpKind::Get);
+            let weight = self.integer(op, &join(path, &op.key), 0, u64::from(u32::MAX))? as u32;
+            // Zero weights are dropped: the engine never needs to see them.
+            if weight > 0 {
+                mix.weights.insert(kind, weight);
+            }
+        }
+        if mix.total() == 0 {
+            let message = format!(
+                "`mix` of {what} has all op weights zero; give at least one op a weight above 0"
+            );
+            return Err(self
+                .err(e.value.pos, path, message)
+                .with_hint("e.g. `mix: {get: 70, put: 30}`"));
+        }
+        Ok(mix)
+    }
+
+    /// Decodes stage `i`; `seen` maps the names of earlier stages to their
+    /// index and position, to report duplicates.
+    fn stage(
+        &self,
+        node: &Node,
+        i: usize,
+        defaults: &Defaults,
+        seen: &mut HashMap<String, (usize, Pos)>,
+    ) -> Result<Stage, PlanError> {
+        let path = format!("stages[{i}]");
+        // Name the stage in messages as soon as we can read its name, even
+        // before its keys are checked: "in stage `load`" beats an index.
+        let what = match node.get("name").and_then(Node::text) {
+            Some(name) => format!("stage `{name}`"),
+            None => format!("`{path}`"),
+        };
+        let m = self.map(node, path.clone(), what.clone(), &STAGE_KEYS, "key")?;
+        let p = |key: &str| join(&path, key);
+        let name_entry = self.required(&m, "name")?;
+        let name = self.name(name_entry, &p("name"), "stage name")?;
+        // Checked before the rest of the stage: a copied-and-pasted stage is
+        // the likely cause of anything else wrong with it.
+        if let Some((first, pos)) = seen.get(&name) {
+            let message = format!("duplicate stage name `{name}`");
+            return Err(self
+                .err(name_entry.value.pos, &p("name"), message)
+                .with_hint(format!(
+                    "stages[{first}] at line {}, column {} has the same name; \
+                     stage names must be unique",
+                    pos.line, pos.column
+                )));
+        }
+        seen.insert(name.clone(), (i, name_entry.value.pos));
+        let type_entry = self.required(&m, "type")?;
+        let type_text = self.string(type_entry, &p("type"))?;
+        let kind = match type_text.as_str() {
+            "prepare" => StageKind::Prepare,
+            "workload" => StageKind::Workload,
+            "cleanup" => StageKind::Cleanup,
+            other => {
+                let message = format!("unknown stage type `{other}`");
+                return Err(self
+                    .err(type_entry.value.pos, &p("type"), message)
+                    .with_hint(hint_for(other, &STAGE_TYPES, "types")));
+            }
+        };
+        let target = match m.get("target") {
+            Some(e) => self.target(e, &p("target"))?,
+            None => defaults.target.clone().ok_or_else(|| {
+                let message =
+                    format!("missing target: {what} sets no `target` and the plan has none");
+                self.err(node.pos, &p("target"), message).with_hint(
+                    "add `target: file:///tmp/chorus` (or s3://, az://, gs://, direct://, mem://) \
+                     to the stage or to the top of the plan",
+                )
+            })?,
+        };
+        let concurrency = m
+            .get("concurrency")
+            .map(|e| self.concurrency(e, &p("concurrency")))
+            .transpose()?
+            .unwrap_or(defaults.concurrency);
+        let objects = match m.get("objects") {
+            Some(e) => self.objects(&e.value, p("objects"), format!("`objects` of {what}"))?,
+            None => defaults.objects.clone().ok_or_else(|| {
+                let message =
+                    format!("missing objects: {what} sets no `objects` and the plan has none");
+                self.err(node.pos, &p("objects"), message)
+                    .with_hint("add `objects: {count: 1000, size: 4KiB}` to the stage or to the top of the plan")
+            })?,
+        };
+        let mix = match (m.get("mix"), kind) {
+            (Some(e), StageKind::Workload) => self.mix(e, &p("mix"), &what)?,
+            (None, StageKind::Workload) => return Err(self.missing(&m, "mix")),
+            (Some(e), _) => {
+                let message = format!(
+                    "`mix` is only allowed in workload stages; {what} is a {} stage",
+                    kind.name()
+                );
+                return Err(self.err(e.key_pos, &p("mix"), message));
+            }
+            (None, _) => OpMix::default(),
+        };
+        let stop = StopCondition {
+            duration: (m.get("duration").map(|e| self.duration(e, &p("duration")))).transpose()?,
+            ops: (m
+                .get("ops")
+                .map(|e| self.integer(e, &p("ops"), 1, u64::MAX)))
+            .transpose()?,
+            bytes: (m.get("bytes").map(|e| self.size(e, &p("bytes"), 1))).transpose()?,
+        };
+        if kind == StageKind::Workload && stop == StopCondition::default() {
+            let message = format!(
+                "workload {what} needs a stop condition: set at least one of `duration`, `ops`, `bytes`"
+            );
+            return Err(self
+                .err(node.pos, &path, message)
+                .with_hint("e.g. `duration: 30s`"));
+        }
+        Ok(Stage {
+            name,
+            kind,
+            target,
+            concurrency,
+            objects,
+            mix,
+            stop,
+        })
+    }
+}
+
+impl Plan {
+    /// Applies command-line overrides. Everything is checked before anything
+    /// changes, so on error the plan is untouched.
+    pub fn apply_overrides(&mut self, o: &Overrides) -> Result<(), String> {
+        if let Some(t) = &o.target {
+            TargetUri::parse(t)?;
+        }
+        if o.concurrency == Some(0) {
+            return Err("concurrency must be at least 1, got 0".to_string());
+        }
+        if o.duration.is_some_and(|d| d.is_zero()) {
+            return Err("duration must be longer than zero".to_string());
+        }
+        for s in &mut self.stages {
+            if let Some(t) = &o.target {
+                s.target.clone_from(t);
+            }
+            if let Some(c) = o.concurrency {
+                s.concurrency = c;
+            }
+            if let (Some(d), StageKind::Workload) = (o.duration, s.kind) {
+                s.stop.duration = Some(d);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plan using every key.
+    const FULL: &str = r#"
+name: full-plan_1.0
+description: "every key: \"quoted\", tab\t, newline\n, unicode é \u2028"
+seed: 18446744073709551615
+target: file:///tmp/chorus
+concurrency: 3
+agents: ["h1:7167", 'h2:7167']
+objects:
+  prefix: data/
+  count: 1000
+  size: 1.5MiB
+stages:
+  - name: prepare
+    type: prepare
+    concurrency: 16
+  - name: load
+    type: workload
+    target: s3://bucket/prefix
+    objects: {prefix: "", count: 5, size: 0}
+    mix: {get: 70, put: 20, stat: 5, delete: 0, list: 5}
+    duration: 1m30.5s
+    ops: 10000
+    bytes: 1GB
+  - name: cleanup
+    type: cleanup
+    ops: 7
+"#;
+
+    fn plan(text: &str) -> Plan {
+        parse(text, "t.yaml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn loads_every_key_with_defaults_filled() {
+        let p = plan(FULL);
+        assert_eq!(p.name, "full-plan_1.0");
+        assert_eq!(p.seed, u64::MAX);
+        assert_eq!(p.agents, ["h1:7167", "h2:7167"]);
+        assert!(p.description.as_deref().unwrap().contains("\"quoted\""));
+        let [prep, load, clean] = &p.stages[..] else {
+            panic!("three stages")
+        };
+        assert_eq!(prep.kind, StageKind::Prepare);
+        assert_eq!(prep.target, "file:///tmp/chorus");
+        assert_eq!(prep.concurrency, 16);
+        assert_eq!(prep.objects.prefix, "data/");
+        assert_eq!(prep.objects.size, 1536 * 1024);
+        assert_eq!(prep.mix, OpMix::default());
+        assert_eq!(prep.stop, StopCondition::default());
+        assert_eq!(load.target, "s3://bucket/prefix");
+        assert_eq!(load.concurrency, 3);
+        assert_eq!(load.objects.count, 5);
+        assert_eq!(load.mix.total(), 100);
+        assert_eq!(load.mix.weights.get(&OpKind::Delete), None);
+        assert_eq!(load.stop.duration, Some(Duration::from_millis(90_500)));
+        assert_eq!(load.stop.bytes, Some(1_000_000_000));
+        assert_eq!(clean.stop.ops, Some(7));
+    }
+
+    #[test]
+    fn minimal_plan_gets_defaults() {
+        let p = plan(
+            "name: q\nstages:\n  - {name: w, type: workload, target: 'mem://x', \
+             objects: {count: 1, size: 4k}, mix: {get: 1}, duration: 1s}\n",
+        );
+        assert_eq!(p.seed, 1);
+        assert_eq!(p.description, None);
+        assert!(p.agents.is_empty());
+        assert_eq!(p.stages[0].concurrency, 4);
+        assert_eq!(p.stages[0].objects.prefix, "obj/");
+        assert_eq!(p.stages[0].objects.size, 4000);
+    }
+
+    #[test]
+    fn round_trip_is_equal() {
+        let p = plan(FULL);
+        let text = p.to_yaml();
+        let again = parse(&text, "out.yaml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(again, p, "{text}");
+        assert_eq!(again.to_yaml(), text);
+        // Strings that YAML would otherwise read as other types or mangle.
+        let mut odd = p.clone();
+        odd.description = Some("null".into());
+        odd.agents = vec!["true".into(), "1.5".into(), "#x: y".into(), " sp ".into()];
+        odd.stages[0].objects.prefix = "\u{7}\u{85}\\ \"'".into();
+        let again = parse(&odd.to_yaml(), "out.yaml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again, odd);
+    }
+
+    #[test]
+    fn overrides_apply_to_the_right_stages() {
+        let mut p = plan(FULL);
+        let o = Overrides {
+            target: Some("mem://bench".into()),
+            duration: Some(Duration::from_secs(5)),
+            concurrency: Some(2),
+        };
+        p.apply_overrides(&o).unwrap();
+        for s in &p.stages {
+            assert_eq!(s.target, "mem://bench");
+            assert_eq!(s.concurrency, 2);
+        }
+        assert_eq!(p.stages[0].stop.duration, None);
+        assert_eq!(p.stages[1].stop.duration, Some(Duration::from_secs(5)));
+        assert_eq!(p.stages[1].stop.ops, Some(10000));
+        assert_eq!(p.stages[2].stop.duration, None);
+        // Empty overrides change nothing.
+        let before = p.clone();
+        p.apply_overrides(&Overrides::default()).unwrap();
+        assert_eq!(p, before);
+    }
+
+    #[test]
+    fn bad_overrides_leave_the_plan_untouched() {
+        let mut p = plan(FULL);
+        let before = p.clone();
+        let bad_target = Overrides {
+            target: Some("ftp://x".into()),
+            concurrency: Some(2),
+            ..Overrides::default()
+        };
+        let e = p.apply_overrides(&bad_target).unwrap_err();
+        assert!(e.starts_with("unknown URI scheme `ftp`"), "{e}");
+        let e = p.apply_overrides(&Overrides {
+            target: Some("file://relative".into()),
+            ..Overrides::default()
+        });
+        assert!(e.unwrap_err().contains("absolute path"));
+        let zero = Overrides {
+            concurrency: Some(0),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            p.apply_overrides(&zero).unwrap_err(),
+            "concurrency must be at least 1, got 0"
+        );
+        let zero = Overrides {
+            duration: Some(Duration::ZERO),
+            ..Overrides::default()
+        };
+        assert!(p.apply_overrides(&zero).is_err());
+        assert_eq!(p, before);
+    }
+
+    #[test]
+    fn load_reads_files_and_names_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.yaml");
+        std::fs::write(&path, FULL).unwrap();
+        assert_eq!(load(&path).unwrap(), plan(FULL));
+        let missing = dir.path().join("nope.yaml");
+        let e = load(&missing).unwrap_err();
+        assert_eq!(e.file, missing.display().to_string());
+        assert_eq!((e.line, e.column), (0, 0));
+        assert!(
+            e.message.starts_with("cannot read plan file: "),
+            "{}",
+            e.message
+        );
+        std::fs::write(&path, "name: x\nstages: 3\n").unwrap();
+        let e = load(&path).unwrap_err();
+        assert_eq!(e.file, path.display().to_string());
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}:2:9: ", path.display()))
+        );
+    }
+}
