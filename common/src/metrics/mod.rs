@@ -1,0 +1,293 @@
+//! Latency histograms per op kind, merged exactly, and their wire bytes.
+//!
+//! Every agent records each op into an HDR histogram (nanoseconds, three
+//! significant digits). Histograms travel whole ([`histogram_to_bytes`]) and
+//! are added together at the controller, so a merged percentile is the true
+//! percentile over all ops: percentiles are never averaged.
+//!
+//! Latencies above [`LATENCY_HIGHEST_NS`] are recorded as that value and
+//! counted in [`OpStats::clamped`], so no op disappears from the counts.
+
+pub mod summary;
+
+pub use summary::{LatencySummary, OpSummary, RunSummary, StageSummary};
+
+use crate::op::OpKind;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
+use std::collections::BTreeMap;
+
+/// Smallest latency the histograms distinguish: 1 ns.
+pub const LATENCY_LOWEST_NS: u64 = 1;
+/// Largest latency recorded as itself: one hour. Anything slower is a hung
+/// op, recorded as one hour and counted in `clamped`.
+pub const LATENCY_HIGHEST_NS: u64 = 3_600 * 1_000_000_000;
+/// Significant decimal digits kept: 0.1% relative error, ~200 KiB per
+/// histogram in memory at these bounds.
+pub const LATENCY_SIGFIG: u8 = 3;
+
+/// Errors turning bytes back into histograms.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("cannot decode latency histogram: {0}")]
+    Decode(String),
+}
+
+/// A new, empty latency histogram with the standard bounds.
+pub fn new_latency_histogram() -> Histogram<u64> {
+    // Constant bounds that hdrhistogram accepts (low >= 1, high >= 2 * low,
+    // sigfig <= 5), covered by the tests: this cannot fail at run time.
+    Histogram::new_with_bounds(LATENCY_LOWEST_NS, LATENCY_HIGHEST_NS, LATENCY_SIGFIG)
+        .expect("constant histogram bounds are valid")
+}
+
+/// Counts, bytes and latencies of one op kind.
+#[derive(Clone, Debug)]
+pub struct OpStats {
+    /// All ops, including failed ones.
+    pub count: u64,
+    pub errors: u64,
+    /// Bytes moved by successful ops.
+    pub bytes: u64,
+    /// Latencies of successful ops, in nanoseconds.
+    pub latency: Histogram<u64>,
+    /// Successful ops slower than [`LATENCY_HIGHEST_NS`], recorded as that.
+    pub clamped: u64,
+}
+
+impl Default for OpStats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PartialEq for OpStats {
+    fn eq(&self, other: &Self) -> bool {
+        self.count == other.count
+            && self.errors == other.errors
+            && self.bytes == other.bytes
+            && self.clamped == other.clamped
+            && self.latency == other.latency
+    }
+}
+
+impl OpStats {
+    pub fn new() -> Self {
+        OpStats {
+            count: 0,
+            errors: 0,
+            bytes: 0,
+            latency: new_latency_histogram(),
+            clamped: 0,
+        }
+    }
+
+    /// Records one op. Failed ops count, but neither their bytes nor their
+    /// latency (a fast failure would flatter the percentiles).
+    pub fn record(&mut self, latency_ns: u64, bytes: u64, ok: bool) {
+        self.count += 1;
+        if !ok {
+            self.errors += 1;
+            return;
+        }
+        self.bytes = self.bytes.saturating_add(bytes);
+        let high = self.latency.high();
+        if latency_ns > high {
+            self.clamped += 1;
+        }
+        self.latency.saturating_record(latency_ns.min(high));
+    }
+
+    /// Adds `other` into `self`, exactly.
+    pub fn merge(&mut self, other: &OpStats) {
+        self.count = self.count.saturating_add(other.count);
+        self.errors = self.errors.saturating_add(other.errors);
+        self.bytes = self.bytes.saturating_add(other.bytes);
+        self.clamped = self.clamped.saturating_add(other.clamped);
+        if self.latency.add(&other.latency).is_err() {
+            // `other` came from elsewhere (decoded bytes) with a wider range:
+            // add value by value, clamping like `record` does.
+            let high = self.latency.high();
+            for v in other.latency.iter_recorded() {
+                let value = v.value_iterated_to();
+                let n = v.count_at_value();
+                if value > high {
+                    self.clamped = self.clamped.saturating_add(n);
+                }
+                self.latency.saturating_record_n(value.min(high), n);
+            }
+        }
+    }
+}
+
+/// Per-op statistics of one stage (on one agent, or merged over many).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StageMetrics {
+    pub ops: BTreeMap<OpKind, OpStats>,
+}
+
+impl StageMetrics {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn record(&mut self, op: OpKind, latency_ns: u64, bytes: u64, ok: bool) {
+        self.ops
+            .entry(op)
+            .or_default()
+            .record(latency_ns, bytes, ok);
+    }
+
+    /// Adds `other` into `self`: counts summed, histograms added.
+    pub fn merge(&mut self, other: &StageMetrics) {
+        for (op, stats) in &other.ops {
+            self.ops.entry(*op).or_default().merge(stats);
+        }
+    }
+
+    pub fn total_ops(&self) -> u64 {
+        self.ops.values().map(|s| s.count).sum()
+    }
+
+    pub fn total_errors(&self) -> u64 {
+        self.ops.values().map(|s| s.errors).sum()
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.ops.values().map(|s| s.bytes).sum()
+    }
+
+    /// All ops folded into one [`OpStats`] (the "ALL" row of a summary).
+    pub fn combined(&self) -> OpStats {
+        let mut all = OpStats::new();
+        for stats in self.ops.values() {
+            all.merge(stats);
+        }
+        all
+    }
+}
+
+/// Encodes a histogram in HdrHistogram's V2 format (uncompressed), readable
+/// by every HdrHistogram implementation.
+pub fn histogram_to_bytes(h: &Histogram<u64>) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail with an I/O error; V2 only refuses counts
+    // above i64::MAX, which no run reaches. Such a histogram becomes empty
+    // bytes, which `histogram_from_bytes` reports as an error rather than
+    // inventing data.
+    if let Err(e) = V2Serializer::new().serialize(h, &mut out) {
+        tracing::error!("cannot encode latency histogram: {e:?}");
+        out.clear();
+    }
+    out
+}
+
+/// Decodes bytes written by [`histogram_to_bytes`] (or any V2 encoder, with
+/// or without deflate).
+pub fn histogram_from_bytes(bytes: &[u8]) -> Result<Histogram<u64>, MetricsError> {
+    let mut reader = bytes;
+    Deserializer::new()
+        .deserialize(&mut reader)
+        .map_err(|e| MetricsError::Decode(format!("{e:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(state: &mut u64) -> u64 {
+        *state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        *state >> 17
+    }
+
+    #[test]
+    fn merge_equals_recording_into_one() {
+        let mut a = StageMetrics::new();
+        let mut b = StageMetrics::new();
+        let mut all = StageMetrics::new();
+        let mut st = 1u64;
+        for i in 0..20_000u64 {
+            let op = OpKind::ALL[(lcg(&mut st) % 5) as usize];
+            let lat = lcg(&mut st) % 50_000_000;
+            let bytes = lcg(&mut st) % 1_000_000;
+            let ok = !i.is_multiple_of(17);
+            let target = if i.is_multiple_of(3) { &mut a } else { &mut b };
+            target.record(op, lat, bytes, ok);
+            all.record(op, lat, bytes, ok);
+        }
+        // One op only on one side, and a clamped latency.
+        a.record(OpKind::List, LATENCY_HIGHEST_NS * 2, 0, true);
+        all.record(OpKind::List, LATENCY_HIGHEST_NS * 2, 0, true);
+
+        let mut merged = a.clone();
+        merged.merge(&b);
+        assert_eq!(merged, all);
+        assert_eq!(merged.total_ops(), 20_001);
+        assert_eq!(merged.total_errors(), all.total_errors());
+        assert_eq!(merged.total_bytes(), all.total_bytes());
+        assert_eq!(merged.ops[&OpKind::List].clamped, 1);
+        assert_eq!(
+            merged.ops[&OpKind::List].latency.max(),
+            all.ops[&OpKind::List].latency.max()
+        );
+        let p99 = |m: &StageMetrics| m.ops[&OpKind::Get].latency.value_at_quantile(0.99);
+        assert_eq!(p99(&merged), p99(&all));
+    }
+
+    #[test]
+    fn errors_count_but_do_not_add_latency() {
+        let mut m = StageMetrics::new();
+        m.record(OpKind::Put, 1_000, 4096, true);
+        m.record(OpKind::Put, 5, 4096, false);
+        let s = &m.ops[&OpKind::Put];
+        assert_eq!(
+            (s.count, s.errors, s.bytes, s.latency.len()),
+            (2, 1, 4096, 1)
+        );
+        m.record(OpKind::Get, 0, 0, true); // zero latency is recordable
+        assert_eq!(m.ops[&OpKind::Get].latency.len(), 1);
+    }
+
+    #[test]
+    fn bytes_round_trip() {
+        let mut h = new_latency_histogram();
+        for v in [1u64, 17, 1_000, 123_456, 9_999_999, LATENCY_HIGHEST_NS] {
+            h.record_n(v, v % 7 + 1).unwrap();
+        }
+        let bytes = histogram_to_bytes(&h);
+        let back = histogram_from_bytes(&bytes).unwrap();
+        assert_eq!(back, h);
+        assert_eq!(back.value_at_quantile(0.5), h.value_at_quantile(0.5));
+
+        let empty = new_latency_histogram();
+        assert_eq!(
+            histogram_from_bytes(&histogram_to_bytes(&empty))
+                .unwrap()
+                .len(),
+            0
+        );
+
+        assert!(histogram_from_bytes(&[]).is_err());
+        assert!(histogram_from_bytes(&bytes[..bytes.len() / 2]).is_err());
+        assert!(histogram_from_bytes(b"definitely not a histogram").is_err());
+    }
+
+    #[test]
+    fn merge_of_wider_decoded_histogram_clamps() {
+        let mut wide = Histogram::<u64>::new_with_bounds(1, LATENCY_HIGHEST_NS * 10, 3).unwrap();
+        wide.record(LATENCY_HIGHEST_NS * 5).unwrap();
+        wide.record(10).unwrap();
+        let decoded = histogram_from_bytes(&histogram_to_bytes(&wide)).unwrap();
+        let other = OpStats {
+            count: 2,
+            latency: decoded,
+            ..OpStats::new()
+        };
+        let mut mine = OpStats::new();
+        mine.merge(&other);
+        assert_eq!(mine.latency.len(), 2);
+        assert_eq!(mine.clamped, 1);
+    }
+}
