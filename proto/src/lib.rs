@@ -1,0 +1,103 @@
+//! The Chorus wire format: `proto/chorus.proto` compiled by tonic/prost, and
+//! the conversions between its messages and `chorus-common` types.
+//!
+//! This is the only crate that knows the wire format; the agent and the
+//! controller speak in `common` types and call [`encode_metrics`] /
+//! [`decode_metrics`] at the boundary.
+
+use chorus_common::metrics::{OpStats, StageMetrics, histogram_from_bytes, histogram_to_bytes};
+use chorus_common::op::OpKind;
+
+/// Generated messages, client and server.
+#[allow(clippy::all, missing_docs)]
+pub mod pb {
+    tonic::include_proto!("chorus.v1");
+}
+
+pub use pb::agent_client::AgentClient;
+pub use pb::agent_server::{Agent, AgentServer};
+
+/// Largest gRPC message either side accepts: a stage's metrics carry one
+/// histogram per op (tens of KiB each), and op-log chunks are 1 MiB.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// Op-log bytes per `OpLogChunk`: large enough to amortise per-message cost,
+/// small enough to keep both ends' memory flat.
+pub const OPLOG_CHUNK_BYTES: usize = 1 << 20;
+
+/// Stage metrics as sent on the wire: one message per op, histograms whole.
+pub fn encode_metrics(m: &StageMetrics) -> Vec<pb::OpMetrics> {
+    m.ops
+        .iter()
+        .map(|(op, s)| pb::OpMetrics {
+            op: op.log_name().to_string(),
+            count: s.count,
+            errors: s.errors,
+            bytes: s.bytes,
+            clamped: s.clamped,
+            latency_hist: histogram_to_bytes(&s.latency),
+        })
+        .collect()
+}
+
+/// The inverse of [`encode_metrics`]; a bad op name or histogram is an error
+/// naming it.
+pub fn decode_metrics(ops: &[pb::OpMetrics]) -> anyhow::Result<StageMetrics> {
+    let mut m = StageMetrics::default();
+    for o in ops {
+        let op: OpKind = o.op.parse().map_err(anyhow::Error::msg)?;
+        let latency = histogram_from_bytes(&o.latency_hist)
+            .map_err(|e| anyhow::anyhow!("histogram of {op}: {e}"))?;
+        let stats = OpStats {
+            count: o.count,
+            errors: o.errors,
+            bytes: o.bytes,
+            latency,
+            clamped: o.clamped,
+        };
+        // Merge (not insert) so a repeated op adds up instead of replacing.
+        let mut one = StageMetrics::default();
+        one.ops.insert(op, stats);
+        m.merge(&one);
+    }
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_round_trip() {
+        let mut m = StageMetrics::default();
+        for i in 1..1000u64 {
+            m.record(OpKind::Get, i * 1000, 4096, true);
+            m.record(OpKind::Put, i * 3000, 4096, i % 10 != 0);
+        }
+        let back = decode_metrics(&encode_metrics(&m)).unwrap();
+        assert_eq!(back.total_ops(), m.total_ops());
+        assert_eq!(back.total_errors(), m.total_errors());
+        for (op, s) in &m.ops {
+            let b = &back.ops[op];
+            assert_eq!(
+                b.latency.value_at_quantile(0.99),
+                s.latency.value_at_quantile(0.99)
+            );
+            assert_eq!(b.bytes, s.bytes);
+        }
+    }
+
+    #[test]
+    fn bad_op_name_is_an_error() {
+        let bad = pb::OpMetrics {
+            op: "FETCH".into(),
+            ..Default::default()
+        };
+        assert!(
+            decode_metrics(&[bad])
+                .unwrap_err()
+                .to_string()
+                .contains("FETCH")
+        );
+    }
+}
