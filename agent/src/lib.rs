@@ -1,0 +1,56 @@
+//! The Chorus agent: a gRPC service that takes one controller's plan at a
+//! time, runs its share of each stage when told, streams progress and
+//! results, and serves its op-logs.
+//!
+//! - [`service`]: the `Agent` gRPC service (one session at a time).
+//! - [`session`]: what a session holds: the plan, this agent's place in it,
+//!   and where its op-logs are spooled.
+//! - [`host`]: facts about the host reported in `Hello`.
+//!
+//! The controller embeds this crate to run agents in-process when none are
+//! named (`controller run plan.yaml` on one host); remote agents are the
+//! `agent` binary, the same code behind a socket.
+
+pub mod host;
+pub mod service;
+pub mod session;
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use chorus_proto::{AgentServer, MAX_MESSAGE_BYTES};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use service::AgentService;
+
+/// How an agent is set up.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// The id this agent reports in `Hello`.
+    pub id: String,
+    /// Where op-logs are written while a run goes on; one folder per run.
+    pub spool_dir: PathBuf,
+}
+
+/// Serves the agent protocol on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.spool_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create spool directory {}: {e}",
+            config.spool_dir.display()
+        )
+    })?;
+    let service = AgentServer::new(AgentService::new(config))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}

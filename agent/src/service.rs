@@ -1,0 +1,308 @@
+//! The `Agent` gRPC service: one session at a time, stages run on request,
+//! progress streamed, op-logs served in chunks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chorus_common::clock::now_ns;
+use chorus_common::oplog::spawn_writer;
+use chorus_common::workload::{LiveCounters, StageRun, run_stage};
+use chorus_common::{plan, store};
+use chorus_proto::pb::{self, stage_event::Event};
+use chorus_proto::{OPLOG_CHUNK_BYTES, encode_metrics};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{Mutex, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::AgentConfig;
+use crate::host;
+use crate::session::Session;
+
+/// Events buffered toward a slow controller before the stage task waits:
+/// progress is once a second, so a few suffice.
+const EVENT_QUEUE: usize = 8;
+
+/// Op-log chunks read ahead of the network.
+const CHUNK_QUEUE: usize = 4;
+
+/// How often live progress is sent.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The agent service.
+pub struct AgentService {
+    config: AgentConfig,
+    session: Arc<Mutex<Option<Session>>>,
+}
+
+impl AgentService {
+    pub fn new(config: AgentConfig) -> AgentService {
+        AgentService {
+            config,
+            session: Arc::new(Mutex::new(None)),
+        }
+    }
+}
+
+fn check_session<'a>(slot: &'a mut Option<Session>, id: &str) -> Result<&'a mut Session, Status> {
+    let Some(s) = slot else {
+        return Err(Status::failed_precondition(
+            "no session: send LoadPlan first",
+        ));
+    };
+    if s.id != id {
+        return Err(Status::failed_precondition(format!(
+            "agent is in session {} of another controller",
+            s.id
+        )));
+    }
+    Ok(s)
+}
+
+#[tonic::async_trait]
+impl pb::agent_server::Agent for AgentService {
+    async fn hello(
+        &self,
+        _req: Request<pb::HelloRequest>,
+    ) -> Result<Response<pb::HelloReply>, Status> {
+        let busy_with = self
+            .session
+            .lock()
+            .await
+            .as_ref()
+            .map(|s| s.id.clone())
+            .unwrap_or_default();
+        Ok(Response::new(pb::HelloReply {
+            agent_id: self.config.id.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            hostname: host::hostname(),
+            cpus: host::cpus(),
+            os: host::os(),
+            busy_with,
+        }))
+    }
+
+    async fn load_plan(
+        &self,
+        req: Request<pb::LoadPlanRequest>,
+    ) -> Result<Response<pb::LoadPlanReply>, Status> {
+        let req = req.into_inner();
+        let mut slot = self.session.lock().await;
+        if let Some(s) = slot.as_ref()
+            && s.id != req.session_id
+        {
+            return Err(Status::failed_precondition(format!(
+                "agent {} is busy with session {} (run {}); one controller at a time",
+                self.config.id, s.id, s.run_id
+            )));
+        }
+        if req.agent_count == 0 || req.agent_index >= req.agent_count {
+            return Err(Status::invalid_argument(format!(
+                "agent index {} is not below agent count {}",
+                req.agent_index, req.agent_count
+            )));
+        }
+        // The plan is checked here, before the agent says it is ready.
+        let plan = plan::parse(&req.plan_yaml, "<plan from controller>")
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let safe_run_id = req
+            .run_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if req.run_id.is_empty() || !safe_run_id {
+            return Err(Status::invalid_argument(format!(
+                "bad run id `{}`",
+                req.run_id
+            )));
+        }
+        let dir = self.config.spool_dir.join(&req.run_id);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Status::internal(format!("cannot create {}: {e}", dir.display())))?;
+        let stages = plan.stages.len() as u32;
+        *slot = Some(Session {
+            id: req.session_id,
+            run_id: req.run_id,
+            plan,
+            agent_index: req.agent_index,
+            agent_count: req.agent_count,
+            agent_id: req.agent_id,
+            dir,
+            oplogs: Default::default(),
+            running: false,
+        });
+        Ok(Response::new(pb::LoadPlanReply { stages }))
+    }
+
+    async fn sync_clock(
+        &self,
+        req: Request<pb::ClockRequest>,
+    ) -> Result<Response<pb::ClockReply>, Status> {
+        let t2_ns = now_ns();
+        let t1_ns = req.into_inner().t1_ns;
+        Ok(Response::new(pb::ClockReply {
+            t1_ns,
+            t2_ns,
+            t3_ns: now_ns(),
+        }))
+    }
+
+    type RunStageStream = ReceiverStream<Result<pb::StageEvent, Status>>;
+
+    async fn run_stage(
+        &self,
+        req: Request<pb::RunStageRequest>,
+    ) -> Result<Response<Self::RunStageStream>, Status> {
+        let req = req.into_inner();
+        let mut slot = self.session.lock().await;
+        let session = check_session(&mut slot, &req.session_id)?;
+        if session.running {
+            return Err(Status::failed_precondition("a stage is already running"));
+        }
+        let index = req.stage_index;
+        let stage = session
+            .plan
+            .stages
+            .get(index as usize)
+            .cloned()
+            .ok_or_else(|| Status::invalid_argument(format!("no stage {index}")))?;
+        let store = store::open(&stage.target)
+            .await
+            .map_err(|e| Status::failed_precondition(format!("stage `{}`: {e}", stage.name)))?;
+        let log_path = session.oplog_path(index);
+        let (writer, oplog) = spawn_writer(&log_path)
+            .map_err(|e| Status::internal(format!("cannot create {}: {e}", log_path.display())))?;
+
+        // The start time is on the controller's clock; on ours it is that
+        // plus our offset. A start already past begins at once.
+        let local_start_ns = req.start_at_ns + req.offset_ns;
+        let wait = Duration::from_nanos(local_start_ns.saturating_sub(now_ns()).max(0) as u64);
+        let live = Arc::new(LiveCounters::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let run = StageRun {
+            agent_index: session.agent_index,
+            agent_count: session.agent_count,
+            agent_id: session.agent_id.clone(),
+            seed: session.plan.seed,
+            stage_index: index as usize,
+            stage,
+            store,
+            oplog,
+            start_at: Instant::now() + wait,
+            live: live.clone(),
+            stop: stop.clone(),
+        };
+        session.running = true;
+        drop(slot);
+
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let sessions = self.session.clone();
+        tokio::spawn(async move {
+            let mut stage = tokio::spawn(run_stage(run));
+            let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
+            ticker.tick().await;
+            let result = loop {
+                tokio::select! {
+                    r = &mut stage => break r,
+                    _ = ticker.tick() => {
+                        let p = pb::Progress {
+                            ops: live.ops.load(Ordering::Relaxed),
+                            bytes: live.bytes.load(Ordering::Relaxed),
+                            errors: live.errors.load(Ordering::Relaxed),
+                            at_ns: now_ns(),
+                        };
+                        let event = pb::StageEvent { event: Some(Event::Progress(p)) };
+                        // A controller that stopped listening stops the load.
+                        if tx.send(Ok(event)).await.is_err() {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }
+            };
+            // Every sender of the op-log is gone once the stage task ended,
+            // so the writer drains and closes the file.
+            let log_stats = writer.finish_async().await;
+            let outcome = match (result, log_stats) {
+                (Ok(Ok(outcome)), Ok(stats)) => Ok((outcome, stats)),
+                (Ok(Err(e)), _) => Err(Status::internal(format!("stage failed: {e:#}"))),
+                (Err(e), _) => Err(Status::internal(format!("stage task failed: {e}"))),
+                (_, Err(e)) => Err(Status::internal(format!("op-log write failed: {e}"))),
+            };
+            let event = outcome.map(|(o, stats)| pb::StageEvent {
+                event: Some(Event::Done(pb::StageDone {
+                    started_ns: o.started_ns,
+                    first_op_ns: o.first_op_ns.unwrap_or(0),
+                    ended_ns: o.ended_ns,
+                    ops: encode_metrics(&o.metrics),
+                    records_logged: stats.records,
+                    log_backpressure_waits: stats.backpressure_waits,
+                    log_backpressure_wait_ns: stats.backpressure_wait_ns,
+                    oplog_bytes: std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0),
+                })),
+            });
+            if let Some(s) = sessions.lock().await.as_mut() {
+                s.running = false;
+                s.oplogs.insert(index, log_path);
+            }
+            let _ = tx.send(event).await;
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    type FetchOpLogStream = ReceiverStream<Result<pb::OpLogChunk, Status>>;
+
+    async fn fetch_op_log(
+        &self,
+        req: Request<pb::FetchOpLogRequest>,
+    ) -> Result<Response<Self::FetchOpLogStream>, Status> {
+        let req = req.into_inner();
+        let mut slot = self.session.lock().await;
+        let session = check_session(&mut slot, &req.session_id)?;
+        let path = session
+            .oplogs
+            .get(&req.stage_index)
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("no op-log for stage {}", req.stage_index)))?;
+        drop(slot);
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| Status::internal(format!("cannot open {}: {e}", path.display())))?;
+        let (tx, rx) = mpsc::channel(CHUNK_QUEUE);
+        tokio::spawn(async move {
+            loop {
+                let mut buf = vec![0u8; OPLOG_CHUNK_BYTES];
+                let n = match file.read(&mut buf).await {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = tx
+                            .send(Err(Status::internal(format!("reading op-log: {e}"))))
+                            .await;
+                        break;
+                    }
+                };
+                buf.truncate(n);
+                if tx.send(Ok(pb::OpLogChunk { data: buf })).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn end_session(
+        &self,
+        req: Request<pb::EndSessionRequest>,
+    ) -> Result<Response<pb::EndSessionReply>, Status> {
+        let req = req.into_inner();
+        let mut slot = self.session.lock().await;
+        let session = check_session(&mut slot, &req.session_id)?;
+        if session.running {
+            return Err(Status::failed_precondition("a stage is still running"));
+        }
+        // The controller has fetched the logs; the spool copy can go.
+        let _ = std::fs::remove_dir_all(&session.dir);
+        *slot = None;
+        Ok(Response::new(pb::EndSessionReply {}))
+    }
+}
