@@ -1,0 +1,144 @@
+//! The run directory: `runs/<UTC time>-<plan name>/` with the plan as run,
+//! `run.json`, summaries, per-agent op-logs and the merged timeline.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use chorus_common::clock::{ClockEstimate, rfc3339_ns};
+use serde::Serialize;
+
+/// `run.json`: everything needed to interpret the run later.
+#[derive(Serialize, Debug, Default)]
+pub struct RunMeta {
+    pub run_id: String,
+    pub plan: String,
+    pub plan_file: String,
+    /// `completed`, or `failed` with `error` set.
+    pub status: String,
+    pub error: Option<String>,
+    pub controller: HostMeta,
+    pub started_at: String,
+    pub ended_at: String,
+    pub agents: Vec<AgentMeta>,
+    pub stages: Vec<StageMeta>,
+    pub timeline: TimelineMeta,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct HostMeta {
+    pub version: String,
+    pub hostname: String,
+    pub cpus: u32,
+    pub os: String,
+}
+
+#[derive(Serialize, Debug)]
+pub struct AgentMeta {
+    pub index: u32,
+    pub id: String,
+    pub address: String,
+    pub host: HostMeta,
+    /// Offsets are (agent clock − controller clock).
+    pub clock_start: Option<ClockEstimate>,
+    pub clock_end: Option<ClockEstimate>,
+    pub drift_ppm: Option<f64>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct StageMeta {
+    pub index: u32,
+    pub name: String,
+    pub kind: String,
+    pub target: String,
+    /// Controller clock.
+    pub start_at: String,
+    /// Spread of the agents' first-op times, clock-corrected.
+    pub start_skew_ms: Option<f64>,
+    pub agents: Vec<AgentStageMeta>,
+}
+
+/// One agent's stage times, corrected to the controller's clock.
+#[derive(Serialize, Debug)]
+pub struct AgentStageMeta {
+    pub id: String,
+    pub started: String,
+    pub first_op: Option<String>,
+    pub ended: String,
+    pub records_logged: u64,
+    pub log_backpressure_waits: u64,
+    pub log_backpressure_wait_ms: f64,
+    pub error: Option<String>,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct TimelineMeta {
+    pub file: String,
+    pub records: u64,
+    pub inputs: usize,
+    pub errors: Vec<String>,
+}
+
+/// A run directory being written.
+pub struct RunDir {
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    /// Makes `<results>/<run_id>`, adding `-2`, `-3`… if it exists.
+    pub fn create(results: &Path, run_id: &str) -> anyhow::Result<RunDir> {
+        fs::create_dir_all(results)
+            .with_context(|| format!("cannot create results folder {}", results.display()))?;
+        let mut path = results.join(run_id);
+        let mut n = 2;
+        while path.exists() {
+            path = results.join(format!("{run_id}-{n}"));
+            n += 1;
+        }
+        fs::create_dir(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(RunDir { path })
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> anyhow::Result<()> {
+        let p = self.path.join(name);
+        fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))
+    }
+
+    /// Where agent `id`'s op-log of stage `index` goes.
+    pub fn agent_oplog(&self, id: &str, index: u32, stage: &str) -> anyhow::Result<PathBuf> {
+        let dir = self.path.join("agents").join(sanitize(id));
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(dir.join(format!("{index:02}-{}.tsv.zst", sanitize(stage))))
+    }
+}
+
+/// A name safe as one path component.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A run id: UTC time then the plan name, e.g. `20261123T215645Z-quickstart`.
+pub fn run_id(now_ns: i64, plan: &str) -> String {
+    let t = rfc3339_ns(now_ns);
+    // 2026-11-23T21:56:45.123456789Z -> 20261123T215645Z
+    let compact: String = t[..19].chars().filter(|c| *c != '-' && *c != ':').collect();
+    format!("{compact}Z-{}", sanitize(plan))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_compact_and_safe() {
+        assert_eq!(run_id(0, "a b/c"), "19700101T000000Z-a_b_c");
+    }
+}
