@@ -1,0 +1,97 @@
+//! `controller run --agents` drives separately started `agent` processes
+//! over the real gRPC protocol on loopback.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use chorus_tests::{Tsv, bin, controller, only_run_dir, read_json};
+
+/// An agent process, killed on drop.
+struct AgentProc {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_agent(id: &str, spool: &std::path::Path) -> AgentProc {
+    let mut child = Command::new(bin("agent"))
+        .args(["--listen", "127.0.0.1:0", "--id", id, "--spool"])
+        .arg(spool)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start agent");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("agent prints its address")
+        .to_string();
+    AgentProc { child, addr }
+}
+
+#[test]
+fn runs_on_agent_processes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = start_agent("alpha", &tmp.path().join("spool-a"));
+    let b = start_agent("beta", &tmp.path().join("spool-b"));
+    let plan = format!(
+        "name: remote\ntarget: file://{}\nconcurrency: 2\nobjects: {{count: 100, size: 4KiB}}\nstages:\n  - name: prepare\n    type: prepare\n  - name: rw\n    type: workload\n    mix: {{get: 3, put: 1}}\n    ops: 1000\n",
+        tmp.path().join("data").display()
+    );
+    let path = tmp.path().join("plan.yaml");
+    std::fs::write(&path, plan).unwrap();
+    let results = tmp.path().join("runs");
+    let agents = format!("{},{}", a.addr, b.addr);
+    let out = controller(&[
+        "run",
+        path.to_str().unwrap(),
+        "--agents",
+        &agents,
+        "--results",
+        results.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let run = only_run_dir(&results);
+    let meta = read_json(&run.join("run.json"));
+    let ids: Vec<_> = meta["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["alpha", "beta"]);
+    let timeline = Tsv::read_zst(&run.join("timeline.tsv.zst"));
+    assert_eq!(timeline.rows.len(), 1100);
+    // Work was split: each agent did half the prepare and half the workload.
+    for id in ["alpha", "beta"] {
+        let n = timeline
+            .column("client_id")
+            .iter()
+            .filter(|c| **c == id)
+            .count();
+        assert_eq!(n, 550, "agent {id}");
+    }
+    // The agents' spools are cleaned once the controller has their logs.
+    assert!(
+        !tmp.path()
+            .join("spool-a")
+            .join(meta["run_id"].as_str().unwrap())
+            .exists()
+    );
+}
