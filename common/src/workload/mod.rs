@@ -23,7 +23,7 @@ use crate::op::OpKind;
 use crate::oplog::OpLogSender;
 use crate::oplog::record::OpRecord;
 use crate::plan::{Stage, StageKind};
-use crate::store::ObjectStore;
+use crate::store::{GetOptions, ListOptions, ObjectStore};
 
 pub use budget::Budget;
 
@@ -289,6 +289,10 @@ async fn execute(
     key: &str,
     payload: Option<Bytes>,
 ) -> Result<OpDone, crate::store::StoreError> {
+    let list_opts = ListOptions {
+        limit: LIST_PAGE_ENTRIES,
+        ..Default::default()
+    };
     let one = |bytes, first_byte| OpDone {
         bytes,
         n_objects: 1,
@@ -296,7 +300,7 @@ async fn execute(
     };
     match op {
         OpKind::Get => store
-            .get(key, false)
+            .get(key, &GetOptions::whole())
             .await
             .map(|g| one(g.bytes, g.first_byte)),
         OpKind::Put => {
@@ -306,9 +310,9 @@ async fn execute(
         }
         OpKind::Stat => store.stat(key).await.map(|_| one(0, None)),
         OpKind::Delete => store.delete(key).await.map(|()| one(0, None)),
-        OpKind::List => store.list(key, LIST_PAGE_ENTRIES).await.map(|p| OpDone {
+        OpKind::List => store.list(key, &list_opts).await.map(|p| OpDone {
             bytes: 0,
-            n_objects: p.entries.len() as u32,
+            n_objects: (p.entries.len() + p.prefixes.len()) as u32,
             first_byte: None,
         }),
     }
