@@ -12,14 +12,20 @@
 //! `gs://` are named by [`uri::SCHEMES`] and answered by [`open`] with a
 //! clear "not available in this build" error until their modules land.
 
+pub mod azure;
 pub mod conformance;
+pub mod delay;
+pub mod direct;
 pub mod file;
+pub mod gcs;
 pub mod memory;
+pub mod multi;
+pub mod s3;
 pub mod uri;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -246,6 +252,13 @@ pub trait ObjectStore: Send + Sync + fmt::Display + fmt::Debug {
         ))
     }
 
+    /// Makes sure the store can take writes: creates the bucket, container
+    /// or root folder if it is missing. Called once per agent before a
+    /// prepare stage; the default does nothing.
+    async fn ensure_ready(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// Removes an empty directory, where the backend has them.
     async fn rmdir(&self, path: &str) -> StoreResult<()> {
         Err(StoreError::new(
@@ -350,13 +363,46 @@ pub fn clamp_range(
     Ok((range.offset, end - range.offset))
 }
 
-/// Opens the store a target URI names.
-pub async fn open(target: &str) -> StoreResult<Arc<dyn ObjectStore>> {
+/// How a store is opened.
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    /// Workers that will use the store at once: network backends size their
+    /// idle-connection pools to it.
+    pub concurrency: u32,
+    /// Longest one request may take before it fails with class `Timeout`;
+    /// network backends also use it as their connect timeout.
+    pub timeout: Duration,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            concurrency: 4,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// Request timeout when the plan does not set one: long enough for a large
+/// object on a slow link, short enough that a hung server is noticed.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Opens the store a target URI names. Credentials come from the
+/// environment of the process (each ecosystem's standard variables), never
+/// from the URI or the plan.
+pub async fn open(target: &str, opts: &OpenOptions) -> StoreResult<Arc<dyn ObjectStore>> {
     let uri = TargetUri::parse(target)
         .map_err(|m| StoreError::new(ErrorClass::Other, target.to_string(), m))?;
+    let _ = opts;
     match uri.scheme.as_str() {
         "file" => Ok(Arc::new(file::FileStore::new(&uri.rest)?)),
+        "direct" => Ok(Arc::new(direct::DirectStore::open_uri(&uri.rest, opts)?)),
+        "az" => Ok(Arc::new(azure::AzureStore::open(&uri.rest, opts)?)),
+        "gs" => Ok(Arc::new(gcs::GcsStore::open(&uri.rest, opts).await?)),
         "mem" => Ok(memory::MemoryStore::named(&uri.rest)),
+        "s3" => Ok(Arc::new(
+            s3::S3Store::open(&uri.rest, &s3::S3Config::from_env(), opts).await?,
+        )),
         other => Err(StoreError::new(
             ErrorClass::NotSupported,
             uri.to_string(),

@@ -1,0 +1,274 @@
+//! The `az://` backend against a real Azurite started by
+//! `scripts/servers/azurite.sh`: the conformance suite, error classes
+//! (wrong key, wrong SAS, missing objects, unreachable and silent
+//! endpoints, each naming its endpoint and no secret), and the quickstart
+//! plan run unchanged but for its target.
+//!
+//! The tests share one Azurite: each holds an `Arc` of it and the last to
+//! finish drops it, which stops the server (a `static` would never be
+//! dropped and would leak the node process).
+
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use chorus_common::store::azure::{AzureConfig, AzureCredential, AzureStore, EMULATOR_ACCOUNT};
+use chorus_common::store::conformance;
+use chorus_common::store::{ErrorClass, GetOptions, ObjectStore, OpenOptions, StoreError};
+use chorus_tests::servers::Server;
+use chorus_tests::{bin, only_run_dir, read_json, repo_root};
+
+/// Timeout for ops expected to fail fast (closed port, silent server):
+/// short so the test is quick, long enough for a loaded 2-core machine.
+const SHORT_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// Timeout for ops expected to succeed, generous for a busy machine.
+const LONG_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A well-formed (base64, 64 bytes) account key that is not Azurite's.
+const WRONG_KEY: &str =
+    "d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3dw==";
+
+/// A well-formed SAS whose signature is wrong.
+const WRONG_SAS_SIG: &str = "bm90LXRoZS1yZWFsLXNpZ25hdHVyZQ";
+
+/// The shared Azurite, started by the first test that asks.
+fn azurite() -> Arc<Server> {
+    static SHARED: Mutex<Weak<Server>> = Mutex::new(Weak::new());
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = shared.upgrade() {
+        return s;
+    }
+    let started = Instant::now();
+    let s = Arc::new(Server::start("azurite"));
+    eprintln!("azurite started in {:?}", started.elapsed());
+    *shared = Arc::downgrade(&s);
+    s
+}
+
+fn config(server: &Server) -> AzureConfig {
+    AzureConfig::new(
+        server.get("AZURE_STORAGE_ACCOUNT"),
+        AzureCredential::Key(server.get("AZURE_STORAGE_KEY").to_string()),
+        Some(server.get("AZURE_STORAGE_ENDPOINT").to_string()),
+    )
+}
+
+/// A container name no other test (or earlier run) uses: lowercase letters,
+/// digits and dashes, at most 63 characters.
+fn unique(name: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let mut s = format!("{name}-{}-{nanos}", std::process::id());
+    s.truncate(63);
+    s
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().expect("tokio runtime")
+}
+
+fn open(container: &str, cfg: AzureConfig, timeout: Duration) -> AzureStore {
+    let opts = OpenOptions {
+        concurrency: 4,
+        timeout,
+    };
+    AzureStore::with_config(&format!("{}/{container}/p", cfg.account), cfg, &opts)
+        .expect("open store")
+}
+
+/// Asserts `e` is of `class`, names `endpoint`, and holds none of `secrets`.
+fn check(e: &StoreError, class: ErrorClass, endpoint: &str, secrets: &[&str]) {
+    // Shown with --nocapture, to read what users will see.
+    eprintln!("{e}");
+    assert_eq!(e.class, class, "{e}");
+    assert_eq!(e.endpoint, endpoint, "{e}");
+    let text = format!("{e} | {} | {e:?}", e.log_text());
+    assert!(
+        text.contains(endpoint),
+        "the error names its endpoint: {text}"
+    );
+    for s in secrets {
+        assert!(!text.contains(s), "a secret leaked into: {text}");
+    }
+}
+
+#[test]
+fn conformance_suite_passes_on_azurite() {
+    let server = azurite();
+    runtime().block_on(async {
+        let store = open(&unique("conf"), config(&server), LONG_TIMEOUT);
+        store.ensure_ready().await.expect("create container");
+        store.ensure_ready().await.expect("ensure_ready twice");
+        let started = Instant::now();
+        conformance::run_all(&store, "suite/").await;
+        eprintln!("conformance on azurite took {:?}", started.elapsed());
+    });
+}
+
+#[test]
+fn wrong_credentials_are_access_denied_without_secrets() {
+    let server = azurite();
+    let endpoint = server.get("AZURE_STORAGE_ENDPOINT").to_string();
+    let right_key = server.get("AZURE_STORAGE_KEY").to_string();
+    runtime().block_on(async {
+        let container = unique("creds");
+        let good = open(&container, config(&server), LONG_TIMEOUT);
+        good.ensure_ready().await.expect("create container");
+        good.put("k", Bytes::from_static(b"v")).await.expect("put");
+
+        let mut cfg = config(&server);
+        cfg.credential = AzureCredential::Key(WRONG_KEY.to_string());
+        let bad = open(&container, cfg, LONG_TIMEOUT);
+        let secrets = [WRONG_KEY, right_key.as_str()];
+        let e = bad.put("k2", Bytes::from_static(b"v")).await.unwrap_err();
+        check(&e, ErrorClass::AccessDenied, &endpoint, &secrets);
+        assert!(e.message.contains("403"), "status in the message: {e}");
+        let e = bad.get("k", &GetOptions::whole()).await.unwrap_err();
+        check(&e, ErrorClass::AccessDenied, &endpoint, &secrets);
+        // HEAD has no body: the class still comes from the status.
+        let e = bad.stat("k").await.unwrap_err();
+        check(&e, ErrorClass::AccessDenied, &endpoint, &secrets);
+
+        // A SAS travels in the URL: its signature must not appear either.
+        let sas = format!(
+            "sv=2021-08-06&ss=b&srt=sco&sp=rwdlac&se=2099-01-01T00:00:00Z&spr=http&sig={WRONG_SAS_SIG}"
+        );
+        let mut cfg = config(&server);
+        cfg.credential = AzureCredential::Sas(sas.clone());
+        let bad = open(&container, cfg, LONG_TIMEOUT);
+        let e = bad.get("k", &GetOptions::whole()).await.unwrap_err();
+        check(&e, ErrorClass::AccessDenied, &endpoint, &[WRONG_SAS_SIG, &sas]);
+
+        good.delete("k").await.expect("delete");
+    });
+}
+
+#[test]
+fn missing_objects_and_containers_are_not_found() {
+    let server = azurite();
+    let endpoint = server.get("AZURE_STORAGE_ENDPOINT").to_string();
+    runtime().block_on(async {
+        let store = open(&unique("missing"), config(&server), LONG_TIMEOUT);
+        // Before ensure_ready: the container itself is missing.
+        let e = store.get("nope", &GetOptions::whole()).await.unwrap_err();
+        check(&e, ErrorClass::NotFound, &endpoint, &[]);
+        store.ensure_ready().await.expect("create container");
+        let e = store.get("nope", &GetOptions::whole()).await.unwrap_err();
+        check(&e, ErrorClass::NotFound, &endpoint, &[]);
+        assert!(e.message.contains("BlobNotFound"), "service code: {e}");
+        let e = store.stat("nope").await.unwrap_err();
+        check(&e, ErrorClass::NotFound, &endpoint, &[]);
+        let e = store.delete("nope").await.unwrap_err();
+        check(&e, ErrorClass::NotFound, &endpoint, &[]);
+    });
+}
+
+#[test]
+fn empty_objects_read_back_empty() {
+    let server = azurite();
+    runtime().block_on(async {
+        let store = open(&unique("empty"), config(&server), LONG_TIMEOUT);
+        store.ensure_ready().await.expect("create container");
+        store.put("e", Bytes::new()).await.expect("put empty");
+        let g = store
+            .get("e", &GetOptions::keep())
+            .await
+            .expect("get empty");
+        assert_eq!((g.bytes, g.data.as_deref()), (0, Some(&b""[..])));
+        store.delete("e").await.expect("delete");
+    });
+}
+
+#[test]
+fn unreachable_endpoint_is_network_error() {
+    // A port that was free a moment ago and has no listener now.
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let endpoint = format!("http://127.0.0.1:{port}/{EMULATOR_ACCOUNT}");
+    runtime().block_on(async {
+        let store = open("c", AzureConfig::azurite(&endpoint), SHORT_TIMEOUT);
+        let e = store.put("k", Bytes::from_static(b"v")).await.unwrap_err();
+        check(&e, ErrorClass::Network, &endpoint, &[]);
+        let e = store.stat("k").await.unwrap_err();
+        check(&e, ErrorClass::Network, &endpoint, &[]);
+    });
+}
+
+#[test]
+fn silent_endpoint_is_timeout() {
+    // Accepts connections (the kernel does, from the backlog) but never
+    // answers.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let endpoint = format!("http://127.0.0.1:{port}/{EMULATOR_ACCOUNT}");
+    runtime().block_on(async {
+        let store = open("c", AzureConfig::azurite(&endpoint), SHORT_TIMEOUT);
+        let started = Instant::now();
+        let e = store.get("k", &GetOptions::whole()).await.unwrap_err();
+        check(&e, ErrorClass::Timeout, &endpoint, &[]);
+        assert!(
+            started.elapsed() < SHORT_TIMEOUT * 4,
+            "the timeout bounds the op: {:?}",
+            started.elapsed()
+        );
+    });
+    drop(listener);
+}
+
+#[test]
+fn quickstart_runs_unchanged_against_azurite() {
+    let server = azurite();
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("runs");
+    let target = format!("az://{EMULATOR_ACCOUNT}/{}/qs", unique("qs"));
+    let plan = repo_root().join("examples/quickstart.yaml");
+    let started = Instant::now();
+    // Credentials only in the child's environment, never in ours.
+    let out = std::process::Command::new(bin("controller"))
+        .args([
+            "run",
+            plan.to_str().unwrap(),
+            "--target",
+            &target,
+            "--duration",
+            "2s",
+            "--results",
+            results.to_str().unwrap(),
+            "--quiet",
+        ])
+        .env(
+            "AZURE_STORAGE_ENDPOINT",
+            server.get("AZURE_STORAGE_ENDPOINT"),
+        )
+        .env("AZURE_STORAGE_ACCOUNT", server.get("AZURE_STORAGE_ACCOUNT"))
+        .env("AZURE_STORAGE_KEY", server.get("AZURE_STORAGE_KEY"))
+        .output()
+        .expect("run controller");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "controller failed on {target}: {stderr}"
+    );
+    eprintln!("quickstart on azurite took {:?}", started.elapsed());
+
+    let run = only_run_dir(&results);
+    let summary = read_json(&run.join("summary.json"));
+    assert_eq!(summary["total_errors"], 0, "{summary:#}");
+    let total_ops = summary["total_ops"].as_u64().unwrap();
+    assert!(
+        total_ops > 2000,
+        "prepare alone is 2000 ops; got {total_ops}"
+    );
+    // The key never reaches the results.
+    let key = server.get("AZURE_STORAGE_KEY");
+    for f in ["plan.yaml", "run.json", "summary.json", "summary.txt"] {
+        let text = std::fs::read_to_string(run.join(f)).unwrap();
+        assert!(!text.contains(key), "{f} holds the account key");
+    }
+}

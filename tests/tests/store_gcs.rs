@@ -1,0 +1,212 @@
+//! The `gs://` backend against a real fake-gcs-server started by
+//! `scripts/servers/fake-gcs.sh`: the conformance suite, error classes
+//! (missing objects and buckets, unreachable and silent endpoints, each
+//! naming its endpoint), and the quickstart plan run unchanged but for its
+//! target. fake-gcs-server has no authentication, so wrong credentials
+//! cannot be tested against it; the status → class mapping for 401/403 is
+//! unit-tested in `chorus_common::store::gcs::error`.
+//!
+//! The tests share one server: each holds an `Arc` of it and the last to
+//! finish drops it, which stops it (a `static` would never be dropped).
+
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use chorus_common::store::conformance;
+use chorus_common::store::gcs::{GcsConfig, GcsStore};
+use chorus_common::store::{ErrorClass, GetOptions, ObjectStore, OpenOptions, StoreError};
+use chorus_tests::servers::Server;
+use chorus_tests::{bin, only_run_dir, read_json, repo_root};
+
+/// Timeout for ops expected to fail fast (closed port, silent server):
+/// short so the test is quick, long enough for a loaded 2-core machine.
+const SHORT_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// Timeout for ops expected to succeed, generous for a busy machine.
+const LONG_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The shared fake-gcs-server, started by the first test that asks.
+fn fake_gcs() -> Arc<Server> {
+    static SHARED: Mutex<Weak<Server>> = Mutex::new(Weak::new());
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = shared.upgrade() {
+        return s;
+    }
+    let started = Instant::now();
+    let s = Arc::new(Server::start("fake-gcs"));
+    eprintln!("fake-gcs-server started in {:?}", started.elapsed());
+    *shared = Arc::downgrade(&s);
+    s
+}
+
+fn endpoint(server: &Server) -> String {
+    server.get("STORAGE_EMULATOR_HOST").to_string()
+}
+
+/// A bucket name no other test (or earlier run) uses: lowercase letters,
+/// digits and dashes, at most 63 characters.
+fn unique(name: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let mut s = format!("{name}-{}-{nanos}", std::process::id());
+    s.truncate(63);
+    s
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().expect("tokio runtime")
+}
+
+async fn open(bucket: &str, endpoint: &str, timeout: Duration) -> GcsStore {
+    let opts = OpenOptions {
+        concurrency: 4,
+        timeout,
+    };
+    GcsStore::with_config(&format!("{bucket}/p"), GcsConfig::emulator(endpoint), &opts)
+        .await
+        .expect("open store")
+}
+
+/// Asserts `e` is of `class` and names `endpoint`.
+fn check(e: &StoreError, class: ErrorClass, endpoint: &str) {
+    // Shown with --nocapture, to read what users will see.
+    eprintln!("{e}");
+    assert_eq!(e.class, class, "{e}");
+    assert_eq!(e.endpoint, endpoint, "{e}");
+    assert!(format!("{e}").contains(endpoint), "names its endpoint: {e}");
+}
+
+#[test]
+fn conformance_suite_passes_on_fake_gcs() {
+    let server = fake_gcs();
+    runtime().block_on(async {
+        let store = open(&unique("conf"), &endpoint(&server), LONG_TIMEOUT).await;
+        store.ensure_ready().await.expect("create bucket");
+        store.ensure_ready().await.expect("ensure_ready twice");
+        let started = Instant::now();
+        conformance::run_all(&store, "suite/").await;
+        eprintln!("conformance on fake-gcs took {:?}", started.elapsed());
+    });
+}
+
+#[test]
+fn missing_objects_and_buckets_are_not_found() {
+    let server = fake_gcs();
+    let ep = endpoint(&server);
+    runtime().block_on(async {
+        let store = open(&unique("missing"), &ep, LONG_TIMEOUT).await;
+        let e = store.get("nope", &GetOptions::whole()).await.unwrap_err();
+        check(&e, ErrorClass::NotFound, &ep);
+        store.ensure_ready().await.expect("create bucket");
+        let e = store.get("nope", &GetOptions::whole()).await.unwrap_err();
+        check(&e, ErrorClass::NotFound, &ep);
+        assert!(e.message.contains("404"), "status in the message: {e}");
+        let e = store.stat("nope").await.unwrap_err();
+        check(&e, ErrorClass::NotFound, &ep);
+        let e = store.delete("nope").await.unwrap_err();
+        check(&e, ErrorClass::NotFound, &ep);
+    });
+}
+
+#[test]
+fn empty_objects_and_unaligned_multipart() {
+    let server = fake_gcs();
+    runtime().block_on(async {
+        let store = open(&unique("edge"), &endpoint(&server), LONG_TIMEOUT).await;
+        store.ensure_ready().await.expect("create bucket");
+        store.put("e", Bytes::new()).await.expect("put empty");
+        let g = store
+            .get("e", &GetOptions::keep())
+            .await
+            .expect("get empty");
+        assert_eq!((g.bytes, g.data.as_deref()), (0, Some(&b""[..])));
+        store.delete("e").await.expect("delete");
+
+        // Parts must be multiples of 256 KiB: a clear error, nothing sent.
+        let part = |_: u64, len: u64| Bytes::from(vec![0u8; len as usize]);
+        let e = store
+            .put_multipart("m", 300_000, 100_000, &part)
+            .await
+            .unwrap_err();
+        assert!(e.message.contains("256 KiB"), "{e}");
+    });
+}
+
+#[test]
+fn unreachable_endpoint_is_network_error() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let ep = format!("http://127.0.0.1:{port}");
+    runtime().block_on(async {
+        let store = open("b", &ep, SHORT_TIMEOUT).await;
+        let e = store.put("k", Bytes::from_static(b"v")).await.unwrap_err();
+        check(&e, ErrorClass::Network, &ep);
+        let e = store.get("k", &GetOptions::whole()).await.unwrap_err();
+        check(&e, ErrorClass::Network, &ep);
+    });
+}
+
+#[test]
+fn silent_endpoint_is_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let ep = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    runtime().block_on(async {
+        let store = open("b", &ep, SHORT_TIMEOUT).await;
+        let started = Instant::now();
+        let e = store.stat("k").await.unwrap_err();
+        check(&e, ErrorClass::Timeout, &ep);
+        assert!(
+            started.elapsed() < SHORT_TIMEOUT * 4,
+            "the timeout bounds the op: {:?}",
+            started.elapsed()
+        );
+    });
+    drop(listener);
+}
+
+#[test]
+fn quickstart_runs_unchanged_against_fake_gcs() {
+    let server = fake_gcs();
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("runs");
+    let target = format!("gs://{}/qs", unique("qs"));
+    let plan = repo_root().join("examples/quickstart.yaml");
+    let started = Instant::now();
+    // The emulator only in the child's environment, never in ours.
+    let out = std::process::Command::new(bin("controller"))
+        .args([
+            "run",
+            plan.to_str().unwrap(),
+            "--target",
+            &target,
+            "--duration",
+            "2s",
+            "--results",
+            results.to_str().unwrap(),
+            "--quiet",
+        ])
+        .env("STORAGE_EMULATOR_HOST", endpoint(&server))
+        .output()
+        .expect("run controller");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "controller failed on {target}: {stderr}"
+    );
+    eprintln!("quickstart on fake-gcs took {:?}", started.elapsed());
+
+    let run = only_run_dir(&results);
+    let summary = read_json(&run.join("summary.json"));
+    assert_eq!(summary["total_errors"], 0, "{summary:#}");
+    let total_ops = summary["total_ops"].as_u64().unwrap();
+    assert!(
+        total_ops > 2000,
+        "prepare alone is 2000 ops; got {total_ops}"
+    );
+}

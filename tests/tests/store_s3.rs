@@ -1,0 +1,211 @@
+//! The `s3://` backend against a real Ceph RGW started by
+//! `scripts/servers/rgw.sh`: the conformance suite, error classes (wrong
+//! credentials, missing objects, unreachable and silent endpoints), and the
+//! quickstart plan run unchanged but for its target.
+//!
+//! Starting RGW takes ~15 s, so the tests share one: each holds an `Arc` of
+//! it, and the last one to finish drops it, which stops the cluster (a
+//! `static` would never be dropped and would leak the daemons).
+
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use chorus_common::store::conformance;
+use chorus_common::store::s3::{S3Config, S3Store};
+use chorus_common::store::{ErrorClass, GetOptions, ObjectStore, OpenOptions};
+use chorus_tests::servers::Server;
+use chorus_tests::{bin, only_run_dir, read_json, repo_root};
+
+/// The bucket the store tests use (created by `ensure_ready`).
+const BUCKET: &str = "chorus-test";
+
+/// Timeout for ops expected to fail fast (closed port, silent server): short
+/// so the test is quick, long enough for a loaded 2-core machine to connect.
+const SHORT_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// The shared RGW, started by the first test that asks.
+fn rgw() -> Arc<Server> {
+    static SHARED: Mutex<Weak<Server>> = Mutex::new(Weak::new());
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = shared.upgrade() {
+        return s;
+    }
+    let s = Arc::new(Server::start("rgw"));
+    *shared = Arc::downgrade(&s);
+    s
+}
+
+fn config(server: &Server) -> S3Config {
+    S3Config::custom(
+        server.get("AWS_ENDPOINT_URL"),
+        server.get("AWS_ACCESS_KEY_ID"),
+        server.get("AWS_SECRET_ACCESS_KEY"),
+    )
+    .with_region(server.get("AWS_REGION"))
+}
+
+/// A prefix no other test (or earlier run) uses.
+fn unique(name: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{name}-{}-{nanos}/", std::process::id())
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().expect("tokio runtime")
+}
+
+async fn open(rest: &str, cfg: &S3Config, timeout: Duration) -> S3Store {
+    let opts = OpenOptions {
+        concurrency: 4,
+        timeout,
+    };
+    S3Store::open(rest, cfg, &opts).await.expect("open store")
+}
+
+#[test]
+fn conformance_suite_passes_on_rgw() {
+    let server = rgw();
+    let cfg = config(&server);
+    runtime().block_on(async {
+        let store = open(
+            &format!("{BUCKET}/conformance"),
+            &cfg,
+            Duration::from_secs(30),
+        )
+        .await;
+        store.ensure_ready().await.expect("create bucket");
+        store.ensure_ready().await.expect("ensure_ready twice");
+        conformance::run_all(&store, &unique("suite")).await;
+    });
+}
+
+#[test]
+fn errors_have_the_right_class_endpoint_and_no_secret() {
+    let server = rgw();
+    let cfg = config(&server);
+    let endpoint = server.get("AWS_ENDPOINT_URL").to_string();
+    runtime().block_on(async {
+        let good = open(BUCKET, &cfg, Duration::from_secs(30)).await;
+        good.ensure_ready().await.expect("create bucket");
+        let prefix = unique("errors");
+
+        // Missing object, missing bucket.
+        let e = good
+            .get(&format!("{prefix}nope"), &GetOptions::whole())
+            .await
+            .unwrap_err();
+        assert_eq!(e.class, ErrorClass::NotFound, "{e}");
+        assert!(e.message.contains("NoSuchKey"), "names the S3 code: {e}");
+        assert_eq!(e.endpoint, endpoint);
+        let no_bucket = open("chorus-no-such-bucket", &cfg, Duration::from_secs(30)).await;
+        let e = no_bucket.stat("k").await.unwrap_err();
+        assert_eq!(e.class, ErrorClass::NotFound, "{e}");
+
+        // Wrong secret: the signature does not match.
+        let secret = "WrongSecretKeyThatMustNeverAppear0123456";
+        let mut wrong = cfg.clone();
+        wrong.credentials.as_mut().unwrap().secret_access_key = secret.to_string();
+        let store = open(BUCKET, &wrong, Duration::from_secs(30)).await;
+        for e in [
+            store
+                .put(&format!("{prefix}k"), Bytes::from_static(b"x"))
+                .await
+                .unwrap_err(),
+            store
+                .get(&format!("{prefix}k"), &GetOptions::whole())
+                .await
+                .unwrap_err(),
+            store.stat(&format!("{prefix}k")).await.unwrap_err(),
+        ] {
+            assert_eq!(e.class, ErrorClass::AccessDenied, "{e}");
+            assert_eq!(e.endpoint, endpoint);
+            let text = format!("{e} {} {e:?}", e.log_text());
+            assert!(text.contains(&endpoint), "names the endpoint: {text}");
+            assert!(!text.contains(secret), "leaks the secret: {text}");
+        }
+
+        // Unknown access key.
+        let unknown = S3Config::custom(&endpoint, "AKIANOSUCHKEY0000000", secret);
+        let store = open(BUCKET, &unknown, Duration::from_secs(30)).await;
+        let e = store
+            .get(&format!("{prefix}k"), &GetOptions::whole())
+            .await
+            .unwrap_err();
+        assert_eq!(e.class, ErrorClass::AccessDenied, "{e}");
+        assert!(e.message.contains("InvalidAccessKeyId"), "{e}");
+        assert!(!format!("{e:?}").contains(secret));
+    });
+}
+
+#[test]
+fn unreachable_and_silent_endpoints() {
+    runtime().block_on(async {
+        // A closed port: bind one, note it, close it.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let cfg = S3Config::custom(&endpoint, "AKIDEXAMPLE", "SecretThatMustNotLeak123");
+        let store = open(BUCKET, &cfg, SHORT_TIMEOUT).await;
+        let e = store.get("k", &GetOptions::whole()).await.unwrap_err();
+        assert_eq!(e.class, ErrorClass::Network, "{e}");
+        assert_eq!(e.endpoint, endpoint);
+        assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
+        assert!(!format!("{e:?}").contains("SecretThatMustNotLeak123"));
+
+        // A server that accepts and never answers: the op times out.
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", silent.local_addr().unwrap());
+        let cfg = S3Config::custom(&endpoint, "AKIDEXAMPLE", "SecretThatMustNotLeak123");
+        let store = open(BUCKET, &cfg, SHORT_TIMEOUT).await;
+        let t = Instant::now();
+        let e = store.stat("k").await.unwrap_err();
+        assert_eq!(e.class, ErrorClass::Timeout, "{e}");
+        assert!(
+            t.elapsed() < SHORT_TIMEOUT * 4,
+            "no hidden retries: {:?}",
+            t.elapsed()
+        );
+        drop(silent);
+    });
+}
+
+#[test]
+fn quickstart_plan_runs_unchanged_against_rgw() {
+    let server = rgw();
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("runs");
+    let plan = repo_root().join("examples/quickstart.yaml");
+    let out = std::process::Command::new(bin("controller"))
+        .args([
+            "run",
+            plan.to_str().unwrap(),
+            "--target",
+            "s3://chorus-qs/qs",
+            "--duration",
+            "2s",
+            "--results",
+            results.to_str().unwrap(),
+            "--quiet",
+        ])
+        .envs(&server.env)
+        .output()
+        .expect("run controller");
+    assert!(
+        out.status.success(),
+        "controller failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = read_json(&only_run_dir(&results).join("summary.json"));
+    assert_eq!(summary["total_errors"], 0, "{summary:#}");
+    let ops = summary["total_ops"].as_u64().unwrap();
+    assert!(ops > 2000, "only {ops} ops: {summary:#}");
+}
