@@ -19,6 +19,11 @@ struct Args {
     /// system temp directory).
     #[arg(long)]
     spool: Option<PathBuf>,
+    /// Print the host topology this agent sees (NUMA nodes, allowed CPUs)
+    /// and the pinned pools it would run with `pinning: numa`, check the
+    /// pinning, then exit.
+    #[arg(long)]
+    topology: bool,
 }
 
 #[tokio::main]
@@ -30,6 +35,9 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if args.topology {
+        return print_topology();
+    }
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
@@ -51,4 +59,41 @@ async fn main() -> anyhow::Result<()> {
         let _ = tokio::signal::ctrl_c().await;
     };
     chorus_agent::serve(listener, config, shutdown).await
+}
+
+/// `--topology`: what this agent sees and how it will pin. The pools are
+/// really started and their threads' affinity read back from the kernel, so
+/// the output shows pinning that works here, not only a plan.
+fn print_topology() -> anyhow::Result<()> {
+    use chorus_common::pools::{PoolSpec, Pools};
+    use chorus_common::topology::{Topology, format_cpu_list};
+
+    let topo = Topology::detect();
+    println!("topology: {topo}");
+    println!("allowed CPUs: {}", format_cpu_list(&topo.allowed_cpus));
+    println!("NUMA nodes: {}", topo.nodes.len());
+    for node in &topo.nodes {
+        println!("  node{}: CPUs {}", node.id, format_cpu_list(&node.cpus));
+    }
+    let pools = Pools::build(&PoolSpec::Numa, &topo)
+        .map_err(|e| anyhow::anyhow!("cannot build the NUMA pools: {e}"))?;
+    println!("pools (pinning: numa): {}", pools.len());
+    for i in 0..pools.len() {
+        let node = pools
+            .node(i)
+            .map(|n| format!("node{n}, "))
+            .unwrap_or_default();
+        println!(
+            "  pool{i}: {node}CPUs {}, {} worker thread{}",
+            format_cpu_list(pools.cpus(i)),
+            pools.threads(i),
+            if pools.threads(i) == 1 { "" } else { "s" }
+        );
+    }
+    let checked = pools
+        .check_pinning()
+        .map_err(|e| anyhow::anyhow!("pinning check failed: {e}"))?;
+    let threads = if checked == 1 { "thread" } else { "threads" };
+    println!("pinning check: {checked} pool {threads}, each allowed only its pool's CPUs");
+    Ok(())
 }

@@ -8,6 +8,8 @@
 //! - [`metrics`]: HDR histograms per op, merged exactly; stage summaries.
 //! - [`clock`]: wall-clock times, RFC 3339 formatting, NTP-style offsets.
 //! - [`op`]: the op kinds and their names.
+//! - [`topology`]: NUMA nodes and the CPUs this process may use; CPU list syntax.
+//! - [`pools`]: one tokio runtime per NUMA node or CPU set, threads pinned.
 //!
 //! Nothing here knows the wire format; `chorus-proto` converts these types.
 
@@ -17,5 +19,7 @@ pub mod metrics;
 pub mod op;
 pub mod oplog;
 pub mod plan;
+pub mod pools;
 pub mod store;
+pub mod topology;
 pub mod workload;
