@@ -6,11 +6,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chorus_common::clock::now_ns;
+use chorus_common::datagen::DataSpec;
 use chorus_common::oplog::spawn_writer;
+use chorus_common::pools::{PoolSpec, Pools};
+use chorus_common::topology::Topology;
 use chorus_common::workload::{LiveCounters, StageRun, run_stage};
 use chorus_common::{plan, store};
 use chorus_proto::pb::{self, stage_event::Event};
-use chorus_proto::{OPLOG_CHUNK_BYTES, encode_metrics};
+use chorus_proto::{OPLOG_CHUNK_BYTES, encode_metrics, encode_schedule};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{Mutex, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -18,7 +21,7 @@ use tonic::{Request, Response, Status};
 
 use crate::AgentConfig;
 use crate::host;
-use crate::session::Session;
+use crate::session::{Session, key_space_id};
 
 /// Events buffered toward a slow controller before the stage task waits:
 /// progress is once a second, so a few suffice.
@@ -58,6 +61,28 @@ fn check_session<'a>(slot: &'a mut Option<Session>, id: &str) -> Result<&'a mut 
         )));
     }
     Ok(s)
+}
+
+/// The plan's pinning as real pools on this host; a CPU set this agent may
+/// not use, or a stage bound to a pool that does not exist, is refused here,
+/// before the agent says it is ready.
+fn build_pools(plan: &plan::Plan) -> Result<Arc<Pools>, Status> {
+    let topo = Topology::detect();
+    let spec = PoolSpec::try_from(&plan.pinning)
+        .map_err(|e| Status::invalid_argument(format!("pinning: {e}")))?;
+    let pools = Pools::build(&spec, &topo)
+        .map_err(|e| Status::failed_precondition(format!("pinning: {e}")))?;
+    for s in &plan.stages {
+        if let Some(p) = s.pool.filter(|&p| p as usize >= pools.len()) {
+            return Err(Status::invalid_argument(format!(
+                "stage `{}` is bound to pool {p}, but this agent has {} pool(s): {}",
+                s.name,
+                pools.len(),
+                pools.describe()
+            )));
+        }
+    }
+    Ok(Arc::new(pools))
 }
 
 #[tonic::async_trait]
@@ -119,6 +144,7 @@ impl pb::agent_server::Agent for AgentService {
         let dir = self.config.spool_dir.join(&req.run_id);
         std::fs::create_dir_all(&dir)
             .map_err(|e| Status::internal(format!("cannot create {}: {e}", dir.display())))?;
+        let pools = build_pools(&plan)?;
         let stages = plan.stages.len() as u32;
         *slot = Some(Session {
             id: req.session_id,
@@ -130,6 +156,8 @@ impl pb::agent_server::Agent for AgentService {
             dir,
             oplogs: Default::default(),
             running: false,
+            keys: Default::default(),
+            pools,
         });
         Ok(Response::new(pb::LoadPlanReply { stages }))
     }
@@ -166,7 +194,11 @@ impl pb::agent_server::Agent for AgentService {
             .get(index as usize)
             .cloned()
             .ok_or_else(|| Status::invalid_argument(format!("no stage {index}")))?;
-        let store = store::open(&stage.target)
+        let open_opts = store::OpenOptions {
+            concurrency: stage.concurrency,
+            ..Default::default()
+        };
+        let store = store::open(&stage.target, &open_opts)
             .await
             .map_err(|e| Status::failed_precondition(format!("stage `{}`: {e}", stage.name)))?;
         let log_path = session.oplog_path(index);
@@ -179,11 +211,19 @@ impl pb::agent_server::Agent for AgentService {
         let wait = Duration::from_nanos(local_start_ns.saturating_sub(now_ns()).max(0) as u64);
         let live = Arc::new(LiveCounters::default());
         let stop = Arc::new(AtomicBool::new(false));
+        let space = key_space_id(&stage);
+        let data = DataSpec {
+            seed: session.plan.seed,
+            dedup: session.plan.data.dedup,
+            compress: session.plan.data.compress,
+        };
         let run = StageRun {
             agent_index: session.agent_index,
             agent_count: session.agent_count,
             agent_id: session.agent_id.clone(),
-            seed: session.plan.seed,
+            data,
+            keys: session.keys.get(&space).cloned(),
+            pools: Some(session.pools.clone()),
             stage_index: index as usize,
             stage,
             store,
@@ -228,6 +268,13 @@ impl pb::agent_server::Agent for AgentService {
                 (Err(e), _) => Err(Status::internal(format!("stage task failed: {e}"))),
                 (_, Err(e)) => Err(Status::internal(format!("op-log write failed: {e}"))),
             };
+            if let Some(s) = sessions.lock().await.as_mut() {
+                s.running = false;
+                s.oplogs.insert(index, log_path.clone());
+                if let Ok((o, _)) = &outcome {
+                    s.keys.insert(space, o.keys.clone());
+                }
+            }
             let event = outcome.map(|(o, stats)| pb::StageEvent {
                 event: Some(Event::Done(pb::StageDone {
                     started_ns: o.started_ns,
@@ -238,12 +285,11 @@ impl pb::agent_server::Agent for AgentService {
                     log_backpressure_waits: stats.backpressure_waits,
                     log_backpressure_wait_ns: stats.backpressure_wait_ns,
                     oplog_bytes: std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0),
+                    warmup_ops: o.warmup_ops,
+                    retries: o.retries,
+                    schedule: o.schedule.as_ref().map(encode_schedule),
                 })),
             });
-            if let Some(s) = sessions.lock().await.as_mut() {
-                s.running = false;
-                s.oplogs.insert(index, log_path);
-            }
             let _ = tx.send(event).await;
         });
         Ok(Response::new(ReceiverStream::new(rx)))

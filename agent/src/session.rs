@@ -1,10 +1,13 @@
 //! One controller's session on an agent: the plan, this agent's place in
 //! the run, and the op-log files of the stages run so far.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use chorus_common::plan::Plan;
+use chorus_common::plan::{Plan, Stage};
+use chorus_common::pools::Pools;
+use chorus_common::workload::KeyState;
 
 /// A session, from `LoadPlan` to `EndSession`.
 #[derive(Debug)]
@@ -22,6 +25,19 @@ pub struct Session {
     pub oplogs: BTreeMap<u32, PathBuf>,
     /// True while a stage runs; a second RunStage is refused meanwhile.
     pub running: bool,
+    /// What this agent knows of each key space, carried from stage to stage
+    /// so a workload after a prepare needs no listing.
+    pub keys: HashMap<String, Arc<KeyState>>,
+    /// Pinned runtimes the plan's `pinning` asked for, for the session.
+    pub pools: Arc<Pools>,
+}
+
+/// Stages that work on the same objects share one key state.
+pub fn key_space_id(stage: &Stage) -> String {
+    format!(
+        "{}|{}|{}",
+        stage.target, stage.objects.prefix, stage.objects.count
+    )
 }
 
 impl Session {

@@ -2,7 +2,9 @@
 //! and op-logs.
 //!
 //! Op-log names follow warp and s3dlio (`GET`, `PUT`, `STAT`, `DELETE`,
-//! `LIST`) so their tools can read our logs; plan names are lower case.
+//! `LIST`) so their tools can read our logs; ops they do not have get names
+//! of the same style (`RANGE_GET`, `MULTIPART_PUT`, `MKDIR`, `RMDIR`).
+//! Plan names are lower case.
 
 use std::fmt;
 use std::str::FromStr;
@@ -11,30 +13,44 @@ use std::str::FromStr;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum OpKind {
     Get,
+    /// A GET of part of an object.
+    RangeGet,
     Put,
+    /// A PUT in parts (S3 multipart upload, Azure blocks, …).
+    MultipartPut,
     Stat,
     Delete,
     List,
+    Mkdir,
+    Rmdir,
 }
 
 impl OpKind {
     /// Every op, in the order summaries print them.
-    pub const ALL: [OpKind; 5] = [
+    pub const ALL: [OpKind; 9] = [
         OpKind::Get,
+        OpKind::RangeGet,
         OpKind::Put,
+        OpKind::MultipartPut,
         OpKind::Stat,
         OpKind::Delete,
         OpKind::List,
+        OpKind::Mkdir,
+        OpKind::Rmdir,
     ];
 
     /// The lower-case name used as a key in plan files (`mix: {get: 70}`).
     pub fn plan_name(self) -> &'static str {
         match self {
             OpKind::Get => "get",
+            OpKind::RangeGet => "range_get",
             OpKind::Put => "put",
+            OpKind::MultipartPut => "multipart_put",
             OpKind::Stat => "stat",
             OpKind::Delete => "delete",
             OpKind::List => "list",
+            OpKind::Mkdir => "mkdir",
+            OpKind::Rmdir => "rmdir",
         }
     }
 
@@ -42,11 +58,28 @@ impl OpKind {
     pub fn log_name(self) -> &'static str {
         match self {
             OpKind::Get => "GET",
+            OpKind::RangeGet => "RANGE_GET",
             OpKind::Put => "PUT",
+            OpKind::MultipartPut => "MULTIPART_PUT",
             OpKind::Stat => "STAT",
             OpKind::Delete => "DELETE",
             OpKind::List => "LIST",
+            OpKind::Mkdir => "MKDIR",
+            OpKind::Rmdir => "RMDIR",
         }
+    }
+
+    /// True for ops that read an object that must exist.
+    pub fn reads_existing(self) -> bool {
+        matches!(
+            self,
+            OpKind::Get | OpKind::RangeGet | OpKind::Stat | OpKind::Delete
+        )
+    }
+
+    /// True for ops that create or replace an object.
+    pub fn writes(self) -> bool {
+        matches!(self, OpKind::Put | OpKind::MultipartPut)
     }
 
     /// Parses a plan name (`get`); see [`OpKind::from_str`] for log names.

@@ -7,6 +7,7 @@
 
 use chorus_common::metrics::{OpStats, StageMetrics, histogram_from_bytes, histogram_to_bytes};
 use chorus_common::op::OpKind;
+use chorus_common::workload::ScheduleReport;
 
 /// Generated messages, client and server.
 #[allow(clippy::all, missing_docs)]
@@ -61,6 +62,28 @@ pub fn decode_metrics(ops: &[pb::OpMetrics]) -> anyhow::Result<StageMetrics> {
         m.merge(&one);
     }
     Ok(m)
+}
+
+pub fn encode_schedule(r: &ScheduleReport) -> pb::ScheduleReport {
+    pb::ScheduleReport {
+        target_rate: r.target_rate,
+        achieved_rate: r.achieved_rate,
+        ops: r.ops,
+        late_ops: r.late_ops,
+        max_lag_ms: r.max_lag_ms,
+        mean_lag_ms: r.mean_lag_ms,
+    }
+}
+
+pub fn decode_schedule(r: &pb::ScheduleReport) -> ScheduleReport {
+    ScheduleReport {
+        target_rate: r.target_rate,
+        achieved_rate: r.achieved_rate,
+        ops: r.ops,
+        late_ops: r.late_ops,
+        max_lag_ms: r.max_lag_ms,
+        mean_lag_ms: r.mean_lag_ms,
+    }
 }
 
 #[cfg(test)]

@@ -68,6 +68,8 @@ pub(crate) mod test_util {
             },
             end_ns: start_ns + 1_000 + (n as i64 % 977),
             stage: "load".to_string(),
+            warmup: n.is_multiple_of(7),
+            retries: (n % 3) as u32,
         }
     }
 }

@@ -46,6 +46,8 @@ const C_FIRST_BYTE: usize = 10;
 const C_END: usize = 11;
 const C_DURATION_NS: usize = 12;
 const C_STAGE: usize = 13;
+const C_WARMUP: usize = 14;
+const C_RETRIES: usize = 15;
 
 /// Go's zero `time.Time` as warp writes it for an unknown first byte.
 const GO_ZERO_TIME_PREFIX: &str = "0001-01-01T00:00:00";
@@ -355,6 +357,14 @@ impl OpLogReader {
             } else {
                 String::new()
             },
+            // Optional columns of ours: absent or empty reads as "no".
+            warmup: matches!(vals[C_WARMUP].trim(), "1" | "true"),
+            retries: match vals[C_RETRIES].trim() {
+                "" => 0,
+                r => r.parse().map_err(|_| {
+                    self.parse_err(format!("bad number in column `retries`: `{r}`"))
+                })?,
+            },
         })
     }
 }
@@ -455,7 +465,7 @@ mod tests {
         for n in 0..3 {
             record(n, "a").write_tsv(&mut text);
         }
-        text.push_str("3\t0\tGET\ta\t1\tlots\tep\tk\t\t2026-11-23T21:56:45Z\t\t2026-11-23T21:56:46Z\t1\tload\n");
+        text.push_str("3\t0\tGET\ta\t1\tlots\tep\tk\t\t2026-11-23T21:56:45Z\t\t2026-11-23T21:56:46Z\t1\tload\t0\t0\n");
         record(4, "a").write_tsv(&mut text);
         std::fs::write(&path, text).unwrap();
 

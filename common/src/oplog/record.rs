@@ -6,9 +6,9 @@ use crate::op::OpKind;
 use std::fmt::Write as _;
 
 /// The header line of every op-log and timeline, in column order. The first
-/// thirteen columns are those of warp and s3dlio; `stage` is ours and comes
-/// last so their readers ignore it.
-pub const HEADER: [&str; 14] = [
+/// thirteen columns are those of warp and s3dlio; `stage`, `warmup` and
+/// `retries` are ours and come last so their readers ignore them.
+pub const HEADER: [&str; 16] = [
     "idx",
     "thread",
     "op",
@@ -23,6 +23,8 @@ pub const HEADER: [&str; 14] = [
     "end",
     "duration_ns",
     "stage",
+    "warmup",
+    "retries",
 ];
 
 /// Longest string field written, in bytes; longer ones (a store's HTML
@@ -54,6 +56,10 @@ pub struct OpRecord {
     pub end_ns: i64,
     /// Name of the plan stage the op belongs to.
     pub stage: String,
+    /// The op ran in the stage's warm-up: logged, but not in the summary.
+    pub warmup: bool,
+    /// Attempts after the first; the times span all attempts.
+    pub retries: u32,
 }
 
 impl OpRecord {
@@ -109,7 +115,7 @@ impl OpRecord {
         format_rfc3339_ns(self.end_ns, out);
         let _ = write!(out, "\t{}\t", self.duration_ns());
         push_field(out, &self.stage);
-        out.push('\n');
+        let _ = writeln!(out, "\t{}\t{}", u8::from(self.warmup), self.retries);
     }
 }
 

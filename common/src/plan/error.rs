@@ -175,7 +175,8 @@ stages:
         assert_eq!(
             e.hint.as_deref(),
             Some(
-                "valid keys: name, description, seed, target, concurrency, agents, objects, stages"
+                "valid keys: name, description, seed, target, concurrency, agents, objects, stages, \
+                 data, pinning, retries, retry_backoff, timeout, endpoints, balance"
             )
         );
         let e = with("stages:", "stage:");
@@ -215,7 +216,7 @@ stages:
         let e = with("{get: 1}", "{read: 1}");
         assert_eq!(
             e.hint.as_deref(),
-            Some("valid ops: get, put, stat, delete, list")
+            Some("valid ops: get, range_get, put, multipart_put, stat, delete, list, mkdir, rmdir")
         );
     }
 

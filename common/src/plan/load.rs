@@ -14,13 +14,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::error::{PlanError, hint_for};
+use super::options::StageDefaults;
 use super::units::{format_size, parse_duration, parse_size};
 use super::yaml::{self, Entry, Node, NodeKind, Pos};
 use super::{KeySpace, OpMix, Overrides, Plan, Stage, StageKind, StopCondition};
 use crate::op::OpKind;
 use crate::store::uri::TargetUri;
 
-const PLAN_KEYS: [&str; 8] = [
+const PLAN_KEYS: [&str; 15] = [
     "name",
     "description",
     "seed",
@@ -29,8 +30,15 @@ const PLAN_KEYS: [&str; 8] = [
     "agents",
     "objects",
     "stages",
+    "data",
+    "pinning",
+    "retries",
+    "retry_backoff",
+    "timeout",
+    "endpoints",
+    "balance",
 ];
-const STAGE_KEYS: [&str; 9] = [
+const STAGE_KEYS: [&str; 23] = [
     "name",
     "type",
     "target",
@@ -40,8 +48,22 @@ const STAGE_KEYS: [&str; 9] = [
     "duration",
     "ops",
     "bytes",
+    "warmup",
+    "rate",
+    "arrivals",
+    "range",
+    "part_size",
+    "list",
+    "verify",
+    "overwrite",
+    "retries",
+    "retry_backoff",
+    "timeout",
+    "pool",
+    "endpoints",
+    "balance",
 ];
-const OBJECTS_KEYS: [&str; 3] = ["prefix", "count", "size"];
+const OBJECTS_KEYS: [&str; 5] = ["prefix", "count", "size", "distribution", "partition"];
 const STAGE_TYPES: [&str; 3] = ["prepare", "workload", "cleanup"];
 
 const DEFAULT_SEED: u64 = 1;
@@ -70,7 +92,7 @@ pub fn parse(text: &str, source: &str) -> Result<Plan, PlanError> {
 }
 
 /// `path.key`, or `key` at the top.
-fn join(path: &str, key: &str) -> String {
+pub(super) fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()
     } else {
@@ -95,44 +117,46 @@ fn check_name(name: &str, what: &str) -> Result<(), String> {
 }
 
 /// Plan-level values that stages inherit.
-struct Defaults {
+pub(super) struct Defaults {
     target: Option<String>,
     concurrency: u32,
     objects: Option<KeySpace>,
+    /// Retries, timeouts, endpoints.
+    pub(super) stage: StageDefaults,
 }
 
 /// A mapping being decoded: its node, its entries and its key path.
-struct Map<'n> {
-    node: &'n Node,
-    entries: &'n [Entry],
-    path: String,
+pub(super) struct Map<'n> {
+    pub(super) node: &'n Node,
+    pub(super) entries: &'n [Entry],
+    pub(super) path: String,
     /// How errors name this mapping: "the plan", "stage `load`", ...
-    what: String,
+    pub(super) what: String,
 }
 
 impl<'n> Map<'n> {
-    fn get(&self, key: &str) -> Option<&'n Entry> {
+    pub(super) fn get(&self, key: &str) -> Option<&'n Entry> {
         self.entries.iter().find(|e| e.key == key)
     }
 }
 
-struct Decoder<'a> {
-    file: &'a str,
+pub(super) struct Decoder<'a> {
+    pub(super) file: &'a str,
 }
 
 impl Decoder<'_> {
-    fn err(&self, pos: Pos, key: &str, message: impl Into<String>) -> PlanError {
+    pub(super) fn err(&self, pos: Pos, key: &str, message: impl Into<String>) -> PlanError {
         PlanError::at(self.file, pos, key, message)
     }
 
     /// "`key` must be {expected}, got {found}" at the value.
-    fn wrong(&self, e: &Entry, path: &str, expected: &str) -> PlanError {
+    pub(super) fn wrong(&self, e: &Entry, path: &str, expected: &str) -> PlanError {
         let message = format!("`{}` must be {expected}, got {}", e.key, e.value.describe());
         self.err(e.value.pos, path, message)
     }
 
     /// Opens `node` as a mapping and rejects keys not in `valid`.
-    fn map<'n>(
+    pub(super) fn map<'n>(
         &self,
         node: &'n Node,
         path: String,
@@ -166,22 +190,27 @@ impl Decoder<'_> {
     }
 
     /// A missing required key is reported at the mapping that lacks it.
-    fn missing(&self, m: &Map<'_>, key: &str) -> PlanError {
+    pub(super) fn missing(&self, m: &Map<'_>, key: &str) -> PlanError {
         let message = format!("missing required key `{key}` in {}", m.what);
         self.err(m.node.pos, &join(&m.path, key), message)
     }
 
-    fn required<'n>(&self, m: &Map<'n>, key: &str) -> Result<&'n Entry, PlanError> {
+    pub(super) fn required<'n>(&self, m: &Map<'n>, key: &str) -> Result<&'n Entry, PlanError> {
         m.get(key).ok_or_else(|| self.missing(m, key))
     }
 
     /// A string value: any non-null scalar, quoted or not, as written.
-    fn string(&self, e: &Entry, path: &str) -> Result<String, PlanError> {
+    pub(super) fn string(&self, e: &Entry, path: &str) -> Result<String, PlanError> {
         self.string_node(&e.value, &e.key, path)
     }
 
     /// [`Self::string`] for a node that is not a mapping value (a list item).
-    fn string_node(&self, node: &Node, name: &str, path: &str) -> Result<String, PlanError> {
+    pub(super) fn string_node(
+        &self,
+        node: &Node,
+        name: &str,
+        path: &str,
+    ) -> Result<String, PlanError> {
         node.text().map(str::to_string).ok_or_else(|| {
             let message = format!("`{name}` must be a string, got {}", node.describe());
             self.err(node.pos, path, message)
@@ -189,7 +218,13 @@ impl Decoder<'_> {
     }
 
     /// An unquoted integer in `min..=max`.
-    fn integer(&self, e: &Entry, path: &str, min: u64, max: u64) -> Result<u64, PlanError> {
+    pub(super) fn integer(
+        &self,
+        e: &Entry,
+        path: &str,
+        min: u64,
+        max: u64,
+    ) -> Result<u64, PlanError> {
         let expected = if min == 0 {
             "a non-negative integer"
         } else {
@@ -212,7 +247,7 @@ impl Decoder<'_> {
         }
     }
 
-    fn size(&self, e: &Entry, path: &str, min: u64) -> Result<u64, PlanError> {
+    pub(super) fn size(&self, e: &Entry, path: &str, min: u64) -> Result<u64, PlanError> {
         let text = self.string(e, path)?;
         let bytes = parse_size(&text)
             .map_err(|m| self.err(e.value.pos, path, format!("invalid `{}`: {m}", e.key)))?;
@@ -227,7 +262,7 @@ impl Decoder<'_> {
         Ok(bytes)
     }
 
-    fn duration(&self, e: &Entry, path: &str) -> Result<Duration, PlanError> {
+    pub(super) fn duration(&self, e: &Entry, path: &str) -> Result<Duration, PlanError> {
         let text = self.string(e, path)?;
         let d = parse_duration(&text)
             .map_err(|m| self.err(e.value.pos, path, format!("invalid `{}`: {m}", e.key)))?;
@@ -238,7 +273,7 @@ impl Decoder<'_> {
         Ok(d)
     }
 
-    fn target(&self, e: &Entry, path: &str) -> Result<String, PlanError> {
+    pub(super) fn target(&self, e: &Entry, path: &str) -> Result<String, PlanError> {
         let text = self.string(e, path)?;
         TargetUri::parse(&text).map_err(|m| self.err(e.value.pos, path, m))?;
         Ok(text)
@@ -285,6 +320,7 @@ impl Decoder<'_> {
                 .transpose()?
                 .unwrap_or(DEFAULT_CONCURRENCY),
             objects: m.get("objects").map(objects).transpose()?,
+            stage: self.stage_defaults(&m)?,
         };
         let stages_entry = self.required(&m, "stages")?;
         let NodeKind::Seq(items) = &stages_entry.value.kind else {
@@ -310,6 +346,8 @@ impl Decoder<'_> {
             description: description.transpose()?,
             seed: seed.transpose()?.unwrap_or(DEFAULT_SEED),
             agents,
+            data: self.data_options(&m)?,
+            pinning: self.pinning(&m)?,
             stages,
         })
     }
@@ -326,11 +364,13 @@ impl Decoder<'_> {
             1,
             u64::MAX,
         )?;
-        let size = self.size(self.required(&m, "size")?, &join(&m.path, "size"), 0)?;
+        let size = self.size_spec(self.required(&m, "size")?, &join(&m.path, "size"))?;
         Ok(KeySpace {
             prefix,
             count,
             size,
+            distribution: self.distribution(&m)?,
+            partition: self.partition(&m)?,
         })
     }
 
@@ -462,6 +502,7 @@ impl Decoder<'_> {
                 .err(node.pos, &path, message)
                 .with_hint("e.g. `duration: 30s`"));
         }
+        let o = self.stage_options(&m, &what, kind, &defaults.stage)?;
         Ok(Stage {
             name,
             kind,
@@ -470,6 +511,17 @@ impl Decoder<'_> {
             objects,
             mix,
             stop,
+            warmup: o.warmup,
+            pacing: o.pacing,
+            range: o.range,
+            part_size: o.part_size,
+            list: o.list,
+            verify: o.verify,
+            overwrite: o.overwrite,
+            retry: o.retry,
+            pool: o.pool,
+            endpoints: o.endpoints,
+            balance: o.balance,
         })
     }
 }
@@ -505,6 +557,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::SizeSpec;
 
     /// A plan using every key.
     const FULL: &str = r#"
@@ -553,7 +606,7 @@ stages:
         assert_eq!(prep.target, "file:///tmp/chorus");
         assert_eq!(prep.concurrency, 16);
         assert_eq!(prep.objects.prefix, "data/");
-        assert_eq!(prep.objects.size, 1536 * 1024);
+        assert_eq!(prep.objects.size, SizeSpec::Fixed(1536 * 1024));
         assert_eq!(prep.mix, OpMix::default());
         assert_eq!(prep.stop, StopCondition::default());
         assert_eq!(load.target, "s3://bucket/prefix");
@@ -577,7 +630,7 @@ stages:
         assert!(p.agents.is_empty());
         assert_eq!(p.stages[0].concurrency, 4);
         assert_eq!(p.stages[0].objects.prefix, "obj/");
-        assert_eq!(p.stages[0].objects.size, 4000);
+        assert_eq!(p.stages[0].objects.size, SizeSpec::Fixed(4000));
     }
 
     #[test]

@@ -7,8 +7,11 @@
 //! form back out (the "plan as run" of a results directory), and that text
 //! loads again to an equal plan, which is also how a plan travels to agents.
 
+mod emit;
 mod error;
 mod load;
+mod options;
+mod sizes;
 mod units;
 mod yaml;
 
@@ -19,6 +22,7 @@ use crate::op::OpKind;
 
 pub use error::PlanError;
 pub use load::{load, parse};
+pub use sizes::SizeSpec;
 pub use units::{format_duration, format_size, parse_duration, parse_size};
 
 /// A whole plan.
@@ -34,7 +38,41 @@ pub struct Plan {
     /// Agent addresses (`host:port`) named by the plan; empty means "the
     /// controller decides" (command line, or embedded agents).
     pub agents: Vec<String>,
+    /// What payloads look like: dedup and compress factors.
+    pub data: DataOptions,
+    /// How each agent pins its worker threads.
+    pub pinning: Pinning,
     pub stages: Vec<Stage>,
+}
+
+/// Payload shape for every PUT of the run (see `crate::datagen`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DataOptions {
+    /// N blocks share one content (1 = all unique).
+    pub dedup: u32,
+    /// zstd compresses the data by this ratio (1.0 = incompressible).
+    pub compress: f64,
+}
+
+impl Default for DataOptions {
+    fn default() -> Self {
+        DataOptions {
+            dedup: 1,
+            compress: 1.0,
+        }
+    }
+}
+
+/// How an agent lays its worker threads over CPUs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Pinning {
+    /// One runtime per NUMA node, threads pinned to the node's CPUs.
+    #[default]
+    Numa,
+    /// One runtime per CPU set (kernel list syntax, e.g. `0-3,8`), pinned.
+    CpuSets(Vec<String>),
+    /// One runtime, threads not pinned.
+    None,
 }
 
 /// What a stage does.
@@ -73,15 +111,134 @@ pub struct Stage {
     /// Op weights; only used by workload stages. At least one weight is > 0.
     pub mix: OpMix,
     pub stop: StopCondition,
+    /// Ops in the first `warmup` of the stage are logged (flagged) but left
+    /// out of the summary.
+    pub warmup: Option<Duration>,
+    pub pacing: Pacing,
+    /// What a `range_get` reads.
+    pub range: RangeSpec,
+    /// Part size of `multipart_put`.
+    pub part_size: u64,
+    /// What a `list` lists.
+    pub list: ListSpec,
+    /// GETs rebuild the expected bytes and compare; a mismatch is an op
+    /// error of class `verification`.
+    pub verify: bool,
+    /// Prepare: write every object even if it exists (default: skip those
+    /// a listing shows with the right size).
+    pub overwrite: bool,
+    pub retry: RetryPolicy,
+    /// Run this stage's workers on one pool (index into the agent's pools);
+    /// `None` spreads workers over all pools.
+    pub pool: Option<u32>,
+    /// Endpoints to spread ops over (URLs, templates like
+    /// `http://10.0.0.{1...8}:9000`, or `@file` for a list file); empty
+    /// means the backend's own endpoint from the environment.
+    pub endpoints: Vec<String>,
+    /// `round_robin` or `least_connections`.
+    pub balance: String,
+}
+
+/// Closed loop (each worker issues its next op when the last one ends) or
+/// open loop (ops are scheduled at a target rate, whatever the latency).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Pacing {
+    #[default]
+    Closed,
+    Open {
+        /// Ops per second for the whole stage, split over agents.
+        rate: f64,
+        arrivals: Arrivals,
+    },
+}
+
+/// Gaps between scheduled ops in open loop.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Arrivals {
+    /// Exponential gaps: a Poisson process, as independent clients make.
+    #[default]
+    Poisson,
+    /// Equal gaps.
+    Fixed,
+}
+
+/// Which bytes a `range_get` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RangeSpec {
+    /// `size` bytes at a random offset aligned to `size` (the last, short,
+    /// range of an object included).
+    Random { size: u64 },
+    /// Always the same range.
+    Fixed { offset: u64, length: u64 },
+}
+
+impl Default for RangeSpec {
+    fn default() -> Self {
+        RangeSpec::Random { size: 4096 }
+    }
+}
+
+/// What a `list` op lists.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListSpec {
+    /// Defaults to the key space's prefix.
+    pub prefix: Option<String>,
+    /// With a delimiter, one level; without, recursive.
+    pub delimiter: Option<char>,
+}
+
+/// Retries and timeouts of one op. Every retry is counted in the op-log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt, for throttled, timed-out and
+    /// network failures only.
+    pub retries: u32,
+    /// Wait before retry n: `backoff * 2^(n-1)`.
+    pub backoff: Duration,
+    /// Longest one attempt may take; then it fails with class `timeout`.
+    pub timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            retries: 0,
+            backoff: Duration::from_millis(100),
+            timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// The objects a stage works on: keys `<prefix><index>` for index in
-/// `0..count`, each `size` bytes when written.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `0..count`, object `index` being `size.size_of(seed, index)` bytes.
+#[derive(Clone, Debug, PartialEq)]
 pub struct KeySpace {
     pub prefix: String,
     pub count: u64,
-    pub size: u64,
+    pub size: SizeSpec,
+    /// How ops pick among the keys.
+    pub distribution: KeyDistribution,
+    /// Whether agents share the key space or each gets its own slice.
+    pub partition: Partition,
+}
+
+/// How a workload op picks its object.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum KeyDistribution {
+    #[default]
+    Uniform,
+    /// Zipf with this exponent (> 0): a few hot objects, a long cold tail.
+    Zipf(f64),
+}
+
+/// Whether agents share the key space.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Partition {
+    /// Every agent may touch every key.
+    #[default]
+    Shared,
+    /// Agent i of n only touches keys with index % n == i.
+    Agent,
 }
 
 impl KeySpace {

@@ -9,8 +9,7 @@
 //! Anchors, aliases and tags are refused: a plan is short enough not to need
 //! them, and half-supporting them would misread plans.
 //!
-//! The way back lives here too: [`Plan::to_yaml`] writes the canonical text
-//! that the reader loads to an equal plan.
+//! The way back, [`Plan::to_yaml`], is in `emit.rs`; [`quote`] is shared.
 
 use std::fmt::Write as _;
 
@@ -18,8 +17,6 @@ use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 use super::error::PlanError;
-use super::units::{format_duration, format_size};
-use super::{Plan, StageKind};
 
 /// Deeper nesting than this is never a plan. The limit also bounds the work
 /// done on hostile input.
@@ -380,7 +377,7 @@ pub(crate) fn parse(text: &str, source: &str) -> Result<Option<Node>, PlanError>
 
 /// A YAML double-quoted string: always quoted, so a name like `null`, `1.5`
 /// or `yes` stays a string, and every character survives the round trip.
-fn quote(s: &str) -> String {
+pub(super) fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -400,59 +397,6 @@ fn quote(s: &str) -> String {
     }
     out.push('"');
     out
-}
-
-impl Plan {
-    /// The canonical YAML form: every stage written out in full (target,
-    /// concurrency and objects resolved), exact units, strings quoted.
-    /// [`super::parse`] loads it back to an equal plan.
-    pub fn to_yaml(&self) -> String {
-        let mut y = String::new();
-        // Writing to a String cannot fail; the results are ignored.
-        let _ = writeln!(y, "name: {}", quote(&self.name));
-        if let Some(d) = &self.description {
-            let _ = writeln!(y, "description: {}", quote(d));
-        }
-        let _ = writeln!(y, "seed: {}", self.seed);
-        if !self.agents.is_empty() {
-            let agents: Vec<String> = self.agents.iter().map(|a| quote(a)).collect();
-            let _ = writeln!(y, "agents: [{}]", agents.join(", "));
-        }
-        y.push_str("stages:\n");
-        for s in &self.stages {
-            let _ = writeln!(y, "  - name: {}", quote(&s.name));
-            let _ = writeln!(y, "    type: {}", s.kind.name());
-            let _ = writeln!(y, "    target: {}", quote(&s.target));
-            let _ = writeln!(y, "    concurrency: {}", s.concurrency);
-            let o = &s.objects;
-            let _ = writeln!(
-                y,
-                "    objects: {{prefix: {}, count: {}, size: {}}}",
-                quote(&o.prefix),
-                o.count,
-                format_size(o.size)
-            );
-            if s.kind == StageKind::Workload {
-                let weights: Vec<String> = s
-                    .mix
-                    .weights
-                    .iter()
-                    .map(|(k, w)| format!("{}: {w}", k.plan_name()))
-                    .collect();
-                let _ = writeln!(y, "    mix: {{{}}}", weights.join(", "));
-            }
-            if let Some(d) = s.stop.duration {
-                let _ = writeln!(y, "    duration: {}", format_duration(d));
-            }
-            if let Some(n) = s.stop.ops {
-                let _ = writeln!(y, "    ops: {n}");
-            }
-            if let Some(b) = s.stop.bytes {
-                let _ = writeln!(y, "    bytes: {}", format_size(b));
-            }
-        }
-        y
-    }
 }
 
 #[cfg(test)]

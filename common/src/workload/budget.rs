@@ -52,6 +52,11 @@ impl Budget {
         }
     }
 
+    /// When the stage's duration runs out, if it has one.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
     pub fn add_bytes(&self, bytes: u64) {
         self.bytes_done.fetch_add(bytes, Ordering::Relaxed);
     }

@@ -1,34 +1,49 @@
 //! Runs one agent's share of one stage: workers, op choice, key choice,
-//! timing, and one op-log record and one histogram sample per op.
+//! pacing, timing, and one op-log record and (outside warm-up) one histogram
+//! sample per op.
 //!
 //! There is one worker loop. What differs between stage kinds is only where
 //! the next op comes from ([`WorkSource`]): prepare and cleanup walk this
 //! agent's slice of the key space once; a workload stage draws ops by weight
-//! and keys uniformly. When to stop is one shared [`Budget`].
+//! and keys by the key space's distribution. When to stop is one shared
+//! [`Budget`]; open-loop pacing is a shared [`Schedule`] of start times.
+//!
+//! - `keys.rs`: which objects exist; uniform and zipf key choice.
+//! - `pacing.rs`: the open-loop schedule.
+//! - `ops.rs`: each op against the store, verification, retries.
+//! - `budget.rs`: the stop condition split over agents.
 
 mod budget;
+pub mod keys;
+mod ops;
+mod pacing;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
+use serde::Serialize;
 
 use crate::clock::Anchor;
-use crate::datagen;
+use crate::datagen::DataSpec;
 use crate::metrics::StageMetrics;
 use crate::op::OpKind;
 use crate::oplog::OpLogSender;
 use crate::oplog::record::OpRecord;
-use crate::plan::{Stage, StageKind};
-use crate::store::{GetOptions, ListOptions, ObjectStore};
+use crate::plan::{Pacing, Stage, StageKind};
+use crate::pools::Pools;
+use crate::store::{ErrorClass, ObjectStore, list_all};
 
-pub use budget::Budget;
+pub use budget::{Budget, share};
+pub use keys::{KeyPicker, KeyState};
+pub use ops::LIST_PAGE_ENTRIES;
+pub use pacing::Schedule;
 
-/// Most entries one LIST op asks for: one page, as S3's default.
-pub const LIST_PAGE_ENTRIES: usize = 1000;
+/// An open-loop op that starts later than this after its scheduled time is
+/// counted as late.
+pub const LATE_AFTER: Duration = Duration::from_millis(1);
 
 /// Counters the agent reads about once a second for live progress.
 #[derive(Debug, Default)]
@@ -44,11 +59,18 @@ pub struct StageRun {
     pub agent_count: u32,
     /// The op-log `client_id` of this agent.
     pub agent_id: String,
-    pub seed: u64,
+    /// Seed and shape of payloads.
+    pub data: DataSpec,
     pub stage_index: usize,
     pub stage: Stage,
     pub store: Arc<dyn ObjectStore>,
     pub oplog: OpLogSender,
+    /// What this agent already knows of the key space (from an earlier
+    /// stage of the session); `None` to find out by one listing.
+    pub keys: Option<Arc<KeyState>>,
+    /// Pinned runtimes to run workers on; `None` runs them on the caller's
+    /// runtime.
+    pub pools: Option<Arc<Pools>>,
     /// When workers start (already on this agent's clock).
     pub start_at: Instant,
     pub live: Arc<LiveCounters>,
@@ -56,9 +78,24 @@ pub struct StageRun {
     pub stop: Arc<AtomicBool>,
 }
 
+/// How an open-loop stage kept to its schedule.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ScheduleReport {
+    /// This agent's target, ops/s.
+    pub target_rate: f64,
+    /// Ops issued over the scheduled span, ops/s.
+    pub achieved_rate: f64,
+    pub ops: u64,
+    /// Ops that started more than [`LATE_AFTER`] after their slot.
+    pub late_ops: u64,
+    pub max_lag_ms: f64,
+    pub mean_lag_ms: f64,
+}
+
 /// What one agent did in one stage.
 #[derive(Debug)]
 pub struct StageOutcome {
+    /// Ops outside warm-up.
     pub metrics: StageMetrics,
     /// Agent wall clock (ns) when workers were released.
     pub started_ns: i64,
@@ -66,41 +103,50 @@ pub struct StageOutcome {
     pub first_op_ns: Option<i64>,
     /// Agent wall clock (ns) when the last op ended (or `started_ns`).
     pub ended_ns: i64,
-    /// Op-log records sent; equals the ops in `metrics`.
+    /// Op-log records sent, warm-up included.
     pub records: u64,
+    pub warmup_ops: u64,
+    pub retries: u64,
     /// True when the stage was stopped from outside before its limits.
     pub stopped_early: bool,
+    pub schedule: Option<ScheduleReport>,
+    /// The key space as this agent knows it now, for the next stage.
+    pub keys: Arc<KeyState>,
 }
 
 /// Where a worker's next op comes from.
 enum WorkSource {
-    /// Each key of this agent's slice once, with one op (PUT or DELETE).
+    /// Each key of this agent's slice once (PUT or DELETE), skipping those
+    /// `skip` says are done.
     Keys {
         op: OpKind,
         next: AtomicU64,
         slice_len: u64,
+        skip: fn(&KeyState, u64) -> bool,
     },
-    /// Ops drawn by weight, keys uniformly from the key space.
-    Mix { cumulative: Vec<(u64, OpKind)> },
+    /// Ops drawn by weight, keys by the key space's distribution.
+    Mix {
+        cumulative: Vec<(u64, OpKind)>,
+        picker: KeyPicker,
+    },
 }
 
 impl WorkSource {
-    fn for_stage(stage: &Stage, agent_index: u32, agent_count: u32) -> WorkSource {
+    fn for_stage(run: &StageRun) -> WorkSource {
+        let stage = &run.stage;
         let count = stage.objects.count;
         // Keys are dealt round-robin: agent i owns indexes i, i+n, i+2n, …
-        let slice_len = count / u64::from(agent_count)
-            + u64::from(u64::from(agent_index) < count % u64::from(agent_count));
+        let slice_len = share(count, run.agent_index, run.agent_count);
+        let keys = |op, skip| WorkSource::Keys {
+            op,
+            next: AtomicU64::new(0),
+            slice_len,
+            skip,
+        };
         match stage.kind {
-            StageKind::Prepare => WorkSource::Keys {
-                op: OpKind::Put,
-                next: AtomicU64::new(0),
-                slice_len,
-            },
-            StageKind::Cleanup => WorkSource::Keys {
-                op: OpKind::Delete,
-                next: AtomicU64::new(0),
-                slice_len,
-            },
+            StageKind::Prepare if stage.overwrite => keys(OpKind::Put, |_, _| false),
+            StageKind::Prepare => keys(OpKind::Put, |s, i| s.is_present(i)),
+            StageKind::Cleanup => keys(OpKind::Delete, |s, i| !s.is_present(i)),
             StageKind::Workload => {
                 let mut acc = 0;
                 let cumulative = stage
@@ -113,51 +159,116 @@ impl WorkSource {
                         (acc, op)
                     })
                     .collect();
-                WorkSource::Mix { cumulative }
+                WorkSource::Mix {
+                    cumulative,
+                    picker: KeyPicker::new(&stage.objects, run.agent_index, run.agent_count),
+                }
             }
         }
     }
 
     /// The next (op, object index), or None when the source is used up.
-    fn next(&self, rng: &mut Xoshiro256PlusPlus, run: &StageRun) -> Option<(OpKind, u64)> {
+    fn next(
+        &self,
+        rng: &mut Xoshiro256PlusPlus,
+        run: &StageRun,
+        state: &KeyState,
+    ) -> Option<(OpKind, u64)> {
         match self {
             WorkSource::Keys {
                 op,
                 next,
                 slice_len,
-            } => {
+                skip,
+            } => loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                (i < *slice_len).then(|| {
-                    (
-                        *op,
-                        u64::from(run.agent_index) + i * u64::from(run.agent_count),
-                    )
-                })
-            }
-            WorkSource::Mix { cumulative } => {
+                if i >= *slice_len {
+                    return None;
+                }
+                let index = u64::from(run.agent_index) + i * u64::from(run.agent_count);
+                if !skip(state, index) {
+                    return Some((*op, index));
+                }
+            },
+            WorkSource::Mix { cumulative, picker } => {
                 let total = cumulative.last()?.0;
                 let r = rng.random_range(0..total);
                 let op = cumulative.iter().find(|(c, _)| r < *c)?.1;
-                Some((op, rng.random_range(0..run.stage.objects.count)))
+                let index = if op.reads_existing() {
+                    picker.existing(rng, state)
+                } else {
+                    picker.any(rng)
+                };
+                Some((op, index))
             }
         }
     }
 }
 
+/// Lists the key space once and marks the objects that exist. Bounded: a
+/// prefix holding far more than the key space is not read to its end.
+async fn discover(run: &StageRun) -> anyhow::Result<KeyState> {
+    let objects = &run.stage.objects;
+    let state = KeyState::new(objects.count);
+    let max = objects
+        .count
+        .saturating_mul(2)
+        .saturating_add(1000)
+        .min(usize::MAX as u64) as usize;
+    let found = match list_all(run.store.as_ref(), &objects.prefix, max).await {
+        Ok(found) => found,
+        // Nothing there yet (e.g. a bucket a prepare stage will create).
+        Err(e) if e.class == ErrorClass::NotFound => Vec::new(),
+        Err(e) => anyhow::bail!("listing {}{}: {e}", run.store, objects.prefix),
+    };
+    for meta in found {
+        let index = meta
+            .key
+            .strip_prefix(&objects.prefix)
+            .and_then(|rest| rest.parse::<u64>().ok());
+        if let Some(i) = index.filter(|&i| i < objects.count) {
+            // An object of the wrong size is rewritten by a prepare stage.
+            if meta.size == objects.size.size_of(run.data.seed, i) {
+                state.set_present(i, true);
+            }
+        }
+    }
+    Ok(state)
+}
+
 /// Runs this agent's share of the stage and returns when every worker is done.
-pub async fn run_stage(run: StageRun) -> anyhow::Result<StageOutcome> {
+pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
+    if run.stage.kind == StageKind::Prepare {
+        run.store
+            .ensure_ready()
+            .await
+            .map_err(|e| anyhow::anyhow!("preparing {}: {e}", run.store))?;
+    }
+    let state = match run.keys.take() {
+        Some(s) if s.count() == run.stage.objects.count => s,
+        _ => Arc::new(discover(&run).await?),
+    };
     let run = Arc::new(run);
-    let source = Arc::new(WorkSource::for_stage(
-        &run.stage,
-        run.agent_index,
-        run.agent_count,
-    ));
+    let source = Arc::new(WorkSource::for_stage(&run));
     let budget = Arc::new(Budget::for_agent(
         &run.stage.stop,
         run.agent_index,
         run.agent_count,
         run.start_at,
     ));
+    let schedule = match run.stage.pacing {
+        Pacing::Closed => None,
+        Pacing::Open { rate, arrivals } => {
+            let agent_rate = rate / f64::from(run.agent_count.max(1));
+            let seed = run.data.seed ^ (u64::from(run.agent_index) << 32) ^ run.stage_index as u64;
+            Some(Arc::new(Schedule::new(
+                run.start_at,
+                agent_rate,
+                arrivals,
+                seed,
+            )))
+        }
+    };
     let idx = Arc::new(AtomicU64::new(0));
 
     tokio::time::sleep_until(run.start_at.into()).await;
@@ -166,154 +277,215 @@ pub async fn run_stage(run: StageRun) -> anyhow::Result<StageOutcome> {
 
     let mut workers = Vec::new();
     for worker in 0..run.stage.concurrency {
-        let (run, source, budget, idx) = (run.clone(), source.clone(), budget.clone(), idx.clone());
-        workers.push(tokio::spawn(async move {
-            worker_loop(worker, &run, &source, &budget, &idx, &anchor).await
-        }));
-    }
-    let mut metrics = StageMetrics::default();
-    let mut first_op_ns: Option<i64> = None;
-    let mut ended_ns = started_ns;
-    for w in workers {
-        let out = w.await??;
-        metrics.merge(&out.metrics);
-        first_op_ns = match (first_op_ns, out.first_op_ns) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let w = Worker {
+            id: worker,
+            run: run.clone(),
+            source: source.clone(),
+            budget: budget.clone(),
+            schedule: schedule.clone(),
+            state: state.clone(),
+            idx: idx.clone(),
+            anchor,
         };
-        ended_ns = ended_ns.max(out.last_end_ns);
+        workers.push(match &run.pools {
+            // A stage bound to a pool runs there; otherwise workers are
+            // dealt over the pools (one per NUMA node or CPU set).
+            Some(p) => p.spawn(
+                run.stage.pool.map_or(worker as usize, |i| i as usize),
+                w.run(),
+            ),
+            None => tokio::spawn(w.run()),
+        });
     }
+    let mut total = WorkerOutcome::default();
+    for w in workers {
+        total.merge(w.await??);
+    }
+    let schedule = schedule.map(|s| {
+        let span = total
+            .last_slot
+            .map_or(0.0, |t| t.duration_since(run.start_at).as_secs_f64());
+        ScheduleReport {
+            target_rate: s.rate(),
+            achieved_rate: if span > 0.0 {
+                total.scheduled as f64 / span
+            } else {
+                0.0
+            },
+            ops: total.scheduled,
+            late_ops: total.late,
+            max_lag_ms: total.max_lag.as_secs_f64() * 1e3,
+            mean_lag_ms: total.sum_lag.as_secs_f64() * 1e3 / total.scheduled.max(1) as f64,
+        }
+    });
     Ok(StageOutcome {
         records: idx.load(Ordering::Relaxed),
         stopped_early: run.stop.load(Ordering::Relaxed),
-        metrics,
+        metrics: total.metrics,
         started_ns,
-        first_op_ns,
-        ended_ns,
+        first_op_ns: total.first_op_ns,
+        ended_ns: total.last_end_ns.max(started_ns),
+        warmup_ops: total.warmup_ops,
+        retries: total.retries,
+        schedule,
+        keys: state,
     })
 }
 
+#[derive(Default)]
 struct WorkerOutcome {
     metrics: StageMetrics,
     first_op_ns: Option<i64>,
     last_end_ns: i64,
+    warmup_ops: u64,
+    retries: u64,
+    scheduled: u64,
+    late: u64,
+    max_lag: Duration,
+    sum_lag: Duration,
+    last_slot: Option<Instant>,
 }
 
-/// The one op loop: take a budget slot, take work, do it, record it.
-async fn worker_loop(
-    worker: u32,
-    run: &StageRun,
-    source: &WorkSource,
-    budget: &Budget,
-    idx: &AtomicU64,
-    anchor: &Anchor,
-) -> anyhow::Result<WorkerOutcome> {
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(
-        run.seed
-            ^ (u64::from(run.agent_index) << 40)
-            ^ ((run.stage_index as u64) << 24)
-            ^ u64::from(worker),
-    );
-    let mut out = WorkerOutcome {
-        metrics: StageMetrics::default(),
-        first_op_ns: None,
-        last_end_ns: 0,
-    };
-    let objects = &run.stage.objects;
-    while !run.stop.load(Ordering::Relaxed) && budget.claim() {
-        let Some((op, index)) = source.next(&mut rng, run) else {
-            break;
+impl WorkerOutcome {
+    fn merge(&mut self, o: WorkerOutcome) {
+        self.metrics.merge(&o.metrics);
+        self.first_op_ns = match (self.first_op_ns, o.first_op_ns) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
-        let key = match op {
-            OpKind::List => objects.prefix.clone(),
-            _ => objects.key(index),
-        };
-        // Payloads are made before the clock starts: generating data is not
-        // part of the storage latency.
-        let payload = (op == OpKind::Put).then(|| datagen::object(run.seed, &key, objects.size));
-        let started = Instant::now();
-        let result = execute(run.store.as_ref(), op, &key, payload).await;
-        let ended = Instant::now();
-
-        let (bytes, n_objects, first_byte, error) = match result {
-            Ok(done) => (done.bytes, done.n_objects, done.first_byte, String::new()),
-            Err(e) => (0, 1, None, e.log_text()),
-        };
-        let ok = error.is_empty();
-        let latency_ns = ended.duration_since(started).as_nanos() as u64;
-        out.metrics.record(op, latency_ns, bytes, ok);
-        budget.add_bytes(bytes);
-        run.live.ops.fetch_add(1, Ordering::Relaxed);
-        run.live.bytes.fetch_add(bytes, Ordering::Relaxed);
-        if !ok {
-            run.live.errors.fetch_add(1, Ordering::Relaxed);
-        }
-
-        let start_ns = anchor.wall_ns(started);
-        let end_ns = anchor.wall_ns(ended);
-        out.first_op_ns.get_or_insert(start_ns);
-        out.last_end_ns = out.last_end_ns.max(end_ns);
-        let record = OpRecord {
-            idx: idx.fetch_add(1, Ordering::Relaxed),
-            thread: u64::from(worker),
-            op,
-            client_id: run.agent_id.clone(),
-            n_objects,
-            bytes,
-            endpoint: run.store.endpoint().to_string(),
-            file: key,
-            error,
-            start_ns,
-            first_byte_ns: first_byte.map(|t| anchor.wall_ns(t)),
-            end_ns,
-            stage: run.stage.name.clone(),
-        };
-        // Waits when the log writer is behind; never drops the record.
-        run.oplog
-            .send(record)
-            .await
-            .map_err(|_| anyhow::anyhow!("op-log writer stopped; cannot record ops"))?;
+        self.last_end_ns = self.last_end_ns.max(o.last_end_ns);
+        self.warmup_ops += o.warmup_ops;
+        self.retries += o.retries;
+        self.scheduled += o.scheduled;
+        self.late += o.late;
+        self.max_lag = self.max_lag.max(o.max_lag);
+        self.sum_lag += o.sum_lag;
+        self.last_slot = self.last_slot.max(o.last_slot);
     }
-    Ok(out)
 }
 
-struct OpDone {
-    bytes: u64,
-    n_objects: u32,
-    first_byte: Option<Instant>,
+struct Worker {
+    id: u32,
+    run: Arc<StageRun>,
+    source: Arc<WorkSource>,
+    budget: Arc<Budget>,
+    schedule: Option<Arc<Schedule>>,
+    state: Arc<KeyState>,
+    idx: Arc<AtomicU64>,
+    anchor: Anchor,
 }
 
-async fn execute(
-    store: &dyn ObjectStore,
-    op: OpKind,
-    key: &str,
-    payload: Option<Bytes>,
-) -> Result<OpDone, crate::store::StoreError> {
-    let list_opts = ListOptions {
-        limit: LIST_PAGE_ENTRIES,
-        ..Default::default()
-    };
-    let one = |bytes, first_byte| OpDone {
-        bytes,
-        n_objects: 1,
-        first_byte,
-    };
-    match op {
-        OpKind::Get => store
-            .get(key, &GetOptions::whole())
-            .await
-            .map(|g| one(g.bytes, g.first_byte)),
-        OpKind::Put => {
-            let data = payload.unwrap_or_default();
-            let len = data.len() as u64;
-            store.put(key, data).await.map(|()| one(len, None))
+impl Worker {
+    /// The one op loop: take a budget slot (and a schedule slot in open
+    /// loop), take work, do it, record it.
+    async fn run(self) -> anyhow::Result<WorkerOutcome> {
+        let run = &self.run;
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(
+            run.data.seed
+                ^ (u64::from(run.agent_index) << 40)
+                ^ ((run.stage_index as u64) << 24)
+                ^ u64::from(self.id),
+        );
+        let mut out = WorkerOutcome::default();
+        let warmup_end = run.stage.warmup.map(|w| run.start_at + w);
+        while !run.stop.load(Ordering::Relaxed) && self.budget.claim() {
+            // Open loop: the op's clock starts at its slot, not when a
+            // worker got free, so queueing counts as latency.
+            let slot = match &self.schedule {
+                Some(s) => {
+                    let at = s.next();
+                    if self.budget.deadline().is_some_and(|d| at >= d) {
+                        break;
+                    }
+                    tokio::time::sleep_until(at.into()).await;
+                    Some(at)
+                }
+                None => None,
+            };
+            let Some((op, index)) = self.source.next(&mut rng, run, &self.state) else {
+                break;
+            };
+            // Payloads are made before the clock starts: generating data is
+            // not part of the storage latency.
+            let plan = ops::OpPlan::new(op, index, &run.stage, &run.data, &mut rng);
+            let issued = Instant::now();
+            let started = slot.unwrap_or(issued);
+            if let Some(at) = slot {
+                let lag = issued.saturating_duration_since(at);
+                out.scheduled += 1;
+                out.late += u64::from(lag > LATE_AFTER);
+                out.max_lag = out.max_lag.max(lag);
+                out.sum_lag += lag;
+                out.last_slot = out.last_slot.max(Some(at));
+            }
+            let (result, retries) =
+                ops::run_with_retries(run.store.as_ref(), &plan, &run.stage, &run.data).await;
+            let ended = Instant::now();
+
+            let (done, error) = match result {
+                Ok(done) => {
+                    if op.writes() {
+                        self.state.set_created(index);
+                    } else if op == OpKind::Delete {
+                        self.state.set_present(index, false);
+                    }
+                    (done, String::new())
+                }
+                Err(e) => {
+                    // Keep the agent's view of what exists honest.
+                    if e.class == ErrorClass::NotFound && op.reads_existing() {
+                        self.state.set_present(index, false);
+                    }
+                    (
+                        ops::OpDone {
+                            n_objects: 1,
+                            ..Default::default()
+                        },
+                        e.log_text(),
+                    )
+                }
+            };
+            let ok = error.is_empty();
+            let warmup = warmup_end.is_some_and(|w| started < w);
+            if warmup {
+                out.warmup_ops += 1;
+            } else {
+                let latency_ns = ended.duration_since(started).as_nanos() as u64;
+                out.metrics.record(op, latency_ns, done.bytes, ok);
+            }
+            out.retries += u64::from(retries);
+            self.budget.add_bytes(done.bytes);
+            run.live.ops.fetch_add(1, Ordering::Relaxed);
+            run.live.bytes.fetch_add(done.bytes, Ordering::Relaxed);
+            run.live.errors.fetch_add(u64::from(!ok), Ordering::Relaxed);
+
+            let start_ns = self.anchor.wall_ns(started);
+            let end_ns = self.anchor.wall_ns(ended);
+            out.first_op_ns = Some(out.first_op_ns.map_or(start_ns, |f| f.min(start_ns)));
+            out.last_end_ns = out.last_end_ns.max(end_ns);
+            let record = OpRecord {
+                idx: self.idx.fetch_add(1, Ordering::Relaxed),
+                thread: u64::from(self.id),
+                op,
+                client_id: run.agent_id.clone(),
+                n_objects: done.n_objects,
+                bytes: done.bytes,
+                endpoint: run.store.endpoint().to_string(),
+                file: plan.key,
+                error,
+                start_ns,
+                first_byte_ns: done.first_byte.map(|t| self.anchor.wall_ns(t)),
+                end_ns,
+                stage: run.stage.name.clone(),
+                warmup,
+                retries,
+            };
+            // Waits when the log writer is behind; never drops the record.
+            run.oplog
+                .send(record)
+                .await
+                .map_err(|_| anyhow::anyhow!("op-log writer stopped; cannot record ops"))?;
         }
-        OpKind::Stat => store.stat(key).await.map(|_| one(0, None)),
-        OpKind::Delete => store.delete(key).await.map(|()| one(0, None)),
-        OpKind::List => store.list(key, &list_opts).await.map(|p| OpDone {
-            bytes: 0,
-            n_objects: (p.entries.len() + p.prefixes.len()) as u32,
-            first_byte: None,
-        }),
+        Ok(out)
     }
 }

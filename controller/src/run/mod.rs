@@ -209,6 +209,9 @@ async fn run_stages(
                         records_logged: r.records_logged,
                         log_backpressure_waits: r.log_backpressure_waits,
                         log_backpressure_wait_ms: r.log_backpressure_wait_ns as f64 / 1e6,
+                        warmup_ops: r.warmup_ops,
+                        retries: r.retries,
+                        schedule: r.schedule.clone(),
                         error: None,
                     });
                 }
@@ -221,6 +224,9 @@ async fn run_stages(
                         records_logged: 0,
                         log_backpressure_waits: 0,
                         log_backpressure_wait_ms: 0.0,
+                        warmup_ops: 0,
+                        retries: 0,
+                        schedule: None,
                         error: Some(format!("{e:#}")),
                     });
                     failure.get_or_insert_with(|| anyhow::anyhow!("stage `{}`: {e:#}", stage.name));

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use chorus_common::clock::{ClockEstimate, rfc3339_ns};
+use chorus_common::workload::ScheduleReport;
 use serde::Serialize;
 
 /// `run.json`: everything needed to interpret the run later.
@@ -68,6 +69,11 @@ pub struct AgentStageMeta {
     pub records_logged: u64,
     pub log_backpressure_waits: u64,
     pub log_backpressure_wait_ms: f64,
+    /// Ops in the warm-up: in the op-log (flagged), not in the summary.
+    pub warmup_ops: u64,
+    pub retries: u64,
+    /// Open loop: how this agent kept to its schedule.
+    pub schedule: Option<ScheduleReport>,
     pub error: Option<String>,
 }
 

@@ -7,8 +7,9 @@ use std::time::Duration;
 use anyhow::Context;
 use chorus_common::metrics::StageMetrics;
 use chorus_common::plan::Stage;
-use chorus_proto::decode_metrics;
+use chorus_common::workload::ScheduleReport;
 use chorus_proto::pb::{self, stage_event::Event};
+use chorus_proto::{decode_metrics, decode_schedule};
 use tokio::sync::Mutex;
 
 use super::agents::AgentHandle;
@@ -28,6 +29,9 @@ pub struct AgentStageResult {
     pub records_logged: u64,
     pub log_backpressure_waits: u64,
     pub log_backpressure_wait_ns: u64,
+    pub warmup_ops: u64,
+    pub retries: u64,
+    pub schedule: Option<ScheduleReport>,
 }
 
 /// Starts `stage` on all agents at `start_at_ns` (controller clock) and
@@ -90,6 +94,9 @@ pub async fn run_stage(
                                 records_logged: d.records_logged,
                                 log_backpressure_waits: d.log_backpressure_waits,
                                 log_backpressure_wait_ns: d.log_backpressure_wait_ns,
+                                warmup_ops: d.warmup_ops,
+                                retries: d.retries,
+                                schedule: d.schedule.as_ref().map(decode_schedule),
                             });
                         }
                         None => {}

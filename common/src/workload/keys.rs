@@ -1,0 +1,273 @@
+//! Which objects exist, and how ops pick one.
+//!
+//! An agent keeps one [`KeyState`] per key space for its whole session: a
+//! bit per key for "exists" and one for "this run created it", filled by a
+//! prepare stage or by one listing (once per agent, never per worker), and
+//! kept current by the agent's own PUTs and DELETEs. Reads pick keys that
+//! exist; cleanup deletes what the run created.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rand::Rng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use crate::plan::{KeyDistribution, KeySpace, Partition};
+
+/// Draws a read op makes looking for an existing key before it settles for
+/// a missing one (and records the NotFound that follows honestly).
+const MAX_DRAWS: u32 = 64;
+
+/// A bit per key.
+#[derive(Debug)]
+struct Bits(Vec<AtomicU64>);
+
+impl Bits {
+    fn new(count: u64) -> Bits {
+        Bits((0..count.div_ceil(64)).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    fn get(&self, i: u64) -> bool {
+        self.0
+            .get((i / 64) as usize)
+            .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (i % 64)) != 0)
+    }
+
+    fn set(&self, i: u64, on: bool) {
+        if let Some(w) = self.0.get((i / 64) as usize) {
+            if on {
+                w.fetch_or(1 << (i % 64), Ordering::Relaxed);
+            } else {
+                w.fetch_and(!(1 << (i % 64)), Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn ones(&self) -> u64 {
+        self.0
+            .iter()
+            .map(|w| u64::from(w.load(Ordering::Relaxed).count_ones()))
+            .sum()
+    }
+}
+
+/// What this agent knows of a key space's objects.
+#[derive(Debug)]
+pub struct KeyState {
+    count: u64,
+    present: Bits,
+    created: Bits,
+}
+
+impl KeyState {
+    /// A key space of `count` keys, none known to exist.
+    pub fn new(count: u64) -> KeyState {
+        KeyState {
+            count,
+            present: Bits::new(count),
+            created: Bits::new(count),
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn is_present(&self, i: u64) -> bool {
+        self.present.get(i)
+    }
+
+    pub fn is_created(&self, i: u64) -> bool {
+        self.created.get(i)
+    }
+
+    pub fn set_present(&self, i: u64, on: bool) {
+        self.present.set(i, on);
+    }
+
+    /// A successful write by this run.
+    pub fn set_created(&self, i: u64) {
+        self.present.set(i, true);
+        self.created.set(i, true);
+    }
+
+    pub fn present_count(&self) -> u64 {
+        self.present.ones()
+    }
+
+    pub fn created_count(&self) -> u64 {
+        self.created.ones()
+    }
+}
+
+/// How one agent picks keys in a workload stage.
+#[derive(Debug)]
+pub struct KeyPicker {
+    count: u64,
+    /// Keys this agent may touch are `offset + j * stride` for j in
+    /// `0..domain`.
+    offset: u64,
+    stride: u64,
+    domain: u64,
+    zipf: Option<Zipf>,
+}
+
+impl KeyPicker {
+    pub fn new(space: &KeySpace, agent_index: u32, agent_count: u32) -> KeyPicker {
+        let (offset, stride, domain) = match space.partition {
+            Partition::Shared => (0, 1, space.count),
+            Partition::Agent => {
+                let n = u64::from(agent_count.max(1));
+                let i = u64::from(agent_index);
+                (i, n, space.count / n + u64::from(i < space.count % n))
+            }
+        };
+        let zipf = match space.distribution {
+            KeyDistribution::Uniform => None,
+            KeyDistribution::Zipf(s) => Some(Zipf::new(domain.max(1), s)),
+        };
+        KeyPicker {
+            count: space.count,
+            offset,
+            stride,
+            domain,
+            zipf,
+        }
+    }
+
+    /// Any key this agent may touch (for writes).
+    pub fn any(&self, rng: &mut Xoshiro256PlusPlus) -> u64 {
+        let j = match &self.zipf {
+            // Rank 1 is the hottest: key 0 of the domain.
+            Some(z) => z.sample(rng) - 1,
+            None => rng.next_u64() % self.domain.max(1),
+        };
+        (self.offset + j * self.stride).min(self.count.saturating_sub(1))
+    }
+
+    /// A key that exists, as far as this agent knows; after [`MAX_DRAWS`]
+    /// misses, the last one drawn.
+    pub fn existing(&self, rng: &mut Xoshiro256PlusPlus, state: &KeyState) -> u64 {
+        let mut k = self.any(rng);
+        for _ in 1..MAX_DRAWS {
+            if state.is_present(k) {
+                break;
+            }
+            k = self.any(rng);
+        }
+        k
+    }
+}
+
+/// A uniform draw in `[0, 1)`.
+pub fn unit(rng: &mut Xoshiro256PlusPlus) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Zipf over ranks `1..=n` with exponent `s`, by rejection-inversion
+/// (Hörmann and Derflinger), so no table proportional to `n` is needed.
+#[derive(Debug)]
+struct Zipf {
+    s: f64,
+    t: f64,
+    q: f64,
+    n: f64,
+}
+
+impl Zipf {
+    fn new(n: u64, s: f64) -> Zipf {
+        let n = n as f64;
+        let q = if s != 1.0 { 1.0 / (1.0 - s) } else { 0.0 };
+        let t = if s != 1.0 {
+            (n.powf(1.0 - s) - s) * q
+        } else {
+            1.0 + n.ln()
+        };
+        Zipf { s, t, q, n }
+    }
+
+    fn inv_cdf(&self, p: f64) -> f64 {
+        let pt = p * self.t;
+        if pt <= 1.0 {
+            pt
+        } else if self.s != 1.0 {
+            (pt * (1.0 - self.s) + self.s).powf(self.q)
+        } else {
+            (pt - 1.0).exp()
+        }
+    }
+
+    fn sample(&self, rng: &mut Xoshiro256PlusPlus) -> u64 {
+        loop {
+            let inv_b = self.inv_cdf(unit(rng));
+            let x = (inv_b + 1.0).floor();
+            let mut ratio = x.powf(-self.s);
+            if x > 1.0 {
+                ratio *= inv_b.powf(self.s);
+            }
+            if unit(rng) < ratio {
+                return (x as u64).clamp(1, self.n as u64);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::SizeSpec;
+    use rand::SeedableRng;
+
+    fn space(count: u64, distribution: KeyDistribution, partition: Partition) -> KeySpace {
+        KeySpace {
+            prefix: "k/".into(),
+            count,
+            size: SizeSpec::Fixed(1),
+            distribution,
+            partition,
+        }
+    }
+
+    #[test]
+    fn agent_partition_touches_only_its_slice() {
+        let s = space(100, KeyDistribution::Uniform, Partition::Agent);
+        let p = KeyPicker::new(&s, 1, 3);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+        let picks: Vec<u64> = (0..10_000).map(|_| p.any(&mut rng)).collect();
+        assert!(picks.iter().all(|k| k % 3 == 1 && *k < 100));
+        let distinct: std::collections::BTreeSet<_> = picks.into_iter().collect();
+        assert_eq!(distinct.len(), 33, "every key of the slice is reached");
+    }
+
+    #[test]
+    fn zipf_is_skewed_and_in_range() {
+        let s = space(1000, KeyDistribution::Zipf(1.1), Partition::Shared);
+        let p = KeyPicker::new(&s, 0, 1);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(2);
+        let mut hits = vec![0u32; 1000];
+        for _ in 0..100_000 {
+            hits[p.any(&mut rng) as usize] += 1;
+        }
+        // Rank 1 over rank 10 is 10^1.1 ≈ 12.6 for Zipf(1.1).
+        let ratio = f64::from(hits[0]) / f64::from(hits[9]);
+        assert!((ratio - 12.6).abs() < 2.5, "ratio {ratio}");
+        assert!(hits[0] > 10_000);
+    }
+
+    #[test]
+    fn existing_prefers_present_keys() {
+        let s = space(1000, KeyDistribution::Uniform, Partition::Shared);
+        let p = KeyPicker::new(&s, 0, 1);
+        let state = KeyState::new(1000);
+        for i in (0..1000).step_by(10) {
+            state.set_created(i);
+        }
+        assert_eq!(state.present_count(), 100);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+        // With 10% present, 64 draws all miss with probability 0.9^64
+        // (about 0.1%): then the last draw is returned.
+        let hits = (0..10_000)
+            .filter(|_| p.existing(&mut rng, &state).is_multiple_of(10))
+            .count();
+        assert!(hits >= 9_950, "{hits}");
+    }
+}

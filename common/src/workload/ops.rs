@@ -1,0 +1,202 @@
+//! Doing one op: the store call for each op kind, verification of what a
+//! GET read, and retries with timeouts, each retry counted.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use rand::Rng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use crate::datagen::{self, DataSpec};
+use crate::op::OpKind;
+use crate::plan::{RangeSpec, RetryPolicy, Stage};
+use crate::store::{ByteRange, ErrorClass, GetOptions, ListOptions, ObjectStore, StoreError};
+
+/// Most entries one LIST op asks for: one page, as S3's default.
+pub const LIST_PAGE_ENTRIES: usize = 1000;
+
+/// What a finished op moved.
+#[derive(Debug, Default)]
+pub struct OpDone {
+    pub bytes: u64,
+    pub n_objects: u32,
+    pub first_byte: Option<Instant>,
+}
+
+/// One op, fully decided before the clock starts.
+pub struct OpPlan {
+    pub op: OpKind,
+    pub key: String,
+    /// Expected object size (PUT: what is written; GET: what verify expects).
+    pub size: u64,
+    /// For range GETs.
+    pub range: Option<ByteRange>,
+    /// For PUTs: the payload, made before the clock starts.
+    pub payload: Option<Bytes>,
+}
+
+impl OpPlan {
+    /// Decides the key, size, range and payload of `op` on object `index`.
+    pub fn new(
+        op: OpKind,
+        index: u64,
+        stage: &Stage,
+        data: &DataSpec,
+        rng: &mut Xoshiro256PlusPlus,
+    ) -> OpPlan {
+        let objects = &stage.objects;
+        let key = match op {
+            OpKind::List => stage
+                .list
+                .prefix
+                .clone()
+                .unwrap_or_else(|| objects.prefix.clone()),
+            OpKind::Mkdir | OpKind::Rmdir => format!("{}dir{index:08}", objects.prefix),
+            _ => objects.key(index),
+        };
+        let size = objects.size.size_of(data.seed, index);
+        let range = (op == OpKind::RangeGet).then(|| match stage.range {
+            RangeSpec::Fixed { offset, length } => ByteRange { offset, length },
+            RangeSpec::Random { size: len } => {
+                let slots = size.div_ceil(len).max(1);
+                ByteRange {
+                    offset: (rng.next_u64() % slots) * len,
+                    length: len,
+                }
+            }
+        });
+        // Multipart payloads are made part by part during the op instead.
+        let payload = (op == OpKind::Put).then(|| datagen::object(data, &key, size));
+        OpPlan {
+            op,
+            key,
+            size,
+            range,
+            payload,
+        }
+    }
+}
+
+/// Runs the op with the stage's retry policy. Returns the outcome and how
+/// many retries it took. Only throttling, timeouts and network failures are
+/// retried: a NotFound or a verification error will not change on retry.
+pub async fn run_with_retries(
+    store: &dyn ObjectStore,
+    plan: &OpPlan,
+    stage: &Stage,
+    data: &DataSpec,
+) -> (Result<OpDone, StoreError>, u32) {
+    let policy: RetryPolicy = stage.retry;
+    let mut retries = 0;
+    loop {
+        let result =
+            match tokio::time::timeout(policy.timeout, attempt(store, plan, stage, data)).await {
+                Ok(r) => r,
+                Err(_) => Err(StoreError::new(
+                    ErrorClass::Timeout,
+                    store.endpoint(),
+                    format!("`{}`: no answer within {:?}", plan.key, policy.timeout),
+                )),
+            };
+        let retryable = matches!(&result, Err(e) if matches!(e.class, ErrorClass::Throttled | ErrorClass::Timeout | ErrorClass::Network));
+        if !retryable || retries >= policy.retries {
+            return (result, retries);
+        }
+        retries += 1;
+        let backoff = policy.backoff.saturating_mul(1 << (retries - 1).min(16));
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+async fn attempt(
+    store: &dyn ObjectStore,
+    plan: &OpPlan,
+    stage: &Stage,
+    data: &DataSpec,
+) -> Result<OpDone, StoreError> {
+    let key = plan.key.as_str();
+    let one = |bytes, first_byte| OpDone {
+        bytes,
+        n_objects: 1,
+        first_byte,
+    };
+    match plan.op {
+        OpKind::Get | OpKind::RangeGet => {
+            let opts = GetOptions {
+                range: plan.range,
+                keep_data: stage.verify,
+            };
+            let g = store.get(key, &opts).await?;
+            if stage.verify {
+                verify(store, plan, data, g.data.as_deref().unwrap_or_default())?;
+            }
+            Ok(one(g.bytes, g.first_byte))
+        }
+        OpKind::Put => {
+            let payload = plan.payload.clone().unwrap_or_default();
+            let len = payload.len() as u64;
+            store.put(key, payload).await.map(|()| one(len, None))
+        }
+        OpKind::MultipartPut => {
+            let part = |offset: u64, len: u64| {
+                let mut buf = vec![0u8; len as usize];
+                datagen::fill(data, key, offset, &mut buf);
+                Bytes::from(buf)
+            };
+            store
+                .put_multipart(key, plan.size, stage.part_size, &part)
+                .await
+                .map(|_| one(plan.size, None))
+        }
+        OpKind::Stat => store.stat(key).await.map(|_| one(0, None)),
+        OpKind::Delete => store.delete(key).await.map(|()| one(0, None)),
+        OpKind::Mkdir => store.mkdir(key).await.map(|()| one(0, None)),
+        OpKind::Rmdir => store.rmdir(key).await.map(|()| one(0, None)),
+        OpKind::List => {
+            let opts = ListOptions {
+                delimiter: stage.list.delimiter,
+                limit: LIST_PAGE_ENTRIES,
+                continuation: None,
+            };
+            store.list(key, &opts).await.map(|p| OpDone {
+                bytes: 0,
+                n_objects: (p.entries.len() + p.prefixes.len()) as u32,
+                first_byte: None,
+            })
+        }
+    }
+}
+
+/// Checks what a GET read against the bytes the generator makes for that
+/// key and range.
+fn verify(
+    store: &dyn ObjectStore,
+    plan: &OpPlan,
+    data: &DataSpec,
+    got: &[u8],
+) -> Result<(), StoreError> {
+    let offset = plan.range.map_or(0, |r| r.offset);
+    let want_len = match plan.range {
+        Some(r) => r.length.min(plan.size.saturating_sub(r.offset)),
+        None => plan.size,
+    };
+    let fail = |msg: String| {
+        StoreError::new(
+            ErrorClass::Verification,
+            store.endpoint(),
+            format!("`{}`: {msg}", plan.key),
+        )
+    };
+    if got.len() as u64 != want_len {
+        return Err(fail(format!(
+            "read {} bytes, expected {want_len}",
+            got.len()
+        )));
+    }
+    datagen::verify(data, &plan.key, offset, got).map_err(|m| {
+        fail(format!(
+            "byte at offset {} is {:#04x}, expected {:#04x}",
+            m.offset, m.found, m.expected
+        ))
+    })
+}
