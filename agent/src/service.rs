@@ -13,7 +13,7 @@ use chorus_common::topology::Topology;
 use chorus_common::workload::{LiveCounters, StageRun, run_stage};
 use chorus_common::{plan, store};
 use chorus_proto::pb::{self, stage_event::Event};
-use chorus_proto::{OPLOG_CHUNK_BYTES, encode_metrics, encode_schedule};
+use chorus_proto::{OPLOG_CHUNK_BYTES, encode_endpoints, encode_metrics, encode_schedule};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{Mutex, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -198,9 +198,26 @@ impl pb::agent_server::Agent for AgentService {
             concurrency: stage.concurrency,
             ..Default::default()
         };
-        let store = store::open(&stage.target, &open_opts)
+        let fail = |e: store::StoreError| {
+            Status::failed_precondition(format!("stage `{}`: {e}", stage.name))
+        };
+        let (store, multi) = if stage.endpoints.is_empty() {
+            (
+                store::open(&stage.target, &open_opts).await.map_err(fail)?,
+                None,
+            )
+        } else {
+            let m = store::multi::open_multi(
+                &stage.target,
+                &stage.endpoints,
+                &stage.balance,
+                &open_opts,
+            )
             .await
-            .map_err(|e| Status::failed_precondition(format!("stage `{}`: {e}", stage.name)))?;
+            .map_err(fail)?;
+            let m = Arc::new(m);
+            (m.clone() as Arc<dyn store::ObjectStore>, Some(m))
+        };
         let log_path = session.oplog_path(index);
         let (writer, oplog) = spawn_writer(&log_path)
             .map_err(|e| Status::internal(format!("cannot create {}: {e}", log_path.display())))?;
@@ -227,7 +244,8 @@ impl pb::agent_server::Agent for AgentService {
             stage_index: index as usize,
             stage,
             store,
-            oplog,
+            multi,
+            oplog: Some(oplog),
             start_at: Instant::now() + wait,
             live: live.clone(),
             stop: stop.clone(),
@@ -288,6 +306,7 @@ impl pb::agent_server::Agent for AgentService {
                     warmup_ops: o.warmup_ops,
                     retries: o.retries,
                     schedule: o.schedule.as_ref().map(encode_schedule),
+                    endpoints: encode_endpoints(&o.endpoints),
                 })),
             });
             let _ = tx.send(event).await;

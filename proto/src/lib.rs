@@ -7,6 +7,7 @@
 
 use chorus_common::metrics::{OpStats, StageMetrics, histogram_from_bytes, histogram_to_bytes};
 use chorus_common::op::OpKind;
+use chorus_common::store::multi::EndpointStats;
 use chorus_common::workload::ScheduleReport;
 
 /// Generated messages, client and server.
@@ -84,6 +85,31 @@ pub fn decode_schedule(r: &pb::ScheduleReport) -> ScheduleReport {
         max_lag_ms: r.max_lag_ms,
         mean_lag_ms: r.mean_lag_ms,
     }
+}
+
+pub fn encode_endpoints(stats: &[EndpointStats]) -> Vec<pb::EndpointStats> {
+    stats
+        .iter()
+        .map(|e| pb::EndpointStats {
+            endpoint: e.endpoint.clone(),
+            requests: e.requests,
+            bytes: e.bytes,
+            errors: e.errors,
+        })
+        .collect()
+}
+
+pub fn decode_endpoints(stats: &[pb::EndpointStats]) -> Vec<EndpointStats> {
+    stats
+        .iter()
+        .map(|e| EndpointStats {
+            endpoint: e.endpoint.clone(),
+            requests: e.requests,
+            bytes: e.bytes,
+            errors: e.errors,
+            in_flight: 0,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@
 #   AWS_ACCESS_KEY_ID=...
 #   AWS_SECRET_ACCESS_KEY=...
 #   AWS_REGION=us-east-1
+#   CHORUS_RGW_ENDPOINTS=http://127.0.0.{1...3}:PORT   (the same RGW on three
+#     loopback addresses, for multi-endpoint tests)
 #
 # The cluster: 1 mon, 1 OSD on memstore (objects in the OSD's memory: no
 # disk file to size, and the fastest to start; set CHORUS_RGW_OBJECTSTORE=
@@ -227,7 +229,7 @@ osd max object name len = 460
 osd max object namespace len = 64
 
 [client.rgw.a]
-rgw frontends = beast endpoint=127.0.0.1:$rgw_port tcp_nodelay=1
+rgw frontends = beast endpoint=127.0.0.1:$rgw_port endpoint=127.0.0.2:$rgw_port endpoint=127.0.0.3:$rgw_port tcp_nodelay=1
 rgw data = $DIR/rgw
 rgw enable usage log = false
 EOF
@@ -274,6 +276,9 @@ EOF
     echo "AWS_ACCESS_KEY_ID=$access"
     echo "AWS_SECRET_ACCESS_KEY=$secret"
     echo "AWS_REGION=us-east-1"
+    # The same gateway on three loopback addresses: three endpoints of one
+    # cluster, for multi-endpoint tests.
+    echo "CHORUS_RGW_ENDPOINTS=http://127.0.0.{1...3}:$rgw_port"
   } >&3
 }
 

@@ -65,6 +65,7 @@ async fn open(bucket: &str, endpoint: &str, timeout: Duration) -> GcsStore {
     let opts = OpenOptions {
         concurrency: 4,
         timeout,
+        endpoint: None,
     };
     GcsStore::with_config(&format!("{bucket}/p"), GcsConfig::emulator(endpoint), &opts)
         .await

@@ -63,6 +63,7 @@ async fn open(rest: &str, cfg: &S3Config, timeout: Duration) -> S3Store {
     let opts = OpenOptions {
         concurrency: 4,
         timeout,
+        endpoint: None,
     };
     S3Store::open(rest, cfg, &opts).await.expect("open store")
 }
@@ -208,4 +209,79 @@ fn quickstart_plan_runs_unchanged_against_rgw() {
     assert_eq!(summary["total_errors"], 0, "{summary:#}");
     let ops = summary["total_ops"].as_u64().unwrap();
     assert!(ops > 2000, "only {ops} ops: {summary:#}");
+}
+
+/// A plan naming three endpoints (one RGW on 127.0.0.1-3) spreads a stage's
+/// ops over them: round-robin gives each the same share, the op-log names
+/// the endpoint of every op, and the summary's counters add up.
+#[test]
+fn plan_spreads_ops_over_three_gateways() {
+    let server = rgw();
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("runs");
+    let plan = format!(
+        "name: multi\ntarget: s3://chorus-multi/{}\nconcurrency: 4\nobjects: {{count: 200, size: 4KiB}}\n\
+         endpoints: [\"{}\"]\nbalance: round_robin\nstages:\n  - {{name: prepare, type: prepare}}\n\
+         \x20 - {{name: rw, type: workload, mix: {{get: 3, put: 1}}, ops: 1200}}\n",
+        unique("m").trim_end_matches('/'),
+        server.get("CHORUS_RGW_ENDPOINTS")
+    );
+    let path = tmp.path().join("plan.yaml");
+    std::fs::write(&path, plan).unwrap();
+    let out = std::process::Command::new(bin("controller"))
+        .args([
+            "run",
+            path.to_str().unwrap(),
+            "--results",
+            results.to_str().unwrap(),
+            "--quiet",
+        ])
+        .envs(&server.env)
+        .output()
+        .expect("run controller");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = only_run_dir(&results);
+    let summary = read_json(&run.join("summary.json"));
+    assert_eq!(summary["total_errors"], 0, "{summary:#}");
+    let rw = summary["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "rw")
+        .unwrap();
+    let endpoints = rw["endpoints"].as_array().expect("per-endpoint rows");
+    assert_eq!(endpoints.len(), 3, "{rw:#}");
+    // Two agents, each round-robin over 3 endpoints for its 600 ops.
+    for e in endpoints {
+        assert_eq!(e["requests"], 400, "{e}");
+        assert_eq!(e["errors"], 0);
+    }
+    let bytes: u64 = endpoints.iter().map(|e| e["bytes"].as_u64().unwrap()).sum();
+    let all = rw["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["op"] == "ALL")
+        .unwrap();
+    assert_eq!(
+        bytes,
+        all["bytes"].as_u64().unwrap(),
+        "endpoint bytes add up to the stage's"
+    );
+
+    let timeline = chorus_tests::Tsv::read_zst(&run.join("timeline.tsv.zst"));
+    let (stage, endpoint) = (timeline.column("stage"), timeline.column("endpoint"));
+    for e in endpoints {
+        let name = e["endpoint"].as_str().unwrap();
+        let n = stage
+            .iter()
+            .zip(&endpoint)
+            .filter(|(s, ep)| **s == "rw" && **ep == name)
+            .count();
+        assert_eq!(n, 400, "op-log records naming {name}");
+    }
 }

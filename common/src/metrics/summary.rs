@@ -93,6 +93,19 @@ pub struct StageSummary {
     pub elapsed_s: f64,
     /// One row per op present, in [`OpKind::ALL`] order, then an `ALL` row.
     pub ops: Vec<OpSummary>,
+    /// Multi-endpoint stages: requests, bytes and errors per endpoint,
+    /// summed over agents.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<EndpointSummary>,
+}
+
+/// What one endpoint of a multi-endpoint stage took.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct EndpointSummary {
+    pub endpoint: String,
+    pub requests: u64,
+    pub bytes: u64,
+    pub errors: u64,
 }
 
 impl StageSummary {
@@ -121,6 +134,7 @@ impl StageSummary {
             agents,
             elapsed_s,
             ops,
+            endpoints: Vec::new(),
         }
     }
 
@@ -279,6 +293,34 @@ impl RunSummary {
             for row in &rows {
                 let cells: Vec<&str> = row.iter().map(String::as_str).collect();
                 line(&cells);
+            }
+            if !stage.endpoints.is_empty() {
+                let width = stage
+                    .endpoints
+                    .iter()
+                    .map(|e| e.endpoint.len())
+                    .max()
+                    .unwrap_or(8)
+                    .max(8);
+                let total: u64 = stage
+                    .endpoints
+                    .iter()
+                    .map(|e| e.requests)
+                    .sum::<u64>()
+                    .max(1);
+                let _ = writeln!(
+                    out,
+                    "  {:<width$}  {:>10}  {:>6}  {:>14}  {:>8}",
+                    "endpoint", "requests", "share", "bytes", "errors"
+                );
+                for e in &stage.endpoints {
+                    let share = 100.0 * e.requests as f64 / total as f64;
+                    let _ = writeln!(
+                        out,
+                        "  {:<width$}  {:>10}  {:>5.1}%  {:>14}  {:>8}",
+                        e.endpoint, e.requests, share, e.bytes, e.errors
+                    );
+                }
             }
         }
         out

@@ -372,6 +372,10 @@ pub struct OpenOptions {
     /// Longest one request may take before it fails with class `Timeout`;
     /// network backends also use it as their connect timeout.
     pub timeout: Duration,
+    /// Send requests here instead of the endpoint the environment names
+    /// (`AWS_ENDPOINT_URL`, `AZURE_STORAGE_ENDPOINT`, …): one store per
+    /// endpoint of a multi-endpoint stage. Network backends only.
+    pub endpoint: Option<String>,
 }
 
 impl Default for OpenOptions {
@@ -379,6 +383,7 @@ impl Default for OpenOptions {
         OpenOptions {
             concurrency: 4,
             timeout: DEFAULT_TIMEOUT,
+            endpoint: None,
         }
     }
 }
@@ -393,16 +398,26 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 pub async fn open(target: &str, opts: &OpenOptions) -> StoreResult<Arc<dyn ObjectStore>> {
     let uri = TargetUri::parse(target)
         .map_err(|m| StoreError::new(ErrorClass::Other, target.to_string(), m))?;
-    let _ = opts;
+    if opts.endpoint.is_some() && !matches!(uri.scheme.as_str(), "s3" | "az" | "gs") {
+        return Err(StoreError::new(
+            ErrorClass::NotSupported,
+            uri.to_string(),
+            "endpoints apply to network backends only (s3://, az://, gs://)",
+        ));
+    }
     match uri.scheme.as_str() {
         "file" => Ok(Arc::new(file::FileStore::new(&uri.rest)?)),
         "direct" => Ok(Arc::new(direct::DirectStore::open_uri(&uri.rest, opts)?)),
         "az" => Ok(Arc::new(azure::AzureStore::open(&uri.rest, opts)?)),
         "gs" => Ok(Arc::new(gcs::GcsStore::open(&uri.rest, opts).await?)),
         "mem" => Ok(memory::MemoryStore::named(&uri.rest)),
-        "s3" => Ok(Arc::new(
-            s3::S3Store::open(&uri.rest, &s3::S3Config::from_env(), opts).await?,
-        )),
+        "s3" => {
+            let mut config = s3::S3Config::from_env();
+            if let Some(e) = &opts.endpoint {
+                config.endpoint_url = Some(e.clone());
+            }
+            Ok(Arc::new(s3::S3Store::open(&uri.rest, &config, opts).await?))
+        }
         other => Err(StoreError::new(
             ErrorClass::NotSupported,
             uri.to_string(),

@@ -34,6 +34,7 @@ use crate::oplog::OpLogSender;
 use crate::oplog::record::OpRecord;
 use crate::plan::{Pacing, Stage, StageKind};
 use crate::pools::Pools;
+use crate::store::multi::{EndpointStats, MultiStore};
 use crate::store::{ErrorClass, ObjectStore, list_all};
 
 pub use budget::{Budget, share};
@@ -64,7 +65,12 @@ pub struct StageRun {
     pub stage_index: usize,
     pub stage: Stage,
     pub store: Arc<dyn ObjectStore>,
-    pub oplog: OpLogSender,
+    /// With several endpoints, each op leases one from here (and `store` is
+    /// this same store, for stage-wide calls such as listing).
+    pub multi: Option<Arc<MultiStore>>,
+    /// Where op records go. `None` only to measure the engine without its
+    /// log (the harness benchmark); agents always log.
+    pub oplog: Option<OpLogSender>,
     /// What this agent already knows of the key space (from an earlier
     /// stage of the session); `None` to find out by one listing.
     pub keys: Option<Arc<KeyState>>,
@@ -112,6 +118,8 @@ pub struct StageOutcome {
     pub schedule: Option<ScheduleReport>,
     /// The key space as this agent knows it now, for the next stage.
     pub keys: Arc<KeyState>,
+    /// Per-endpoint counters of a multi-endpoint stage (empty otherwise).
+    pub endpoints: Vec<EndpointStats>,
 }
 
 /// Where a worker's next op comes from.
@@ -329,6 +337,11 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
         retries: total.retries,
         schedule,
         keys: state,
+        endpoints: run
+            .multi
+            .as_ref()
+            .map(|m| m.stats_by_endpoint())
+            .unwrap_or_default(),
     })
 }
 
@@ -418,9 +431,16 @@ impl Worker {
                 out.sum_lag += lag;
                 out.last_slot = out.last_slot.max(Some(at));
             }
+            // One endpoint per op (its retries included), named in the log.
+            let lease = run.multi.as_ref().map(|m| m.pick());
+            let store = lease.as_ref().map_or(&run.store, |l| l.store());
             let (result, retries) =
-                ops::run_with_retries(run.store.as_ref(), &plan, &run.stage, &run.data).await;
+                ops::run_with_retries(store.as_ref(), &plan, &run.stage, &run.data).await;
             let ended = Instant::now();
+            let endpoint = store.endpoint().to_string();
+            if let Some(l) = lease {
+                l.finish(result.as_ref().map_or(0, |d| d.bytes), result.is_ok());
+            }
 
             let (done, error) = match result {
                 Ok(done) => {
@@ -463,28 +483,29 @@ impl Worker {
             let end_ns = self.anchor.wall_ns(ended);
             out.first_op_ns = Some(out.first_op_ns.map_or(start_ns, |f| f.min(start_ns)));
             out.last_end_ns = out.last_end_ns.max(end_ns);
-            let record = OpRecord {
-                idx: self.idx.fetch_add(1, Ordering::Relaxed),
-                thread: u64::from(self.id),
-                op,
-                client_id: run.agent_id.clone(),
-                n_objects: done.n_objects,
-                bytes: done.bytes,
-                endpoint: run.store.endpoint().to_string(),
-                file: plan.key,
-                error,
-                start_ns,
-                first_byte_ns: done.first_byte.map(|t| self.anchor.wall_ns(t)),
-                end_ns,
-                stage: run.stage.name.clone(),
-                warmup,
-                retries,
-            };
             // Waits when the log writer is behind; never drops the record.
-            run.oplog
-                .send(record)
-                .await
-                .map_err(|_| anyhow::anyhow!("op-log writer stopped; cannot record ops"))?;
+            if let Some(log) = &run.oplog {
+                let record = OpRecord {
+                    idx: self.idx.fetch_add(1, Ordering::Relaxed),
+                    thread: u64::from(self.id),
+                    op,
+                    client_id: run.agent_id.clone(),
+                    n_objects: done.n_objects,
+                    bytes: done.bytes,
+                    endpoint,
+                    file: plan.key,
+                    error,
+                    start_ns,
+                    first_byte_ns: done.first_byte.map(|t| self.anchor.wall_ns(t)),
+                    end_ns,
+                    stage: run.stage.name.clone(),
+                    warmup,
+                    retries,
+                };
+                log.send(record)
+                    .await
+                    .map_err(|_| anyhow::anyhow!("op-log writer stopped; cannot record ops"))?;
+            }
         }
         Ok(out)
     }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chorus_common::clock::{drift_ppm, now_ns, rfc3339_ns};
 use chorus_common::metrics::StageMetrics;
-use chorus_common::metrics::summary::{RunSummary, StageSummary};
+use chorus_common::metrics::summary::{EndpointSummary, RunSummary, StageSummary};
 use chorus_common::oplog::merge::{MergeInput, merge_files};
 use chorus_common::plan::{self, Overrides, Plan};
 use chorus_proto::pb;
@@ -242,13 +242,14 @@ async fn run_stages(
         } else {
             0.0
         };
-        let summary = StageSummary::from_metrics(
+        let mut summary = StageSummary::from_metrics(
             &stage.name,
             stage.kind.name(),
             agents.len() as u32,
             elapsed_s,
             &merged,
         );
+        summary.endpoints = sum_endpoints(results.iter().flatten());
 
         // Gather this stage's op-logs from the agents that finished it.
         let mut oplogs = Vec::new();
@@ -269,6 +270,30 @@ async fn run_stages(
         }
     }
     (outputs, Ok(()))
+}
+
+/// Per-endpoint counters of all agents, summed by endpoint, in first-seen
+/// order.
+fn sum_endpoints<'a>(
+    results: impl Iterator<Item = &'a stage::AgentStageResult>,
+) -> Vec<EndpointSummary> {
+    let mut rows: Vec<EndpointSummary> = Vec::new();
+    for e in results.flat_map(|r| &r.endpoints) {
+        match rows.iter_mut().find(|r| r.endpoint == e.endpoint) {
+            Some(r) => {
+                r.requests += e.requests;
+                r.bytes += e.bytes;
+                r.errors += e.errors;
+            }
+            None => rows.push(EndpointSummary {
+                endpoint: e.endpoint.clone(),
+                requests: e.requests,
+                bytes: e.bytes,
+                errors: e.errors,
+            }),
+        }
+    }
+    rows
 }
 
 /// Streams one agent's op-log of one stage into the run directory.

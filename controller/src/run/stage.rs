@@ -7,9 +7,10 @@ use std::time::Duration;
 use anyhow::Context;
 use chorus_common::metrics::StageMetrics;
 use chorus_common::plan::Stage;
+use chorus_common::store::multi::EndpointStats;
 use chorus_common::workload::ScheduleReport;
 use chorus_proto::pb::{self, stage_event::Event};
-use chorus_proto::{decode_metrics, decode_schedule};
+use chorus_proto::{decode_endpoints, decode_metrics, decode_schedule};
 use tokio::sync::Mutex;
 
 use super::agents::AgentHandle;
@@ -32,6 +33,7 @@ pub struct AgentStageResult {
     pub warmup_ops: u64,
     pub retries: u64,
     pub schedule: Option<ScheduleReport>,
+    pub endpoints: Vec<EndpointStats>,
 }
 
 /// Starts `stage` on all agents at `start_at_ns` (controller clock) and
@@ -97,6 +99,7 @@ pub async fn run_stage(
                                 warmup_ops: d.warmup_ops,
                                 retries: d.retries,
                                 schedule: d.schedule.as_ref().map(decode_schedule),
+                                endpoints: decode_endpoints(&d.endpoints),
                             });
                         }
                         None => {}

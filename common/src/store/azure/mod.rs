@@ -122,8 +122,11 @@ impl AzureStore {
         let uri = format!("az://{rest}");
         let (account, _, _) =
             parse_target(rest).map_err(|m| StoreError::new(ErrorClass::Other, &uri, m))?;
-        let config = AzureConfig::from_env(&account)
+        let mut config = AzureConfig::from_env(&account)
             .map_err(|m| StoreError::new(ErrorClass::AccessDenied, &uri, m))?;
+        if let Some(e) = &opts.endpoint {
+            config.endpoint = Some(e.clone());
+        }
         AzureStore::with_config(rest, config, opts)
     }
 

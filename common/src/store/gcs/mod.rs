@@ -111,7 +111,11 @@ pub fn parse_target(rest: &str) -> Result<(String, String), String> {
 impl GcsStore {
     /// Opens `gs://{rest}` with the configuration from the environment.
     pub async fn open(rest: &str, opts: &OpenOptions) -> StoreResult<GcsStore> {
-        GcsStore::with_config(rest, GcsConfig::from_env(), opts).await
+        let mut config = GcsConfig::from_env();
+        if let Some(e) = &opts.endpoint {
+            config.endpoint = Some(e.trim_end_matches('/').to_string());
+        }
+        GcsStore::with_config(rest, config, opts).await
     }
 
     /// Opens `gs://{rest}` with an explicit config. Getting credentials may

@@ -458,3 +458,32 @@ impl ObjectStore for MultiStore {
 
 #[cfg(test)]
 mod tests;
+
+/// Opens a stage's endpoints as one [`MultiStore`]: `endpoints` are URLs,
+/// templates (`http://10.0.0.{1...8}:9000`) or `@path` files listing them;
+/// each becomes a store of `target`'s scheme pointed at that endpoint.
+pub async fn open_multi(
+    target: &str,
+    endpoints: &[String],
+    balance: &str,
+    opts: &super::OpenOptions,
+) -> StoreResult<MultiStore> {
+    let bad = |m: String| StoreError::new(ErrorClass::Other, target, m);
+    let balance: Balance = balance.parse().map_err(bad)?;
+    let mut urls = Vec::new();
+    for e in endpoints {
+        match e.strip_prefix('@') {
+            Some(path) => urls.extend(endpoints_from_file(path).map_err(bad)?),
+            None => urls.extend(expand_template(e).map_err(bad)?),
+        }
+    }
+    let mut stores = Vec::with_capacity(urls.len());
+    for url in urls {
+        let one = super::OpenOptions {
+            endpoint: Some(url),
+            ..opts.clone()
+        };
+        stores.push(super::open(target, &one).await?);
+    }
+    MultiStore::new(stores, balance)
+}
