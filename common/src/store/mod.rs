@@ -7,10 +7,12 @@
 //! starts with. Every store `Display`s itself as the URI it serves, so a run
 //! can print its whole store stack.
 //!
-//! Backends: [`file`] (`file://`), [`memory`] (`mem://`, in-process, for
-//! harness tests and overhead measurement). `direct://`, `s3://`, `az://` and
-//! `gs://` are named by [`uri::SCHEMES`] and answered by [`open`] with a
-//! clear "not available in this build" error until their modules land.
+//! Backends, one module each: [`s3`] (`s3://`), [`azure`] (`az://`), [`gcs`]
+//! (`gs://`), [`file`] (`file://`, buffered), [`direct`] (`direct://`,
+//! O_DIRECT) and [`memory`] (`mem://`, in-process, for harness tests and
+//! overhead measurement). Wrappers that stack on any store: [`multi`] (one
+//! store per endpoint, balanced) and [`delay`] (injected latency, for
+//! tests). [`conformance`] is the suite every backend's tests run.
 
 pub mod azure;
 pub mod conformance;
