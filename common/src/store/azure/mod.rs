@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use azure_core::prelude::{Delimiter, MaxResults, NextMarker, Prefix};
-use azure_core::{ClientOptions, Policy, RetryOptions, StatusCode};
+use azure_core::{ClientOptions, Policy, RetryOptions, StatusCode, TransportOptions};
 use azure_storage::{CloudLocation, StorageCredentials};
 use azure_storage_blobs::prelude::{
     BlobBlockType, BlobClient, BlockId, BlockList, ClientBuilder, ContainerClient,
@@ -168,7 +168,19 @@ impl AzureStore {
             account: account.clone(),
             uri: endpoint.clone(),
         };
+        // azure_core's own client keeps no idle connections (a workaround
+        // for an old hyper hang), so every request would open a new TCP
+        // connection: latency would include the handshake, and a long run
+        // would pile up TIME_WAIT sockets until ports run out. Ours keeps
+        // one idle connection per worker, with TCP_NODELAY.
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(opts.concurrency.max(1) as usize)
+            .tcp_nodelay(true)
+            .connect_timeout(opts.timeout)
+            .build()
+            .map_err(|e| StoreError::new(ErrorClass::Other, &endpoint, format!("HTTP client: {e}")))?;
         let options = ClientOptions::default()
+            .transport(TransportOptions::new(Arc::new(http)))
             // The engine owns retries and logs each one.
             .retry(RetryOptions::none())
             // Per-call policies run before the crate's signing policy, so
