@@ -13,4 +13,9 @@ scripts/install-test-deps.sh
 
 # End-to-end tests run the real `controller` and `agent` binaries.
 cargo build --workspace --bins --locked
+# Some tests measure rates and latencies (open-loop pacing, least-connections
+# balancing); on 2 cores they must not share the CPU with the heavy ones
+# (64 MiB data-generation checks) running beside them. One test at a time
+# per binary costs almost nothing here (the suite is I/O-bound).
+export RUST_TEST_THREADS=${RUST_TEST_THREADS:-1}
 cargo test --workspace --locked "$@"

@@ -196,6 +196,8 @@ impl pb::agent_server::Agent for AgentService {
             .ok_or_else(|| Status::invalid_argument(format!("no stage {index}")))?;
         let open_opts = store::OpenOptions {
             concurrency: stage.concurrency,
+            // The plan's per-attempt timeout is also the connect timeout.
+            timeout: stage.retry.timeout,
             ..Default::default()
         };
         let fail = |e: store::StoreError| {

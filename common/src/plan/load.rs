@@ -503,6 +503,20 @@ impl Decoder<'_> {
                 .with_hint("e.g. `duration: 30s`"));
         }
         let o = self.stage_options(&m, &what, kind, &defaults.stage)?;
+        // Endpoints replace a network backend's endpoint; a local target
+        // has none to replace.
+        if !o.endpoints.is_empty()
+            && !["s3://", "az://", "gs://"]
+                .iter()
+                .any(|s| target.starts_with(s))
+        {
+            let pos = m.get("endpoints").map_or(node.pos, |e| e.key_pos);
+            let message = format!(
+                "{what} has `endpoints` but its target `{target}` is not a network store; \
+                 endpoints apply to s3://, az:// and gs:// targets"
+            );
+            return Err(self.err(pos, &p("endpoints"), message));
+        }
         Ok(Stage {
             name,
             kind,
@@ -532,6 +546,17 @@ impl Plan {
     pub fn apply_overrides(&mut self, o: &Overrides) -> Result<(), String> {
         if let Some(t) = &o.target {
             TargetUri::parse(t)?;
+            let network = ["s3://", "az://", "gs://"].iter().any(|s| t.starts_with(s));
+            if let Some(s) = self
+                .stages
+                .iter()
+                .find(|s| !s.endpoints.is_empty() && !network)
+            {
+                return Err(format!(
+                    "stage `{}` names endpoints, which apply to s3://, az:// and gs:// targets, not `{t}`",
+                    s.name
+                ));
+            }
         }
         if o.concurrency == Some(0) {
             return Err("concurrency must be at least 1, got 0".to_string());

@@ -82,7 +82,10 @@ pub enum StageKind {
     Prepare,
     /// Runs the op mix until the stop condition.
     Workload,
-    /// Deletes every object of the key space (split over agents).
+    /// Deletes what the run created: objects of the key space that exist
+    /// now and were not there when the run first looked (split over
+    /// agents). In a plan with no earlier stage on the key space, that is
+    /// every object of the key space.
     Cleanup,
 }
 

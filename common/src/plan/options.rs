@@ -12,6 +12,7 @@ use super::{
     Arrivals, DataOptions, KeyDistribution, ListSpec, Pacing, Partition, Pinning, RangeSpec,
     RetryPolicy, SizeSpec, StageKind,
 };
+use crate::datagen;
 
 /// Balancing strategies a plan may name.
 pub(super) const BALANCES: [&str; 2] = ["round_robin", "least_connections"];
@@ -155,10 +156,18 @@ impl Decoder<'_> {
         )?;
         let mut d = DataOptions::default();
         if let Some(e) = dm.get("dedup") {
-            d.dedup = self.integer(e, "data.dedup", 1, 1 << 20)? as u32;
+            d.dedup = self.integer(e, "data.dedup", 1, u64::from(datagen::MAX_DEDUP))? as u32;
         }
         if let Some(e) = dm.get("compress") {
             d.compress = self.number(e, "data.compress", 1.0, true)?;
+            if d.compress > datagen::MAX_COMPRESS {
+                let message = format!(
+                    "`compress` must be at most {}, got {}",
+                    datagen::MAX_COMPRESS,
+                    d.compress
+                );
+                return Err(self.err(e.value.pos, "data.compress", message));
+            }
         }
         Ok(d)
     }

@@ -56,6 +56,9 @@ pub struct KeyState {
     count: u64,
     present: Bits,
     created: Bits,
+    /// Objects that were there before the run touched the key space: a
+    /// cleanup leaves them alone.
+    preexisting: Bits,
 }
 
 impl KeyState {
@@ -65,6 +68,7 @@ impl KeyState {
             count,
             present: Bits::new(count),
             created: Bits::new(count),
+            preexisting: Bits::new(count),
         }
     }
 
@@ -88,6 +92,25 @@ impl KeyState {
     pub fn set_created(&self, i: u64) {
         self.present.set(i, true);
         self.created.set(i, true);
+    }
+
+    pub fn is_preexisting(&self, i: u64) -> bool {
+        self.preexisting.get(i)
+    }
+
+    /// Marks every object known to exist now as having been there before
+    /// the run: called on the session's first look at a key space.
+    pub fn mark_present_as_preexisting(&self) {
+        for (p, e) in self.present.0.iter().zip(&self.preexisting.0) {
+            e.fetch_or(p.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
+    /// Takes `other`'s record of what was there before the run.
+    pub fn copy_preexisting(&self, other: &KeyState) {
+        for (mine, theirs) in self.preexisting.0.iter().zip(&other.preexisting.0) {
+            mine.store(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
     }
 
     pub fn present_count(&self) -> u64 {

@@ -17,6 +17,8 @@ mod budget;
 pub mod keys;
 mod ops;
 mod pacing;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -154,7 +156,10 @@ impl WorkSource {
         match stage.kind {
             StageKind::Prepare if stage.overwrite => keys(OpKind::Put, |_, _| false),
             StageKind::Prepare => keys(OpKind::Put, |s, i| s.is_present(i)),
-            StageKind::Cleanup => keys(OpKind::Delete, |s, i| !s.is_present(i)),
+            // What the run created: present now, and not there before.
+            StageKind::Cleanup => keys(OpKind::Delete, |s, i| {
+                !s.is_present(i) || s.is_preexisting(i)
+            }),
             StageKind::Workload => {
                 let mut acc = 0;
                 let cumulative = stage
@@ -252,9 +257,28 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
             .await
             .map_err(|e| anyhow::anyhow!("preparing {}: {e}", run.store))?;
     }
-    let state = match run.keys.take() {
-        Some(s) if s.count() == run.stage.objects.count => s,
-        _ => Arc::new(discover(&run).await?),
+    let prior = run
+        .keys
+        .take()
+        .filter(|s| s.count() == run.stage.objects.count);
+    let state = match (run.stage.kind, prior) {
+        // Cleanup looks once at what exists now (other agents of a shared
+        // key space wrote too) and keeps the session's record of what was
+        // there before the run; with no such record (a cleanup-only plan)
+        // it deletes the whole key space.
+        (StageKind::Cleanup, prior) => {
+            let now = discover(&run).await?;
+            if let Some(prior) = prior {
+                now.copy_preexisting(&prior);
+            }
+            Arc::new(now)
+        }
+        (_, Some(s)) => s,
+        (_, None) => {
+            let s = discover(&run).await?;
+            s.mark_present_as_preexisting();
+            Arc::new(s)
+        }
     };
     let run = Arc::new(run);
     let source = Arc::new(WorkSource::for_stage(&run));
@@ -310,9 +334,10 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
         total.merge(w.await??);
     }
     let schedule = schedule.map(|s| {
-        let span = total
-            .last_slot
-            .map_or(0.0, |t| t.duration_since(run.start_at).as_secs_f64());
+        // Over when ops were really issued: behind schedule, the slots only
+        // advance as fast as workers take them, so they would echo the target.
+        let last = total.last_issued.max(total.last_slot);
+        let span = last.map_or(0.0, |t| t.duration_since(run.start_at).as_secs_f64());
         ScheduleReport {
             target_rate: s.rate(),
             achieved_rate: if span > 0.0 {
@@ -357,6 +382,9 @@ struct WorkerOutcome {
     max_lag: Duration,
     sum_lag: Duration,
     last_slot: Option<Instant>,
+    /// When the last scheduled op was really issued (later than its slot
+    /// when the run fell behind).
+    last_issued: Option<Instant>,
 }
 
 impl WorkerOutcome {
@@ -374,6 +402,7 @@ impl WorkerOutcome {
         self.max_lag = self.max_lag.max(o.max_lag);
         self.sum_lag += o.sum_lag;
         self.last_slot = self.last_slot.max(o.last_slot);
+        self.last_issued = self.last_issued.max(o.last_issued);
     }
 }
 
@@ -430,6 +459,7 @@ impl Worker {
                 out.max_lag = out.max_lag.max(lag);
                 out.sum_lag += lag;
                 out.last_slot = out.last_slot.max(Some(at));
+                out.last_issued = out.last_issued.max(Some(issued));
             }
             // One endpoint per op (its retries included), named in the log.
             let lease = run.multi.as_ref().map(|m| m.pick());

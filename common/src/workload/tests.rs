@@ -1,0 +1,871 @@
+//! The workload engine against real local stores (`mem://`, `file://`, and a
+//! `mem://` behind a fixed delay), checked from both sides: what
+//! [`run_stage`] reports, and what its op-log says when read back.
+//!
+//! Stages are built from plan YAML, so these tests also show the plan syntax
+//! of each feature. Every margin is one the feature would miss if it broke.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{KeyState, LiveCounters, StageOutcome, StageRun, run_stage, share};
+use crate::datagen::{self, DataSpec};
+use crate::op::OpKind;
+use crate::oplog::{OpLogReader, OpRecord, spawn_writer};
+use crate::plan::Stage;
+use crate::store::delay::DelayStore;
+use crate::store::file::FileStore;
+use crate::store::memory::MemoryStore;
+use crate::store::{
+    GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta, ObjectStore, PartSource, StoreResult,
+};
+
+/// The run seed of every test: payloads and sizes depend on it.
+const SEED: u64 = 7;
+
+/// Longest any stage here may take.
+const STAGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One stage parsed from plan YAML (`spec` is the stage's flow mapping).
+/// The plan's target is a placeholder: each test hands the store in.
+fn stage(spec: &str) -> Stage {
+    let text =
+        format!("name: t\nseed: {SEED}\ntarget: mem://t\nconcurrency: 4\nstages:\n  - {spec}\n");
+    let plan = crate::plan::parse(&text, "test").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    plan.stages[0].clone()
+}
+
+fn mem(name: &str) -> Arc<dyn ObjectStore> {
+    Arc::new(MemoryStore::new(name))
+}
+
+fn delayed(inner: &Arc<dyn ObjectStore>, ms: u64) -> Arc<dyn ObjectStore> {
+    Arc::new(DelayStore::new(inner.clone(), Duration::from_millis(ms)))
+}
+
+fn file_store(root: &Path) -> Arc<dyn ObjectStore> {
+    Arc::new(FileStore::new(root.to_str().expect("utf-8 temp path")).expect("file store"))
+}
+
+/// What one stage did: the engine's outcome and its op-log read back.
+struct Ran {
+    out: StageOutcome,
+    records: Vec<OpRecord>,
+}
+
+impl Ran {
+    fn count(&self, op: OpKind) -> usize {
+        self.records.iter().filter(|r| r.op == op).count()
+    }
+
+    fn errors(&self) -> Vec<&OpRecord> {
+        self.records.iter().filter(|r| r.is_error()).collect()
+    }
+
+    fn bytes(&self) -> u64 {
+        self.records.iter().map(|r| r.bytes).sum()
+    }
+
+    /// Records sorted by (scheduled or actual) start.
+    fn by_start(&self) -> Vec<&OpRecord> {
+        let mut v: Vec<&OpRecord> = self.records.iter().collect();
+        v.sort_by_key(|r| r.start_ns);
+        v
+    }
+}
+
+/// Runs `stage` as agent `agent_index` of `agent_count`, with its op-log
+/// written to a temporary file and read back (or no log at all).
+async fn run_as(
+    stage: &Stage,
+    store: &Arc<dyn ObjectStore>,
+    keys: Option<Arc<KeyState>>,
+    agent_index: u32,
+    agent_count: u32,
+    log: bool,
+) -> Ran {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("ops.tsv.zst");
+    let (writer, sender) = if log {
+        let (w, s) = spawn_writer(&path).expect("op-log writer");
+        (Some(w), Some(s))
+    } else {
+        (None, None)
+    };
+    let run = StageRun {
+        agent_index,
+        agent_count,
+        agent_id: format!("agent-{agent_index}"),
+        data: DataSpec::new(SEED),
+        stage_index: 0,
+        stage: stage.clone(),
+        store: store.clone(),
+        multi: None,
+        oplog: sender,
+        keys,
+        pools: None,
+        start_at: Instant::now() + Duration::from_millis(20),
+        live: Arc::new(LiveCounters::default()),
+        stop: Arc::new(AtomicBool::new(false)),
+    };
+    // A stop condition that is ignored shows as a failure, not a hang.
+    let out = tokio::time::timeout(STAGE_TIMEOUT, run_stage(run))
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "stage `{}` did not stop within {STAGE_TIMEOUT:?}",
+                stage.name
+            )
+        })
+        .expect("stage runs");
+    let records = match writer {
+        Some(w) => {
+            w.finish_async().await.expect("op-log finishes");
+            OpLogReader::open(&path)
+                .expect("op-log opens")
+                .collect::<Result<Vec<_>, _>>()
+                .expect("op-log reads back")
+        }
+        None => Vec::new(),
+    };
+    if log {
+        assert_eq!(
+            out.records,
+            records.len() as u64,
+            "records sent = records read"
+        );
+    }
+    Ran { out, records }
+}
+
+async fn run(stage: &Stage, store: &Arc<dyn ObjectStore>, keys: Option<Arc<KeyState>>) -> Ran {
+    run_as(stage, store, keys, 0, 1, true).await
+}
+
+/// The object index of a key `obj/NNNNNNNN`.
+fn index_of(key: &str) -> u64 {
+    key.strip_prefix("obj/")
+        .and_then(|k| k.parse().ok())
+        .unwrap_or_else(|| panic!("not an object key: `{key}`"))
+}
+
+/// Writes `count` objects of `size` bytes (a prepare stage) and returns what
+/// the engine knows of them.
+async fn prepare(store: &Arc<dyn ObjectStore>, count: u64, size: &str) -> Arc<KeyState> {
+    let p = stage(&format!(
+        "{{name: p, type: prepare, concurrency: 8, objects: {{count: {count}, size: {size}}}}}"
+    ));
+    let ran = run_as(&p, store, None, 0, 1, false).await;
+    assert_eq!(ran.out.metrics.total_ops(), count);
+    assert_eq!(ran.out.metrics.total_errors(), 0);
+    ran.out.keys
+}
+
+// ---------------------------------------------------------------- 1. weights
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weights_over_100k_ops_are_within_one_percent() {
+    let store = mem("weights");
+    let keys = prepare(&store, 1000, "256B").await;
+    let w = stage(
+        "{name: w, type: workload, concurrency: 8, objects: {count: 1000, size: 256B}, \
+         mix: {get: 70, put: 20, stat: 10}, ops: 100000}",
+    );
+    let ran = run(&w, &store, Some(keys)).await;
+    let m = &ran.out.metrics;
+    assert_eq!(m.total_ops(), 100_000);
+    assert_eq!(ran.records.len(), 100_000);
+    assert_eq!(
+        m.total_errors(),
+        0,
+        "gets and stats only read keys that exist"
+    );
+    assert!(ran.errors().is_empty());
+    for (op, weight) in [(OpKind::Get, 0.7), (OpKind::Put, 0.2), (OpKind::Stat, 0.1)] {
+        let from_metrics = m.ops.get(&op).map_or(0, |s| s.count);
+        let from_log = ran.count(op) as u64;
+        assert_eq!(from_metrics, from_log, "{op:?}: metrics and log agree");
+        let share = from_log as f64 / 100_000.0;
+        assert!(
+            (share - weight).abs() < 0.01,
+            "{op:?}: share {share:.4}, weight {weight}"
+        );
+    }
+    assert_eq!(m.ops.len(), 3, "no op outside the mix: {:?}", m.ops.keys());
+}
+
+// ------------------------------------------------------------- 2. open loop
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_fixed_rate_is_kept_against_a_slow_store() {
+    let inner = mem("open-fixed");
+    let keys = prepare(&inner, 100, "1KiB").await;
+    let store = delayed(&inner, 2);
+    let s = stage(
+        "{name: o, type: workload, concurrency: 16, objects: {count: 100, size: 1KiB}, \
+         mix: {get: 1}, rate: 1000, arrivals: fixed, duration: 3s}",
+    );
+    let ran = run(&s, &store, Some(keys)).await;
+    assert!(ran.errors().is_empty(), "{:?}", ran.errors().first());
+    let sched = ran
+        .out
+        .schedule
+        .clone()
+        .expect("open loop reports its schedule");
+    assert_eq!(sched.target_rate, 1000.0);
+    assert!(
+        (sched.achieved_rate / 1000.0 - 1.0).abs() < 0.02,
+        "reported achieved rate {}",
+        sched.achieved_rate
+    );
+    let n = ran.records.len();
+    assert_eq!(sched.ops, n as u64);
+    // Independently, from the log: ops per second of the stage's duration,
+    // the spacing of start times, and completions per second.
+    let per_second = n as f64 / 3.0;
+    assert!((per_second / 1000.0 - 1.0).abs() < 0.02, "{n} ops in 3 s");
+    let v = ran.by_start();
+    let (first, last) = (v[0].start_ns, v[n - 1].start_ns);
+    let spaced = (n - 1) as f64 / ((last - first) as f64 / 1e9);
+    assert!(
+        (spaced / 1000.0 - 1.0).abs() < 0.02,
+        "start spacing gives {spaced}/s"
+    );
+    let last_end = ran.records.iter().map(|r| r.end_ns).max().unwrap();
+    let completed = n as f64 / ((last_end - first) as f64 / 1e9);
+    assert!(
+        (completed / 1000.0 - 1.0).abs() < 0.02,
+        "completions {completed}/s: the store kept up"
+    );
+    // With enough workers there is no queueing: latency is about the
+    // store's 2 ms, not hundreds of ms.
+    let p50 = ran.out.metrics.ops[&OpKind::Get]
+        .latency
+        .value_at_quantile(0.5);
+    assert!((2_000_000..50_000_000).contains(&p50), "p50 {p50} ns");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_overload_latency_includes_schedule_lag() {
+    // Two workers on a 10 ms store can do ~200 ops/s; the target is 400/s.
+    let inner = mem("open-overload");
+    let keys = prepare(&inner, 100, "1KiB").await;
+    let store = delayed(&inner, 10);
+    let s = stage(
+        "{name: o, type: workload, concurrency: 2, objects: {count: 100, size: 1KiB}, \
+         mix: {get: 1}, rate: 400, arrivals: fixed, duration: 2s}",
+    );
+    let ran = run(&s, &store, Some(keys)).await;
+    assert!(ran.errors().is_empty());
+    let sched = ran.out.schedule.clone().expect("schedule report");
+    assert!(
+        sched.late_ops > sched.ops / 2,
+        "late {} of {}",
+        sched.late_ops,
+        sched.ops
+    );
+    assert!(sched.max_lag_ms > 500.0, "max lag {} ms", sched.max_lag_ms);
+    assert!(
+        sched.mean_lag_ms > 100.0,
+        "mean lag {} ms",
+        sched.mean_lag_ms
+    );
+    // Latency counts from the scheduled start: far above the 10 ms service
+    // time, because each op waited for its slot's turn.
+    let p50 = ran.out.metrics.ops[&OpKind::Get]
+        .latency
+        .value_at_quantile(0.5);
+    assert!(p50 > 100_000_000, "p50 {p50} ns is the service time only");
+    // And the lag grows through the run: the last quarter of ops waited
+    // far longer than the first.
+    let v = ran.by_start();
+    let q = v.len() / 4;
+    let mean =
+        |rs: &[&OpRecord]| rs.iter().map(|r| r.duration_ns() as f64).sum::<f64>() / rs.len() as f64;
+    let (early, late) = (mean(&v[..q]), mean(&v[v.len() - q..]));
+    assert!(
+        late > 3.0 * early && late > 300e6,
+        "lag does not grow: first quarter {early} ns, last quarter {late} ns"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_overload_reports_the_rate_really_achieved() {
+    // As above: capacity ~200 ops/s, target 400/s. The store did about
+    // half the target; the report must say so, not echo the schedule.
+    let inner = mem("open-shortfall");
+    let keys = prepare(&inner, 100, "1KiB").await;
+    let store = delayed(&inner, 10);
+    let s = stage(
+        "{name: o, type: workload, concurrency: 2, objects: {count: 100, size: 1KiB}, \
+         mix: {get: 1}, rate: 400, arrivals: fixed, duration: 1s}",
+    );
+    let ran = run(&s, &store, Some(keys)).await;
+    let n = ran.records.len() as f64;
+    assert!(
+        n < 0.6 * 400.0,
+        "{n} ops in 1 s: the store was not slow enough"
+    );
+    let sched = ran.out.schedule.clone().expect("schedule report");
+    assert!(
+        sched.achieved_rate < 0.6 * sched.target_rate,
+        "reported achieved rate {:.0}/s for a target of {:.0}/s, but only {n} ops \
+         were issued in the 1 s stage",
+        sched.achieved_rate,
+        sched.target_rate
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_poisson_rate_is_kept_over_many_ops() {
+    let store = mem("open-poisson");
+    let keys = prepare(&store, 100, "64B").await;
+    let s = stage(
+        "{name: o, type: workload, concurrency: 16, objects: {count: 100, size: 64B}, \
+         mix: {stat: 1}, rate: 5000, arrivals: poisson, duration: 4s}",
+    );
+    let ran = run(&s, &store, Some(keys)).await;
+    assert!(ran.errors().is_empty());
+    let sched = ran.out.schedule.clone().expect("schedule report");
+    assert!(
+        (sched.achieved_rate / 5000.0 - 1.0).abs() < 0.02,
+        "reported {}",
+        sched.achieved_rate
+    );
+    let n = ran.records.len();
+    assert!(
+        (n as f64 / 4.0 / 5000.0 - 1.0).abs() < 0.02,
+        "{n} ops in 4 s"
+    );
+    // Poisson gaps vary (a fixed schedule would have them all equal):
+    // their coefficient of variation is about 1.
+    let v = ran.by_start();
+    let gaps: Vec<f64> = v
+        .windows(2)
+        .map(|w| (w[1].start_ns - w[0].start_ns) as f64)
+        .collect();
+    let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+    let sd = (gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64).sqrt();
+    assert!((sd / mean - 1.0).abs() < 0.1, "gap cv {}", sd / mean);
+}
+
+// ---------------------------------------------------------- 3. verification
+
+/// Flips every bit of one byte of a file.
+fn flip_byte(path: &Path, offset: usize) {
+    let mut bytes = std::fs::read(path).expect("object file");
+    bytes[offset] ^= 0xff;
+    std::fs::write(path, bytes).expect("rewrite object file");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verifying_reads_catch_a_flipped_byte_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path());
+    let objects = "objects: {count: 8, size: 64KiB}";
+    let p = stage(&format!("{{name: p, type: prepare, {objects}}}"));
+    let prepared = run(&p, &store, None).await;
+    assert_eq!(prepared.count(OpKind::Put), 8);
+    assert!(prepared.errors().is_empty());
+
+    let get = stage(&format!(
+        "{{name: g, type: workload, {objects}, mix: {{get: 1}}, verify: true, ops: 400}}"
+    ));
+    let range_all = stage(&format!(
+        "{{name: r, type: workload, {objects}, mix: {{range_get: 1}}, verify: true, \
+         range: {{offset: 0, length: 64KiB}}, ops: 400}}"
+    ));
+    let range_head = stage(&format!(
+        "{{name: h, type: workload, {objects}, mix: {{range_get: 1}}, verify: true, \
+         range: {{offset: 0, length: 32KiB}}, ops: 200}}"
+    ));
+
+    // Intact data verifies (keys found by one listing, as a fresh agent would).
+    for s in [&get, &range_all] {
+        let ran = run(s, &store, None).await;
+        assert_eq!(ran.records.len(), 400);
+        assert!(
+            ran.errors().is_empty(),
+            "{}: {:?}",
+            s.name,
+            ran.errors().first()
+        );
+        let touched: BTreeSet<&str> = ran.records.iter().map(|r| r.file.as_str()).collect();
+        assert_eq!(touched.len(), 8, "every object read");
+        assert_eq!(ran.bytes(), 400 * 65536, "whole objects read");
+    }
+
+    // One byte at offset 40000 of object 3 goes bad.
+    let bad = "obj/00000003";
+    flip_byte(&dir.path().join(bad), 40_000);
+    for s in [&get, &range_all] {
+        let ran = run(s, &store, None).await;
+        let mut bad_reads = 0;
+        for r in &ran.records {
+            if r.file == bad {
+                bad_reads += 1;
+                assert!(
+                    r.error.starts_with("verification: ") && r.error.contains("offset 40000"),
+                    "{}: bad object read gave `{}`",
+                    s.name,
+                    r.error
+                );
+            } else {
+                assert!(
+                    r.error.is_empty(),
+                    "{}: good object `{}` failed: {}",
+                    s.name,
+                    r.file,
+                    r.error
+                );
+            }
+        }
+        assert!(
+            bad_reads > 10,
+            "{}: the bad object was read {bad_reads} times",
+            s.name
+        );
+        let op = s.mix.weights.keys().next().copied().unwrap();
+        assert_eq!(
+            ran.out.metrics.ops[&op].errors, bad_reads,
+            "{}: metrics count them",
+            s.name
+        );
+    }
+
+    // A range that stops before the bad byte still verifies.
+    let ran = run(&range_head, &store, None).await;
+    assert!(ran.records.iter().any(|r| r.file == bad));
+    assert!(ran.errors().is_empty(), "{:?}", ran.errors().first());
+    assert!(ran.records.iter().all(|r| r.bytes == 32 * 1024));
+}
+
+// -------------------------------------------------------------- 4. warm-up
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warmup_ops_are_logged_flagged_and_left_out_of_metrics() {
+    let inner = mem("warmup");
+    let keys = prepare(&inner, 100, "1KiB").await;
+    let store = delayed(&inner, 1);
+    let s = stage(
+        "{name: w, type: workload, concurrency: 4, objects: {count: 100, size: 1KiB}, \
+         mix: {get: 3, stat: 1}, warmup: 1s, duration: 2s}",
+    );
+    let ran = run(&s, &store, Some(keys)).await;
+    let (warm, measured): (Vec<&OpRecord>, Vec<&OpRecord>) =
+        ran.records.iter().partition(|r| r.warmup);
+    assert!(
+        warm.len() > 200 && measured.len() > 200,
+        "{} warm, {} measured",
+        warm.len(),
+        measured.len()
+    );
+    // Split in time at one second from the start.
+    let last_warm = warm.iter().map(|r| r.start_ns).max().unwrap();
+    let first_measured = measured.iter().map(|r| r.start_ns).min().unwrap();
+    assert!(
+        last_warm < first_measured,
+        "warm-up and measured ops interleave"
+    );
+    let boundary = ran.out.started_ns + 1_000_000_000;
+    let slack = 30_000_000;
+    assert!(
+        (last_warm - boundary).abs() < slack,
+        "last warm-up op {} ns from 1 s",
+        last_warm - boundary
+    );
+    assert!(
+        (first_measured - boundary).abs() < slack,
+        "first measured op {} ns from 1 s",
+        first_measured - boundary
+    );
+    // The summary holds only the measured ops.
+    assert_eq!(ran.out.metrics.total_ops(), measured.len() as u64);
+    assert_eq!(ran.out.warmup_ops, warm.len() as u64);
+    for op in [OpKind::Get, OpKind::Stat] {
+        let n = measured.iter().filter(|r| r.op == op).count() as u64;
+        assert_eq!(ran.out.metrics.ops[&op].count, n, "{op:?}");
+    }
+}
+
+// ------------------------------------------------ 5. prepare and cleanup
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepare_skips_existing_objects_unless_overwrite() {
+    let store = mem("prepare-skip");
+    let objects = "objects: {count: 50, size: 1KiB}";
+    let p = stage(&format!("{{name: p, type: prepare, {objects}}}"));
+    let first = run(&p, &store, None).await;
+    assert_eq!(first.count(OpKind::Put), 50);
+    assert_eq!(first.out.keys.present_count(), 50);
+
+    // Again with what the first prepare knows: nothing to do.
+    let again = run(&p, &store, Some(first.out.keys.clone())).await;
+    assert_eq!(again.records.len(), 0);
+    assert_eq!(again.out.metrics.total_ops(), 0);
+    // Again as a fresh agent, which lists the key space once.
+    let listed = run(&p, &store, None).await;
+    assert_eq!(listed.records.len(), 0, "a listing finds all 50");
+
+    // An object of the wrong size does not count as prepared.
+    store
+        .put("obj/00000007", Bytes::from_static(b"short"))
+        .await
+        .unwrap();
+    let fix = run(&p, &store, None).await;
+    let files: Vec<&str> = fix.records.iter().map(|r| r.file.as_str()).collect();
+    assert_eq!(files, ["obj/00000007"]);
+    assert_eq!(store.stat("obj/00000007").await.unwrap().size, 1024);
+
+    // With overwrite, everything is written again.
+    let o = stage(&format!(
+        "{{name: p, type: prepare, overwrite: true, {objects}}}"
+    ));
+    let over = run(&o, &store, Some(first.out.keys.clone())).await;
+    assert_eq!(over.count(OpKind::Put), 50);
+    let distinct: BTreeSet<&str> = over.records.iter().map(|r| r.file.as_str()).collect();
+    assert_eq!(distinct.len(), 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_deletes_only_what_the_run_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path());
+    let objects = "objects: {count: 30, size: 2KiB}";
+    let p = stage(&format!("{{name: p, type: prepare, {objects}}}"));
+    let c = stage(&format!("{{name: c, type: cleanup, {objects}}}"));
+    // Objects 0..10 exist before the run, with the right size and bytes.
+    let data = DataSpec::new(SEED);
+    for i in 0..10 {
+        let key = p.objects.key(i);
+        store
+            .put(&key, datagen::object(&data, &key, 2048))
+            .await
+            .unwrap();
+    }
+    let prepared = run(&p, &store, None).await;
+    assert_eq!(
+        prepared.count(OpKind::Put),
+        20,
+        "the 10 existing ones are skipped"
+    );
+    assert!(prepared.records.iter().all(|r| index_of(&r.file) >= 10));
+    assert_eq!(prepared.out.keys.created_count(), 20);
+
+    let cleaned = run(&c, &store, Some(prepared.out.keys.clone())).await;
+    assert!(
+        cleaned.errors().is_empty(),
+        "{:?}",
+        cleaned.errors().first()
+    );
+    let deleted: BTreeSet<u64> = cleaned.records.iter().map(|r| index_of(&r.file)).collect();
+    for i in 0..30 {
+        let exists = store.stat(&p.objects.key(i)).await.is_ok();
+        if i < 10 {
+            assert!(
+                exists,
+                "object {i} existed before the run and was deleted by cleanup"
+            );
+        } else {
+            assert!(
+                !exists,
+                "object {i} was created by the run and survived cleanup"
+            );
+        }
+    }
+    assert_eq!(
+        deleted,
+        (10..30).collect(),
+        "cleanup deleted exactly the created objects"
+    );
+}
+
+// ----------------------------------------------------------------- 6. sizes
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uniform_sizes_and_random_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path());
+    let objects = "objects: {count: 40, size: {uniform: {min: 1KiB, max: 64KiB}}}";
+    let p = stage(&format!("{{name: p, type: prepare, {objects}}}"));
+    let prepared = run(&p, &store, None).await;
+    assert_eq!(prepared.count(OpKind::Put), 40);
+    let mut sizes = BTreeSet::new();
+    for i in 0..40 {
+        let want = p.objects.size.size_of(SEED, i);
+        assert!((1024..=65536).contains(&want));
+        let key = p.objects.key(i);
+        let on_disk = std::fs::metadata(dir.path().join(&key)).unwrap().len();
+        assert_eq!(on_disk, want, "{key}");
+        sizes.insert(on_disk);
+    }
+    assert!(sizes.len() >= 30, "sizes do not vary: {sizes:?}");
+    let logged: BTreeMap<u64, u64> = prepared
+        .records
+        .iter()
+        .map(|r| (index_of(&r.file), r.bytes))
+        .collect();
+    assert!(
+        logged
+            .iter()
+            .all(|(&i, &b)| b == p.objects.size.size_of(SEED, i))
+    );
+
+    // Random 4 KiB ranges, verified: offsets and lengths inside each object
+    // are right, and no op moves more than 4 KiB.
+    let r = stage(&format!(
+        "{{name: r, type: workload, {objects}, mix: {{range_get: 1}}, range: {{size: 4KiB}}, \
+         verify: true, ops: 600}}"
+    ));
+    let ran = run(&r, &store, Some(prepared.out.keys.clone())).await;
+    assert_eq!(ran.records.len(), 600);
+    assert!(ran.errors().is_empty(), "{:?}", ran.errors().first());
+    assert!(
+        ran.records
+            .iter()
+            .all(|r| r.op == OpKind::RangeGet && (1..=4096).contains(&r.bytes))
+    );
+    assert!(
+        ran.records.iter().any(|r| r.bytes < 4096),
+        "short last ranges of objects whose size is not a multiple of 4 KiB"
+    );
+    assert_eq!(ran.out.metrics.total_bytes(), ran.bytes());
+}
+
+/// One multipart upload: the key and its parts as (offset, length).
+type Upload = (String, Vec<(u64, u64)>);
+
+/// A store that logs the parts of each multipart PUT it passes on.
+#[derive(Debug)]
+struct PartLog {
+    inner: Arc<dyn ObjectStore>,
+    parts: Mutex<Vec<Upload>>,
+}
+
+impl fmt::Display for PartLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "parts -> {}", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for PartLog {
+    fn endpoint(&self) -> &str {
+        self.inner.endpoint()
+    }
+    async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        self.inner.put(key, data).await
+    }
+    async fn get(&self, key: &str, opts: &GetOptions) -> StoreResult<GetOutcome> {
+        self.inner.get(key, opts).await
+    }
+    async fn stat(&self, key: &str) -> StoreResult<ObjectMeta> {
+        self.inner.stat(key).await
+    }
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.inner.delete(key).await
+    }
+    async fn list(&self, prefix: &str, opts: &ListOptions) -> StoreResult<ListPage> {
+        self.inner.list(prefix, opts).await
+    }
+    async fn put_multipart(
+        &self,
+        key: &str,
+        size: u64,
+        part_size: u64,
+        part: PartSource<'_>,
+    ) -> StoreResult<u64> {
+        let this_op = Mutex::new(Vec::new());
+        let logged = |offset: u64, len: u64| {
+            this_op
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((offset, len));
+            part(offset, len)
+        };
+        let result = self
+            .inner
+            .put_multipart(key, size, part_size, &logged)
+            .await;
+        let op = this_op.into_inner().unwrap_or_else(|e| e.into_inner());
+        self.parts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((key.to_string(), op));
+        result
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_put_writes_parts_that_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let parts = Arc::new(PartLog {
+        inner: file_store(dir.path()),
+        parts: Mutex::new(Vec::new()),
+    });
+    let store: Arc<dyn ObjectStore> = parts.clone();
+    let objects = "objects: {count: 6, size: 100KiB}";
+    let m = stage(&format!(
+        "{{name: m, type: workload, concurrency: 2, {objects}, mix: {{multipart_put: 1}}, \
+         part_size: 16KiB, ops: 30}}"
+    ));
+    let ran = run(&m, &store, None).await;
+    assert_eq!(ran.count(OpKind::MultipartPut), 30);
+    assert!(ran.errors().is_empty(), "{:?}", ran.errors().first());
+    assert!(ran.records.iter().all(|r| r.bytes == 100 * 1024));
+    // 100 KiB in 16 KiB parts: six full parts and one of 4 KiB, in order.
+    let logged = parts.parts.lock().unwrap().clone();
+    assert_eq!(logged.len(), 30, "one multipart upload per op");
+    for (key, op) in &logged {
+        let want: Vec<(u64, u64)> = (0..7).map(|i| (i * 16384, 16384)).collect();
+        let mut want = want;
+        want[6].1 = 4096;
+        assert_eq!(op, &want, "{key}");
+    }
+    // What was written is the generator's bytes for each key: on disk, and
+    // through a verifying GET stage.
+    let data = DataSpec::new(SEED);
+    let written: BTreeSet<&str> = ran.records.iter().map(|r| r.file.as_str()).collect();
+    for key in &written {
+        let on_disk = std::fs::read(dir.path().join(key)).unwrap();
+        assert!(on_disk == datagen::object(&data, key, 100 * 1024), "{key}");
+    }
+    let g = stage(&format!(
+        "{{name: g, type: workload, {objects}, mix: {{get: 1}}, verify: true, ops: 60}}"
+    ));
+    let got = run(&g, &store, Some(ran.out.keys.clone())).await;
+    assert!(got.errors().is_empty(), "{:?}", got.errors().first());
+    assert!(
+        got.records
+            .iter()
+            .all(|r| written.contains(r.file.as_str()))
+    );
+}
+
+// ---------------------------------------------------- 7. key distribution
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zipf_keys_are_skewed() {
+    let store = mem("zipf");
+    let keys = prepare(&store, 1000, "64B").await;
+    let s = stage(
+        "{name: z, type: workload, concurrency: 4, \
+         objects: {count: 1000, size: 64B, distribution: {zipf: 1.1}}, mix: {get: 1}, ops: 30000}",
+    );
+    let ran = run(&s, &store, Some(keys)).await;
+    assert!(ran.errors().is_empty());
+    let mut hits = vec![0u64; 1000];
+    for r in &ran.records {
+        hits[index_of(&r.file) as usize] += 1;
+    }
+    let hottest = (0..1000).max_by_key(|&i| hits[i]).unwrap();
+    assert_eq!(hottest, 0, "rank 1 is key 0");
+    let mut sorted = hits.clone();
+    sorted.sort_unstable();
+    let median = sorted[500];
+    // Zipf(1.1) over 1000 keys: p(rank 1) / p(rank 500) = 500^1.1 ≈ 930.
+    // Uniform choice would give a ratio near 1.
+    assert!(
+        hits[0] > 100 * median.max(1),
+        "top {} vs median {median}",
+        hits[0]
+    );
+    assert!(hits[0] > 3000, "key 0 got {} of 30000", hits[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_partition_touches_only_its_slice() {
+    let store = mem("partition");
+    let objects = "objects: {count: 300, size: 256B, partition: agent}";
+    let p = stage(&format!("{{name: p, type: prepare, {objects}}}"));
+    let prepared = run_as(&p, &store, None, 1, 3, true).await;
+    assert_eq!(
+        prepared.records.len(),
+        100,
+        "prepare writes this agent's third"
+    );
+    assert!(prepared.records.iter().all(|r| index_of(&r.file) % 3 == 1));
+
+    let w = stage(&format!(
+        "{{name: w, type: workload, {objects}, mix: {{get: 2, put: 1, stat: 1}}, ops: 3000}}"
+    ));
+    let ran = run_as(&w, &store, Some(prepared.out.keys.clone()), 1, 3, true).await;
+    assert_eq!(ran.records.len(), 1000, "a third of the stage's ops");
+    assert!(ran.errors().is_empty(), "{:?}", ran.errors().first());
+    let touched: BTreeSet<u64> = ran.records.iter().map(|r| index_of(&r.file)).collect();
+    assert!(
+        touched.iter().all(|i| i % 3 == 1),
+        "keys outside the slice: {:?}",
+        touched
+            .iter()
+            .filter(|i| *i % 3 != 1)
+            .take(5)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(touched.len(), 100, "the whole slice is used");
+}
+
+// ------------------------------------------------------- 8. stop conditions
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn op_limit_is_exact_and_split_over_agents() {
+    let store = mem("stop-ops");
+    let keys = prepare(&store, 100, "256B").await;
+    let s = stage(
+        "{name: s, type: workload, concurrency: 8, objects: {count: 100, size: 256B}, \
+         mix: {get: 1, stat: 1}, ops: 1000}",
+    );
+    let one = run(&s, &store, Some(keys.clone())).await;
+    assert_eq!(one.records.len(), 1000);
+    assert_eq!(one.out.metrics.total_ops(), 1000);
+    let unlogged = run_as(&s, &store, Some(keys.clone()), 0, 1, false).await;
+    assert_eq!(
+        unlogged.out.metrics.total_ops(),
+        1000,
+        "the same without an op-log"
+    );
+
+    let mut total = 0;
+    for i in 0..3 {
+        let ran = run_as(&s, &store, Some(keys.clone()), i, 3, true).await;
+        let want = [334, 333, 333][i as usize];
+        assert_eq!(ran.records.len(), want, "agent {i} of 3");
+        assert_eq!(ran.out.metrics.total_ops(), want as u64);
+        total += ran.records.len();
+    }
+    assert_eq!(total, 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byte_limit_stops_within_one_op_per_worker() {
+    let inner = mem("stop-bytes");
+    let keys = prepare(&inner, 50, "4KiB").await;
+    let store = delayed(&inner, 1);
+    let s = stage(
+        "{name: b, type: workload, concurrency: 8, objects: {count: 50, size: 4KiB}, \
+         mix: {get: 1}, bytes: 1MiB}",
+    );
+    let (size, workers) = (4096, 8);
+    for (i, n) in [(0, 1), (0, 3), (2, 3)] {
+        let limit = share(1 << 20, i, n);
+        let ran = run_as(&s, &store, Some(keys.clone()), i, n, true).await;
+        assert!(ran.errors().is_empty());
+        let moved = ran.bytes();
+        assert_eq!(ran.out.metrics.total_bytes(), moved);
+        assert!(
+            moved >= limit,
+            "agent {i}/{n} stopped at {moved} bytes, below {limit}"
+        );
+        assert!(
+            moved < limit + workers * size,
+            "agent {i}/{n}: {moved} bytes, more than one op per worker past {limit}"
+        );
+    }
+}
