@@ -178,7 +178,9 @@ impl AzureStore {
             .tcp_nodelay(true)
             .connect_timeout(opts.timeout)
             .build()
-            .map_err(|e| StoreError::new(ErrorClass::Other, &endpoint, format!("HTTP client: {e}")))?;
+            .map_err(|e| {
+                StoreError::new(ErrorClass::Other, &endpoint, format!("HTTP client: {e}"))
+            })?;
         let options = ClientOptions::default()
             .transport(TransportOptions::new(Arc::new(http)))
             // The engine owns retries and logs each one.
