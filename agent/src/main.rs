@@ -4,6 +4,11 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+/// mimalloc: records made on worker threads are freed on the op-log
+/// writer's thread, which glibc malloc serializes on arena locks.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A Chorus agent: runs its share of a controller's plan against storage and
 /// keeps an op-log of every operation.
 #[derive(Parser, Debug)]

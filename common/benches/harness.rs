@@ -36,6 +36,11 @@ use chorus_common::store::memory::MemoryStore;
 use chorus_common::topology::{Topology, pin_current_thread};
 use chorus_common::workload::{KeyState, LiveCounters, StageOutcome, StageRun, run_stage};
 
+/// mimalloc: records made on worker threads are freed on the op-log
+/// writer's thread, which glibc malloc serializes on arena locks.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The engine's one core.
 const ENGINE_CPU: usize = 0;
 /// Issue 4 goals.

@@ -4,6 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc: records made on worker threads are freed on the op-log
+/// writer's thread, which glibc malloc serializes on arena locks.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = chorus_controller::cli::Cli::parse();
     chorus_controller::logging(cli.verbose);

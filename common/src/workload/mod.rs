@@ -34,6 +34,7 @@ use crate::metrics::StageMetrics;
 use crate::op::OpKind;
 use crate::oplog::OpLogSender;
 use crate::oplog::record::OpRecord;
+use crate::oplog::writer::SEND_BATCH_RECORDS;
 use crate::plan::{Pacing, Stage, StageKind};
 use crate::pools::Pools;
 use crate::store::multi::{EndpointStats, MultiStore};
@@ -406,6 +407,10 @@ impl WorkerOutcome {
     }
 }
 
+fn log_closed() -> anyhow::Error {
+    anyhow::anyhow!("op-log writer stopped; cannot record ops")
+}
+
 struct Worker {
     id: u32,
     run: Arc<StageRun>,
@@ -430,6 +435,11 @@ impl Worker {
         );
         let mut out = WorkerOutcome::default();
         let warmup_end = run.stage.warmup.map(|w| run.start_at + w);
+        let mut batch = Vec::with_capacity(if run.oplog.is_some() {
+            SEND_BATCH_RECORDS
+        } else {
+            0
+        });
         while !run.stop.load(Ordering::Relaxed) && self.budget.claim() {
             // Open loop: the op's clock starts at its slot, not when a
             // worker got free, so queueing counts as latency.
@@ -513,7 +523,6 @@ impl Worker {
             let end_ns = self.anchor.wall_ns(ended);
             out.first_op_ns = Some(out.first_op_ns.map_or(start_ns, |f| f.min(start_ns)));
             out.last_end_ns = out.last_end_ns.max(end_ns);
-            // Waits when the log writer is behind; never drops the record.
             if let Some(log) = &run.oplog {
                 let record = OpRecord {
                     idx: self.idx.fetch_add(1, Ordering::Relaxed),
@@ -532,10 +541,19 @@ impl Worker {
                     warmup,
                     retries,
                 };
-                log.send(record)
-                    .await
-                    .map_err(|_| anyhow::anyhow!("op-log writer stopped; cannot record ops"))?;
+                batch.push(record);
+                // Sent in batches: one channel message per
+                // SEND_BATCH_RECORDS ops. Waits when the writer is behind;
+                // never drops a record.
+                if batch.len() >= SEND_BATCH_RECORDS {
+                    let full =
+                        std::mem::replace(&mut batch, Vec::with_capacity(SEND_BATCH_RECORDS));
+                    log.send_batch(full).await.map_err(|_| log_closed())?;
+                }
             }
+        }
+        if let Some(log) = &run.oplog {
+            log.send_batch(batch).await.map_err(|_| log_closed())?;
         }
         Ok(out)
     }
