@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the system tools the benchmarks use, where missing. Idempotent.
+#   fio:     the reference for file:// and direct:// I/O (scripts/bench/fio-compare.sh)
+#   python3: reads fio's and Chorus's JSON results in the bench scripts
+set -euo pipefail
+need=()
+command -v fio >/dev/null || need+=(fio)
+command -v python3 >/dev/null || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
+fio --version
