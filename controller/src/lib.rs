@@ -3,10 +3,20 @@
 //! - [`cli`]: the command line.
 //! - [`run`]: `controller run`: agents, clock sync, stages, results.
 //! - [`validate`]: `controller validate`.
+//! - [`merge_cmd`]: `controller merge`.
+//! - [`analyze`]: `controller analyze` (text, JSON, CSV).
+//! - [`compare`]: `controller compare`.
+//! - [`report`]: the self-contained `report.html` with inline SVG charts.
+//! - [`gen_oplog`]: synthetic op-logs for benchmarks (hidden subcommand).
 //!
 //! Exit codes: 0 success, 1 a run that failed, 2 bad input (plan, flags).
 
+pub mod analyze;
 pub mod cli;
+pub mod compare;
+pub mod gen_oplog;
+pub mod merge_cmd;
+pub mod report;
 pub mod run;
 pub mod validate;
 
@@ -37,5 +47,9 @@ pub async fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Validate { plan } => validate::validate(&plan),
         Command::Run(args) => run::run_command(args).await,
+        Command::Merge(args) => merge_cmd::merge_command(args),
+        Command::Analyze(args) => analyze::analyze_command(args),
+        Command::Compare(args) => compare::compare_command(args),
+        Command::GenOplog(args) => gen_oplog::gen_oplog_command(args),
     }
 }

@@ -394,6 +394,11 @@ async fn finish_run(
     dir.write("summary.txt", &summary.to_text())?;
     dir.write("summary.json", &summary.to_json())?;
     dir.write("summary.csv", &summary.to_csv())?;
+    // Charts from the merged timeline; a report that cannot be made is
+    // reported but does not fail a run whose results are written.
+    if let Err(e) = crate::report::write_run_report(&dir.path) {
+        tracing::warn!("no report.html: {e:#}");
+    }
     if !quiet {
         println!("{}", summary.to_text());
     }

@@ -1,0 +1,258 @@
+//! `report.html`: one self-contained page (inline CSS and SVG, no scripts,
+//! no network) drawn from an [`Analysis`] of the merged timeline.
+//!
+//! Per stage: the per-op table, then five charts, each an `<svg>` whose id
+//! ends in the stage's position (`-0`, `-1`, …):
+//! `throughput-ops-N` (ops/s per segment per op), `throughput-mib-N`
+//! (MiB/s), `latency-time-N` (p50 solid, p99 dashed, per segment),
+//! `agents-N` (ops/s per agent) and `latency-dist-N` (percentile curve).
+
+pub mod svg;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::analyze::{self, Analysis, Config, StageAnalysis};
+use svg::{Axis, Series, escape};
+
+/// File name of the report in a run directory.
+pub const REPORT_FILE: &str = "report.html";
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}\
+h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ccc}\
+table{border-collapse:collapse;font-size:13px;margin:8px 0}\
+td,th{padding:2px 8px;text-align:right;border-bottom:1px solid #eee}td:first-child,th:first-child{text-align:left}\
+svg.chart{display:block;margin:12px 0;font-size:11px;background:#fff}\
+svg .title{font-size:13px;font-weight:600}svg .grid{stroke:#eee}svg .axis,svg .tick{stroke:#444;fill:none}\
+svg .key{stroke-width:2}.note{color:#666;font-size:13px}";
+
+/// Analyzes `run_dir`'s timeline (automatic segments) and writes
+/// `report.html` into it.
+pub fn write_run_report(run_dir: &Path) -> anyhow::Result<PathBuf> {
+    let analysis = analyze::analyze(run_dir, &Config::default())?;
+    let title = analysis
+        .run_id
+        .clone()
+        .or_else(|| {
+            run_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| run_dir.display().to_string());
+    let path = run_dir.join(REPORT_FILE);
+    std::fs::write(&path, html(&title, &analysis))
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// The whole page.
+pub fn html(title: &str, a: &Analysis) -> String {
+    let mut out = String::with_capacity(64 * 1024);
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width\"><title>Chorus report: {t}</title>\
+<style>{STYLE}</style></head><body><h1>Chorus report: {t}</h1>\
+<p class=\"note\">Timeline {src}: {n} records, {w} warm-up records not counted. \
+Latencies are of successful ops; charts use segments of the stage.</p>",
+        t = escape(title),
+        src = escape(&a.source),
+        n = a.records_read,
+        w = a.warmup_skipped
+    );
+    if let Some(d) = &a.damaged {
+        let _ = write!(
+            out,
+            "<p><strong>Damaged timeline</strong>, counted up to: {}</p>",
+            escape(d)
+        );
+    }
+    for (i, s) in a.stages.iter().enumerate() {
+        stage_section(&mut out, i, s);
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
+fn stage_section(out: &mut String, i: usize, s: &StageAnalysis) {
+    let name = if s.name.is_empty() { "(none)" } else { &s.name };
+    let _ = write!(
+        out,
+        "<h2>Stage {}</h2><p class=\"note\">{} agents, {:.3} s from {} to {}; ",
+        escape(name),
+        s.agents,
+        s.elapsed_s,
+        escape(&s.first_start),
+        escape(&s.last_end)
+    );
+    match &s.common_window {
+        Some(w) => {
+            let _ = write!(
+                out,
+                "all agents active for {:.3} s (from {:.3} s to {:.3} s).",
+                w.seconds, w.from_s, w.to_s
+            );
+        }
+        None => out.push_str("the agents were never all active at once."),
+    }
+    if let Some(st) = &s.steady {
+        let _ = write!(
+            out,
+            " Segments of {} s by {}: fastest {:.1} ops/s, {:.2} MiB/s; median {:.1} ops/s, \
+{:.2} MiB/s; slowest {:.1} ops/s, {:.2} MiB/s.",
+            s.segment_s,
+            st.by,
+            st.fastest.ops_per_s,
+            st.fastest.mib_per_s,
+            st.median.ops_per_s,
+            st.median.mib_per_s,
+            st.slowest.ops_per_s,
+            st.slowest.mib_per_s
+        );
+    }
+    out.push_str("</p>");
+    ops_table(out, s);
+
+    // Op order of the stage, for stable colours across charts.
+    let ops: Vec<&str> = s
+        .ops
+        .iter()
+        .map(|r| r.key.as_str())
+        .filter(|k| *k != "ALL")
+        .collect();
+    let color = |op: &str| ops.iter().position(|o| *o == op).unwrap_or(ops.len());
+    let half = s.segment_s / 2.0;
+    let per_op = |f: &dyn Fn(&analyze::SegmentOp) -> f64, dashed: bool, suffix: &str| {
+        let mut series: Vec<Series> = ops
+            .iter()
+            .map(|op| Series {
+                name: format!("{op}{suffix}"),
+                points: s
+                    .segments
+                    .iter()
+                    .map(|seg| {
+                        let v = seg.ops.iter().find(|o| o.op == *op).map_or(0.0, f);
+                        (seg.start_s + half, v)
+                    })
+                    .collect(),
+                dashed,
+                color: color(op),
+            })
+            .collect();
+        if ops.len() > 1 {
+            series.push(Series {
+                name: format!("ALL{suffix}"),
+                points: s
+                    .segments
+                    .iter()
+                    .map(|seg| (seg.start_s + half, f(&seg.all)))
+                    .collect(),
+                dashed,
+                color: ops.len(),
+            });
+        }
+        series
+    };
+    let t = Axis::linear("seconds from stage start");
+    out.push_str(&svg::line_chart(
+        &format!("throughput-ops-{i}"),
+        &format!("Throughput over time (ops/s per {} s segment)", s.segment_s),
+        &t,
+        &Axis::linear("ops/s"),
+        &per_op(&|o| o.ops_per_s, false, ""),
+    ));
+    out.push_str(&svg::line_chart(
+        &format!("throughput-mib-{i}"),
+        &format!("Throughput over time (MiB/s per {} s segment)", s.segment_s),
+        &t,
+        &Axis::linear("MiB/s"),
+        &per_op(&|o| o.mib_per_s, false, ""),
+    ));
+    let mut lat = per_op(&|o| o.p50_us, false, " p50");
+    lat.extend(per_op(&|o| o.p99_us, true, " p99"));
+    out.push_str(&svg::line_chart(
+        &format!("latency-time-{i}"),
+        "Latency over time (p50 solid, p99 dashed)",
+        &t,
+        &Axis::log("latency (µs)"),
+        &lat,
+    ));
+    let bars: Vec<(String, f64)> = s
+        .per_agent
+        .iter()
+        .map(|r| (r.key.clone(), r.ops_per_s))
+        .collect();
+    out.push_str(&svg::bar_chart(
+        &format!("agents-{i}"),
+        "Throughput per agent (ops/s over the stage)",
+        &Axis::linear("ops/s"),
+        &bars,
+    ));
+    out.push_str(&latency_distribution(i, s, &color));
+}
+
+/// The percentile curve: x is the number of nines (0 = p0, 2 = p99, …).
+fn latency_distribution(i: usize, s: &StageAnalysis, color: &dyn Fn(&str) -> usize) -> String {
+    let nines = |q: f64| -(1.0 - q).max(1e-6).log10();
+    let series: Vec<Series> = s
+        .latency_curve
+        .iter()
+        .map(|c| Series {
+            name: c.op.clone(),
+            points: c
+                .points
+                .iter()
+                .map(|p| (nines(p.quantile), p.latency_us))
+                .collect(),
+            dashed: false,
+            color: color(&c.op),
+        })
+        .collect();
+    let most = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .fold(1.0f64, f64::max)
+        .ceil() as usize;
+    let labels = ["0", "90", "99", "99.9", "99.99", "99.999", "99.9999"];
+    let ticks = (0..=most.min(6))
+        .map(|k| (k as f64, format!("p{}", labels[k])))
+        .collect();
+    let x = Axis {
+        label: "percentile".into(),
+        log: false,
+        ticks: Some(ticks),
+    };
+    svg::line_chart(
+        &format!("latency-dist-{i}"),
+        "Latency distribution (percentile curve, whole stage)",
+        &x,
+        &Axis::log("latency (µs)"),
+        &series,
+    )
+}
+
+fn ops_table(out: &mut String, s: &StageAnalysis) {
+    out.push_str(
+        "<table><tr><th>op</th><th>count</th><th>errors</th><th>ops/s</th><th>MiB/s</th>\
+<th>p50 µs</th><th>p90 µs</th><th>p99 µs</th><th>p99.9 µs</th><th>max µs</th></tr>",
+    );
+    for r in &s.ops {
+        let l = &r.latency_us;
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.1}</td>\
+<td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td></tr>",
+            escape(&r.key),
+            r.count,
+            r.errors,
+            r.ops_per_s,
+            r.mib_per_s,
+            l.p50,
+            l.p90,
+            l.p99,
+            l.p999,
+            l.max
+        );
+    }
+    out.push_str("</table>");
+}

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Merge and analyze at scale, against plain zstd decompression of the same
+# bytes measured in the same run.
+#
+#   scripts/bench/merge.sh                 # 8 logs x 10M records, 50M timeline
+#   RECORDS=2000000 TIMELINE=10000000 scripts/bench/merge.sh   # smaller
+#
+# Steps:
+# 1. `controller gen-oplog` writes FILES op-logs of RECORDS records each, in
+#    completion order like real agents' logs (starts unsorted within small
+#    windows), and the same at RECORDS/4 to show how memory scales.
+# 2. For each size: `zstd -dc` of all files (the floor: decompression only),
+#    then `controller merge` of the same files; records/s and peak RSS
+#    (/usr/bin/time -v).
+# 3. `controller analyze` of a sorted TIMELINE-record timeline and of one a
+#    quarter that size: time and peak RSS.
+#
+# Needs: zstd, GNU time (/usr/bin/time). Uses WORK (default
+# /tmp/chorus-bench-merge, ~3 GB at full size), removed at the end unless
+# KEEP=1.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+FILES=${FILES:-8}
+RECORDS=${RECORDS:-10000000}
+TIMELINE=${TIMELINE:-50000000}
+WORK=${WORK:-/tmp/chorus-bench-merge}
+BIN=target/release/controller
+
+command -v zstd >/dev/null || { echo "zstd missing (apt-get install zstd)" >&2; exit 2; }
+[ -x /usr/bin/time ] || { echo "/usr/bin/time missing (apt-get install time)" >&2; exit 2; }
+cargo build --release --bin controller >&2
+mkdir -p "$WORK"
+[ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$WORK"' EXIT
+
+# Runs "$@" under GNU time; prints "<seconds> <peak RSS KiB>".
+measure() {
+  local log="$WORK/time.log"
+  /usr/bin/time -v -o "$log" "$@" >/dev/null
+  local secs rss
+  secs=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,p,":"); s=0; for(i=1;i<=n;i++) s=s*60+p[i]; print s}' "$log")
+  rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$log")
+  echo "$secs $rss"
+}
+
+rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.2f", n / s / 1e6 }'; }
+
+# gen <dir> <records per file> [--sorted --agents 8]: FILES logs, two at a time.
+gen() {
+  local dir=$1 n=$2; shift 2
+  mkdir -p "$dir"
+  local pids=()
+  for i in $(seq 0 $((FILES - 1))); do
+    "$BIN" gen-oplog -o "$dir/agent-$i.tsv.zst" --records "$n" --client "agent-$i" --seed $((i + 1)) "$@" &
+    pids+=($!)
+    if [ ${#pids[@]} -ge 2 ]; then wait "${pids[@]}"; pids=(); fi
+  done
+  [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}"
+}
+
+printf '%-34s %12s %9s %12s %12s\n' "step" "records" "seconds" "M records/s" "peak RSS MiB"
+row() { printf '%-34s %12s %9.2f %12s %12d\n' "$1" "$2" "$3" "$(rate "$2" "$3")" $(($4 / 1024)); }
+
+for n in $((RECORDS / 4)) "$RECORDS"; do
+  dir="$WORK/logs-$n"
+  gen "$dir" "$n"
+  total=$((n * FILES))
+  read -r s r < <(measure sh -c "zstd -dc $dir/*.tsv.zst > /dev/null")
+  row "zstd -dc ($FILES x $n)" "$total" "$s" "$r"
+  read -r s r < <(measure "$BIN" merge "$dir"/*.tsv.zst -o "$WORK/merged.tsv.zst" --tmp "$WORK/tmp")
+  row "controller merge ($FILES x $n)" "$total" "$s" "$r"
+  rm -rf "$dir" "$WORK/merged.tsv.zst"
+done
+
+for n in $((TIMELINE / 4)) "$TIMELINE"; do
+  "$BIN" gen-oplog -o "$WORK/timeline.tsv.zst" --records "$n" --client agent --agents 8 --workers 64 --sorted
+  read -r s r < <(measure zstd -dc "$WORK/timeline.tsv.zst")
+  row "zstd -dc (timeline $n)" "$n" "$s" "$r"
+  read -r s r < <(measure "$BIN" analyze "$WORK/timeline.tsv.zst" --segment 1s)
+  row "controller analyze ($n)" "$n" "$s" "$r"
+  rm -f "$WORK/timeline.tsv.zst"
+done
