@@ -20,6 +20,7 @@ pub mod delay;
 pub mod direct;
 pub mod file;
 pub mod gcs;
+pub(crate) mod http;
 pub mod memory;
 pub mod multi;
 pub mod s3;

@@ -11,22 +11,8 @@
 
 use gcloud_storage::http::Error;
 
+use crate::store::http::{class_of_status, first_line, redact};
 use crate::store::{ErrorClass, StoreError};
-
-/// Longest service message kept, so an HTML error page cannot flood the
-/// op-log.
-const MAX_SERVICE_MESSAGE_CHARS: usize = 200;
-
-/// The class of an HTTP status.
-pub(crate) fn class_of_status(status: u16) -> ErrorClass {
-    match status {
-        404 => ErrorClass::NotFound,
-        401 | 403 => ErrorClass::AccessDenied,
-        429 | 503 => ErrorClass::Throttled,
-        408 => ErrorClass::Timeout,
-        _ => ErrorClass::Other,
-    }
-}
 
 /// The HTTP status of `e`, when the service answered.
 pub(crate) fn status_of(e: &Error) -> Option<u16> {
@@ -48,7 +34,7 @@ pub(crate) fn map(e: &Error, endpoint: &str, what: &str) -> StoreError {
                 .unwrap_or("no reason");
             (
                 class_of_status(r.code),
-                format!("HTTP {} {reason}: {}", r.code, clip(&r.message)),
+                format!("HTTP {} {reason}: {}", r.code, first_line(&r.message)),
             )
         }
         Error::HttpClient(r) | Error::RawResponse(r, _) => match r.status() {
@@ -68,9 +54,9 @@ pub(crate) fn map(e: &Error, endpoint: &str, what: &str) -> StoreError {
         },
         Error::TokenSource(t) => (
             ErrorClass::AccessDenied,
-            format!("cannot get an access token: {}", clip(&t.to_string())),
+            format!("cannot get an access token: {}", first_line(&t.to_string())),
         ),
-        other => (ErrorClass::Other, clip(&other.to_string())),
+        other => (ErrorClass::Other, first_line(&other.to_string())),
     };
     StoreError::new(class, endpoint, redact(&format!("{what}: {text}")))
 }
@@ -86,58 +72,12 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     if text.is_empty() {
         text = e.to_string();
     }
-    clip(&text)
-}
-
-fn clip(text: &str) -> String {
-    text.lines()
-        .next()
-        .unwrap_or("")
-        .chars()
-        .take(MAX_SERVICE_MESSAGE_CHARS)
-        .collect()
-}
-
-/// Cuts the query string off every URL in `text`.
-fn redact(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for (i, word) in text.split(' ').enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        match word.find("://").and(word.split_once('?')) {
-            Some((base, _)) => {
-                out.push_str(base);
-                out.push_str("?<redacted>");
-            }
-            None => out.push_str(word),
-        }
-    }
-    out
+    first_line(&text)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn statuses_map_to_classes() {
-        assert_eq!(class_of_status(404), ErrorClass::NotFound);
-        assert_eq!(class_of_status(401), ErrorClass::AccessDenied);
-        assert_eq!(class_of_status(403), ErrorClass::AccessDenied);
-        assert_eq!(class_of_status(429), ErrorClass::Throttled);
-        assert_eq!(class_of_status(503), ErrorClass::Throttled);
-        assert_eq!(class_of_status(500), ErrorClass::Other);
-    }
-
-    #[test]
-    fn urls_lose_their_query() {
-        assert_eq!(
-            redact("for url (https://h/o?X-Goog-Signature=abc)"),
-            "for url (https://h/o?<redacted>"
-        );
-        assert_eq!(redact("what? plain"), "what? plain");
-    }
 
     #[test]
     fn token_errors_are_access_denied() {
