@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use chorus_common::clock::now_ns;
 use chorus_common::datagen::DataSpec;
 use chorus_common::oplog::spawn_writer;
+use chorus_common::plan::EndpointSpec;
 use chorus_common::pools::{PoolSpec, Pools};
 use chorus_common::topology::Topology;
 use chorus_common::workload::{LiveCounters, StageRun, run_stage};
@@ -61,6 +62,46 @@ fn check_session<'a>(slot: &'a mut Option<Session>, id: &str) -> Result<&'a mut 
         )));
     }
     Ok(s)
+}
+
+/// The endpoint lists a stage's balancers use: none without endpoints; one
+/// list when no endpoint is bound to a pool; else one per pool, holding
+/// the endpoints bound to it and the unbound ones.
+fn endpoint_groups(endpoints: &[EndpointSpec], pools: usize) -> Result<Vec<Vec<String>>, String> {
+    if endpoints.iter().all(|e| e.pool.is_none()) {
+        let all: Vec<String> = endpoints.iter().map(|e| e.url.clone()).collect();
+        return Ok(if all.is_empty() {
+            Vec::new()
+        } else {
+            vec![all]
+        });
+    }
+    if let Some(e) = endpoints
+        .iter()
+        .find(|e| e.pool.is_some_and(|p| p as usize >= pools))
+    {
+        return Err(format!(
+            "endpoint `{}` is bound to pool {}, but this agent has {pools} pool(s)",
+            e.url,
+            e.pool.unwrap_or(0)
+        ));
+    }
+    (0..pools)
+        .map(|p| {
+            let urls: Vec<String> = endpoints
+                .iter()
+                .filter(|e| e.pool.is_none_or(|b| b as usize == p))
+                .map(|e| e.url.clone())
+                .collect();
+            if urls.is_empty() {
+                Err(format!(
+                    "pool {p} has no endpoint: bind one to it, or list unbound ones"
+                ))
+            } else {
+                Ok(urls)
+            }
+        })
+        .collect()
 }
 
 /// The plan's pinning as real pools on this host; a CPU set this agent may
@@ -203,22 +244,18 @@ impl pb::agent_server::Agent for AgentService {
         let fail = |e: store::StoreError| {
             Status::failed_precondition(format!("stage `{}`: {e}", stage.name))
         };
-        let (store, multi) = if stage.endpoints.is_empty() {
-            (
-                store::open(&stage.target, &open_opts).await.map_err(fail)?,
-                None,
-            )
-        } else {
-            let m = store::multi::open_multi(
-                &stage.target,
-                &stage.endpoints,
-                &stage.balance,
-                &open_opts,
-            )
-            .await
-            .map_err(fail)?;
-            let m = Arc::new(m);
-            (m.clone() as Arc<dyn store::ObjectStore>, Some(m))
+        let groups = endpoint_groups(&stage.endpoints, session.pools.len())
+            .map_err(|m| Status::invalid_argument(format!("stage `{}`: {m}", stage.name)))?;
+        let mut multi = Vec::with_capacity(groups.len());
+        for urls in &groups {
+            let m = store::multi::open_multi(&stage.target, urls, &stage.balance, &open_opts)
+                .await
+                .map_err(fail)?;
+            multi.push(Arc::new(m));
+        }
+        let store: Arc<dyn store::ObjectStore> = match multi.first() {
+            Some(m) => m.clone(),
+            None => store::open(&stage.target, &open_opts).await.map_err(fail)?,
         };
         let log_path = session.oplog_path(index);
         let (writer, oplog) = spawn_writer(&log_path)
@@ -371,5 +408,33 @@ impl pb::agent_server::Agent for AgentService {
         let _ = std::fs::remove_dir_all(&session.dir);
         *slot = None;
         Ok(Response::new(pb::EndSessionReply {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(url: &str, pool: Option<u32>) -> EndpointSpec {
+        EndpointSpec {
+            url: url.into(),
+            pool,
+        }
+    }
+
+    #[test]
+    fn endpoints_group_by_pool() {
+        assert!(endpoint_groups(&[], 2).unwrap().is_empty());
+        let unbound = [ep("a", None), ep("b", None)];
+        assert_eq!(endpoint_groups(&unbound, 2).unwrap(), vec![vec!["a", "b"]]);
+        let bound = [ep("a", Some(0)), ep("b", Some(1)), ep("c", None)];
+        assert_eq!(
+            endpoint_groups(&bound, 2).unwrap(),
+            vec![vec!["a", "c"], vec!["b", "c"]]
+        );
+        let err = endpoint_groups(&[ep("a", Some(2))], 2).unwrap_err();
+        assert!(err.contains("pool 2") && err.contains("2 pool(s)"), "{err}");
+        let err = endpoint_groups(&[ep("a", Some(0))], 2).unwrap_err();
+        assert!(err.contains("pool 1 has no endpoint"), "{err}");
     }
 }

@@ -179,7 +179,7 @@ impl Bench {
             stage_index: index,
             stage,
             store: self.store.clone(),
-            multi: None,
+            multi: Vec::new(),
             oplog,
             keys: Some(self.keys.clone()),
             pools: Some(self.pools.clone()),

@@ -285,3 +285,73 @@ fn plan_spreads_ops_over_three_gateways() {
         assert_eq!(n, 400, "op-log records naming {name}");
     }
 }
+
+/// Endpoints bound to pools: with two pools (CPU 0 and CPU 1) and gateway
+/// .1 bound to pool 0, .2 and .3 to pool 1, the workers on pool 0 (even
+/// workers) send every op to .1, those on pool 1 only to .2 and .3.
+#[test]
+fn endpoints_bound_to_pools_serve_only_their_workers() {
+    let server = rgw();
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("runs");
+    let port = server
+        .get("AWS_ENDPOINT_URL")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let plan = format!(
+        "name: bound\ntarget: s3://chorus-bound/{}\nconcurrency: 4\npinning: [\"0\", \"1\"]\n\
+         objects: {{count: 100, size: 1KiB}}\n\
+         endpoints: [{{url: \"http://127.0.0.1:{port}\", pool: 0}}, {{url: \"http://127.0.0.{{2...3}}:{port}\", pool: 1}}]\n\
+         stages:\n  - {{name: prepare, type: prepare}}\n\
+         \x20 - {{name: rw, type: workload, mix: {{get: 3, put: 1}}, ops: 800}}\n",
+        unique("b").trim_end_matches('/'),
+    );
+    let path = tmp.path().join("plan.yaml");
+    std::fs::write(&path, plan).unwrap();
+    let out = std::process::Command::new(bin("controller"))
+        .args([
+            "run",
+            path.to_str().unwrap(),
+            "--embedded",
+            "1",
+            "--results",
+            results.to_str().unwrap(),
+            "--quiet",
+        ])
+        .envs(&server.env)
+        .output()
+        .expect("run controller");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = only_run_dir(&results);
+    let summary = read_json(&run.join("summary.json"));
+    assert_eq!(summary["total_errors"], 0, "{summary:#}");
+
+    let timeline = chorus_tests::Tsv::read_zst(&run.join("timeline.tsv.zst"));
+    let (stage, thread, endpoint) = (
+        timeline.column("stage"),
+        timeline.column("thread"),
+        timeline.column("endpoint"),
+    );
+    let one = format!("http://127.0.0.1:{port}");
+    let mut seen = std::collections::BTreeSet::new();
+    for ((s, t), e) in stage.iter().zip(&thread).zip(&endpoint) {
+        if *s != "rw" {
+            continue;
+        }
+        let even = t.parse::<u32>().unwrap() % 2 == 0;
+        assert_eq!(
+            even,
+            *e == one,
+            "worker {t} (pool {}) sent an op to {e}",
+            u32::from(!even)
+        );
+        seen.insert(e.to_string());
+    }
+    assert_eq!(seen.len(), 3, "all three gateways served: {seen:?}");
+}

@@ -165,7 +165,14 @@ impl Plan {
                 let _ = writeln!(y, "    pool: {p}");
             }
             if !s.endpoints.is_empty() {
-                let eps: Vec<String> = s.endpoints.iter().map(|e| quote(e)).collect();
+                let eps: Vec<String> = s
+                    .endpoints
+                    .iter()
+                    .map(|e| match e.pool {
+                        None => quote(&e.url),
+                        Some(p) => format!("{{url: {}, pool: {p}}}", quote(&e.url)),
+                    })
+                    .collect();
                 let _ = writeln!(y, "    endpoints: [{}]", eps.join(", "));
             }
             let _ = writeln!(y, "    balance: {}", s.balance);

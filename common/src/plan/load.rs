@@ -752,4 +752,24 @@ stages:
                 .starts_with(&format!("{}:2:9: ", path.display()))
         );
     }
+
+    #[test]
+    fn endpoints_bound_to_pools_round_trip() {
+        let text = "name: ep\ntarget: s3://b/p\nobjects: {count: 1, size: 1}\n\
+                    endpoints: [\"http://a:9000\", {url: \"http://b{1...2}:9000\", pool: 1}]\n\
+                    stages:\n  - {name: w, type: workload, mix: {get: 1}, ops: 1}\n";
+        let plan = parse(text, "p.yaml").unwrap();
+        let eps = &plan.stages[0].endpoints;
+        assert_eq!(eps.len(), 2);
+        assert_eq!((eps[0].url.as_str(), eps[0].pool), ("http://a:9000", None));
+        assert_eq!(
+            (eps[1].url.as_str(), eps[1].pool),
+            ("http://b{1...2}:9000", Some(1))
+        );
+        assert_eq!(parse(&plan.to_yaml(), "again").unwrap(), plan);
+        let bad = text.replace("pool: 1", "pol: 1");
+        let e = parse(&bad, "p.yaml").unwrap_err();
+        assert!(e.message.contains("unknown key `pol`"), "{e}");
+        assert_eq!(e.line, 4);
+    }
 }

@@ -134,12 +134,22 @@ pub struct Stage {
     /// Run this stage's workers on one pool (index into the agent's pools);
     /// `None` spreads workers over all pools.
     pub pool: Option<u32>,
-    /// Endpoints to spread ops over (URLs, templates like
-    /// `http://10.0.0.{1...8}:9000`, or `@file` for a list file); empty
-    /// means the backend's own endpoint from the environment.
-    pub endpoints: Vec<String>,
+    /// Endpoints to spread ops over; empty means the backend's own endpoint
+    /// from the environment.
+    pub endpoints: Vec<EndpointSpec>,
     /// `round_robin` or `least_connections`.
     pub balance: String,
+}
+
+/// One entry of a stage's `endpoints`: a URL, a template like
+/// `http://10.0.0.{1...8}:9000`, or `@file` naming a list file; optionally
+/// bound to one of the agent's pools (a NUMA node or CPU set), so workers
+/// on that pool send their ops only to the endpoints bound to it (and to
+/// unbound ones).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointSpec {
+    pub url: String,
+    pub pool: Option<u32>,
 }
 
 /// Closed loop (each worker issues its next op when the last one ends) or

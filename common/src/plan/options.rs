@@ -9,8 +9,8 @@ use super::error::{PlanError, hint_for};
 use super::load::{Decoder, Map, join};
 use super::yaml::{Entry, NodeKind};
 use super::{
-    Arrivals, DataOptions, KeyDistribution, ListSpec, Pacing, Partition, Pinning, RangeSpec,
-    RetryPolicy, SizeSpec, StageKind,
+    Arrivals, DataOptions, EndpointSpec, KeyDistribution, ListSpec, Pacing, Partition, Pinning,
+    RangeSpec, RetryPolicy, SizeSpec, StageKind,
 };
 use crate::datagen;
 
@@ -27,7 +27,7 @@ const MAX_SIZE_BUCKETS: usize = 64;
 #[derive(Clone, Debug)]
 pub(crate) struct StageDefaults {
     pub retry: RetryPolicy,
-    pub endpoints: Vec<String>,
+    pub endpoints: Vec<EndpointSpec>,
     pub balance: String,
 }
 
@@ -42,7 +42,7 @@ pub(super) struct StageOptions {
     pub overwrite: bool,
     pub retry: RetryPolicy,
     pub pool: Option<u32>,
-    pub endpoints: Vec<String>,
+    pub endpoints: Vec<EndpointSpec>,
     pub balance: String,
 }
 
@@ -127,8 +127,7 @@ impl Decoder<'_> {
             d.retry.timeout = self.duration(e, &p("timeout"))?;
         }
         if let Some(e) = m.get("endpoints") {
-            d.endpoints =
-                self.strings(e, &p("endpoints"), "a list of endpoint URLs or templates")?;
+            d.endpoints = self.endpoint_list(e, &p("endpoints"))?;
             if d.endpoints.is_empty() {
                 return Err(self.err(
                     e.value.pos,
@@ -141,6 +140,31 @@ impl Decoder<'_> {
             d.balance = self.one_of(e, &p("balance"), &BALANCES)?;
         }
         Ok(d)
+    }
+
+    /// `endpoints: ["http://a:9000", {url: "http://b{1...2}:9000", pool: 1}]`.
+    fn endpoint_list(&self, e: &Entry, path: &str) -> Result<Vec<EndpointSpec>, PlanError> {
+        let NodeKind::Seq(items) = &e.value.kind else {
+            return Err(self.wrong(e, path, "a list of endpoint URLs, templates or {url, pool}"));
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let ip = format!("{path}[{i}]");
+            if let NodeKind::Map(_) = item.kind {
+                let m = self.map(item, ip.clone(), format!("`{ip}`"), &["url", "pool"], "key")?;
+                let url = self.string(self.required(&m, "url")?, &join(&ip, "url"))?;
+                let pool = m
+                    .get("pool")
+                    .map(|e| self.integer(e, &join(&ip, "pool"), 0, 4096))
+                    .transpose()?
+                    .map(|v| v as u32);
+                out.push(EndpointSpec { url, pool });
+            } else {
+                let url = self.string_node(item, &ip, &ip)?;
+                out.push(EndpointSpec { url, pool: None });
+            }
+        }
+        Ok(out)
     }
 
     pub(super) fn data_options(&self, m: &Map<'_>) -> Result<DataOptions, PlanError> {

@@ -68,9 +68,11 @@ pub struct StageRun {
     pub stage_index: usize,
     pub stage: Stage,
     pub store: Arc<dyn ObjectStore>,
-    /// With several endpoints, each op leases one from here (and `store` is
-    /// this same store, for stage-wide calls such as listing).
-    pub multi: Option<Arc<MultiStore>>,
+    /// With several endpoints, each op leases one from here: entry `p`
+    /// holds the endpoints of pool `p` (its bound ones and the unbound), a
+    /// single entry serves every pool. `store` is then one of these, for
+    /// stage-wide calls such as listing. Empty without endpoints.
+    pub multi: Vec<Arc<MultiStore>>,
     /// Where op records go. `None` only to measure the engine without its
     /// log (the harness benchmark); agents always log.
     pub oplog: Option<OpLogSender>,
@@ -310,6 +312,15 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
 
     let mut workers = Vec::new();
     for worker in 0..run.stage.concurrency {
+        // The pool this worker runs on (as `Pools::spawn` picks it) decides
+        // which endpoints it may use.
+        let pool = run.stage.pool.map_or(worker as usize, |p| p as usize);
+        let npools = run.pools.as_ref().map_or(1, |p| p.len().max(1));
+        let multi = match run.multi.len() {
+            0 => None,
+            1 => Some(run.multi[0].clone()),
+            n => Some(run.multi[(pool % npools) % n].clone()),
+        };
         let w = Worker {
             id: worker,
             run: run.clone(),
@@ -319,6 +330,7 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
             state: state.clone(),
             idx: idx.clone(),
             anchor,
+            multi,
         };
         workers.push(match &run.pools {
             // A stage bound to a pool runs there; otherwise workers are
@@ -363,11 +375,13 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
         retries: total.retries,
         schedule,
         keys: state,
+        // Each pool's balancer opened its own stores: rows for the same
+        // endpoint are summed by whoever aggregates (the controller).
         endpoints: run
             .multi
-            .as_ref()
-            .map(|m| m.stats_by_endpoint())
-            .unwrap_or_default(),
+            .iter()
+            .flat_map(|m| m.stats_by_endpoint())
+            .collect(),
     })
 }
 
@@ -420,6 +434,8 @@ struct Worker {
     state: Arc<KeyState>,
     idx: Arc<AtomicU64>,
     anchor: Anchor,
+    /// The endpoints this worker balances over (its pool's).
+    multi: Option<Arc<MultiStore>>,
 }
 
 impl Worker {
@@ -471,8 +487,9 @@ impl Worker {
                 out.last_slot = out.last_slot.max(Some(at));
                 out.last_issued = out.last_issued.max(Some(issued));
             }
-            // One endpoint per op (its retries included), named in the log.
-            let lease = run.multi.as_ref().map(|m| m.pick());
+            // One endpoint per op (its retries included), named in the log,
+            // from the endpoints of this worker's pool.
+            let lease = self.multi.as_ref().map(|m| m.pick());
             let store = lease.as_ref().map_or(&run.store, |l| l.store());
             let (result, retries) =
                 ops::run_with_retries(store.as_ref(), &plan, &run.stage, &run.data).await;

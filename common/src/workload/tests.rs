@@ -107,7 +107,7 @@ async fn run_as(
         stage_index: 0,
         stage: stage.clone(),
         store: store.clone(),
-        multi: None,
+        multi: Vec::new(),
         oplog: sender,
         keys,
         pools: None,
