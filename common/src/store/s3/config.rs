@@ -170,17 +170,23 @@ pub(crate) struct Built {
 
 /// Builds the SDK client for `config`, with timeouts from `opts`.
 ///
-/// The HTTP client is the SDK's default (hyper 1 + rustls), which already
-/// sets TCP_NODELAY and keeps an unbounded idle pool per host, so every one
-/// of `opts.concurrency` workers finds a warm connection. Sizing the pool to
-/// exactly `opts.concurrency` needs `aws-smithy-http-client`'s builder,
-/// which is not a direct dependency of this crate.
+/// The HTTP client is the SDK's own (hyper 1 + rustls with aws-lc,
+/// TCP_NODELAY on) with its idle pool sized to `opts.concurrency`: every
+/// worker finds a warm connection, and no more idle sockets are kept than
+/// workers can use.
 pub(crate) async fn build_client(config: &S3Config, opts: &OpenOptions) -> Built {
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(opts.timeout)
         .operation_timeout(opts.timeout)
         .build();
+    let http = aws_smithy_http_client::Builder::new()
+        .pool_max_idle_per_host(opts.concurrency.max(1) as usize)
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .build_https();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
         .retry_config(RetryConfig::disabled())
         .timeout_config(timeouts)
         .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
