@@ -122,16 +122,7 @@ impl FileStore {
 
     /// The path of `key`, refusing keys that would leave the root.
     fn path(&self, key: &str) -> StoreResult<PathBuf> {
-        let rel = Path::new(key);
-        let safe = !key.is_empty() && rel.components().all(|c| matches!(c, Component::Normal(_)));
-        if !safe {
-            return Err(StoreError::new(
-                ErrorClass::Other,
-                &self.uri,
-                format!("key `{key}` is not a relative path inside the root"),
-            ));
-        }
-        Ok(self.root.join(rel))
+        key_path(&self.root, &self.uri, key)
     }
 
     fn exec(&self) -> Exec {
@@ -205,7 +196,23 @@ fn is_local_fs(root: &Path) -> bool {
     )
 }
 
-fn class_of(e: &io::Error) -> ErrorClass {
+/// The path of `key` under `root`, refusing keys that would leave it
+/// (empty, absolute, or with `..`): the rule of every local store.
+pub(super) fn key_path(root: &Path, uri: &str, key: &str) -> StoreResult<PathBuf> {
+    let rel = Path::new(key);
+    let safe = !key.is_empty() && rel.components().all(|c| matches!(c, Component::Normal(_)));
+    if !safe {
+        return Err(StoreError::new(
+            ErrorClass::Other,
+            uri,
+            format!("key `{key}` is not a relative path inside the root"),
+        ));
+    }
+    Ok(root.join(rel))
+}
+
+/// The error class of a local I/O error.
+pub(super) fn class_of(e: &io::Error) -> ErrorClass {
     match e.kind() {
         io::ErrorKind::NotFound => ErrorClass::NotFound,
         io::ErrorKind::PermissionDenied => ErrorClass::AccessDenied,

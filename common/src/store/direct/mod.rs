@@ -37,7 +37,7 @@ use std::fs;
 use std::io::{self, Seek};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -46,7 +46,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::file::FileStore;
+use super::file::{FileStore, class_of};
 use super::{
     ErrorClass, GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta, ObjectStore,
     OpenOptions, PartSource, StoreError, StoreResult, clamp_range,
@@ -231,16 +231,7 @@ impl DirectStore {
     /// The path of `key`, refusing keys that would leave the root (the same
     /// rule as `file://`).
     fn path(&self, key: &str) -> StoreResult<PathBuf> {
-        let rel = Path::new(key);
-        let safe = !key.is_empty() && rel.components().all(|c| matches!(c, Component::Normal(_)));
-        if !safe {
-            return Err(StoreError::new(
-                ErrorClass::Other,
-                &self.uri,
-                format!("key `{key}` is not a relative path inside the root"),
-            ));
-        }
-        Ok(self.root.join(rel))
+        super::file::key_path(&self.root, &self.uri, key)
     }
 
     /// Runs the blocking file calls of one op.
@@ -333,15 +324,6 @@ impl fmt::Display for DirectStore {
 fn relabel(mut e: StoreError, uri: &str) -> StoreError {
     e.endpoint = uri.to_string();
     e
-}
-
-fn class_of(e: &io::Error) -> ErrorClass {
-    match e.kind() {
-        io::ErrorKind::NotFound => ErrorClass::NotFound,
-        io::ErrorKind::PermissionDenied => ErrorClass::AccessDenied,
-        io::ErrorKind::TimedOut => ErrorClass::Timeout,
-        _ => ErrorClass::Other,
-    }
 }
 
 /// The store error for an I/O error on `path`. `EINVAL` from an open with
