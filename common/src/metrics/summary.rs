@@ -171,6 +171,33 @@ fn csv_field(s: &str, out: &mut String) {
     }
 }
 
+/// Appends an aligned text table: two spaces of indent, the first column
+/// left-aligned (names), the others right-aligned (numbers).
+pub fn write_table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut l = String::from(" ");
+        for (i, (cell, w)) in cells.zip(&widths).enumerate() {
+            if i == 0 {
+                let _ = write!(l, " {cell:<w$}");
+            } else {
+                let _ = write!(l, "  {cell:>w$}");
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+}
+
 impl RunSummary {
     /// Builds a summary, totalling ops and errors over the stages' `ALL` rows.
     pub fn new(run_id: &str, plan: &str, stages: Vec<StageSummary>) -> Self {
@@ -249,12 +276,12 @@ impl RunSummary {
                 if stage.agents == 1 { "" } else { "s" },
                 stage.elapsed_s
             );
-            let rows: Vec<[String; 12]> = stage
+            let rows: Vec<Vec<String>> = stage
                 .ops
                 .iter()
                 .map(|r| {
                     let l = &r.latency_us;
-                    [
+                    vec![
                         r.op.clone(),
                         r.count.to_string(),
                         r.errors.to_string(),
@@ -270,30 +297,7 @@ impl RunSummary {
                     ]
                 })
                 .collect();
-            let mut widths = COLUMNS.map(str::len);
-            for row in &rows {
-                for (w, cell) in widths.iter_mut().zip(row) {
-                    *w = (*w).max(cell.chars().count());
-                }
-            }
-            let mut line = |cells: &[&str]| {
-                let mut l = String::from(" ");
-                for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-                    // The op name reads best left-aligned; numbers right-aligned.
-                    if i == 0 {
-                        let _ = write!(l, " {cell:<w$}");
-                    } else {
-                        let _ = write!(l, "  {cell:>w$}");
-                    }
-                }
-                out.push_str(l.trim_end());
-                out.push('\n');
-            };
-            line(&COLUMNS);
-            for row in &rows {
-                let cells: Vec<&str> = row.iter().map(String::as_str).collect();
-                line(&cells);
-            }
+            write_table(&mut out, &COLUMNS, &rows);
             if !stage.endpoints.is_empty() {
                 let width = stage
                     .endpoints

@@ -3,34 +3,10 @@
 
 use std::fmt::Write as _;
 
+use chorus_common::metrics::summary::write_table as table;
+
 use super::stats::Row;
 use super::{Analysis, StageAnalysis};
-
-/// Aligned columns: the first left-aligned, the rest right-aligned.
-fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let line = |out: &mut String, cells: &mut dyn Iterator<Item = &str>| {
-        let mut s = String::from("  ");
-        for (i, (c, w)) in cells.zip(&widths).enumerate() {
-            if i == 0 {
-                let _ = write!(s, "{c:<w$}");
-            } else {
-                let _ = write!(s, "  {c:>w$}");
-            }
-        }
-        out.push_str(s.trim_end());
-        out.push('\n');
-    };
-    line(out, &mut header.iter().copied());
-    for r in rows {
-        line(out, &mut r.iter().map(String::as_str));
-    }
-}
 
 const ROW_HEADER: [&str; 12] = [
     "", "count", "errors", "bytes", "ops/s", "MiB/s", "mean_us", "p50_us", "p90_us", "p99_us",
