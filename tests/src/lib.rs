@@ -39,6 +39,36 @@ pub fn controller(args: &[&str]) -> Output {
         .expect("run controller")
 }
 
+/// Runs `examples/quickstart.yaml` against `target` for 2 s (workload
+/// stage) into `results`, with `env` set on the controller only (never in
+/// the test's own environment), asserts it succeeded, and returns the run
+/// directory.
+pub fn run_quickstart(target: &str, results: &Path, env: &[(&str, &str)]) -> PathBuf {
+    let plan = repo_root().join("examples/quickstart.yaml");
+    let out = Command::new(bin("controller"))
+        .args([
+            "run",
+            plan.to_str().unwrap(),
+            "--target",
+            target,
+            "--duration",
+            "2s",
+        ])
+        .arg("--results")
+        .arg(results)
+        .arg("--quiet")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run controller");
+    assert!(
+        out.status.success(),
+        "controller failed on {target}:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    only_run_dir(results)
+}
+
 /// The one run directory under `results`.
 pub fn only_run_dir(results: &Path) -> PathBuf {
     let dirs: Vec<_> = std::fs::read_dir(results)

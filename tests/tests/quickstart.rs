@@ -1,29 +1,14 @@
 //! The quickstart plan, run from the built binary with embedded agents,
 //! leaves a complete results directory whose timeline matches its summary.
 
-use chorus_tests::{Tsv, controller, only_run_dir, read_json, repo_root};
+use chorus_tests::{Tsv, read_json, run_quickstart};
 
 #[test]
 fn quickstart_runs_and_writes_consistent_results() {
     let tmp = tempfile::tempdir().unwrap();
     let results = tmp.path().join("runs");
     let target = format!("file://{}", tmp.path().join("data").display());
-    let plan = repo_root().join("examples/quickstart.yaml");
-    let out = controller(&[
-        "run",
-        plan.to_str().unwrap(),
-        "--target",
-        &target,
-        "--duration",
-        "2s",
-        "--results",
-        results.to_str().unwrap(),
-        "--quiet",
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "controller failed: {stderr}");
-
-    let run = only_run_dir(&results);
+    let run = run_quickstart(&target, &results, &[]);
     for f in [
         "plan.yaml",
         "run.json",

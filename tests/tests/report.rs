@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use chorus_tests::{controller, only_run_dir, repo_root};
+use chorus_tests::{controller, run_quickstart};
 
 /// Charts every stage section has (ids end in `-<stage position>`).
 const CHARTS: [&str; 5] = [
@@ -71,24 +71,7 @@ fn run_writes_a_self_contained_report_that_renders() {
     let tmp = tempfile::tempdir().unwrap();
     let results = tmp.path().join("runs");
     let target = format!("file://{}", tmp.path().join("data").display());
-    let plan = repo_root().join("examples/quickstart.yaml");
-    let out = controller(&[
-        "run",
-        plan.to_str().unwrap(),
-        "--target",
-        &target,
-        "--duration",
-        "2s",
-        "--results",
-        results.to_str().unwrap(),
-        "--quiet",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run = only_run_dir(&results);
+    let run = run_quickstart(&target, &results, &[]);
     let report = run.join("report.html");
     let html = std::fs::read_to_string(&report).expect("report.html written by the run");
 

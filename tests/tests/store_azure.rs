@@ -17,7 +17,7 @@ use chorus_common::store::azure::{AzureConfig, AzureCredential, AzureStore, EMUL
 use chorus_common::store::conformance;
 use chorus_common::store::{ErrorClass, GetOptions, ObjectStore, OpenOptions, StoreError};
 use chorus_tests::servers::Server;
-use chorus_tests::{bin, only_run_dir, read_json, repo_root};
+use chorus_tests::{read_json, run_quickstart};
 
 /// Timeout for ops expected to fail fast (closed port, silent server):
 /// short so the test is quick, long enough for a loaded 2-core machine.
@@ -228,37 +228,17 @@ fn quickstart_runs_unchanged_against_azurite() {
     let tmp = tempfile::tempdir().unwrap();
     let results = tmp.path().join("runs");
     let target = format!("az://{EMULATOR_ACCOUNT}/{}/qs", unique("qs"));
-    let plan = repo_root().join("examples/quickstart.yaml");
     let started = Instant::now();
     // Credentials only in the child's environment, never in ours.
-    let out = std::process::Command::new(bin("controller"))
-        .args([
-            "run",
-            plan.to_str().unwrap(),
-            "--target",
-            &target,
-            "--duration",
-            "2s",
-            "--results",
-            results.to_str().unwrap(),
-            "--quiet",
-        ])
-        .env(
-            "AZURE_STORAGE_ENDPOINT",
-            server.get("AZURE_STORAGE_ENDPOINT"),
-        )
-        .env("AZURE_STORAGE_ACCOUNT", server.get("AZURE_STORAGE_ACCOUNT"))
-        .env("AZURE_STORAGE_KEY", server.get("AZURE_STORAGE_KEY"))
-        .output()
-        .expect("run controller");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "controller failed on {target}: {stderr}"
-    );
+    let env = [
+        "AZURE_STORAGE_ENDPOINT",
+        "AZURE_STORAGE_ACCOUNT",
+        "AZURE_STORAGE_KEY",
+    ]
+    .map(|k| (k, server.get(k)));
+    let run = run_quickstart(&target, &results, &env);
     eprintln!("quickstart on azurite took {:?}", started.elapsed());
 
-    let run = only_run_dir(&results);
     let summary = read_json(&run.join("summary.json"));
     assert_eq!(summary["total_errors"], 0, "{summary:#}");
     let total_ops = summary["total_ops"].as_u64().unwrap();

@@ -18,7 +18,7 @@ use chorus_common::store::conformance;
 use chorus_common::store::gcs::{GcsConfig, GcsStore};
 use chorus_common::store::{ErrorClass, GetOptions, ObjectStore, OpenOptions, StoreError};
 use chorus_tests::servers::Server;
-use chorus_tests::{bin, only_run_dir, read_json, repo_root};
+use chorus_tests::{read_json, run_quickstart};
 
 /// Timeout for ops expected to fail fast (closed port, silent server):
 /// short so the test is quick, long enough for a loaded 2-core machine.
@@ -183,32 +183,16 @@ fn quickstart_runs_unchanged_against_fake_gcs() {
     let tmp = tempfile::tempdir().unwrap();
     let results = tmp.path().join("runs");
     let target = format!("gs://{}/qs", unique("qs"));
-    let plan = repo_root().join("examples/quickstart.yaml");
     let started = Instant::now();
     // The emulator only in the child's environment, never in ours.
-    let out = std::process::Command::new(bin("controller"))
-        .args([
-            "run",
-            plan.to_str().unwrap(),
-            "--target",
-            &target,
-            "--duration",
-            "2s",
-            "--results",
-            results.to_str().unwrap(),
-            "--quiet",
-        ])
-        .env("STORAGE_EMULATOR_HOST", endpoint(&server))
-        .output()
-        .expect("run controller");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "controller failed on {target}: {stderr}"
+    let host = endpoint(&server);
+    let run = run_quickstart(
+        &target,
+        &results,
+        &[("STORAGE_EMULATOR_HOST", host.as_str())],
     );
     eprintln!("quickstart on fake-gcs took {:?}", started.elapsed());
 
-    let run = only_run_dir(&results);
     let summary = read_json(&run.join("summary.json"));
     assert_eq!(summary["total_errors"], 0, "{summary:#}");
     let total_ops = summary["total_ops"].as_u64().unwrap();

@@ -16,7 +16,7 @@ use chorus_common::store::conformance;
 use chorus_common::store::s3::{S3Config, S3Store};
 use chorus_common::store::{ErrorClass, GetOptions, ObjectStore, OpenOptions};
 use chorus_tests::servers::Server;
-use chorus_tests::{bin, only_run_dir, read_json, repo_root};
+use chorus_tests::{bin, only_run_dir, read_json, run_quickstart};
 
 /// The bucket the store tests use (created by `ensure_ready`).
 const BUCKET: &str = "chorus-test";
@@ -183,29 +183,13 @@ fn quickstart_plan_runs_unchanged_against_rgw() {
     let server = rgw();
     let tmp = tempfile::tempdir().unwrap();
     let results = tmp.path().join("runs");
-    let plan = repo_root().join("examples/quickstart.yaml");
-    let out = std::process::Command::new(bin("controller"))
-        .args([
-            "run",
-            plan.to_str().unwrap(),
-            "--target",
-            "s3://chorus-qs/qs",
-            "--duration",
-            "2s",
-            "--results",
-            results.to_str().unwrap(),
-            "--quiet",
-        ])
-        .envs(&server.env)
-        .output()
-        .expect("run controller");
-    assert!(
-        out.status.success(),
-        "controller failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary = read_json(&only_run_dir(&results).join("summary.json"));
+    let env: Vec<(&str, &str)> = server
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let run = run_quickstart("s3://chorus-qs/qs", &results, &env);
+    let summary = read_json(&run.join("summary.json"));
     assert_eq!(summary["total_errors"], 0, "{summary:#}");
     let ops = summary["total_ops"].as_u64().unwrap();
     assert!(ops > 2000, "only {ops} ops: {summary:#}");
