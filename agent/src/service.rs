@@ -146,6 +146,8 @@ impl pb::agent_server::Agent for AgentService {
             cpus: host::cpus(),
             os: host::os(),
             busy_with,
+            topology: chorus_common::topology::Topology::detect().to_string(),
+            authenticated: false,
         }))
     }
 
@@ -197,6 +199,7 @@ impl pb::agent_server::Agent for AgentService {
             dir,
             oplogs: Default::default(),
             running: false,
+            stop: None,
             keys: Default::default(),
             pools,
         });
@@ -290,6 +293,7 @@ impl pb::agent_server::Agent for AgentService {
             stop: stop.clone(),
         };
         session.running = true;
+        session.stop = Some(stop.clone());
         drop(slot);
 
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
@@ -307,6 +311,7 @@ impl pb::agent_server::Agent for AgentService {
                             bytes: live.bytes.load(Ordering::Relaxed),
                             errors: live.errors.load(Ordering::Relaxed),
                             at_ns: now_ns(),
+                            ..Default::default()
                         };
                         let event = pb::StageEvent { event: Some(Event::Progress(p)) };
                         // A controller that stopped listening stops the load.
@@ -327,6 +332,7 @@ impl pb::agent_server::Agent for AgentService {
             };
             if let Some(s) = sessions.lock().await.as_mut() {
                 s.running = false;
+                s.stop = None;
                 s.oplogs.insert(index, log_path.clone());
                 if let Ok((o, _)) = &outcome {
                     s.keys.insert(space, o.keys.clone());
@@ -408,6 +414,36 @@ impl pb::agent_server::Agent for AgentService {
         let _ = std::fs::remove_dir_all(&session.dir);
         *slot = None;
         Ok(Response::new(pb::EndSessionReply {}))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatReply>, Status> {
+        let req = req.into_inner();
+        let mut slot = self.session.lock().await;
+        let session = check_session(&mut slot, &req.session_id)?;
+        Ok(Response::new(pb::HeartbeatReply {
+            at_ns: now_ns(),
+            running: session.running,
+        }))
+    }
+
+    async fn stop_stage(
+        &self,
+        req: Request<pb::StopStageRequest>,
+    ) -> Result<Response<pb::StopStageReply>, Status> {
+        let req = req.into_inner();
+        let mut slot = self.session.lock().await;
+        let session = check_session(&mut slot, &req.session_id)?;
+        let stopped = match &session.stop {
+            Some(stop) => {
+                stop.store(true, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        };
+        Ok(Response::new(pb::StopStageReply { stopped }))
     }
 }
 

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use chorus_common::plan::{Plan, Stage};
 use chorus_common::pools::Pools;
@@ -25,6 +26,8 @@ pub struct Session {
     pub oplogs: BTreeMap<u32, PathBuf>,
     /// True while a stage runs; a second RunStage is refused meanwhile.
     pub running: bool,
+    /// The running stage's stop flag, set by `StopStage`.
+    pub stop: Option<Arc<AtomicBool>>,
     /// What this agent knows of each key space, carried from stage to stage
     /// so a workload after a prepare needs no listing.
     pub keys: HashMap<String, Arc<KeyState>>,

@@ -112,6 +112,7 @@ async fn run(args: RunArgs) -> Result<std::path::PathBuf, RunError> {
                 agent_index: a.index,
                 agent_count: count,
                 agent_id: a.id.clone(),
+                ..Default::default()
             })
             .await
             .map_err(|s| {
@@ -311,6 +312,7 @@ async fn fetch_oplog(
         .fetch_op_log(pb::FetchOpLogRequest {
             session_id: session_id.to_string(),
             stage_index: index,
+            run_id: String::new(),
         })
         .await
         .with_context(|| format!("fetching op-log of stage `{stage}` from agent {}", agent.id))?
