@@ -8,7 +8,8 @@ use std::fmt::Write as _;
 use super::units::{format_duration, format_size};
 use super::yaml::quote;
 use super::{
-    Arrivals, KeyDistribution, Pacing, Partition, Pinning, Plan, RangeSpec, SizeSpec, StageKind,
+    Arrivals, ClockCheck, KeyDistribution, Pacing, Partition, Pinning, Plan, RangeSpec, SizeSpec,
+    StageKind,
 };
 
 /// A float written so that it parses back to the same value.
@@ -81,6 +82,26 @@ impl Plan {
                 let _ = writeln!(y, "pinning: [{}]", sets.join(", "));
             }
         }
+        let c = &self.control;
+        let _ = write!(
+            y,
+            "control: {{on_agent_loss: {}, agent_timeout: {}, controller_timeout: {}, ",
+            c.on_agent_loss.name(),
+            format_duration(c.agent_timeout),
+            format_duration(c.controller_timeout),
+        );
+        if let Some(d) = c.max_clock_offset {
+            let _ = write!(y, "max_clock_offset: {}, ", format_duration(d));
+        }
+        let _ = writeln!(
+            y,
+            "max_clock_uncertainty: {}, clock_check: {}}}",
+            format_duration(c.max_clock_uncertainty),
+            match c.clock_check {
+                ClockCheck::Warn => "warn",
+                ClockCheck::Refuse => "refuse",
+            }
+        );
         y.push_str("stages:\n");
         for s in &self.stages {
             let _ = writeln!(y, "  - name: {}", quote(&s.name));

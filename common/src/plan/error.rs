@@ -176,7 +176,7 @@ stages:
             e.hint.as_deref(),
             Some(
                 "valid keys: name, description, seed, target, concurrency, agents, objects, stages, \
-                 data, pinning, retries, retry_backoff, timeout, endpoints, balance"
+                 data, pinning, retries, retry_backoff, timeout, endpoints, balance, control"
             )
         );
         let e = with("stages:", "stage:");

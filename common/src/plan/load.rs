@@ -21,7 +21,7 @@ use super::{KeySpace, OpMix, Overrides, Plan, Stage, StageKind, StopCondition};
 use crate::op::OpKind;
 use crate::store::uri::TargetUri;
 
-const PLAN_KEYS: [&str; 15] = [
+const PLAN_KEYS: [&str; 16] = [
     "name",
     "description",
     "seed",
@@ -37,6 +37,7 @@ const PLAN_KEYS: [&str; 15] = [
     "timeout",
     "endpoints",
     "balance",
+    "control",
 ];
 const STAGE_KEYS: [&str; 23] = [
     "name",
@@ -348,6 +349,7 @@ impl Decoder<'_> {
             agents,
             data: self.data_options(&m)?,
             pinning: self.pinning(&m)?,
+            control: self.control(&m)?,
             stages,
         })
     }
@@ -592,6 +594,7 @@ seed: 18446744073709551615
 target: file:///tmp/chorus
 concurrency: 3
 agents: ["h1:7167", 'h2:7167']
+control: {on_agent_loss: continue, agent_timeout: 4s, controller_timeout: 7s, max_clock_offset: 250ms, max_clock_uncertainty: 2ms, clock_check: refuse}
 objects:
   prefix: data/
   count: 1000
@@ -771,5 +774,29 @@ stages:
         let e = parse(&bad, "p.yaml").unwrap_err();
         assert!(e.message.contains("unknown key `pol`"), "{e}");
         assert_eq!(e.line, 4);
+    }
+
+    #[test]
+    fn control_options_decode_and_default() {
+        let c = plan(FULL).control;
+        assert_eq!(c.on_agent_loss, crate::plan::AgentLossPolicy::Continue);
+        assert_eq!(c.agent_timeout, Duration::from_secs(4));
+        assert_eq!(c.controller_timeout, Duration::from_secs(7));
+        assert_eq!(c.max_clock_offset, Some(Duration::from_millis(250)));
+        assert_eq!(c.max_clock_uncertainty, Duration::from_millis(2));
+        assert_eq!(c.clock_check, crate::plan::ClockCheck::Refuse);
+        let minimal = "name: m\ntarget: mem://m\nobjects: {count: 1, size: 1}\nstages:\n  - {name: w, type: workload, mix: {get: 1}, ops: 1}\n";
+        let d = parse(minimal, "m.yaml").unwrap().control;
+        assert_eq!(d, crate::plan::ControlOptions::default());
+        let bad = minimal.replace("stages:", "control: {on_agent_los: abort}\nstages:");
+        let e = parse(&bad, "m.yaml").unwrap_err();
+        assert!(e.message.contains("unknown key `on_agent_los`"), "{e}");
+        assert_eq!(e.hint.as_deref(), Some("did you mean `on_agent_loss`?"));
+        let bad = minimal.replace("stages:", "control: {on_agent_loss: retry}\nstages:");
+        let e = parse(&bad, "m.yaml").unwrap_err();
+        assert!(
+            e.message.contains("unknown `on_agent_loss` value `retry`"),
+            "{e}"
+        );
     }
 }

@@ -42,7 +42,70 @@ pub struct Plan {
     pub data: DataOptions,
     /// How each agent pins its worker threads.
     pub pinning: Pinning,
+    /// Heartbeats, lost agents, clock thresholds.
+    pub control: ControlOptions,
     pub stages: Vec<Stage>,
+}
+
+/// What the run does when an agent is lost mid-run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AgentLossPolicy {
+    /// Stop every agent, write what was measured, exit 1.
+    #[default]
+    Abort,
+    /// Go on with the others; the summary says which agents covered which
+    /// time.
+    Continue,
+}
+
+impl AgentLossPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            AgentLossPolicy::Abort => "abort",
+            AgentLossPolicy::Continue => "continue",
+        }
+    }
+}
+
+/// What to do with an agent whose clock is off or unsure past the plan's
+/// thresholds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClockCheck {
+    /// Report it in the output and `run.json`, run anyway.
+    #[default]
+    Warn,
+    /// Refuse to run the stage (the run fails before it starts).
+    Refuse,
+}
+
+/// The control plane's settings (`control:` in the plan).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ControlOptions {
+    pub on_agent_loss: AgentLossPolicy,
+    /// An agent silent this long (no progress, no heartbeat reply) is lost.
+    pub agent_timeout: Duration,
+    /// An agent that hears no controller this long stops its load.
+    pub controller_timeout: Duration,
+    /// Largest |offset| of an agent's clock before it is reported; `None`
+    /// for no limit.
+    pub max_clock_offset: Option<Duration>,
+    /// Largest offset uncertainty (half the best round trip) before it is
+    /// reported.
+    pub max_clock_uncertainty: Duration,
+    pub clock_check: ClockCheck,
+}
+
+impl Default for ControlOptions {
+    fn default() -> Self {
+        ControlOptions {
+            on_agent_loss: AgentLossPolicy::Abort,
+            agent_timeout: Duration::from_secs(3),
+            controller_timeout: Duration::from_secs(10),
+            max_clock_offset: None,
+            max_clock_uncertainty: Duration::from_millis(5),
+            clock_check: ClockCheck::Warn,
+        }
+    }
 }
 
 /// Payload shape for every PUT of the run (see `crate::datagen`).

@@ -9,13 +9,24 @@ use super::error::{PlanError, hint_for};
 use super::load::{Decoder, Map, join};
 use super::yaml::{Entry, NodeKind};
 use super::{
-    Arrivals, DataOptions, EndpointSpec, KeyDistribution, ListSpec, Pacing, Partition, Pinning,
-    RangeSpec, RetryPolicy, SizeSpec, StageKind,
+    AgentLossPolicy, Arrivals, ClockCheck, ControlOptions, DataOptions, EndpointSpec,
+    KeyDistribution, ListSpec, Pacing, Partition, Pinning, RangeSpec, RetryPolicy, SizeSpec,
+    StageKind,
 };
 use crate::datagen;
 
 /// Balancing strategies a plan may name.
 pub(super) const BALANCES: [&str; 2] = ["round_robin", "least_connections"];
+
+/// Keys of `control:`.
+const CONTROL_KEYS: [&str; 6] = [
+    "on_agent_loss",
+    "agent_timeout",
+    "controller_timeout",
+    "max_clock_offset",
+    "max_clock_uncertainty",
+    "clock_check",
+];
 
 /// Most retries a plan may ask for: more than this hides a broken target.
 const MAX_RETRIES: u64 = 100;
@@ -194,6 +205,52 @@ impl Decoder<'_> {
             }
         }
         Ok(d)
+    }
+
+    /// `control:`: lost-agent policy, heartbeat timeouts, clock limits.
+    pub(super) fn control(&self, m: &Map<'_>) -> Result<ControlOptions, PlanError> {
+        let mut c = ControlOptions::default();
+        let Some(e) = m.get("control") else {
+            return Ok(c);
+        };
+        let cm = self.map(
+            &e.value,
+            "control".into(),
+            "`control`".into(),
+            &CONTROL_KEYS,
+            "key",
+        )?;
+        if let Some(e) = cm.get("on_agent_loss") {
+            c.on_agent_loss = match self
+                .one_of(e, "control.on_agent_loss", &["abort", "continue"])?
+                .as_str()
+            {
+                "continue" => AgentLossPolicy::Continue,
+                _ => AgentLossPolicy::Abort,
+            };
+        }
+        if let Some(e) = cm.get("agent_timeout") {
+            c.agent_timeout = self.duration(e, "control.agent_timeout")?;
+        }
+        if let Some(e) = cm.get("controller_timeout") {
+            c.controller_timeout = self.duration(e, "control.controller_timeout")?;
+        }
+        if let Some(e) = cm.get("max_clock_offset") {
+            c.max_clock_offset = Some(self.duration(e, "control.max_clock_offset")?);
+        }
+        if let Some(e) = cm.get("max_clock_uncertainty") {
+            c.max_clock_uncertainty = self.duration(e, "control.max_clock_uncertainty")?;
+        }
+        if let Some(e) = cm.get("clock_check") {
+            c.clock_check = match self
+                .one_of(e, "control.clock_check", &["warn", "refuse"])?
+                .as_str()
+            {
+                "refuse" => ClockCheck::Refuse,
+                _ => ClockCheck::Warn,
+            };
+        }
+        Ok(c)
     }
 
     pub(super) fn pinning(&self, m: &Map<'_>) -> Result<Pinning, PlanError> {

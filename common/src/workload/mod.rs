@@ -20,8 +20,8 @@ mod pacing;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::{RngExt, SeedableRng};
@@ -30,7 +30,7 @@ use serde::Serialize;
 
 use crate::clock::Anchor;
 use crate::datagen::DataSpec;
-use crate::metrics::StageMetrics;
+use crate::metrics::{LATENCY_HIGHEST_NS, StageMetrics};
 use crate::op::OpKind;
 use crate::oplog::OpLogSender;
 use crate::oplog::record::OpRecord;
@@ -39,6 +39,7 @@ use crate::plan::{Pacing, Stage, StageKind};
 use crate::pools::Pools;
 use crate::store::multi::{EndpointStats, MultiStore};
 use crate::store::{ErrorClass, ObjectStore, list_all};
+use hdrhistogram::Histogram;
 
 pub use budget::{Budget, share};
 pub use keys::{KeyPicker, KeyState};
@@ -49,12 +50,64 @@ pub use pacing::Schedule;
 /// counted as late.
 pub const LATE_AFTER: Duration = Duration::from_millis(1);
 
-/// Counters the agent reads about once a second for live progress.
-#[derive(Debug, Default)]
+/// Counters the agent reads about once a second for live progress, and the
+/// latencies of the ops that ended since it last looked.
+#[derive(Debug)]
 pub struct LiveCounters {
     pub ops: AtomicU64,
     pub bytes: AtomicU64,
     pub errors: AtomicU64,
+    /// Workers add their own interval histogram here every [`LIVE_FLUSH`]
+    /// (not per op: one lock per worker per flush), and the agent takes it
+    /// each second.
+    interval_latency: Mutex<Histogram<u64>>,
+}
+
+/// How often a worker hands its live latencies to [`LiveCounters`].
+pub const LIVE_FLUSH: Duration = Duration::from_millis(100);
+
+/// A histogram for live latencies: 2 significant figures from 1 µs to an
+/// hour keeps it at ~27 KiB per worker (the summary's exact histograms are
+/// separate); a per-second p99 needs no more.
+pub fn live_histogram() -> Histogram<u64> {
+    // Constant, valid bounds: cannot fail at run time (covered by tests).
+    Histogram::new_with_bounds(1_000, LATENCY_HIGHEST_NS, 2).expect("constant bounds are valid")
+}
+
+impl Default for LiveCounters {
+    fn default() -> Self {
+        LiveCounters {
+            ops: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            interval_latency: Mutex::new(live_histogram()),
+        }
+    }
+}
+
+impl LiveCounters {
+    /// Takes the latencies added since the last call, leaving an empty one.
+    pub fn take_interval(&self) -> Histogram<u64> {
+        let mut h = self
+            .interval_latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        std::mem::replace(&mut *h, live_histogram())
+    }
+
+    /// Adds a worker's interval latencies and empties them.
+    fn add_interval(&self, h: &mut Histogram<u64>) {
+        if h.is_empty() {
+            return;
+        }
+        let mut shared = self
+            .interval_latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // Same bounds on both sides: add cannot fail.
+        let _ = shared.add(&*h);
+        h.reset();
+    }
 }
 
 /// Everything one agent needs to run its share of a stage.
@@ -451,6 +504,8 @@ impl Worker {
         );
         let mut out = WorkerOutcome::default();
         let warmup_end = run.stage.warmup.map(|w| run.start_at + w);
+        let mut interval = live_histogram();
+        let mut next_flush = Instant::now() + LIVE_FLUSH;
         let mut batch = Vec::with_capacity(if run.oplog.is_some() {
             SEND_BATCH_RECORDS
         } else {
@@ -536,6 +591,14 @@ impl Worker {
             run.live.ops.fetch_add(1, Ordering::Relaxed);
             run.live.bytes.fetch_add(done.bytes, Ordering::Relaxed);
             run.live.errors.fetch_add(u64::from(!ok), Ordering::Relaxed);
+            if ok {
+                let latency_ns = ended.duration_since(started).as_nanos() as u64;
+                interval.saturating_record(latency_ns.clamp(1_000, LATENCY_HIGHEST_NS));
+            }
+            if ended >= next_flush {
+                run.live.add_interval(&mut interval);
+                next_flush = ended + LIVE_FLUSH;
+            }
 
             let start_ns = self.anchor.wall_ns(started);
             let end_ns = self.anchor.wall_ns(ended);
@@ -570,6 +633,7 @@ impl Worker {
                 }
             }
         }
+        run.live.add_interval(&mut interval);
         if let Some(log) = &run.oplog {
             log.send_batch(batch).await.map_err(|_| log_closed())?;
         }

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -58,6 +58,7 @@ fn file_store(root: &Path) -> Arc<dyn ObjectStore> {
 struct Ran {
     out: StageOutcome,
     records: Vec<OpRecord>,
+    live: Arc<LiveCounters>,
 }
 
 impl Ran {
@@ -99,6 +100,7 @@ async fn run_as(
     } else {
         (None, None)
     };
+    let live = Arc::new(LiveCounters::default());
     let run = StageRun {
         agent_index,
         agent_count,
@@ -112,7 +114,7 @@ async fn run_as(
         keys,
         pools: None,
         start_at: Instant::now() + Duration::from_millis(20),
-        live: Arc::new(LiveCounters::default()),
+        live: live.clone(),
         stop: Arc::new(AtomicBool::new(false)),
     };
     // A stop condition that is ignored shows as a failure, not a hang.
@@ -142,7 +144,7 @@ async fn run_as(
             "records sent = records read"
         );
     }
-    Ran { out, records }
+    Ran { out, records, live }
 }
 
 async fn run(stage: &Stage, store: &Arc<dyn ObjectStore>, keys: Option<Arc<KeyState>>) -> Ran {
@@ -166,6 +168,27 @@ async fn prepare(store: &Arc<dyn ObjectStore>, count: u64, size: &str) -> Arc<Ke
     assert_eq!(ran.out.metrics.total_ops(), count);
     assert_eq!(ran.out.metrics.total_errors(), 0);
     ran.out.keys
+}
+
+// ---------------------------------------------------------------- live stats
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_counters_see_every_op_and_its_latency_once() {
+    let store = mem("live");
+    let keys = prepare(&store, 100, "1KiB").await;
+    let w = stage(
+        "{name: w, type: workload, concurrency: 4, objects: {count: 100, size: 1KiB}, \
+         mix: {get: 1}, ops: 5000}",
+    );
+    let ran = run(&w, &store, Some(keys)).await;
+    assert_eq!(ran.live.ops.load(Ordering::Relaxed), 5000);
+    assert_eq!(ran.live.bytes.load(Ordering::Relaxed), 5000 * 1024);
+    assert_eq!(ran.live.errors.load(Ordering::Relaxed), 0);
+    // Every worker flushed at its end, so the interval histogram holds
+    // every successful op, and taking it empties it.
+    let h = ran.live.take_interval();
+    assert_eq!(h.len(), 5000);
+    assert!(ran.live.take_interval().is_empty());
 }
 
 // ---------------------------------------------------------------- 1. weights
