@@ -21,7 +21,14 @@ impl Drop for AgentProc {
 
 fn start_agent(id: &str, spool: &std::path::Path) -> AgentProc {
     let mut child = Command::new(bin("agent"))
-        .args(["--listen", "127.0.0.1:0", "--id", id, "--spool"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure",
+            "--id",
+            id,
+            "--spool",
+        ])
         .arg(spool)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -60,6 +67,7 @@ fn runs_on_agent_processes() {
         "--results",
         results.to_str().unwrap(),
         "--quiet",
+        "--insecure",
     ]);
     assert!(
         out.status.success(),

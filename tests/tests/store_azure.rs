@@ -75,7 +75,7 @@ fn open(container: &str, cfg: AzureConfig, timeout: Duration) -> AzureStore {
     let opts = OpenOptions {
         concurrency: 4,
         timeout,
-        endpoint: None,
+        ..Default::default()
     };
     AzureStore::with_config(&format!("{}/{container}/p", cfg.account), cfg, &opts)
         .expect("open store")

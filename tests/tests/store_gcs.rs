@@ -65,7 +65,7 @@ async fn open(bucket: &str, endpoint: &str, timeout: Duration) -> GcsStore {
     let opts = OpenOptions {
         concurrency: 4,
         timeout,
-        endpoint: None,
+        ..Default::default()
     };
     GcsStore::with_config(&format!("{bucket}/p"), GcsConfig::emulator(endpoint), &opts)
         .await

@@ -63,7 +63,7 @@ async fn open(rest: &str, cfg: &S3Config, timeout: Duration) -> S3Store {
     let opts = OpenOptions {
         concurrency: 4,
         timeout,
-        endpoint: None,
+        ..Default::default()
     };
     S3Store::open(rest, cfg, &opts).await.expect("open store")
 }

@@ -18,6 +18,7 @@ pub mod azure;
 pub mod conformance;
 pub mod delay;
 pub mod direct;
+pub mod env;
 pub mod file;
 pub mod gcs;
 pub(crate) mod http;
@@ -34,6 +35,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use uri::TargetUri;
+
+pub use env::EnvOverlay;
 
 /// What kind of failure an op had; the op-log's `error` column starts with
 /// [`ErrorClass::name`], so analysis can group errors without parsing text.
@@ -379,6 +382,10 @@ pub struct OpenOptions {
     /// (`AWS_ENDPOINT_URL`, `AZURE_STORAGE_ENDPOINT`, …): one store per
     /// endpoint of a multi-endpoint stage. Network backends only.
     pub endpoint: Option<String>,
+    /// Variables the controller forwarded (`--forward-env`): backends read
+    /// their credentials and endpoints here first, then in the process
+    /// environment (see [`OpenOptions::var`]).
+    pub env: Option<Arc<EnvOverlay>>,
 }
 
 impl Default for OpenOptions {
@@ -387,7 +394,24 @@ impl Default for OpenOptions {
             concurrency: 4,
             timeout: DEFAULT_TIMEOUT,
             endpoint: None,
+            env: None,
         }
+    }
+}
+
+impl OpenOptions {
+    /// Variable `name` as a backend sees it: forwarded, else from this
+    /// process's environment.
+    pub fn var(&self, name: &str) -> Option<String> {
+        match self.env.as_ref().and_then(|o| o.get(name)) {
+            Some(v) => Some(v.to_string()),
+            None => std::env::var(name).ok(),
+        }
+    }
+
+    /// Whether `name` was forwarded (rather than set in this process).
+    pub fn forwarded(&self, name: &str) -> bool {
+        self.env.as_ref().is_some_and(|o| o.get(name).is_some())
     }
 }
 
@@ -396,8 +420,9 @@ impl Default for OpenOptions {
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Opens the store a target URI names. Credentials come from the
-/// environment of the process (each ecosystem's standard variables), never
-/// from the URI or the plan.
+/// environment of the process (each ecosystem's standard variables), or
+/// the variables the controller forwarded in `opts.env`, never from the URI
+/// or the plan.
 pub async fn open(target: &str, opts: &OpenOptions) -> StoreResult<Arc<dyn ObjectStore>> {
     let uri = TargetUri::parse(target)
         .map_err(|m| StoreError::new(ErrorClass::Other, target.to_string(), m))?;
@@ -415,7 +440,7 @@ pub async fn open(target: &str, opts: &OpenOptions) -> StoreResult<Arc<dyn Objec
         "gs" => Ok(Arc::new(gcs::GcsStore::open(&uri.rest, opts).await?)),
         "mem" => Ok(memory::MemoryStore::named(&uri.rest)),
         "s3" => {
-            let mut config = s3::S3Config::from_env();
+            let mut config = s3::S3Config::from_lookup(|name| opts.var(name));
             if let Some(e) = &opts.endpoint {
                 config.endpoint_url = Some(e.clone());
             }

@@ -117,12 +117,13 @@ pub fn parse_target(rest: &str) -> Result<(String, String, String), String> {
 }
 
 impl AzureStore {
-    /// Opens `az://{rest}` with credentials from the environment.
+    /// Opens `az://{rest}` with credentials from the environment (forwarded
+    /// variables first, see [`OpenOptions::var`]).
     pub fn open(rest: &str, opts: &OpenOptions) -> StoreResult<AzureStore> {
         let uri = format!("az://{rest}");
         let (account, _, _) =
             parse_target(rest).map_err(|m| StoreError::new(ErrorClass::Other, &uri, m))?;
-        let mut config = AzureConfig::from_env(&account)
+        let mut config = AzureConfig::from_lookup(&account, |name| opts.var(name))
             .map_err(|m| StoreError::new(ErrorClass::AccessDenied, &uri, m))?;
         if let Some(e) = &opts.endpoint {
             config.endpoint = Some(e.clone());

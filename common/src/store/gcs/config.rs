@@ -1,7 +1,10 @@
 //! Where a `gs://` store connects and how it authenticates: [`GcsConfig`],
 //! from the standard Google variables or from explicit values.
 
+use std::fmt;
 use std::path::PathBuf;
+
+use crate::store::OpenOptions;
 
 /// Google's public JSON API endpoint.
 pub const PUBLIC_ENDPOINT: &str = "https://storage.googleapis.com";
@@ -9,8 +12,8 @@ pub const PUBLIC_ENDPOINT: &str = "https://storage.googleapis.com";
 /// Project used to create buckets on an emulator, which accepts any name.
 const EMULATOR_PROJECT: &str = "chorus-test";
 
-/// How requests are authorized.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// How requests are authorized. `Debug` never shows credentials.
+#[derive(Clone, PartialEq, Eq)]
 pub enum GcsAuth {
     /// No token (emulators, public buckets).
     Anonymous,
@@ -20,6 +23,20 @@ pub enum GcsAuth {
     ApplicationDefault,
     /// A service account (or other) credentials JSON file.
     CredentialsFile(PathBuf),
+    /// The content of such a file, as forwarded by the controller in
+    /// `GOOGLE_APPLICATION_CREDENTIALS_JSON`.
+    CredentialsJson(String),
+}
+
+impl fmt::Debug for GcsAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GcsAuth::Anonymous => f.write_str("Anonymous"),
+            GcsAuth::ApplicationDefault => f.write_str("ApplicationDefault"),
+            GcsAuth::CredentialsFile(p) => f.debug_tuple("CredentialsFile").field(p).finish(),
+            GcsAuth::CredentialsJson(_) => f.write_str("CredentialsJson(<redacted>)"),
+        }
+    }
 }
 
 /// Everything needed to reach GCS or an emulator.
@@ -58,6 +75,31 @@ impl GcsConfig {
     /// [`GcsConfig::from_lookup`].
     pub fn from_env() -> GcsConfig {
         GcsConfig::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// The config for a store opened with `opts`: [`GcsConfig::from_lookup`]
+    /// over [`OpenOptions::var`]. Google's application default credentials
+    /// read this process's environment, so credentials the controller
+    /// forwarded (`GOOGLE_APPLICATION_CREDENTIALS_JSON`, else
+    /// `GOOGLE_APPLICATION_CREDENTIALS`, gcloud's order) are handed over
+    /// explicitly instead.
+    pub fn from_options(opts: &OpenOptions) -> GcsConfig {
+        let mut cfg = GcsConfig::from_lookup(|name| opts.var(name));
+        let forwarded = |name: &str| {
+            opts.env
+                .as_ref()
+                .and_then(|o| o.get(name))
+                .filter(|v| !v.trim().is_empty())
+                .map(str::to_string)
+        };
+        if cfg.auth == GcsAuth::ApplicationDefault {
+            if let Some(json) = forwarded("GOOGLE_APPLICATION_CREDENTIALS_JSON") {
+                cfg.auth = GcsAuth::CredentialsJson(json);
+            } else if let Some(path) = forwarded("GOOGLE_APPLICATION_CREDENTIALS") {
+                cfg.auth = GcsAuth::CredentialsFile(PathBuf::from(path.trim()));
+            }
+        }
+        cfg
     }
 
     /// The config from variables read through `var` (a map in tests, so
@@ -148,6 +190,30 @@ mod tests {
         ]));
         assert_eq!(cfg.auth, GcsAuth::ApplicationDefault);
         assert_eq!(cfg.project.as_deref(), Some("p1"));
+    }
+
+    #[test]
+    fn forwarded_credentials_are_explicit_and_hidden() {
+        use std::sync::Arc;
+        let overlay = |pairs: &[(&str, &str)]| OpenOptions {
+            env: Some(Arc::new(crate::store::EnvOverlay::new(
+                pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+            ))),
+            ..Default::default()
+        };
+        let cfg = GcsConfig::from_options(&overlay(&[(
+            "GOOGLE_APPLICATION_CREDENTIALS_JSON",
+            "{\"private_key\": \"KEYTEXT\"}",
+        )]));
+        assert!(matches!(cfg.auth, GcsAuth::CredentialsJson(_)));
+        assert!(!format!("{cfg:?}").contains("KEYTEXT"));
+        let cfg = GcsConfig::from_options(&overlay(&[(
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "/etc/k.json",
+        )]));
+        assert_eq!(cfg.auth, GcsAuth::CredentialsFile("/etc/k.json".into()));
+        let cfg = GcsConfig::from_options(&overlay(&[("STORAGE_EMULATOR_HOST", "h:1")]));
+        assert_eq!(cfg.auth, GcsAuth::Anonymous);
     }
 
     #[test]

@@ -109,9 +109,10 @@ pub fn parse_target(rest: &str) -> Result<(String, String), String> {
 }
 
 impl GcsStore {
-    /// Opens `gs://{rest}` with the configuration from the environment.
+    /// Opens `gs://{rest}` with the configuration from the environment
+    /// (forwarded variables first, see [`GcsConfig::from_options`]).
     pub async fn open(rest: &str, opts: &OpenOptions) -> StoreResult<GcsStore> {
-        let mut config = GcsConfig::from_env();
+        let mut config = GcsConfig::from_options(opts);
         if let Some(e) = &opts.endpoint {
             config.endpoint = Some(e.trim_end_matches('/').to_string());
         }
@@ -148,6 +149,14 @@ impl GcsStore {
                     let file = CredentialsFile::new_from_file(path.display().to_string())
                         .await
                         .map_err(|e| no_creds(&e))?;
+                    base.with_credentials(file).await.map_err(|e| no_creds(&e))
+                }
+                GcsAuth::CredentialsJson(json) => {
+                    // The parser's message may quote the JSON, which holds
+                    // a private key: say only what was wrong where.
+                    let file = CredentialsFile::new_from_str(json).await.map_err(|_| {
+                        no_creds(&"GOOGLE_APPLICATION_CREDENTIALS_JSON is not a credentials file")
+                    })?;
                     base.with_credentials(file).await.map_err(|e| no_creds(&e))
                 }
             }

@@ -1,7 +1,9 @@
 //! Where an `s3://` store finds its endpoint, region and credentials, and
 //! how its SDK client is built.
 //!
-//! [`S3Config::from_env`] reads the standard AWS variables; tests use
+//! [`S3Config::from_env`] reads the standard AWS variables (`store::open`
+//! reads them through [`OpenOptions::var`], so variables the controller
+//! forwarded come first, and are set on the client explicitly); tests use
 //! [`S3Config::custom`] with explicit values so they never touch the process
 //! environment. Whatever the config leaves unset falls to the SDK's standard
 //! chains (credentials: env, profile, web identity, ECS, IMDS; profile from
