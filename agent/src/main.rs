@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+mod register;
+
 /// mimalloc: records made on worker threads are freed on the op-log
 /// writer's thread, which glibc malloc serializes on arena locks.
 #[global_allocator]
@@ -29,7 +31,37 @@ struct Args {
     /// pinning, then exit.
     #[arg(long)]
     topology: bool,
+    /// Serve mutual TLS: DIR/agent.pem and DIR/agent.key, and only accept
+    /// controllers whose certificate is signed by DIR/ca.pem (as written by
+    /// `controller certs init`).
+    #[arg(long, value_name = "DIR", env = "CHORUS_TLS_DIR")]
+    tls_dir: Option<PathBuf>,
+    /// Require every request to carry the token in FILE (its content,
+    /// trimmed) as `authorization: Bearer <token>`.
+    #[arg(long, value_name = "FILE", env = "CHORUS_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Serve plaintext and accept any controller: only on a network where
+    /// everyone may run plans against this host's storage.
+    #[arg(long, conflicts_with_all = ["tls_dir", "token_file"])]
+    insecure: bool,
+    /// Register in etcd so controllers find this agent (`controller run
+    /// --etcd URL`): comma-separated endpoints, e.g. http://etcd:2379. The
+    /// key /chorus/agents/<id> lives as long as this agent does.
+    #[arg(long, value_name = "URL", env = "CHORUS_ETCD")]
+    etcd: Option<String>,
+    /// The address registered in etcd, the one controllers dial (default:
+    /// the listen IP if it is a specific one, else <hostname>:<port>).
+    #[arg(long, value_name = "HOST:PORT", env = "CHORUS_ADVERTISE")]
+    advertise: Option<String>,
+    /// TTL of the etcd lease, in seconds: how long a dead agent stays listed.
+    /// It is renewed every third of this.
+    #[arg(long, value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    etcd_ttl: u64,
 }
+
+/// Exit code for bad flags or files, as clap uses.
+const EXIT_BAD_INPUT: i32 = 2;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -43,6 +75,14 @@ async fn main() -> anyhow::Result<()> {
     if args.topology {
         return print_topology();
     }
+    // Checked before listening, so a misconfigured agent never serves.
+    let security = match security(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(EXIT_BAD_INPUT);
+        }
+    };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
@@ -53,17 +93,84 @@ async fn main() -> anyhow::Result<()> {
     let spool = args
         .spool
         .unwrap_or_else(|| std::env::temp_dir().join(format!("chorus-agent-{}", addr.port())));
-    tracing::info!(%addr, %id, spool = %spool.display(), "agent listening");
+    tracing::info!(%addr, %id, spool = %spool.display(), %security, "agent listening");
+    // Registered before saying "listening": whoever waits for that line
+    // can find the agent in etcd already.
+    let registrar = match &args.etcd {
+        Some(endpoints) => {
+            let registered = async {
+                let address = register::advertise_address(
+                    args.advertise.as_deref(),
+                    addr,
+                    &chorus_agent::host::hostname(),
+                )?;
+                register::start(register::EtcdConfig {
+                    endpoints: endpoints.clone(),
+                    ttl_s: args.etcd_ttl,
+                    id: id.clone(),
+                    address,
+                })
+                .await
+            };
+            match registered.await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        None => None,
+    };
     // Printed on stdout so scripts that start an agent on port 0 learn the port.
     println!("listening on {addr}");
     let config = chorus_agent::AgentConfig {
         id,
         spool_dir: spool,
+        security,
     };
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+    let shutdown = async move {
+        stop_signal().await;
+        // Leave the registry first, so no controller picks a stopping agent.
+        if let Some(r) = registrar {
+            r.stop().await;
+        }
     };
     chorus_agent::serve(listener, config, shutdown).await
+}
+
+/// The security the flags ask for. One of them is required: an agent runs
+/// plans against storage with its own credentials, so serving everyone
+/// must be a choice, not a default.
+fn security(args: &Args) -> anyhow::Result<chorus_agent::ServerSecurity> {
+    if args.insecure {
+        return Ok(chorus_agent::ServerSecurity::insecure());
+    }
+    if args.tls_dir.is_none() && args.token_file.is_none() {
+        anyhow::bail!(
+            "say who may talk to this agent: --tls-dir DIR (mutual TLS, certificates from \
+             `controller certs init`), --token-file FILE (a shared token), both, or \
+             --insecure (plaintext, anyone)"
+        );
+    }
+    chorus_agent::ServerSecurity::load(args.tls_dir.as_deref(), args.token_file.as_deref())
+}
+
+/// Ctrl-C or SIGTERM (what systemd, Kubernetes and SLURM send to stop).
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!("cannot watch for SIGTERM ({e}); stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 /// `--topology`: what this agent sees and how it will pin. The pools are

@@ -10,11 +10,13 @@
 //! - [`op`]: the op kinds and their names.
 //! - [`topology`]: NUMA nodes and the CPUs this process may use; CPU list syntax.
 //! - [`pools`]: one tokio runtime per NUMA node or CPU set, threads pinned.
+//! - [`discovery`]: finding agents: address templates, SLURM node lists, etcd.
 //!
 //! Nothing here knows the wire format; `chorus-proto` converts these types.
 
 pub mod clock;
 pub mod datagen;
+pub mod discovery;
 pub mod metrics;
 pub mod op;
 pub mod oplog;

@@ -21,6 +21,22 @@ pub enum Command {
     /// Run a plan: send it to the agents, start every stage on all of them at
     /// once, show live progress, then write the results directory.
     Run(RunArgs),
+    /// List the agents a run would use, found the same way (--agents,
+    /// --etcd, --slurm), and what each says about itself.
+    ///
+    /// For each agent: address, id, version, host name, CPUs, NUMA
+    /// topology, whether it is free or busy with another controller's
+    /// session, whether it demands authentication, and its clock offset to
+    /// this controller (± the uncertainty, half the best round trip of 32
+    /// samples). Agents that cannot be reached are listed with the error.
+    ///
+    /// Exit code 0 when every agent answered, 1 when any did not (or etcd
+    /// could not be read), 2 for bad flags or no agents named.
+    ///
+    /// Examples: `controller agents --etcd http://etcd:2379 --tls-dir certs`,
+    /// `controller agents --agents 'node{01...16}' --token-file token`,
+    /// `controller agents --slurm --insecure` (inside an allocation).
+    Agents(AgentsArgs),
     /// Check a plan without running it. Exit code 2 when it is invalid.
     Validate {
         /// The plan file (YAML).
@@ -51,6 +67,80 @@ pub enum Command {
     /// Write a synthetic op-log (benchmarks and tests of merge/analyze).
     #[command(hide = true)]
     GenOplog(GenOplogArgs),
+    /// Certificates for mutual TLS between the controller and its agents.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// Fetch the op-logs a run could not fetch at the time (the controller
+    /// died, or an agent was unreachable) from the agents' spools, and merge
+    /// the run's timeline again. Agents keep a run's logs in their spool
+    /// when their controller is lost.
+    ///
+    /// Exit code 1 when some log could not be fetched (the timeline is
+    /// still merged from what is there), 2 for bad flags.
+    Collect(CollectArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CollectArgs {
+    /// The run directory (`runs/<id>`).
+    pub run: PathBuf,
+    #[command(flatten)]
+    pub security: SecurityArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CertsCommand {
+    /// Write a new CA and the certificates it signs into DIR: ca.pem and
+    /// ca.key (keep ca.key safe, it signs new certificates), agent.pem and
+    /// agent.key (for every agent, with ca.pem), controller.pem and
+    /// controller.key (for the controller host, with ca.pem). Keys are
+    /// written mode 0600.
+    ///
+    /// The agent certificate is valid for the name `chorus-agent` (which the
+    /// controller checks, so agents may be reached by any address),
+    /// `localhost`, `127.0.0.1` and each --san.
+    Init(CertsInitArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CertsInitArgs {
+    /// The folder to write into (created if missing).
+    pub dir: PathBuf,
+    /// Another name (DNS name or IP address) the agent certificate is valid
+    /// for; repeat for more.
+    #[arg(long = "san", value_name = "NAME")]
+    pub sans: Vec<String>,
+    /// Days the certificates are valid, from now.
+    #[arg(long, value_name = "N", default_value_t = 365)]
+    pub days: u32,
+    /// Replace certificate and key files already in DIR.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// How the controller proves itself to agents and protects what it sends:
+/// shared by every subcommand that talks to agents.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SecurityArgs {
+    /// Mutual TLS: DIR/ca.pem (checks agents), DIR/controller.pem and
+    /// DIR/controller.key (shown to agents), as `controller certs init`
+    /// writes them. Agents are checked for the name `chorus-agent`, so any
+    /// address reaches them.
+    #[arg(long, value_name = "DIR", env = "CHORUS_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// Send the token in FILE (its content, trimmed) with every request, for
+    /// agents started with --token-file.
+    #[arg(long, value_name = "FILE", env = "CHORUS_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Talk plaintext to agents started with --insecure, unauthenticated.
+    #[arg(long, conflicts_with_all = ["tls_dir", "token_file"])]
+    pub insecure: bool,
+    /// Send these environment variables of the controller to the agents
+    /// (e.g. AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY), for stores to use
+    /// before the agents' own environment. Needs --tls-dir: values travel
+    /// only encrypted, and are never written to results or logs.
+    #[arg(long, value_name = "NAME[,NAME…]", value_delimiter = ',')]
+    pub forward_env: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -162,6 +252,52 @@ pub struct GenOplogArgs {
     pub agents: u64,
 }
 
+/// Where the agents are: shared by `run` and `agents`. At most one of
+/// --agents, --etcd and --slurm.
+#[derive(Args, Debug, Clone)]
+pub struct DiscoveryArgs {
+    /// Agents as host[:port][,host[:port]…]. Each entry may be a template,
+    /// `node{01...16}` or `10.0.0.{1...8}:{7167...7168}` (zero padding
+    /// kept, several ranges give every combination); hosts without a port
+    /// get --agent-port. Without --agents, --etcd or --slurm, the plan's
+    /// `agents:` is used (the same syntax), and without that `run` starts
+    /// embedded agents on loopback.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', conflicts_with_all = ["etcd", "slurm"])]
+    pub agents: Vec<String>,
+    /// Use every agent registered in etcd (agents started with --etcd):
+    /// comma-separated endpoints, e.g. http://etcd:2379. Agents whose
+    /// lease expired are not listed. Also read from CHORUS_ETCD, which
+    /// --agents or --slurm override.
+    #[arg(long, value_name = "URL", conflicts_with = "slurm")]
+    pub etcd: Option<String>,
+    /// Use the nodes of the SLURM allocation this runs in
+    /// (SLURM_JOB_NODELIST, e.g. `node[01-04]`), each on --agent-port.
+    #[arg(long)]
+    pub slurm: bool,
+    /// The port of agents named without one: SLURM nodes, and list or plan
+    /// entries such as `host{1...4}`.
+    #[arg(long, value_name = "PORT", default_value_t = chorus_common::discovery::DEFAULT_AGENT_PORT,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub agent_port: u16,
+    /// With --slurm: agents on each node (one per socket, say), on ports
+    /// PORT, PORT+1, … from --agent-port.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "slurm",
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub agents_per_node: u16,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AgentsArgs {
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
+    #[command(flatten)]
+    pub security: SecurityArgs,
+    /// Print JSON: `{"source": ..., "agents": [...]}`, one object per agent
+    /// (fields as in docs/control-plane.md; null where not known).
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// The plan file (YAML); see docs/plan.md.
@@ -170,11 +306,8 @@ pub struct RunArgs {
     /// mem://bench). The same plan then runs against another backend.
     #[arg(long, value_name = "URI")]
     pub target: Option<String>,
-    /// Agents to use, as host:port[,host:port…]. Without this (and without
-    /// `agents:` in the plan) the controller starts embedded agents on
-    /// loopback.
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
-    pub agents: Vec<String>,
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
     /// How many embedded agents to start when no agents are named.
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub embedded: u32,
@@ -191,4 +324,6 @@ pub struct RunArgs {
     /// still written, and its path printed).
     #[arg(long, short)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }

@@ -3,21 +3,31 @@
 //! - [`cli`]: the command line.
 //! - [`run`]: `controller run`: agents, clock sync, stages, results.
 //! - [`validate`]: `controller validate`.
+//! - [`discovery`]: which agents: `--agents`, `--etcd`, `--slurm`, the plan.
+//! - [`agents_cmd`]: `controller agents` (who they are, their clocks).
 //! - [`merge_cmd`]: `controller merge`.
+//! - [`collect`]: `controller collect` (op-logs left in agents' spools).
 //! - [`analyze`]: `controller analyze` (text, JSON, CSV).
 //! - [`compare`]: `controller compare`.
 //! - [`report`]: the self-contained `report.html` with inline SVG charts.
 //! - [`gen_oplog`]: synthetic op-logs for benchmarks (hidden subcommand).
+//! - [`certs`]: `controller certs init` (a CA and mTLS certificates).
+//! - [`transport`]: connections to agents: TLS, token, forwarded variables.
 //!
 //! Exit codes: 0 success, 1 a run that failed, 2 bad input (plan, flags).
 
+pub mod agents_cmd;
 pub mod analyze;
+pub mod certs;
 pub mod cli;
+pub mod collect;
 pub mod compare;
+pub mod discovery;
 pub mod gen_oplog;
 pub mod merge_cmd;
 pub mod report;
 pub mod run;
+pub mod transport;
 pub mod validate;
 
 use std::process::ExitCode;
@@ -47,9 +57,12 @@ pub async fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Validate { plan } => validate::validate(&plan),
         Command::Run(args) => run::run_command(args).await,
+        Command::Agents(args) => agents_cmd::agents_command(args).await,
         Command::Merge(args) => merge_cmd::merge_command(args),
+        Command::Collect(args) => collect::collect_command(args).await,
         Command::Analyze(args) => analyze::analyze_command(args),
         Command::Compare(args) => compare::compare_command(args),
         Command::GenOplog(args) => gen_oplog::gen_oplog_command(args),
+        Command::Certs(cli::CertsCommand::Init(args)) => certs::init_command(args),
     }
 }
