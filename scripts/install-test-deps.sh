@@ -2,10 +2,15 @@
 # Installs the system tools the tests use, where missing. Idempotent.
 #   zstd: to inspect op-logs by hand and in shell checks.
 #   chromium: renders report.html headless in tests/tests/report.rs.
+#   iproute2: `ip netns` gives agents their own hosts (tests/src/netns.rs).
+#   faketime: libfaketime skews agents' clocks (tests/src/agents.rs).
 set -euo pipefail
 need=()
 command -v zstd >/dev/null || need+=(zstd)
 command -v chromium >/dev/null || need+=(chromium)
+# `ip` is in /usr/sbin, which a non-root PATH may lack.
+command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need+=(iproute2)
+command -v faketime >/dev/null || need+=(faketime)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq

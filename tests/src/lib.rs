@@ -6,6 +6,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod agents;
+pub mod netns;
 pub mod servers;
 
 /// The path of a workspace binary (`controller`, `agent`). `scripts/test.sh`
