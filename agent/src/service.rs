@@ -1,20 +1,23 @@
 //! The `Agent` gRPC service: one session at a time, stages run on request,
 //! progress streamed, op-logs served in chunks.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chorus_common::clock::now_ns;
 use chorus_common::datagen::DataSpec;
+use chorus_common::metrics::histogram_to_bytes;
 use chorus_common::oplog::spawn_writer;
 use chorus_common::plan::EndpointSpec;
 use chorus_common::pools::{PoolSpec, Pools};
 use chorus_common::topology::Topology;
-use chorus_common::workload::{LiveCounters, StageRun, run_stage};
+use chorus_common::workload::{LiveCounters, StageRun, live_histogram, run_stage};
 use chorus_common::{plan, store};
 use chorus_proto::pb::{self, stage_event::Event};
 use chorus_proto::{OPLOG_CHUNK_BYTES, encode_endpoints, encode_metrics, encode_schedule};
+use hdrhistogram::Histogram;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{Mutex, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -30,6 +33,10 @@ const EVENT_QUEUE: usize = 8;
 
 /// Op-log chunks read ahead of the network.
 const CHUNK_QUEUE: usize = 4;
+
+/// How long an agent goes on without hearing its controller when the
+/// controller does not say (the plan's `control.controller_timeout`).
+pub const DEFAULT_CONTROLLER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often live progress is sent.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
@@ -47,6 +54,74 @@ impl AgentService {
             session: Arc::new(Mutex::new(None)),
         }
     }
+
+    /// A stage's op-log left in the spool by a session that is gone (its
+    /// controller was lost): what `controller collect` fetches.
+    async fn spooled_oplog(&self, run_id: &str, stage: u32) -> Result<PathBuf, Status> {
+        if !safe_run_id(run_id) {
+            return Err(Status::invalid_argument(format!("bad run id `{run_id}`")));
+        }
+        if let Some(s) = self.session.lock().await.as_ref()
+            && s.run_id == run_id
+        {
+            return Err(Status::failed_precondition(format!(
+                "run {run_id} is still in session {} here: fetch with its session id",
+                s.id
+            )));
+        }
+        let path = self
+            .config
+            .spool_dir
+            .join(run_id)
+            .join(crate::session::oplog_file_name(stage));
+        if !path.exists() {
+            return Err(Status::not_found(format!(
+                "no spooled op-log of stage {stage} of run {run_id} on agent {}",
+                self.config.id
+            )));
+        }
+        Ok(path)
+    }
+}
+
+/// Run ids name spool folders: no path separators or dots-only names.
+fn safe_run_id(id: &str) -> bool {
+    !id.is_empty()
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+/// The next progress report: totals now, and what changed since `last`
+/// (the last report delivered). `pending` holds the latencies since then.
+fn progress(
+    live: &LiveCounters,
+    last: &pb::Progress,
+    pending: &mut Histogram<u64>,
+) -> pb::Progress {
+    let (ops, bytes, errors) = (
+        live.ops.load(Ordering::Relaxed),
+        live.bytes.load(Ordering::Relaxed),
+        live.errors.load(Ordering::Relaxed),
+    );
+    // Same bounds on both sides: add cannot fail.
+    let _ = pending.add(live.take_interval());
+    pb::Progress {
+        ops,
+        bytes,
+        errors,
+        at_ns: now_ns(),
+        interval_start_ns: last.at_ns,
+        interval_ops: ops.saturating_sub(last.ops),
+        interval_bytes: bytes.saturating_sub(last.bytes),
+        interval_errors: errors.saturating_sub(last.errors),
+        interval_latency_hist: if pending.is_empty() {
+            Vec::new()
+        } else {
+            histogram_to_bytes(pending)
+        },
+    }
 }
 
 fn check_session<'a>(slot: &'a mut Option<Session>, id: &str) -> Result<&'a mut Session, Status> {
@@ -61,6 +136,7 @@ fn check_session<'a>(slot: &'a mut Option<Session>, id: &str) -> Result<&'a mut 
             s.id
         )));
     }
+    s.touch();
     Ok(s)
 }
 
@@ -147,7 +223,7 @@ impl pb::agent_server::Agent for AgentService {
             os: host::os(),
             busy_with,
             topology: chorus_common::topology::Topology::detect().to_string(),
-            authenticated: false,
+            authenticated: self.config.security.authenticated(),
         }))
     }
 
@@ -174,11 +250,7 @@ impl pb::agent_server::Agent for AgentService {
         // The plan is checked here, before the agent says it is ready.
         let plan = plan::parse(&req.plan_yaml, "<plan from controller>")
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let safe_run_id = req
-            .run_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-        if req.run_id.is_empty() || !safe_run_id {
+        if !safe_run_id(&req.run_id) {
             return Err(Status::invalid_argument(format!(
                 "bad run id `{}`",
                 req.run_id
@@ -189,6 +261,15 @@ impl pb::agent_server::Agent for AgentService {
             .map_err(|e| Status::internal(format!("cannot create {}: {e}", dir.display())))?;
         let pools = build_pools(&plan)?;
         let stages = plan.stages.len() as u32;
+        let controller_timeout = match req.controller_timeout_ms {
+            0 => DEFAULT_CONTROLLER_TIMEOUT,
+            ms => Duration::from_millis(ms),
+        };
+        crate::watchdog::spawn(
+            self.session.clone(),
+            req.session_id.clone(),
+            controller_timeout,
+        );
         *slot = Some(Session {
             id: req.session_id,
             run_id: req.run_id,
@@ -200,8 +281,11 @@ impl pb::agent_server::Agent for AgentService {
             oplogs: Default::default(),
             running: false,
             stop: None,
+            heard: Arc::new(std::sync::Mutex::new(Instant::now())),
+            controller_timeout,
             keys: Default::default(),
             pools,
+            env: Arc::new(store::EnvOverlay::new(req.env)),
         });
         Ok(Response::new(pb::LoadPlanReply { stages }))
     }
@@ -242,6 +326,7 @@ impl pb::agent_server::Agent for AgentService {
             concurrency: stage.concurrency,
             // The plan's per-attempt timeout is also the connect timeout.
             timeout: stage.retry.timeout,
+            env: Some(session.env.clone()),
             ..Default::default()
         };
         let fail = |e: store::StoreError| {
@@ -294,33 +379,50 @@ impl pb::agent_server::Agent for AgentService {
         };
         session.running = true;
         session.stop = Some(stop.clone());
+        let session_timeout = session.controller_timeout;
         drop(slot);
 
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         let sessions = self.session.clone();
+        let controller_timeout = session_timeout;
         tokio::spawn(async move {
             let mut stage = tokio::spawn(run_stage(run));
             let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
             ticker.tick().await;
+            let mut last = pb::Progress {
+                at_ns: now_ns(),
+                ..Default::default()
+            };
+            // Interval latencies not yet delivered.
+            let mut pending = live_histogram();
             let result = loop {
                 tokio::select! {
                     r = &mut stage => break r,
                     _ = ticker.tick() => {
-                        let p = pb::Progress {
-                            ops: live.ops.load(Ordering::Relaxed),
-                            bytes: live.bytes.load(Ordering::Relaxed),
-                            errors: live.errors.load(Ordering::Relaxed),
-                            at_ns: now_ns(),
-                            ..Default::default()
-                        };
-                        let event = pb::StageEvent { event: Some(Event::Progress(p)) };
-                        // A controller that stopped listening stops the load.
-                        if tx.send(Ok(event)).await.is_err() {
-                            stop.store(true, Ordering::Relaxed);
+                        let p = progress(&live, &last, &mut pending);
+                        let event = pb::StageEvent { event: Some(Event::Progress(p.clone())) };
+                        // A slow controller must not stall this loop (it
+                        // also collects the stage's end): a report not
+                        // taken within a tick is folded into the next.
+                        match tokio::time::timeout(PROGRESS_INTERVAL, tx.send(Ok(event))).await {
+                            Ok(Ok(())) => {
+                                last = p;
+                                pending.reset();
+                            }
+                            // A controller that stopped listening stops the load.
+                            Ok(Err(_)) => stop.store(true, Ordering::Relaxed),
+                            Err(_) => {}
                         }
                     }
                 }
             };
+            // The last interval, so the per-second series adds up to the
+            // stage's totals.
+            let p = progress(&live, &last, &mut pending);
+            let event = pb::StageEvent {
+                event: Some(Event::Progress(p)),
+            };
+            let _ = tokio::time::timeout(PROGRESS_INTERVAL, tx.send(Ok(event))).await;
             // Every sender of the op-log is gone once the stage task ended,
             // so the writer drains and closes the file.
             let log_stats = writer.finish_async().await;
@@ -354,7 +456,9 @@ impl pb::agent_server::Agent for AgentService {
                     endpoints: encode_endpoints(&o.endpoints),
                 })),
             });
-            let _ = tx.send(event).await;
+            // The result is also in the spool; a controller gone silent
+            // must not hold this task forever.
+            let _ = tokio::time::timeout(controller_timeout, tx.send(event)).await;
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -366,14 +470,19 @@ impl pb::agent_server::Agent for AgentService {
         req: Request<pb::FetchOpLogRequest>,
     ) -> Result<Response<Self::FetchOpLogStream>, Status> {
         let req = req.into_inner();
-        let mut slot = self.session.lock().await;
-        let session = check_session(&mut slot, &req.session_id)?;
-        let path = session
-            .oplogs
-            .get(&req.stage_index)
-            .cloned()
-            .ok_or_else(|| Status::not_found(format!("no op-log for stage {}", req.stage_index)))?;
-        drop(slot);
+        let path = if req.session_id.is_empty() {
+            self.spooled_oplog(&req.run_id, req.stage_index).await?
+        } else {
+            let mut slot = self.session.lock().await;
+            let session = check_session(&mut slot, &req.session_id)?;
+            session
+                .oplogs
+                .get(&req.stage_index)
+                .cloned()
+                .ok_or_else(|| {
+                    Status::not_found(format!("no op-log for stage {}", req.stage_index))
+                })?
+        };
         let mut file = tokio::fs::File::open(&path)
             .await
             .map_err(|e| Status::internal(format!("cannot open {}: {e}", path.display())))?;

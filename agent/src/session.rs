@@ -4,10 +4,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
 
 use chorus_common::plan::{Plan, Stage};
 use chorus_common::pools::Pools;
+use chorus_common::store::EnvOverlay;
 use chorus_common::workload::KeyState;
 
 /// A session, from `LoadPlan` to `EndSession`.
@@ -28,11 +31,18 @@ pub struct Session {
     pub running: bool,
     /// The running stage's stop flag, set by `StopStage`.
     pub stop: Option<Arc<AtomicBool>>,
+    /// When the controller was last heard (any call of this session).
+    pub heard: Arc<Mutex<Instant>>,
+    /// Silence from the controller longer than this ends the session.
+    pub controller_timeout: Duration,
     /// What this agent knows of each key space, carried from stage to stage
     /// so a workload after a prepare needs no listing.
     pub keys: HashMap<String, Arc<KeyState>>,
     /// Pinned runtimes the plan's `pinning` asked for, for the session.
     pub pools: Arc<Pools>,
+    /// Variables the controller forwarded (`--forward-env`), read by the
+    /// stores before this process's environment. `Debug` shows names only.
+    pub env: Arc<EnvOverlay>,
 }
 
 /// Stages that work on the same objects share one key state.
@@ -44,8 +54,26 @@ pub fn key_space_id(stage: &Stage) -> String {
 }
 
 impl Session {
+    /// Notes that the controller was heard now.
+    pub fn touch(&self) {
+        *self.heard.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    /// How long the controller has been silent.
+    pub fn silence(&self) -> Duration {
+        self.heard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+    }
+
     /// Where stage `index`'s op-log goes.
     pub fn oplog_path(&self, index: u32) -> PathBuf {
-        self.dir.join(format!("stage-{index:02}.tsv.zst"))
+        self.dir.join(oplog_file_name(index))
     }
+}
+
+/// The spool file name of stage `index`'s op-log.
+pub fn oplog_file_name(index: u32) -> String {
+    format!("stage-{index:02}.tsv.zst")
 }

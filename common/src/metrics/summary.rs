@@ -97,6 +97,24 @@ pub struct StageSummary {
     /// summed over agents.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<EndpointSummary>,
+    /// Which agent covered which time of the stage, and whether its ops
+    /// are in these numbers (a lost agent's are not).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coverage: Vec<AgentCoverage>,
+}
+
+/// One agent's part in a stage, in seconds from the stage's start
+/// (controller clock).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct AgentCoverage {
+    pub agent: String,
+    /// `finished`, `failed` or `lost`.
+    pub status: String,
+    pub from_s: f64,
+    /// When it ended; for a lost agent, when the loss was noticed.
+    pub to_s: f64,
+    /// Whether its ops are counted in the stage's numbers (and timeline).
+    pub in_summary: bool,
 }
 
 /// What one endpoint of a multi-endpoint stage took.
@@ -135,6 +153,7 @@ impl StageSummary {
             elapsed_s,
             ops,
             endpoints: Vec::new(),
+            coverage: Vec::new(),
         }
     }
 
@@ -298,6 +317,21 @@ impl RunSummary {
                 })
                 .collect();
             write_table(&mut out, &COLUMNS, &rows);
+            // Coverage is news only when some agent did not finish.
+            if stage.coverage.iter().any(|c| c.status != "finished") {
+                for c in &stage.coverage {
+                    let counted = if c.in_summary {
+                        "ops counted"
+                    } else {
+                        "ops NOT counted (not in summary or timeline)"
+                    };
+                    let _ = writeln!(
+                        out,
+                        "  agent {}: {} ({:.1} s to {:.1} s), {counted}",
+                        c.agent, c.status, c.from_s, c.to_s
+                    );
+                }
+            }
             if !stage.endpoints.is_empty() {
                 let width = stage
                     .endpoints

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use chorus_common::clock::{ClockEstimate, ClockSample, now_ns};
-use chorus_proto::MAX_MESSAGE_BYTES;
-use chorus_proto::pb::{self, agent_client::AgentClient};
+use chorus_proto::pb;
 use tokio::sync::oneshot;
-use tonic::transport::Channel;
+
+use crate::transport::{self, Client, Security};
 
 /// Clock samples per measurement; the minimum-RTT one is kept.
 pub const CLOCK_SAMPLES: u32 = 32;
@@ -21,7 +21,7 @@ pub struct AgentHandle {
     /// unique within the run.
     pub id: String,
     pub hello: pb::HelloReply,
-    pub client: AgentClient<Channel>,
+    pub client: Client,
     pub clock_start: Option<ClockEstimate>,
     pub clock_end: Option<ClockEstimate>,
 }
@@ -68,6 +68,8 @@ pub async fn start_embedded(n: u32) -> anyhow::Result<(Vec<String>, EmbeddedAgen
         let config = chorus_agent::AgentConfig {
             id: format!("local-{i}"),
             spool_dir: spool.clone(),
+            // In-process, on loopback, reached only by this controller.
+            security: chorus_agent::ServerSecurity::insecure(),
         };
         let (stop_tx, stop_rx) = oneshot::channel();
         tokio::spawn(async move {
@@ -85,31 +87,24 @@ pub async fn start_embedded(n: u32) -> anyhow::Result<(Vec<String>, EmbeddedAgen
     Ok((addrs, embedded))
 }
 
-/// Connects to every agent and asks who it is. Ids are made unique by
-/// suffixing the index where two agents report the same one.
-pub async fn connect(addrs: &[String]) -> anyhow::Result<Vec<AgentHandle>> {
+/// Connects to every agent with `security` and asks who it is. Ids are
+/// made unique by suffixing the index where two agents report the same one.
+pub async fn connect(addrs: &[String], security: &Security) -> anyhow::Result<Vec<AgentHandle>> {
     let mut agents: Vec<AgentHandle> = Vec::new();
     for (index, addr) in addrs.iter().enumerate() {
-        let url = if addr.contains("://") {
-            addr.clone()
-        } else {
-            format!("http://{addr}")
-        };
-        let channel = tonic::transport::Endpoint::from_shared(url)
-            .with_context(|| format!("bad agent address `{addr}`"))?
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .connect()
-            .await
-            .with_context(|| format!("cannot reach agent at {addr}"))?;
-        let mut client = AgentClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let mut client = transport::connect(addr, security).await?;
         let hello = client
             .hello(pb::HelloRequest {
                 controller_version: env!("CARGO_PKG_VERSION").to_string(),
             })
             .await
-            .with_context(|| format!("agent at {addr} did not answer Hello"))?
+            .map_err(|s| {
+                anyhow::anyhow!(
+                    "agent at {addr} refused Hello: {}{}",
+                    transport::status_text(&s),
+                    security.refusal_hint(&s)
+                )
+            })?
             .into_inner();
         if !hello.busy_with.is_empty() {
             anyhow::bail!(
@@ -137,14 +132,19 @@ pub async fn connect(addrs: &[String]) -> anyhow::Result<Vec<AgentHandle>> {
 
 /// Measures one agent's clock offset the NTP way.
 pub async fn measure_clock(agent: &mut AgentHandle) -> anyhow::Result<ClockEstimate> {
+    measure_clock_of(&mut agent.client, &agent.id).await
+}
+
+/// Measures the clock offset of the agent behind `client` (named `id` in
+/// errors) the NTP way; also used by `controller agents`.
+pub async fn measure_clock_of(client: &mut Client, id: &str) -> anyhow::Result<ClockEstimate> {
     let mut samples = Vec::with_capacity(CLOCK_SAMPLES as usize);
     for _ in 0..CLOCK_SAMPLES {
         let t1_ns = now_ns();
-        let reply = agent
-            .client
+        let reply = client
             .sync_clock(pb::ClockRequest { t1_ns })
             .await
-            .with_context(|| format!("clock sync with agent {}", agent.id))?
+            .with_context(|| format!("clock sync with agent {id}"))?
             .into_inner();
         let t4_ns = now_ns();
         samples.push(ClockSample {
@@ -155,5 +155,5 @@ pub async fn measure_clock(agent: &mut AgentHandle) -> anyhow::Result<ClockEstim
         });
     }
     ClockEstimate::from_samples(&samples)
-        .ok_or_else(|| anyhow::anyhow!("no clock samples from agent {}", agent.id))
+        .ok_or_else(|| anyhow::anyhow!("no clock samples from agent {id}"))
 }

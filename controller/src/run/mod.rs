@@ -3,12 +3,24 @@
 //! merge the timeline and write the results directory.
 //!
 //! Whatever happens after the first stage starts, what was measured is
-//! written: a failed stage still leaves the earlier stages' summaries, logs
-//! and timeline, with `run.json` saying what failed.
+//! written: a failed stage, a lost agent or Ctrl-C still leaves the
+//! summaries, logs and timeline of what ran, with `run.json` saying what
+//! happened.
+//!
+//! - `agents.rs`: connect, embed, measure clocks.
+//! - `health.rs`: heartbeats to every agent for the whole session.
+//! - `sequence.rs`: the stages in order, clock checks, lost-agent policy.
+//! - `stage.rs`: one stage on all agents, loss detection, stop signal.
+//! - `series.rs`: `series.csv`, the per-second series.
+//! - `progress.rs`: the live view.
+//! - `results.rs`: the run directory and `run.json`.
 
-mod agents;
+pub(crate) mod agents;
+mod health;
 mod progress;
-mod results;
+pub(crate) mod results;
+mod sequence;
+mod series;
 mod stage;
 
 use std::process::ExitCode;
@@ -16,8 +28,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chorus_common::clock::{drift_ppm, now_ns, rfc3339_ns};
-use chorus_common::metrics::StageMetrics;
-use chorus_common::metrics::summary::{EndpointSummary, RunSummary, StageSummary};
+use chorus_common::metrics::summary::{RunSummary, StageSummary};
 use chorus_common::oplog::merge::{MergeInput, merge_files};
 use chorus_common::plan::{self, Overrides, Plan};
 use chorus_proto::pb;
@@ -25,8 +36,10 @@ use chorus_proto::pb;
 use crate::EXIT_BAD_INPUT;
 use crate::cli::RunArgs;
 use agents::AgentHandle;
-use progress::LiveView;
-use results::{AgentMeta, AgentStageMeta, HostMeta, RunDir, RunMeta, StageMeta};
+use results::{AgentMeta, HostMeta, RunDir, RunMeta};
+use sequence::{RunControl, StageOutput, run_stages};
+use stage::StopSignal;
+use std::sync::Arc;
 
 /// Why a run did not complete.
 enum RunError {
@@ -34,6 +47,28 @@ enum RunError {
     Input(String),
     /// Something failed (exit 1); the run directory holds what was measured.
     Failed(anyhow::Error),
+    /// Ctrl-C (exit 130): the agents stopped, what was measured is written.
+    Interrupted(std::path::PathBuf),
+}
+
+/// The stop reason of Ctrl-C.
+const INTERRUPTED: &str = "interrupted (Ctrl-C)";
+
+/// First Ctrl-C: stop the running stage on every agent and write what was
+/// measured. A second one exits at once.
+fn watch_ctrl_c(stop: Arc<StopSignal>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        eprintln!(
+            "interrupted: stopping the agents and writing results (Ctrl-C again to quit now)"
+        );
+        stop.raise(INTERRUPTED);
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
+        }
+    })
 }
 
 pub async fn run_command(args: RunArgs) -> ExitCode {
@@ -49,6 +84,10 @@ pub async fn run_command(args: RunArgs) -> ExitCode {
         Err(RunError::Failed(e)) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+        Err(RunError::Interrupted(dir)) => {
+            eprintln!("interrupted; results so far: {}", dir.display());
+            ExitCode::from(130)
         }
     }
 }
@@ -74,11 +113,13 @@ fn load_plan(args: &RunArgs) -> Result<Plan, RunError> {
 
 async fn run(args: RunArgs) -> Result<std::path::PathBuf, RunError> {
     let plan = load_plan(&args)?;
-    let addrs: Vec<String> = if !args.agents.is_empty() {
-        args.agents.clone()
-    } else {
-        plan.agents.clone()
-    };
+    let addrs = crate::discovery::find_agents(&args.discovery, &plan.agents)
+        .await
+        .map_err(|e| match e {
+            crate::discovery::DiscoveryError::Input(m) => RunError::Input(m),
+            crate::discovery::DiscoveryError::Failed(e) => RunError::Failed(e),
+        })?
+        .addrs;
     if addrs.is_empty() && args.embedded == 0 {
         return Err(RunError::Input(
             "--embedded must be at least 1 when no agents are named".into(),
@@ -93,7 +134,13 @@ async fn run(args: RunArgs) -> Result<std::path::PathBuf, RunError> {
     } else {
         (addrs, None)
     };
-    let mut agents = agents::connect(&addrs).await.map_err(RunError::Failed)?;
+    let security = crate::transport::Security::for_run(&args.security, _embedded.is_none())
+        .map_err(RunError::Input)?;
+    let forwarded = crate::transport::forwarded_env(&args.security.forward_env, &security)
+        .map_err(|e| RunError::Input(format!("{e:#}")))?;
+    let mut agents = agents::connect(&addrs, &security)
+        .await
+        .map_err(RunError::Failed)?;
 
     let started_ns = now_ns();
     let run_id = results::run_id(started_ns, &plan.name);
@@ -112,7 +159,9 @@ async fn run(args: RunArgs) -> Result<std::path::PathBuf, RunError> {
                 agent_index: a.index,
                 agent_count: count,
                 agent_id: a.id.clone(),
-                ..Default::default()
+                // Values only in this request, over TLS; never logged.
+                env: forwarded.clone().into_iter().collect(),
+                controller_timeout_ms: plan.control.controller_timeout.as_millis() as u64,
             })
             .await
             .map_err(|s| {
@@ -140,12 +189,47 @@ async fn run(args: RunArgs) -> Result<std::path::PathBuf, RunError> {
         started_at: rfc3339_ns(started_ns),
         ..Default::default()
     };
-    let outcome = run_stages(&plan, &session_id, &mut agents, &dir, &mut meta, args.quiet).await;
+    meta.on_agent_loss = plan.control.on_agent_loss.name().to_string();
+    meta.status = "running".into();
+    meta.agents = agent_meta(&agents);
+    // Written now and after every stage, so a controller that dies mid-run
+    // leaves enough for `controller collect` to fetch the agents' logs.
+    dir.write_meta(&meta).map_err(RunError::Failed)?;
+    dir.write("plan.yaml", &plan.to_yaml())
+        .map_err(RunError::Failed)?;
+    // Heartbeats run from here to the end of the session, stages or not.
+    let beats = health::start(
+        agents
+            .iter()
+            .map(|a| (a.id.clone(), a.client.clone()))
+            .collect(),
+        &session_id,
+        plan.control.agent_timeout,
+    );
+    let series = series::Series::create(&dir.path.join("series.csv")).map_err(RunError::Failed)?;
+    let rc = RunControl {
+        session_id: session_id.clone(),
+        stop: Arc::new(StopSignal::default()),
+        health: beats.health.clone(),
+        series: Arc::new(tokio::sync::Mutex::new(series)),
+    };
+    let interrupt = watch_ctrl_c(rc.stop.clone());
+    let outcome = run_stages(&plan, &rc, &mut agents, &dir, &mut meta, args.quiet).await;
+    interrupt.abort();
+    if let Err(e) = rc.series.lock().await.end_stage() {
+        tracing::warn!("series.csv: {e:#}");
+    }
+    let interrupted = rc.stop.reason().filter(|r| r == INTERRUPTED);
+    let lost: Vec<bool> = (0..agents.len())
+        .map(|k| rc.health.lost(k).is_some())
+        .collect();
+    drop(beats);
     let finish = finish_run(
         &plan,
         &run_id,
         &session_id,
         &mut agents,
+        &lost,
         &dir,
         &mut meta,
         outcome,
@@ -154,181 +238,11 @@ async fn run(args: RunArgs) -> Result<std::path::PathBuf, RunError> {
     .await;
     match finish {
         Ok(()) => Ok(dir.path),
+        Err(_) if interrupted.is_some() => Err(RunError::Interrupted(dir.path)),
         Err(e) => Err(RunError::Failed(
             e.context(format!("results so far are in {}", dir.path.display())),
         )),
     }
-}
-
-/// Per stage: its summary, and the op-log files gathered from agents.
-struct StageOutput {
-    summary: StageSummary,
-    oplogs: Vec<(std::path::PathBuf, i64)>,
-}
-
-async fn run_stages(
-    plan: &Plan,
-    session_id: &str,
-    agents: &mut [AgentHandle],
-    dir: &RunDir,
-    meta: &mut RunMeta,
-    quiet: bool,
-) -> (Vec<StageOutput>, anyhow::Result<()>) {
-    let view = LiveView::new(quiet);
-    let mut outputs = Vec::new();
-    for (i, stage) in plan.stages.iter().enumerate() {
-        let index = i as u32;
-        let start_at_ns = now_ns() + stage::START_LEAD.as_nanos() as i64;
-        let results = stage::run_stage(session_id, index, stage, start_at_ns, agents, &view).await;
-        let mut merged = StageMetrics::default();
-        let mut stage_meta = StageMeta {
-            index,
-            name: stage.name.clone(),
-            kind: stage.kind.name().to_string(),
-            target: stage.target.clone(),
-            start_at: rfc3339_ns(start_at_ns),
-            start_skew_ms: None,
-            agents: Vec::new(),
-        };
-        let (mut first, mut last, mut first_ops) = (i64::MAX, i64::MIN, Vec::new());
-        let mut failure = None;
-        for (agent, r) in agents.iter().zip(&results) {
-            let off = agent.offset_ns();
-            match r {
-                Ok(r) => {
-                    merged.merge(&r.metrics);
-                    first = first.min(r.started_ns - off);
-                    last = last.max(r.ended_ns - off);
-                    if let Some(f) = r.first_op_ns {
-                        first_ops.push(f - off);
-                    }
-                    stage_meta.agents.push(AgentStageMeta {
-                        id: agent.id.clone(),
-                        started: rfc3339_ns(r.started_ns - off),
-                        first_op: r.first_op_ns.map(|f| rfc3339_ns(f - off)),
-                        ended: rfc3339_ns(r.ended_ns - off),
-                        records_logged: r.records_logged,
-                        log_backpressure_waits: r.log_backpressure_waits,
-                        log_backpressure_wait_ms: r.log_backpressure_wait_ns as f64 / 1e6,
-                        warmup_ops: r.warmup_ops,
-                        retries: r.retries,
-                        schedule: r.schedule.clone(),
-                        error: None,
-                    });
-                }
-                Err(e) => {
-                    stage_meta.agents.push(AgentStageMeta {
-                        id: agent.id.clone(),
-                        started: String::new(),
-                        first_op: None,
-                        ended: String::new(),
-                        records_logged: 0,
-                        log_backpressure_waits: 0,
-                        log_backpressure_wait_ms: 0.0,
-                        warmup_ops: 0,
-                        retries: 0,
-                        schedule: None,
-                        error: Some(format!("{e:#}")),
-                    });
-                    failure.get_or_insert_with(|| anyhow::anyhow!("stage `{}`: {e:#}", stage.name));
-                }
-            }
-        }
-        if let (Some(min), Some(max)) = (first_ops.iter().min(), first_ops.iter().max()) {
-            stage_meta.start_skew_ms = Some((max - min) as f64 / 1e6);
-        }
-        meta.stages.push(stage_meta);
-        let elapsed_s = if last > first {
-            (last - first) as f64 / 1e9
-        } else {
-            0.0
-        };
-        let mut summary = StageSummary::from_metrics(
-            &stage.name,
-            stage.kind.name(),
-            agents.len() as u32,
-            elapsed_s,
-            &merged,
-        );
-        summary.endpoints = sum_endpoints(results.iter().flatten());
-
-        // Gather this stage's op-logs from the agents that finished it.
-        let mut oplogs = Vec::new();
-        for (agent, r) in agents.iter_mut().zip(&results) {
-            if r.is_err() {
-                continue;
-            }
-            match fetch_oplog(agent, session_id, index, &stage.name, dir).await {
-                Ok(path) => oplogs.push((path, agent.offset_ns())),
-                Err(e) => {
-                    failure.get_or_insert(e);
-                }
-            }
-        }
-        outputs.push(StageOutput { summary, oplogs });
-        if let Some(e) = failure {
-            return (outputs, Err(e));
-        }
-    }
-    (outputs, Ok(()))
-}
-
-/// Per-endpoint counters of all agents, summed by endpoint, in first-seen
-/// order.
-fn sum_endpoints<'a>(
-    results: impl Iterator<Item = &'a stage::AgentStageResult>,
-) -> Vec<EndpointSummary> {
-    let mut rows: Vec<EndpointSummary> = Vec::new();
-    for e in results.flat_map(|r| &r.endpoints) {
-        match rows.iter_mut().find(|r| r.endpoint == e.endpoint) {
-            Some(r) => {
-                r.requests += e.requests;
-                r.bytes += e.bytes;
-                r.errors += e.errors;
-            }
-            None => rows.push(EndpointSummary {
-                endpoint: e.endpoint.clone(),
-                requests: e.requests,
-                bytes: e.bytes,
-                errors: e.errors,
-            }),
-        }
-    }
-    rows
-}
-
-/// Streams one agent's op-log of one stage into the run directory.
-async fn fetch_oplog(
-    agent: &mut AgentHandle,
-    session_id: &str,
-    index: u32,
-    stage: &str,
-    dir: &RunDir,
-) -> anyhow::Result<std::path::PathBuf> {
-    use tokio::io::AsyncWriteExt;
-    let path = dir.agent_oplog(&agent.id, index, stage)?;
-    let mut stream = agent
-        .client
-        .fetch_op_log(pb::FetchOpLogRequest {
-            session_id: session_id.to_string(),
-            stage_index: index,
-            run_id: String::new(),
-        })
-        .await
-        .with_context(|| format!("fetching op-log of stage `{stage}` from agent {}", agent.id))?
-        .into_inner();
-    let mut file = tokio::fs::File::create(&path)
-        .await
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    while let Some(chunk) = stream
-        .message()
-        .await
-        .with_context(|| format!("op-log of stage `{stage}` from agent {}", agent.id))?
-    {
-        file.write_all(&chunk.data).await?;
-    }
-    file.flush().await?;
-    Ok(path)
 }
 
 /// Measures end clocks, merges the timeline, writes every result file and
@@ -339,37 +253,19 @@ async fn finish_run(
     run_id: &str,
     session_id: &str,
     agents: &mut [AgentHandle],
+    lost: &[bool],
     dir: &RunDir,
     meta: &mut RunMeta,
     outcome: (Vec<StageOutput>, anyhow::Result<()>),
     quiet: bool,
 ) -> anyhow::Result<()> {
     let (outputs, result) = outcome;
-    for a in agents.iter_mut() {
+    // Lost agents are not waited for: each call would time out.
+    for (a, _) in agents.iter_mut().zip(lost).filter(|(_, l)| !**l) {
         a.clock_end = agents::measure_clock(a).await.ok();
     }
     meta.ended_at = rfc3339_ns(now_ns());
-    meta.agents = agents
-        .iter()
-        .map(|a| AgentMeta {
-            index: a.index,
-            id: a.id.clone(),
-            address: a.addr.clone(),
-            host: HostMeta {
-                version: a.hello.version.clone(),
-                hostname: a.hello.hostname.clone(),
-                cpus: a.hello.cpus,
-                os: a.hello.os.clone(),
-            },
-            clock_start: a.clock_start,
-            clock_end: a.clock_end,
-            drift_ppm: a
-                .clock_start
-                .as_ref()
-                .zip(a.clock_end.as_ref())
-                .map(|(s, e)| drift_ppm(s, e)),
-        })
-        .collect();
+    meta.agents = agent_meta(agents);
 
     dir.write("plan.yaml", &plan.to_yaml())?;
     let inputs: Vec<MergeInput> = outputs
@@ -412,13 +308,17 @@ async fn finish_run(
             meta.error = Some(format!("damaged op-logs: {}", merged.errors.join("; ")));
         }
         Err(e) => {
-            meta.status = "failed".into();
+            meta.status = if format!("{e}") == INTERRUPTED {
+                "interrupted".into()
+            } else {
+                "failed".into()
+            };
             meta.error = Some(format!("{e:#}"));
         }
     }
-    dir.write("run.json", &serde_json::to_string_pretty(&meta)?)?;
+    dir.write_meta(meta)?;
 
-    for a in agents.iter_mut() {
+    for (a, _) in agents.iter_mut().zip(lost).filter(|(_, l)| !**l) {
         let end = a.client.end_session(pb::EndSessionRequest {
             session_id: session_id.to_string(),
         });
@@ -431,4 +331,29 @@ async fn finish_run(
         anyhow::bail!("damaged op-logs: {}", merged.errors.join("; "));
     }
     Ok(())
+}
+
+/// What `run.json` says of each agent.
+fn agent_meta(agents: &[AgentHandle]) -> Vec<AgentMeta> {
+    agents
+        .iter()
+        .map(|a| AgentMeta {
+            index: a.index,
+            id: a.id.clone(),
+            address: a.addr.clone(),
+            host: HostMeta {
+                version: a.hello.version.clone(),
+                hostname: a.hello.hostname.clone(),
+                cpus: a.hello.cpus,
+                os: a.hello.os.clone(),
+            },
+            clock_start: a.clock_start,
+            clock_end: a.clock_end,
+            drift_ppm: a
+                .clock_start
+                .as_ref()
+                .zip(a.clock_end.as_ref())
+                .map(|(s, e)| drift_ppm(s, e)),
+        })
+        .collect()
 }

@@ -1,5 +1,7 @@
-//! The live view: one line per stage with cluster ops/s, MiB/s and errors,
-//! redrawn a few times a second from the agents' progress reports.
+//! The live view: one bar per stage with cluster ops/s, MiB/s and p99 of
+//! the last complete second (from the per-second series, so the numbers on
+//! screen are the ones `series.csv` keeps), errors, and how many agents are
+//! starting, running, done or lost. Redrawn a few times a second.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,8 +12,20 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
+use super::series::Series;
+
 /// How often the view is redrawn.
 const REDRAW: Duration = Duration::from_millis(250);
+
+/// Where one agent is in the current stage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AgentState {
+    #[default]
+    Starting,
+    Running,
+    Done,
+    Lost,
+}
 
 /// One agent's running totals for the current stage.
 #[derive(Clone, Copy, Debug, Default)]
@@ -19,6 +33,7 @@ pub struct Totals {
     pub ops: u64,
     pub bytes: u64,
     pub errors: u64,
+    pub state: AgentState,
 }
 
 /// The live view, or nothing when quiet.
@@ -40,9 +55,10 @@ impl LiveView {
     pub fn start_stage(
         &self,
         stage: &Stage,
-        agents: usize,
+        ids: Vec<String>,
         start_at_ns: i64,
         totals: Arc<Mutex<Vec<Totals>>>,
+        series: Arc<Mutex<Series>>,
     ) {
         if self.quiet {
             return;
@@ -75,39 +91,55 @@ impl LiveView {
         let b = bar.clone();
         let by_ops = ops_goal.is_some();
         let updater = tokio::spawn(async move {
-            let mut last = (now_ns(), 0u64, 0u64);
             let mut tick = tokio::time::interval(REDRAW);
+            let mut lost_shown = vec![false; ids.len()];
             loop {
                 tick.tick().await;
-                let sum = totals
-                    .lock()
-                    .await
-                    .iter()
-                    .fold(Totals::default(), |a, t| Totals {
-                        ops: a.ops + t.ops,
-                        bytes: a.bytes + t.bytes,
-                        errors: a.errors + t.errors,
-                    });
-                let now = now_ns();
-                let dt = (now - last.0).max(1) as f64 / 1e9;
-                // Rates over the last ~second, since agents report once a second.
-                if dt >= 1.0 {
-                    let ops_s = (sum.ops - last.1.min(sum.ops)) as f64 / dt;
-                    let mib_s = (sum.bytes - last.2.min(sum.bytes)) as f64 / dt / 1048576.0;
-                    b.set_message(format!(
-                        "{ops_s:.0} ops/s {mib_s:.1} MiB/s, {} errors, {agents} agents",
-                        sum.errors
-                    ));
-                    last = (now, sum.ops, sum.bytes);
+                let all = totals.lock().await.clone();
+                let sum = all.iter().fold(Totals::default(), |a, t| Totals {
+                    ops: a.ops + t.ops,
+                    bytes: a.bytes + t.bytes,
+                    errors: a.errors + t.errors,
+                    state: a.state,
+                });
+                for (i, t) in all.iter().enumerate() {
+                    if t.state == AgentState::Lost && !lost_shown[i] {
+                        lost_shown[i] = true;
+                        b.println(format!("agent {} lost", ids[i]));
+                    }
                 }
+                let rate = match series.lock().await.last_second() {
+                    Some(s) => format!(
+                        "{:.0} ops/s {:.1} MiB/s p99 {}",
+                        s.ops_per_s,
+                        s.mib_per_s,
+                        micros(s.p99_us)
+                    ),
+                    None => "-".into(),
+                };
+                b.set_message(format!(
+                    "{rate}, {} errors, agents: {}",
+                    sum.errors,
+                    states(&all)
+                ));
                 if by_ops {
                     b.set_position(sum.ops);
                 } else {
-                    b.set_position(((now - start_at_ns).max(0) / 1_000_000) as u64);
+                    b.set_position(((now_ns() - start_at_ns).max(0) / 1_000_000) as u64);
                 }
             }
         });
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((bar, updater));
+    }
+
+    /// A line above the bars (or on stderr when quiet, since it is news the
+    /// user must see: a lost agent, a clock warning).
+    pub fn notice(&self, line: &str) {
+        let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        match current.as_ref() {
+            Some((bar, _)) if !self.quiet => bar.println(line),
+            _ => eprintln!("{line}"),
+        }
     }
 
     pub async fn finish_stage(&self) {
@@ -120,5 +152,54 @@ impl LiveView {
             updater.abort();
             bar.finish();
         }
+    }
+}
+
+/// `2 running, 1 lost` in a fixed order.
+fn states(all: &[Totals]) -> String {
+    let names = [
+        (AgentState::Starting, "starting"),
+        (AgentState::Running, "running"),
+        (AgentState::Done, "done"),
+        (AgentState::Lost, "lost"),
+    ];
+    let parts: Vec<String> = names
+        .iter()
+        .filter_map(|(state, name)| {
+            let n = all.iter().filter(|t| t.state == *state).count();
+            (n > 0).then(|| format!("{n} {name}"))
+        })
+        .collect();
+    parts.join(", ")
+}
+
+/// A latency in the unit that reads best.
+fn micros(us: f64) -> String {
+    if us >= 1e6 {
+        format!("{:.2} s", us / 1e6)
+    } else if us >= 1e3 {
+        format!("{:.2} ms", us / 1e3)
+    } else {
+        format!("{us:.0} us")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_states_are_counted_in_order() {
+        let t = |state| Totals {
+            state,
+            ..Default::default()
+        };
+        let all = [
+            t(AgentState::Lost),
+            t(AgentState::Running),
+            t(AgentState::Running),
+        ];
+        assert_eq!(states(&all), "2 running, 1 lost");
+        assert_eq!(micros(1500.0), "1.50 ms");
     }
 }

@@ -15,9 +15,15 @@ pub struct RunMeta {
     pub run_id: String,
     pub plan: String,
     pub plan_file: String,
-    /// `completed`, or `failed` with `error` set.
+    /// `completed`; `failed` or `interrupted` with `error` set.
     pub status: String,
     pub error: Option<String>,
+    /// What the plan said to do about lost agents (`abort`, `continue`).
+    pub on_agent_loss: String,
+    /// Agents lost during the run, in the order they were found lost.
+    pub lost_agents: Vec<LostAgentMeta>,
+    /// Clock offsets or uncertainties past the plan's limits.
+    pub clock_warnings: Vec<String>,
     pub controller: HostMeta,
     pub started_at: String,
     pub ended_at: String,
@@ -59,10 +65,26 @@ pub struct StageMeta {
     pub agents: Vec<AgentStageMeta>,
 }
 
+/// An agent lost mid-run.
+#[derive(Serialize, Debug, Clone)]
+pub struct LostAgentMeta {
+    pub id: String,
+    /// Controller clock, when the loss was noticed.
+    pub at: String,
+    /// The stage it was lost in, or the one it was lost before.
+    pub stage: String,
+    pub reason: String,
+}
+
 /// One agent's stage times, corrected to the controller's clock.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, Default)]
 pub struct AgentStageMeta {
     pub id: String,
+    /// `finished`, `failed` or `lost`.
+    pub status: String,
+    /// The clock measured just before the stage; its offset corrects this
+    /// stage's op-log in the timeline.
+    pub clock: Option<ClockEstimate>,
     pub started: String,
     pub first_op: Option<String>,
     pub ended: String,
@@ -108,6 +130,11 @@ impl RunDir {
     pub fn write(&self, name: &str, text: &str) -> anyhow::Result<()> {
         let p = self.path.join(name);
         fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))
+    }
+
+    /// (Re)writes `run.json`.
+    pub fn write_meta(&self, meta: &RunMeta) -> anyhow::Result<()> {
+        self.write("run.json", &serde_json::to_string_pretty(meta)?)
     }
 
     /// Where agent `id`'s op-log of stage `index` goes.

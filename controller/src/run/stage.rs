@@ -1,24 +1,38 @@
 //! Runs one stage on every agent at once: one absolute start time, one
-//! progress stream per agent, and each agent's final metrics.
+//! progress stream per agent, and each agent's final metrics, or the news
+//! that it was lost.
+//!
+//! An agent is lost when its stream breaks at the transport level (killed,
+//! connection reset) or stays silent longer than the plan's
+//! `control.agent_timeout` (network cut, host frozen), and a heartbeat
+//! cannot reach it either. Progress comes every second, so silence is
+//! noticed within the timeout. A lost agent's result is [`Outcome::Lost`];
+//! the caller applies the plan's policy.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use chorus_common::clock::now_ns;
 use chorus_common::metrics::StageMetrics;
 use chorus_common::plan::Stage;
 use chorus_common::store::multi::EndpointStats;
 use chorus_common::workload::ScheduleReport;
 use chorus_proto::pb::{self, stage_event::Event};
 use chorus_proto::{decode_endpoints, decode_metrics, decode_schedule};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 
 use super::agents::AgentHandle;
-use super::progress::{LiveView, Totals};
+use super::progress::{AgentState, LiveView, Totals};
+use super::series::{Report, Series};
 
 /// How far ahead of now a stage's start is set: long enough for the
 /// RunStage call to reach every agent (and open its store) before it.
 pub const START_LEAD: Duration = Duration::from_millis(500);
+
+/// How long a StopStage or a confirming heartbeat may take.
+const CONTROL_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What one agent reported for a stage. Times are on the agent's clock.
 #[derive(Debug)]
@@ -36,86 +50,352 @@ pub struct AgentStageResult {
     pub endpoints: Vec<EndpointStats>,
 }
 
-/// Starts `stage` on all agents at `start_at_ns` (controller clock) and
-/// waits for all of them. The result is in agent order; an agent that failed
-/// gives its error.
+/// How one agent's stage ended.
+#[derive(Debug)]
+pub enum Outcome {
+    Done(AgentStageResult),
+    /// The agent answered but the stage failed there (bad target, …).
+    Failed(anyhow::Error),
+    /// The agent stopped answering; `at_ns` is when that was noticed
+    /// (controller clock).
+    Lost {
+        at_ns: i64,
+        reason: String,
+    },
+}
+
+/// A request to stop the running stage on every agent early: Ctrl-C, or a
+/// lost agent under the `abort` policy. The first reason wins.
+#[derive(Default)]
+pub struct StopSignal {
+    raised: AtomicBool,
+    reason: std::sync::Mutex<Option<String>>,
+    notify: Notify,
+}
+
+impl StopSignal {
+    pub fn raise(&self, reason: impl Into<String>) {
+        let mut r = self.reason.lock().unwrap_or_else(|p| p.into_inner());
+        if r.is_none() {
+            *r = Some(reason.into());
+        }
+        self.raised.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    pub fn raised(&self) -> bool {
+        self.raised.load(Ordering::SeqCst)
+    }
+
+    pub fn reason(&self) -> Option<String> {
+        self.reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.raised() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// What a stage needs from the run besides its agents.
+pub struct StageContext<'a> {
+    pub session_id: &'a str,
+    pub stage_index: u32,
+    pub stage: &'a Stage,
+    /// Controller clock.
+    pub start_at_ns: i64,
+    /// Each agent's clock offset measured for this stage, in agent order.
+    pub offsets: Vec<i64>,
+    pub agent_timeout: Duration,
+    /// Raise on a lost agent (the `abort` policy).
+    pub abort_on_loss: bool,
+    pub stop: Arc<StopSignal>,
+    pub series: Arc<Mutex<Series>>,
+}
+
+/// Starts the stage on all `agents` at `start_at_ns` (controller clock) and
+/// waits for all of them. The result is in agent order.
 pub async fn run_stage(
-    session_id: &str,
-    stage_index: u32,
-    stage: &Stage,
-    start_at_ns: i64,
-    agents: &[AgentHandle],
+    cx: &StageContext<'_>,
+    agents: &[&AgentHandle],
     view: &LiveView,
-) -> Vec<anyhow::Result<AgentStageResult>> {
+) -> Vec<Outcome> {
     let totals = Arc::new(Mutex::new(vec![Totals::default(); agents.len()]));
-    view.start_stage(stage, agents.len(), start_at_ns, totals.clone());
+    let ids: Vec<String> = agents.iter().map(|a| a.id.clone()).collect();
+    view.start_stage(
+        cx.stage,
+        ids,
+        cx.start_at_ns,
+        totals.clone(),
+        cx.series.clone(),
+    );
+
+    // Whoever raises the stop signal, every agent is told at once.
+    let clients: Vec<_> = agents.iter().map(|a| a.client.clone()).collect();
+    let (stop, session_id) = (cx.stop.clone(), cx.session_id.to_string());
+    let stopper = tokio::spawn(async move {
+        stop.wait().await;
+        let calls = clients.into_iter().map(|mut c| {
+            let session_id = session_id.clone();
+            async move {
+                let call = c.stop_stage(pb::StopStageRequest { session_id });
+                let _ = tokio::time::timeout(CONTROL_CALL_TIMEOUT, call).await;
+            }
+        });
+        futures::future::join_all(calls).await;
+    });
+
     let tasks: Vec<_> = agents
         .iter()
         .enumerate()
         .map(|(i, agent)| {
-            let mut client = agent.client.clone();
+            let client = agent.client.clone();
             let req = pb::RunStageRequest {
-                session_id: session_id.to_string(),
-                stage_index,
-                start_at_ns,
-                offset_ns: agent.offset_ns(),
+                session_id: cx.session_id.to_string(),
+                stage_index: cx.stage_index,
+                start_at_ns: cx.start_at_ns,
+                offset_ns: cx.offsets[i],
             };
-            let (id, totals) = (agent.id.clone(), totals.clone());
+            let watch = Watch {
+                index: i,
+                id: agent.id.clone(),
+                offset_ns: cx.offsets[i],
+                session_id: cx.session_id.to_string(),
+                agent_timeout: cx.agent_timeout,
+                totals: totals.clone(),
+                series: cx.series.clone(),
+            };
+            let (stop, abort) = (cx.stop.clone(), cx.abort_on_loss);
             tokio::spawn(async move {
-                let mut stream = client
-                    .run_stage(req)
-                    .await
-                    .with_context(|| format!("agent {id} refused the stage"))?
-                    .into_inner();
-                while let Some(event) = stream
-                    .message()
-                    .await
-                    .with_context(|| format!("agent {id} failed during the stage"))?
-                {
-                    match event.event {
-                        Some(Event::Progress(p)) => {
-                            totals.lock().await[i] = Totals {
-                                ops: p.ops,
-                                bytes: p.bytes,
-                                errors: p.errors,
-                            };
-                        }
-                        Some(Event::Done(d)) => {
-                            let metrics = decode_metrics(&d.ops)
-                                .with_context(|| format!("metrics from agent {id}"))?;
-                            totals.lock().await[i] = Totals {
-                                ops: metrics.total_ops(),
-                                bytes: metrics.total_bytes(),
-                                errors: metrics.total_errors(),
-                            };
-                            return Ok(AgentStageResult {
-                                metrics,
-                                started_ns: d.started_ns,
-                                first_op_ns: (d.first_op_ns != 0).then_some(d.first_op_ns),
-                                ended_ns: d.ended_ns,
-                                records_logged: d.records_logged,
-                                log_backpressure_waits: d.log_backpressure_waits,
-                                log_backpressure_wait_ns: d.log_backpressure_wait_ns,
-                                warmup_ops: d.warmup_ops,
-                                retries: d.retries,
-                                schedule: d.schedule.as_ref().map(decode_schedule),
-                                endpoints: decode_endpoints(&d.endpoints),
-                            });
-                        }
-                        None => {}
+                let outcome = watch.run(client, req).await;
+                if let Outcome::Lost { reason, .. } = &outcome {
+                    watch.set_state(AgentState::Lost).await;
+                    if abort {
+                        stop.raise(format!("agent {} lost: {reason}", watch.id));
                     }
                 }
-                anyhow::bail!("agent {id} ended the stage without a result")
+                outcome
             })
         })
         .collect();
     let mut results = Vec::with_capacity(tasks.len());
-    for t in tasks {
+    for (t, id) in tasks.into_iter().zip(agents.iter().map(|a| &a.id)) {
         results.push(match t.await {
             Ok(r) => r,
-            Err(e) => Err(anyhow::anyhow!("stage task failed: {e}")),
+            Err(e) => Outcome::Failed(anyhow::anyhow!("stage task of agent {id} failed: {e}")),
         });
     }
+    stopper.abort();
     view.finish_stage().await;
     results
+}
+
+/// One agent's side of a stage.
+struct Watch {
+    index: usize,
+    id: String,
+    offset_ns: i64,
+    session_id: String,
+    agent_timeout: Duration,
+    totals: Arc<Mutex<Vec<Totals>>>,
+    series: Arc<Mutex<Series>>,
+}
+
+impl Watch {
+    async fn set_state(&self, state: AgentState) {
+        self.totals.lock().await[self.index].state = state;
+    }
+
+    async fn run<C>(&self, mut client: C, req: pb::RunStageRequest) -> Outcome
+    where
+        C: RunStageClient,
+    {
+        let mut stream = match client.run(req).await {
+            Ok(s) => s,
+            Err(status) => return self.classify(client, status, "refused the stage").await,
+        };
+        self.set_state(AgentState::Running).await;
+        loop {
+            let event = match tokio::time::timeout(self.agent_timeout, stream.message()).await {
+                Err(_) => {
+                    return self
+                        .lost_unless_heard(
+                            client,
+                            format!(
+                                "no word for {:.1} s during the stage",
+                                self.agent_timeout.as_secs_f64()
+                            ),
+                        )
+                        .await;
+                }
+                Ok(Err(status)) => {
+                    return self
+                        .classify(client, status, "failed during the stage")
+                        .await;
+                }
+                Ok(Ok(None)) => {
+                    return Outcome::Failed(anyhow::anyhow!(
+                        "agent {} ended the stage without a result",
+                        self.id
+                    ));
+                }
+                Ok(Ok(Some(e))) => e,
+            };
+            match event.event {
+                Some(Event::Progress(p)) => self.progress(&p).await,
+                Some(Event::Done(d)) => {
+                    let outcome = self.done(&d).await;
+                    self.set_state(AgentState::Done).await;
+                    return outcome;
+                }
+                None => {}
+            }
+        }
+    }
+
+    async fn progress(&self, p: &pb::Progress) {
+        {
+            let mut totals = self.totals.lock().await;
+            let t = &mut totals[self.index];
+            t.ops = p.ops;
+            t.bytes = p.bytes;
+            t.errors = p.errors;
+        }
+        let report = Report {
+            agent: &self.id,
+            start_ns: p.interval_start_ns - self.offset_ns,
+            end_ns: p.at_ns - self.offset_ns,
+            ops: p.interval_ops,
+            bytes: p.interval_bytes,
+            errors: p.interval_errors,
+            latency: &p.interval_latency_hist,
+        };
+        if let Err(e) = self.series.lock().await.add(&report) {
+            tracing::warn!("series.csv: {e:#}");
+        }
+    }
+
+    async fn done(&self, d: &pb::StageDone) -> Outcome {
+        let metrics = match decode_metrics(&d.ops)
+            .with_context(|| format!("metrics from agent {}", self.id))
+        {
+            Ok(m) => m,
+            Err(e) => return Outcome::Failed(e),
+        };
+        {
+            let mut totals = self.totals.lock().await;
+            let t = &mut totals[self.index];
+            t.ops = metrics.total_ops();
+            t.bytes = metrics.total_bytes();
+            t.errors = metrics.total_errors();
+        }
+        Outcome::Done(AgentStageResult {
+            metrics,
+            started_ns: d.started_ns,
+            first_op_ns: (d.first_op_ns != 0).then_some(d.first_op_ns),
+            ended_ns: d.ended_ns,
+            records_logged: d.records_logged,
+            log_backpressure_waits: d.log_backpressure_waits,
+            log_backpressure_wait_ns: d.log_backpressure_wait_ns,
+            warmup_ops: d.warmup_ops,
+            retries: d.retries,
+            schedule: d.schedule.as_ref().map(decode_schedule),
+            endpoints: decode_endpoints(&d.endpoints),
+        })
+    }
+
+    /// An error status: the agent's own refusal or failure (it answered), or
+    /// a broken transport (it is lost unless a heartbeat gets through).
+    async fn classify<C: RunStageClient>(
+        &self,
+        client: C,
+        status: tonic::Status,
+        what: &str,
+    ) -> Outcome {
+        use tonic::Code;
+        let answered = matches!(
+            status.code(),
+            Code::InvalidArgument
+                | Code::FailedPrecondition
+                | Code::NotFound
+                | Code::Internal
+                | Code::Unauthenticated
+                | Code::PermissionDenied
+                | Code::ResourceExhausted
+        );
+        if answered {
+            return Outcome::Failed(anyhow::anyhow!(
+                "agent {} {what}: {}",
+                self.id,
+                status.message()
+            ));
+        }
+        self.lost_unless_heard(client, format!("{what}: {}", status_text(&status)))
+            .await
+    }
+
+    /// One heartbeat decides: an agent that answers it is not lost (its
+    /// stage still failed), one that does not is.
+    async fn lost_unless_heard<C: RunStageClient>(&self, mut client: C, reason: String) -> Outcome {
+        let at_ns = now_ns();
+        let beat = client.heartbeat(pb::HeartbeatRequest {
+            session_id: self.session_id.clone(),
+        });
+        match tokio::time::timeout(CONTROL_CALL_TIMEOUT, beat).await {
+            Ok(Ok(_)) => Outcome::Failed(anyhow::anyhow!("agent {} {reason}", self.id)),
+            _ => Outcome::Lost { at_ns, reason },
+        }
+    }
+}
+
+/// A transport status in one line (tonic's message is often empty).
+fn status_text(status: &tonic::Status) -> String {
+    if status.message().is_empty() {
+        format!("{:?}", status.code())
+    } else {
+        format!("{:?}: {}", status.code(), status.message())
+    }
+}
+
+/// The two calls [`Watch`] makes, whatever the client's transport stack
+/// (plain channel, or with an auth interceptor).
+trait RunStageClient: Send {
+    fn run(
+        &mut self,
+        req: pb::RunStageRequest,
+    ) -> impl std::future::Future<Output = Result<tonic::Streaming<pb::StageEvent>, tonic::Status>> + Send;
+    fn heartbeat(
+        &mut self,
+        req: pb::HeartbeatRequest,
+    ) -> impl std::future::Future<Output = Result<(), tonic::Status>> + Send;
+}
+
+impl<T> RunStageClient for chorus_proto::AgentClient<T>
+where
+    T: tonic::client::GrpcService<tonic::body::Body> + Send,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+    T::Future: Send,
+{
+    async fn run(
+        &mut self,
+        req: pb::RunStageRequest,
+    ) -> Result<tonic::Streaming<pb::StageEvent>, tonic::Status> {
+        Ok(self.run_stage(req).await?.into_inner())
+    }
+
+    async fn heartbeat(&mut self, req: pb::HeartbeatRequest) -> Result<(), tonic::Status> {
+        chorus_proto::AgentClient::heartbeat(self, req)
+            .await
+            .map(|_| ())
+    }
 }

@@ -1,0 +1,274 @@
+//! The per-second series of a run (`series.csv`): what each agent reported
+//! for each second of each stage, and the cluster's second, with exact
+//! percentiles from merged histograms.
+//!
+//! Agents report about once a second, each on its own tick, so a report is
+//! filed under the second (from the stage's start, controller clock) in
+//! which its interval ended. Agent rows are written as they arrive; a
+//! cluster second is written once no report for it can still come (two
+//! seconds after the newest report), so memory holds a few seconds'
+//! histograms whatever the run length or agent count.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use anyhow::Context;
+use chorus_common::metrics::histogram_from_bytes;
+use chorus_common::workload::live_histogram;
+use hdrhistogram::Histogram;
+
+/// The CSV header of `series.csv`.
+pub const HEADER: &str =
+    "stage,second,agent,ops,bytes,errors,ops_per_s,mib_per_s,p50_us,p99_us,max_us";
+
+/// The `agent` column of cluster rows.
+pub const CLUSTER: &str = "*";
+
+/// Seconds a cluster second stays open after it: reports are about a
+/// second apart, so none for second `s` arrives once one for `s + 2` has.
+const OPEN_SECONDS: i64 = 2;
+
+/// One interval report of one agent, already on the controller's clock.
+pub struct Report<'a> {
+    pub agent: &'a str,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub ops: u64,
+    pub bytes: u64,
+    pub errors: u64,
+    /// V2-serialized HDR histogram (ns) of the interval's successful ops.
+    pub latency: &'a [u8],
+}
+
+/// Numbers of one finished cluster second, for the live view.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Second {
+    pub ops_per_s: f64,
+    pub mib_per_s: f64,
+    pub p99_us: f64,
+}
+
+struct Open {
+    ops: u64,
+    bytes: u64,
+    errors: u64,
+    latency: Histogram<u64>,
+}
+
+/// The series being written.
+pub struct Series {
+    out: BufWriter<File>,
+    stage: String,
+    stage_start_ns: i64,
+    open: BTreeMap<i64, Open>,
+    newest: i64,
+    last: Option<Second>,
+    /// Reports whose histogram could not be read (counted, not dropped:
+    /// their counts are still in the rows).
+    pub bad_histograms: u64,
+}
+
+fn percentiles(h: &Histogram<u64>) -> (f64, f64, f64) {
+    if h.is_empty() {
+        return (0.0, 0.0, 0.0);
+    }
+    let us = |v: u64| v as f64 / 1e3;
+    (
+        us(h.value_at_quantile(0.5)),
+        us(h.value_at_quantile(0.99)),
+        us(h.max()),
+    )
+}
+
+impl Series {
+    pub fn create(path: &Path) -> anyhow::Result<Series> {
+        let file =
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        let mut out = BufWriter::new(file);
+        writeln!(out, "{HEADER}")?;
+        Ok(Series {
+            out,
+            stage: String::new(),
+            stage_start_ns: 0,
+            open: BTreeMap::new(),
+            newest: 0,
+            last: None,
+            bad_histograms: 0,
+        })
+    }
+
+    /// Starts filing reports under `stage`, seconds counted from `start_ns`.
+    pub fn begin_stage(&mut self, stage: &str, start_ns: i64) -> anyhow::Result<()> {
+        self.end_stage()?;
+        self.stage = stage.to_string();
+        self.stage_start_ns = start_ns;
+        self.newest = 0;
+        self.last = None;
+        Ok(())
+    }
+
+    /// Files one agent's report: its row now, its share of the cluster's
+    /// second until that second is complete.
+    pub fn add(&mut self, r: &Report<'_>) -> anyhow::Result<()> {
+        let second = ((r.end_ns - self.stage_start_ns).max(0) / 1_000_000_000).max(0);
+        let mut latency = if r.latency.is_empty() {
+            live_histogram()
+        } else {
+            match histogram_from_bytes(r.latency) {
+                Ok(h) => h,
+                Err(_) => {
+                    self.bad_histograms += 1;
+                    live_histogram()
+                }
+            }
+        };
+        let seconds = ((r.end_ns - r.start_ns).max(1) as f64 / 1e9).max(1e-3);
+        let (p50, p99, max) = percentiles(&latency);
+        writeln!(
+            self.out,
+            "{},{second},{},{},{},{},{:.2},{:.3},{p50:.1},{p99:.1},{max:.1}",
+            csv_field(&self.stage),
+            csv_field(r.agent),
+            r.ops,
+            r.bytes,
+            r.errors,
+            r.ops as f64 / seconds,
+            r.bytes as f64 / seconds / 1048576.0,
+        )?;
+        let open = self.open.entry(second).or_insert_with(|| Open {
+            ops: 0,
+            bytes: 0,
+            errors: 0,
+            latency: live_histogram(),
+        });
+        open.ops += r.ops;
+        open.bytes += r.bytes;
+        open.errors += r.errors;
+        // Both histograms have the live bounds; a foreign one that does not
+        // fit is clamped by recording its values saturating.
+        if open.latency.add(&latency).is_err() {
+            for v in latency.iter_recorded() {
+                open.latency
+                    .saturating_record_n(v.value_iterated_to(), v.count_at_value());
+            }
+        }
+        latency.reset();
+        self.newest = self.newest.max(second);
+        self.flush_closed(self.newest - OPEN_SECONDS)
+    }
+
+    /// Writes the cluster rows of every second up to `through`.
+    fn flush_closed(&mut self, through: i64) -> anyhow::Result<()> {
+        while let Some(entry) = self.open.first_entry() {
+            if *entry.key() > through {
+                break;
+            }
+            let (second, o) = entry.remove_entry();
+            let (p50, p99, max) = percentiles(&o.latency);
+            let s = Second {
+                ops_per_s: o.ops as f64,
+                mib_per_s: o.bytes as f64 / 1048576.0,
+                p99_us: p99,
+            };
+            writeln!(
+                self.out,
+                "{},{second},{CLUSTER},{},{},{},{:.2},{:.3},{p50:.1},{p99:.1},{max:.1}",
+                csv_field(&self.stage),
+                o.ops,
+                o.bytes,
+                o.errors,
+                s.ops_per_s,
+                s.mib_per_s,
+            )?;
+            self.last = Some(s);
+            // Readable as the run goes (tools tail it), a second at a time.
+            self.out.flush()?;
+        }
+        Ok(())
+    }
+
+    /// The newest complete cluster second of the current stage.
+    pub fn last_second(&self) -> Option<Second> {
+        self.last
+    }
+
+    /// Writes the stage's remaining cluster seconds.
+    pub fn end_stage(&mut self) -> anyhow::Result<()> {
+        self.flush_closed(i64::MAX)?;
+        self.out.flush()?;
+        Ok(())
+    }
+}
+
+/// Stage and agent names quoted when CSV needs it.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chorus_common::metrics::histogram_to_bytes;
+
+    fn hist(values: &[u64]) -> Vec<u8> {
+        let mut h = live_histogram();
+        for v in values {
+            h.record(*v).unwrap();
+        }
+        histogram_to_bytes(&h)
+    }
+
+    #[test]
+    fn agent_rows_and_merged_cluster_seconds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("series.csv");
+        let mut s = Series::create(&path).unwrap();
+        s.begin_stage("load", 1_000_000_000).unwrap();
+        let a = hist(&[1_000_000; 99]);
+        let b = hist(&[100_000_000]);
+        let report = |agent, end_s: i64, ops, latency| Report {
+            agent,
+            start_ns: (end_s - 1) * 1_000_000_000,
+            end_ns: end_s * 1_000_000_000,
+            ops,
+            bytes: ops * 1024,
+            errors: 0,
+            latency,
+        };
+        // Second 0 of the stage (ends at 1.x s after its start).
+        s.add(&report("a", 2, 99, &a)).unwrap();
+        s.add(&report("b", 2, 1, &b)).unwrap();
+        assert_eq!(s.last_second(), None, "second 0 may still get reports");
+        s.add(&report("a", 4, 10, &[])).unwrap();
+        let last = s.last_second().expect("second 1 closed");
+        assert_eq!(last.ops_per_s, 100.0);
+        s.end_stage().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], HEADER);
+        assert!(lines[1].starts_with("load,1,a,99,101376,0,"), "{text}");
+        assert!(lines[2].starts_with("load,1,b,1,1024,0,"), "{text}");
+        // The cluster row of second 1 merges both histograms: p99 of 100
+        // values (99 at 1 ms, 1 at 100 ms) is 1 ms, max is 100 ms.
+        let cluster = lines
+            .iter()
+            .find(|l| l.starts_with("load,1,*,"))
+            .expect("cluster row");
+        let f: Vec<&str> = cluster.split(',').collect();
+        assert_eq!(f[3], "100");
+        let p99: f64 = f[9].parse().unwrap();
+        let max: f64 = f[10].parse().unwrap();
+        assert!((p99 - 1000.0).abs() < 20.0, "{cluster}");
+        assert!((max - 100_000.0).abs() < 1000.0, "{cluster}");
+        assert!(
+            text.lines().any(|l| l.starts_with("load,3,*,10,")),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# How many agents one controller drives (issue 5), and how well their
+# clocks and starts line up.
+#
+# For each N: N real `agent` processes on loopback, one `controller run` of
+# a prepare and a 20 s open-loop mem:// workload (20 ops/s per agent, so the
+# agents themselves stay light on a 2-core machine), under /usr/bin/time.
+# Reported per N: the controller's CPU (user+sys seconds, and as % of one
+# core over the run), its peak RSS, the workload stage's start skew, and
+# the clock offsets measured before it. All agents share this host's clock,
+# so the true offset is 0 and each measured offset is its own error.
+# The reference in the same run is N=1: CPU and memory per extra agent are
+# reported against it.
+#
+#   scripts/bench/agents-scale.sh            # N = 1 16 64 256
+#   scripts/bench/agents-scale.sh 1 16       # chosen N
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+counts=("$@")
+[ ${#counts[@]} -gt 0 ] || counts=(1 16 64 256)
+[ "${counts[0]}" = 1 ] || counts=(1 "${counts[@]}")
+
+cargo build --release --bins --locked -q
+agent_bin=target/release/agent
+controller_bin=target/release/controller
+work=$(mktemp -d /tmp/chorus-scale.XXXXXX)
+pids=()
+cleanup() {
+  [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+# 256 agents each hold a few sockets and files.
+ulimit -n 65536 2>/dev/null || true
+
+start_agents() { # N -> prints comma-separated addresses
+  local n=$1 addrs=() i fifo
+  for ((i = 0; i < n; i++)); do
+    fifo="$work/a$i.out"
+    "$agent_bin" --listen 127.0.0.1:0 --insecure --id "a$i" --spool "$work/spool-$i" \
+      >"$fifo" 2>"$work/a$i.log" &
+    pids+=($!)
+  done
+  for ((i = 0; i < n; i++)); do
+    fifo="$work/a$i.out"
+    for _ in $(seq 200); do
+      grep -q "listening on" "$fifo" 2>/dev/null && break
+      sleep 0.05
+    done
+    addrs+=("$(sed -n 's/^listening on //p' "$fifo" | head -1)")
+  done
+  (IFS=,; echo "${addrs[*]}")
+}
+
+stop_agents() {
+  [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  pids=()
+}
+
+printf '%-6s %10s %8s %10s %12s %14s %14s %14s\n' agents cpu_s cpu_% rss_MiB start_skew_ms max_off_err_ms mean_off_err_ms max_uncert_ms
+declare -A cpu rss
+for n in "${counts[@]}"; do
+  rate=$((n * 20))
+  cat >"$work/plan.yaml" <<EOF
+name: scale-$n
+target: mem://scale
+concurrency: 1
+objects: {count: 100, size: 1KiB}
+stages:
+  - {name: prepare, type: prepare}
+  - {name: load, type: workload, mix: {get: 1}, rate: $rate, duration: 20s}
+EOF
+  addrs=$(start_agents "$n")
+  /usr/bin/time -f "%U %S %e %M" -o "$work/time-$n" \
+    "$controller_bin" run "$work/plan.yaml" --agents "$addrs" --insecure --quiet \
+    --results "$work/runs-$n" >"$work/ctl-$n.out" 2>"$work/ctl-$n.err" \
+    || { echo "controller failed with $n agents:"; tail -5 "$work/ctl-$n.err"; exit 1; }
+  stop_agents
+  read -r user sys wall maxkb <"$work/time-$n"
+  run=$(ls -d "$work/runs-$n"/*/)
+  python3 - "$run/run.json" "$n" "$user" "$sys" "$wall" "$maxkb" <<'PY'
+import json, sys
+meta = json.load(open(sys.argv[1]))
+n, user, sys_, wall, maxkb = int(sys.argv[2]), *map(float, sys.argv[3:7])
+load = [s for s in meta["stages"] if s["name"] == "load"][0]
+clocks = [a["clock"] for a in load["agents"] if a.get("clock")]
+errs = [abs(c["offset_ns"]) / 1e6 for c in clocks]
+unc = [c["uncertainty_ns"] / 1e6 for c in clocks]
+cpu = user + sys_
+print(f"{n:<6} {cpu:10.2f} {100 * cpu / wall:8.1f} {maxkb / 1024:10.1f} "
+      f"{load['start_skew_ms'] or 0:12.3f} {max(errs):14.3f} {sum(errs) / len(errs):14.3f} {max(unc):14.3f}")
+PY
+  cpu[$n]=$(echo "$user + $sys" | bc -l)
+  rss[$n]=$maxkb
+done
+for n in "${counts[@]}"; do
+  [ "$n" = 1 ] && continue
+  python3 -c "
+n, c1, cn, r1, rn = $n, ${cpu[1]}, ${cpu[$n]}, ${rss[1]}, ${rss[$n]}
+print(f'{n} agents vs 1: controller CPU x{cn / c1:.2f} ({(cn - c1) / (n - 1) * 1000:.1f} ms per extra agent over the run), '
+      f'RSS x{rn / r1:.2f} ({(rn - r1) / (n - 1):.0f} KiB per extra agent)')"
+done
