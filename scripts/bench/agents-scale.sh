@@ -6,8 +6,10 @@
 # a prepare and a 20 s open-loop mem:// workload (20 ops/s per agent, so the
 # agents themselves stay light on a 2-core machine), under /usr/bin/time.
 # Reported per N: the controller's CPU (user+sys seconds, and as % of one
-# core over the run), its peak RSS, the workload stage's start skew, and
-# the clock offsets measured before it. All agents share this host's clock,
+# core over the run), its peak RSS, the workload stage's start skew (first
+# ops; in open loop an op starts at its slot) and release skew (when each
+# agent's timer really fired and released its workers), and the clock
+# offsets measured before it. All agents share this host's clock,
 # so the true offset is 0 and each measured offset is its own error.
 # The reference in the same run is N=1: CPU and memory per extra agent are
 # reported against it.
@@ -59,7 +61,7 @@ stop_agents() {
   pids=()
 }
 
-printf '%-6s %10s %8s %10s %12s %14s %14s %14s\n' agents cpu_s cpu_% rss_MiB start_skew_ms max_off_err_ms mean_off_err_ms max_uncert_ms
+printf '%-6s %8s %7s %8s %13s %15s %14s %15s %13s\n' agents cpu_s cpu_% rss_MiB start_skew_ms release_skew_ms max_off_err_ms mean_off_err_ms max_uncert_ms
 declare -A cpu rss
 for n in "${counts[@]}"; do
   rate=$((n * 20))
@@ -70,7 +72,7 @@ concurrency: 1
 objects: {count: 100, size: 1KiB}
 stages:
   - {name: prepare, type: prepare}
-  - {name: load, type: workload, mix: {get: 1}, rate: $rate, duration: 20s}
+  - {name: load, type: workload, mix: {get: 1}, rate: $rate, arrivals: fixed, duration: 20s}
 EOF
   addrs=$(start_agents "$n")
   /usr/bin/time -f "%U %S %e %M" -o "$work/time-$n" \
@@ -89,8 +91,9 @@ clocks = [a["clock"] for a in load["agents"] if a.get("clock")]
 errs = [abs(c["offset_ns"]) / 1e6 for c in clocks]
 unc = [c["uncertainty_ns"] / 1e6 for c in clocks]
 cpu = user + sys_
-print(f"{n:<6} {cpu:10.2f} {100 * cpu / wall:8.1f} {maxkb / 1024:10.1f} "
-      f"{load['start_skew_ms'] or 0:12.3f} {max(errs):14.3f} {sum(errs) / len(errs):14.3f} {max(unc):14.3f}")
+print(f"{n:<6} {cpu:8.2f} {100 * cpu / wall:7.1f} {maxkb / 1024:8.1f} "
+      f"{load['start_skew_ms'] or 0:13.3f} {load['release_skew_ms'] or 0:15.3f} "
+      f"{max(errs):14.3f} {sum(errs) / len(errs):15.3f} {max(unc):13.3f}")
 PY
   cpu[$n]=$(echo "$user + $sys" | bc -l)
   rss[$n]=$maxkb

@@ -101,7 +101,7 @@ fn write_plan(dir: &Path, policy: &str, controller_timeout: &str, seconds: u32) 
          objects: {{count: 200, size: 4KiB}}\n\
          control: {{on_agent_loss: {policy}, agent_timeout: 2s, controller_timeout: {controller_timeout}}}\n\
          stages:\n  - {{name: prepare, type: prepare}}\n\
-         \x20 - {{name: load, type: workload, mix: {{get: 3, put: 1}}, duration: {seconds}s}}\n",
+         \x20 - {{name: load, type: workload, mix: {{get: 3, put: 1}}, rate: 400, duration: {seconds}s}}\n",
         dir.join("data").display()
     );
     let path = dir.join("plan.yaml");

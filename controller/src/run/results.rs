@@ -60,8 +60,12 @@ pub struct StageMeta {
     pub target: String,
     /// Controller clock.
     pub start_at: String,
-    /// Spread of the agents' first-op times, clock-corrected.
+    /// Spread of the agents' first-op times, clock-corrected. In open
+    /// loop an op's start is its scheduled slot.
     pub start_skew_ms: Option<f64>,
+    /// Spread of the instants the agents released their workers,
+    /// clock-corrected: how well they woke up together.
+    pub release_skew_ms: Option<f64>,
     pub agents: Vec<AgentStageMeta>,
 }
 

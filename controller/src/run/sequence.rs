@@ -78,6 +78,7 @@ pub async fn run_stages(
             target: stage.target.clone(),
             start_at: String::new(),
             start_skew_ms: None,
+            release_skew_ms: None,
             agents: Vec::new(),
         };
         let mut offsets = Vec::with_capacity(live.len());
@@ -135,6 +136,7 @@ pub async fn run_stages(
 
         let mut merged = StageMetrics::default();
         let (mut first, mut last, mut first_ops) = (i64::MAX, i64::MIN, Vec::new());
+        let mut releases = Vec::new();
         let mut failure = None;
         let mut coverage = Vec::new();
         let secs = |t: i64| (t - start_at_ns) as f64 / 1e9;
@@ -150,6 +152,7 @@ pub async fn run_stages(
                 Outcome::Done(r) => {
                     merged.merge(&r.metrics);
                     first = first.min(r.started_ns - off);
+                    releases.push(r.started_ns - off);
                     last = last.max(r.ended_ns - off);
                     if let Some(f) = r.first_op_ns {
                         first_ops.push(f - off);
@@ -205,9 +208,8 @@ pub async fn run_stages(
             }
             stage_meta.agents.push(m);
         }
-        if let (Some(min), Some(max)) = (first_ops.iter().min(), first_ops.iter().max()) {
-            stage_meta.start_skew_ms = Some((max - min) as f64 / 1e6);
-        }
+        stage_meta.start_skew_ms = spread_ms(&first_ops);
+        stage_meta.release_skew_ms = spread_ms(&releases);
         meta.stages.push(stage_meta);
         let elapsed_s = if last > first {
             (last - first) as f64 / 1e9
@@ -259,6 +261,12 @@ pub async fn run_stages(
         }
     }
     (outputs, Ok(()))
+}
+
+/// Largest minus smallest, in ms; `None` for no values.
+fn spread_ms(times: &[i64]) -> Option<f64> {
+    let (min, max) = (times.iter().min()?, times.iter().max()?);
+    Some((max - min) as f64 / 1e6)
 }
 
 /// The run's end under the plan's policy: any loss with `abort`, every
