@@ -338,6 +338,12 @@ async fn handshake(
     let _ = tcp.set_nodelay(true);
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => Some(stream),
+        // A connection closed before saying anything is a TCP probe
+        // (Kubernetes readiness, load balancers), not a refused client.
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            tracing::debug!(%peer, "connection closed before a TLS hello");
+            None
+        }
         Ok(Err(e)) => {
             let hint = handshake_hint(&e);
             tracing::warn!(%peer, "TLS handshake refused: {e}{hint}");

@@ -150,6 +150,17 @@ impl Security {
     }
 
     /// Whether connections are TLS.
+    /// One word for `run.json`: how agents are reached.
+    pub fn describe(&self) -> &'static str {
+        match (self.loopback, self.tls.is_some(), self.token.is_some()) {
+            (true, _, _) => "loopback",
+            (false, true, true) => "tls+token",
+            (false, true, false) => "tls",
+            (false, false, true) => "token",
+            (false, false, false) => "insecure",
+        }
+    }
+
     pub fn tls(&self) -> bool {
         self.tls.is_some()
     }
@@ -162,6 +173,11 @@ impl Security {
     /// A hint for an agent that refused or broke the connection, from what
     /// this side sent; empty when nothing better than the error is known.
     pub fn refusal_hint(&self, status: &Status) -> String {
+        // Nothing listening is not a security mismatch: no hint.
+        let text = format!("{status:?}");
+        if text.contains("onnection refused") || text.contains("No route to host") {
+            return String::new();
+        }
         match status.code() {
             tonic::Code::Unauthenticated if self.token.is_none() => {
                 " (give the controller --token-file with the agent's token)".into()
@@ -249,8 +265,9 @@ pub async fn connect(addr: &str, sec: &Security) -> anyhow::Result<Client> {
             .with_context(|| format!("TLS setup for agent {addr}"))?;
     }
     let channel = endpoint.connect().await.map_err(|e| {
-        let hint = sec.refusal_hint(&Status::unavailable(""));
-        anyhow::anyhow!("cannot reach agent at {addr}: {}{hint}", error_chain(&e))
+        let chain = error_chain(&e);
+        let hint = sec.refusal_hint(&Status::unavailable(chain.clone()));
+        anyhow::anyhow!("cannot reach agent at {addr}: {chain}{hint}")
     })?;
     Ok(
         AgentClient::with_interceptor(channel, AuthInterceptor::new(sec.token.as_ref())?)

@@ -182,7 +182,10 @@ fn token_agent_refuses_controllers_without_its_token() {
         &[os("--token-file"), token_file.as_os_str()],
     );
     assert!(out.status.success(), "{}", text(&out));
-    only_run_dir(&tmp.path().join("runs"));
+    let run = only_run_dir(&tmp.path().join("runs"));
+    let meta = read_json(&run.join("run.json"));
+    assert_eq!(meta["transport"], "token", "{meta:#}");
+    assert_eq!(meta["agents"][0]["authenticated"], true, "{meta:#}");
 
     let log = agent.log_text();
     assert!(log.contains("request refused"), "{log}");
@@ -245,7 +248,8 @@ fn tls_agent_refuses_plaintext_and_foreign_certificates() {
     let by_name = format!("localhost:{port}");
     let out = run_on(&by_name, tmp.path(), &[os("--tls-dir"), good.as_os_str()]);
     assert!(out.status.success(), "{}", text(&out));
-    only_run_dir(&tmp.path().join("runs"));
+    let run = only_run_dir(&tmp.path().join("runs"));
+    assert_eq!(read_json(&run.join("run.json"))["transport"], "tls");
 
     let log = agent.log_text();
     assert!(log.contains("TLS handshake refused"), "{log}");
@@ -441,6 +445,16 @@ fn forwarded_credentials_reach_agents_over_tls_and_are_not_written() {
     let run = only_run_dir(&results);
     let summary = read_json(&run.join("summary.json"));
     assert_eq!(summary["total_errors"], 0, "{summary:#}");
+    // run.json names what was forwarded, never the values.
+    let forwarded = &read_json(&run.join("run.json"))["forwarded_env"];
+    assert!(
+        forwarded
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "AWS_SECRET_ACCESS_KEY"),
+        "{forwarded}"
+    );
     let files = all_files(&run);
     assert!(files.len() > 3, "{files:?}");
     for (path, content) in &files {

@@ -1,50 +1,8 @@
 //! `controller run --agents` drives separately started `agent` processes
 //! over the real gRPC protocol on loopback.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
-use chorus_tests::{Tsv, bin, controller, only_run_dir, read_json};
-
-/// An agent process, killed on drop.
-struct AgentProc {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for AgentProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_agent(id: &str, spool: &std::path::Path) -> AgentProc {
-    let mut child = Command::new(bin("agent"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--insecure",
-            "--id",
-            id,
-            "--spool",
-        ])
-        .arg(spool)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start agent");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("agent prints its address")
-        .to_string();
-    AgentProc { child, addr }
-}
+use chorus_tests::agents::start_agent;
+use chorus_tests::{Tsv, controller, only_run_dir, read_json};
 
 #[test]
 fn runs_on_agent_processes() {

@@ -190,6 +190,8 @@ async fn run(args: RunArgs) -> Result<std::path::PathBuf, RunError> {
         ..Default::default()
     };
     meta.on_agent_loss = plan.control.on_agent_loss.name().to_string();
+    meta.transport = security.describe().to_string();
+    meta.forwarded_env = forwarded.keys().cloned().collect();
     meta.status = "running".into();
     meta.agents = agent_meta(&agents);
     // Written now and after every stage, so a controller that dies mid-run
@@ -341,6 +343,7 @@ fn agent_meta(agents: &[AgentHandle]) -> Vec<AgentMeta> {
             index: a.index,
             id: a.id.clone(),
             address: a.addr.clone(),
+            authenticated: a.hello.authenticated,
             host: HostMeta {
                 version: a.hello.version.clone(),
                 hostname: a.hello.hostname.clone(),

@@ -24,6 +24,11 @@ pub struct RunMeta {
     pub lost_agents: Vec<LostAgentMeta>,
     /// Clock offsets or uncertainties past the plan's limits.
     pub clock_warnings: Vec<String>,
+    /// How the controller reached remote agents: `tls`, `token`,
+    /// `tls+token`, `insecure`, or `loopback` (embedded agents).
+    pub transport: String,
+    /// Names (never values) of the variables forwarded to agents.
+    pub forwarded_env: Vec<String>,
     pub controller: HostMeta,
     pub started_at: String,
     pub ended_at: String,
@@ -46,6 +51,8 @@ pub struct AgentMeta {
     pub id: String,
     pub address: String,
     pub host: HostMeta,
+    /// Whether the agent demands a client certificate or a token.
+    pub authenticated: bool,
     /// Offsets are (agent clock − controller clock).
     pub clock_start: Option<ClockEstimate>,
     pub clock_end: Option<ClockEstimate>,
