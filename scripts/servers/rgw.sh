@@ -39,10 +39,13 @@ BLUESTORE_BYTES=$((20 << 30))
 # PGs per pool: RGW makes ~7 pools, and one OSD allows 250 PGs by default;
 # 8 each keeps well under that and peers quickly.
 PG_NUM=8
-# Ports are drawn at random from this range (above the usual ephemeral
-# floor of the kernel's bind-to-0, which the OSD's own 6800-7300 avoid too).
+# Ports are drawn at random below the kernel's ephemeral range (32768 up,
+# by default): a server that binds its port seconds after it was chosen
+# (RGW does, after its pools exist) must not lose it to some other test's
+# outgoing connection or bind-to-0 meanwhile. Also clear of the OSD's
+# 6800-7300.
 PORT_LOW=20000
-PORT_SPAN=30000
+PORT_SPAN=$(( $(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768) - PORT_LOW ))
 
 die() { echo "rgw.sh: $*" >&2; exit 1; }
 

@@ -38,10 +38,11 @@ PARTITION=chorus
 # First loopback address of a node: node i (1-based) gets 127.0.0.(1+i),
 # leaving 127.0.0.1 to the controller daemon.
 ADDR_BASE=1
-# Ports are drawn at random from this range (above the usual ephemeral
-# floor of the kernel's bind-to-0).
+# Ports are drawn at random below the kernel's ephemeral range (32768 up,
+# by default): daemons bind their ports a while after they were chosen, and
+# must not lose them to another test's outgoing connection or bind-to-0.
 PORT_LOW=20000
-PORT_SPAN=30000
+PORT_SPAN=$(( $(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768) - PORT_LOW ))
 # Marks the lines this script adds to /etc/hosts, so they are added once.
 HOSTS_MARK="# chorus slurm test node"
 
