@@ -22,7 +22,7 @@ counts=("$@")
 [ ${#counts[@]} -gt 0 ] || counts=(1 16 64 256)
 [ "${counts[0]}" = 1 ] || counts=(1 "${counts[@]}")
 
-cargo build --release --bins --locked -q
+cargo build --release --bins -q
 agent_bin=target/release/agent
 controller_bin=target/release/controller
 work=$(mktemp -d /tmp/chorus-scale.XXXXXX)
