@@ -9,7 +9,7 @@
 //! an error. Clock offsets for the merge are the ones measured for that
 //! stage, else the agent's first measurement.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -17,7 +17,6 @@ use chorus_common::oplog::merge::{MergeInput, merge_files};
 use chorus_common::plan;
 use chorus_proto::pb;
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
 
 use crate::EXIT_BAD_INPUT;
 use crate::cli::CollectArgs;
@@ -175,7 +174,7 @@ async fn fetch(
     client: &mut transport::Client,
     run_id: &str,
     index: u32,
-    path: &PathBuf,
+    path: &Path,
 ) -> anyhow::Result<bool> {
     let request = pb::FetchOpLogRequest {
         session_id: String::new(),
@@ -187,22 +186,7 @@ async fn fetch(
         Err(s) if s.code() == tonic::Code::NotFound => return Ok(false),
         Err(s) => return Err(anyhow::anyhow!(transport::status_text(&s))),
     };
-    // Written under a temporary name: a broken transfer leaves no file that
-    // looks complete.
-    let part = path.with_extension("zst.part");
-    let mut file = tokio::fs::File::create(&part)
-        .await
-        .with_context(|| format!("cannot create {}", part.display()))?;
-    while let Some(chunk) = stream
-        .message()
-        .await
-        .map_err(|s| anyhow::anyhow!(transport::status_text(&s)))?
-    {
-        file.write_all(&chunk.data).await?;
-    }
-    file.flush().await?;
-    drop(file);
-    std::fs::rename(&part, path)
-        .with_context(|| format!("cannot rename {} to {}", part.display(), path.display()))?;
+    let what = format!("spooled op-log of stage {index}");
+    crate::run::results::save_oplog(&mut stream, path, &what).await?;
     Ok(true)
 }

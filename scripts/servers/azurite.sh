@@ -33,6 +33,10 @@ KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/K
 START_TIMEOUT_S=60
 
 log() { echo "azurite.sh: $*" >&2; }
+die() { log "$*"; exit 1; }
+# free_port (below the ephemeral range, so the port is not taken meanwhile).
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 install() {
   if [ -x "$BIN" ]; then return; fi
@@ -48,12 +52,6 @@ install() {
     fi
   ) 9>"$CACHE/.install.lock"
   [ -x "$BIN" ] || { log "install failed: $BIN missing"; exit 1; }
-}
-
-free_port() {
-  # Bind port 0 and report what the kernel chose. There is a short window
-  # before azurite binds it; the start loop below notices if it is lost.
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
 start() {

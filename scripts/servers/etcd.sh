@@ -28,6 +28,10 @@ START_TIMEOUT_S=60
 APT_LOCK_TIMEOUT_S=600
 
 log() { echo "etcd.sh: $*" >&2; }
+die() { log "$*"; exit 1; }
+# free_port (below the ephemeral range, so the port is not taken meanwhile).
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 etcd_bin() {
   # Debian's etcd-server installs /usr/bin/etcd.
@@ -53,12 +57,6 @@ install() {
   }
   [ "$created" = 1 ] && rm -f "$policy"
   [ -n "$(etcd_bin)" ] || { log "install failed: no etcd binary"; exit 1; }
-}
-
-free_port() {
-  # Bind port 0 and report what the kernel chose. There is a short window
-  # before etcd binds it; the start loop below notices if it is lost.
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
 start() {

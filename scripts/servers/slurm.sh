@@ -38,15 +38,13 @@ PARTITION=chorus
 # First loopback address of a node: node i (1-based) gets 127.0.0.(1+i),
 # leaving 127.0.0.1 to the controller daemon.
 ADDR_BASE=1
-# Ports are drawn at random below the kernel's ephemeral range (32768 up,
-# by default): daemons bind their ports a while after they were chosen, and
-# must not lose them to another test's outgoing connection or bind-to-0.
-PORT_LOW=20000
-PORT_SPAN=$(( $(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768) - PORT_LOW ))
 # Marks the lines this script adds to /etc/hosts, so they are added once.
 HOSTS_MARK="# chorus slurm test node"
 
 die() { echo "slurm.sh: $*" >&2; exit 1; }
+# free_port, spawn, alive, our_pid, show_logs.
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() { die "usage: $0 start|stop DIR"; }
 
@@ -80,22 +78,6 @@ install_if_missing() {
 
 # --- helpers -----------------------------------------------------------------
 
-# A TCP port nothing listens on (connect refused) on 127.0.0.1, not in use
-# by this cluster already (the ports chosen so far are in USED).
-USED=" "
-free_port() {
-  local p i
-  for i in $(seq 1 100); do
-    p=$((PORT_LOW + (RANDOM * 32768 + RANDOM) % PORT_SPAN))
-    case "$USED" in *" $p "*) continue ;; esac
-    if ! (exec 9<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      USED="$USED$p "
-      echo "$p"
-      return 0
-    fi
-  done
-  die "no free port found"
-}
 
 node_name() { echo "$NODE_PREFIX$1"; }
 node_addr() { echo "127.0.0.$((ADDR_BASE + $1))"; }
@@ -116,37 +98,9 @@ ensure_hosts() {
   done
 }
 
-# Runs a daemon in the foreground of a new session, detached from our
-# stdout/stderr and from fd 3 (the caller waits for EOF on them: a daemon
-# holding one open would hang it), and records its pid under DIR/pids so
-# `stop` can find exactly what we started.
-spawn() {
-  local name=$1
-  shift
-  setsid "$@" </dev/null >"$DIR/log/$name.out" 2>&1 3>&- &
-  echo $! >"$DIR/pids/$name.pid"
-}
 
-alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 
-# The pid recorded for a daemon, if it is still the process we started (its
-# command line names a file under DIR: guards against pid reuse).
-our_pid() {
-  local f=$1 pid
-  [ -f "$f" ] || return 1
-  pid=$(cat "$f")
-  alive "$pid" || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$DIR/" || return 1
-  echo "$pid"
-}
 
-show_logs() {
-  for f in "$DIR"/log/*; do
-    [ -f "$f" ] || continue
-    echo "--- $f (tail)" >&2
-    tail -n 30 "$f" >&2 || true
-  done
-}
 
 # --- stop --------------------------------------------------------------------
 

@@ -129,3 +129,70 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// Waits until the one run directory under `results` shows stage `stage`
+/// running: at least `rows` of its per-second rows are in `series.csv`
+/// (written a second at a time as the run goes). Panics after `limit`.
+pub fn wait_for_stage(results: &Path, stage: &str, rows: usize, limit: std::time::Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    let prefix = format!("{stage},");
+    loop {
+        let seen = std::fs::read_dir(results)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|d| std::fs::read_to_string(d.ok()?.path().join("series.csv")).ok())
+            .is_some_and(|s| s.lines().filter(|l| l.starts_with(&prefix)).count() >= rows);
+        if seen {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stage `{stage}` did not start within {limit:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// An RFC 3339 UTC time as Chorus writes them
+/// (`2026-11-24T00:24:47.123456789Z`) in ns since the epoch; parsed here,
+/// not by the code under test.
+pub fn rfc3339_to_ns(s: &str) -> i64 {
+    fn bad(s: &str) -> ! {
+        panic!("not an RFC 3339 UTC time: `{s}`")
+    }
+    let (date, time) = s.trim_end_matches('Z').split_once('T').unwrap_or_else(|| bad(s));
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|x| x.parse().unwrap_or_else(|_| bad(s)))
+        .collect();
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<i64> = hms
+        .split(':')
+        .map(|x| x.parse().unwrap_or_else(|_| bad(s)))
+        .collect();
+    let nanos: i64 = format!("{frac:0<9}")[..9].parse().unwrap_or_else(|_| bad(s));
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    (days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]) * 1_000_000_000 + nanos
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_parsing_matches_known_instants() {
+        assert_eq!(super::rfc3339_to_ns("1970-01-01T00:00:00Z"), 0);
+        assert_eq!(
+            super::rfc3339_to_ns("2026-11-24T00:24:47.5Z"),
+            1_795_479_887_500_000_000
+        );
+    }
+}

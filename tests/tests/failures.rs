@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chorus_tests::agents::{AgentProc, start_agent};
-use chorus_tests::{Tsv, bin, controller, only_run_dir, read_json};
+use chorus_tests::{Tsv, bin, controller, only_run_dir, read_json, rfc3339_to_ns, wait_for_stage};
 
 /// A controller process whose stderr lines arrive with the instant each
 /// was read, so a test can tell how soon something was reported.
@@ -109,21 +109,9 @@ fn write_plan(dir: &Path, policy: &str, controller_timeout: &str, seconds: u32) 
     path
 }
 
-/// Waits until the run directory under `results` shows the stage `load`
-/// running (its first per-second rows are in series.csv).
+/// Waits until stage `load` runs (two of its rows are in series.csv).
 fn wait_for_load(results: &Path, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Ok(mut dirs) = std::fs::read_dir(results)
-            && let Some(Ok(d)) = dirs.next()
-            && std::fs::read_to_string(d.path().join("series.csv"))
-                .is_ok_and(|s| s.lines().filter(|l| l.starts_with("load,")).count() >= 2)
-        {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("stage `load` did not start within {limit:?}");
+    wait_for_stage(results, "load", 2, limit);
 }
 
 fn kill9(agent: &mut AgentProc) {
@@ -392,35 +380,4 @@ fn ctrl_c_stops_every_agent_and_keeps_what_was_measured() {
         .as_f64()
         .unwrap();
     assert!(elapsed < 20.0, "stage ran {elapsed} s");
-}
-
-/// `2026-11-24T00:24:47.123456789Z` to ns since the epoch (UTC only, as
-/// Chorus writes them).
-fn rfc3339_to_ns(s: &str) -> i64 {
-    let (date, time) = s.trim_end_matches('Z').split_once('T').unwrap();
-    let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let t: Vec<i64> = hms.split(':').map(|x| x.parse().unwrap()).collect();
-    let nanos: i64 = format!("{frac:0<9}")[..9].parse().unwrap();
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let (y, m) = if d[1] <= 2 {
-        (d[0] - 1, d[1] + 9)
-    } else {
-        (d[0], d[1] - 3)
-    };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + d[2] - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    ((days * 86400 + t[0] * 3600 + t[1] * 60 + t[2]) * 1_000_000_000) + nanos
-}
-
-#[test]
-fn rfc3339_parsing_matches_known_instants() {
-    assert_eq!(rfc3339_to_ns("1970-01-01T00:00:00Z"), 0);
-    assert_eq!(
-        rfc3339_to_ns("2026-11-24T00:24:47.5Z"),
-        1_795_479_887_500_000_000
-    );
 }

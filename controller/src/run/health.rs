@@ -14,6 +14,8 @@ use chorus_common::clock::now_ns;
 use chorus_proto::pb;
 use tokio::task::JoinHandle;
 
+use crate::transport::Client;
+
 /// Time between two heartbeats to one agent.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 
@@ -65,10 +67,7 @@ impl Drop for Heartbeats {
 
 /// Starts one heartbeat task per client. An agent unanswered for
 /// `timeout` is marked lost and its task ends.
-pub fn start<C>(clients: Vec<(String, C)>, session_id: &str, timeout: Duration) -> Heartbeats
-where
-    C: HeartbeatClient + 'static,
-{
+pub fn start(clients: Vec<(String, Client)>, session_id: &str, timeout: Duration) -> Heartbeats {
     let health = Arc::new(Health {
         lost: clients.iter().map(|_| Mutex::new(None)).collect(),
     });
@@ -86,10 +85,12 @@ where
                     if health.lost(i).is_some() {
                         return;
                     }
-                    let beat = client.beat(session_id.clone());
+                    let beat = client.heartbeat(pb::HeartbeatRequest {
+                        session_id: session_id.clone(),
+                    });
                     match tokio::time::timeout(timeout, beat).await {
-                        Ok(Ok(())) => heard = Instant::now(),
-                        Ok(Err(e)) => last_error = e,
+                        Ok(Ok(_)) => heard = Instant::now(),
+                        Ok(Err(s)) => last_error = crate::transport::status_text(&s),
                         Err(_) => last_error = format!("no reply within {timeout:?}"),
                     }
                     if heard.elapsed() >= timeout {
@@ -112,28 +113,4 @@ where
         })
         .collect();
     Heartbeats { health, tasks }
-}
-
-/// The heartbeat call, whatever the client's transport stack.
-pub trait HeartbeatClient: Send {
-    fn beat(
-        &mut self,
-        session_id: String,
-    ) -> impl std::future::Future<Output = Result<(), String>> + Send;
-}
-
-impl<T> HeartbeatClient for chorus_proto::AgentClient<T>
-where
-    T: tonic::client::GrpcService<tonic::body::Body> + Send,
-    T::Error: Into<tonic::codegen::StdError>,
-    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
-    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
-    T::Future: Send,
-{
-    async fn beat(&mut self, session_id: String) -> Result<(), String> {
-        self.heartbeat(pb::HeartbeatRequest { session_id })
-            .await
-            .map(|_| ())
-            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
-    }
 }

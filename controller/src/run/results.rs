@@ -156,6 +156,30 @@ impl RunDir {
     }
 }
 
+/// Writes an op-log arriving in chunks to `path`, through `<path>.part`
+/// renamed at the end: a transfer that breaks leaves no file that looks
+/// complete. Errors name `what` (which log, from whom).
+pub async fn save_oplog(
+    stream: &mut tonic::Streaming<chorus_proto::pb::OpLogChunk>,
+    path: &Path,
+    what: &str,
+) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let part = path.with_extension("zst.part");
+    let mut file = tokio::fs::File::create(&part)
+        .await
+        .with_context(|| format!("cannot create {}", part.display()))?;
+    while let Some(chunk) = stream.message().await.with_context(|| what.to_string())? {
+        file.write_all(&chunk.data)
+            .await
+            .with_context(|| format!("writing {}", part.display()))?;
+    }
+    file.flush().await?;
+    drop(file);
+    fs::rename(&part, path)
+        .with_context(|| format!("cannot rename {} to {}", part.display(), path.display()))
+}
+
 /// A name safe as one path component.
 fn sanitize(s: &str) -> String {
     s.chars()

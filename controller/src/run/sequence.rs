@@ -17,7 +17,7 @@ use tokio::sync::Mutex;
 use super::agents::{self, AgentHandle};
 use super::health::{Health, Lost};
 use super::progress::LiveView;
-use super::results::{AgentStageMeta, LostAgentMeta, RunDir, RunMeta, StageMeta};
+use super::results::{AgentStageMeta, LostAgentMeta, RunDir, RunMeta, StageMeta, save_oplog};
 use super::series::Series;
 use super::stage::{self, Outcome, StageContext, StopSignal};
 
@@ -381,8 +381,8 @@ async fn fetch_oplog(
     stage: &str,
     dir: &RunDir,
 ) -> anyhow::Result<PathBuf> {
-    use tokio::io::AsyncWriteExt;
     let path = dir.agent_oplog(&agent.id, index, stage)?;
+    let what = format!("op-log of stage `{stage}` from agent {}", agent.id);
     let mut stream = agent
         .client
         .fetch_op_log(pb::FetchOpLogRequest {
@@ -391,19 +391,9 @@ async fn fetch_oplog(
             run_id: String::new(),
         })
         .await
-        .with_context(|| format!("fetching op-log of stage `{stage}` from agent {}", agent.id))?
+        .with_context(|| format!("fetching {what}"))?
         .into_inner();
-    let mut file = tokio::fs::File::create(&path)
-        .await
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    while let Some(chunk) = stream
-        .message()
-        .await
-        .with_context(|| format!("op-log of stage `{stage}` from agent {}", agent.id))?
-    {
-        file.write_all(&chunk.data).await?;
-    }
-    file.flush().await?;
+    save_oplog(&mut stream, &path, &what).await?;
     Ok(path)
 }
 

@@ -26,6 +26,7 @@ use tokio::sync::{Mutex, Notify};
 use super::agents::AgentHandle;
 use super::progress::{AgentState, LiveView, Totals};
 use super::series::{Report, Series};
+use crate::transport::Client;
 
 /// How far ahead of now a stage's start is set: long enough for the
 /// RunStage call to reach every agent (and open its store) before it.
@@ -214,12 +215,9 @@ impl Watch {
         self.totals.lock().await[self.index].state = state;
     }
 
-    async fn run<C>(&self, mut client: C, req: pb::RunStageRequest) -> Outcome
-    where
-        C: RunStageClient,
-    {
-        let mut stream = match client.run(req).await {
-            Ok(s) => s,
+    async fn run(&self, mut client: Client, req: pb::RunStageRequest) -> Outcome {
+        let mut stream = match client.run_stage(req).await {
+            Ok(s) => s.into_inner(),
             Err(status) => return self.classify(client, status, "refused the stage").await,
         };
         self.set_state(AgentState::Running).await;
@@ -314,12 +312,7 @@ impl Watch {
 
     /// An error status: the agent's own refusal or failure (it answered), or
     /// a broken transport (it is lost unless a heartbeat gets through).
-    async fn classify<C: RunStageClient>(
-        &self,
-        client: C,
-        status: tonic::Status,
-        what: &str,
-    ) -> Outcome {
+    async fn classify(&self, client: Client, status: tonic::Status, what: &str) -> Outcome {
         use tonic::Code;
         let answered = matches!(
             status.code(),
@@ -344,7 +337,7 @@ impl Watch {
 
     /// One heartbeat decides: an agent that answers it is not lost (its
     /// stage still failed), one that does not is.
-    async fn lost_unless_heard<C: RunStageClient>(&self, mut client: C, reason: String) -> Outcome {
+    async fn lost_unless_heard(&self, mut client: Client, reason: String) -> Outcome {
         let at_ns = now_ns();
         let beat = client.heartbeat(pb::HeartbeatRequest {
             session_id: self.session_id.clone(),
@@ -362,40 +355,5 @@ fn status_text(status: &tonic::Status) -> String {
         format!("{:?}", status.code())
     } else {
         format!("{:?}: {}", status.code(), status.message())
-    }
-}
-
-/// The two calls [`Watch`] makes, whatever the client's transport stack
-/// (plain channel, or with an auth interceptor).
-trait RunStageClient: Send {
-    fn run(
-        &mut self,
-        req: pb::RunStageRequest,
-    ) -> impl std::future::Future<Output = Result<tonic::Streaming<pb::StageEvent>, tonic::Status>> + Send;
-    fn heartbeat(
-        &mut self,
-        req: pb::HeartbeatRequest,
-    ) -> impl std::future::Future<Output = Result<(), tonic::Status>> + Send;
-}
-
-impl<T> RunStageClient for chorus_proto::AgentClient<T>
-where
-    T: tonic::client::GrpcService<tonic::body::Body> + Send,
-    T::Error: Into<tonic::codegen::StdError>,
-    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
-    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
-    T::Future: Send,
-{
-    async fn run(
-        &mut self,
-        req: pb::RunStageRequest,
-    ) -> Result<tonic::Streaming<pb::StageEvent>, tonic::Status> {
-        Ok(self.run_stage(req).await?.into_inner())
-    }
-
-    async fn heartbeat(&mut self, req: pb::HeartbeatRequest) -> Result<(), tonic::Status> {
-        chorus_proto::AgentClient::heartbeat(self, req)
-            .await
-            .map(|_| ())
     }
 }
