@@ -480,3 +480,55 @@ fn namespace_hosts_are_separate_cuttable_and_cleaned_up() {
         assert!(!links.contains(&format!(" {}@", h.veth)), "{} kept", h.veth);
     }
 }
+
+/// A plan's clock limits: an agent 3 s off is reported under
+/// `clock_check: warn` and refused under `refuse` (the stage does not
+/// start, the run fails naming the agent and the limit).
+#[test]
+fn clock_limits_warn_or_refuse_a_skewed_agent() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let skewed = AgentSpec::new("skewed", tmp.path().join("spool-s"))
+        .clock_offset_ms(3000)
+        .start();
+    let fine = AgentSpec::new("fine", tmp.path().join("spool-f")).start();
+    let agents = format!("{},{}", skewed.addr, fine.addr);
+    for (check, ok) in [("warn", true), ("refuse", false)] {
+        let plan = format!(
+            "name: limits\ntarget: file://{}\nobjects: {{count: 10, size: 1KiB}}\n\
+             control: {{max_clock_offset: 1s, clock_check: {check}}}\n\
+             stages:\n  - {{name: prepare, type: prepare}}\n",
+            tmp.path().join("data").display()
+        );
+        let path = tmp.path().join(format!("{check}.yaml"));
+        std::fs::write(&path, plan).unwrap();
+        let results = tmp.path().join(format!("runs-{check}"));
+        let out = controller(&[
+            "run",
+            path.to_str().unwrap(),
+            "--agents",
+            &agents,
+            "--insecure",
+            "--quiet",
+            "--results",
+            results.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), ok, "clock_check {check}:\n{stderr}");
+        assert!(
+            stderr.contains("agent skewed clock") && stderr.contains("max_clock_offset"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("agent fine clock"), "{stderr}");
+        let meta = read_json(&only_run_dir(&results).join("run.json"));
+        let warnings = meta["clock_warnings"].as_array().unwrap();
+        assert_eq!(warnings.len(), 1, "{meta:#}");
+        if !ok {
+            assert_eq!(meta["status"], "failed");
+            assert!(
+                meta["error"].as_str().unwrap().contains("refused"),
+                "{meta:#}"
+            );
+        }
+    }
+}
