@@ -55,7 +55,6 @@ impl LiveView {
     pub fn start_stage(
         &self,
         stage: &Stage,
-        ids: Vec<String>,
         start_at_ns: i64,
         totals: Arc<Mutex<Vec<Totals>>>,
         series: Arc<Mutex<Series>>,
@@ -92,7 +91,6 @@ impl LiveView {
         let by_ops = ops_goal.is_some();
         let updater = tokio::spawn(async move {
             let mut tick = tokio::time::interval(REDRAW);
-            let mut lost_shown = vec![false; ids.len()];
             loop {
                 tick.tick().await;
                 let all = totals.lock().await.clone();
@@ -102,12 +100,6 @@ impl LiveView {
                     errors: a.errors + t.errors,
                     state: a.state,
                 });
-                for (i, t) in all.iter().enumerate() {
-                    if t.state == AgentState::Lost && !lost_shown[i] {
-                        lost_shown[i] = true;
-                        b.println(format!("agent {} lost", ids[i]));
-                    }
-                }
                 let rate = match series.lock().await.last_second() {
                     Some(s) => format!(
                         "{:.0} ops/s {:.1} MiB/s p99 {}",
@@ -135,10 +127,17 @@ impl LiveView {
     /// A line above the bars (or on stderr when quiet, since it is news the
     /// user must see: a lost agent, a clock warning).
     pub fn notice(&self, line: &str) {
+        self.notifier().notice(line);
+    }
+
+    /// A handle that tasks can keep to print notices as they happen.
+    pub fn notifier(&self) -> Notifier {
         let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        match current.as_ref() {
-            Some((bar, _)) if !self.quiet => bar.println(line),
-            _ => eprintln!("{line}"),
+        Notifier {
+            bar: current
+                .as_ref()
+                .filter(|_| !self.quiet)
+                .map(|(bar, _)| bar.clone()),
         }
     }
 
@@ -151,6 +150,21 @@ impl LiveView {
         if let Some((bar, updater)) = current {
             updater.abort();
             bar.finish();
+        }
+    }
+}
+
+/// Prints a notice above the current bar, or on stderr.
+#[derive(Clone)]
+pub struct Notifier {
+    bar: Option<ProgressBar>,
+}
+
+impl Notifier {
+    pub fn notice(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
         }
     }
 }

@@ -59,7 +59,8 @@ pub async fn run_stages(
             if lost[k].is_none()
                 && let Some(l) = rc.health.lost(k)
             {
-                report_loss(&view, meta, &a.id, &stage.name, &l);
+                view.notice(&stage::lost_line(&a.id, l.at_ns, &stage.name, &l.reason));
+                record_loss(meta, &a.id, &stage.name, &l);
                 lost[k] = Some(l);
             }
         }
@@ -193,7 +194,8 @@ pub async fn run_stages(
                         reason: reason.clone(),
                     };
                     rc.health.mark_lost(k, l.clone());
-                    report_loss(&view, meta, &id, &stage.name, &l);
+                    // Announced by the stage when it happened.
+                    record_loss(meta, &id, &stage.name, &l);
                     m.status = "lost".into();
                     m.error = Some(format!("lost: {reason}"));
                     coverage.push(AgentCoverage {
@@ -299,12 +301,7 @@ fn loss_failure(
     })
 }
 
-fn report_loss(view: &LiveView, meta: &mut RunMeta, id: &str, stage: &str, l: &Lost) {
-    view.notice(&format!(
-        "agent {id} lost at {} in stage `{stage}`: {}",
-        rfc3339_ns(l.at_ns),
-        l.reason
-    ));
+fn record_loss(meta: &mut RunMeta, id: &str, stage: &str, l: &Lost) {
     meta.lost_agents.push(LostAgentMeta {
         id: id.to_string(),
         at: rfc3339_ns(l.at_ns),

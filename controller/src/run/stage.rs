@@ -130,14 +130,7 @@ pub async fn run_stage(
     view: &LiveView,
 ) -> Vec<Outcome> {
     let totals = Arc::new(Mutex::new(vec![Totals::default(); agents.len()]));
-    let ids: Vec<String> = agents.iter().map(|a| a.id.clone()).collect();
-    view.start_stage(
-        cx.stage,
-        ids,
-        cx.start_at_ns,
-        totals.clone(),
-        cx.series.clone(),
-    );
+    view.start_stage(cx.stage, cx.start_at_ns, totals.clone(), cx.series.clone());
 
     // Whoever raises the stop signal, every agent is told at once.
     let clients: Vec<_> = agents.iter().map(|a| a.client.clone()).collect();
@@ -175,9 +168,12 @@ pub async fn run_stage(
                 series: cx.series.clone(),
             };
             let (stop, abort) = (cx.stop.clone(), cx.abort_on_loss);
+            let (notifier, stage_name) = (view.notifier(), cx.stage.name.clone());
             tokio::spawn(async move {
                 let outcome = watch.run(client, req).await;
-                if let Outcome::Lost { reason, .. } = &outcome {
+                if let Outcome::Lost { reason, at_ns } = &outcome {
+                    // Said at once, not when the stage ends.
+                    notifier.notice(&lost_line(&watch.id, *at_ns, &stage_name, reason));
                     watch.set_state(AgentState::Lost).await;
                     if abort {
                         stop.raise(format!("agent {} lost: {reason}", watch.id));
@@ -347,6 +343,14 @@ impl Watch {
             _ => Outcome::Lost { at_ns, reason },
         }
     }
+}
+
+/// How a lost agent is announced.
+pub fn lost_line(id: &str, at_ns: i64, stage: &str, reason: &str) -> String {
+    format!(
+        "agent {id} lost at {} in stage `{stage}`: {reason}",
+        chorus_common::clock::rfc3339_ns(at_ns)
+    )
 }
 
 /// A transport status in one line (tonic's message is often empty).
