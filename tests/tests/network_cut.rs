@@ -22,7 +22,6 @@ const STOP_BOUND: Duration = Duration::from_secs(5);
 
 #[test]
 fn a_cut_agent_is_lost_by_the_controller_and_stops_on_its_own() {
-    let t0 = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let net = Net::new(3);
     let ids = ["a", "b", "c"];
