@@ -88,7 +88,10 @@ fn a_second_controller_is_refused_naming_the_session_holder() {
         .and_then(|mut d| d.next())
         .is_some_and(|d| d.unwrap().path().join("run.json").exists())
     {
-        assert!(std::time::Instant::now() < deadline, "first run did not start");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "first run did not start"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let second_results = tmp.path().join("runs2");
