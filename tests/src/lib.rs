@@ -161,7 +161,10 @@ pub fn rfc3339_to_ns(s: &str) -> i64 {
     fn bad(s: &str) -> ! {
         panic!("not an RFC 3339 UTC time: `{s}`")
     }
-    let (date, time) = s.trim_end_matches('Z').split_once('T').unwrap_or_else(|| bad(s));
+    let (date, time) = s
+        .trim_end_matches('Z')
+        .split_once('T')
+        .unwrap_or_else(|| bad(s));
     let d: Vec<i64> = date
         .split('-')
         .map(|x| x.parse().unwrap_or_else(|_| bad(s)))
@@ -171,7 +174,9 @@ pub fn rfc3339_to_ns(s: &str) -> i64 {
         .split(':')
         .map(|x| x.parse().unwrap_or_else(|_| bad(s)))
         .collect();
-    let nanos: i64 = format!("{frac:0<9}")[..9].parse().unwrap_or_else(|_| bad(s));
+    let nanos: i64 = format!("{frac:0<9}")[..9]
+        .parse()
+        .unwrap_or_else(|_| bad(s));
     // Days from the civil date (Howard Hinnant's algorithm).
     let (y, m) = if d[1] <= 2 {
         (d[0] - 1, d[1] + 9)
