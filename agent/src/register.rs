@@ -144,11 +144,17 @@ async fn keep_registered(
             _ = &mut stop => break,
             _ = tokio::time::sleep(wait) => {}
         }
-        // A call to an unwell etcd may take each endpoint's timeout; a stop
-        // must not wait for it (a lease granted meanwhile just expires).
+        // If a stop comes meanwhile, the step is still let finish (bounded):
+        // it may just have put the key under a new lease, which must be the
+        // one revoked, or the key would outlive the agent.
+        let renewal = step(&etcd, &mut registration, ttl_s, &mut lease, &mut failures);
+        tokio::pin!(renewal);
         tokio::select! {
-            _ = &mut stop => break,
-            _ = step(&etcd, &mut registration, ttl_s, &mut lease, &mut failures) => {}
+            _ = &mut renewal => {}
+            _ = &mut stop => {
+                let _ = tokio::time::timeout(REVOKE_TIMEOUT, &mut renewal).await;
+                break;
+            }
         }
     }
     if let Some(l) = lease {

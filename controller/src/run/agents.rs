@@ -87,6 +87,24 @@ pub async fn start_embedded(n: u32) -> anyhow::Result<(Vec<String>, EmbeddedAgen
     Ok((addrs, embedded))
 }
 
+/// The agents of `addrs` that accept a connection now; the others are
+/// skipped with a warning. Errors when none is left.
+pub async fn reachable(addrs: Vec<String>, security: &Security) -> anyhow::Result<Vec<String>> {
+    let mut live = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        match transport::connect(&addr, security).await {
+            Ok(_) => live.push(addr),
+            Err(e) => {
+                eprintln!("warning: skipping agent at {addr} (registered, not reachable): {e:#}")
+            }
+        }
+    }
+    if live.is_empty() {
+        anyhow::bail!("no registered agent is reachable");
+    }
+    Ok(live)
+}
+
 /// Connects to every agent with `security` and asks who it is. Ids are
 /// made unique by suffixing the index where two agents report the same one.
 pub async fn connect(addrs: &[String], security: &Security) -> anyhow::Result<Vec<AgentHandle>> {

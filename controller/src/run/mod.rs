@@ -113,13 +113,14 @@ fn load_plan(args: &RunArgs) -> Result<Plan, RunError> {
 
 async fn run(args: RunArgs) -> Result<std::path::PathBuf, RunError> {
     let plan = load_plan(&args)?;
-    let addrs = crate::discovery::find_agents(&args.discovery, &plan.agents)
+    let found = crate::discovery::find_agents(&args.discovery, &plan.agents)
         .await
         .map_err(|e| match e {
             crate::discovery::DiscoveryError::Input(m) => RunError::Input(m),
             crate::discovery::DiscoveryError::Failed(e) => RunError::Failed(e),
-        })?
-        .addrs;
+        })?;
+    let from_etcd = found.source.starts_with("etcd");
+    let addrs = found.addrs;
     if addrs.is_empty() && args.embedded == 0 {
         return Err(RunError::Input(
             "--embedded must be at least 1 when no agents are named".into(),
@@ -138,6 +139,15 @@ async fn run(args: RunArgs) -> Result<std::path::PathBuf, RunError> {
         .map_err(RunError::Input)?;
     let forwarded = crate::transport::forwarded_env(&args.security.forward_env, &security)
         .map_err(|e| RunError::Input(format!("{e:#}")))?;
+    // etcd lists an agent until its lease runs out: one that died a moment
+    // ago is not live, and is skipped rather than failing the run.
+    let addrs = if from_etcd {
+        agents::reachable(addrs, &security)
+            .await
+            .map_err(RunError::Failed)?
+    } else {
+        addrs
+    };
     let mut agents = agents::connect(&addrs, &security)
         .await
         .map_err(RunError::Failed)?;
