@@ -138,11 +138,7 @@ async fn attempt(
             store.put(key, payload).await.map(|()| one(len, None))
         }
         OpKind::MultipartPut => {
-            let part = |offset: u64, len: u64| {
-                let mut buf = vec![0u8; len as usize];
-                datagen::fill(data, key, offset, &mut buf);
-                Bytes::from(buf)
-            };
+            let part = |offset: u64, len: u64| datagen::span(data, key, offset, len);
             store
                 .put_multipart(key, plan.size, stage.part_size, &part)
                 .await

@@ -59,7 +59,53 @@ fn pattern(offset: u64, len: u64) -> Vec<u8> {
 #[tokio::test]
 async fn conformance() {
     let (_dir, store) = capable(&DirectOptions::default());
+    assert!(store.open_files() > 0, "GETs keep files open by default");
     super::super::conformance::run_all(&store, "p/").await;
+}
+
+/// The same checks with every GET opening its file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_without_open_files() {
+    let (_dir, store) = capable(&DirectOptions {
+        open_files: 0,
+        ..DirectOptions::default()
+    });
+    assert_eq!(store.open_files(), 0);
+    super::super::conformance::run_all(&store, "p/").await;
+}
+
+/// A file kept open by GETs is not read once it was deleted or replaced
+/// behind the store's back, and an overwrite in place is seen at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_files_follow_changes_made_elsewhere() {
+    let (dir, store) = capable(&small());
+    let path = dir.path().join("k");
+    async fn get(store: &DirectStore) -> StoreResult<Bytes> {
+        let g = store.get("k", &GetOptions::keep()).await?;
+        Ok(g.data.unwrap_or_default())
+    }
+    store
+        .put("k", Bytes::from(pattern(0, 10_000)))
+        .await
+        .unwrap();
+    assert!(get(&store).await.unwrap() == pattern(0, 10_000));
+    // Replaced by a rename over it.
+    let tmp = dir.path().join("k.tmp");
+    fs::write(&tmp, pattern(7, 5000)).unwrap();
+    fs::rename(&tmp, &path).unwrap();
+    assert!(get(&store).await.unwrap() == pattern(7, 5000));
+    // Overwritten in place (same file).
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .write_all_at(&pattern(9, 5000), 0)
+        .unwrap();
+    assert!(get(&store).await.unwrap() == pattern(9, 5000));
+    // Deleted.
+    fs::remove_file(&path).unwrap();
+    let e = get(&store).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::NotFound, "{e}");
 }
 
 /// A small I/O size, so objects of a few KiB already span many
@@ -68,6 +114,7 @@ fn small() -> DirectOptions {
     DirectOptions {
         io_size: 8192,
         buffers: 2,
+        open_files: DEFAULT_OPEN_FILES,
     }
 }
 
@@ -101,6 +148,48 @@ async fn partial_tails_round_trip_with_exact_sizes() {
         let g = store.get(&key, &GetOptions::keep()).await.unwrap();
         assert_eq!(g.bytes, size);
         assert!(g.data.unwrap() == pattern(0, size), "content of {size}");
+    }
+}
+
+/// `len` bytes of `pattern` starting at an address aligned to `align`.
+fn aligned_pattern(len: u64, align: usize) -> Bytes {
+    let mut v = vec![0u8; len as usize + 1 + align];
+    let at = v.as_ptr().align_offset(align);
+    v[at..at + len as usize + 1].copy_from_slice(&pattern(3, len + 1));
+    Bytes::from(v).slice(at..at + len as usize + 1)
+}
+
+/// Aligned payloads (as the generator makes them from 64 KiB up) are
+/// written from where they lie, whole blocks at a time, with only a
+/// partial tail going through a pool buffer; an unaligned view of the same
+/// bytes takes the copying path. Both give the same files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aligned_payloads_are_written_in_place() {
+    let (dir, store) = capable(&small());
+    let b = store.alignment().offset as u64;
+    let io = store.io_size() as u64;
+    let setup = store.write_setup();
+    let generated = crate::datagen::object(&crate::datagen::DataSpec::new(7), "g", 1 << 20);
+    assert!(
+        !setup.needs_buffer(&generated),
+        "generated payloads are aligned"
+    );
+    for size in [1, b, 2 * b + 1, io, io + b, 3 * io + 517, 4 * io] {
+        let key = format!("a/{size}");
+        let want = aligned_pattern(size, crate::datagen::PAYLOAD_ALIGN);
+        let aligned = want.slice(..size as usize);
+        let unaligned = want.slice(1..);
+        assert_eq!(
+            setup.needs_buffer(&aligned),
+            size % b != 0,
+            "{size}: a buffer only for a partial tail"
+        );
+        assert!(setup.needs_buffer(&unaligned) || b == 1);
+        for (data, what) in [(aligned, "aligned"), (unaligned, "unaligned")] {
+            store.put(&key, data.clone()).await.unwrap();
+            let on_disk = fs::read(dir.path().join(&key)).unwrap();
+            assert!(on_disk == data, "{what} {size}");
+        }
     }
 }
 
@@ -241,6 +330,14 @@ async fn uri_options_are_checked() {
     for bad in ["?io_size=0", "?io_size=1GiB", "?io_size=x", "?bs=1M", "?"] {
         let e = DirectStore::open_uri(&format!("{root}{bad}"), &opts).unwrap_err();
         assert_eq!(e.class, ErrorClass::Other, "{bad}: {e}");
+    }
+    let s = DirectStore::open_uri(&format!("{root}?io_size=8KiB&open_files=7"), &opts).unwrap();
+    assert_eq!((s.io_size(), s.open_files()), (8192, 7));
+    let s = DirectStore::open_uri(&format!("{root}?open_files=0"), &opts).unwrap();
+    assert_eq!(s.open_files(), 0);
+    for bad in ["?open_files=-1", "?open_files=x", "?open_files=100000000"] {
+        let e = DirectStore::open_uri(&format!("{root}{bad}"), &opts).unwrap_err();
+        assert!(e.message.contains("open_files"), "{bad}: {e}");
     }
     // Rounded up to the block.
     let s = DirectStore::open_uri(&format!("{root}?io_size=1000"), &opts).unwrap();

@@ -1,0 +1,251 @@
+//! The open files `file://` and `direct://` GETs reuse: a bounded cache of
+//! read-only file descriptors keyed by object key, least recently used out
+//! first. What it keeps and when a GET opens the file again is in the docs
+//! of [`super`] ("Open files").
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Open files a store keeps unless its URI says otherwise
+/// (`?open_files=N`): enough for the objects of a typical random-read set
+/// (fio's default `nrfiles` is far below it), far below the usual
+/// open-file limits.
+pub const DEFAULT_OPEN_FILES: usize = 1024;
+
+/// Most open files one store keeps, whatever the URI asks.
+pub const MAX_OPEN_FILES: usize = 1 << 16;
+
+/// A store keeps at most this fraction of the process's open-file limit
+/// (`RLIMIT_NOFILE`, soft): the rest is for sockets, op-logs, the files of
+/// PUTs, and other stores. Under systemd's usual soft limit of 1024 that is
+/// 256 files.
+const NOFILE_DIVISOR: u64 = 4;
+
+/// Independent parts of the cache, each with its own lock, so workers on
+/// many threads do not queue on one mutex for every GET.
+const SHARDS: usize = 16;
+
+/// One open read-only file, shared by the GETs that use it at once. It is
+/// closed when the last of them (or the cache) lets go of it, so evicting
+/// an entry never closes a file under a GET.
+#[derive(Debug)]
+pub struct OpenFile {
+    file: fs::File,
+    /// The `posix_fadvise` hint last given (`POSIX_FADV_NORMAL` at open).
+    advice: AtomicI32,
+}
+
+impl OpenFile {
+    pub fn new(file: fs::File) -> OpenFile {
+        OpenFile {
+            file,
+            advice: AtomicI32::new(libc::POSIX_FADV_NORMAL),
+        }
+    }
+
+    pub fn file(&self) -> &fs::File {
+        &self.file
+    }
+
+    /// Gives the kernel `advice` about how the file will be read, unless it
+    /// is the hint it already has (the hint belongs to the open file, so a
+    /// reused one keeps it). A failure only loses the hint.
+    pub fn advise(&self, advice: libc::c_int) {
+        if self.advice.swap(advice, Ordering::Relaxed) != advice {
+            // SAFETY: posix_fadvise on an open fd reads no memory of ours.
+            unsafe { libc::posix_fadvise(self.file.as_raw_fd(), 0, 0, advice) };
+        }
+    }
+}
+
+/// A bounded map from object key to open file.
+#[derive(Debug)]
+pub struct OpenFiles {
+    shards: Box<[Mutex<Shard>]>,
+    /// Entries per shard.
+    per_shard: usize,
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    map: HashMap<Box<str>, Entry>,
+    /// Counts uses; an entry's `used` is the count at its last use.
+    tick: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    file: Arc<OpenFile>,
+    used: u64,
+}
+
+impl OpenFiles {
+    /// A cache of at most `wanted` files, fewer when the process's
+    /// open-file limit is low (see [`NOFILE_DIVISOR`]); `None` when that
+    /// leaves none (`wanted` 0: every GET opens its file).
+    pub fn new(wanted: usize) -> Option<OpenFiles> {
+        let capacity = wanted.min(MAX_OPEN_FILES).min(nofile_share());
+        if capacity == 0 {
+            return None;
+        }
+        let shards = SHARDS.min(capacity);
+        Some(OpenFiles {
+            shards: (0..shards).map(|_| Mutex::default()).collect(),
+            per_shard: capacity / shards,
+        })
+    }
+
+    /// Most files kept open.
+    pub fn capacity(&self) -> usize {
+        self.per_shard * self.shards.len()
+    }
+
+    fn shard(&self, key: &str) -> std::sync::MutexGuard<'_, Shard> {
+        // FNV-1a: stable and cheap for short keys.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in key.as_bytes() {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.shards[(h % self.shards.len() as u64) as usize]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The open file of `key`, if one is kept; marks it used.
+    pub fn get(&self, key: &str) -> Option<Arc<OpenFile>> {
+        let mut shard = self.shard(key);
+        shard.tick += 1;
+        let tick = shard.tick;
+        let entry = shard.map.get_mut(key)?;
+        entry.used = tick;
+        Some(entry.file.clone())
+    }
+
+    /// Keeps `file` as the open file of `key` (replacing any other),
+    /// evicting the least recently used entry of its shard when full.
+    pub fn insert(&self, key: &str, file: Arc<OpenFile>) {
+        let dropped = {
+            let mut shard = self.shard(key);
+            shard.tick += 1;
+            let used = shard.tick;
+            let mut evicted = None;
+            if shard.map.len() >= self.per_shard && !shard.map.contains_key(key) {
+                // A scan: a shard holds a few dozen entries at the default
+                // size, and only a GET that opened a file gets here.
+                let oldest = shard
+                    .map
+                    .iter()
+                    .min_by_key(|(_, e)| e.used)
+                    .map(|(k, _)| k.clone());
+                evicted = oldest.and_then(|k| shard.map.remove(&k));
+            }
+            let old = shard.map.insert(key.into(), Entry { file, used });
+            (evicted, old)
+        };
+        // Closed (if no GET holds them) after the lock is released.
+        drop(dropped);
+    }
+
+    /// Forgets `key`'s open file (a DELETE of it).
+    pub fn remove(&self, key: &str) {
+        let old = self.shard(key).map.remove(key);
+        drop(old);
+    }
+
+    /// Forgets `key`'s open file if it is still `file` (found stale by a
+    /// GET; another GET may have put a fresh one there meanwhile).
+    pub fn remove_if(&self, key: &str, file: &Arc<OpenFile>) {
+        let old = {
+            let mut shard = self.shard(key);
+            match shard.map.get(key) {
+                Some(e) if Arc::ptr_eq(&e.file, file) => shard.map.remove(key),
+                _ => None,
+            }
+        };
+        drop(old);
+    }
+
+    /// Closes every kept file: the process ran out of file descriptors.
+    pub fn clear(&self) {
+        for shard in self.shards.iter() {
+            let old = std::mem::take(&mut shard.lock().unwrap_or_else(PoisonError::into_inner).map);
+            drop(old);
+        }
+    }
+
+    /// Whether no file is kept open now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Files kept open now.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).map.len())
+            .sum()
+    }
+}
+
+/// How many files one store may keep open: a share of the soft
+/// `RLIMIT_NOFILE` ([`NOFILE_DIVISOR`]).
+fn nofile_share() -> usize {
+    // SAFETY: rlimit is plain data; all-zero is a valid value of it.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `lim` is a live, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    if lim.rlim_cur == libc::RLIM_INFINITY {
+        return usize::MAX;
+    }
+    usize::try_from(lim.rlim_cur / NOFILE_DIVISOR).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> Arc<OpenFile> {
+        Arc::new(OpenFile::new(fs::File::open("/dev/null").unwrap()))
+    }
+
+    #[test]
+    fn bounded_and_least_recently_used_out() {
+        let c = OpenFiles::new(SHARDS * 2).unwrap();
+        assert_eq!(c.capacity(), SHARDS * 2);
+        let keys: Vec<String> = (0..200).map(|i| format!("k{i}")).collect();
+        for k in &keys {
+            c.insert(k, file());
+            // The first key is used all along: it is never the oldest.
+            assert!(c.get(&keys[0]).is_some(), "after {k}");
+        }
+        assert!(c.len() <= c.capacity(), "{} > {}", c.len(), c.capacity());
+        assert!(c.get(&keys[199]).is_some(), "the newest is kept");
+        c.remove(&keys[0]);
+        assert!(c.get(&keys[0]).is_none());
+        c.clear();
+        assert_eq!(c.len(), 0);
+    }
+
+    #[test]
+    fn remove_if_spares_a_newer_file() {
+        let c = OpenFiles::new(8).unwrap();
+        let (old, new) = (file(), file());
+        c.insert("k", old.clone());
+        c.insert("k", new.clone());
+        c.remove_if("k", &old);
+        assert!(Arc::ptr_eq(&c.get("k").unwrap(), &new));
+        c.remove_if("k", &new);
+        assert!(c.get("k").is_none());
+    }
+
+    #[test]
+    fn zero_means_no_cache() {
+        assert!(OpenFiles::new(0).is_none());
+        assert_eq!(OpenFiles::new(5).unwrap().capacity(), 5);
+    }
+}

@@ -1,0 +1,208 @@
+//! Unit tests of `file`, kept apart so the module stays readable.
+
+use super::*;
+
+#[tokio::test]
+async fn conformance() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path().to_str().unwrap()).unwrap();
+    super::super::conformance::run_all(&store, "p/").await;
+}
+
+/// The agent's runtime: ops run inline (the temp dir is on a local
+/// file system) with blocking reads handed off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_on_a_multi_thread_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path().to_str().unwrap()).unwrap();
+    assert!(store.local, "a temp dir should be on a local file system");
+    assert_eq!(store.exec(), Exec::Inline);
+    super::super::conformance::run_all(&store, "p/").await;
+}
+
+/// A PUT overwrites the file in place (same inode, never truncated to
+/// zero) and cuts it only when the old one was longer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_overwrites_in_place() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path().to_str().unwrap()).unwrap();
+    let path = dir.path().join("o");
+    let mut ino = None;
+    for (size, fill) in [(10_000usize, 1u8), (300, 2), (5000, 3), (0, 4), (7, 5)] {
+        store.put("o", Bytes::from(vec![fill; size])).await.unwrap();
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!(meta.len(), size as u64);
+        assert_eq!(*ino.get_or_insert(meta.ino()), meta.ino(), "same file");
+        let g = store.get("o", &GetOptions::keep()).await.unwrap();
+        assert!(g.data.unwrap() == vec![fill; size], "size {size}");
+        let g = store.get("o", &GetOptions::whole()).await.unwrap();
+        assert_eq!(g.bytes, size as u64);
+    }
+}
+
+/// Objects larger than one read chunk, read whole and in ranges, with
+/// and without keeping the bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_across_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path().to_str().unwrap()).unwrap();
+    let size = 2 * READ_CHUNK_BYTES as u64 + 333;
+    let content: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    store
+        .put("big", Bytes::from(content.clone()))
+        .await
+        .unwrap();
+    let g = store.get("big", &GetOptions::keep()).await.unwrap();
+    assert!(g.data.unwrap() == content);
+    assert_eq!(
+        store.get("big", &GetOptions::whole()).await.unwrap().bytes,
+        size
+    );
+    for (offset, length) in [
+        (0, 1),
+        (5, 4096),
+        (READ_CHUNK_BYTES as u64 - 3, 3 * READ_CHUNK_BYTES as u64),
+        (size - 1, 10),
+    ] {
+        let want = length.min(size - offset);
+        for keep_data in [true, false] {
+            let opts = GetOptions {
+                range: Some(super::super::ByteRange { offset, length }),
+                keep_data,
+            };
+            let g = store.get("big", &opts).await.unwrap();
+            assert_eq!(g.bytes, want, "{offset}+{length}");
+            if keep_data {
+                let o = offset as usize;
+                assert!(g.data.unwrap() == content[o..o + want as usize]);
+            }
+        }
+    }
+    let past = GetOptions {
+        range: Some(super::super::ByteRange {
+            offset: size,
+            length: 1,
+        }),
+        keep_data: false,
+    };
+    assert!(store.get("big", &past).await.is_err(), "range past the end");
+}
+
+/// GETs keep files open: a file deleted or replaced behind the
+/// store's back is not read again, an overwrite in place is seen at
+/// once, and a DELETE through the store drops the file it kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_files_follow_changes_made_elsewhere() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path().to_str().unwrap()).unwrap();
+    assert!((1..=DEFAULT_OPEN_FILES).contains(&store.open_files()));
+    let fds = store.fds.clone().unwrap();
+    let path = dir.path().join("k");
+    async fn get(store: &FileStore) -> StoreResult<Bytes> {
+        let g = store.get("k", &GetOptions::keep()).await?;
+        Ok(g.data.unwrap_or_default())
+    }
+    store
+        .put("k", Bytes::from(vec![1u8; 10_000]))
+        .await
+        .unwrap();
+    assert!(get(&store).await.unwrap() == vec![1u8; 10_000]);
+    let ino = fs::metadata(&path).unwrap().ino();
+    assert_eq!(fds.len(), 1, "the GET kept its file");
+    // Replaced by a rename over it: the new file is read.
+    let tmp = dir.path().join("k.tmp");
+    fs::write(&tmp, vec![2u8; 5000]).unwrap();
+    fs::rename(&tmp, &path).unwrap();
+    assert!(get(&store).await.unwrap() == vec![2u8; 5000]);
+    assert_ne!(fs::metadata(&path).unwrap().ino(), ino);
+    // Overwritten in place, by this store and by another writer.
+    store.put("k", Bytes::from(vec![3u8; 7000])).await.unwrap();
+    assert!(get(&store).await.unwrap() == vec![3u8; 7000]);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .write_all_at(&[4u8; 100], 0)
+        .unwrap();
+    let got = get(&store).await.unwrap();
+    assert!(got[..100] == [4u8; 100] && got[100..] == vec![3u8; 6900]);
+    // Whole and range GETs without the bytes, through the kept file.
+    let g = store.get("k", &GetOptions::whole()).await.unwrap();
+    assert_eq!(g.bytes, 7000);
+    // Deleted behind the store's back.
+    fs::remove_file(&path).unwrap();
+    let e = get(&store).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::NotFound, "{e}");
+    assert_eq!(fds.len(), 0, "the stale file was dropped");
+    // Deleted through the store.
+    store.put("k", Bytes::from(vec![5u8; 10])).await.unwrap();
+    assert!(get(&store).await.unwrap() == vec![5u8; 10]);
+    assert_eq!(fds.len(), 1);
+    store.delete("k").await.unwrap();
+    assert_eq!(fds.len(), 0);
+    assert_eq!(get(&store).await.unwrap_err().class, ErrorClass::NotFound);
+}
+
+#[tokio::test]
+async fn open_files_parameter() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let s = FileStore::new(&format!("{root}?open_files=0")).unwrap();
+    assert_eq!(s.open_files(), 0);
+    assert!(s.fds.is_none());
+    conformance_on(&s).await;
+    let s = FileStore::new(&format!("{root}?open_files=3")).unwrap();
+    assert_eq!(s.open_files(), 3);
+    assert_eq!(s.root, dir.path(), "the query is not part of the root");
+    for bad in [
+        "?open_files=x",
+        "?open_files=-2",
+        "?open_files=99999999",
+        "?fd=1",
+    ] {
+        let e = FileStore::new(&format!("{root}{bad}")).unwrap_err();
+        assert_eq!(e.class, ErrorClass::Other, "{bad}: {e}");
+    }
+}
+
+async fn conformance_on(store: &FileStore) {
+    super::super::conformance::run_all(store, "p/").await;
+}
+
+/// Out of descriptors: the kept files are closed and the open tried
+/// once more.
+#[test]
+fn running_out_of_descriptors_closes_kept_files() {
+    let fds = OpenFiles::new(4).unwrap();
+    fds.insert(
+        "a",
+        Arc::new(OpenFile::new(fs::File::open("/dev/null").unwrap())),
+    );
+    let calls = std::cell::Cell::new(0);
+    let r = with_fds(Some(&fds), || {
+        calls.set(calls.get() + 1);
+        if calls.get() == 1 {
+            Err(io::Error::from_raw_os_error(libc::EMFILE))
+        } else {
+            Ok(7)
+        }
+    });
+    assert_eq!((r.unwrap(), calls.get(), fds.len()), (7, 2, 0));
+    // With nothing to close, the error stands.
+    let r: io::Result<()> = with_fds(Some(&fds), || {
+        Err(io::Error::from_raw_os_error(libc::EMFILE))
+    });
+    assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EMFILE));
+}
+
+#[tokio::test]
+async fn refuses_keys_outside_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path().to_str().unwrap()).unwrap();
+    for key in ["../x", "/etc/passwd", "a/../../b", ""] {
+        let e = store.put(key, Bytes::new()).await.unwrap_err();
+        assert!(e.message.contains("not a relative path"), "{key}: {e}");
+    }
+}
