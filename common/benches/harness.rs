@@ -13,6 +13,9 @@
 //!   run a fixed op count on them, each once with the op-log writing to a
 //!   temp file and once with `oplog: None`, alternating (and swapping which
 //!   goes first) round after round, so a noisy neighbour hurts both alike;
+//! - first, the op-log writer alone: synthetic batches (as 32 workers would
+//!   send them) through a writer as fast as it takes them, for its CPU per
+//!   record without the engine's noise;
 //! - it reports ops/s per engine core (wall clock), the engine thread's own
 //!   CPU, the writer thread's CPU (`/proc/self/task/<tid>/stat`), the whole
 //!   process's CPU per op (`getrusage`), and medians over rounds.
@@ -20,7 +23,8 @@
 //! Environment knobs (for profiling with a small op count):
 //! `CHORUS_HARNESS_OPS` (ops per run, default 2000000),
 //! `CHORUS_HARNESS_ROUNDS` (default 5), `CHORUS_HARNESS_CONCURRENCY`
-//! (workers, default 32), `CHORUS_HARNESS_MIX` (`all`, `get90` or `get100`),
+//! (workers, default 32), `CHORUS_HARNESS_MIX` (`all`, `get90`, `get100`,
+//! or `writer` for the writer-alone measurement only),
 //! `CHORUS_HARNESS_LOG` (`both`, `on` or `off`).
 
 use std::sync::Arc;
@@ -28,7 +32,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use chorus_common::datagen::DataSpec;
-use chorus_common::oplog::{OpLogSender, WriterStats, spawn_writer};
+use chorus_common::op::OpKind;
+use chorus_common::oplog::{
+    EntryKey, LogBatch, LogContext, LogEntry, OpLogSender, WriterStats, spawn_writer,
+};
 use chorus_common::plan::{self, Plan, Stage};
 use chorus_common::pools::{PoolSpec, Pools};
 use chorus_common::store::ObjectStore;
@@ -228,6 +235,84 @@ impl Bench {
     }
 }
 
+/// Entries as 32 workers of a get90-put10 stage at ~3M ops/s would send
+/// them: batches of 256, each one worker's ops in order, the workers'
+/// batches interleaved. Built before timing.
+fn synthetic_batches(records: u64) -> Vec<LogBatch> {
+    const WORKERS: u64 = 32;
+    const PER_BATCH: u64 = 256;
+    let context = Arc::new(LogContext::new("harness-agent", "get90-put10", "h/"));
+    let t0: i64 = 1_795_471_005_000_000_000;
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut batches = Vec::new();
+    let mut idx = 0;
+    let mut n = 0u64;
+    while idx < records {
+        let worker = n % WORKERS;
+        let round = n / WORKERS;
+        let mut batch = LogBatch::with_capacity(context.clone(), PER_BATCH as usize);
+        let endpoint = batch.endpoint_id("mem://harness");
+        for k in 0..PER_BATCH.min(records - idx) {
+            let r = next();
+            let op = if r % 10 == 0 {
+                OpKind::Put
+            } else {
+                OpKind::Get
+            };
+            // One op every ~340 ns on the core, so each worker's every ~11 µs.
+            let start_ns = t0 + ((round * PER_BATCH + k) * WORKERS + worker) as i64 * 340;
+            let end_ns = start_ns + 250 + (r >> 8) as i64 % 300;
+            batch.push(
+                LogEntry {
+                    thread: worker as u32,
+                    op,
+                    warmup: false,
+                    retries: 0,
+                    n_objects: 1,
+                    bytes: (r >> 20) % 65,
+                    start_ns,
+                    first_byte_ns: (op == OpKind::Get).then_some(start_ns + 120),
+                    end_ns,
+                    key: EntryKey::Index((r >> 32) % 1000),
+                    error: String::new(),
+                },
+                endpoint,
+            );
+        }
+        batch.set_first_idx(idx);
+        idx += batch.len() as u64;
+        batches.push(batch);
+        n += 1;
+    }
+    batches
+}
+
+/// The writer alone: `batches` sent as fast as the channel takes them.
+/// Returns writer-thread CPU ns per record and compressed bytes per record.
+async fn writer_alone(dir: &std::path::Path, batches: Vec<LogBatch>, tick: f64) -> (f64, f64) {
+    let path = dir.join("writer.tsv.zst");
+    let records: usize = batches.iter().map(|b| b.len()).sum();
+    let (writer, sender) = spawn_writer(&path).expect("op-log writer starts");
+    for b in batches {
+        sender.send_log_batch(b).await.expect("writer runs");
+    }
+    let cpu = writer_cpu_when_idle(tick).unwrap_or(f64::NAN);
+    drop(sender);
+    let stats = writer.finish_async().await.expect("op-log finishes");
+    assert_eq!(stats.records, records as u64);
+    let _ = std::fs::remove_file(&path);
+    (
+        cpu * 1e9 / records as f64,
+        stats.bytes_compressed as f64 / records as f64,
+    )
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     match v.len() {
@@ -298,6 +383,31 @@ fn main() {
             1000,
             "prepare wrote every object"
         );
+
+        // The writer alone first: its CPU per record caps the ops/s an agent
+        // can log, whatever the engine does.
+        let mut writer_ns = Vec::new();
+        let mut writer_bytes = 0.0;
+        let writer_rounds = if log_modes == "off" { 0 } else { rounds };
+        for _ in 0..writer_rounds {
+            let batches = synthetic_batches(ops);
+            let (ns, bytes) = writer_alone(bench.dir.path(), batches, tick).await;
+            writer_ns.push(ns);
+            writer_bytes = bytes;
+        }
+        if writer_rounds > 0 {
+            println!(
+            "op-log writer alone ({ops} synthetic get90-put10 records, {rounds} rounds): \
+             median {:.0} ns of writer-thread CPU per record (min {:.0}), {writer_bytes:.1} B/record \
+             -> one writer thread logs up to {:.2}M ops/s",
+            median(writer_ns.clone()),
+            writer_ns.iter().copied().fold(f64::INFINITY, f64::min),
+            1e3 / median(writer_ns.clone()),
+        );
+        }
+        if which == "writer" {
+            return;
+        }
 
         let stages: Vec<usize> = match which.as_str() {
             "get90" => vec![1],

@@ -3,7 +3,7 @@
 # off, workers pinned to one core (issue 4: >= 500k ops/s per engine core
 # with the log on, and the log costing <= 5%).
 # Knobs (environment): CHORUS_HARNESS_OPS, CHORUS_HARNESS_ROUNDS,
-# CHORUS_HARNESS_CONCURRENCY, CHORUS_HARNESS_MIX (all|get90|get100),
+# CHORUS_HARNESS_CONCURRENCY, CHORUS_HARNESS_MIX (all|get90|get100|writer),
 # CHORUS_HARNESS_LOG (both|on|off). Extra arguments go to cargo.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

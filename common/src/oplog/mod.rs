@@ -31,7 +31,7 @@ pub mod writer;
 
 pub use merge::{MergeInput, MergeStats, merge_files, write_records};
 pub use reader::{OpLogError, OpLogReader};
-pub use record::{HEADER, OpRecord, header_line};
+pub use record::{EntryKey, HEADER, LogBatch, LogContext, LogEntry, OpRecord, header_line};
 pub use writer::{OpLogClosed, OpLogSender, OpLogWriter, WriterStats, spawn_writer};
 
 /// The first four bytes of every zstd frame (RFC 8878), used to tell a

@@ -32,9 +32,8 @@ use crate::clock::Anchor;
 use crate::datagen::DataSpec;
 use crate::metrics::{LATENCY_HIGHEST_NS, StageMetrics};
 use crate::op::OpKind;
-use crate::oplog::OpLogSender;
-use crate::oplog::record::OpRecord;
 use crate::oplog::writer::SEND_BATCH_RECORDS;
+use crate::oplog::{EntryKey, LogBatch, LogContext, LogEntry, OpLogSender};
 use crate::plan::{Pacing, Stage, StageKind};
 use crate::pools::Pools;
 use crate::store::multi::{EndpointStats, MultiStore};
@@ -358,6 +357,11 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
         }
     };
     let idx = Arc::new(AtomicU64::new(0));
+    let log_context = Arc::new(LogContext::new(
+        &run.agent_id,
+        &run.stage.name,
+        &run.stage.objects.prefix,
+    ));
 
     tokio::time::sleep_until(run.start_at.into()).await;
     let anchor = Anchor::now();
@@ -384,6 +388,7 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
             idx: idx.clone(),
             anchor,
             multi,
+            log_context: log_context.clone(),
         };
         workers.push(match &run.pools {
             // A stage bound to a pool runs there; otherwise workers are
@@ -489,6 +494,8 @@ struct Worker {
     anchor: Anchor,
     /// The endpoints this worker balances over (its pool's).
     multi: Option<Arc<MultiStore>>,
+    /// The stage's constant op-log columns, shared by all its batches.
+    log_context: Arc<LogContext>,
 }
 
 impl Worker {
@@ -506,11 +513,11 @@ impl Worker {
         let warmup_end = run.stage.warmup.map(|w| run.start_at + w);
         let mut interval = live_histogram();
         let mut next_flush = Instant::now() + LIVE_FLUSH;
-        let mut batch = Vec::with_capacity(if run.oplog.is_some() {
-            SEND_BATCH_RECORDS
-        } else {
-            0
-        });
+        let new_batch = || match &run.oplog {
+            Some(log) => log.new_log_batch(self.log_context.clone()),
+            None => LogBatch::with_capacity(self.log_context.clone(), 0),
+        };
+        let mut batch = new_batch();
         while !run.stop.load(Ordering::Relaxed) && self.budget.claim() {
             // Open loop: the op's clock starts at its slot, not when a
             // worker got free, so queueing counts as latency.
@@ -549,8 +556,15 @@ impl Worker {
             let (result, retries) =
                 ops::run_with_retries(store.as_ref(), &plan, &run.stage, &run.data).await;
             let ended = Instant::now();
-            // Named for the record only: no allocation when nothing is logged.
-            let endpoint = run.oplog.as_ref().map(|_| store.endpoint().to_string());
+            // The endpoint column, as a position in the batch's table of
+            // distinct endpoints: no allocation per op. Without several
+            // endpoints it is the stage's one store, the table's first entry
+            // once the batch has one.
+            let endpoint = match &run.oplog {
+                None => 0,
+                Some(_) if self.multi.is_none() && !batch.is_empty() => 0,
+                Some(_) => batch.endpoint_id(store.endpoint()),
+            };
             if let Some(l) = lease {
                 l.finish(result.as_ref().map_or(0, |d| d.bytes), result.is_ok());
             }
@@ -595,7 +609,8 @@ impl Worker {
                 let latency_ns = ended.duration_since(started).as_nanos() as u64;
                 interval.saturating_record(latency_ns.clamp(1_000, LATENCY_HIGHEST_NS));
             }
-            if ended >= next_flush {
+            let flush = ended >= next_flush;
+            if flush {
                 run.live.add_interval(&mut interval);
                 next_flush = ended + LIVE_FLUSH;
             }
@@ -605,38 +620,78 @@ impl Worker {
             out.first_op_ns = Some(out.first_op_ns.map_or(start_ns, |f| f.min(start_ns)));
             out.last_end_ns = out.last_end_ns.max(end_ns);
             if let Some(log) = &run.oplog {
-                let record = OpRecord {
-                    idx: self.idx.fetch_add(1, Ordering::Relaxed),
-                    thread: u64::from(self.id),
-                    op,
-                    client_id: run.agent_id.clone(),
-                    n_objects: done.n_objects,
-                    bytes: done.bytes,
-                    endpoint: endpoint.unwrap_or_default(),
-                    file: plan.key,
-                    error,
-                    start_ns,
-                    first_byte_ns: done.first_byte.map(|t| self.anchor.wall_ns(t)),
-                    end_ns,
-                    stage: run.stage.name.clone(),
-                    warmup,
-                    retries,
-                };
-                batch.push(record);
-                // Sent in batches: one channel message per
-                // SEND_BATCH_RECORDS ops. Waits when the writer is behind;
-                // never drops a record.
-                if batch.len() >= SEND_BATCH_RECORDS {
-                    let full =
-                        std::mem::replace(&mut batch, Vec::with_capacity(SEND_BATCH_RECORDS));
-                    log.send_batch(full).await.map_err(|_| log_closed())?;
+                let times = (start_ns, end_ns);
+                self.log_op(
+                    &mut batch, endpoint, op, index, plan.key, &done, error, times, retries, warmup,
+                );
+                // Sent in batches: one channel message (and one `idx`
+                // reservation) per SEND_BATCH_RECORDS ops, or sooner at each
+                // live flush, so a slow worker's records are not held back
+                // for long (the merge expects an agent's log nearly in
+                // order). Waits when the writer is behind; never drops a
+                // record.
+                if batch.len() >= SEND_BATCH_RECORDS || flush {
+                    let full = std::mem::replace(&mut batch, new_batch());
+                    self.send_log(log, full).await?;
                 }
             }
         }
         run.live.add_interval(&mut interval);
         if let Some(log) = &run.oplog {
-            log.send_batch(batch).await.map_err(|_| log_closed())?;
+            self.send_log(log, batch).await?;
         }
         Ok(out)
+    }
+
+    /// Adds the op's entry to the batch. Out of line, so the op loop is
+    /// the same with and without a log.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn log_op(
+        &self,
+        batch: &mut LogBatch,
+        endpoint: u16,
+        op: OpKind,
+        index: u64,
+        key: String,
+        done: &ops::OpDone,
+        error: String,
+        (start_ns, end_ns): (i64, i64),
+        retries: u32,
+        warmup: bool,
+    ) {
+        // Keys of the key space are logged as their index (the writer
+        // formats `{prefix}{index:08}`, the key the op used) and dropped
+        // here; only other keys (a list prefix, a directory) travel as text.
+        let key = if matches!(op, OpKind::List | OpKind::Mkdir | OpKind::Rmdir) {
+            EntryKey::Text(key)
+        } else {
+            debug_assert_eq!(key, self.run.stage.objects.key(index));
+            EntryKey::Index(index)
+        };
+        let entry = LogEntry {
+            thread: self.id,
+            op,
+            warmup,
+            retries,
+            n_objects: done.n_objects,
+            bytes: done.bytes,
+            start_ns,
+            first_byte_ns: done.first_byte.map(|t| self.anchor.wall_ns(t)),
+            end_ns,
+            key,
+            error,
+        };
+        batch.push(entry, endpoint);
+    }
+
+    /// Gives the batch its `idx` range (consecutive, so every idx of the
+    /// stage is used exactly once) and sends it.
+    async fn send_log(&self, log: &OpLogSender, mut batch: LogBatch) -> anyhow::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        batch.set_first_idx(self.idx.fetch_add(batch.len() as u64, Ordering::Relaxed));
+        log.send_log_batch(batch).await.map_err(|_| log_closed())
     }
 }

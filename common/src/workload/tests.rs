@@ -23,6 +23,7 @@ use crate::plan::Stage;
 use crate::store::delay::DelayStore;
 use crate::store::file::FileStore;
 use crate::store::memory::MemoryStore;
+use crate::store::multi::{Balance, MultiStore};
 use crate::store::{
     GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta, ObjectStore, PartSource, StoreResult,
 };
@@ -92,6 +93,28 @@ async fn run_as(
     agent_count: u32,
     log: bool,
 ) -> Ran {
+    run_on(
+        stage,
+        store,
+        Vec::new(),
+        keys,
+        agent_index,
+        agent_count,
+        log,
+    )
+    .await
+}
+
+/// [`run_as`] with the endpoints of a multi-endpoint stage.
+async fn run_on(
+    stage: &Stage,
+    store: &Arc<dyn ObjectStore>,
+    multi: Vec<Arc<MultiStore>>,
+    keys: Option<Arc<KeyState>>,
+    agent_index: u32,
+    agent_count: u32,
+    log: bool,
+) -> Ran {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("ops.tsv.zst");
     let (writer, sender) = if log {
@@ -109,7 +132,7 @@ async fn run_as(
         stage_index: 0,
         stage: stage.clone(),
         store: store.clone(),
-        multi: Vec::new(),
+        multi,
         oplog: sender,
         keys,
         pools: None,
@@ -891,4 +914,55 @@ async fn byte_limit_stops_within_one_op_per_worker() {
             "agent {i}/{n}: {moved} bytes, more than one op per worker past {limit}"
         );
     }
+}
+
+// ------------------------------------------------------------------ op-log
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn op_log_names_each_ops_endpoint_and_key_with_unique_idx() {
+    let stores: Vec<Arc<dyn ObjectStore>> = (0..3).map(|i| mem(&format!("ep{i}"))).collect();
+    let multi = Arc::new(MultiStore::new(stores, Balance::RoundRobin).expect("three endpoints"));
+    let store: Arc<dyn ObjectStore> = multi.clone();
+    let s = stage(
+        "{name: logged, type: workload, concurrency: 4, objects: {count: 200, size: 16B}, \
+         mix: {put: 3, list: 1}, ops: 3000}",
+    );
+    // Known keys: no discovery listing, so every request is a logged op.
+    let keys = Some(Arc::new(KeyState::new(200)));
+    let ran = run_on(&s, &store, vec![multi.clone()], keys, 1, 2, true).await;
+    assert_eq!(ran.records.len(), 1500);
+
+    // Every idx of the stage exactly once.
+    let mut idx: Vec<u64> = ran.records.iter().map(|r| r.idx).collect();
+    idx.sort_unstable();
+    assert_eq!(idx, (0..1500).collect::<Vec<_>>());
+
+    let mut per_endpoint: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in &ran.records {
+        assert_eq!(r.client_id, "agent-1");
+        assert_eq!(r.stage, "logged");
+        assert!(r.error.is_empty(), "{r:?}");
+        *per_endpoint.entry(r.endpoint.as_str()).or_default() += 1;
+        match r.op {
+            OpKind::Put => {
+                let i = index_of(&r.file);
+                assert!(i < 200, "{}", r.file);
+                assert_eq!(r.file, format!("obj/{i:08}"));
+            }
+            OpKind::List => assert_eq!(r.file, "obj/"),
+            op => panic!("{op:?} is not in the mix"),
+        }
+    }
+    // Each op named the endpoint it went to, as the balancer counted them.
+    let counted: BTreeMap<&str, u64> = ran
+        .out
+        .endpoints
+        .iter()
+        .map(|e| (e.endpoint.as_str(), e.requests))
+        .collect();
+    assert_eq!(per_endpoint, counted);
+    assert_eq!(
+        counted.keys().copied().collect::<Vec<_>>(),
+        ["mem://ep0", "mem://ep1", "mem://ep2"]
+    );
 }
