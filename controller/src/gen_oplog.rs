@@ -1,10 +1,19 @@
 //! `controller gen-oplog` (hidden): writes a synthetic but realistic op-log
 //! fast, for the merge and analyze benchmarks (`scripts/bench/merge.sh`).
 //!
-//! Simulated workers each do one op after another; records are written in
-//! completion order, as an agent's log is (starts only nearly sorted), or
-//! with `--sorted` in start order, as a merged timeline is. The mix, sizes,
-//! latencies and a few errors resemble a small-object workload.
+//! Simulated workers each do one op after another. By default the lines
+//! come in the order an agent's writer receives them: each worker sends
+//! its ops in batches of [`SEND_BATCH_RECORDS`], or sooner every
+//! [`LIVE_FLUSH`], and a batch takes its `idx` range when sent; so starts
+//! are only nearly sorted, out of place by up to a batch per worker. With
+//! `--sorted` lines are in start order, as a merged timeline is. The file
+//! is compressed as the agent's writer does (zstd level 1, small window and
+//! table). The mix, sizes, latencies and a few errors resemble a
+//! small-object workload.
+//!
+//! `CHORUS_GEN_OPLOG_SLOW_PPM=N` (a benchmark knob) makes N ops per million
+//! time out after 30 s: lines far later than the rest, which the merge
+//! puts in place in a second pass.
 
 use std::collections::BinaryHeap;
 use std::io::Write;
@@ -12,15 +21,21 @@ use std::process::ExitCode;
 
 use chorus_common::clock::format_rfc3339_ns;
 use chorus_common::oplog::header_line;
+use chorus_common::oplog::writer::SEND_BATCH_RECORDS;
+use chorus_common::workload::LIVE_FLUSH;
 
 use crate::cli::GenOplogArgs;
 
-/// zstd level of the generated files: the op-log writer's.
-const ZSTD_LEVEL: i32 = 3;
+/// zstd level and parameters of the generated files: the agent writer's.
+const ZSTD_LEVEL: i32 = 1;
+const ZSTD_WINDOW_LOG: u32 = 17;
+const ZSTD_HASH_LOG: u32 = 12;
 /// Text buffered before each write to the encoder.
 const FLUSH_BYTES: usize = 1 << 20;
 /// 2026-11-23T00:00:00Z, the default first start.
 const BASE_NS: i64 = 1_795_392_000_000_000_000;
+/// Latency of an op that times out (see the module doc).
+const TIMEOUT_NS: i64 = 30_000_000_000;
 
 /// A small fast PRNG (splitmix64): the generator must not be the bottleneck.
 struct Rng(u64);
@@ -58,8 +73,11 @@ impl PartialOrd for Pending {
 }
 
 /// A latency in ns: mostly 200 µs–2 ms, with a long tail.
-fn latency_ns(rng: &mut Rng) -> i64 {
+fn latency_ns(rng: &mut Rng, slow_ppm: u64) -> i64 {
     let r = rng.next();
+    if slow_ppm > 0 && (r >> 44) % 1_000_000 < slow_ppm {
+        return TIMEOUT_NS;
+    }
     let base = 200_000 + (r % 1_800_000) as i64;
     match (r >> 32) % 1000 {
         0 => base * 50,
@@ -68,14 +86,20 @@ fn latency_ns(rng: &mut Rng) -> i64 {
     }
 }
 
-fn pending(rng: &mut Rng, worker: u64, start_ns: i64, sorted: bool) -> Pending {
-    let end_ns = start_ns + latency_ns(rng);
+fn pending(rng: &mut Rng, worker: u64, start_ns: i64, sorted: bool, slow_ppm: u64) -> Pending {
+    let end_ns = start_ns + latency_ns(rng, slow_ppm);
     Pending {
         key: if sorted { start_ns } else { end_ns },
         worker,
         start_ns,
         end_ns,
     }
+}
+
+/// A worker's ops not yet sent, and when it next sends regardless.
+struct Batch {
+    ops: Vec<(Pending, u64)>,
+    next_flush_ns: i64,
 }
 
 pub fn gen_oplog_command(args: GenOplogArgs) -> ExitCode {
@@ -88,67 +112,159 @@ pub fn gen_oplog_command(args: GenOplogArgs) -> ExitCode {
     }
 }
 
+/// Appends one line for op `p` with sequence number `idx`; `r` picks its
+/// fields.
+fn format_line(buf: &mut String, args: &GenOplogArgs, idx: u64, p: &Pending, r: u64) {
+    let (op, bytes, first_byte) = match r % 100 {
+        0..=59 => ("GET", 16_384u64, true),
+        60..=84 => ("PUT", 16_384, false),
+        85..=94 => ("STAT", 0, false),
+        _ => ("LIST", 0, false),
+    };
+    let error = (r >> 20).is_multiple_of(1000) || p.end_ns - p.start_ns == TIMEOUT_NS;
+    let _ = std::fmt::Write::write_fmt(
+        buf,
+        format_args!(
+            "{idx}\t{}\t{op}\t{}{}\t1\t{}\thttp://10.0.0.{}:9000\tbench/obj-{:08}\t{}\t",
+            p.worker,
+            args.client,
+            if args.agents > 1 {
+                format!("-{}", p.worker % args.agents)
+            } else {
+                String::new()
+            },
+            if error { 0 } else { bytes },
+            (r >> 8) % 4 + 1,
+            (r >> 12) % 100_000,
+            if error {
+                "timeout: no response in 30s"
+            } else {
+                ""
+            },
+        ),
+    );
+    format_rfc3339_ns(p.start_ns, buf);
+    buf.push('\t');
+    if first_byte && !error {
+        format_rfc3339_ns(p.start_ns + (p.end_ns - p.start_ns) / 2, buf);
+    }
+    buf.push('\t');
+    format_rfc3339_ns(p.end_ns, buf);
+    let _ = std::fmt::Write::write_fmt(
+        buf,
+        format_args!("\t{}\tbench\t0\t0\n", p.end_ns - p.start_ns),
+    );
+}
+
 fn generate(args: &GenOplogArgs) -> std::io::Result<()> {
+    let slow_ppm: u64 = std::env::var("CHORUS_GEN_OPLOG_SLOW_PPM")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let file = std::fs::File::create(&args.output)?;
     let mut enc = zstd::Encoder::new(std::io::BufWriter::new(file), ZSTD_LEVEL)?;
+    enc.window_log(ZSTD_WINDOW_LOG)?;
+    enc.set_parameter(zstd::zstd_safe::CParameter::HashLog(ZSTD_HASH_LOG))?;
     let mut rng = Rng(args.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0x1234_5678);
     let workers = args.workers.max(1);
+    let flush_ns = LIVE_FLUSH.as_nanos() as i64;
     let mut heap = BinaryHeap::with_capacity(workers as usize);
+    let mut batches: Vec<Batch> = Vec::with_capacity(workers as usize);
     for w in 0..workers {
         let start = BASE_NS + (rng.next() % 1_000_000) as i64;
-        heap.push(pending(&mut rng, w, start, args.sorted));
+        heap.push(pending(&mut rng, w, start, args.sorted, slow_ppm));
+        batches.push(Batch {
+            ops: Vec::with_capacity(SEND_BATCH_RECORDS),
+            next_flush_ns: start + flush_ns,
+        });
     }
     let mut buf = header_line();
-    for idx in 0..args.records {
+    let mut idx = 0u64;
+    for _ in 0..args.records {
         let Some(p) = heap.pop() else { break };
         let r = rng.next();
-        let (op, bytes, first_byte) = match r % 100 {
-            0..=59 => ("GET", 16_384u64, true),
-            60..=84 => ("PUT", 16_384, false),
-            85..=94 => ("STAT", 0, false),
-            _ => ("LIST", 0, false),
-        };
-        let error = (r >> 20).is_multiple_of(1000);
-        let _ = std::fmt::Write::write_fmt(
-            &mut buf,
-            format_args!(
-                "{idx}\t{}\t{op}\t{}{}\t1\t{}\thttp://10.0.0.{}:9000\tbench/obj-{:08}\t{}\t",
-                p.worker,
-                args.client,
-                if args.agents > 1 {
-                    format!("-{}", p.worker % args.agents)
-                } else {
-                    String::new()
-                },
-                if error { 0 } else { bytes },
-                (r >> 8) % 4 + 1,
-                (r >> 12) % 100_000,
-                if error {
-                    "timeout: no response in 30s"
-                } else {
-                    ""
-                },
-            ),
-        );
-        format_rfc3339_ns(p.start_ns, &mut buf);
-        buf.push('\t');
-        if first_byte && !error {
-            format_rfc3339_ns(p.start_ns + (p.end_ns - p.start_ns) / 2, &mut buf);
+        let gap = (rng.next() % 20_000) as i64;
+        let next = pending(&mut rng, p.worker, p.end_ns + gap, args.sorted, slow_ppm);
+        if args.sorted {
+            format_line(&mut buf, args, idx, &p, r);
+            idx += 1;
+        } else {
+            // As the agent's worker: batch, send when full or at the live
+            // flush; the batch takes its idx range when sent.
+            let b = &mut batches[p.worker as usize];
+            let end = p.end_ns;
+            b.ops.push((p, r));
+            if b.ops.len() >= SEND_BATCH_RECORDS || end >= b.next_flush_ns {
+                for (p, r) in b.ops.drain(..) {
+                    format_line(&mut buf, args, idx, &p, r);
+                    idx += 1;
+                }
+                b.next_flush_ns = end + flush_ns;
+            }
         }
-        buf.push('\t');
-        format_rfc3339_ns(p.end_ns, &mut buf);
-        let _ = std::fmt::Write::write_fmt(
-            &mut buf,
-            format_args!("\t{}\tbench\t0\t0\n", p.end_ns - p.start_ns),
-        );
         if buf.len() >= FLUSH_BYTES {
             enc.write_all(buf.as_bytes())?;
             buf.clear();
         }
-        let gap = (rng.next() % 20_000) as i64;
-        heap.push(pending(&mut rng, p.worker, p.end_ns + gap, args.sorted));
+        heap.push(next);
+    }
+    // Workers end: each sends what it holds.
+    for b in &mut batches {
+        for (p, r) in b.ops.drain(..) {
+            format_line(&mut buf, args, idx, &p, r);
+            idx += 1;
+        }
     }
     enc.write_all(buf.as_bytes())?;
     enc.finish()?.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chorus_common::oplog::OpLogReader;
+
+    fn args(output: std::path::PathBuf, records: u64, sorted: bool) -> GenOplogArgs {
+        GenOplogArgs {
+            output,
+            records,
+            client: "agent-0".to_string(),
+            seed: 7,
+            workers: 32,
+            sorted,
+            agents: 1,
+        }
+    }
+
+    /// Lines come as an agent's writer receives them: every idx once, each
+    /// worker's ops in order, starts only nearly sorted.
+    #[test]
+    fn logs_look_like_an_agents() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.tsv.zst");
+        generate(&args(path.clone(), 50_000, false)).unwrap();
+        let recs: Vec<_> = OpLogReader::open(&path)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(recs.len(), 50_000);
+        let mut idx: Vec<u64> = recs.iter().map(|r| r.idx).collect();
+        idx.sort_unstable();
+        assert!(idx.iter().enumerate().all(|(i, &x)| i as u64 == x));
+        assert!(recs.windows(2).any(|w| w[0].start_ns > w[1].start_ns));
+        let mut last = vec![i64::MIN; 32];
+        for r in &recs {
+            assert!(r.start_ns >= last[r.thread as usize]);
+            last[r.thread as usize] = r.end_ns;
+        }
+
+        let sorted = dir.path().join("s.tsv.zst");
+        generate(&args(sorted.clone(), 10_000, true)).unwrap();
+        let recs: Vec<_> = OpLogReader::open(&sorted)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(recs.windows(2).all(|w| w[0].start_ns <= w[1].start_ns));
+    }
 }

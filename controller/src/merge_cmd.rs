@@ -46,10 +46,12 @@ pub fn merge_command(args: MergeArgs) -> ExitCode {
     };
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "merged {} inputs: records in {}, records out {}, {:.3} s ({:.0} records/s) -> {}",
+        "merged {} inputs: records in {}, records out {} (late: {} put in place, {} by a second pass), {:.3} s ({:.0} records/s) -> {}",
         stats.inputs,
         stats.records_in,
         stats.records_out,
+        stats.placed,
+        stats.late,
         secs,
         stats.records_out as f64 / secs.max(1e-9),
         args.output.display()

@@ -3,17 +3,24 @@
 # bytes measured in the same run.
 #
 #   scripts/bench/merge.sh                 # 8 logs x 10M records, 50M timeline
-#   RECORDS=2000000 TIMELINE=10000000 scripts/bench/merge.sh   # smaller
+#   RECORDS=2000000 TIMELINE=0 scripts/bench/merge.sh   # smaller, no analyze
 #
 # Steps:
-# 1. `controller gen-oplog` writes FILES op-logs of RECORDS records each, in
-#    completion order like real agents' logs (starts unsorted within small
-#    windows), and the same at RECORDS/4 to show how memory scales.
-# 2. For each size: `zstd -dc` of all files (the floor: decompression only),
-#    then `controller merge` of the same files; records/s and peak RSS
-#    (/usr/bin/time -v).
-# 3. `controller analyze` of a sorted TIMELINE-record timeline and of one a
-#    quarter that size: time and peak RSS.
+# 1. `controller gen-oplog` writes FILES op-logs of RECORDS records each, as
+#    agents write them (lines in the order workers hand over their batches,
+#    so starts are only nearly sorted; zstd level 1 like the agent's
+#    writer), and the same at RECORDS/4 to show how memory scales. With
+#    SLOW_PPM=N, N ops per million time out after 30 s: lines far later
+#    than the rest, which take the merge's second pass.
+# 2. For each size, REPEAT times (default 1), interleaved: `zstd -dc` of all
+#    files (the floor: decompression only), then `controller merge` of the
+#    same files; records/s, peak RSS (/usr/bin/time -v), and the merge's
+#    rate as a fraction of zstd's. The best of the repeats is printed (the
+#    machine may be shared: a slower repeat measured someone else).
+#    With BASELINE=<another controller binary> (an older build, say), its
+#    merge of the same files is timed too, in the same run.
+# 3. Unless TIMELINE=0: `controller analyze` of a sorted TIMELINE-record
+#    timeline and of one a quarter that size: time and peak RSS.
 #
 # Needs: zstd, GNU time (/usr/bin/time). Uses WORK (default
 # /tmp/chorus-bench-merge, ~3 GB at full size), removed at the end unless
@@ -24,6 +31,8 @@ cd "$(dirname "$0")/../.."
 FILES=${FILES:-8}
 RECORDS=${RECORDS:-10000000}
 TIMELINE=${TIMELINE:-50000000}
+REPEAT=${REPEAT:-1}
+SLOW_PPM=${SLOW_PPM:-0}
 WORK=${WORK:-/tmp/chorus-bench-merge}
 BIN=target/release/controller
 
@@ -36,7 +45,7 @@ mkdir -p "$WORK"
 # Runs "$@" under GNU time; prints "<seconds> <peak RSS KiB>".
 measure() {
   local log="$WORK/time.log"
-  /usr/bin/time -v -o "$log" "$@" >/dev/null
+  /usr/bin/time -v -o "$log" "$@" >"$WORK/out.log"
   local secs rss
   secs=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,p,":"); s=0; for(i=1;i<=n;i++) s=s*60+p[i]; print s}' "$log")
   rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$log")
@@ -44,6 +53,7 @@ measure() {
 }
 
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.2f", n / s / 1e6 }'; }
+min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }
 
 # gen <dir> <records per file> [--sorted --agents 8]: FILES logs, two at a time.
 gen() {
@@ -51,27 +61,40 @@ gen() {
   mkdir -p "$dir"
   local pids=()
   for i in $(seq 0 $((FILES - 1))); do
-    "$BIN" gen-oplog -o "$dir/agent-$i.tsv.zst" --records "$n" --client "agent-$i" --seed $((i + 1)) "$@" &
+    CHORUS_GEN_OPLOG_SLOW_PPM=$SLOW_PPM "$BIN" gen-oplog -o "$dir/agent-$i.tsv.zst" \
+      --records "$n" --client "agent-$i" --seed $((i + 1)) "$@" &
     pids+=($!)
     if [ ${#pids[@]} -ge 2 ]; then wait "${pids[@]}"; pids=(); fi
   done
   [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}"
 }
 
-printf '%-34s %12s %9s %12s %12s\n' "step" "records" "seconds" "M records/s" "peak RSS MiB"
-row() { printf '%-34s %12s %9.2f %12s %12d\n' "$1" "$2" "$3" "$(rate "$2" "$3")" $(($4 / 1024)); }
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) CPUs"
+printf '%-34s %12s %9s %12s %12s %9s\n' "step" "records" "seconds" "M records/s" "peak RSS MiB" "vs zstd"
+row() { printf '%-34s %12s %9.2f %12s %12d %9s\n' "$1" "$2" "$3" "$(rate "$2" "$3")" $(($4 / 1024)) "${5:-}"; }
 
 for n in $((RECORDS / 4)) "$RECORDS"; do
   dir="$WORK/logs-$n"
   gen "$dir" "$n"
   total=$((n * FILES))
-  read -r s r < <(measure sh -c "zstd -dc $dir/*.tsv.zst > /dev/null")
-  row "zstd -dc ($FILES x $n)" "$total" "$s" "$r"
-  read -r s r < <(measure "$BIN" merge "$dir"/*.tsv.zst -o "$WORK/merged.tsv.zst" --tmp "$WORK/tmp")
-  row "controller merge ($FILES x $n)" "$total" "$s" "$r"
+  zs="" zr="" ms="" mr=""
+  for _ in $(seq 1 "$REPEAT"); do
+    read -r s r < <(measure sh -c "zstd -dc $dir/*.tsv.zst > /dev/null")
+    zs=$(min "$s" "$zs"); zr=$r
+    read -r s r < <(measure "$BIN" merge "$dir"/*.tsv.zst -o "$WORK/merged.tsv.zst" --tmp "$WORK/tmp")
+    ms=$(min "$s" "$ms"); mr=$r
+    grep -o '(late: [^)]*)' "$WORK/out.log" >&2 || true
+  done
+  row "zstd -dc ($FILES x $n)" "$total" "$zs" "$zr"
+  row "controller merge ($FILES x $n)" "$total" "$ms" "$mr" "$(awk -v z="$zs" -v m="$ms" 'BEGIN { printf "%.2f", z / m }')"
+  if [ -n "${BASELINE:-}" ]; then
+    read -r s r < <(measure "$BASELINE" merge "$dir"/*.tsv.zst -o "$WORK/merged.tsv.zst" --tmp "$WORK/tmp")
+    row "baseline merge ($FILES x $n)" "$total" "$s" "$r" "$(awk -v z="$zs" -v m="$s" 'BEGIN { printf "%.2f", z / m }')"
+  fi
   rm -rf "$dir" "$WORK/merged.tsv.zst"
 done
 
+[ "$TIMELINE" -gt 0 ] || exit 0
 for n in $((TIMELINE / 4)) "$TIMELINE"; do
   "$BIN" gen-oplog -o "$WORK/timeline.tsv.zst" --records "$n" --client agent --agents 8 --workers 64 --sorted
   read -r s r < <(measure zstd -dc "$WORK/timeline.tsv.zst")

@@ -100,10 +100,8 @@ pub struct OpLogReader {
     path: PathBuf,
     input: Box<dyn BufRead + Send>,
     compressed: bool,
-    /// For each column of the file, which HEADER field it holds (None:
-    /// unknown column, ignored).
-    slots: Vec<Option<usize>>,
-    has_stage: bool,
+    /// Which column holds which field.
+    columns: Columns,
     /// Lines read so far, the header included.
     line_no: u64,
     buf: Vec<u8>,
@@ -164,8 +162,7 @@ impl OpLogReader {
             path,
             input,
             compressed,
-            slots: Vec::new(),
-            has_stage: false,
+            columns: Columns::default(),
             line_no: 0,
             buf: Vec::with_capacity(512),
             done: false,
@@ -236,7 +233,32 @@ impl OpLogReader {
                 msg: "empty file: no header line".to_string(),
             });
         }
-        let line = String::from_utf8_lossy(&self.buf).into_owned();
+        self.columns = Columns::from_header(&self.buf).map_err(|msg| self.parse_err(msg))?;
+        Ok(())
+    }
+
+    fn parse_record(&self) -> Result<OpRecord, OpLogError> {
+        self.columns
+            .parse(&self.buf)
+            .map_err(|msg| self.parse_err(msg))
+    }
+}
+
+/// Which [`HEADER`] field each column of a log holds, from its header line;
+/// parses record lines by it. Shared by the reader and the merge.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Columns {
+    /// For each column of the file, which HEADER field it holds (None:
+    /// unknown column, ignored).
+    slots: Vec<Option<usize>>,
+    has_stage: bool,
+}
+
+impl Columns {
+    /// Reads a header line (without its line ending); the error is the
+    /// message, without file and line.
+    pub(crate) fn from_header(line: &[u8]) -> Result<Self, String> {
+        let line = String::from_utf8_lossy(line);
         let line = line.strip_prefix('\u{feff}').unwrap_or(&line);
         let mut slots = Vec::new();
         let mut seen = [false; HEADER.len()];
@@ -245,7 +267,7 @@ impl OpLogReader {
             let slot = HEADER.iter().position(|h| *h == name);
             if let Some(s) = slot {
                 if seen[s] {
-                    return Err(self.parse_err(format!("header: duplicate column `{name}`")));
+                    return Err(format!("header: duplicate column `{name}`"));
                 }
                 seen[s] = true;
             }
@@ -258,20 +280,29 @@ impl OpLogReader {
             .map(|(h, _)| *h)
             .collect();
         if !missing.is_empty() {
-            return Err(self.parse_err(format!(
+            return Err(format!(
                 "header: missing column{} `{}` (is this an op-log?)",
                 if missing.len() == 1 { "" } else { "s" },
                 missing.join("`, `")
-            )));
+            ));
         }
-        self.has_stage = seen[C_STAGE];
-        self.slots = slots;
-        Ok(())
+        Ok(Columns {
+            slots,
+            has_stage: seen[C_STAGE],
+        })
     }
 
-    fn parse_record(&self) -> Result<OpRecord, OpLogError> {
-        let line = std::str::from_utf8(&self.buf)
-            .map_err(|e| self.parse_err(format!("not valid UTF-8 ({e})")))?;
+    /// The columns are exactly [`HEADER`], in its order: lines in our own
+    /// layout.
+    pub(crate) fn is_ours(&self) -> bool {
+        self.slots.len() == HEADER.len()
+            && self.slots.iter().enumerate().all(|(i, s)| *s == Some(i))
+    }
+
+    /// Parses one record line (without its line ending); the error is the
+    /// message, without file and line.
+    pub(crate) fn parse(&self, line: &[u8]) -> Result<OpRecord, String> {
+        let line = std::str::from_utf8(line).map_err(|e| format!("not valid UTF-8 ({e})"))?;
         let mut vals: [&str; HEADER.len()] = [""; HEADER.len()];
         let mut count = 0usize;
         for field in line.split('\t') {
@@ -281,34 +312,27 @@ impl OpLogReader {
             count += 1;
         }
         if count != self.slots.len() {
-            return Err(self.parse_err(format!(
+            return Err(format!(
                 "wrong column count: {count} columns, the header has {}",
                 self.slots.len()
-            )));
+            ));
         }
 
-        let num = |c: usize| -> Result<u64, OpLogError> {
-            vals[c].trim().parse::<u64>().map_err(|_| {
-                self.parse_err(format!(
-                    "bad number in column `{}`: `{}`",
-                    HEADER[c], vals[c]
-                ))
-            })
+        let num = |c: usize| -> Result<u64, String> {
+            vals[c]
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| format!("bad number in column `{}`: `{}`", HEADER[c], vals[c]))
         };
-        let time = |c: usize| -> Result<i64, OpLogError> {
-            parse_rfc3339_ns(vals[c].trim()).ok_or_else(|| {
-                self.parse_err(format!("bad time in column `{}`: `{}`", HEADER[c], vals[c]))
-            })
+        let time = |c: usize| -> Result<i64, String> {
+            parse_rfc3339_ns(vals[c].trim())
+                .ok_or_else(|| format!("bad time in column `{}`: `{}`", HEADER[c], vals[c]))
         };
 
         let op = OpKind::from_str(vals[C_OP].trim())
-            .map_err(|e| self.parse_err(format!("bad op in column `op`: {e}")))?;
-        let n_objects = u32::try_from(num(C_N_OBJECTS)?).map_err(|_| {
-            self.parse_err(format!(
-                "bad number in column `n_objects`: `{}`",
-                vals[C_N_OBJECTS]
-            ))
-        })?;
+            .map_err(|e| format!("bad op in column `op`: {e}"))?;
+        let n_objects = u32::try_from(num(C_N_OBJECTS)?)
+            .map_err(|_| format!("bad number in column `n_objects`: `{}`", vals[C_N_OBJECTS]))?;
         let start_ns = time(C_START)?;
         let first_byte = vals[C_FIRST_BYTE].trim();
         let first_byte_ns = if first_byte.is_empty() || first_byte.starts_with(GO_ZERO_TIME_PREFIX)
@@ -321,18 +345,18 @@ impl OpLogReader {
         let duration_ns = if duration.is_empty() {
             None
         } else {
-            Some(duration.parse::<i64>().map_err(|_| {
-                self.parse_err(format!("bad number in column `duration_ns`: `{duration}`"))
-            })?)
+            Some(
+                duration
+                    .parse::<i64>()
+                    .map_err(|_| format!("bad number in column `duration_ns`: `{duration}`"))?,
+            )
         };
         // `end` is authoritative; `duration_ns` only fills in a missing end.
         let end_ns = if vals[C_END].trim().is_empty() {
             match duration_ns {
                 Some(d) => start_ns.saturating_add(d),
                 None => {
-                    return Err(self.parse_err(
-                        "empty `end` and empty `duration_ns`: no end time".to_string(),
-                    ));
+                    return Err("empty `end` and empty `duration_ns`: no end time".to_string());
                 }
             }
         } else {
@@ -361,9 +385,9 @@ impl OpLogReader {
             warmup: matches!(vals[C_WARMUP].trim(), "1" | "true"),
             retries: match vals[C_RETRIES].trim() {
                 "" => 0,
-                r => r.parse().map_err(|_| {
-                    self.parse_err(format!("bad number in column `retries`: `{r}`"))
-                })?,
+                r => r
+                    .parse()
+                    .map_err(|_| format!("bad number in column `retries`: `{r}`"))?,
             },
         })
     }

@@ -1,47 +1,97 @@
 //! Merges agents' op-logs into one timeline: clock-corrected, sorted by
 //! start time (ties by client id, then index), written as one zstd TSV.
 //!
-//! An agent's log is in completion order, not start order, so inputs are
-//! not assumed sorted. This is an external sort with bounded memory however
-//! long the run:
+//! An agent's log is nearly in start order: its workers hand their ops to
+//! the writer in batches, so a line comes after lines that started later
+//! by about as many lines as the other workers log meanwhile. So the merge
+//! streams, with memory bounded by the number of logs open at once, not by
+//! the records (docs/oplog.md, "Merge", has the user's view):
 //!
-//! 1. Each input is read in chunks of at most `chunk_records` records
-//!    ([`MERGE_CHUNK_RECORDS`]); each chunk is corrected and sorted. Chunks
-//!    stay in memory while their total fits in one chunk's budget (so small
-//!    inputs never touch the disk); others are spilled to zstd run files in
-//!    the temp directory.
-//! 2. While there are more run files than [`MERGE_FAN_IN`], groups of them
-//!    are merged into longer runs, so the number of files (and decoder
-//!    buffers) open at once stays bounded too. In-memory runs cost neither
-//!    and always join the final pass.
-//! 3. A k-way merge over a binary heap holding one record per run writes
-//!    the output.
+//! 1. Each input is *probed* (`Source::probe`): its header checked, its
+//!    first lines read for their smallest start and their disorder. The
+//!    merge opens it only when it reaches that start (less
+//!    [`OPEN_MARGIN_NS`]), so a run's later stages cost no memory while
+//!    earlier ones are merged, and reads it in blocks of twice that
+//!    disorder.
+//! 2. An open log (`source`) is decompressed on a thread of its own
+//!    (`text`) into chunks where its lines stay. Each block read is
+//!    sorted (keys only) and merged with the rest of the previous block;
+//!    lines up to the newest block's smallest are handed out. Lines in our
+//!    layout are not parsed into records (`line`): they are checked as
+//!    the reader would, their key and times read, and their times
+//!    rewritten in place when the clock offset is not zero; other layouts
+//!    (warp, s3dlio) go through the reader's parser.
+//! 3. A loser tree picks the next line among the open logs (`engine`).
+//! 4. The output (`sink`) is compressed on a thread of its own, as
+//!    independent zstd frames of about 1 MiB, the last `HOLD_BYTES` held
+//!    back: a *late* line (read after lines sorting after it were written:
+//!    an op much slower than those around it) is put in place there.
+//! 5. A line later still (a timeout) is kept (`late`, spilled to sorted
+//!    temp runs beyond a budget), and a second pass (`second`) puts them
+//!    in place: frames without late lines are copied as compressed bytes.
+//! 6. More than [`MERGE_FAN_IN`] logs are merged in groups into temp runs
+//!    first, so open files and memory stay bounded however many there are.
 //!
-//! Memory is thus about two chunks plus one decoder per open run. A damaged
-//! input (truncated, bad line) still contributes the records before the
-//! damage; the error is reported in [`MergeStats::errors`] and the caller
-//! decides what to do. Temp files are removed however the merge ends.
+//! A damaged input (truncated, bad line) still contributes the records
+//! before the damage; the error is reported in [`MergeStats::errors`] and
+//! the caller decides what to do. The output appears under its name only
+//! when complete, and temp files are removed however the merge ends.
 
-use super::reader::{OpLogError, OpLogReader};
+mod engine;
+mod late;
+mod line;
+mod second;
+mod sink;
+mod source;
+mod text;
+
+use self::engine::{Ctx, Slot, Waiting, merge_pass};
+use self::late::Late;
+use self::second::second_pass;
+use self::sink::{Sink, SinkOptions};
+use self::source::{Sizes, Source};
+use super::reader::OpLogError;
 use super::record::OpRecord;
-use super::writer::{OPLOG_ZSTD_LEVEL, TsvZstdFile};
+use super::writer::OPLOG_ZSTD_LEVEL;
 use serde::{Deserialize, Serialize};
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
-/// Records sorted in memory at a time. At a few hundred bytes per record,
-/// ~300 MB per chunk and at most two chunks held at once (one resident, one
-/// being filled), while still making runs long enough that a day-long run
-/// at 100k ops/s needs only ~9k of them.
-pub const MERGE_CHUNK_RECORDS: usize = 1_000_000;
-
-/// Most runs merged in one pass. Each open run holds a zstd decoder and a
-/// read buffer (well under 1 MiB together), so this bounds that memory and
-/// the open file descriptors.
+/// Most logs merged at once (open files, decoders and windows). More are
+/// merged in groups first.
 pub const MERGE_FAN_IN: usize = 128;
+
+/// A log is read in blocks of lines of twice its disorder (how many lines
+/// its lines come after their place, in its first lines), within these
+/// bounds. An agent's lines come out of place by the lines its workers log
+/// while one holds back a batch (at most 256 ops or 100 ms): ~3k lines
+/// (~0.5 MiB) for 32 workers at 30k ops/s, ~50k at 500k ops/s. Small
+/// blocks are faster (the windows of all logs stay in cache).
+const MIN_BLOCK_BYTES: usize = 1 << 20;
+const MAX_BLOCK_BYTES: usize = 16 << 20;
+/// Memory for the windows of all logs open at once: with many logs, less
+/// than [`MAX_BLOCK_BYTES`] each.
+const WINDOW_BYTES: usize = 256 << 20;
+
+/// Decompressed text is read into chunks of this size; lines stay there
+/// until handed out.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// Output text held back from the compressor, in which late lines (ops
+/// much slower than those around them) are still put in place without a
+/// second pass: ~380k lines, a second or more of a merged run.
+const HOLD_BYTES: usize = 64 << 20;
+
+/// Late lines kept in memory before they are spilled to a sorted run.
+const LATE_BYTES: usize = 64 << 20;
+
+/// Text read to probe a log for its first start and its disorder.
+const PROBE_BYTES: usize = 4 << 20;
+
+/// A log opens this long before the smallest start of its first lines: its
+/// ops may have started a little before those that completed first.
+pub const OPEN_MARGIN_NS: i64 = 5_000_000_000;
 
 /// Temp runs are read once, soon, and deleted: the fastest zstd level.
 const RUN_ZSTD_LEVEL: i32 = 1;
@@ -64,6 +114,14 @@ pub struct MergeStats {
     pub records_in: u64,
     /// Records written to the output; equal to `records_in`.
     pub records_out: u64,
+    /// Records that came after their place in the output was written (an
+    /// op much slower than those around it) and were put in place in the
+    /// output not yet compressed.
+    #[serde(default)]
+    pub placed: u64,
+    /// Records that came later still, and took a second pass.
+    #[serde(default)]
+    pub late: u64,
     /// Number of inputs given.
     pub inputs: usize,
     /// One message per damaged or unreadable input, naming file and line.
@@ -71,268 +129,349 @@ pub struct MergeStats {
 }
 
 /// Merges `inputs` into `out` (zstd TSV with header), using `tmp_dir` for
-/// spilled runs. The output appears under its name only when complete.
+/// temp runs. The output appears under its name only when complete.
 pub fn merge_files(
     inputs: &[MergeInput],
     out: &Path,
     tmp_dir: &Path,
 ) -> Result<MergeStats, OpLogError> {
-    merge_files_with(inputs, out, tmp_dir, MERGE_CHUNK_RECORDS, MERGE_FAN_IN)
+    merge_files_with(inputs, out, tmp_dir, &MergeConfig::default())
 }
 
 /// Writes `records` in order to `path` as a zstd op-log; returns how many.
 pub fn write_records(path: &Path, records: impl IntoIterator<Item = OpRecord>) -> io::Result<u64> {
-    let mut file = TsvZstdFile::create(path, OPLOG_ZSTD_LEVEL)?;
+    let opts = SinkOptions {
+        level: OPLOG_ZSTD_LEVEL,
+        thread: false,
+        sync: true,
+        hold_bytes: 0,
+        block_bytes: sink::BLOCK_BYTES,
+    };
+    let to_io = |e: OpLogError| match e {
+        OpLogError::Io { source, .. } => source,
+        e => io::Error::other(e.to_string()),
+    };
+    let mut sink = Sink::create(path, opts).map_err(to_io)?;
+    let mut line = String::new();
     for rec in records {
-        file.write(&rec)?;
+        line.clear();
+        rec.write_tsv(&mut line);
+        let line = line.strip_suffix('\n').unwrap_or(&line);
+        sink.push(line.as_bytes(), rec.start_ns).map_err(to_io)?;
     }
-    Ok(file.finish()?.0)
+    Ok(sink.finish().map_err(to_io)?.records)
 }
 
-/// [`merge_files`] with explicit chunk size and fan-in (tests use small ones
-/// to force spilling and multi-pass merging).
+/// The merge's sizes; tests make them small to force every path.
+#[derive(Clone, Debug)]
+pub(crate) struct MergeConfig {
+    /// Most logs merged at once.
+    pub fan_in: usize,
+    /// Window memory of all open logs together.
+    pub window_bytes: usize,
+    pub min_block_bytes: usize,
+    pub max_block_bytes: usize,
+    pub chunk_bytes: usize,
+    /// Output held back for late lines.
+    pub hold_bytes: usize,
+    /// Output text per zstd frame.
+    pub frame_bytes: usize,
+    /// Late lines held in memory before spilling.
+    pub late_bytes: usize,
+    pub probe_bytes: usize,
+    /// Compress on a thread of its own.
+    pub thread: bool,
+    /// Decompress each log on a thread of its own.
+    pub read_thread: bool,
+}
+
+impl Default for MergeConfig {
+    fn default() -> Self {
+        MergeConfig {
+            fan_in: MERGE_FAN_IN,
+            window_bytes: WINDOW_BYTES,
+            min_block_bytes: MIN_BLOCK_BYTES,
+            max_block_bytes: MAX_BLOCK_BYTES,
+            chunk_bytes: CHUNK_BYTES,
+            hold_bytes: HOLD_BYTES,
+            frame_bytes: sink::BLOCK_BYTES,
+            late_bytes: LATE_BYTES,
+            probe_bytes: PROBE_BYTES,
+            thread: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
+            read_thread: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
+        }
+    }
+}
+
+impl MergeConfig {
+    fn sizes(&self, inputs: usize) -> Sizes {
+        let open = inputs.clamp(1, self.fan_in.max(1));
+        Sizes {
+            block_bytes: (self.window_bytes / open).clamp(
+                self.min_block_bytes,
+                self.max_block_bytes.max(self.min_block_bytes),
+            ),
+            chunk_bytes: self.chunk_bytes,
+            thread: self.read_thread,
+        }
+    }
+
+    fn run_options(&self) -> SinkOptions {
+        SinkOptions {
+            level: RUN_ZSTD_LEVEL,
+            thread: self.thread,
+            sync: false,
+            hold_bytes: 0,
+            block_bytes: self.frame_bytes,
+        }
+    }
+}
+
+/// [`merge_files`] with explicit sizes.
 pub(crate) fn merge_files_with(
     inputs: &[MergeInput],
     out: &Path,
     tmp_dir: &Path,
-    chunk_records: usize,
-    fan_in: usize,
+    cfg: &MergeConfig,
 ) -> Result<MergeStats, OpLogError> {
-    let chunk_records = chunk_records.max(1);
-    let fan_in = fan_in.max(2);
-    let mut stats = MergeStats {
-        inputs: inputs.len(),
-        ..MergeStats::default()
-    };
     std::fs::create_dir_all(tmp_dir).map_err(|source| OpLogError::Io {
         path: tmp_dir.to_path_buf(),
         source,
     })?;
-    let mut temps = TempFiles::new(tmp_dir);
-
-    // Phase 1: sorted runs.
-    let mut runs = Runs {
-        memory: Vec::new(),
-        resident_records: 0,
-        files: Vec::new(),
-        budget: chunk_records,
+    let mut ctx = Ctx {
+        sizes: cfg.sizes(inputs.len()),
+        records_in: 0,
+        placed: 0,
+        errors: Vec::new(),
     };
-    let mut chunk: Vec<OpRecord> = Vec::new();
-    for input in inputs {
-        let reader = match OpLogReader::open(&input.path) {
-            Ok(r) => r,
-            Err(e) => {
-                stats.errors.push(e.to_string());
-                continue;
-            }
-        };
-        for item in reader {
-            match item {
-                Ok(mut rec) => {
-                    rec.shift_times(input.offset_ns);
-                    chunk.push(rec);
-                    stats.records_in += 1;
-                    if chunk.len() >= chunk_records {
-                        runs.add(std::mem::take(&mut chunk), &mut temps)?;
-                    }
-                }
-                Err(e) => {
-                    // The reader has stopped; keep what came before.
-                    stats.errors.push(e.to_string());
-                    break;
-                }
-            }
-        }
-        if !chunk.is_empty() {
-            runs.add(std::mem::take(&mut chunk), &mut temps)?;
+
+    // Probe: a log that cannot be opened is an error of that input.
+    let mut slots = Vec::with_capacity(inputs.len());
+    for (i, input) in inputs.iter().enumerate() {
+        match probe(input, cfg, inputs.len()) {
+            Ok((open_at, block_bytes)) => slots.push(Slot::Waiting(Waiting {
+                path: input.path.clone(),
+                offset_ns: input.offset_ns,
+                open_at,
+                block_bytes,
+                input: Some(i),
+            })),
+            Err(e) => ctx.errors.push((i, e.to_string())),
         }
     }
 
-    // Phase 2: bound the number of runs open at once.
-    let memory_runs = std::mem::take(&mut runs.memory);
-    let mut files = std::mem::take(&mut runs.files);
-    // Memory runs cost no file or decoder, so only files count.
-    while files.len() > fan_in {
-        let mut next = Vec::with_capacity(files.len().div_ceil(fan_in));
-        for group in files.chunks(fan_in) {
-            if group.len() == 1 {
-                next.push(group[0].clone());
-                continue;
-            }
-            let path = temps.new_path();
-            let sources = group
-                .iter()
-                .map(|p| Run::open(p))
-                .collect::<Result<Vec<_>, _>>()?;
-            kway_merge(sources, &path, RUN_ZSTD_LEVEL)?;
-            for p in group {
-                temps.remove(p);
-            }
-            next.push(path);
-        }
-        files = next;
+    let mut temps = TempFiles::new(tmp_dir);
+    let mut late = Late::new(tmp_dir, cfg.late_bytes, cfg.run_options());
+    let first = partial_path(out, "partial");
+    let second = partial_path(out, "partial2");
+    let result = merge_into(
+        slots, out, &first, &second, cfg, &mut ctx, &mut temps, &mut late,
+    );
+    if result.is_err() {
+        let _ = std::fs::remove_file(&first);
+        let _ = std::fs::remove_file(&second);
     }
-
-    // Phase 3: the final merge, into a partial file renamed when complete.
-    let mut sources: Vec<Run> = memory_runs.into_iter().map(Run::memory).collect();
-    for p in &files {
-        sources.push(Run::open(p)?);
-    }
-    let partial = partial_path(out);
-    let result = kway_merge(sources, &partial, OPLOG_ZSTD_LEVEL).and_then(|n| {
-        std::fs::rename(&partial, out).map_err(|source| OpLogError::Io {
-            path: out.to_path_buf(),
-            source,
-        })?;
-        Ok(n)
-    });
-    match result {
-        Ok(n) => stats.records_out = n,
-        Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            return Err(e);
-        }
-    }
-    Ok(stats)
+    let records_out = result?;
+    ctx.errors.sort_by_key(|(i, _)| *i);
+    Ok(MergeStats {
+        records_in: ctx.records_in,
+        records_out,
+        placed: ctx.placed,
+        late: late.count,
+        inputs: inputs.len(),
+        errors: ctx.errors.into_iter().map(|(_, e)| e).collect(),
+    })
 }
 
-/// `out` with `.partial` appended to its file name.
-fn partial_path(out: &Path) -> PathBuf {
+/// The passes: everything into `first`, then, if lines were late, `first`
+/// and the late lines into `second`; the result renamed to `out`.
+#[allow(clippy::too_many_arguments)]
+fn merge_into(
+    slots: Vec<Slot>,
+    out: &Path,
+    first: &Path,
+    second: &Path,
+    cfg: &MergeConfig,
+    ctx: &mut Ctx,
+    temps: &mut TempFiles,
+    late: &mut Late,
+) -> Result<u64, OpLogError> {
+    let final_opts = SinkOptions {
+        level: OPLOG_ZSTD_LEVEL,
+        thread: cfg.thread,
+        sync: true,
+        hold_bytes: cfg.hold_bytes,
+        block_bytes: cfg.frame_bytes,
+    };
+    let mut sink = Sink::create(first, final_opts)?;
+    merge_all(slots, &mut sink, late, temps, ctx, cfg)?;
+    ctx.placed = sink.placed;
+    let pass = sink.finish()?;
+    let mut records = pass.records;
+    let mut done = first;
+    if late.count > 0 {
+        let mut late_lines = late_stream(late, temps, ctx, cfg)?;
+        records = second_pass(
+            first,
+            &pass.frames,
+            &mut late_lines,
+            second,
+            OPLOG_ZSTD_LEVEL,
+            true,
+        )?;
+        let _ = std::fs::remove_file(first);
+        done = second;
+    }
+    std::fs::rename(done, out).map_err(|source| OpLogError::Io {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    Ok(records)
+}
+
+/// The late lines as one sorted source: in memory, or one run (merged from
+/// the runs spilled, if more than one).
+fn late_stream(
+    late: &mut Late,
+    temps: &mut TempFiles,
+    ctx: &mut Ctx,
+    cfg: &MergeConfig,
+) -> Result<Source, OpLogError> {
+    let sizes = Sizes {
+        block_bytes: cfg.min_block_bytes,
+        chunk_bytes: cfg.chunk_bytes,
+        thread: false,
+    };
+    let (runs, memory) = late.take_runs(cfg.fan_in)?;
+    match (runs.len(), memory) {
+        (0, Some(src)) => Ok(src),
+        (1, None) => Source::open(&runs[0].0, 0, sizes),
+        (_, memory) => {
+            let mut slots: Vec<Slot> = runs
+                .into_iter()
+                .map(|(path, open_at)| {
+                    Slot::Waiting(Waiting {
+                        path,
+                        offset_ns: 0,
+                        open_at,
+                        block_bytes: cfg.min_block_bytes,
+                        input: None,
+                    })
+                })
+                .collect();
+            slots.extend(memory.map(|src| Slot::Open {
+                src: Box::new(src),
+                input: None,
+            }));
+            let path = temps.new_path();
+            let mut run = Sink::create(&path, cfg.run_options())?;
+            merge_all(slots, &mut run, &mut Late::none(), temps, ctx, cfg)?;
+            run.finish()?;
+            Source::open(&path, 0, sizes)
+        }
+    }
+}
+
+/// Merges any number of logs into `sink`: more than the fan-in are merged
+/// in groups (of nearby first starts) into temp runs first.
+fn merge_all(
+    mut slots: Vec<Slot>,
+    sink: &mut Sink,
+    late: &mut Late,
+    temps: &mut TempFiles,
+    ctx: &mut Ctx,
+    cfg: &MergeConfig,
+) -> Result<(), OpLogError> {
+    let fan_in = cfg.fan_in.max(2);
+    while slots.len() > fan_in {
+        slots.sort_by_key(Slot::start);
+        let mut next = Vec::with_capacity(slots.len().div_ceil(fan_in));
+        let mut rest = slots.into_iter().peekable();
+        while rest.peek().is_some() {
+            let group: Vec<Slot> = rest.by_ref().take(fan_in).collect();
+            if group.len() == 1 {
+                next.extend(group);
+                continue;
+            }
+            let merged: Vec<PathBuf> = group.iter().filter_map(|s| s.run_path().cloned()).collect();
+            let path = temps.new_path();
+            let mut run = Sink::create(&path, cfg.run_options())?;
+            merge_pass(group, &mut run, late, ctx)?;
+            let first = run.finish()?.first_start;
+            for p in &merged {
+                temps.remove(p);
+                late.remove(p);
+            }
+            next.push(Slot::Waiting(Waiting {
+                path,
+                offset_ns: 0,
+                open_at: first.unwrap_or(i64::MIN),
+                block_bytes: cfg.min_block_bytes,
+                input: None,
+            }));
+        }
+        slots = next;
+    }
+    merge_pass(slots, sink, late, ctx)
+}
+
+/// Opens a log, checks its header, and reads its first lines: the merge
+/// opens it a little before the smallest start among them, and reads it in
+/// blocks large enough for how far out of order they are.
+fn probe(input: &MergeInput, cfg: &MergeConfig, inputs: usize) -> Result<(i64, usize), OpLogError> {
+    let sizes = Sizes {
+        block_bytes: cfg.probe_bytes,
+        chunk_bytes: cfg.chunk_bytes,
+        thread: false,
+    };
+    let mut src = Source::open(&input.path, input.offset_ns, sizes)?;
+    let p = src.probe()?;
+    let open_at = p
+        .first_start
+        .map_or(i64::MIN, |s| s.saturating_sub(OPEN_MARGIN_NS));
+    let max_block = cfg.sizes(inputs).block_bytes;
+    let block = if p.ended || p.lines == 0 {
+        cfg.min_block_bytes
+    } else if p.displacement > p.lines / 2 {
+        // Out of order beyond what the probe can see.
+        max_block
+    } else {
+        // Twice the disorder seen, in bytes.
+        (2 * p.displacement * p.bytes.div_ceil(p.lines)).clamp(cfg.min_block_bytes, max_block)
+    };
+    tracing::debug!(
+        path = %input.path.display(),
+        lines = p.lines,
+        displacement = p.displacement,
+        block,
+        "merge: probed"
+    );
+    Ok((open_at, block))
+}
+
+/// `out` with `.{suffix}` appended to its file name.
+fn partial_path(out: &Path, suffix: &str) -> PathBuf {
     let mut name = out.file_name().unwrap_or_default().to_os_string();
-    name.push(".partial");
+    name.push(".");
+    name.push(suffix);
     out.with_file_name(name)
 }
 
-/// Sorted runs produced by phase 1.
-struct Runs {
-    memory: Vec<Vec<OpRecord>>,
-    resident_records: usize,
-    files: Vec<PathBuf>,
-    /// Most records kept resident across all memory runs.
-    budget: usize,
-}
-
-impl Runs {
-    /// Sorts a chunk and keeps it in memory if the budget allows, otherwise
-    /// spills it to a temp run file.
-    fn add(&mut self, mut chunk: Vec<OpRecord>, temps: &mut TempFiles) -> Result<(), OpLogError> {
-        // Stable sort: records with equal keys keep their input order.
-        chunk.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-        if self.resident_records + chunk.len() <= self.budget {
-            self.resident_records += chunk.len();
-            self.memory.push(chunk);
-            return Ok(());
-        }
-        let path = temps.new_path();
-        let io_err = |source| OpLogError::Io {
-            path: path.clone(),
-            source,
-        };
-        let mut file = TsvZstdFile::create(&path, RUN_ZSTD_LEVEL).map_err(io_err)?;
-        for rec in &chunk {
-            file.write(rec).map_err(io_err)?;
-        }
-        file.finish().map_err(io_err)?;
-        self.files.push(path);
-        Ok(())
-    }
-}
-
-/// A sorted source of records.
-enum Run {
-    Memory(std::vec::IntoIter<OpRecord>),
-    File(OpLogReader),
-}
-
-impl Run {
-    fn memory(records: Vec<OpRecord>) -> Self {
-        Run::Memory(records.into_iter())
-    }
-
-    fn open(path: &Path) -> Result<Self, OpLogError> {
-        OpLogReader::open(path).map(Run::File)
-    }
-
-    /// Our own temp runs must read back whole: an error here is an error of
-    /// the merge, not a damaged input.
-    fn next_record(&mut self) -> Result<Option<OpRecord>, OpLogError> {
-        match self {
-            Run::Memory(it) => Ok(it.next()),
-            Run::File(reader) => reader.next().transpose(),
-        }
-    }
-}
-
-/// A run's current record in the merge heap.
-struct Head {
-    rec: OpRecord,
-    run: usize,
-}
-
-impl Head {
-    fn key(&self) -> ((i64, &str, u64), usize) {
-        (self.rec.sort_key(), self.run)
-    }
-}
-
-impl PartialEq for Head {
-    fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
-    }
-}
-
-impl Eq for Head {}
-
-impl PartialOrd for Head {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Head {
-    /// Reversed: `BinaryHeap` is a max-heap and the merge wants the smallest.
-    fn cmp(&self, other: &Self) -> Ordering {
-        other.key().cmp(&self.key())
-    }
-}
-
-/// Merges sorted runs into a new zstd op-log at `path`; returns the count.
-fn kway_merge(mut runs: Vec<Run>, path: &Path, level: i32) -> Result<u64, OpLogError> {
-    let io_err = |source| OpLogError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut out = TsvZstdFile::create(path, level).map_err(io_err)?;
-    let mut heap = BinaryHeap::with_capacity(runs.len());
-    for (run, source) in runs.iter_mut().enumerate() {
-        if let Some(rec) = source.next_record()? {
-            heap.push(Head { rec, run });
-        }
-    }
-    while let Some(Head { rec, run }) = heap.pop() {
-        out.write(&rec).map_err(io_err)?;
-        if let Some(next) = runs[run].next_record()? {
-            heap.push(Head { rec: next, run });
-        }
-    }
-    Ok(out.finish().map_err(io_err)?.0)
-}
-
 /// Temp run files, removed when dropped (success, error or panic alike).
-struct TempFiles {
+pub(super) struct TempFiles {
     dir: PathBuf,
     paths: Vec<PathBuf>,
 }
 
 impl TempFiles {
-    fn new(dir: &Path) -> Self {
+    pub(super) fn new(dir: &Path) -> Self {
         TempFiles {
             dir: dir.to_path_buf(),
             paths: Vec::new(),
         }
     }
 
-    fn new_path(&mut self) -> PathBuf {
+    pub(super) fn new_path(&mut self) -> PathBuf {
         let seq = TEMP_SEQ.fetch_add(1, AtomicOrdering::Relaxed);
         let path = self.dir.join(format!(
             "chorus-merge-{}-{}-{seq}.run.tsv.zst",
@@ -343,9 +482,12 @@ impl TempFiles {
         path
     }
 
-    fn remove(&mut self, path: &Path) {
-        let _ = std::fs::remove_file(path);
-        self.paths.retain(|p| p != path);
+    /// Removes one of this set's files (others are left alone).
+    pub(super) fn remove(&mut self, path: &Path) {
+        if let Some(i) = self.paths.iter().position(|p| p == path) {
+            let _ = std::fs::remove_file(path);
+            self.paths.swap_remove(i);
+        }
     }
 }
 
@@ -358,138 +500,4 @@ impl Drop for TempFiles {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::oplog::test_util::record;
-
-    fn read_all(path: &Path) -> Vec<OpRecord> {
-        OpLogReader::open(path)
-            .unwrap()
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap()
-    }
-
-    /// Three agents' logs, unsorted, with clock offsets; returns the inputs
-    /// and the expected merged timeline.
-    fn make_inputs(dir: &Path, per_agent: u64) -> (Vec<MergeInput>, Vec<OpRecord>) {
-        let offsets = [5_000_000i64, -3_000_000, 0];
-        let mut inputs = Vec::new();
-        let mut expected = Vec::new();
-        for (a, offset_ns) in offsets.into_iter().enumerate() {
-            let client = format!("agent-{a}");
-            let recs: Vec<OpRecord> = (0..per_agent)
-                .map(|n| record(n * 3 + a as u64, &client))
-                .collect();
-            let path = dir.join(format!("{client}.tsv.zst"));
-            write_records(&path, recs.clone()).unwrap();
-            for mut r in recs {
-                r.start_ns -= offset_ns;
-                r.end_ns -= offset_ns;
-                r.first_byte_ns = r.first_byte_ns.map(|t| t - offset_ns);
-                expected.push(r);
-            }
-            inputs.push(MergeInput { path, offset_ns });
-        }
-        expected.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-        (inputs, expected)
-    }
-
-    fn dir_is_empty(p: &Path) -> bool {
-        std::fs::read_dir(p).unwrap().next().is_none()
-    }
-
-    #[test]
-    fn merges_unsorted_inputs_with_offsets() {
-        let dir = tempfile::tempdir().unwrap();
-        let tmp = dir.path().join("tmp");
-        let (inputs, expected) = make_inputs(dir.path(), 3_000);
-        // Inputs really are unsorted.
-        let first = read_all(&inputs[0].path);
-        assert!(first.windows(2).any(|w| w[0].start_ns > w[1].start_ns));
-
-        let out = dir.path().join("merged.tsv.zst");
-        let stats = merge_files(&inputs, &out, &tmp).unwrap();
-        assert_eq!(stats.records_in, 9_000);
-        assert_eq!(stats.records_out, 9_000);
-        assert_eq!(stats.inputs, 3);
-        assert!(stats.errors.is_empty());
-        let got = read_all(&out);
-        assert!(got.windows(2).all(|w| w[0].sort_key() <= w[1].sort_key()));
-        assert_eq!(got, expected);
-        assert!(dir_is_empty(&tmp));
-        assert!(!partial_path(&out).exists());
-    }
-
-    #[test]
-    fn spilling_gives_the_same_output() {
-        let dir = tempfile::tempdir().unwrap();
-        let tmp = dir.path().join("tmp");
-        let (inputs, expected) = make_inputs(dir.path(), 5_000);
-
-        let whole = dir.path().join("whole.tsv.zst");
-        merge_files(&inputs, &whole, &tmp).unwrap();
-        // 1,000-record chunks: 15 runs, 14 spilled; a fan-in of 4 forces
-        // intermediate merge passes as well.
-        let spilled = dir.path().join("spilled.tsv.zst");
-        let stats = merge_files_with(&inputs, &spilled, &tmp, 1_000, 4).unwrap();
-        assert_eq!(stats.records_out, 15_000);
-        assert!(dir_is_empty(&tmp));
-
-        let a = read_all(&whole);
-        assert_eq!(a, expected);
-        assert_eq!(read_all(&spilled), a);
-    }
-
-    #[test]
-    fn damaged_input_keeps_records_before_damage() {
-        let dir = tempfile::tempdir().unwrap();
-        let tmp = dir.path().join("tmp");
-        let (mut inputs, _) = make_inputs(dir.path(), 100_000);
-        // Cut the second agent's log short.
-        let bytes = std::fs::read(&inputs[1].path).unwrap();
-        std::fs::write(&inputs[1].path, &bytes[..bytes.len() / 2]).unwrap();
-        inputs.push(MergeInput {
-            path: dir.path().join("missing.tsv.zst"),
-            offset_ns: 0,
-        });
-
-        let out = dir.path().join("merged.tsv.zst");
-        let stats = merge_files_with(&inputs, &out, &tmp, 30_000, 4).unwrap();
-        assert_eq!(stats.inputs, 4);
-        assert_eq!(stats.errors.len(), 2, "{:?}", stats.errors);
-        assert!(
-            stats.errors[0].contains("agent-1.tsv.zst:"),
-            "{:?}",
-            stats.errors
-        );
-        assert!(
-            stats.errors[1].contains("missing.tsv.zst"),
-            "{:?}",
-            stats.errors
-        );
-        assert!(stats.records_in > 200_000 && stats.records_in < 300_000);
-        assert_eq!(stats.records_in, stats.records_out);
-        let got = read_all(&out);
-        assert_eq!(got.len() as u64, stats.records_out);
-        assert!(got.windows(2).all(|w| w[0].sort_key() <= w[1].sort_key()));
-        assert!(dir_is_empty(&tmp));
-    }
-
-    #[test]
-    fn empty_inputs_give_a_header_only_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("merged.tsv.zst");
-        let stats = merge_files(&[], &out, dir.path()).unwrap();
-        assert_eq!((stats.records_in, stats.records_out), (0, 0));
-        assert!(read_all(&out).is_empty());
-    }
-
-    #[test]
-    fn unwritable_output_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let (inputs, _) = make_inputs(dir.path(), 10);
-        let out = dir.path().join("no/such/dir/merged.tsv.zst");
-        let err = merge_files(&inputs, &out, &dir.path().join("tmp")).unwrap_err();
-        assert!(err.to_string().contains("merged.tsv.zst.partial"), "{err}");
-    }
-}
+mod tests;
