@@ -191,6 +191,7 @@ impl Bench {
             keys: Some(self.keys.clone()),
             pools: Some(self.pools.clone()),
             start_at: Instant::now(),
+            clock: chorus_common::clock::Anchor::now(),
             live: Arc::new(LiveCounters::default()),
             stop: Arc::new(AtomicBool::new(false)),
         }
@@ -241,7 +242,12 @@ impl Bench {
 fn synthetic_batches(records: u64) -> Vec<LogBatch> {
     const WORKERS: u64 = 32;
     const PER_BATCH: u64 = 256;
-    let context = Arc::new(LogContext::new("harness-agent", "get90-put10", "h/"));
+    let context = Arc::new(LogContext::new(
+        "harness-agent",
+        "get90-put10",
+        "h/",
+        Default::default(),
+    ));
     let t0: i64 = 1_795_471_005_000_000_000;
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = move || {

@@ -136,6 +136,12 @@ pub struct DataSpec {
     /// Compress factor, ≥ 1.0: zstd (level 3) compresses the data by this
     /// ratio.
     pub compress: f64,
+    /// Every object gets the same bytes: those of an object with the empty
+    /// key. A payload is generated once and handed out again (fio's
+    /// default, `refill_buffers=0`), so a PUT costs no generation, and a
+    /// verifying GET checks any object against the same bytes. Dedup across
+    /// objects is then total, whatever `dedup` says within one.
+    pub reuse: bool,
 }
 
 impl DataSpec {
@@ -145,6 +151,7 @@ impl DataSpec {
             seed,
             dedup: 1,
             compress: 1.0,
+            reuse: false,
         }
     }
 
@@ -411,7 +418,7 @@ impl Gen {
     fn new(spec: &DataSpec, key: &str) -> Self {
         Self {
             seed: spec.seed,
-            key_hash: key_hash(key),
+            key_hash: key_hash(if spec.reuse { "" } else { key }),
             dedup: u64::from(spec.dedup.clamp(1, MAX_DEDUP)),
             random_len: spec.random_len(),
         }
@@ -537,6 +544,9 @@ pub fn object(spec: &DataSpec, key: &str, size: u64) -> Bytes {
 /// upload), in a reused page-aligned buffer as [`object`] makes.
 pub fn span(spec: &DataSpec, key: &str, offset: u64, len: u64) -> Bytes {
     let len = usize::try_from(len).expect("object size fits in memory");
+    if spec.reuse {
+        return payload::reused(spec, offset, len, |buf| fill(spec, key, offset, buf));
+    }
     payload::pooled(len, |buf| fill(spec, key, offset, buf))
 }
 

@@ -63,7 +63,9 @@
 # but inside the phase's wall time), as it must to verify them later. On
 # file:// 1 MiB writes, where the kernel's copy into the page cache is all
 # fio does, that generation is a cost fio does not have (about a third of
-# Chorus's CPU there); the summary's mean PUT latency excludes it.
+# Chorus's CPU there); the summary's mean PUT latency excludes it. The
+# seq1m-write-reuse row runs the same writes with `data: {reuse: true}`
+# (one payload made once and handed out again, like fio's buffer).
 #
 # Settings (environment):
 #   BENCH_DIR      directory on a real disk (not tmpfs)   /var/tmp/chorus-fio-compare
@@ -281,6 +283,9 @@ echo "measuring, ${PHASE_SECONDS}s per run, $ROUNDS round(s), $JOBS jobs/workers
 file:// cache $CACHE (load $LOAD_START)…"
 phase "seq1m-read" seq1m-get.yaml read 1M seq1m
 phase "seq1m-write" seq1m-put.yaml write 1M seq1m
+# The same writes with one reused payload (data.reuse: true), as fio does:
+# what is left of the gap once Chorus makes no per-object bytes.
+phase "seq1m-write-reuse" seq1m-put-reuse.yaml write 1M seq1m
 if "$CONTROLLER" validate "$PLANS/rand4k-range-get.yaml" >"$OUT/range-get-validate.txt" 2>&1; then
   RANGE_NOTE="4 KiB random reads: Chorus range_get in 64 MiB objects vs fio randread."
   phase "rand4k-read" rand4k-range-get.yaml randread 4k rand64m \

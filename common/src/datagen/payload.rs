@@ -28,6 +28,8 @@ use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
 
+use super::DataSpec;
+
 /// Alignment of every payload buffer: a page, which is at least the
 /// memory alignment `O_DIRECT` asks for on common devices (512 or 4096).
 pub const PAYLOAD_ALIGN: usize = 4096;
@@ -203,6 +205,48 @@ pub(super) fn pooled(len: usize, fill: impl FnOnce(&mut [u8])) -> Bytes {
         buf: Some(buf),
         len,
     })
+}
+
+/// Most payloads [`reused`] keeps, and their most bytes: enough for the
+/// sizes of a bucketed size distribution, or the parts of a multipart
+/// upload, without holding much memory.
+const REUSED_PAYLOADS: usize = 16;
+const REUSED_BYTES: usize = 256 << 20;
+
+/// Payloads kept for [`DataSpec::reuse`], newest last, keyed by what makes
+/// their bytes: (seed, dedup, compress bits, offset, length).
+type ReuseKey = (u64, u32, u64, u64, usize);
+static REUSED: Mutex<Vec<(ReuseKey, Bytes)>> = Mutex::new(Vec::new());
+
+/// A payload of `len` bytes from `offset` on, made by `fill` the first time
+/// and handed out again (a reference-counted clone, no copy) while it is
+/// kept. Payloads past [`REUSED_BYTES`] are made each time; the oldest kept
+/// one makes room for a new one.
+pub(super) fn reused(
+    spec: &DataSpec,
+    offset: u64,
+    len: usize,
+    fill: impl FnOnce(&mut [u8]),
+) -> Bytes {
+    let key = (spec.seed, spec.dedup, spec.compress.to_bits(), offset, len);
+    let lock = || REUSED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, b)) = lock().iter().find(|(k, _)| *k == key) {
+        return b.clone();
+    }
+    // Made outside the lock: a large payload takes a while.
+    let bytes = pooled(len, fill);
+    if len <= REUSED_BYTES {
+        let mut kept = lock();
+        if !kept.iter().any(|(k, _)| *k == key) {
+            while kept.len() >= REUSED_PAYLOADS
+                || kept.iter().map(|(_, b)| b.len()).sum::<usize>() + len > REUSED_BYTES
+            {
+                kept.remove(0);
+            }
+            kept.push((key, bytes.clone()));
+        }
+    }
+    bytes
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ fn spec(seed: u64, dedup: u32, compress: f64) -> DataSpec {
         seed,
         dedup,
         compress,
+        reuse: false,
     }
 }
 
@@ -314,4 +315,31 @@ fn same_bytes_in_two_processes() {
     assert_eq!(theirs.len() as u64, size);
     assert_eq!(verify(&s, "two/process", 0, &theirs), Ok(()));
     assert_eq!(&theirs[..], &object(&s, "two/process", size)[..]);
+}
+
+#[test]
+fn reuse_gives_every_object_the_same_bytes_made_once() {
+    let spec = DataSpec {
+        reuse: true,
+        ..DataSpec::new(99)
+    };
+    // A size no other test uses, so the kept payload is this test's.
+    let len = (1 << 20) + 4096 * 3;
+    let a = object(&spec, "a", len);
+    let b = object(&spec, "b/other", len);
+    assert_eq!(a, b, "same bytes for every key");
+    assert_eq!(a.as_ptr(), b.as_ptr(), "made once, handed out again");
+    assert_eq!(
+        a,
+        object(&DataSpec::new(99), "", len),
+        "the empty key's bytes"
+    );
+    assert_ne!(a, object(&DataSpec::new(99), "a", len));
+    assert!(verify(&spec, "any key", 0, &a).is_ok());
+    // A part of a multipart upload is the same span of those bytes.
+    let part = span(&spec, "c", 4096, 8192);
+    assert_eq!(&part[..], &a[4096..4096 + 8192]);
+    // Another seed is another payload.
+    let other = DataSpec { seed: 98, ..spec };
+    assert_ne!(object(&other, "a", len), a);
 }

@@ -3,6 +3,7 @@
 
 use crate::clock::format_rfc3339_ns;
 use crate::op::OpKind;
+use crate::plan::KeyNaming;
 use std::cell::RefCell;
 use std::sync::Arc;
 
@@ -122,25 +123,34 @@ pub struct LogContext {
     stage: Box<[u8]>,
     /// What [`EntryKey::Index`] keys start with (the key space's prefix).
     key_prefix: Box<[u8]>,
+    /// How the index follows the prefix.
+    naming: KeyNaming,
 }
 
 impl LogContext {
-    /// `key_prefix` must make [`EntryKey::Index`]`(i)` the key the op used:
-    /// `{key_prefix}{i:08}` (as `plan::ObjectSpec::key`).
-    pub fn new(client_id: &str, stage: &str, key_prefix: &str) -> LogContext {
+    /// `key_prefix` and `naming` must make [`EntryKey::Index`]`(i)` the key
+    /// the op used, as [`crate::plan::KeySpace::key`] writes it.
+    pub fn new(client_id: &str, stage: &str, key_prefix: &str, naming: KeyNaming) -> LogContext {
         LogContext {
             client_id: sanitized(client_id),
             stage: sanitized(stage),
             key_prefix: sanitized(key_prefix),
+            naming,
         }
+    }
+
+    /// The key of object `index`, as bytes appended to `out`.
+    fn push_key(&self, index: u64, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.key_prefix);
+        self.naming.push_index(index, out);
     }
 }
 
 /// The `file` column of a [`LogEntry`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EntryKey {
-    /// Object `i` of the key space: `{key_prefix}{i:08}`, formatted by the
-    /// writer, so a worker builds no string for the log.
+    /// Object `i` of the key space, formatted by the writer (see
+    /// [`LogContext::new`]), so a worker builds no string for the log.
     Index(u64),
     /// Any other key (a list prefix, a directory name).
     Text(String),
@@ -341,7 +351,9 @@ impl LogBatch {
                 file: if e.flags & TEXT_KEY != 0 {
                     Self::side(&self.text_keys, i).to_string()
                 } else {
-                    format!("{}{:08}", text(&ctx.key_prefix), e.key)
+                    let mut key = Vec::new();
+                    ctx.push_key(e.key, &mut key);
+                    text(&key)
                 },
                 error: Self::side(&self.errors, i).to_string(),
                 start_ns: e.start_ns,
@@ -526,11 +538,7 @@ impl LineFormatter {
         out.extend_from_slice(&self.endpoints[usize::from(e.endpoint)]);
         out.push(b'\t');
         if e.flags & TEXT_KEY == 0 {
-            out.extend_from_slice(&ctx.key_prefix);
-            let digits = self.int.format(e.key).as_bytes();
-            // `{:08}`: zero-padded to at least eight digits.
-            out.extend_from_slice(&b"00000000"[digits.len().min(8)..]);
-            out.extend_from_slice(digits);
+            ctx.push_key(e.key, out);
         } else {
             push_field(out, LogBatch::side(&batch.text_keys, i));
         }
@@ -664,7 +672,12 @@ mod tests {
     }
 
     fn batch(n: u64, first_idx: u64) -> LogBatch {
-        let ctx = Arc::new(LogContext::new("agent\t7", "load", "obj/"));
+        let ctx = Arc::new(LogContext::new(
+            "agent\t7",
+            "load",
+            "obj/",
+            KeyNaming::default(),
+        ));
         let mut b = LogBatch::with_capacity(ctx, n as usize);
         let endpoints = ["http://a:9000", "http://b:9000", "http://c\t:9000"];
         for i in 0..n {
@@ -757,7 +770,10 @@ mod tests {
 
     #[test]
     fn endpoint_ids_are_per_distinct_endpoint() {
-        let mut b = LogBatch::with_capacity(Arc::new(LogContext::new("a", "s", "p/")), 4);
+        let mut b = LogBatch::with_capacity(
+            Arc::new(LogContext::new("a", "s", "p/", KeyNaming::default())),
+            4,
+        );
         assert_eq!(b.endpoint_id("x"), 0);
         assert_eq!(b.endpoint_id("x"), 0);
         assert_eq!(b.endpoint_id("y"), 1);
@@ -769,7 +785,10 @@ mod tests {
     #[test]
     #[should_panic(expected = "not of this batch")]
     fn push_checks_the_endpoint_id() {
-        let mut b = LogBatch::with_capacity(Arc::new(LogContext::new("a", "s", "p/")), 4);
+        let mut b = LogBatch::with_capacity(
+            Arc::new(LogContext::new("a", "s", "p/", KeyNaming::default())),
+            4,
+        );
         b.push(entry(1), 0);
     }
 }

@@ -70,9 +70,10 @@ impl Plan {
         }
         let _ = writeln!(
             y,
-            "data: {{dedup: {}, compress: {}}}",
+            "data: {{dedup: {}, compress: {}, reuse: {}}}",
             self.data.dedup,
-            float(self.data.compress)
+            float(self.data.compress),
+            self.data.reuse
         );
         match &self.pinning {
             Pinning::Numa => y.push_str("pinning: numa\n"),
@@ -95,12 +96,14 @@ impl Plan {
         }
         let _ = writeln!(
             y,
-            "max_clock_uncertainty: {}, clock_check: {}}}",
+            "max_clock_uncertainty: {}, clock_check: {}, collect_interval: {}}}",
             format_duration(c.max_clock_uncertainty),
             match c.clock_check {
                 ClockCheck::Warn => "warn",
                 ClockCheck::Refuse => "refuse",
-            }
+            },
+            c.collect_interval
+                .map_or_else(|| "off".to_string(), format_duration)
         );
         y.push_str("stages:\n");
         for s in &self.stages {
@@ -117,9 +120,13 @@ impl Plan {
                 Partition::Shared => "shared",
                 Partition::Agent => "agent",
             };
+            let naming = match o.naming.fanout {
+                Some(f) => format!("{{width: {}, fanout: {f}}}", o.naming.width),
+                None => format!("{{width: {}}}", o.naming.width),
+            };
             let _ = writeln!(
                 y,
-                "    objects: {{prefix: {}, count: {}, size: {}, distribution: {distribution}, partition: {partition}}}",
+                "    objects: {{prefix: {}, count: {}, size: {}, naming: {naming}, distribution: {distribution}, partition: {partition}}}",
                 quote(&o.prefix),
                 o.count,
                 size_spec(&o.size)

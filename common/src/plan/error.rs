@@ -337,6 +337,29 @@ stages:
     }
 
     #[test]
+    fn bad_key_naming() {
+        let e = with("  count: 10", "  count: 10\n  naming: {width: 0}");
+        check(
+            &e,
+            "`width` must be a positive integer, got integer 0",
+            "objects.naming.width",
+            5,
+            19,
+        );
+        let e = with(
+            "  count: 10",
+            "  count: 10\n  naming: {fanout: 8, depth: 2}",
+        );
+        check(
+            &e,
+            "unknown key `depth` in `objects.naming`",
+            "objects.naming.depth",
+            5,
+            23,
+        );
+    }
+
+    #[test]
     fn bad_duration() {
         let e = with("duration: 30s", "duration: 5x");
         check(

@@ -64,7 +64,14 @@ const STAGE_KEYS: [&str; 23] = [
     "endpoints",
     "balance",
 ];
-const OBJECTS_KEYS: [&str; 5] = ["prefix", "count", "size", "distribution", "partition"];
+const OBJECTS_KEYS: [&str; 6] = [
+    "prefix",
+    "count",
+    "size",
+    "distribution",
+    "partition",
+    "naming",
+];
 const STAGE_TYPES: [&str; 3] = ["prepare", "workload", "cleanup"];
 
 const DEFAULT_SEED: u64 = 1;
@@ -371,6 +378,7 @@ impl Decoder<'_> {
             prefix,
             count,
             size,
+            naming: self.naming(&m)?,
             distribution: self.distribution(&m)?,
             partition: self.partition(&m)?,
         })
@@ -594,11 +602,12 @@ seed: 18446744073709551615
 target: file:///tmp/chorus
 concurrency: 3
 agents: ["h1:7167", 'h2:7167']
-control: {on_agent_loss: continue, agent_timeout: 4s, controller_timeout: 7s, max_clock_offset: 250ms, max_clock_uncertainty: 2ms, clock_check: refuse}
+control: {on_agent_loss: continue, agent_timeout: 4s, controller_timeout: 7s, max_clock_offset: 250ms, max_clock_uncertainty: 2ms, clock_check: refuse, collect_interval: 2s}
 objects:
   prefix: data/
   count: 1000
   size: 1.5MiB
+  naming: {width: 10, fanout: 8}
 stages:
   - name: prepare
     type: prepare
@@ -635,6 +644,8 @@ stages:
         assert_eq!(prep.concurrency, 16);
         assert_eq!(prep.objects.prefix, "data/");
         assert_eq!(prep.objects.size, SizeSpec::Fixed(1536 * 1024));
+        assert_eq!(prep.objects.key(9), "data/1/0000000009");
+        assert_eq!(load.objects.key(9), "00000009", "naming is per key space");
         assert_eq!(prep.mix, OpMix::default());
         assert_eq!(prep.stop, StopCondition::default());
         assert_eq!(load.target, "s3://bucket/prefix");
@@ -785,6 +796,7 @@ stages:
         assert_eq!(c.max_clock_offset, Some(Duration::from_millis(250)));
         assert_eq!(c.max_clock_uncertainty, Duration::from_millis(2));
         assert_eq!(c.clock_check, crate::plan::ClockCheck::Refuse);
+        assert_eq!(c.collect_interval, Some(Duration::from_secs(2)));
         let minimal = "name: m\ntarget: mem://m\nobjects: {count: 1, size: 1}\nstages:\n  - {name: w, type: workload, mix: {get: 1}, ops: 1}\n";
         let d = parse(minimal, "m.yaml").unwrap().control;
         assert_eq!(d, crate::plan::ControlOptions::default());
@@ -798,5 +810,53 @@ stages:
             e.message.contains("unknown `on_agent_loss` value `retry`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn collect_interval_is_a_duration_or_off() {
+        let minimal = "name: m\ntarget: mem://m\nobjects: {count: 1, size: 1}\nstages:\n  - {name: w, type: workload, mix: {get: 1}, ops: 1}\n";
+        let with = |v: &str| {
+            minimal.replace(
+                "stages:",
+                &format!("control: {{collect_interval: {v}}}\nstages:"),
+            )
+        };
+        let interval = |v: &str| parse(&with(v), "m.yaml").map(|p| p.control.collect_interval);
+        assert_eq!(
+            parse(minimal, "m.yaml").unwrap().control.collect_interval,
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            interval("1500ms").unwrap(),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(interval("1m").unwrap(), Some(Duration::from_secs(60)));
+        for off in ["off", "0", "0s", "\"off\""] {
+            assert_eq!(interval(off).unwrap(), None, "{off}");
+        }
+        // Both forms survive the canonical YAML the agents load again.
+        for v in ["2s", "off"] {
+            let p = parse(&with(v), "m.yaml").unwrap();
+            assert_eq!(parse(&p.to_yaml(), "again").unwrap(), p, "{v}");
+        }
+        let e = interval("soon").unwrap_err();
+        assert!(e.message.contains("invalid `collect_interval`"), "{e}");
+        assert!(e.message.contains("`off`"), "{e}");
+        assert_eq!((e.line, e.column), (4, 29), "{e}");
+        let e = interval("10ms").unwrap_err();
+        assert!(
+            e.message.contains("at least 100ms (or `off`), got 10ms"),
+            "{e}"
+        );
+        let e = interval("-1s").unwrap_err();
+        assert!(e.message.contains("cannot be negative"), "{e}");
+        let e = interval("[1s]").unwrap_err();
+        assert!(e.message.contains("must be a string"), "{e}");
+        let e = parse(
+            &minimal.replace("stages:", "control: {collect_intervall: 1s}\nstages:"),
+            "m.yaml",
+        )
+        .unwrap_err();
+        assert_eq!(e.hint.as_deref(), Some("did you mean `collect_interval`?"));
     }
 }

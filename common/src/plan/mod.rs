@@ -93,7 +93,17 @@ pub struct ControlOptions {
     /// reported.
     pub max_clock_uncertainty: Duration,
     pub clock_check: ClockCheck,
+    /// How often the controller copies each agent's op-log while a stage
+    /// runs; `None` (`off`) copies it only when the stage ends.
+    pub collect_interval: Option<Duration>,
 }
+
+/// The default of `control.collect_interval`.
+pub const DEFAULT_COLLECT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The shortest `control.collect_interval`: below it the calls cost more
+/// than the bytes they bring.
+pub const MIN_COLLECT_INTERVAL: Duration = Duration::from_millis(100);
 
 impl Default for ControlOptions {
     fn default() -> Self {
@@ -104,6 +114,7 @@ impl Default for ControlOptions {
             max_clock_offset: None,
             max_clock_uncertainty: Duration::from_millis(5),
             clock_check: ClockCheck::Warn,
+            collect_interval: Some(DEFAULT_COLLECT_INTERVAL),
         }
     }
 }
@@ -115,6 +126,8 @@ pub struct DataOptions {
     pub dedup: u32,
     /// zstd compresses the data by this ratio (1.0 = incompressible).
     pub compress: f64,
+    /// Every object gets the same bytes (see `datagen::DataSpec::reuse`).
+    pub reuse: bool,
 }
 
 impl Default for DataOptions {
@@ -122,6 +135,7 @@ impl Default for DataOptions {
         DataOptions {
             dedup: 1,
             compress: 1.0,
+            reuse: false,
         }
     }
 }
@@ -285,13 +299,16 @@ impl Default for RetryPolicy {
     }
 }
 
-/// The objects a stage works on: keys `<prefix><index>` for index in
-/// `0..count`, object `index` being `size.size_of(seed, index)` bytes.
+/// The objects a stage works on: keys `<prefix><index>` (see
+/// [`KeyNaming`]) for index in `0..count`, object `index` being
+/// `size.size_of(seed, index)` bytes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KeySpace {
     pub prefix: String,
     pub count: u64,
     pub size: SizeSpec,
+    /// How an index becomes the rest of the key.
+    pub naming: KeyNaming,
     /// How ops pick among the keys.
     pub distribution: KeyDistribution,
     /// Whether agents share the key space or each gets its own slice.
@@ -318,10 +335,79 @@ pub enum Partition {
 }
 
 impl KeySpace {
-    /// The key of object `index`: zero-padded so listings sort numerically.
+    /// The key of object `index`: `<prefix>[<index % fanout>/]<index>`,
+    /// numbers zero-padded so listings sort numerically.
     pub fn key(&self, index: u64) -> String {
-        format!("{}{:08}", self.prefix, index)
+        let mut key = Vec::with_capacity(self.prefix.len() + 24);
+        key.extend_from_slice(self.prefix.as_bytes());
+        self.naming.push_index(index, &mut key);
+        // Only ASCII digits and `/` were added to a valid string.
+        String::from_utf8(key).unwrap_or_default()
     }
+
+    /// The index of `key` if it is one of this key space's keys (exactly as
+    /// [`KeySpace::key`] writes it, and below `count`): how a listing is
+    /// read back.
+    pub fn index_of(&self, key: &str) -> Option<u64> {
+        let rest = key.strip_prefix(self.prefix.as_str())?;
+        let digits = match self.naming.fanout {
+            Some(_) => rest.rsplit_once('/')?.1,
+            None => rest,
+        };
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let index = digits.parse::<u64>().ok()?;
+        (index < self.count && self.key(index) == key).then_some(index)
+    }
+}
+
+/// How object keys are named after the prefix (`objects.naming`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyNaming {
+    /// Digits the index is zero-padded to (1 to 20). Keys sort in index
+    /// order as long as `count` fits.
+    pub width: u8,
+    /// Spread keys over this many sub-prefixes (`<prefix><index % fanout>/`):
+    /// directories on a file system, where one directory of millions of
+    /// files is a benchmark of its own, or key ranges an object store can
+    /// split its load over. Consecutive indices land in different ones.
+    pub fanout: Option<u32>,
+}
+
+impl Default for KeyNaming {
+    fn default() -> Self {
+        KeyNaming {
+            width: 8,
+            fanout: None,
+        }
+    }
+}
+
+impl KeyNaming {
+    /// Largest `width`: every u64 fits in 20 digits.
+    pub const MAX_WIDTH: u8 = 20;
+
+    /// Appends what follows the prefix in the key of object `index`. The
+    /// op-log writer formats keys with this too, so a logged key is always
+    /// the key the op used.
+    pub fn push_index(&self, index: u64, out: &mut Vec<u8>) {
+        let mut buf = itoa::Buffer::new();
+        if let Some(fanout) = self.fanout {
+            let fanout = u64::from(fanout.max(1));
+            let width = (fanout - 1).checked_ilog10().map_or(1, |d| d as usize + 1);
+            push_padded(buf.format(index % fanout).as_bytes(), width, out);
+            out.push(b'/');
+        }
+        push_padded(buf.format(index).as_bytes(), usize::from(self.width), out);
+    }
+}
+
+/// `digits` zero-padded on the left to at least `width`.
+fn push_padded(digits: &[u8], width: usize, out: &mut Vec<u8>) {
+    const ZEROS: &[u8; 20] = b"00000000000000000000";
+    out.extend_from_slice(&ZEROS[..width.saturating_sub(digits.len()).min(ZEROS.len())]);
+    out.extend_from_slice(digits);
 }
 
 /// Op weights of a workload stage. Ops not named have weight 0.

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use super::error::{PlanError, hint_for};
 use super::load::{Decoder, Map, join};
+use super::units::{format_duration, parse_duration};
 use super::yaml::{Entry, NodeKind};
 use super::{
     AgentLossPolicy, Arrivals, ClockCheck, ControlOptions, DataOptions, EndpointSpec,
-    KeyDistribution, ListSpec, Pacing, Partition, Pinning, RangeSpec, RetryPolicy, SizeSpec,
-    StageKind,
+    KeyDistribution, KeyNaming, ListSpec, MIN_COLLECT_INTERVAL, Pacing, Partition, Pinning,
+    RangeSpec, RetryPolicy, SizeSpec, StageKind,
 };
 use crate::datagen;
 
@@ -19,13 +20,14 @@ use crate::datagen;
 pub(super) const BALANCES: [&str; 2] = ["round_robin", "least_connections"];
 
 /// Keys of `control:`.
-const CONTROL_KEYS: [&str; 6] = [
+const CONTROL_KEYS: [&str; 7] = [
     "on_agent_loss",
     "agent_timeout",
     "controller_timeout",
     "max_clock_offset",
     "max_clock_uncertainty",
     "clock_check",
+    "collect_interval",
 ];
 
 /// Most retries a plan may ask for: more than this hides a broken target.
@@ -186,7 +188,7 @@ impl Decoder<'_> {
             &e.value,
             "data".into(),
             "`data`".into(),
-            &["dedup", "compress"],
+            &["dedup", "compress", "reuse"],
             "key",
         )?;
         let mut d = DataOptions::default();
@@ -203,6 +205,9 @@ impl Decoder<'_> {
                 );
                 return Err(self.err(e.value.pos, "data.compress", message));
             }
+        }
+        if let Some(e) = dm.get("reuse") {
+            d.reuse = self.boolean(e, "data.reuse")?;
         }
         Ok(d)
     }
@@ -250,7 +255,38 @@ impl Decoder<'_> {
                 _ => ClockCheck::Warn,
             };
         }
+        if let Some(e) = cm.get("collect_interval") {
+            c.collect_interval = self.collect_interval(e)?;
+        }
         Ok(c)
+    }
+
+    /// `control.collect_interval`: a duration of at least
+    /// [`MIN_COLLECT_INTERVAL`], or `0` / `off` for none.
+    fn collect_interval(&self, e: &Entry) -> Result<Option<Duration>, PlanError> {
+        const PATH: &str = "control.collect_interval";
+        let text = self.string(e, PATH)?;
+        if text.trim() == "off" {
+            return Ok(None);
+        }
+        let d = parse_duration(&text).map_err(|m| {
+            self.err(
+                e.value.pos,
+                PATH,
+                format!("invalid `collect_interval`: {m}, or `off`"),
+            )
+        })?;
+        if d.is_zero() {
+            return Ok(None);
+        }
+        if d < MIN_COLLECT_INTERVAL {
+            let message = format!(
+                "`collect_interval` must be at least {} (or `off`), got {text}",
+                format_duration(MIN_COLLECT_INTERVAL)
+            );
+            return Err(self.err(e.value.pos, PATH, message));
+        }
+        Ok(Some(d))
     }
 
     pub(super) fn pinning(&self, m: &Map<'_>) -> Result<Pinning, PlanError> {
@@ -402,6 +438,31 @@ impl Decoder<'_> {
                 _ => Ok(Partition::Agent),
             },
         }
+    }
+
+    /// `naming: {width: W, fanout: F}`, both optional.
+    pub(super) fn naming(&self, m: &Map<'_>) -> Result<KeyNaming, PlanError> {
+        let path = join(&m.path, "naming");
+        let Some(e) = m.get("naming") else {
+            return Ok(KeyNaming::default());
+        };
+        let nm = self.map(
+            &e.value,
+            path.clone(),
+            format!("`{path}`"),
+            &["width", "fanout"],
+            "key",
+        )?;
+        let mut naming = KeyNaming::default();
+        if let Some(w) = nm.get("width") {
+            let max = u64::from(KeyNaming::MAX_WIDTH);
+            naming.width = self.integer(w, &join(&path, "width"), 1, max)? as u8;
+        }
+        if let Some(f) = nm.get("fanout") {
+            let fanout = self.integer(f, &join(&path, "fanout"), 1, 1_000_000)?;
+            naming.fanout = Some(fanout as u32);
+        }
+        Ok(naming)
     }
 
     pub(super) fn stage_options(

@@ -245,6 +245,7 @@ mod tests {
             prefix: "k/".into(),
             count,
             size: SizeSpec::Fixed(1),
+            naming: Default::default(),
             distribution,
             partition,
         }

@@ -136,6 +136,10 @@ pub struct StageRun {
     pub pools: Option<Arc<Pools>>,
     /// When workers start (already on this agent's clock).
     pub start_at: Instant,
+    /// The agent's clock: op times are read from the monotonic clock and
+    /// made wall times through this one pairing, so they never jump and are
+    /// on the clock the controller measured (see the agent's service).
+    pub clock: Anchor,
     pub live: Arc<LiveCounters>,
     /// Set to stop the stage early (controller lost, Ctrl-C, abort).
     pub stop: Arc<AtomicBool>,
@@ -290,11 +294,7 @@ async fn discover(run: &StageRun) -> anyhow::Result<KeyState> {
         Err(e) => anyhow::bail!("listing {}{}: {e}", run.store, objects.prefix),
     };
     for meta in found {
-        let index = meta
-            .key
-            .strip_prefix(&objects.prefix)
-            .and_then(|rest| rest.parse::<u64>().ok());
-        if let Some(i) = index.filter(|&i| i < objects.count) {
+        if let Some(i) = objects.index_of(&meta.key) {
             // An object of the wrong size is rewritten by a prepare stage.
             if meta.size == objects.size.size_of(run.data.seed, i) {
                 state.set_present(i, true);
@@ -361,10 +361,11 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
         &run.agent_id,
         &run.stage.name,
         &run.stage.objects.prefix,
+        run.stage.objects.naming,
     ));
 
     tokio::time::sleep_until(run.start_at.into()).await;
-    let anchor = Anchor::now();
+    let anchor = run.clock;
     let started_ns = anchor.wall_ns(Instant::now());
 
     let mut workers = Vec::new();

@@ -137,6 +137,7 @@ async fn run_on(
         keys,
         pools: None,
         start_at: Instant::now() + Duration::from_millis(20),
+        clock: crate::clock::Anchor::now(),
         live: live.clone(),
         stop: Arc::new(AtomicBool::new(false)),
     };
@@ -966,3 +967,5 @@ async fn op_log_names_each_ops_endpoint_and_key_with_unique_idx() {
         ["mem://ep0", "mem://ep1", "mem://ep2"]
     );
 }
+
+mod naming;
