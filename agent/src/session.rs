@@ -25,7 +25,8 @@ pub struct Session {
     pub agent_id: String,
     /// This run's spool folder.
     pub dir: PathBuf,
-    /// Finished op-logs by stage index.
+    /// Op-logs by stage index, each from the moment its stage created it:
+    /// a running stage's log can be fetched as far as it is written.
     pub oplogs: BTreeMap<u32, PathBuf>,
     /// True while a stage runs; a second RunStage is refused meanwhile.
     pub running: bool,

@@ -52,6 +52,18 @@ const IDLE_NAP: Duration = Duration::from_millis(1);
 /// well as one long stream (the window is far smaller).
 const WRITE_BUFFER_BYTES: usize = 1 << 20;
 
+/// Oldest buffered line before its frame is written anyway: a slow stage
+/// (a few hundred ops/s) would otherwise fill a frame only every few
+/// minutes, and the controller's copy of the log taken during the stage
+/// (and what is left of it if the agent dies) would lag that far behind.
+/// Frames made this way are smaller and compress a little worse; at rates
+/// where that shows, they are full long before a second passes.
+const FRAME_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// How often an idle writer with lines buffered looks again, until they
+/// are [`FRAME_MAX_AGE`] old and written; then it parks.
+const PENDING_NAP: Duration = Duration::from_millis(50);
+
 /// zstd window (log2 bytes) and hash table (log2 entries) at level 1. Op-log
 /// lines repeat within a few hundred bytes, so a 128 KiB window and a 4K
 /// entry table that stay in L2 cache compress as well as level 1's defaults
@@ -310,6 +322,14 @@ fn drain(
             if closed {
                 break;
             }
+            if let Some(age) = sink.pending_age() {
+                if age >= FRAME_MAX_AGE {
+                    sink.compress()?;
+                } else {
+                    std::thread::sleep(PENDING_NAP.min(FRAME_MAX_AGE - age));
+                }
+                continue;
+            }
             if !napped {
                 std::thread::sleep(IDLE_NAP);
                 napped = true;
@@ -333,6 +353,9 @@ fn drain(
                 }
             }
         }
+        if sink.pending_age().is_some_and(|age| age >= FRAME_MAX_AGE) {
+            sink.compress()?;
+        }
     }
     sink.finish()
 }
@@ -355,6 +378,8 @@ pub(crate) struct TsvZstdFile {
     format: LineFormatter,
     records: u64,
     bytes: u64,
+    /// When the first line now in `buf` was added.
+    pending_since: Option<Instant>,
 }
 
 impl TsvZstdFile {
@@ -376,7 +401,13 @@ impl TsvZstdFile {
             format: LineFormatter::new(),
             records: 0,
             bytes: 0,
+            pending_since: None,
         })
+    }
+
+    /// How long lines have waited in the buffer; `None` when it is empty.
+    fn pending_age(&self) -> Option<Duration> {
+        self.pending_since.map(|t| t.elapsed())
     }
 
     pub(crate) fn write(&mut self, rec: &OpRecord) -> io::Result<()> {
@@ -393,6 +424,9 @@ impl TsvZstdFile {
 
     #[inline]
     fn compress_if_full(&mut self) -> io::Result<()> {
+        if self.pending_since.is_none() {
+            self.pending_since = Some(Instant::now());
+        }
         if self.buf.len() >= WRITE_BUFFER_BYTES {
             self.compress()?;
         }
@@ -411,6 +445,7 @@ impl TsvZstdFile {
         self.file.write_all(&self.frame)?;
         self.bytes += self.frame.len() as u64;
         self.buf.clear();
+        self.pending_since = None;
         Ok(())
     }
 
@@ -574,7 +609,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("b.tsv.zst");
         let (writer, sender) = spawn_writer(&path).unwrap();
-        let ctx = Arc::new(LogContext::new("agent-3", "mixed", "obj/"));
+        let ctx = Arc::new(LogContext::new(
+            "agent-3",
+            "mixed",
+            "obj/",
+            crate::plan::KeyNaming::default(),
+        ));
         let mut expected = Vec::new();
         let mut idx = 0;
         for k in 0..40u32 {
@@ -605,12 +645,50 @@ mod tests {
         assert_eq!(read_all(&path), expected);
     }
 
+    /// A slow stage's lines reach the file within about [`FRAME_MAX_AGE`],
+    /// as whole frames another process can read while the stage runs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn buffered_lines_are_written_after_a_second_without_finishing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slow.tsv.zst");
+        let (writer, sender) = spawn_writer(&path).unwrap();
+        let ctx = Arc::new(LogContext::new(
+            "a",
+            "s",
+            "k/",
+            crate::plan::KeyNaming::default(),
+        ));
+        let mut b = log_batch(&sender, &ctx, 0, 5, 0);
+        b.set_first_idx(0);
+        sender.send_log_batch(b).await.unwrap();
+        tokio::time::sleep(IDLE_NAP * 20).await;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            0,
+            "not yet a second old"
+        );
+        let deadline = Instant::now() + FRAME_MAX_AGE * 3;
+        while std::fs::metadata(&path).unwrap().len() == 0 {
+            assert!(Instant::now() < deadline, "lines still buffered");
+            tokio::time::sleep(PENDING_NAP).await;
+        }
+        assert_eq!(read_all(&path).len(), 5, "the frame holds the whole batch");
+        drop(sender);
+        assert_eq!(writer.finish_async().await.unwrap().records, 5);
+        assert_eq!(read_all(&path).len(), 5);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_idle_writer_parks_and_wakes_for_the_next_batch() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("idle.tsv.zst");
         let (writer, sender) = spawn_writer(&path).unwrap();
-        let ctx = Arc::new(LogContext::new("a", "s", "k/"));
+        let ctx = Arc::new(LogContext::new(
+            "a",
+            "s",
+            "k/",
+            crate::plan::KeyNaming::default(),
+        ));
         let mut idx = 0;
         for round in 0..4 {
             let mut b = log_batch(&sender, &ctx, 0, 10, round * 1_000_000);

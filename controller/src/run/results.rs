@@ -108,6 +108,12 @@ pub struct AgentStageMeta {
     /// Open loop: how this agent kept to its schedule.
     pub schedule: Option<ScheduleReport>,
     pub error: Option<String>,
+    /// This stage's op-log in the run directory, relative to it: the
+    /// whole log, or for an agent lost (or failed) mid-stage the part
+    /// copied before (`….tsv.zst.partial`); `None` when nothing came.
+    pub oplog: Option<String>,
+    /// Bytes of the agent's op-log copied into `oplog`.
+    pub oplog_bytes_collected: u64,
 }
 
 #[derive(Serialize, Debug, Default)]
@@ -156,17 +162,21 @@ impl RunDir {
     }
 }
 
-/// Writes an op-log arriving in chunks to `path`, through `<path>.part`
-/// renamed at the end: a transfer that breaks leaves no file that looks
-/// complete. Errors name `what` (which log, from whom).
+/// Appends an op-log arriving in chunks to `part` (created if missing),
+/// then renames it to `path`: a transfer that breaks leaves no file that
+/// looks complete, and one that resumes continues the bytes `part` holds.
+/// Errors name `what` (which log, from whom).
 pub async fn save_oplog(
     stream: &mut tonic::Streaming<chorus_proto::pb::OpLogChunk>,
+    part: &Path,
     path: &Path,
     what: &str,
 ) -> anyhow::Result<()> {
     use tokio::io::AsyncWriteExt;
-    let part = path.with_extension("zst.part");
-    let mut file = tokio::fs::File::create(&part)
+    let mut file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(part)
         .await
         .with_context(|| format!("cannot create {}", part.display()))?;
     while let Some(chunk) = stream.message().await.with_context(|| what.to_string())? {
@@ -176,7 +186,7 @@ pub async fn save_oplog(
     }
     file.flush().await?;
     drop(file);
-    fs::rename(&part, path)
+    fs::rename(part, path)
         .with_context(|| format!("cannot rename {} to {}", part.display(), path.display()))
 }
 

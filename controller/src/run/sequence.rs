@@ -1,31 +1,33 @@
 //! The plan's stages in order, on the agents still with us: before each
 //! stage every agent's clock is measured again (and checked against the
 //! plan's limits); lost agents are reported and handled by the plan's
-//! policy; each stage's op-logs are fetched as soon as it ends.
+//! policy; each stage's op-logs are copied while it runs and completed as
+//! soon as it ends (see `collector.rs`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context;
 use chorus_common::clock::{ClockEstimate, now_ns, rfc3339_ns};
 use chorus_common::metrics::StageMetrics;
 use chorus_common::metrics::summary::{AgentCoverage, EndpointSummary, StageSummary};
 use chorus_common::plan::{AgentLossPolicy, ClockCheck, ControlOptions, Plan};
-use chorus_proto::pb;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 
 use super::agents::{self, AgentHandle};
+use super::collector::{self, CollectContext, End, StageCollection};
 use super::health::{Health, Lost};
 use super::progress::LiveView;
-use super::results::{AgentStageMeta, LostAgentMeta, RunDir, RunMeta, StageMeta, save_oplog};
+use super::results::{AgentStageMeta, LostAgentMeta, RunDir, RunMeta, StageMeta};
 use super::series::Series;
 use super::stage::{self, Outcome, StageContext, StopSignal};
 
-/// Per stage: its summary, and the op-log files gathered from agents with
-/// the clock offset that corrects each.
+/// Per stage: its index, its summary, and the op-log files gathered from
+/// agents with the id of the agent that wrote each (its clock correction
+/// comes from `run.json`, see `drift.rs`).
 pub struct StageOutput {
+    pub index: u32,
     pub summary: StageSummary,
-    pub oplogs: Vec<(PathBuf, i64)>,
+    pub oplogs: Vec<(PathBuf, String)>,
 }
 
 /// What the stage loop shares with the rest of the run.
@@ -50,6 +52,8 @@ pub async fn run_stages(
     let mut outputs = Vec::new();
     // Agents lost so far, by run index.
     let mut lost: Vec<Option<Lost>> = vec![None; agents.len()];
+    // Shared by every stage's log copying: a bound on fetches at once.
+    let permits = Arc::new(Semaphore::new(collector::MAX_CONCURRENT_FETCHES));
     for (i, stage) in plan.stages.iter().enumerate() {
         if let Some(reason) = rc.stop.reason() {
             return (outputs, Err(anyhow::anyhow!("{reason}")));
@@ -130,6 +134,17 @@ pub async fn run_stages(
             series: rc.series.clone(),
         };
         let refs: Vec<&AgentHandle> = live.iter().map(|&k| &agents[k]).collect();
+        let collection = StageCollection::start(
+            &CollectContext {
+                session_id: &rc.session_id,
+                stage_index: index,
+                stage: &stage.name,
+                interval: control.collect_interval,
+                permits: permits.clone(),
+            },
+            &refs,
+            dir,
+        );
         let outcomes = stage::run_stage(&cx, &refs, &view).await;
         if let Err(e) = rc.series.lock().await.end_stage() {
             tracing::warn!("series.csv: {e:#}");
@@ -212,7 +227,6 @@ pub async fn run_stages(
         }
         stage_meta.start_skew_ms = spread_ms(&first_ops);
         stage_meta.release_skew_ms = spread_ms(&releases);
-        meta.stages.push(stage_meta);
         let elapsed_s = if last > first {
             (last - first) as f64 / 1e9
         } else {
@@ -235,20 +249,47 @@ pub async fn run_stages(
         }));
         summary.coverage = coverage;
 
-        // Gather this stage's op-logs from the agents that finished it.
+        // Complete the logs of the agents that finished the stage; keep what
+        // was copied of the others' (`.partial`, not merged: their ops are
+        // not in the summary, and the summary and timeline agree).
+        let ends: Vec<End> = outcomes
+            .iter()
+            .map(|o| match o {
+                Outcome::Done(r) => End::Finish {
+                    expected: r.oplog_bytes,
+                },
+                _ => End::Keep,
+            })
+            .collect();
+        let collected = collection.end(&ends).await;
         let mut oplogs = Vec::new();
-        for ((&k, outcome), &off) in live.iter().zip(&outcomes).zip(&offsets) {
-            if !matches!(outcome, Outcome::Done(_)) {
-                continue;
-            }
-            match fetch_oplog(&mut agents[k], &rc.session_id, index, &stage.name, dir).await {
-                Ok(path) => oplogs.push((path, off)),
-                Err(e) => {
-                    failure.get_or_insert(e);
-                }
+        for ((c, m), outcome) in collected
+            .into_iter()
+            .zip(stage_meta.agents.iter_mut())
+            .zip(&outcomes)
+        {
+            m.oplog_bytes_collected = c.bytes;
+            m.oplog = c
+                .path
+                .as_ref()
+                .map(|p| p.strip_prefix(&dir.path).unwrap_or(p).display().to_string());
+            if let Some(e) = c.error {
+                failure.get_or_insert(e);
+            } else if let (Outcome::Done(_), Some(p)) = (outcome, c.path) {
+                oplogs.push((p, m.id.clone()));
+            } else if let Some(p) = &m.oplog {
+                view.notice(&format!(
+                    "kept {} bytes of agent {}'s op-log of stage `{}` in {p}",
+                    c.bytes, m.id, stage.name
+                ));
             }
         }
-        outputs.push(StageOutput { summary, oplogs });
+        meta.stages.push(stage_meta);
+        outputs.push(StageOutput {
+            index,
+            summary,
+            oplogs,
+        });
         if let Err(e) = dir.write_meta(meta) {
             tracing::warn!("run.json: {e:#}");
         }
@@ -368,30 +409,6 @@ fn sum_endpoints<'a>(
         }
     }
     rows
-}
-
-/// Streams one agent's op-log of one stage into the run directory.
-async fn fetch_oplog(
-    agent: &mut AgentHandle,
-    session_id: &str,
-    index: u32,
-    stage: &str,
-    dir: &RunDir,
-) -> anyhow::Result<PathBuf> {
-    let path = dir.agent_oplog(&agent.id, index, stage)?;
-    let what = format!("op-log of stage `{stage}` from agent {}", agent.id);
-    let mut stream = agent
-        .client
-        .fetch_op_log(pb::FetchOpLogRequest {
-            session_id: session_id.to_string(),
-            stage_index: index,
-            run_id: String::new(),
-        })
-        .await
-        .with_context(|| format!("fetching {what}"))?
-        .into_inner();
-    save_oplog(&mut stream, &path, &what).await?;
-    Ok(path)
 }
 
 #[cfg(test)]

@@ -43,6 +43,8 @@ pub struct AgentStageResult {
     pub first_op_ns: Option<i64>,
     pub ended_ns: i64,
     pub records_logged: u64,
+    /// Size of the agent's op-log file of the stage.
+    pub oplog_bytes: u64,
     pub log_backpressure_waits: u64,
     pub log_backpressure_wait_ns: u64,
     pub warmup_ops: u64,
@@ -297,6 +299,7 @@ impl Watch {
             first_op_ns: (d.first_op_ns != 0).then_some(d.first_op_ns),
             ended_ns: d.ended_ns,
             records_logged: d.records_logged,
+            oplog_bytes: d.oplog_bytes,
             log_backpressure_waits: d.log_backpressure_waits,
             log_backpressure_wait_ns: d.log_backpressure_wait_ns,
             warmup_ops: d.warmup_ops,
