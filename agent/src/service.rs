@@ -1,12 +1,13 @@
 //! The `Agent` gRPC service: one session at a time, stages run on request,
-//! progress streamed, op-logs served in chunks.
+//! progress streamed, op-logs served in chunks (from any offset, also while
+//! their stage still writes them).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use chorus_common::clock::now_ns;
+use chorus_common::clock::Anchor;
 use chorus_common::datagen::DataSpec;
 use chorus_common::metrics::histogram_to_bytes;
 use chorus_common::oplog::spawn_writer;
@@ -18,7 +19,7 @@ use chorus_common::{plan, store};
 use chorus_proto::pb::{self, stage_event::Event};
 use chorus_proto::{OPLOG_CHUNK_BYTES, encode_endpoints, encode_metrics, encode_schedule};
 use hdrhistogram::Histogram;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{Mutex, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -45,6 +46,14 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 pub struct AgentService {
     config: AgentConfig,
     session: Arc<Mutex<Option<Session>>>,
+    /// This agent's clock for everything it tells a controller (clock
+    /// samples, start times, progress, op-log times): the wall clock read
+    /// once when a session begins, then advanced by the monotonic clock.
+    /// One clock for all of a session means the offsets the controller
+    /// measures before and after a stage describe exactly the clock the
+    /// stage's op-log is on: a wall clock stepped mid-run (NTP, an admin)
+    /// moves neither, and only real drift is left to interpolate.
+    clock: Arc<std::sync::Mutex<Anchor>>,
 }
 
 impl AgentService {
@@ -52,7 +61,13 @@ impl AgentService {
         AgentService {
             config,
             session: Arc::new(Mutex::new(None)),
+            clock: Arc::new(std::sync::Mutex::new(Anchor::now())),
         }
+    }
+
+    /// The session's clock (see the field).
+    fn clock(&self) -> Anchor {
+        *self.clock.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A stage's op-log left in the spool by a session that is gone (its
@@ -99,6 +114,7 @@ fn progress(
     live: &LiveCounters,
     last: &pb::Progress,
     pending: &mut Histogram<u64>,
+    clock: &Anchor,
 ) -> pb::Progress {
     let (ops, bytes, errors) = (
         live.ops.load(Ordering::Relaxed),
@@ -111,7 +127,7 @@ fn progress(
         ops,
         bytes,
         errors,
-        at_ns: now_ns(),
+        at_ns: clock.now_ns(),
         interval_start_ns: last.at_ns,
         interval_ops: ops.saturating_sub(last.ops),
         interval_bytes: bytes.saturating_sub(last.bytes),
@@ -270,6 +286,8 @@ impl pb::agent_server::Agent for AgentService {
             req.session_id.clone(),
             controller_timeout,
         );
+        // A new session reads the wall clock afresh (see `clock`).
+        *self.clock.lock().unwrap_or_else(|p| p.into_inner()) = Anchor::now();
         *slot = Some(Session {
             id: req.session_id,
             run_id: req.run_id,
@@ -294,12 +312,13 @@ impl pb::agent_server::Agent for AgentService {
         &self,
         req: Request<pb::ClockRequest>,
     ) -> Result<Response<pb::ClockReply>, Status> {
-        let t2_ns = now_ns();
+        let clock = self.clock();
+        let t2_ns = clock.now_ns();
         let t1_ns = req.into_inner().t1_ns;
         Ok(Response::new(pb::ClockReply {
             t1_ns,
             t2_ns,
-            t3_ns: now_ns(),
+            t3_ns: clock.now_ns(),
         }))
     }
 
@@ -348,11 +367,21 @@ impl pb::agent_server::Agent for AgentService {
         let log_path = session.oplog_path(index);
         let (writer, oplog) = spawn_writer(&log_path)
             .map_err(|e| Status::internal(format!("cannot create {}: {e}", log_path.display())))?;
+        // Fetchable from now on: the controller copies the log while the
+        // stage runs (the writer only appends whole zstd frames).
+        session.oplogs.insert(index, log_path.clone());
 
         // The start time is on the controller's clock; on ours it is that
         // plus our offset. A start already past begins at once.
         let local_start_ns = req.start_at_ns + req.offset_ns;
-        let wait = Duration::from_nanos(local_start_ns.saturating_sub(now_ns()).max(0) as u64);
+        // The instant is fixed now, from the clock: building the store and
+        // the op-log writer below takes time (milliseconds on a busy host)
+        // that must not push the start back. A start already past (or out
+        // of range) begins at once.
+        let clock = self.clock();
+        let start_at = clock
+            .instant_at(local_start_ns)
+            .map_or_else(Instant::now, |t| t.max(Instant::now()));
         let live = Arc::new(LiveCounters::default());
         let stop = Arc::new(AtomicBool::new(false));
         let space = key_space_id(&stage);
@@ -360,6 +389,7 @@ impl pb::agent_server::Agent for AgentService {
             seed: session.plan.seed,
             dedup: session.plan.data.dedup,
             compress: session.plan.data.compress,
+            reuse: session.plan.data.reuse,
         };
         let run = StageRun {
             agent_index: session.agent_index,
@@ -373,7 +403,8 @@ impl pb::agent_server::Agent for AgentService {
             store,
             multi,
             oplog: Some(oplog),
-            start_at: Instant::now() + wait,
+            start_at,
+            clock,
             live: live.clone(),
             stop: stop.clone(),
         };
@@ -390,7 +421,7 @@ impl pb::agent_server::Agent for AgentService {
             let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
             ticker.tick().await;
             let mut last = pb::Progress {
-                at_ns: now_ns(),
+                at_ns: clock.now_ns(),
                 ..Default::default()
             };
             // Interval latencies not yet delivered.
@@ -399,7 +430,7 @@ impl pb::agent_server::Agent for AgentService {
                 tokio::select! {
                     r = &mut stage => break r,
                     _ = ticker.tick() => {
-                        let p = progress(&live, &last, &mut pending);
+                        let p = progress(&live, &last, &mut pending, &clock);
                         let event = pb::StageEvent { event: Some(Event::Progress(p.clone())) };
                         // A slow controller must not stall this loop (it
                         // also collects the stage's end): a report not
@@ -418,7 +449,7 @@ impl pb::agent_server::Agent for AgentService {
             };
             // The last interval, so the per-second series adds up to the
             // stage's totals.
-            let p = progress(&live, &last, &mut pending);
+            let p = progress(&live, &last, &mut pending, &clock);
             let event = pb::StageEvent {
                 event: Some(Event::Progress(p)),
             };
@@ -435,7 +466,6 @@ impl pb::agent_server::Agent for AgentService {
             if let Some(s) = sessions.lock().await.as_mut() {
                 s.running = false;
                 s.stop = None;
-                s.oplogs.insert(index, log_path.clone());
                 if let Ok((o, _)) = &outcome {
                     s.keys.insert(space, o.keys.clone());
                 }
@@ -486,10 +516,28 @@ impl pb::agent_server::Agent for AgentService {
         let mut file = tokio::fs::File::open(&path)
             .await
             .map_err(|e| Status::internal(format!("cannot open {}: {e}", path.display())))?;
+        // The end as it is now: a log still being written is sent up to
+        // here, and the caller comes back later for the rest.
+        let end = file
+            .metadata()
+            .await
+            .map_err(|e| Status::internal(format!("cannot stat {}: {e}", path.display())))?
+            .len();
+        if req.offset > end {
+            return Err(Status::out_of_range(format!(
+                "offset {} is past the end of the op-log of stage {} ({end} bytes)",
+                req.offset, req.stage_index
+            )));
+        }
+        file.seek(std::io::SeekFrom::Start(req.offset))
+            .await
+            .map_err(|e| Status::internal(format!("cannot seek in {}: {e}", path.display())))?;
+        let mut left = end - req.offset;
         let (tx, rx) = mpsc::channel(CHUNK_QUEUE);
         tokio::spawn(async move {
-            loop {
-                let mut buf = vec![0u8; OPLOG_CHUNK_BYTES];
+            while left > 0 {
+                let want = left.min(OPLOG_CHUNK_BYTES as u64) as usize;
+                let mut buf = vec![0u8; want];
                 let n = match file.read(&mut buf).await {
                     Ok(0) => break,
                     Ok(n) => n,
@@ -501,6 +549,7 @@ impl pb::agent_server::Agent for AgentService {
                     }
                 };
                 buf.truncate(n);
+                left -= n as u64;
                 if tx.send(Ok(pb::OpLogChunk { data: buf })).await.is_err() {
                     break;
                 }
@@ -533,7 +582,7 @@ impl pb::agent_server::Agent for AgentService {
         let mut slot = self.session.lock().await;
         let session = check_session(&mut slot, &req.session_id)?;
         Ok(Response::new(pb::HeartbeatReply {
-            at_ns: now_ns(),
+            at_ns: self.clock().now_ns(),
             running: session.running,
         }))
     }

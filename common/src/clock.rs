@@ -13,7 +13,7 @@
 //! comparing two formatted times as strings gives their time order.
 
 use serde::{Deserialize, Serialize};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const NS_PER_S: i64 = 1_000_000_000;
 const S_PER_DAY: i64 = 86_400;
@@ -80,6 +80,19 @@ impl Anchor {
     /// The wall time now, on the monotonic clock.
     pub fn now_ns(&self) -> i64 {
         self.wall_ns(Instant::now())
+    }
+
+    /// The monotonic instant of wall time `wall_ns` on this clock (the
+    /// inverse of [`Anchor::wall_ns`]); `None` if the instant cannot be
+    /// represented.
+    pub fn instant_at(&self, wall_ns: i64) -> Option<Instant> {
+        let delta = wall_ns.checked_sub(self.wall_ns)?;
+        let d = Duration::from_nanos(delta.unsigned_abs());
+        if delta >= 0 {
+            self.instant.checked_add(d)
+        } else {
+            self.instant.checked_sub(d)
+        }
     }
 }
 
@@ -472,6 +485,13 @@ mod tests {
         }
         let live = Anchor::now();
         assert!((live.now_ns() - now_ns()).abs() < 1_000_000_000);
+        // And back: the instant of a wall time, both sides of the anchor.
+        assert_eq!(a.instant_at(1_005_000_000), Some(later));
+        assert_eq!(a.instant_at(1_000_000_000), Some(i0));
+        if let Some(earlier) = i0.checked_sub(std::time::Duration::from_millis(3)) {
+            assert_eq!(a.instant_at(997_000_000), Some(earlier));
+        }
+        assert_eq!(a.instant_at(i64::MIN), None, "i64::MIN - 1e9 overflows");
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! agents and their addresses (it is written when the run starts and after
 //! every stage), `plan.yaml` the stages. A log already in the directory is
 //! kept; an agent that never ran a stage has nothing to give, which is not
-//! an error. Clock offsets for the merge are the ones measured for that
-//! stage, else the agent's first measurement.
+//! an error. A log copied in part (a `.part` left by a controller that died
+//! mid-stage, a `.partial` of an agent lost mid-stage) is continued from
+//! its last byte rather than fetched again. Clock corrections for the
+//! merge come from `run.json` as the run's own do (`run::drift`).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -20,6 +22,7 @@ use serde_json::Value;
 
 use crate::EXIT_BAD_INPUT;
 use crate::cli::CollectArgs;
+use crate::run::collector::{PART_SUFFIX, PARTIAL_SUFFIX, with_suffix};
 use crate::run::results::RunDir;
 use crate::transport::{self, Security};
 
@@ -47,7 +50,6 @@ pub async fn collect_command(args: CollectArgs) -> ExitCode {
 struct AgentEntry {
     id: String,
     address: String,
-    start_offset_ns: Option<i64>,
 }
 
 async fn collect(run: &Path, sec: &Security) -> anyhow::Result<String> {
@@ -70,7 +72,6 @@ async fn collect(run: &Path, sec: &Security) -> anyhow::Result<String> {
             Some(AgentEntry {
                 id: a["id"].as_str()?.to_string(),
                 address: a["address"].as_str()?.to_string(),
-                start_offset_ns: a["clock_start"]["offset_ns"].as_i64(),
             })
         })
         .collect();
@@ -107,8 +108,12 @@ async fn collect(run: &Path, sec: &Security) -> anyhow::Result<String> {
         for (index, name) in missing {
             let path = dir.agent_oplog(&a.id, index, name)?;
             match fetch(&mut client, &run_id, index, &path).await {
-                Ok(true) => fetched.push(format!("{}: stage {index} `{name}`", a.id)),
-                Ok(false) => {}
+                Ok(Some(0)) => fetched.push(format!("{}: stage {index} `{name}`", a.id)),
+                Ok(Some(from)) => fetched.push(format!(
+                    "{}: stage {index} `{name}` (continued from byte {from})",
+                    a.id
+                )),
+                Ok(None) => {}
                 Err(e) => problems.push(format!("agent {} stage {index} `{name}`: {e:#}", a.id)),
             }
         }
@@ -120,10 +125,10 @@ async fn collect(run: &Path, sec: &Security) -> anyhow::Result<String> {
         for (i, s) in plan.stages.iter().enumerate() {
             let path = dir.agent_oplog(&a.id, i as u32, &s.name)?;
             if path.exists() {
-                let offset_ns = stage_offset(&meta, i, &a.id)
-                    .or(a.start_offset_ns)
-                    .unwrap_or(0);
-                inputs.push(MergeInput { path, offset_ns });
+                inputs.push(MergeInput {
+                    path,
+                    clock: crate::run::drift::stage_correction(&meta, &a.id, i as u32),
+                });
             }
         }
     }
@@ -156,37 +161,49 @@ async fn collect(run: &Path, sec: &Security) -> anyhow::Result<String> {
     Ok(report)
 }
 
-/// The offset measured for stage `index` of agent `id`, from `run.json`.
-fn stage_offset(meta: &Value, index: usize, id: &str) -> Option<i64> {
-    meta["stages"]
-        .as_array()?
-        .iter()
-        .find(|s| s["index"].as_u64() == Some(index as u64))?["agents"]
-        .as_array()?
-        .iter()
-        .find(|a| a["id"].as_str() == Some(id))?["clock"]["offset_ns"]
-        .as_i64()
-}
-
-/// Fetches one spooled log into `path`. `Ok(false)`: the agent has none
-/// for that stage (it never ran it).
+/// Fetches one spooled log into `path`, continuing a copy already in the
+/// run directory from its end. `Ok(None)`: the agent has none for that
+/// stage (it never ran it); `Ok(Some(n))`: done, the first `n` bytes were
+/// already here.
 async fn fetch(
     client: &mut transport::Client,
     run_id: &str,
     index: u32,
     path: &Path,
-) -> anyhow::Result<bool> {
-    let request = pb::FetchOpLogRequest {
+) -> anyhow::Result<Option<u64>> {
+    // A `.part` (copy interrupted) before a `.partial` (agent lost).
+    let part = [PART_SUFFIX, PARTIAL_SUFFIX]
+        .iter()
+        .map(|s| with_suffix(path, s))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| with_suffix(path, PART_SUFFIX));
+    let held = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    let mut request = pb::FetchOpLogRequest {
         session_id: String::new(),
         stage_index: index,
         run_id: run_id.to_string(),
+        offset: held,
     };
-    let mut stream = match client.fetch_op_log(request).await {
+    let mut from = held;
+    let mut stream = match client.fetch_op_log(request.clone()).await {
         Ok(r) => r.into_inner(),
-        Err(s) if s.code() == tonic::Code::NotFound => return Ok(false),
+        Err(s) if s.code() == tonic::Code::NotFound => return Ok(None),
+        // Our copy is longer than the agent's log: not a prefix of it, so
+        // the whole log is fetched again.
+        Err(s) if s.code() == tonic::Code::OutOfRange && held > 0 => {
+            std::fs::remove_file(&part)
+                .with_context(|| format!("cannot remove {}", part.display()))?;
+            request.offset = 0;
+            from = 0;
+            client
+                .fetch_op_log(request)
+                .await
+                .map_err(|s| anyhow::anyhow!(transport::status_text(&s)))?
+                .into_inner()
+        }
         Err(s) => return Err(anyhow::anyhow!(transport::status_text(&s))),
     };
     let what = format!("spooled op-log of stage {index}");
-    crate::run::results::save_oplog(&mut stream, path, &what).await?;
-    Ok(true)
+    crate::run::results::save_oplog(&mut stream, &part, path, &what).await?;
+    Ok(Some(from))
 }

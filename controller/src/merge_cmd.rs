@@ -16,10 +16,7 @@ pub fn merge_command(args: MergeArgs) -> ExitCode {
     let inputs: Vec<MergeInput> = args
         .inputs
         .iter()
-        .map(|p| MergeInput {
-            path: p.clone(),
-            offset_ns: 0,
-        })
+        .map(|p| MergeInput::new(p.clone(), 0))
         .collect();
     // Spilled runs go next to the output by default: the output's disk must
     // hold the data anyway, while /tmp is often a small tmpfs.

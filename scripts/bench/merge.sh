@@ -18,7 +18,9 @@
 #    rate as a fraction of zstd's. The best of the repeats is printed (the
 #    machine may be shared: a slower repeat measured someone else).
 #    With BASELINE=<another controller binary> (an older build, say), its
-#    merge of the same files is timed too, in the same run.
+#    merge of the same files is timed too, in the same run, e.g.
+#      BIN=target/release/controller BASELINE=/tmp/controller-before \
+#        TIMELINE=0 scripts/bench/merge.sh
 # 3. Unless TIMELINE=0: `controller analyze` of a sorted TIMELINE-record
 #    timeline and of one a quarter that size: time and peak RSS.
 #
@@ -34,11 +36,15 @@ TIMELINE=${TIMELINE:-50000000}
 REPEAT=${REPEAT:-1}
 SLOW_PPM=${SLOW_PPM:-0}
 WORK=${WORK:-/tmp/chorus-bench-merge}
-BIN=target/release/controller
+# The controller is built where cargo puts it (CARGO_TARGET_DIR honoured),
+# unless BIN=<a controller binary> is given.
 
 command -v zstd >/dev/null || { echo "zstd missing (apt-get install zstd)" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "/usr/bin/time missing (apt-get install time)" >&2; exit 2; }
-cargo build --release --bin controller >&2
+if [ -z "${BIN:-}" ]; then
+  BIN=${CARGO_TARGET_DIR:-target}/release/controller
+  cargo build --release --bin controller >&2
+fi
 mkdir -p "$WORK"
 [ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$WORK"' EXIT
 

@@ -25,6 +25,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chorus_common::clock::parse_rfc3339_ns;
+use chorus_common::oplog::merge::ClockCorrection;
 use chorus_tests::agents::{AgentProc, AgentSpec};
 use chorus_tests::netns::{Net, remove_leftovers};
 use chorus_tests::{Tsv, controller, only_run_dir, read_json};
@@ -324,22 +325,43 @@ fn skewed_agents_on_their_own_hosts_start_together() {
         releases.push(released);
 
         // The raw log is on the agent's own skewed clock: every record is
-        // its merged record moved by the same offset, the injected one.
-        // Had the agent corrected its times itself, the shift would be 0.
+        // its merged record moved by the offset measured before the stage,
+        // interpolated towards the next measurement (the end of the run:
+        // rw is the last stage) by the record's raw start, to take out
+        // drift. Had the agent corrected its times itself, the shift
+        // would be 0.
         let raw = ops_by_idx(&raw_logs(&run, id), id, "rw");
         assert_eq!(raw.len(), merged.len(), "agent {id}: raw vs merged records");
+        let measured = |clock: &serde_json::Value| {
+            let offset = field_i64(clock, &["offset_ns"]);
+            (field_i64(clock, &["measured_at_ns"]) + offset, offset)
+        };
+        let before = measured(field(stage_agent, &["clock"]));
+        let run_agent = field(&meta, &["agents"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == id)
+            .unwrap();
+        let after = measured(field(run_agent, &["clock_end"]));
+        let correction = ClockCorrection::between(before, after);
         let some_idx = merged.keys().min().unwrap();
         let shift = raw.get(some_idx).expect("record in raw log") - merged[some_idx];
         for (idx, m) in &merged {
             let r = raw
                 .get(idx)
                 .unwrap_or_else(|| panic!("agent {id}: record {idx} not in its raw log"));
-            assert_eq!(r - m, shift, "agent {id}: record {idx} shifted unevenly");
+            assert_eq!(
+                r - m,
+                correction.offset_at(*r),
+                "agent {id}: record {idx} not shifted by the interpolated offset"
+            );
         }
-        // And the shift is an offset the controller measured, exactly.
+        // So every shift lies between offsets the controller measured.
+        let (lo, hi) = (before.1.min(after.1), before.1.max(after.1));
         assert!(
-            offsets[id].contains(&shift),
-            "agent {id}: shift {shift} ns is none of the measured offsets {:?}",
+            offsets[id].contains(&lo) && offsets[id].contains(&hi),
+            "agent {id}: {before:?} and {after:?} are not measured offsets {:?}",
             offsets[id]
         );
         assert!(

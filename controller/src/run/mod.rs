@@ -11,11 +11,14 @@
 //! - `health.rs`: heartbeats to every agent for the whole session.
 //! - `sequence.rs`: the stages in order, clock checks, lost-agent policy.
 //! - `stage.rs`: one stage on all agents, loss detection, stop signal.
+//! - `collector.rs`: op-logs copied while a stage runs, completed at its end.
 //! - `series.rs`: `series.csv`, the per-second series.
 //! - `progress.rs`: the live view.
 //! - `results.rs`: the run directory and `run.json`.
 
 pub(crate) mod agents;
+pub(crate) mod collector;
+pub(crate) mod drift;
 mod health;
 mod progress;
 pub(crate) mod results;
@@ -280,12 +283,15 @@ async fn finish_run(
     meta.agents = agent_meta(agents);
 
     dir.write("plan.yaml", &plan.to_yaml())?;
+    // Corrections come from run.json as written, as `controller collect`
+    // takes them, so merging again later gives the same timeline.
+    let json = serde_json::to_value(&*meta).context("run.json")?;
     let inputs: Vec<MergeInput> = outputs
         .iter()
-        .flat_map(|o| o.oplogs.iter())
-        .map(|(path, offset_ns)| MergeInput {
+        .flat_map(|o| o.oplogs.iter().map(move |log| (o.index, log)))
+        .map(|(index, (path, id))| MergeInput {
             path: path.clone(),
-            offset_ns: *offset_ns,
+            clock: drift::stage_correction(&json, id, index),
         })
         .collect();
     let timeline = dir.path.join("timeline.tsv.zst");

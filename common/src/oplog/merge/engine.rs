@@ -1,6 +1,7 @@
 //! One merge pass: a k-way merge of logs over a loser tree, logs opened
 //! only when the merge reaches their first start.
 
+use super::clock::ClockCorrection;
 use super::late::{HoldOrKeep, Late};
 use super::sink::Sink;
 use super::source::{Cursor, Sizes, Source, cmp_entries};
@@ -12,7 +13,7 @@ use std::path::PathBuf;
 #[derive(Debug)]
 pub(super) struct Waiting {
     pub path: PathBuf,
-    pub offset_ns: i64,
+    pub clock: ClockCorrection,
     /// The merge opens the log when it reaches this start (corrected).
     pub open_at: i64,
     /// Bytes of lines per block it is read in.
@@ -166,7 +167,7 @@ pub(super) fn merge_pass(
                     block_bytes: wait.block_bytes,
                     ..ctx.sizes
                 };
-                match Source::open(&wait.path, wait.offset_ns, sizes) {
+                match Source::open(&wait.path, wait.clock, sizes) {
                     Ok(src) => {
                         let mut src = Box::new(src);
                         src.fill_window(&cursor, &mut HoldOrKeep { sink, late })?;

@@ -11,6 +11,7 @@
 //! which formats the record in our layout or names what is wrong with the
 //! same words the reader uses.
 
+use super::clock::ClockCorrection;
 use crate::clock::{format_rfc3339_ns, parse_rfc3339_ns};
 use crate::oplog::reader::Columns;
 use crate::oplog::record::{HEADER, OpRecord};
@@ -319,7 +320,9 @@ fn is_op_name(f: &[u8]) -> bool {
 
 /// Checks that `line` (no line ending; `tabs` and `split` from
 /// [`split_line`]) is a record line exactly as our writer writes it, and
-/// moves its times by `-offset_ns` in place (they keep their width).
+/// moves its times in place (they keep their width) by minus `clock`'s
+/// offset at its start: one offset for the three, so its latency stays.
+/// A constant correction costs one compare; a zero one skips rewriting.
 /// Returns its key (times corrected), or None, with `line` unchanged, if
 /// the line is in any other form: [`slow_line`] then decides.
 #[inline]
@@ -327,7 +330,7 @@ pub(super) fn fast_line(
     line: &mut [u8],
     tabs: &[u32; FIELDS],
     split: Split,
-    offset_ns: i64,
+    clock: &ClockCorrection,
     times: &mut TimeCodec,
 ) -> Option<LineKey> {
     if split.tabs != FIELDS - 1 {
@@ -366,6 +369,8 @@ pub(super) fn fast_line(
         return None;
     }
     let client_off = tabs[F_CLIENT_ID - 1] + 1;
+    // Constant (the common case): one compare, no arithmetic.
+    let offset_ns = clock.offset_at(start);
     let key = LineKey {
         start: start.checked_sub(offset_ns)?,
         idx,
@@ -405,17 +410,17 @@ pub(super) fn our_line_key<'a>(
 
 /// Any line [`fast_line`] did not take (no line ending): parsed by the
 /// reader's parser and appended to `out` in our layout (without line
-/// ending) with times moved by `-offset_ns`; the error is the reader's
-/// message for a bad line.
+/// ending) with times moved by minus `clock`'s offset at its start; the
+/// error is the reader's message for a bad line.
 pub(super) fn slow_line(
     columns: &Columns,
     line: &[u8],
-    offset_ns: i64,
+    clock: &ClockCorrection,
     text: &mut String,
     out: &mut Vec<u8>,
 ) -> Result<LineKey, String> {
     let mut rec: OpRecord = columns.parse(line)?;
-    rec.shift_times(offset_ns);
+    rec.shift_times(clock.offset_at(rec.start_ns));
     text.clear();
     rec.write_tsv(text);
     let bytes = text.as_bytes();
@@ -451,19 +456,23 @@ mod tests {
     /// Runs a line (no newline) through fast_line, falling back to
     /// slow_line; returns the written line and whether it was fast.
     fn run(line: &str, offset: i64) -> (Result<(LineKey, String), String>, bool) {
+        run_with(line, &ClockCorrection::constant(offset))
+    }
+
+    fn run_with(line: &str, clock: &ClockCorrection) -> (Result<(LineKey, String), String>, bool) {
         let mut tabs = [0u32; FIELDS];
         let split = split_line(line.as_bytes(), &mut tabs);
         assert_eq!(split.newline, None);
         let mut bytes = line.as_bytes().to_vec();
         let mut times = TimeCodec::default();
-        if let Some(k) = fast_line(&mut bytes, &tabs, split, offset, &mut times) {
+        if let Some(k) = fast_line(&mut bytes, &tabs, split, clock, &mut times) {
             bytes.push(b'\n');
             return (Ok((k, String::from_utf8(bytes).unwrap())), true);
         }
         assert_eq!(bytes, line.as_bytes(), "changed, yet not taken");
         let mut text = String::new();
         let mut out = Vec::new();
-        let r = slow_line(&ours(), line.as_bytes(), offset, &mut text, &mut out).map(|k| {
+        let r = slow_line(&ours(), line.as_bytes(), clock, &mut text, &mut out).map(|k| {
             out.push(b'\n');
             (k, String::from_utf8(out).unwrap())
         });
@@ -515,6 +524,37 @@ mod tests {
                 let client = &text[key.client_off as usize..][..key.client_len as usize];
                 assert_eq!(client, want.client_id);
             }
+        }
+    }
+
+    #[test]
+    fn drift_moves_all_three_times_by_the_offset_at_the_start() {
+        let base = 1_795_471_005_000_000_000i64;
+        let clock = ClockCorrection::between((base, 1_000_000), (base + 1_000_000_000, -1_000_000));
+        for n in 0..500u64 {
+            let mut rec = record(n, "agent-1");
+            rec.start_ns = base + n as i64 * 2_345_678;
+            rec.end_ns = rec.start_ns + 1_000_000 + n as i64;
+            rec.first_byte_ns = rec.first_byte_ns.map(|_| rec.start_ns + 500_000);
+            let mut line = String::new();
+            rec.write_tsv(&mut line);
+            let line = line.trim_end_matches('\n');
+            let mut want = rec.clone();
+            want.shift_times(clock.offset_at(rec.start_ns));
+            let mut want_text = String::new();
+            want.write_tsv(&mut want_text);
+            let (got, fast) = run_with(line, &clock);
+            assert!(fast);
+            let (key, text) = got.unwrap();
+            assert_eq!(
+                (text.as_str(), key.start),
+                (want_text.as_str(), want.start_ns)
+            );
+            // A form only the parser takes gets the same offset.
+            let slow = format!("{line} ");
+            let (got, fast) = run_with(&slow, &clock);
+            assert!(!fast);
+            assert_eq!(got.unwrap().1, want_text);
         }
     }
 

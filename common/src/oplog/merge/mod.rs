@@ -19,8 +19,10 @@
 //!    lines up to the newest block's smallest are handed out. Lines in our
 //!    layout are not parsed into records (`line`): they are checked as
 //!    the reader would, their key and times read, and their times
-//!    rewritten in place when the clock offset is not zero; other layouts
-//!    (warp, s3dlio) go through the reader's parser.
+//!    rewritten in place when the clock offset is not zero (one offset
+//!    per op, from its raw start: constant, or interpolated between two
+//!    measurements when the clock drifts, `clock`); other layouts (warp,
+//!    s3dlio) go through the reader's parser.
 //! 3. A loser tree picks the next line among the open logs (`engine`).
 //! 4. The output (`sink`) is compressed on a thread of its own, as
 //!    independent zstd frames of about 1 MiB, the last `HOLD_BYTES` held
@@ -37,6 +39,7 @@
 //! the caller decides what to do. The output appears under its name only
 //! when complete, and temp files are removed however the merge ends.
 
+mod clock;
 mod engine;
 mod late;
 mod line;
@@ -45,6 +48,7 @@ mod sink;
 mod source;
 mod text;
 
+pub use self::clock::ClockCorrection;
 use self::engine::{Ctx, Slot, Waiting, merge_pass};
 use self::late::Late;
 use self::second::second_pass;
@@ -103,8 +107,28 @@ static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MergeInput {
     pub path: PathBuf,
-    /// Agent clock minus reference clock; subtracted from every time.
-    pub offset_ns: i64,
+    /// Agent clock minus reference clock, by the agent's time: an op's
+    /// offset is taken at its raw start and subtracted from its start,
+    /// first byte and end alike (its latency is unchanged).
+    pub clock: ClockCorrection,
+}
+
+impl MergeInput {
+    /// A log with one constant offset (agent clock minus reference clock).
+    pub fn new(path: impl Into<PathBuf>, offset_ns: i64) -> Self {
+        MergeInput {
+            path: path.into(),
+            clock: ClockCorrection::constant(offset_ns),
+        }
+    }
+
+    /// A log with a correction that may drift (see [`ClockCorrection`]).
+    pub fn with_clock(path: impl Into<PathBuf>, clock: ClockCorrection) -> Self {
+        MergeInput {
+            path: path.into(),
+            clock,
+        }
+    }
 }
 
 /// What a merge did.
@@ -251,7 +275,7 @@ pub(crate) fn merge_files_with(
         match probe(input, cfg, inputs.len()) {
             Ok((open_at, block_bytes)) => slots.push(Slot::Waiting(Waiting {
                 path: input.path.clone(),
-                offset_ns: input.offset_ns,
+                clock: input.clock,
                 open_at,
                 block_bytes,
                 input: Some(i),
@@ -345,14 +369,14 @@ fn late_stream(
     let (runs, memory) = late.take_runs(cfg.fan_in)?;
     match (runs.len(), memory) {
         (0, Some(src)) => Ok(src),
-        (1, None) => Source::open(&runs[0].0, 0, sizes),
+        (1, None) => Source::open(&runs[0].0, ClockCorrection::NONE, sizes),
         (_, memory) => {
             let mut slots: Vec<Slot> = runs
                 .into_iter()
                 .map(|(path, open_at)| {
                     Slot::Waiting(Waiting {
                         path,
-                        offset_ns: 0,
+                        clock: ClockCorrection::NONE,
                         open_at,
                         block_bytes: cfg.min_block_bytes,
                         input: None,
@@ -367,7 +391,7 @@ fn late_stream(
             let mut run = Sink::create(&path, cfg.run_options())?;
             merge_all(slots, &mut run, &mut Late::none(), temps, ctx, cfg)?;
             run.finish()?;
-            Source::open(&path, 0, sizes)
+            Source::open(&path, ClockCorrection::NONE, sizes)
         }
     }
 }
@@ -404,7 +428,7 @@ fn merge_all(
             }
             next.push(Slot::Waiting(Waiting {
                 path,
-                offset_ns: 0,
+                clock: ClockCorrection::NONE,
                 open_at: first.unwrap_or(i64::MIN),
                 block_bytes: cfg.min_block_bytes,
                 input: None,
@@ -424,7 +448,7 @@ fn probe(input: &MergeInput, cfg: &MergeConfig, inputs: usize) -> Result<(i64, u
         chunk_bytes: cfg.chunk_bytes,
         thread: false,
     };
-    let mut src = Source::open(&input.path, input.offset_ns, sizes)?;
+    let mut src = Source::open(&input.path, input.clock, sizes)?;
     let p = src.probe()?;
     let open_at = p
         .first_start

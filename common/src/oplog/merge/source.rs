@@ -13,6 +13,7 @@
 //! once all their lines are handed out; only their keys are sorted. Lines
 //! of other layouts are written in ours to chunks of their own.
 
+use super::clock::ClockCorrection as Clock;
 use super::late::{Late, LateLines};
 use super::line::{FIELDS, LineKey, Split, TimeCodec, fast_line, slow_line, split_line};
 use super::text::TextSource;
@@ -352,7 +353,7 @@ impl Cursor {
 /// One log being merged.
 pub(super) struct Source {
     path: PathBuf,
-    offset_ns: i64,
+    clock: Clock,
     /// The decompressed (or plain) text; None once it has ended.
     text: Option<TextSource>,
     compressed: bool,
@@ -409,10 +410,10 @@ impl std::fmt::Debug for Source {
 }
 
 impl Source {
-    fn new(path: &Path, offset_ns: i64, sizes: Sizes) -> Self {
+    fn new(path: &Path, clock: Clock, sizes: Sizes) -> Self {
         Source {
             path: path.to_path_buf(),
-            offset_ns,
+            clock,
             text: None,
             compressed: false,
             columns: Columns::default(),
@@ -444,7 +445,7 @@ impl Source {
     }
 
     /// Opens a log (zstd or plain) and reads its header.
-    pub(super) fn open(path: &Path, offset_ns: i64, sizes: Sizes) -> Result<Self, OpLogError> {
+    pub(super) fn open(path: &Path, clock: Clock, sizes: Sizes) -> Result<Self, OpLogError> {
         let file = File::open(path).map_err(|source| OpLogError::Io {
             path: path.to_path_buf(),
             source,
@@ -483,7 +484,7 @@ impl Source {
                     source,
                 }
             })?;
-        let mut src = Source::new(path, offset_ns, sizes);
+        let mut src = Source::new(path, clock, sizes);
         src.text = Some(text);
         src.compressed = compressed;
         src.read_header()?;
@@ -494,7 +495,7 @@ impl Source {
     pub(super) fn memory(name: &Path, mut chunk: Chunk, ready: Vec<Entry>) -> Self {
         let mut src = Source::new(
             name,
-            0,
+            Clock::NONE,
             Sizes {
                 block_bytes: 1,
                 chunk_bytes: chunk.data.len(),
@@ -728,7 +729,7 @@ impl Source {
         let result = slow_line(
             &self.columns,
             &line[from..to],
-            self.offset_ns,
+            &self.clock,
             &mut self.scratch,
             &mut out,
         );
@@ -793,7 +794,7 @@ impl Source {
                     &mut text[from..to],
                     &tabs,
                     split,
-                    self.offset_ns,
+                    &self.clock,
                     &mut self.times,
                 )
             } else {

@@ -53,7 +53,7 @@ fn make_inputs(dir: &Path, per_agent: u64) -> (Vec<MergeInput>, Vec<OpRecord>) {
         let path = dir.join(format!("{client}.tsv.zst"));
         write_records(&path, recs.clone()).unwrap();
         expected.extend(recs.into_iter().map(|r| shifted(r, offset_ns)));
-        inputs.push(MergeInput { path, offset_ns });
+        inputs.push(MergeInput::new(path, offset_ns));
     }
     (inputs, sorted(expected))
 }
@@ -156,7 +156,7 @@ fn completion_order_needs_no_second_pass() {
         write_records(&path, recs.clone()).unwrap();
         let offset_ns = a as i64 * 1_000_003 - 2_000_000;
         expected.extend(recs.into_iter().map(|r| shifted(r, offset_ns)));
-        inputs.push(MergeInput { path, offset_ns });
+        inputs.push(MergeInput::new(path, offset_ns));
     }
     let expected = sorted(expected);
     for cfg in [MergeConfig::default(), tiny(true)] {
@@ -172,7 +172,7 @@ fn completion_order_needs_no_second_pass() {
     let path = dir.path().join("slow.tsv.zst");
     write_records(&path, recs.clone()).unwrap();
     let out = dir.path().join("slow-merged.tsv.zst");
-    let slow = [MergeInput { path, offset_ns: 7 }];
+    let slow = [MergeInput::new(path, 7)];
     let stats = merge_files_with(&slow, &out, &tmp, &tiny(false)).unwrap();
     assert!(stats.late > 0 && stats.late < 100, "{stats:?}");
     assert_eq!(stats.records_out, 20_000);
@@ -182,21 +182,62 @@ fn completion_order_needs_no_second_pass() {
 }
 
 #[test]
+fn drifting_clocks_are_corrected_per_op() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    let base = 1_795_471_005_000_000_000i64;
+    let s = 1_000_000_000i64;
+    // One clock ahead and gaining 500 µs/s, one behind and losing 800 µs/s
+    // (far more than real drift, so that it shows in the order), measured
+    // at the start and a second in; their ops span ~0.8 s.
+    let clocks = [
+        ClockCorrection::between((base, 3_000_000), (base + s, 3_500_000)),
+        ClockCorrection::between((base + s, -2_800_000), (base, -2_000_000)),
+    ];
+    let mut inputs = Vec::new();
+    let mut expected = Vec::new();
+    let mut latency = std::collections::HashMap::new();
+    for (a, clock) in clocks.into_iter().enumerate() {
+        let client = format!("agent-{a}");
+        let recs = completion_order(&client, 20_000, 16, 0, a as u64 + 1);
+        let path = dir.path().join(format!("{client}.tsv.zst"));
+        write_records(&path, recs.clone()).unwrap();
+        for r in recs {
+            latency.insert((client.clone(), r.idx), r.end_ns - r.start_ns);
+            let off = clock.offset_at(r.start_ns);
+            assert!((-2_800_000..=3_500_000).contains(&off));
+            expected.push(shifted(r, off));
+        }
+        inputs.push(MergeInput::with_clock(path, clock));
+    }
+    let expected = sorted(expected);
+    for cfg in [MergeConfig::default(), tiny(true), tiny(false)] {
+        let out = dir.path().join("merged.tsv.zst");
+        let stats = merge_files_with(&inputs, &out, &tmp, &cfg).unwrap();
+        assert_eq!(stats.records_out, 40_000, "{cfg:?}");
+        let got = read_all(&out);
+        assert!(got.windows(2).all(|w| w[0].sort_key() <= w[1].sort_key()));
+        for r in &got {
+            assert_eq!(
+                r.end_ns - r.start_ns,
+                latency[&(r.client_id.clone(), r.idx)]
+            );
+        }
+        assert_eq!(got, expected, "{cfg:?}");
+    }
+    // Half a second in, the first clock is 250 µs further ahead.
+    let c = clocks[0];
+    assert_eq!(c.offset_at(base + s / 2) - c.offset_at(base), 250_000);
+}
+
+#[test]
 fn our_lines_are_copied_verbatim_at_offset_zero() {
     let dir = tempfile::tempdir().unwrap();
     let recs = completion_order("agent-0", 5_000, 8, 0, 3);
     let path = dir.path().join("a.tsv.zst");
     write_records(&path, sorted(recs.clone())).unwrap();
     let out = dir.path().join("merged.tsv.zst");
-    merge_files(
-        &[MergeInput {
-            path: path.clone(),
-            offset_ns: 0,
-        }],
-        &out,
-        dir.path(),
-    )
-    .unwrap();
+    merge_files(&[MergeInput::new(path.clone(), 0)], &out, dir.path()).unwrap();
     let text = |p: &Path| zstd::decode_all(std::fs::File::open(p).unwrap()).unwrap();
     assert_eq!(text(&out), text(&path));
 }
@@ -221,7 +262,7 @@ fn many_logs_of_stages_merge_in_groups() {
             let path = dir.path().join(format!("{client}-{stage}.tsv.zst"));
             write_records(&path, recs.clone()).unwrap();
             expected.extend(recs);
-            inputs.push(MergeInput { path, offset_ns: 0 });
+            inputs.push(MergeInput::new(path, 0));
         }
     }
     let expected = sorted(expected);
@@ -244,10 +285,7 @@ fn damaged_input_keeps_records_before_damage() {
     // Cut the second agent's log short.
     let bytes = std::fs::read(&inputs[1].path).unwrap();
     std::fs::write(&inputs[1].path, &bytes[..bytes.len() / 2]).unwrap();
-    inputs.push(MergeInput {
-        path: dir.path().join("missing.tsv.zst"),
-        offset_ns: 0,
-    });
+    inputs.push(MergeInput::new(dir.path().join("missing.tsv.zst"), 0));
 
     for cfg in [MergeConfig::default(), tiny(false)] {
         let out = dir.path().join("merged.tsv.zst");
@@ -298,10 +336,7 @@ fn bad_line_names_file_and_line_and_keeps_the_lines_before() {
     for cfg in [MergeConfig::default(), tiny(false)] {
         let out = dir.path().join("merged.tsv.zst");
         let stats = merge_files_with(
-            &[MergeInput {
-                path: path.clone(),
-                offset_ns: 0,
-            }],
+            &[MergeInput::new(path.clone(), 0)],
             &out,
             &dir.path().join("tmp"),
             &cfg,
@@ -342,14 +377,8 @@ fn warp_logs_and_plain_text_merge_with_ours() {
     std::fs::write(&plain, text).unwrap();
 
     let inputs = [
-        MergeInput {
-            path: warp.clone(),
-            offset_ns: 1_000,
-        },
-        MergeInput {
-            path: plain,
-            offset_ns: 0,
-        },
+        MergeInput::new(warp.clone(), 1_000),
+        MergeInput::new(plain, 0),
     ];
     let out = dir.path().join("merged.tsv.zst");
     let stats = merge_files(&inputs, &out, dir.path()).unwrap();
@@ -392,10 +421,7 @@ fn equal_keys_and_equal_starts_keep_a_total_order() {
         .collect();
     let b = dir.path().join("b.tsv.zst");
     write_records(&b, same.clone()).unwrap();
-    let inputs = [&a, &b, &a].map(|p| MergeInput {
-        path: p.clone(),
-        offset_ns: 0,
-    });
+    let inputs = [&a, &b, &a].map(|p| MergeInput::new(p.clone(), 0));
     let mut expected = recs.clone();
     expected.extend(same);
     expected.extend(recs);
@@ -418,15 +444,7 @@ fn empty_inputs_give_a_header_only_file() {
 
     let empty = dir.path().join("empty.tsv.zst");
     write_records(&empty, []).unwrap();
-    let stats = merge_files(
-        &[MergeInput {
-            path: empty,
-            offset_ns: 0,
-        }],
-        &out,
-        dir.path(),
-    )
-    .unwrap();
+    let stats = merge_files(&[MergeInput::new(empty, 0)], &out, dir.path()).unwrap();
     assert_eq!((stats.records_in, stats.records_out), (0, 0));
     assert!(stats.errors.is_empty());
 }
@@ -449,10 +467,7 @@ fn slow_ops_are_put_in_place_in_the_held_output() {
     let recs = completion_order("agent-0", 20_000, 16, 997, 11);
     let path = dir.path().join("a.tsv.zst");
     write_records(&path, recs.clone()).unwrap();
-    let input = [MergeInput {
-        path,
-        offset_ns: -5,
-    }];
+    let input = [MergeInput::new(path, -5)];
     let want = sorted(recs.into_iter().map(|r| shifted(r, -5)).collect());
     for thread in [false, true] {
         let out = dir.path().join("merged.tsv.zst");
@@ -503,10 +518,7 @@ fn long_lines_cross_chunks_and_too_long_ones_are_errors() {
         .collect();
     let path = dir.path().join("long.tsv.zst");
     write_records(&path, recs.clone()).unwrap();
-    let input = [MergeInput {
-        path: path.clone(),
-        offset_ns: 0,
-    }];
+    let input = [MergeInput::new(path.clone(), 0)];
     for thread in [false, true] {
         let out = dir.path().join("merged.tsv.zst");
         let stats = merge_files_with(&input, &out, &tmp, &tiny(thread)).unwrap();
@@ -527,10 +539,7 @@ fn long_lines_cross_chunks_and_too_long_ones_are_errors() {
     for thread in [false, true] {
         let out = dir.path().join("merged.tsv.zst");
         let stats = merge_files_with(
-            &[MergeInput {
-                path: plain.clone(),
-                offset_ns: 0,
-            }],
+            &[MergeInput::new(plain.clone(), 0)],
             &out,
             &tmp,
             &tiny(thread),
@@ -563,13 +572,7 @@ fn lines_far_ahead_of_their_log_do_not_pin_memory() {
     let path = dir.path().join("a.tsv.zst");
     write_records(&path, recs.clone()).unwrap();
     let out = dir.path().join("merged.tsv.zst");
-    let stats = merge_files_with(
-        &[MergeInput { path, offset_ns: 0 }],
-        &out,
-        &tmp,
-        &tiny(true),
-    )
-    .unwrap();
+    let stats = merge_files_with(&[MergeInput::new(path, 0)], &out, &tmp, &tiny(true)).unwrap();
     assert_eq!(stats.records_out, 20_000);
     // Parked for the second pass once the window is full of them.
     assert!(stats.late >= 100, "{stats:?}");
@@ -599,10 +602,7 @@ fn late_lines_before_all_others_go_right_after_the_header() {
     let (pa, pb) = (dir.path().join("a.tsv.zst"), dir.path().join("b.tsv.zst"));
     write_records(&pa, a.clone()).unwrap();
     write_records(&pb, b.clone()).unwrap();
-    let inputs = [&pa, &pb].map(|p| MergeInput {
-        path: p.clone(),
-        offset_ns: 0,
-    });
+    let inputs = [&pa, &pb].map(|p| MergeInput::new(p.clone(), 0));
     let mut want = a;
     want.extend(b);
     let want = sorted(want);

@@ -26,7 +26,7 @@ fn chunks_in_use_stay_bounded() {
         chunk_bytes: 2 << 10,
         thread: true,
     };
-    let mut src = Source::open(&path, 0, sizes).unwrap();
+    let mut src = Source::open(&path, Clock::NONE, sizes).unwrap();
     let cursor = Cursor::default();
     let opts = super::super::sink::SinkOptions {
         level: 1,
