@@ -60,8 +60,13 @@ const WRITE_BUFFER_BYTES: usize = 1 << 20;
 /// where that shows, they are full long before a second passes.
 const FRAME_MAX_AGE: Duration = Duration::from_secs(1);
 
-/// How often an idle writer with lines buffered looks again, until they
-/// are [`FRAME_MAX_AGE`] old and written; then it parks.
+/// Longest nap of an idle writer with lines buffered: it cannot park (no
+/// wake-up would come when they age), so it naps from [`IDLE_NAP`],
+/// doubling while nothing comes, up to this, until they are
+/// [`FRAME_MAX_AGE`] old and written; then it parks. Doubling from 1 ms
+/// keeps a writer that merely drained a busy channel looking again soon:
+/// one long nap there lets the channel fill and stalls the workers
+/// (measured: -35% engine throughput with a fixed 50 ms nap).
 const PENDING_NAP: Duration = Duration::from_millis(50);
 
 /// zstd window (log2 bytes) and hash table (log2 entries) at level 1. Op-log
@@ -306,6 +311,7 @@ fn drain(
 ) -> io::Result<(u64, u64)> {
     let mut messages = Vec::with_capacity(RECV_BATCHES);
     let mut napped = false;
+    let mut pending_nap = IDLE_NAP;
     loop {
         let mut closed = false;
         while messages.len() < RECV_BATCHES {
@@ -326,7 +332,8 @@ fn drain(
                 if age >= FRAME_MAX_AGE {
                     sink.compress()?;
                 } else {
-                    std::thread::sleep(PENDING_NAP.min(FRAME_MAX_AGE - age));
+                    std::thread::sleep(pending_nap.min(FRAME_MAX_AGE - age));
+                    pending_nap = (pending_nap * 2).min(PENDING_NAP);
                 }
                 continue;
             }
@@ -340,6 +347,7 @@ fn drain(
             }
         }
         napped = false;
+        pending_nap = IDLE_NAP;
         for message in messages.drain(..) {
             match message {
                 Message::Records(records) => {
