@@ -77,6 +77,21 @@ pub enum OpLogError {
 }
 
 impl OpLogError {
+    /// Reading `path` failed at `line` (1-based): for a compressed log, its
+    /// zstd stream is truncated or corrupt there.
+    pub(crate) fn read(path: &Path, line: u64, compressed: bool, source: io::Error) -> Self {
+        OpLogError::Read {
+            path: path.to_path_buf(),
+            line,
+            what: if compressed {
+                "truncated or corrupt zstd stream"
+            } else {
+                "read failed"
+            },
+            source,
+        }
+    }
+
     /// The file the error is about.
     pub fn path(&self) -> &Path {
         match self {
@@ -197,15 +212,8 @@ impl OpLogReader {
         let n = Read::by_ref(&mut self.input)
             .take(limit)
             .read_until(b'\n', &mut self.buf)
-            .map_err(|source| OpLogError::Read {
-                path: self.path.clone(),
-                line: self.line_no + 1,
-                what: if self.compressed {
-                    "truncated or corrupt zstd stream"
-                } else {
-                    "read failed"
-                },
-                source,
+            .map_err(|source| {
+                OpLogError::read(&self.path, self.line_no + 1, self.compressed, source)
             })?;
         if n == 0 {
             return Ok(false);

@@ -472,6 +472,16 @@ mod tests {
     use crate::oplog::reader::OpLogReader;
     use crate::oplog::test_util::record;
 
+    /// A log context with the default key naming.
+    fn ctx(client: &str, stage: &str, prefix: &str) -> Arc<LogContext> {
+        Arc::new(LogContext::new(
+            client,
+            stage,
+            prefix,
+            crate::plan::KeyNaming::default(),
+        ))
+    }
+
     fn read_all(path: &Path) -> Vec<OpRecord> {
         OpLogReader::open(path)
             .unwrap()
@@ -617,12 +627,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("b.tsv.zst");
         let (writer, sender) = spawn_writer(&path).unwrap();
-        let ctx = Arc::new(LogContext::new(
-            "agent-3",
-            "mixed",
-            "obj/",
-            crate::plan::KeyNaming::default(),
-        ));
+        let ctx = ctx("agent-3", "mixed", "obj/");
         let mut expected = Vec::new();
         let mut idx = 0;
         for k in 0..40u32 {
@@ -660,12 +665,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("slow.tsv.zst");
         let (writer, sender) = spawn_writer(&path).unwrap();
-        let ctx = Arc::new(LogContext::new(
-            "a",
-            "s",
-            "k/",
-            crate::plan::KeyNaming::default(),
-        ));
+        let ctx = ctx("a", "s", "k/");
         let mut b = log_batch(&sender, &ctx, 0, 5, 0);
         b.set_first_idx(0);
         sender.send_log_batch(b).await.unwrap();
@@ -691,12 +691,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("idle.tsv.zst");
         let (writer, sender) = spawn_writer(&path).unwrap();
-        let ctx = Arc::new(LogContext::new(
-            "a",
-            "s",
-            "k/",
-            crate::plan::KeyNaming::default(),
-        ));
+        let ctx = ctx("a", "s", "k/");
         let mut idx = 0;
         for round in 0..4 {
             let mut b = log_batch(&sender, &ctx, 0, 10, round * 1_000_000);

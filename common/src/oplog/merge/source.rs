@@ -550,16 +550,12 @@ impl Source {
             }
             Some(Err(source)) => {
                 self.text = None;
-                return Err(OpLogError::Read {
-                    path: self.path.clone(),
-                    line: self.line_no + 1,
-                    what: if self.compressed {
-                        "truncated or corrupt zstd stream"
-                    } else {
-                        "read failed"
-                    },
+                return Err(OpLogError::read(
+                    &self.path,
+                    self.line_no + 1,
+                    self.compressed,
                     source,
-                });
+                ));
             }
             Some(Ok(t)) => t,
         };
