@@ -177,19 +177,23 @@ impl Block {
         line_client_idx(&self.data[from..to])
     }
 
-    /// Held line `i` against a late line `e`.
-    fn cmp_line(&self, i: usize, e: &Entry) -> Ordering {
-        self.starts[i].cmp(&e.start).then_with(|| {
-            let (client, idx) = self.key_rest(i);
-            (client, idx).cmp(&(e.client(&self.late_text), e.idx))
+    /// Held line `i` against a late line's key: its start, client id and
+    /// idx.
+    fn cmp_line(&self, i: usize, (start, client, idx): (i64, &[u8], u64)) -> Ordering {
+        self.starts[i].cmp(&start).then_with(|| {
+            let (held_client, held_idx) = self.key_rest(i);
+            (held_client, held_idx).cmp(&(client, idx))
         })
     }
 
-    /// Where late line `e` goes: before the first held line that sorts
-    /// after it.
+    /// Where late line `e` (kept in this block's `late_text`) goes: before
+    /// the first held line that sorts after it.
     fn place(&self, e: &Entry) -> usize {
+        let key = (e.start, e.client(&self.late_text), e.idx);
         let mut p = self.starts.partition_point(|&s| s <= e.start);
-        while p > 0 && self.starts[p - 1] == e.start && self.cmp_line(p - 1, e) == Ordering::Greater
+        while p > 0
+            && self.starts[p - 1] == e.start
+            && self.cmp_line(p - 1, key) == Ordering::Greater
         {
             p -= 1;
         }
@@ -334,12 +338,19 @@ impl Sink {
         if self.hold_bytes == 0 {
             return false;
         }
+        // `e` points into its source's chunks, not into a block: its client
+        // id is read from `line` itself.
+        let from = usize::from(e.client_off);
+        let client = line
+            .get(from..from + e.client_len as usize)
+            .unwrap_or_default();
+        let key = (e.start, client, e.idx);
         // The newest held block whose first line sorts before `e`.
         let Some(block) = self
             .held
             .iter_mut()
             .rev()
-            .find(|b| !b.starts.is_empty() && b.cmp_line(0, e) != Ordering::Greater)
+            .find(|b| !b.starts.is_empty() && b.cmp_line(0, key) != Ordering::Greater)
         else {
             return false;
         };
@@ -368,7 +379,6 @@ impl Sink {
             return Ok(());
         };
         self.held_bytes = self.held_bytes.saturating_sub(block.data.len());
-        let mut text = std::mem::take(&mut block.data);
         if !block.late.is_empty() {
             let chunks = &block.late_text;
             block.late.sort_by(|a, b| {
@@ -376,13 +386,17 @@ impl Sink {
                     .cmp(&b.start)
                     .then_with(|| (a.client(chunks), a.idx).cmp(&(b.client(chunks), b.idx)))
             });
+            // Places are found while the block still holds its text: a late
+            // line with the start of a held line is ordered against that
+            // line's client id and idx, read from the text.
+            let places: Vec<usize> = block.late.iter().map(|e| block.place(e)).collect();
+            let text = std::mem::take(&mut block.data);
             let late_bytes: usize = block.late.iter().map(|e| e.len as usize + 1).sum();
             self.held_bytes = self.held_bytes.saturating_sub(late_bytes);
             let mut merged = self.buffer();
             merged.reserve(text.len() + late_bytes);
             let mut from = 0usize;
-            for e in &block.late {
-                let p = block.place(e);
+            for (e, &p) in block.late.iter().zip(&places) {
                 let at = block.offs.get(p).map_or(text.len(), |&o| o as usize);
                 merged.extend_from_slice(&text[from..at]);
                 merged.extend_from_slice(e.line(chunks));
@@ -390,10 +404,12 @@ impl Sink {
                 from = at;
             }
             merged.extend_from_slice(&text[from..]);
-            std::mem::swap(&mut text, &mut merged);
+            block.data = text;
+            std::mem::swap(&mut block.data, &mut merged);
             merged.clear();
             self.buffers.push(merged);
         }
+        let text = std::mem::take(&mut block.data);
         self.frames.push((block.first.take(), block.lines));
         block.clear();
         self.spare.push(block);

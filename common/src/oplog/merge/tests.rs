@@ -619,3 +619,41 @@ fn late_lines_before_all_others_go_right_after_the_header() {
         assert!(dir_is_empty(&tmp));
     }
 }
+
+/// Late lines whose start equals held lines' starts are ordered against
+/// those lines' client ids and idx, read from the held text (a panic
+/// once: the text had already been taken for the compressor).
+#[test]
+fn late_lines_tied_with_held_lines_are_ordered_by_client_and_idx() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    let mut inputs = Vec::new();
+    let mut want = Vec::new();
+    for (a, seed) in [(0u64, 11u64), (1, 12)] {
+        let client = format!("agent-{a}");
+        // Starts on a 100 µs grid: many lines of both logs tie.
+        let recs: Vec<OpRecord> = completion_order(&client, 6_000, 16, 397, seed)
+            .into_iter()
+            .map(|mut r| {
+                r.start_ns -= r.start_ns % 100_000;
+                r
+            })
+            .collect();
+        let path = dir.path().join(format!("{client}.tsv.zst"));
+        write_records(&path, recs.clone()).unwrap();
+        want.extend(recs);
+        inputs.push(MergeInput::new(path, 0));
+    }
+    let want = sorted(want);
+    for thread in [false, true] {
+        let out = dir.path().join("merged.tsv.zst");
+        let cfg = MergeConfig {
+            hold_bytes: 8 << 20,
+            ..tiny(thread)
+        };
+        let stats = merge_files_with(&inputs, &out, &tmp, &cfg).unwrap();
+        assert!(stats.placed > 10, "{stats:?}");
+        assert_eq!(stats.records_out, 12_000);
+        assert_eq!(read_all(&out), want);
+    }
+}
