@@ -105,13 +105,7 @@ impl LateLines for Late {
             });
         }
         let data = &mut self.arena[0].data;
-        let off = data.len();
-        data.extend_from_slice(line);
-        self.entries.push(Entry {
-            off: off as u32,
-            chunk: 0,
-            ..*e
-        });
+        self.entries.push(e.kept_in(line, data));
         self.count += 1;
         if data.len() >= self.budget {
             self.spill()?;

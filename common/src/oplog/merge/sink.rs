@@ -7,7 +7,7 @@
 //! an op much slower than those around it) can still be put in its place
 //! ([`Sink::hold`]); only lines later than that take a second pass.
 
-use super::source::{Chunk, Entry};
+use super::source::{Chunk, Entry, sort_entries};
 use crate::oplog::reader::OpLogError;
 use crate::oplog::record::header_line;
 use std::cmp::Ordering;
@@ -357,14 +357,8 @@ impl Sink {
         if block.late_text.is_empty() {
             block.late_text.push(Chunk::default());
         }
-        let text = &mut block.late_text[0].data;
-        let off = text.len();
-        text.extend_from_slice(line);
-        block.late.push(Entry {
-            off: off as u32,
-            chunk: 0,
-            ..*e
-        });
+        let kept = e.kept_in(line, &mut block.late_text[0].data);
+        block.late.push(kept);
         block.lines += 1;
         self.held_bytes += line.len() + 1;
         self.records += 1;
@@ -381,11 +375,7 @@ impl Sink {
         self.held_bytes = self.held_bytes.saturating_sub(block.data.len());
         if !block.late.is_empty() {
             let chunks = &block.late_text;
-            block.late.sort_by(|a, b| {
-                a.start
-                    .cmp(&b.start)
-                    .then_with(|| (a.client(chunks), a.idx).cmp(&(b.client(chunks), b.idx)))
-            });
+            sort_entries(&mut block.late, chunks);
             // Places are found while the block still holds its text: a late
             // line with the start of a held line is ordered against that
             // line's client id and idx, read from the text.

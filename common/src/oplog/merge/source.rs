@@ -154,6 +154,19 @@ impl Entry {
         &chunks[usize::from(self.chunk)].data[off..off + self.len as usize]
     }
 
+    /// Appends `line` (this entry's line, read from wherever it is now) to
+    /// `text`, the text of chunk 0 of a store of kept lines, and returns
+    /// the entry pointing there.
+    pub(super) fn kept_in(&self, line: &[u8], text: &mut Vec<u8>) -> Entry {
+        let off = text.len();
+        text.extend_from_slice(line);
+        Entry {
+            off: off as u32,
+            chunk: 0,
+            ..*self
+        }
+    }
+
     #[inline]
     pub(super) fn client<'a>(&self, chunks: &'a [Chunk]) -> &'a [u8] {
         let from = self.off as usize + usize::from(self.client_off);
