@@ -125,10 +125,8 @@ async fn collect(run: &Path, sec: &Security) -> anyhow::Result<String> {
         for (i, s) in plan.stages.iter().enumerate() {
             let path = dir.agent_oplog(&a.id, i as u32, &s.name)?;
             if path.exists() {
-                inputs.push(MergeInput {
-                    path,
-                    clock: crate::run::drift::stage_correction(&meta, &a.id, i as u32),
-                });
+                let clock = crate::run::drift::stage_correction(&meta, &a.id, i as u32);
+                inputs.push(MergeInput::with_clock(path, clock));
             }
         }
     }

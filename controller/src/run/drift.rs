@@ -29,36 +29,33 @@ fn measurement(clock: &Value) -> Option<(i64, i64)> {
 /// run's `run.json`. Without a measurement for that stage, the agent's
 /// first one (or none at all) is used as a constant.
 pub fn stage_correction(meta: &Value, id: &str, index: u32) -> ClockCorrection {
-    let agent = |list: &Value| -> Option<Value> {
+    fn agent<'a>(list: &'a Value, id: &str) -> Option<&'a Value> {
         list.as_array()?
             .iter()
             .find(|a| a["id"].as_str() == Some(id))
-            .cloned()
-    };
+    }
     let stages = meta["stages"]
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default();
-    let stage_clock = |s: &Value| agent(&s["agents"]).and_then(|a| measurement(&a["clock"]));
+    let stage_clock = |s: &Value| agent(&s["agents"], id).and_then(|a| measurement(&a["clock"]));
     let at = |s: &Value| s["index"].as_u64();
     let start = stages
         .iter()
         .find(|s| at(s) == Some(u64::from(index)))
         .and_then(stage_clock);
     let Some(start) = start else {
-        let first = agent(&meta["agents"]).and_then(|a| measurement(&a["clock_start"]));
+        let first = agent(&meta["agents"], id).and_then(|a| measurement(&a["clock_start"]));
         return ClockCorrection::constant(first.map_or(0, |(_, off)| off));
     };
-    let mut later: Vec<(u64, (i64, i64))> = stages
+    // The agent's next measurement: its earliest later stage, else the end.
+    let next = stages
         .iter()
         .filter(|s| at(s).is_some_and(|i| i > u64::from(index)))
         .filter_map(|s| Some((at(s)?, stage_clock(s)?)))
-        .collect();
-    later.sort_by_key(|(i, _)| *i);
-    let next = later
-        .first()
-        .map(|(_, m)| *m)
-        .or_else(|| agent(&meta["agents"]).and_then(|a| measurement(&a["clock_end"])));
+        .min_by_key(|(i, _)| *i)
+        .map(|(_, m)| m)
+        .or_else(|| agent(&meta["agents"], id).and_then(|a| measurement(&a["clock_end"])));
     match next {
         Some(next) => ClockCorrection::between(start, next),
         None => ClockCorrection::constant(start.1),

@@ -289,9 +289,8 @@ async fn finish_run(
     let inputs: Vec<MergeInput> = outputs
         .iter()
         .flat_map(|o| o.oplogs.iter().map(move |log| (o.index, log)))
-        .map(|(index, (path, id))| MergeInput {
-            path: path.clone(),
-            clock: drift::stage_correction(&json, id, index),
+        .map(|(index, (path, id))| {
+            MergeInput::with_clock(path.clone(), drift::stage_correction(&json, id, index))
         })
         .collect();
     let timeline = dir.path.join("timeline.tsv.zst");

@@ -78,13 +78,6 @@ impl ClockCorrection {
         self.from_offset == self.to_offset
     }
 
-    /// The offset when not [`is_constant`](Self::is_constant): at the
-    /// first measurement.
-    #[inline]
-    pub fn first_offset(&self) -> i64 {
-        self.from_offset
-    }
-
     /// Agent clock minus reference clock at raw (agent clock) time
     /// `raw_ns`: the offset to subtract from it. Exact integer math (i128,
     /// rounded toward the first measurement's offset); the result is
