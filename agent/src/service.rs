@@ -67,7 +67,16 @@ impl AgentService {
 
     /// The session's clock (see the field).
     fn clock(&self) -> Anchor {
-        *self.clock.lock().unwrap_or_else(|p| p.into_inner())
+        *self.clock_slot()
+    }
+
+    /// A new session reads the wall clock afresh (see the field).
+    fn reset_clock(&self) {
+        *self.clock_slot() = Anchor::now();
+    }
+
+    fn clock_slot(&self) -> std::sync::MutexGuard<'_, Anchor> {
+        self.clock.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A stage's op-log left in the spool by a session that is gone (its
@@ -286,8 +295,7 @@ impl pb::agent_server::Agent for AgentService {
             req.session_id.clone(),
             controller_timeout,
         );
-        // A new session reads the wall clock afresh (see `clock`).
-        *self.clock.lock().unwrap_or_else(|p| p.into_inner()) = Anchor::now();
+        self.reset_clock();
         *slot = Some(Session {
             id: req.session_id,
             run_id: req.run_id,
@@ -372,12 +380,13 @@ impl pb::agent_server::Agent for AgentService {
         session.oplogs.insert(index, log_path.clone());
 
         // The start time is on the controller's clock; on ours it is that
-        // plus our offset. A start already past begins at once.
-        let local_start_ns = req.start_at_ns + req.offset_ns;
-        // The instant is fixed now, from the clock: building the store and
-        // the op-log writer below takes time (milliseconds on a busy host)
-        // that must not push the start back. A start already past (or out
+        // plus our offset, and its instant comes from the session clock the
+        // offset was measured against, not from a fresh reading of the wall
+        // clock: a wall clock stepped since would move the start by the
+        // step, and under libfaketime a fresh reading here put it 5 ms off
+        // (cluster_clock failed 3 runs in 8). A start already past (or out
         // of range) begins at once.
+        let local_start_ns = req.start_at_ns + req.offset_ns;
         let clock = self.clock();
         let start_at = clock
             .instant_at(local_start_ns)

@@ -662,7 +662,7 @@ impl Worker {
         warmup: bool,
     ) {
         // Keys of the key space are logged as their index (the writer
-        // formats `{prefix}{index:08}`, the key the op used) and dropped
+        // formats it by the key space's naming, the key the op used) and dropped
         // here; only other keys (a list prefix, a directory) travel as text.
         let key = if matches!(op, OpKind::List | OpKind::Mkdir | OpKind::Rmdir) {
             EntryKey::Text(key)
