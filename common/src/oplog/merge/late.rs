@@ -85,7 +85,7 @@ impl Late {
             temps: None,
             opts: SinkOptions {
                 level: 1,
-                thread: false,
+                threads: 0,
                 sync: false,
                 hold_bytes: 0,
                 block_bytes: super::sink::BLOCK_BYTES,

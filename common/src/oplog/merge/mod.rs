@@ -24,9 +24,9 @@
 //!    measurements when the clock drifts, `clock`); other layouts (warp,
 //!    s3dlio) go through the reader's parser.
 //! 3. A loser tree picks the next line among the open logs (`engine`).
-//! 4. The output (`sink`) is compressed on a thread of its own, as
-//!    independent zstd frames of about 1 MiB, the last `HOLD_BYTES` held
-//!    back: a *late* line (read after lines sorting after it were written:
+//! 4. The output (`sink`) is cut into independent zstd frames of about
+//!    1 MiB, compressed by a few threads and written in order (`frames`),
+//!    the last `HOLD_BYTES` held back: a *late* line (read after lines sorting after it were written:
 //!    an op much slower than those around it) is put in place there.
 //! 5. A line later still (a timeout) is kept (`late`, spilled to sorted
 //!    temp runs beyond a budget), and a second pass (`second`) puts them
@@ -41,6 +41,7 @@
 
 mod clock;
 mod engine;
+mod frames;
 mod late;
 mod line;
 mod second;
@@ -166,7 +167,7 @@ pub fn merge_files(
 pub fn write_records(path: &Path, records: impl IntoIterator<Item = OpRecord>) -> io::Result<u64> {
     let opts = SinkOptions {
         level: OPLOG_ZSTD_LEVEL,
-        thread: false,
+        threads: 0,
         sync: true,
         hold_bytes: 0,
         block_bytes: sink::BLOCK_BYTES,
@@ -186,6 +187,17 @@ pub fn write_records(path: &Path, records: impl IntoIterator<Item = OpRecord>) -
     Ok(sink.finish().map_err(to_io)?.records)
 }
 
+/// Compressor threads for a merge: none on one CPU (compressing inline
+/// costs no hand-over), else one per CPU up to four. Compression is most
+/// of a merge's CPU, and the threads share the CPUs with the reading and
+/// merging threads, so more threads than CPUs would only add switches.
+fn default_compress_threads() -> usize {
+    match std::thread::available_parallelism().map_or(1, |n| n.get()) {
+        1 => 0,
+        n => n.min(4),
+    }
+}
+
 /// The merge's sizes; tests make them small to force every path.
 #[derive(Clone, Debug)]
 pub(crate) struct MergeConfig {
@@ -203,8 +215,8 @@ pub(crate) struct MergeConfig {
     /// Late lines held in memory before spilling.
     pub late_bytes: usize,
     pub probe_bytes: usize,
-    /// Compress on a thread of its own.
-    pub thread: bool,
+    /// Compressor threads (0: compress inline).
+    pub compress_threads: usize,
     /// Decompress each log on a thread of its own.
     pub read_thread: bool,
 }
@@ -221,7 +233,7 @@ impl Default for MergeConfig {
             frame_bytes: sink::BLOCK_BYTES,
             late_bytes: LATE_BYTES,
             probe_bytes: PROBE_BYTES,
-            thread: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
+            compress_threads: default_compress_threads(),
             read_thread: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
         }
     }
@@ -243,7 +255,7 @@ impl MergeConfig {
     fn run_options(&self) -> SinkOptions {
         SinkOptions {
             level: RUN_ZSTD_LEVEL,
-            thread: self.thread,
+            threads: self.compress_threads,
             sync: false,
             hold_bytes: 0,
             block_bytes: self.frame_bytes,
@@ -322,7 +334,7 @@ fn merge_into(
 ) -> Result<u64, OpLogError> {
     let final_opts = SinkOptions {
         level: OPLOG_ZSTD_LEVEL,
-        thread: cfg.thread,
+        threads: cfg.compress_threads,
         sync: true,
         hold_bytes: cfg.hold_bytes,
         block_bytes: cfg.frame_bytes,

@@ -1,45 +1,31 @@
 //! Where merged lines go: a zstd TSV file with the header.
 //!
-//! Lines are gathered in blocks; a block goes to the compressor (a thread
-//! of its own, so that compression, most of a merge's CPU, runs beside the
-//! merging) only once the blocks after it hold `hold_bytes` of text. Until
+//! Lines are gathered in blocks; a block goes to the compressors (threads
+//! of their own, `frames`, so that compression, most of a merge's CPU,
+//! runs beside the merging) only once the blocks after it hold `hold_bytes` of text. Until
 //! then a late line (one read after lines that sort after it were written:
 //! an op much slower than those around it) can still be put in its place
 //! ([`Sink::hold`]); only lines later than that take a second pass.
 
+use super::frames::{Compressors, FrameWriter};
 use super::source::{Chunk, Entry, sort_entries};
 use crate::oplog::reader::OpLogError;
 use crate::oplog::record::header_line;
 use std::cmp::Ordering;
 use std::collections::VecDeque;
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::thread::JoinHandle;
 
 /// Text handed to the compressor at a time, as one zstd frame: large
 /// enough that frames cost nothing in size (the window is 128 KiB).
 pub(super) const BLOCK_BYTES: usize = 1 << 20;
 
-/// Blocks queued for the compressor thread.
-const QUEUE_BLOCKS: usize = 2;
-
-/// zstd window (log2 bytes) and hash table (log2 entries) at level 1.
-/// Lines repeat within a few hundred bytes, so a small window and a table
-/// that stays in L1/L2 cache compress a timeline faster and even smaller
-/// than level 1's defaults (512 KiB, 8K entries) or the agent writer's
-/// (128 KiB, 4K). Measured on a merged timeline (zstd CLI, min of 6):
-/// 1K entries 0.41 s and 45.0 MB per 300 MB, 4K entries 0.49 s and 46.7 MB.
-const WINDOW_LOG: u32 = 17;
-const HASH_LOG: u32 = 10;
-
 /// How a sink compresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct SinkOptions {
     pub level: i32,
-    /// Compress on a thread of its own.
-    pub thread: bool,
+    /// Compressor threads (0: compress inline).
+    pub threads: usize,
     /// fsync when finished (the final output; temp runs need not).
     pub sync: bool,
     /// Text held back from the compressor, for late lines (0: none).
@@ -48,76 +34,10 @@ pub(super) struct SinkOptions {
     pub block_bytes: usize,
 }
 
-/// Writes blocks of text as independent zstd frames, one per block, and
-/// notes each frame's size: a second pass can then copy frames it does not
-/// change as they are.
-pub(super) struct FrameWriter {
-    file: BufWriter<File>,
-    cctx: zstd::bulk::Compressor<'static>,
-    buf: Vec<u8>,
-    sizes: Vec<u64>,
-}
-
-impl FrameWriter {
-    pub(super) fn create(path: &Path, level: i32) -> io::Result<Self> {
-        let file = BufWriter::with_capacity(1 << 20, File::create(path)?);
-        let mut cctx = zstd::bulk::Compressor::new(level)?;
-        if level == 1 {
-            cctx.set_parameter(zstd::zstd_safe::CParameter::WindowLog(WINDOW_LOG))?;
-            cctx.set_parameter(zstd::zstd_safe::CParameter::HashLog(HASH_LOG))?;
-        }
-        Ok(FrameWriter {
-            file,
-            cctx,
-            buf: Vec::new(),
-            sizes: Vec::new(),
-        })
-    }
-
-    /// Compresses `text` as one frame.
-    pub(super) fn frame(&mut self, text: &[u8]) -> io::Result<()> {
-        self.buf.clear();
-        self.buf
-            .reserve(zstd::zstd_safe::compress_bound(text.len()));
-        self.cctx.compress_to_buffer(text, &mut self.buf)?;
-        self.file.write_all(&self.buf)?;
-        self.sizes.push(self.buf.len() as u64);
-        Ok(())
-    }
-
-    /// Copies `len` bytes of `from` (frames as they are).
-    pub(super) fn raw(&mut self, from: &mut File, len: u64) -> io::Result<()> {
-        let copied = io::copy(&mut io::Read::take(&mut *from, len), &mut self.file)?;
-        if copied != len {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the first pass's output ended early",
-            ));
-        }
-        self.sizes.push(len);
-        Ok(())
-    }
-
-    /// Flushes (and fsyncs if asked); returns each frame's size.
-    pub(super) fn finish(self, sync: bool) -> io::Result<Vec<u64>> {
-        let file = self.file.into_inner().map_err(|e| e.into_error())?;
-        if sync {
-            file.sync_all()?;
-        }
-        Ok(self.sizes)
-    }
-}
-
 enum Out {
     /// None once finished.
     Inline(Option<FrameWriter>),
-    Thread {
-        /// None once finished.
-        tx: Option<SyncSender<Vec<u8>>>,
-        /// Buffers the thread is done with, for reuse.
-        free: Receiver<Vec<u8>>,
-        thread: Option<JoinHandle<io::Result<Vec<u64>>>>,
-    },
+    Threads(Compressors),
 }
 
 /// The first line of a frame: its key.
@@ -241,26 +161,11 @@ impl Sink {
             path: path.to_path_buf(),
             source,
         };
-        let mut writer = FrameWriter::create(path, opts.level).map_err(err)?;
-        let out = if opts.thread {
-            let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE_BLOCKS);
-            let (free_tx, free) = sync_channel::<Vec<u8>>(QUEUE_BLOCKS + 2);
-            let sync = opts.sync;
-            let thread = std::thread::Builder::new()
-                .name("merge-zstd".to_string())
-                .spawn(move || {
-                    for block in rx {
-                        writer.frame(&block)?;
-                        let _ = free_tx.try_send(block);
-                    }
-                    writer.finish(sync)
-                })
-                .map_err(err)?;
-            Out::Thread {
-                tx: Some(tx),
-                free,
-                thread: Some(thread),
-            }
+        let writer = FrameWriter::create(path, opts.level).map_err(err)?;
+        let out = if opts.threads > 0 {
+            Out::Threads(
+                Compressors::start(writer, opts.level, opts.threads, opts.sync).map_err(err)?,
+            )
         } else {
             Out::Inline(Some(writer))
         };
@@ -412,7 +317,7 @@ impl Sink {
         let mut b = match self.buffers.pop() {
             Some(b) => b,
             None => match &self.out {
-                Out::Thread { free, .. } => free.try_recv().unwrap_or_default(),
+                Out::Threads(c) => c.free_buffer().unwrap_or_default(),
                 Out::Inline(_) => Vec::new(),
             },
         };
@@ -430,10 +335,7 @@ impl Sink {
                 self.buffers.push(text);
                 Ok(())
             }
-            Out::Thread { tx, thread, .. } => match tx.as_ref().map(|tx| tx.send(text)) {
-                Some(Ok(())) => Ok(()),
-                _ => Err(join(thread)),
-            },
+            Out::Threads(c) => c.send(text),
         }
     }
 
@@ -472,15 +374,7 @@ impl Sink {
                 Some(w) => w.finish(self.sync),
                 None => Ok(Vec::new()),
             },
-            Out::Thread { tx, thread, .. } => {
-                drop(tx.take());
-                match thread.take() {
-                    Some(t) => t
-                        .join()
-                        .unwrap_or_else(|_| Err(io::Error::other("compressor thread panicked"))),
-                    None => Ok(Vec::new()),
-                }
-            }
+            Out::Threads(c) => c.finish(),
         }
     }
 }
@@ -492,26 +386,4 @@ pub(super) struct Finished {
     /// Start of the first line.
     pub first_start: Option<i64>,
     pub frames: Vec<Frame>,
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        // An unfinished sink (an error elsewhere): stop the thread; the
-        // caller removes the file.
-        if let Out::Thread { tx, thread, .. } = &mut self.out {
-            drop(tx.take());
-            if let Some(t) = thread.take() {
-                let _ = t.join();
-            }
-        }
-    }
-}
-
-/// The compressor thread's error, once it has stopped.
-fn join(thread: &mut Option<JoinHandle<io::Result<Vec<u64>>>>) -> io::Error {
-    match thread.take().map(|t| t.join()) {
-        Some(Ok(Err(e))) => e,
-        Some(Err(_)) => io::Error::other("compressor thread panicked"),
-        _ => io::Error::other("compressor thread stopped"),
-    }
 }

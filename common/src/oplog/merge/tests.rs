@@ -34,7 +34,9 @@ fn tiny(thread: bool) -> MergeConfig {
         frame_bytes: 4 << 10,
         late_bytes: 16 << 10,
         probe_bytes: 4 << 10,
-        thread,
+        // Two compressors even for one thread's worth of text: tiny frames
+        // alternate between them, so the writer's ordering is exercised.
+        compress_threads: if thread { 2 } else { 0 },
         read_thread: thread,
     }
 }

@@ -30,7 +30,7 @@ fn chunks_in_use_stay_bounded() {
     let cursor = Cursor::default();
     let opts = super::super::sink::SinkOptions {
         level: 1,
-        thread: false,
+        threads: 0,
         sync: false,
         hold_bytes: 0,
         block_bytes: super::super::sink::BLOCK_BYTES,
