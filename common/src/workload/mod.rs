@@ -40,7 +40,7 @@ use crate::store::multi::{EndpointStats, MultiStore};
 use crate::store::{ErrorClass, ObjectStore, list_all};
 use hdrhistogram::Histogram;
 
-pub use budget::{Budget, share};
+pub use budget::{Budget, HeldOps, share};
 pub use keys::{KeyPicker, KeyState};
 pub use ops::LIST_PAGE_ENTRIES;
 pub use pacing::Schedule;
@@ -50,7 +50,8 @@ pub use pacing::Schedule;
 pub const LATE_AFTER: Duration = Duration::from_millis(1);
 
 /// Counters the agent reads about once a second for live progress, and the
-/// latencies of the ops that ended since it last looked.
+/// latencies of the ops that ended since it last looked. Workers add to
+/// them every [`LIVE_FLUSH`] and when they finish, not per op.
 #[derive(Debug)]
 pub struct LiveCounters {
     pub ops: AtomicU64,
@@ -62,7 +63,28 @@ pub struct LiveCounters {
     interval_latency: Mutex<Histogram<u64>>,
 }
 
-/// How often a worker hands its live latencies to [`LiveCounters`].
+/// One worker's counts not yet added to [`LiveCounters`].
+#[derive(Debug, Default)]
+struct LiveDelta {
+    ops: u64,
+    bytes: u64,
+    errors: u64,
+}
+
+impl LiveDelta {
+    /// Adds the counts to `live` and zeroes them.
+    fn publish(&mut self, live: &LiveCounters) {
+        if self.ops > 0 {
+            live.ops.fetch_add(self.ops, Ordering::Relaxed);
+            live.bytes.fetch_add(self.bytes, Ordering::Relaxed);
+            live.errors.fetch_add(self.errors, Ordering::Relaxed);
+        }
+        *self = LiveDelta::default();
+    }
+}
+
+/// How often a worker hands its live counts and latencies to
+/// [`LiveCounters`].
 pub const LIVE_FLUSH: Duration = Duration::from_millis(100);
 
 /// A histogram for live latencies: 2 significant figures from 1 µs to an
@@ -519,7 +541,12 @@ impl Worker {
             None => LogBatch::with_capacity(self.log_context.clone(), 0),
         };
         let mut batch = new_batch();
-        while !run.stop.load(Ordering::Relaxed) && self.budget.claim() {
+        let mut held = HeldOps::default();
+        // The live counters, added up here and published with the interval
+        // histogram: a shared atomic write per op is a full barrier on the
+        // engine core (see `Budget::claim`).
+        let mut live = LiveDelta::default();
+        while !run.stop.load(Ordering::Relaxed) && self.budget.claim(&mut held) {
             // Open loop: the op's clock starts at its slot, not when a
             // worker got free, so queueing counts as latency.
             let slot = match &self.schedule {
@@ -603,15 +630,16 @@ impl Worker {
             }
             out.retries += u64::from(retries);
             self.budget.add_bytes(done.bytes);
-            run.live.ops.fetch_add(1, Ordering::Relaxed);
-            run.live.bytes.fetch_add(done.bytes, Ordering::Relaxed);
-            run.live.errors.fetch_add(u64::from(!ok), Ordering::Relaxed);
+            live.ops += 1;
+            live.bytes += done.bytes;
+            live.errors += u64::from(!ok);
             if ok {
                 let latency_ns = ended.duration_since(started).as_nanos() as u64;
                 interval.saturating_record(latency_ns.clamp(1_000, LATENCY_HIGHEST_NS));
             }
             let flush = ended >= next_flush;
             if flush {
+                live.publish(&run.live);
                 run.live.add_interval(&mut interval);
                 next_flush = ended + LIVE_FLUSH;
             }
@@ -637,6 +665,7 @@ impl Worker {
                 }
             }
         }
+        live.publish(&run.live);
         run.live.add_interval(&mut interval);
         if let Some(log) = &run.oplog {
             self.send_log(log, batch).await?;
