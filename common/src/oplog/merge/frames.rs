@@ -11,6 +11,7 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
@@ -59,7 +60,14 @@ pub(super) struct FrameWriter {
     cctx: zstd::bulk::Compressor<'static>,
     buf: Vec<u8>,
     sizes: Vec<u64>,
+    /// Bytes written, and up to where writeback was started (see
+    /// [`FrameWriter::write_back_early`]); None: left to the kernel.
+    written: u64,
+    kicked: Option<u64>,
 }
+
+/// How much written output may wait before its writeback is started.
+const WRITEBACK_STEP: u64 = 16 << 20;
 
 impl FrameWriter {
     pub(super) fn create(path: &Path, level: i32) -> io::Result<Self> {
@@ -68,7 +76,18 @@ impl FrameWriter {
             cctx: compressor(level)?,
             buf: Vec::new(),
             sizes: Vec::new(),
+            written: 0,
+            kicked: None,
         })
+    }
+
+    /// Starts writing the file to disk as it grows, so that the fsync at
+    /// the end (`finish(true)`) finds little left to write. Left to the
+    /// kernel, a merged timeline smaller than the dirty-page threshold (a
+    /// tenth of RAM) is written only by that fsync, while every CPU
+    /// idles: 0.16 s of a 3.9 s merge of 16M records here.
+    pub(super) fn write_back_early(&mut self) {
+        self.kicked = Some(0);
     }
 
     /// Compresses `text` as one frame.
@@ -84,6 +103,23 @@ impl FrameWriter {
     fn compressed(&mut self, frame: &[u8]) -> io::Result<()> {
         self.file.write_all(frame)?;
         self.sizes.push(frame.len() as u64);
+        self.written += frame.len() as u64;
+        if let Some(kicked) = self.kicked
+            && self.written - kicked >= WRITEBACK_STEP
+        {
+            self.file.flush()?;
+            // SAFETY: a plain system call on our open file. It only starts
+            // writeback (no wait); failure changes nothing but speed.
+            unsafe {
+                libc::sync_file_range(
+                    self.file.get_ref().as_raw_fd(),
+                    kicked as libc::off64_t,
+                    (self.written - kicked) as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+            self.kicked = Some(self.written);
+        }
         Ok(())
     }
 
@@ -134,11 +170,14 @@ impl Compressors {
     /// Starts `threads` (at least one) compressor threads writing to
     /// `writer`'s file.
     pub(super) fn start(
-        writer: FrameWriter,
+        mut writer: FrameWriter,
         level: i32,
         threads: usize,
         sync: bool,
     ) -> io::Result<Self> {
+        if sync {
+            writer.write_back_early();
+        }
         let threads = threads.max(1);
         let mut txs = Vec::with_capacity(threads);
         let mut outs = Vec::with_capacity(threads);
@@ -147,13 +186,17 @@ impl Compressors {
             let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE_BLOCKS);
             let (out_tx, out_rx) = sync_channel::<Done>(QUEUE_BLOCKS);
             // Frame buffers come back from the writer to be filled again.
-            let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(QUEUE_BLOCKS + 1);
+            let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(QUEUE_BLOCKS + 2);
             let mut cctx = compressor(level)?;
             let worker = std::thread::Builder::new()
                 .name(format!("merge-zstd-{n}"))
                 .spawn(move || {
+                    // Frame buffers the writer gave back, all kept (as the
+                    // sink keeps text buffers): no allocation per frame.
+                    let mut stash: Vec<Vec<u8>> = Vec::new();
                     for text in rx {
-                        let mut frame = spare_rx.try_recv().unwrap_or_default();
+                        stash.extend(spare_rx.try_iter());
+                        let mut frame = stash.pop().unwrap_or_default();
                         let r = compress(&mut cctx, &text, &mut frame).map(|()| frame);
                         if out_tx.send((text, r)).is_err() {
                             break;
