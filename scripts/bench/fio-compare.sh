@@ -8,7 +8,8 @@
 # Workloads (each for file:// with fio --direct=0 and for direct:// with fio
 # --direct=1; fio uses ioengine=psync, iodepth=1, numjobs=$JOBS, because a
 # Chorus worker issues one blocking op at a time):
-#   seq1m read/write   1 MiB objects; Chorus get/put; fio rw=read/write bs=1M
+#   seq1m read/write   1 MiB objects; Chorus get/put; fio rw=read/write bs=1M,
+#                      file_service_type=random (see "Which object" below)
 #   rand4k read        4 KiB random ranges in 64 MiB objects; Chorus range_get
 #                      (when the build has it); fio rw=randread bs=4k
 #   small4k read/write 4 KiB objects; Chorus get/put; fio rw=read/write bs=4k,
@@ -58,6 +59,22 @@
 #   fio, files of one block (seq1m, small4k): open, fadvise, pread/pwrite,
 #                close: an object op's work, since a file is closed once done.
 #   fio randread (rand4k): pread only, on files held open for the run.
+# Which object each op takes: Chorus's workers draw keys uniformly at
+# random, each on its own; so do fio's jobs (file_service_type=random, in
+# every phase over many files). fio's default, roundrobin, has every job
+# walk the same file list from the same start, so the $JOBS jobs move in
+# lockstep, mostly on the same file at once (strace: 3 of 4 jobs opening
+# and writing one file within ~0.1 ms, then the next). On a virtual disk
+# backed by the host's page cache, I/O to the same blocks at once is
+# cheaper there: fio direct=1 bs=1M with roundrobin beat itself with
+# random by 8-17% in each of 6 alternating pairs on the same files (writes
+# 6208/5383, 5369/4591, 5500/5063 MiB/s; reads 3591/3225, 3614/3401,
+# 3777/3326), and that was Chorus's gap on direct:// 1 MiB (0.86-0.92):
+# in the same turns Chorus made 5467, 5211, 5275 (reused payload) and
+# 3224, 3320, 3397, i.e. fio-random's rate. Its per-op syscalls are
+# fio's (PUT openat, lseek, pwrite64, close; GET pread64 and one fstat on
+# a kept file) at the same queue depth on the disk (/proc/diskstats: 3.5
+# to 3.7 requests for both). FIO_FILES=roundrobin gives fio its default.
 # PUT payloads: fio writes one pre-filled buffer (refill_buffers=0); Chorus
 # generates each object's keyed bytes per op (before the op's clock starts,
 # but inside the phase's wall time), as it must to verify them later. On
@@ -78,12 +95,19 @@
 #   OUT            where results and the table go         target/bench/fio-compare-<time>
 #   SKIP_BUILD=1   use the release binaries as they are
 #   CONTROLLER     the controller binary to measure (default: this checkout's
-#                  target/release/controller; when set, nothing is built)
+#                  target/release/controller, or $CARGO_TARGET_DIR/release/
+#                  controller; when set, nothing is built)
 #   BASELINE       another controller binary, measured in the same phases
 #                  (e.g. a copy of the build before a change)
 #   NICE           niceness of both fio and Chorus           -10 (0 = as is)
 #   FIO_HUGE       1: fio's buffers in huge pages (--iomem=shmhuge), 0: fio's
 #                  default (malloc)                        1 as root, else 0
+#   FIO_FILES      fio's file_service_type over the files  random
+#                  (random, as Chorus picks keys; roundrobin is fio's default)
+#   PHASES         the workloads to run, by name (e.g.     all
+#                  "seq1m-read seq1m-write"); only their objects are prepared
+#   BACKENDS       the backends to run ("file direct",     file direct
+#                  "direct")
 #
 # Why NICE: on a shared machine, background jobs (builds) take CPU from
 # whichever side is running, and not equally: fio runs $JOBS processes while
@@ -106,8 +130,18 @@ OUT=${OUT:-$ROOT/target/bench/fio-compare-$(date +%Y%m%d-%H%M%S)}
 if [ -n "${CONTROLLER:-}" ]; then
   SKIP_BUILD=1
 else
-  CONTROLLER="$ROOT/target/release/controller"
+  # Where `cargo build` below puts it: CARGO_TARGET_DIR (relative to the
+  # checkout, where cargo runs) or target/.
+  case "${CARGO_TARGET_DIR:-}" in
+    "") CONTROLLER="$ROOT/target/release/controller" ;;
+    /*) CONTROLLER="$CARGO_TARGET_DIR/release/controller" ;;
+    *) CONTROLLER="$ROOT/$CARGO_TARGET_DIR/release/controller" ;;
+  esac
 fi
+PHASES=${PHASES:-seq1m-read seq1m-write seq1m-write-reuse rand4k-read small4k-read small4k-write}
+BACKENDS=${BACKENDS:-file direct}
+FIO_FILES=${FIO_FILES:-random}
+wanted() { case " $PHASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 die() { echo "fio-compare: $*" >&2; exit 1; }
 
@@ -254,7 +288,8 @@ record() {
 phase() {
   local workload=$1 plan=$2 rw=$3 bs=$4 sub=$5; shift 5
   local scheme direct round pair
-  for scheme in file direct; do
+  wanted "$workload" || return 0
+  for scheme in $BACKENDS; do
     direct=0; [ "$scheme" = direct ] && direct=1
     for round in $(seq 1 "$ROUNDS"); do
       # (Assignments, so that a failed run stops the script.)
@@ -274,18 +309,18 @@ phase() {
 }
 
 echo "preparing objects (Chorus prepare stages, file://)…"
-for p in seq1m-prepare small4k-prepare rand4k-prepare; do
-  chorus "$CONTROLLER" "$p.yaml" file prepare >/dev/null
+for p in seq1m small4k rand4k; do
+  case " $PHASES " in *" $p-"*) chorus "$CONTROLLER" "$p-prepare.yaml" file prepare >/dev/null ;; esac
 done
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "measuring, ${PHASE_SECONDS}s per run, $ROUNDS round(s), $JOBS jobs/workers, \
 file:// cache $CACHE (load $LOAD_START)…"
-phase "seq1m-read" seq1m-get.yaml read 1M seq1m
-phase "seq1m-write" seq1m-put.yaml write 1M seq1m
+phase "seq1m-read" seq1m-get.yaml read 1M seq1m --file_service_type="$FIO_FILES"
+phase "seq1m-write" seq1m-put.yaml write 1M seq1m --file_service_type="$FIO_FILES"
 # The same writes with one reused payload (data.reuse: true), as fio does:
 # what is left of the gap once Chorus makes no per-object bytes.
-phase "seq1m-write-reuse" seq1m-put-reuse.yaml write 1M seq1m
+phase "seq1m-write-reuse" seq1m-put-reuse.yaml write 1M seq1m --file_service_type="$FIO_FILES"
 if "$CONTROLLER" validate "$PLANS/rand4k-range-get.yaml" >"$OUT/range-get-validate.txt" 2>&1; then
   RANGE_NOTE="4 KiB random reads: Chorus range_get in 64 MiB objects vs fio randread."
   phase "rand4k-read" rand4k-range-get.yaml randread 4k rand64m \
@@ -294,8 +329,8 @@ else
   RANGE_NOTE="range_get is not in this build ($(head -1 "$OUT/range-get-validate.txt")); \
 small4k-read (4 KiB whole-object GETs vs fio bs=4k reads of 4 KiB files) stands in for 4 KiB random reads."
 fi
-phase "small4k-read" small4k-get.yaml read 4k small4k --file_service_type=random
-phase "small4k-write" small4k-put.yaml write 4k small4k --file_service_type=random
+phase "small4k-read" small4k-get.yaml read 4k small4k --file_service_type="$FIO_FILES"
+phase "small4k-write" small4k-put.yaml write 4k small4k --file_service_type="$FIO_FILES"
 
 {
   python3 - "$RAW" "$ROUNDS" <<'PY'
