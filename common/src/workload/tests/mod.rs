@@ -654,3 +654,4 @@ async fn op_log_names_each_ops_endpoint_and_key_with_unique_idx() {
 mod naming;
 mod open_loop;
 mod sizes;
+mod timeouts;
