@@ -55,44 +55,53 @@ fn compress(
 /// Writes blocks of text as independent zstd frames, one per block, and
 /// notes each frame's size: a second pass can then copy frames it does not
 /// change as they are.
+///
+/// A file that is to be fsynced at the end (`sync`) has its writeback
+/// started as it grows, every [`WRITEBACK_STEP`], so that the fsync finds
+/// little left to write. Left to the kernel, a merged timeline smaller than
+/// the dirty-page threshold (a tenth of RAM) is written only by that
+/// fsync, while every CPU idles: 0.16 s of a 3.9 s merge of 16M records
+/// here.
 pub(super) struct FrameWriter {
     file: BufWriter<File>,
-    cctx: zstd::bulk::Compressor<'static>,
+    level: i32,
+    /// Made at the first frame compressed here: a writer behind
+    /// [`Compressors`] only writes frames made elsewhere.
+    cctx: Option<zstd::bulk::Compressor<'static>>,
     buf: Vec<u8>,
     sizes: Vec<u64>,
-    /// Bytes written, and up to where writeback was started (see
-    /// [`FrameWriter::write_back_early`]); None: left to the kernel.
+    sync: bool,
+    /// Bytes written, and up to where writeback was started.
     written: u64,
-    kicked: Option<u64>,
+    kicked: u64,
 }
 
 /// How much written output may wait before its writeback is started.
 const WRITEBACK_STEP: u64 = 16 << 20;
 
 impl FrameWriter {
-    pub(super) fn create(path: &Path, level: i32) -> io::Result<Self> {
+    /// Creates `path`; `sync`: fsynced when finished (and written back as
+    /// it grows).
+    pub(super) fn create(path: &Path, level: i32, sync: bool) -> io::Result<Self> {
         Ok(FrameWriter {
             file: BufWriter::with_capacity(1 << 20, File::create(path)?),
-            cctx: compressor(level)?,
+            level,
+            cctx: None,
             buf: Vec::new(),
             sizes: Vec::new(),
+            sync,
             written: 0,
-            kicked: None,
+            kicked: 0,
         })
-    }
-
-    /// Starts writing the file to disk as it grows, so that the fsync at
-    /// the end (`finish(true)`) finds little left to write. Left to the
-    /// kernel, a merged timeline smaller than the dirty-page threshold (a
-    /// tenth of RAM) is written only by that fsync, while every CPU
-    /// idles: 0.16 s of a 3.9 s merge of 16M records here.
-    pub(super) fn write_back_early(&mut self) {
-        self.kicked = Some(0);
     }
 
     /// Compresses `text` as one frame.
     pub(super) fn frame(&mut self, text: &[u8]) -> io::Result<()> {
-        compress(&mut self.cctx, text, &mut self.buf)?;
+        let cctx = match &mut self.cctx {
+            Some(c) => c,
+            None => self.cctx.insert(compressor(self.level)?),
+        };
+        compress(cctx, text, &mut self.buf)?;
         let buf = std::mem::take(&mut self.buf);
         let r = self.compressed(&buf);
         self.buf = buf;
@@ -102,23 +111,27 @@ impl FrameWriter {
     /// Writes a frame compressed elsewhere.
     fn compressed(&mut self, frame: &[u8]) -> io::Result<()> {
         self.file.write_all(frame)?;
-        self.sizes.push(frame.len() as u64);
-        self.written += frame.len() as u64;
-        if let Some(kicked) = self.kicked
-            && self.written - kicked >= WRITEBACK_STEP
-        {
+        self.wrote(frame.len() as u64)
+    }
+
+    /// Notes a frame of `len` bytes written; starts the writeback of what
+    /// was written since the last one once that is a step's worth.
+    fn wrote(&mut self, len: u64) -> io::Result<()> {
+        self.sizes.push(len);
+        self.written += len;
+        if self.sync && self.written - self.kicked >= WRITEBACK_STEP {
             self.file.flush()?;
             // SAFETY: a plain system call on our open file. It only starts
             // writeback (no wait); failure changes nothing but speed.
             unsafe {
                 libc::sync_file_range(
                     self.file.get_ref().as_raw_fd(),
-                    kicked as libc::off64_t,
-                    (self.written - kicked) as libc::off64_t,
+                    self.kicked as libc::off64_t,
+                    (self.written - self.kicked) as libc::off64_t,
                     libc::SYNC_FILE_RANGE_WRITE,
                 );
             }
-            self.kicked = Some(self.written);
+            self.kicked = self.written;
         }
         Ok(())
     }
@@ -132,14 +145,13 @@ impl FrameWriter {
                 "the first pass's output ended early",
             ));
         }
-        self.sizes.push(len);
-        Ok(())
+        self.wrote(len)
     }
 
-    /// Flushes (and fsyncs if asked); returns each frame's size.
-    pub(super) fn finish(self, sync: bool) -> io::Result<Vec<u64>> {
+    /// Flushes (and fsyncs if made to); returns each frame's size.
+    pub(super) fn finish(self) -> io::Result<Vec<u64>> {
         let file = self.file.into_inner().map_err(|e| e.into_error())?;
-        if sync {
+        if self.sync {
             file.sync_all()?;
         }
         Ok(self.sizes)
@@ -169,15 +181,8 @@ pub(super) struct Compressors {
 impl Compressors {
     /// Starts `threads` (at least one) compressor threads writing to
     /// `writer`'s file.
-    pub(super) fn start(
-        mut writer: FrameWriter,
-        level: i32,
-        threads: usize,
-        sync: bool,
-    ) -> io::Result<Self> {
-        if sync {
-            writer.write_back_early();
-        }
+    pub(super) fn start(writer: FrameWriter, threads: usize) -> io::Result<Self> {
+        let level = writer.level;
         let threads = threads.max(1);
         let mut txs = Vec::with_capacity(threads);
         let mut outs = Vec::with_capacity(threads);
@@ -210,7 +215,7 @@ impl Compressors {
         let (free_tx, free) = sync_channel::<Vec<u8>>(3 * threads + 1);
         let writer = std::thread::Builder::new()
             .name("merge-write".to_string())
-            .spawn(move || write_in_order(writer, outs, free_tx, sync))?;
+            .spawn(move || write_in_order(writer, outs, free_tx))?;
         Ok(Compressors {
             txs: Some(txs),
             next: 0,
@@ -240,7 +245,8 @@ impl Compressors {
         self.free.try_recv().ok()
     }
 
-    /// Waits for every frame to be written (and fsynced if asked); returns
+    /// Waits for every frame to be written (and fsynced if the writer is
+    /// to be); returns
     /// each frame's size.
     pub(super) fn finish(&mut self) -> io::Result<Vec<u64>> {
         self.stop()
@@ -276,7 +282,6 @@ fn write_in_order(
     mut writer: FrameWriter,
     outs: Vec<(Receiver<Done>, SyncSender<Vec<u8>>)>,
     free: SyncSender<Vec<u8>>,
-    sync: bool,
 ) -> io::Result<Vec<u64>> {
     // Blocks go out round-robin and each thread keeps their order, so the
     // next frame is always the next thread's next one; a thread that has
@@ -288,7 +293,7 @@ fn write_in_order(
         let _ = spare.try_send(frame);
         let _ = free.try_send(text);
     }
-    writer.finish(sync)
+    writer.finish()
 }
 
 #[cfg(test)]
@@ -301,8 +306,8 @@ mod tests {
     fn threads_write_frames_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.zst");
-        let writer = FrameWriter::create(&path, 1).unwrap();
-        let mut c = Compressors::start(writer, 1, 3, false).unwrap();
+        let writer = FrameWriter::create(&path, 1, false).unwrap();
+        let mut c = Compressors::start(writer, 3).unwrap();
         let mut want = Vec::new();
         for n in 0..200u32 {
             // Blocks of different sizes, so threads finish out of order.

@@ -26,8 +26,9 @@
 //! 3. A loser tree picks the next line among the open logs (`engine`).
 //! 4. The output (`sink`) is cut into independent zstd frames of about
 //!    1 MiB, compressed by a few threads and written in order (`frames`),
-//!    the last `HOLD_BYTES` held back: a *late* line (read after lines sorting after it were written:
-//!    an op much slower than those around it) is put in place there.
+//!    the last `HOLD_BYTES` held back: a *late* line (read after lines
+//!    sorting after it were written: an op much slower than those around
+//!    it) is put in place there.
 //! 5. A line later still (a timeout) is kept (`late`, spilled to sorted
 //!    temp runs beyond a budget), and a second pass (`second`) puts them
 //!    in place: frames without late lines are copied as compressed bytes.

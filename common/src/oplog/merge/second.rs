@@ -61,7 +61,7 @@ pub(super) fn second_pass(
         source,
     };
     let mut input = File::open(first).map_err(in_err)?;
-    let mut writer = FrameWriter::create(out, level).map_err(out_err)?;
+    let mut writer = FrameWriter::create(out, level, sync).map_err(out_err)?;
     let cursor = Cursor::default();
     let mut none = Late::none();
     late.fill_window(&cursor, &mut none)?;
@@ -129,6 +129,6 @@ pub(super) fn second_pass(
         return Err(e);
     }
     tracing::debug!(frames = frames.len(), rewritten, "merge: second pass");
-    writer.finish(sync).map_err(out_err)?;
+    writer.finish().map_err(out_err)?;
     Ok(records)
 }

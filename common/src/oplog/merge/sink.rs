@@ -2,10 +2,11 @@
 //!
 //! Lines are gathered in blocks; a block goes to the compressors (threads
 //! of their own, `frames`, so that compression, most of a merge's CPU,
-//! runs beside the merging) only once the blocks after it hold `hold_bytes` of text. Until
-//! then a late line (one read after lines that sort after it were written:
-//! an op much slower than those around it) can still be put in its place
-//! ([`Sink::hold`]); only lines later than that take a second pass.
+//! runs beside the merging) only once the blocks after it hold
+//! `hold_bytes` of text. Until then a late line (one read after lines that
+//! sort after it were written: an op much slower than those around it) can
+//! still be put in its place ([`Sink::hold`]); only lines later than that
+//! take a second pass.
 
 use super::frames::{Compressors, FrameWriter};
 use super::source::{Chunk, Entry, sort_entries};
@@ -136,7 +137,6 @@ pub(super) fn line_client_idx(line: &[u8]) -> (&[u8], u64) {
 pub(super) struct Sink {
     path: PathBuf,
     out: Out,
-    sync: bool,
     hold_bytes: usize,
     block_bytes: usize,
     /// Blocks not yet compressed, oldest first; the last one is filled.
@@ -161,11 +161,9 @@ impl Sink {
             path: path.to_path_buf(),
             source,
         };
-        let writer = FrameWriter::create(path, opts.level).map_err(err)?;
+        let writer = FrameWriter::create(path, opts.level, opts.sync).map_err(err)?;
         let out = if opts.threads > 0 {
-            Out::Threads(
-                Compressors::start(writer, opts.level, opts.threads, opts.sync).map_err(err)?,
-            )
+            Out::Threads(Compressors::start(writer, opts.threads).map_err(err)?)
         } else {
             Out::Inline(Some(writer))
         };
@@ -175,7 +173,6 @@ impl Sink {
         Ok(Sink {
             path: path.to_path_buf(),
             out,
-            sync: opts.sync,
             hold_bytes: opts.hold_bytes,
             block_bytes: opts.block_bytes.max(1),
             held: VecDeque::from([first]),
@@ -374,7 +371,7 @@ impl Sink {
         }
         match &mut self.out {
             Out::Inline(writer) => match writer.take() {
-                Some(w) => w.finish(self.sync),
+                Some(w) => w.finish(),
                 None => Ok(Vec::new()),
             },
             Out::Threads(c) => c.finish(),

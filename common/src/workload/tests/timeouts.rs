@@ -3,7 +3,6 @@
 //! op that answers in time is never cut short.
 
 use super::*;
-use crate::store::delay::DelayStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ops_that_do_not_answer_time_out_and_are_retried() {
