@@ -52,8 +52,9 @@
 # What each side does per op (the same syscalls where the semantics allow):
 #   Chorus GET   first GET of an object: open, lseek(SEEK_END) (whole
 #                objects), fadvise, pread…; later GETs of it reuse the open
-#                file (a bounded cache) after one fstat checking it still
-#                has a name (deleted or replaced objects are never read; see
+#                file (a bounded cache), pread only; a whole-object GET adds
+#                one lseek(SEEK_END) for the size. In a stage with deletes, every
+#                reuse fstats first to check the file still has a name (see
 #                docs/backends.md); fadvise only when the hint changes
 #   Chorus PUT   open (no O_TRUNC), lseek(SEEK_END), pwrite, close
 #   fio, files of one block (seq1m, small4k): open, fadvise, pread/pwrite,

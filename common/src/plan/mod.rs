@@ -218,6 +218,24 @@ pub struct Stage {
     pub balance: String,
 }
 
+impl Stage {
+    /// Whether an op of this stage can remove an object (or a directory):
+    /// a cleanup stage, or a `delete` or `rmdir` with weight in the mix.
+    /// PUTs replace an object's bytes, not the object, on every backend
+    /// where that difference shows (local files are written in place).
+    pub fn removes_objects(&self) -> bool {
+        match self.kind {
+            StageKind::Cleanup => true,
+            StageKind::Prepare => false,
+            StageKind::Workload => self
+                .mix
+                .weights
+                .iter()
+                .any(|(op, &w)| w > 0 && matches!(op, OpKind::Delete | OpKind::Rmdir)),
+        }
+    }
+}
+
 /// One entry of a stage's `endpoints`: a URL, a template like
 /// `http://10.0.0.{1...8}:9000`, or `@file` naming a list file; optionally
 /// bound to one of the agent's pools (a NUMA node or CPU set), so workers

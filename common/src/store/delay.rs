@@ -78,4 +78,8 @@ impl ObjectStore for DelayStore {
         self.pause().await;
         self.inner.list(prefix, opts).await
     }
+
+    fn stage_begins(&self, removes_objects: bool) {
+        self.inner.stage_begins(removes_objects);
+    }
 }

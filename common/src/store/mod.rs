@@ -273,6 +273,17 @@ pub trait ObjectStore: Send + Sync + fmt::Display + fmt::Debug {
             format!("`{path}`: this backend has no directories"),
         ))
     }
+
+    /// A stage is about to begin (the engine calls this before its first
+    /// op, with no op of the store running): `removes_objects` says
+    /// whether any op of the stage, on any agent of the run, can remove or
+    /// replace an object. A store that keeps what it learned about objects
+    /// may rely on it for the stage when none can (`file://` then checks a
+    /// kept open file once per stage instead of on every GET). The default
+    /// does nothing.
+    fn stage_begins(&self, removes_objects: bool) {
+        let _ = removes_objects;
+    }
 }
 
 /// Lists every object under `prefix` page by page, at most `max` of them

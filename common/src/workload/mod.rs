@@ -385,6 +385,12 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
         &run.stage.objects.prefix,
         run.stage.objects.naming,
     ));
+    // Every agent runs the same stage, so this says what all of them do.
+    let removes = run.stage.removes_objects();
+    run.store.stage_begins(removes);
+    for m in &run.multi {
+        m.stage_begins(removes);
+    }
 
     tokio::time::sleep_until(run.start_at.into()).await;
     let anchor = run.clock;

@@ -746,4 +746,11 @@ impl ObjectStore for DirectStore {
             .await
             .map_err(|e| relabel(e, &self.uri))
     }
+
+    fn stage_begins(&self, removes_objects: bool) {
+        if let Some(fds) = &self.fds {
+            fds.stage_begins(removes_objects);
+        }
+        self.meta.stage_begins(removes_objects);
+    }
 }

@@ -1,12 +1,13 @@
 //! The open files `file://` and `direct://` GETs reuse: a bounded cache of
 //! read-only file descriptors keyed by object key, least recently used out
 //! first. What it keeps and when a GET opens the file again is in the docs
-//! of [`super`] ("Open files").
+//! of [`super`] ("Open files"); when a kept file must be checked before it
+//! is read again is decided here ([`OpenFiles::trusts`]).
 
 use std::collections::HashMap;
 use std::fs;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Open files a store keeps unless its URI says otherwise
@@ -36,6 +37,10 @@ pub struct OpenFile {
     file: fs::File,
     /// The `posix_fadvise` hint last given (`POSIX_FADV_NORMAL` at open).
     advice: AtomicI32,
+    /// The cache's stage ([`OpenFiles::stage_begins`]) in which the file
+    /// was last known to have a name: opened, or checked with `fstat`.
+    /// 0 until it is kept.
+    checked_in: AtomicU64,
 }
 
 impl OpenFile {
@@ -43,6 +48,7 @@ impl OpenFile {
         OpenFile {
             file,
             advice: AtomicI32::new(libc::POSIX_FADV_NORMAL),
+            checked_in: AtomicU64::new(0),
         }
     }
 
@@ -67,6 +73,11 @@ pub struct OpenFiles {
     shards: Box<[Mutex<Shard>]>,
     /// Entries per shard.
     per_shard: usize,
+    /// Counts the stages begun; 1 before the first.
+    stage: AtomicU64,
+    /// Whether no op of the current stage removes or replaces an object,
+    /// so a kept file checked in this stage needs no check again.
+    trusting: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -95,6 +106,8 @@ impl OpenFiles {
         Some(OpenFiles {
             shards: (0..shards).map(|_| Mutex::default()).collect(),
             per_shard: capacity / shards,
+            stage: AtomicU64::new(1),
+            trusting: AtomicBool::new(false),
         })
     }
 
@@ -112,6 +125,31 @@ impl OpenFiles {
         self.shards[(h % self.shards.len() as u64) as usize]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A stage begins (see [`crate::store::ObjectStore::stage_begins`]):
+    /// when none of its ops removes or replaces an object, a kept file
+    /// that is found to have a name once in the stage is trusted for the
+    /// rest of it. Files kept from earlier stages are checked once again,
+    /// as another agent may have deleted them then.
+    pub fn stage_begins(&self, removes_objects: bool) {
+        self.stage.fetch_add(1, Ordering::Relaxed);
+        self.trusting.store(!removes_objects, Ordering::Relaxed);
+    }
+
+    /// Whether `file`, kept by this cache, may be read without checking
+    /// that it still has a name: it was checked (or opened) in this stage,
+    /// and no op of the stage removes or replaces an object. Relaxed
+    /// loads: stages begin while no GET runs.
+    pub fn trusts(&self, file: &OpenFile) -> bool {
+        self.trusting.load(Ordering::Relaxed)
+            && file.checked_in.load(Ordering::Relaxed) == self.stage.load(Ordering::Relaxed)
+    }
+
+    /// `file` was found to have a name (opened, or checked) just now.
+    pub fn checked(&self, file: &OpenFile) {
+        file.checked_in
+            .store(self.stage.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
     /// The open file of `key`, if one is kept; marks it used.
@@ -241,6 +279,30 @@ mod tests {
         assert!(Arc::ptr_eq(&c.get("k").unwrap(), &new));
         c.remove_if("k", &new);
         assert!(c.get("k").is_none());
+    }
+
+    #[test]
+    fn trusted_only_when_checked_in_a_stage_without_removals() {
+        let c = OpenFiles::new(8).unwrap();
+        let f = file();
+        c.checked(&f);
+        // Before any stage is known: always checked.
+        assert!(!c.trusts(&f));
+        c.stage_begins(false);
+        assert!(!c.trusts(&f), "checked in an earlier stage");
+        c.checked(&f);
+        assert!(c.trusts(&f));
+        // A stage that deletes: checked on every reuse.
+        c.stage_begins(true);
+        c.checked(&f);
+        assert!(!c.trusts(&f));
+        c.stage_begins(false);
+        assert!(
+            !c.trusts(&f),
+            "the deleting stage's check does not carry over"
+        );
+        c.checked(&f);
+        assert!(c.trusts(&f));
     }
 
     #[test]

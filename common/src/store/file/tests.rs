@@ -206,3 +206,47 @@ async fn refuses_keys_outside_root() {
         assert!(e.message.contains("not a relative path"), "{key}: {e}");
     }
 }
+
+/// A stage that removes no object checks a kept file once, at its first
+/// GET of the stage: a file deleted behind the store's back is still read
+/// until the next stage begins, and found gone then. In a stage that
+/// removes objects, every reuse checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_files_are_checked_once_per_stage_that_removes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path().to_str().unwrap()).unwrap();
+    let path = dir.path().join("k");
+    let range = GetOptions {
+        range: Some(super::super::ByteRange {
+            offset: 0,
+            length: 4096,
+        }),
+        keep_data: false,
+    };
+    store.put("k", Bytes::from(vec![1u8; 8192])).await.unwrap();
+
+    // Removing stage: a deletion is seen at the next GET.
+    store.stage_begins(true);
+    assert_eq!(store.get("k", &range).await.unwrap().bytes, 4096);
+    fs::remove_file(&path).unwrap();
+    let e = store.get("k", &range).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::NotFound, "{e}");
+
+    // Non-removing stage: the kept file is trusted for the stage.
+    store.put("k", Bytes::from(vec![2u8; 8192])).await.unwrap();
+    store.stage_begins(false);
+    assert_eq!(store.get("k", &range).await.unwrap().bytes, 4096);
+    fs::remove_file(&path).unwrap();
+    for _ in 0..3 {
+        let g = store.get("k", &GetOptions::keep()).await.unwrap();
+        assert!(g.data.unwrap() == vec![2u8; 8192], "the kept file's bytes");
+    }
+    // The next stage checks it again.
+    store.stage_begins(false);
+    let e = store.get("k", &range).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::NotFound, "{e}");
+    assert!(
+        store.fds.as_ref().unwrap().is_empty(),
+        "the stale file was dropped"
+    );
+}

@@ -454,6 +454,12 @@ impl ObjectStore for MultiStore {
         }
         Ok(())
     }
+
+    fn stage_begins(&self, removes_objects: bool) {
+        for s in &self.slots {
+            s.store.stage_begins(removes_objects);
+        }
+    }
 }
 
 #[cfg(test)]
