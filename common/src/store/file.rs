@@ -234,9 +234,7 @@ impl FileStore {
     }
 
     fn exec(&self) -> Exec {
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        match (multi_thread, self.local) {
+        match (crate::pools::on_multi_thread_runtime(), self.local) {
             (true, true) => Exec::Inline,
             (true, false) => Exec::InPlace,
             (false, _) => Exec::Pool,
@@ -425,11 +423,7 @@ pub(super) fn key_path(root: &Path, uri: &str, key: &str) -> StoreResult<PathBuf
 
 /// Refuses keys that would leave the root: empty, absolute, or with `..`.
 fn check_key(uri: &str, key: &str) -> StoreResult<()> {
-    let safe = !key.is_empty()
-        && Path::new(key)
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)));
-    if !safe {
+    if !key_is_safe(key) {
         return Err(StoreError::new(
             ErrorClass::Other,
             uri,
@@ -437,6 +431,15 @@ fn check_key(uri: &str, key: &str) -> StoreResult<()> {
         ));
     }
     Ok(())
+}
+
+/// Whether `key` names a path inside the root: not empty, not absolute,
+/// no `..` (nor `.`) component.
+fn key_is_safe(key: &str) -> bool {
+    !key.is_empty()
+        && Path::new(key)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
 }
 
 /// The error class of a local I/O error.
@@ -610,7 +613,8 @@ impl ObjectStore for FileStore {
     }
 
     async fn get(&self, key: &str, opts: &GetOptions) -> StoreResult<GetOutcome> {
-        check_key(&self.uri, key)?;
+        // The key is checked (`check_key`) only when its file is opened:
+        // a kept file's key was checked then.
         if self.exec() == Exec::Inline {
             // On this thread: nothing to copy for a closure.
             let fds = self.fds.as_deref();
@@ -744,8 +748,16 @@ fn get_file(
     exec: Exec,
 ) -> StoreResult<GetOutcome> {
     let err = |e: io::Error| StoreError::new(class_of(&e), uri, format!("`{key}`: {e}"));
-    // The path is only made when the file is not kept open already.
-    let reader = Reader::open(fds, key, || fs::File::open(root.join(key))).map_err(err)?;
+    // The path is only made (and the key checked) when the file is not
+    // kept open already; no file of a bad key is ever kept.
+    let open = || match key_is_safe(key) {
+        true => fs::File::open(root.join(key)),
+        false => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a relative path inside the root",
+        )),
+    };
+    let reader = Reader::open(fds, key, open).map_err(err)?;
     let file = reader.file.file();
     let mut first_byte = None;
     // The span to read: a range as asked (clamped to the object later, by

@@ -275,9 +275,7 @@ impl DirectStore {
         &self,
         f: impl FnOnce() -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if multi_thread {
+        if crate::pools::on_multi_thread_runtime() {
             return tokio::task::block_in_place(f);
         }
         tokio::task::spawn_blocking(f).await.map_err(|e| {

@@ -60,7 +60,12 @@ impl OpenFile {
     /// is the hint it already has (the hint belongs to the open file, so a
     /// reused one keeps it). A failure only loses the hint.
     pub fn advise(&self, advice: libc::c_int) {
-        if self.advice.swap(advice, Ordering::Relaxed) != advice {
+        // Looked at before it is swapped: a GET that wants the hint the
+        // file has (nearly every one) then writes nothing to this line,
+        // which the workers on other cores read too.
+        if self.advice.load(Ordering::Relaxed) != advice
+            && self.advice.swap(advice, Ordering::Relaxed) != advice
+        {
             // SAFETY: posix_fadvise on an open fd reads no memory of ours.
             unsafe { libc::posix_fadvise(self.file.as_raw_fd(), 0, 0, advice) };
         }
