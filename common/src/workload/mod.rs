@@ -552,7 +552,9 @@ impl Worker {
         // histogram: a shared atomic write per op is a full barrier on the
         // engine core (see `Budget::claim`).
         let mut live = LiveDelta::default();
-        while !run.stop.load(Ordering::Relaxed) && self.budget.claim(&mut held) {
+        // The clock as last read: the end of the last op, or later.
+        let mut now = Instant::now();
+        while !run.stop.load(Ordering::Relaxed) && self.budget.claim(&mut held, now) {
             // Open loop: the op's clock starts at its slot, not when a
             // worker got free, so queueing counts as latency.
             let slot = match &self.schedule {
@@ -590,6 +592,7 @@ impl Worker {
             let (result, retries) =
                 ops::run_with_retries(store.as_ref(), &plan, &run.stage, &run.data).await;
             let ended = Instant::now();
+            now = ended;
             // The endpoint column, as a position in the batch's table of
             // distinct endpoints: no allocation per op. Without several
             // endpoints it is the stage's one store, the table's first entry
@@ -668,6 +671,8 @@ impl Worker {
                 if batch.len() >= SEND_BATCH_RECORDS || flush {
                     let full = std::mem::replace(&mut batch, new_batch());
                     self.send_log(log, full).await?;
+                    // It may have waited for the writer.
+                    now = Instant::now();
                 }
             }
         }
