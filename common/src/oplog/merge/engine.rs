@@ -2,9 +2,10 @@
 //! only when the merge reaches their first start.
 
 use super::clock::ClockCorrection;
+use super::entries::{Cursor, cmp_entries};
 use super::late::{HoldOrKeep, Late};
 use super::sink::Sink;
-use super::source::{Cursor, Sizes, Source, cmp_entries};
+use super::source::{Sizes, Source};
 use crate::oplog::reader::OpLogError;
 use std::cmp::Ordering;
 use std::path::PathBuf;

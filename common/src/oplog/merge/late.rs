@@ -4,8 +4,9 @@
 //! it, and put in their places by a second pass.
 
 use super::TempFiles;
+use super::entries::{Chunk, Entry, sort_entries};
 use super::sink::{Sink, SinkOptions};
-use super::source::{Chunk, Entry, Source, sort_entries};
+use super::source::Source;
 use crate::oplog::reader::OpLogError;
 use std::path::{Path, PathBuf};
 

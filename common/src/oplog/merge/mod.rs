@@ -42,6 +42,7 @@
 
 mod clock;
 mod engine;
+mod entries;
 mod frames;
 mod late;
 mod line;

@@ -5,11 +5,12 @@
 //! that get no late line are copied as compressed bytes; only the others
 //! are decompressed, merged with their late lines and compressed again.
 
+use super::entries::{Chunk, Cursor, Entry};
 use super::frames::FrameWriter;
 use super::late::Late;
 use super::line::{TimeCodec, our_line_key};
 use super::sink::{Frame, FrameKey};
-use super::source::{Chunk, Cursor, Entry, Source};
+use super::source::Source;
 use crate::oplog::reader::OpLogError;
 use std::cmp::Ordering;
 use std::fs::File;

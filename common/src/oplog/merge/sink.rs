@@ -8,8 +8,8 @@
 //! still be put in its place ([`Sink::hold`]); only lines later than that
 //! take a second pass.
 
+use super::entries::{Chunk, Entry, sort_entries};
 use super::frames::{Compressors, FrameWriter};
-use super::source::{Chunk, Entry, sort_entries};
 use crate::oplog::reader::OpLogError;
 use crate::oplog::record::header_line;
 use std::cmp::Ordering;
