@@ -116,7 +116,7 @@ use super::{
 
 mod open_files;
 pub use open_files::{DEFAULT_OPEN_FILES, MAX_OPEN_FILES};
-pub(super) use open_files::{OpenFile, OpenFiles};
+pub(super) use open_files::{OpenFiles, Reader, open_files_for, with_fds};
 
 /// Most bytes one read syscall asks for on GET: large enough that big
 /// objects take few syscalls (fio's `bs=1M`), small enough that the
@@ -290,102 +290,6 @@ pub(super) fn parse_open_files(value: &str, uri: &str) -> StoreResult<usize> {
         )));
     }
     Ok(n)
-}
-
-/// The cache of open files for a store on a root that is (or is not) on a
-/// local file system: none on a remote one (see "Open files" in the module
-/// docs) or when `wanted` is 0.
-pub(super) fn open_files_for(local: bool, wanted: usize) -> Option<Arc<OpenFiles>> {
-    if local {
-        OpenFiles::new(wanted).map(Arc::new)
-    } else {
-        None
-    }
-}
-
-/// The file a GET reads from.
-pub(super) struct Reader {
-    pub file: Arc<OpenFile>,
-    /// The size, when the reuse check gave it.
-    size: Option<u64>,
-}
-
-impl Reader {
-    /// The file of `key`: the open one `fds` keeps, if the file still has
-    /// a name (one `fstat`, unless `fds` trusts it for this stage), else
-    /// what `open` opens, kept for the next GET. See "Open files" in the
-    /// module docs.
-    pub fn open(
-        fds: Option<&OpenFiles>,
-        key: &str,
-        open: impl Fn() -> io::Result<fs::File>,
-    ) -> io::Result<Reader> {
-        let Some(fds) = fds else {
-            let file = open()?;
-            return Ok(Reader {
-                file: Arc::new(OpenFile::new(file)),
-                size: None,
-            });
-        };
-        if let Some(file) = fds.get(key) {
-            if fds.trusts(&file) {
-                return Ok(Reader { file, size: None });
-            }
-            match linked_size(file.file())? {
-                Some(size) => {
-                    fds.checked(&file);
-                    return Ok(Reader {
-                        file,
-                        size: Some(size),
-                    });
-                }
-                // Deleted or replaced since it was opened.
-                None => fds.remove_if(key, &file),
-            }
-        }
-        let file = Arc::new(OpenFile::new(with_fds(Some(fds), &open)?));
-        fds.checked(&file);
-        fds.insert(key, file.clone());
-        Ok(Reader { file, size: None })
-    }
-
-    /// The object's size.
-    pub fn size(&self) -> io::Result<u64> {
-        match self.size {
-            Some(size) => Ok(size),
-            None => size_of(self.file.file()),
-        }
-    }
-}
-
-/// The size of an open file, or `None` when it no longer has a name
-/// (unlinked: deleted, or replaced by a rename over it).
-fn linked_size(file: &fs::File) -> io::Result<Option<u64>> {
-    // SAFETY: stat is plain data; all-zero is a valid value of it.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: the fd is open and `st` a live, writable stat.
-    if unsafe { libc::fstat(file.as_raw_fd(), &mut st) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((st.st_nlink > 0).then_some(st.st_size as u64))
-}
-
-/// Runs `open`; when the process is out of file descriptors (`EMFILE`,
-/// `ENFILE`), closes the files `fds` keeps and runs it once more.
-pub(super) fn with_fds<T>(
-    fds: Option<&OpenFiles>,
-    open: impl Fn() -> io::Result<T>,
-) -> io::Result<T> {
-    match open() {
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => match fds {
-            Some(fds) if !fds.is_empty() => {
-                fds.clear();
-                open()
-            }
-            _ => Err(e),
-        },
-        r => r,
-    }
 }
 
 /// Whether `root` is on a file system whose open, stat and buffered write

@@ -2,10 +2,12 @@
 //! read-only file descriptors keyed by object key, least recently used out
 //! first. What it keeps and when a GET opens the file again is in the docs
 //! of [`super`] ("Open files"); when a kept file must be checked before it
-//! is read again is decided here ([`OpenFiles::trusts`]).
+//! is read again is decided here ([`OpenFiles::trusts`], used by
+//! [`Reader::open`], the file a GET reads).
 
 use std::fs;
 use std::hash::BuildHasher;
+use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -247,6 +249,102 @@ fn nofile_share() -> usize {
         return usize::MAX;
     }
     usize::try_from(lim.rlim_cur / NOFILE_DIVISOR).unwrap_or(usize::MAX)
+}
+
+/// The cache of open files for a store on a root that is (or is not) on a
+/// local file system: none on a remote one (see "Open files" in the module
+/// docs) or when `wanted` is 0.
+pub(crate) fn open_files_for(local: bool, wanted: usize) -> Option<Arc<OpenFiles>> {
+    if local {
+        OpenFiles::new(wanted).map(Arc::new)
+    } else {
+        None
+    }
+}
+
+/// The file a GET reads from.
+pub(crate) struct Reader {
+    pub file: Arc<OpenFile>,
+    /// The size, when the reuse check gave it.
+    size: Option<u64>,
+}
+
+impl Reader {
+    /// The file of `key`: the open one `fds` keeps, if the file still has
+    /// a name (one `fstat`, unless `fds` trusts it for this stage), else
+    /// what `open` opens, kept for the next GET. See "Open files" in the
+    /// module docs.
+    pub fn open(
+        fds: Option<&OpenFiles>,
+        key: &str,
+        open: impl Fn() -> io::Result<fs::File>,
+    ) -> io::Result<Reader> {
+        let Some(fds) = fds else {
+            let file = open()?;
+            return Ok(Reader {
+                file: Arc::new(OpenFile::new(file)),
+                size: None,
+            });
+        };
+        if let Some(file) = fds.get(key) {
+            if fds.trusts(&file) {
+                return Ok(Reader { file, size: None });
+            }
+            match linked_size(file.file())? {
+                Some(size) => {
+                    fds.checked(&file);
+                    return Ok(Reader {
+                        file,
+                        size: Some(size),
+                    });
+                }
+                // Deleted or replaced since it was opened.
+                None => fds.remove_if(key, &file),
+            }
+        }
+        let file = Arc::new(OpenFile::new(with_fds(Some(fds), &open)?));
+        fds.checked(&file);
+        fds.insert(key, file.clone());
+        Ok(Reader { file, size: None })
+    }
+
+    /// The object's size.
+    pub fn size(&self) -> io::Result<u64> {
+        match self.size {
+            Some(size) => Ok(size),
+            None => super::size_of(self.file.file()),
+        }
+    }
+}
+
+/// The size of an open file, or `None` when it no longer has a name
+/// (unlinked: deleted, or replaced by a rename over it).
+fn linked_size(file: &fs::File) -> io::Result<Option<u64>> {
+    // SAFETY: stat is plain data; all-zero is a valid value of it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: the fd is open and `st` a live, writable stat.
+    if unsafe { libc::fstat(file.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((st.st_nlink > 0).then_some(st.st_size as u64))
+}
+
+/// Runs `open`; when the process is out of file descriptors (`EMFILE`,
+/// `ENFILE`), closes the files `fds` keeps and runs it once more.
+pub(crate) fn with_fds<T>(
+    fds: Option<&OpenFiles>,
+    open: impl Fn() -> io::Result<T>,
+) -> io::Result<T> {
+    match open() {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => match fds {
+            Some(fds) if !fds.is_empty() => {
+                fds.clear();
+                open()
+            }
+            _ => Err(e),
+        },
+        r => r,
+    }
 }
 
 #[cfg(test)]

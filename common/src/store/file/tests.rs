@@ -1,6 +1,7 @@
 //! Unit tests of `file`, kept apart so the module stays readable.
 
 use super::*;
+use open_files::OpenFile;
 
 #[tokio::test]
 async fn conformance() {
