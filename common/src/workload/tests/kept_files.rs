@@ -25,33 +25,14 @@ impl fmt::Display for RmAfter {
     }
 }
 
-#[async_trait]
-impl ObjectStore for RmAfter {
-    fn endpoint(&self) -> &str {
-        self.inner.endpoint()
-    }
-    async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
-        self.inner.put(key, data).await
-    }
+wrapper_store!(RmAfter {
     async fn get(&self, key: &str, opts: &GetOptions) -> StoreResult<GetOutcome> {
         if self.gets.fetch_add(1, Ordering::Relaxed) + 1 == self.after {
             std::fs::remove_file(&self.path).expect("rm");
         }
         self.inner.get(key, opts).await
     }
-    async fn stat(&self, key: &str) -> StoreResult<ObjectMeta> {
-        self.inner.stat(key).await
-    }
-    async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.inner.delete(key).await
-    }
-    async fn list(&self, prefix: &str, opts: &ListOptions) -> StoreResult<ListPage> {
-        self.inner.list(prefix, opts).await
-    }
-    fn stage_begins(&self, removes_objects: bool) {
-        self.inner.stage_begins(removes_objects);
-    }
-}
+});
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stage_without_removals_checks_kept_files_once() {

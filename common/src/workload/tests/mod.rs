@@ -28,6 +28,37 @@ use crate::store::{
     GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta, ObjectStore, PartSource, StoreResult,
 };
 
+/// `impl ObjectStore for $ty` of a test wrapper store: `endpoint`, `put`,
+/// `stat`, `delete`, `list` and `stage_begins` passed on unchanged to its
+/// `inner` store,
+/// and the methods given (at least `get`).
+macro_rules! wrapper_store {
+    ($ty:ty { $($methods:tt)* }) => {
+        #[async_trait]
+        impl ObjectStore for $ty {
+            fn endpoint(&self) -> &str {
+                self.inner.endpoint()
+            }
+            async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
+                self.inner.put(key, data).await
+            }
+            async fn stat(&self, key: &str) -> StoreResult<ObjectMeta> {
+                self.inner.stat(key).await
+            }
+            async fn delete(&self, key: &str) -> StoreResult<()> {
+                self.inner.delete(key).await
+            }
+            async fn list(&self, prefix: &str, opts: &ListOptions) -> StoreResult<ListPage> {
+                self.inner.list(prefix, opts).await
+            }
+            fn stage_begins(&self, removes_objects: bool) {
+                self.inner.stage_begins(removes_objects);
+            }
+            $($methods)*
+        }
+    };
+}
+
 /// The run seed of every test: payloads and sizes depend on it.
 const SEED: u64 = 7;
 

@@ -70,25 +70,9 @@ impl fmt::Display for PartLog {
     }
 }
 
-#[async_trait]
-impl ObjectStore for PartLog {
-    fn endpoint(&self) -> &str {
-        self.inner.endpoint()
-    }
-    async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
-        self.inner.put(key, data).await
-    }
+wrapper_store!(PartLog {
     async fn get(&self, key: &str, opts: &GetOptions) -> StoreResult<GetOutcome> {
         self.inner.get(key, opts).await
-    }
-    async fn stat(&self, key: &str) -> StoreResult<ObjectMeta> {
-        self.inner.stat(key).await
-    }
-    async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.inner.delete(key).await
-    }
-    async fn list(&self, prefix: &str, opts: &ListOptions) -> StoreResult<ListPage> {
-        self.inner.list(prefix, opts).await
     }
     async fn put_multipart(
         &self,
@@ -116,7 +100,7 @@ impl ObjectStore for PartLog {
             .push((key.to_string(), op));
         result
     }
-}
+});
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multipart_put_writes_parts_that_verify() {
