@@ -189,13 +189,13 @@ pub fn write_records(path: &Path, records: impl IntoIterator<Item = OpRecord>) -
     Ok(sink.finish().map_err(to_io)?.records)
 }
 
-/// Compressor threads for a merge: none on one CPU (compressing inline
-/// costs no hand-over), else one per CPU up to four. Compression is most
-/// of a merge's CPU, and the threads share the CPUs with the reading and
-/// merging threads, so more threads than CPUs would only add switches.
-fn default_compress_threads() -> usize {
-    match std::thread::available_parallelism().map_or(1, |n| n.get()) {
-        1 => 0,
+/// Compressor threads for a merge on `cpus` CPUs: none on one (compressing
+/// inline costs no hand-over), else one per CPU up to four. Compression is
+/// most of a merge's CPU, and the threads share the CPUs with the reading
+/// and merging threads, so more threads than CPUs would only add switches.
+fn default_compress_threads(cpus: usize) -> usize {
+    match cpus {
+        0 | 1 => 0,
         n => n.min(4),
     }
 }
@@ -225,6 +225,8 @@ pub(crate) struct MergeConfig {
 
 impl Default for MergeConfig {
     fn default() -> Self {
+        // Asked once: it reads the cgroup's CPU limit.
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         MergeConfig {
             fan_in: MERGE_FAN_IN,
             window_bytes: WINDOW_BYTES,
@@ -235,8 +237,8 @@ impl Default for MergeConfig {
             frame_bytes: sink::BLOCK_BYTES,
             late_bytes: LATE_BYTES,
             probe_bytes: PROBE_BYTES,
-            compress_threads: default_compress_threads(),
-            read_thread: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
+            compress_threads: default_compress_threads(cpus),
+            read_thread: cpus > 1,
         }
     }
 }
