@@ -517,8 +517,8 @@ impl ObjectStore for FileStore {
     }
 
     async fn get(&self, key: &str, opts: &GetOptions) -> StoreResult<GetOutcome> {
-        // The key is checked (`check_key`) only when its file is opened:
-        // a kept file's key was checked then.
+        // The key is checked (`key_is_safe`, in `get_file`) only when its
+        // file is opened: a kept file's key was checked then.
         if self.exec() == Exec::Inline {
             // On this thread: nothing to copy for a closure.
             let fds = self.fds.as_deref();

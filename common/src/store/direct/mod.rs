@@ -745,10 +745,10 @@ impl ObjectStore for DirectStore {
             .map_err(|e| relabel(e, &self.uri))
     }
 
+    /// Only the GETs' open files care: `meta` keeps none.
     fn stage_begins(&self, removes_objects: bool) {
         if let Some(fds) = &self.fds {
             fds.stage_begins(removes_objects);
         }
-        self.meta.stage_begins(removes_objects);
     }
 }
