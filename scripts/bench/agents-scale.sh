@@ -23,8 +23,9 @@ counts=("$@")
 [ "${counts[0]}" = 1 ] || counts=(1 "${counts[@]}")
 
 cargo build --release --bins -q
-agent_bin=target/release/agent
-controller_bin=target/release/controller
+. scripts/bench/lib.sh
+agent_bin=$(release_bin "$PWD" agent)
+controller_bin=$(release_bin "$PWD" controller)
 work=$(mktemp -d /tmp/chorus-scale.XXXXXX)
 pids=()
 cleanup() {

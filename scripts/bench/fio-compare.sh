@@ -131,13 +131,9 @@ OUT=${OUT:-$ROOT/target/bench/fio-compare-$(date +%Y%m%d-%H%M%S)}
 if [ -n "${CONTROLLER:-}" ]; then
   SKIP_BUILD=1
 else
-  # Where `cargo build` below puts it: CARGO_TARGET_DIR (relative to the
-  # checkout, where cargo runs) or target/.
-  case "${CARGO_TARGET_DIR:-}" in
-    "") CONTROLLER="$ROOT/target/release/controller" ;;
-    /*) CONTROLLER="$CARGO_TARGET_DIR/release/controller" ;;
-    *) CONTROLLER="$ROOT/$CARGO_TARGET_DIR/release/controller" ;;
-  esac
+  # Where `cargo build` below puts it.
+  . "$ROOT/scripts/bench/lib.sh"
+  CONTROLLER=$(release_bin "$ROOT" controller)
 fi
 PHASES=${PHASES:-seq1m-read seq1m-write seq1m-write-reuse rand4k-read small4k-read small4k-write}
 BACKENDS=${BACKENDS:-file direct}

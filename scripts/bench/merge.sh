@@ -42,7 +42,8 @@ WORK=${WORK:-/tmp/chorus-bench-merge}
 command -v zstd >/dev/null || { echo "zstd missing (apt-get install zstd)" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "/usr/bin/time missing (apt-get install time)" >&2; exit 2; }
 if [ -z "${BIN:-}" ]; then
-  BIN=${CARGO_TARGET_DIR:-target}/release/controller
+  . scripts/bench/lib.sh
+  BIN=$(release_bin "$PWD" controller)
   cargo build --release --bin controller >&2
 fi
 mkdir -p "$WORK"

@@ -30,7 +30,9 @@ PLANS="$ROOT/scripts/bench/plans"
 CONCURRENCIES=${CONCURRENCIES:-"1 4 16 64"}
 PHASE_SECONDS=${PHASE_SECONDS:-10}
 OUT=${OUT:-$ROOT/target/bench/s3-small-$(date +%Y%m%d-%H%M%S)}
-CONTROLLER="$ROOT/target/release/controller"
+# Where `cargo build` (below) puts it.
+. "$ROOT/scripts/bench/lib.sh"
+CONTROLLER=$(release_bin "$ROOT" controller)
 # The bucket and prefix every phase works in (the plans' key space is
 # s4k/ below it).
 TARGET=s3://chorus-bench/small
