@@ -94,6 +94,7 @@
 //! PUTs are not cached: a PUT is open, write, close, as fio's write jobs
 //! (which open and close each file of `nrfiles`) do.
 
+use crate::clock::Mono;
 use std::cell::RefCell;
 use std::ffi::CString;
 use std::fmt;
@@ -104,7 +105,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -415,7 +415,7 @@ fn read_span(
     offset: u64,
     len: u64,
     exec: Exec,
-    first_byte: &mut Option<Instant>,
+    first_byte: &mut Option<Mono>,
 ) -> io::Result<u64> {
     let mut total = 0u64;
     while total < len {
@@ -428,7 +428,7 @@ fn read_span(
         };
         let want = (buf.len() - at).min(usize::try_from(len - total).unwrap_or(usize::MAX));
         let n = read_at(file, &mut buf[at..at + want], offset + total, exec)?;
-        first_byte.get_or_insert_with(Instant::now);
+        first_byte.get_or_insert_with(Mono::now);
         if n == 0 {
             break;
         }

@@ -5,10 +5,10 @@
 //! workload stage after it see the same objects. This is not a stand-in for
 //! a backend under test.
 
+use crate::clock::Mono;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -93,7 +93,7 @@ impl ObjectStore for MemoryStore {
         }
         Ok(GetOutcome {
             bytes: data.len() as u64,
-            first_byte: Some(Instant::now()),
+            first_byte: Some(Mono::now()),
             data: opts.keep_data.then_some(data),
         })
     }

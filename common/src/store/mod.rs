@@ -27,9 +27,10 @@ pub mod multi;
 pub mod s3;
 pub mod uri;
 
+use crate::clock::Mono;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -148,7 +149,7 @@ pub struct GetOutcome {
     /// Bytes received.
     pub bytes: u64,
     /// When the first byte arrived, where the backend can tell.
-    pub first_byte: Option<Instant>,
+    pub first_byte: Option<Mono>,
     /// The content, only when asked for.
     pub data: Option<Bytes>,
 }

@@ -4,12 +4,15 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use crate::clock::Mono;
 use crate::plan::StopCondition;
 
 /// One agent's share of a stage's limits, shared by its workers.
 #[derive(Debug)]
 pub struct Budget {
     deadline: Option<Instant>,
+    /// `deadline` as the workers' clock reads it.
+    deadline_mono: Option<Mono>,
     ops_limit: Option<u64>,
     ops_claimed: AtomicU64,
     bytes_limit: Option<u64>,
@@ -27,6 +30,7 @@ impl Budget {
     pub fn for_agent(stop: &StopCondition, index: u32, count: u32, start: Instant) -> Budget {
         Budget {
             deadline: stop.duration.map(|d| start + d),
+            deadline_mono: stop.duration.map(|d| Mono::from_instant(start).plus(d)),
             ops_limit: stop.ops.map(|o| share(o, index, count)),
             ops_claimed: AtomicU64::new(0),
             bytes_limit: stop.bytes.map(|b| share(b, index, count)),
@@ -49,8 +53,8 @@ impl Budget {
     ///
     /// `now` is the caller's latest reading of the clock (a worker's is the
     /// end of its last op, a moment ago): one clock read per op fewer.
-    pub fn claim(&self, held: &mut HeldOps, now: Instant) -> bool {
-        if self.deadline.is_some_and(|d| now >= d) {
+    pub fn claim(&self, held: &mut HeldOps, now: Mono) -> bool {
+        if self.deadline_mono.is_some_and(|d| now >= d) {
             return false;
         }
         if let Some(limit) = self.bytes_limit
@@ -137,9 +141,7 @@ mod tests {
         };
         let b = Budget::for_agent(&stop, 0, 3, Instant::now());
         let mut held = HeldOps::default();
-        let granted = (0..100)
-            .filter(|_| b.claim(&mut held, Instant::now()))
-            .count();
+        let granted = (0..100).filter(|_| b.claim(&mut held, Mono::now())).count();
         assert_eq!(granted, 4);
     }
 
@@ -158,7 +160,7 @@ mod tests {
                         s.spawn(|| {
                             let mut held = HeldOps::default();
                             let mut n = 0u64;
-                            while b.claim(&mut held, Instant::now()) {
+                            while b.claim(&mut held, Mono::now()) {
                                 n += 1;
                             }
                             n
@@ -180,7 +182,7 @@ mod tests {
         };
         let b = Budget::for_agent(&stop, 0, 1, Instant::now());
         let mut held = HeldOps::default();
-        assert!(b.claim(&mut held, Instant::now()));
+        assert!(b.claim(&mut held, Mono::now()));
         assert_eq!(held.0, 0);
     }
 
@@ -191,14 +193,14 @@ mod tests {
             ..Default::default()
         };
         let mut held = HeldOps::default();
-        assert!(!Budget::for_agent(&stop, 0, 1, Instant::now()).claim(&mut held, Instant::now()));
+        assert!(!Budget::for_agent(&stop, 0, 1, Instant::now()).claim(&mut held, Mono::now()));
         let stop = StopCondition {
             bytes: Some(100),
             ..Default::default()
         };
         let b = Budget::for_agent(&stop, 0, 1, Instant::now());
-        assert!(b.claim(&mut held, Instant::now()));
+        assert!(b.claim(&mut held, Mono::now()));
         b.add_bytes(100);
-        assert!(!b.claim(&mut held, Instant::now()));
+        assert!(!b.claim(&mut held, Mono::now()));
     }
 }

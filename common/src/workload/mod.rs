@@ -28,7 +28,7 @@ use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::Serialize;
 
-use crate::clock::Anchor;
+use crate::clock::{Anchor, Mono};
 use crate::datagen::DataSpec;
 use crate::metrics::{LATENCY_HIGHEST_NS, StageMetrics};
 use crate::op::OpKind;
@@ -539,9 +539,13 @@ impl Worker {
                 ^ u64::from(self.id),
         );
         let mut out = WorkerOutcome::default();
-        let warmup_end = run.stage.warmup.map(|w| run.start_at + w);
+        // Op times are `Mono` readings, worked on as integers (see there).
+        let warmup_end = run
+            .stage
+            .warmup
+            .map(|w| Mono::from_instant(run.start_at).plus(w));
         let mut interval = live_histogram();
-        let mut next_flush = Instant::now() + LIVE_FLUSH;
+        let mut next_flush = Mono::now().plus(LIVE_FLUSH);
         let new_batch = || match &run.oplog {
             Some(log) => log.new_log_batch(self.log_context.clone()),
             None => LogBatch::with_capacity(self.log_context.clone(), 0),
@@ -553,7 +557,7 @@ impl Worker {
         // engine core (see `Budget::claim`).
         let mut live = LiveDelta::default();
         // The clock as last read: the end of the last op, or later.
-        let mut now = Instant::now();
+        let mut now = Mono::now();
         while !run.stop.load(Ordering::Relaxed) && self.budget.claim(&mut held, now) {
             // Open loop: the op's clock starts at its slot, not when a
             // worker got free, so queueing counts as latency.
@@ -574,16 +578,16 @@ impl Worker {
             // Payloads are made before the clock starts: generating data is
             // not part of the storage latency.
             let plan = ops::OpPlan::new(op, index, &run.stage, &run.data, &mut rng);
-            let issued = Instant::now();
-            let started = slot.unwrap_or(issued);
+            let issued = Mono::now();
+            let started = slot.map_or(issued, Mono::from_instant);
             if let Some(at) = slot {
-                let lag = issued.saturating_duration_since(at);
+                let lag = Duration::from_nanos(issued.ns_since(started));
                 out.scheduled += 1;
                 out.late += u64::from(lag > LATE_AFTER);
                 out.max_lag = out.max_lag.max(lag);
                 out.sum_lag += lag;
                 out.last_slot = out.last_slot.max(Some(at));
-                out.last_issued = out.last_issued.max(Some(issued));
+                out.last_issued = out.last_issued.max(Some(at + lag));
             }
             // One endpoint per op (its retries included), named in the log,
             // from the endpoints of this worker's pool.
@@ -591,7 +595,7 @@ impl Worker {
             let store = lease.as_ref().map_or(&run.store, |l| l.store());
             let (result, retries) =
                 ops::run_with_retries(store.as_ref(), &plan, &run.stage, &run.data).await;
-            let ended = Instant::now();
+            let ended = Mono::now();
             now = ended;
             // The endpoint column, as a position in the batch's table of
             // distinct endpoints: no allocation per op. Without several
@@ -634,7 +638,7 @@ impl Worker {
             if warmup {
                 out.warmup_ops += 1;
             } else {
-                let latency_ns = ended.duration_since(started).as_nanos() as u64;
+                let latency_ns = ended.ns_since(started);
                 out.metrics.record(op, latency_ns, done.bytes, ok);
             }
             out.retries += u64::from(retries);
@@ -643,18 +647,18 @@ impl Worker {
             live.bytes += done.bytes;
             live.errors += u64::from(!ok);
             if ok {
-                let latency_ns = ended.duration_since(started).as_nanos() as u64;
+                let latency_ns = ended.ns_since(started);
                 interval.saturating_record(latency_ns.clamp(1_000, LATENCY_HIGHEST_NS));
             }
             let flush = ended >= next_flush;
             if flush {
                 live.publish(&run.live);
                 run.live.add_interval(&mut interval);
-                next_flush = ended + LIVE_FLUSH;
+                next_flush = ended.plus(LIVE_FLUSH);
             }
 
-            let start_ns = self.anchor.wall_ns(started);
-            let end_ns = self.anchor.wall_ns(ended);
+            let start_ns = self.anchor.wall_ns_at(started);
+            let end_ns = self.anchor.wall_ns_at(ended);
             out.first_op_ns = Some(out.first_op_ns.map_or(start_ns, |f| f.min(start_ns)));
             out.last_end_ns = out.last_end_ns.max(end_ns);
             if let Some(log) = &run.oplog {
@@ -672,7 +676,7 @@ impl Worker {
                     let full = std::mem::replace(&mut batch, new_batch());
                     self.send_log(log, full).await?;
                     // It may have waited for the writer.
-                    now = Instant::now();
+                    now = Mono::now();
                 }
             }
         }
@@ -718,7 +722,7 @@ impl Worker {
             n_objects: done.n_objects,
             bytes: done.bytes,
             start_ns,
-            first_byte_ns: done.first_byte.map(|t| self.anchor.wall_ns(t)),
+            first_byte_ns: done.first_byte.map(|t| self.anchor.wall_ns_at(t)),
             end_ns,
             key,
             error,

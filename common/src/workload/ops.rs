@@ -1,9 +1,10 @@
 //! Doing one op: the store call for each op kind, verification of what a
 //! GET read, and retries with timeouts, each retry counted.
 
+use crate::clock::Mono;
 use std::future::Future;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use rand::Rng;
@@ -22,7 +23,7 @@ pub const LIST_PAGE_ENTRIES: usize = 1000;
 pub struct OpDone {
     pub bytes: u64,
     pub n_objects: u32,
-    pub first_byte: Option<Instant>,
+    pub first_byte: Option<Mono>,
 }
 
 /// One op, fully decided before the clock starts.

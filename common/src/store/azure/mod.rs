@@ -23,11 +23,12 @@ mod config;
 pub(crate) mod error;
 mod policy;
 
+use crate::clock::Mono;
 use std::fmt;
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use azure_core::prelude::{Delimiter, MaxResults, NextMarker, Prefix};
@@ -272,7 +273,7 @@ impl AzureStore {
                 {
                     return Ok(GetOutcome {
                         bytes: 0,
-                        first_byte: Some(Instant::now()),
+                        first_byte: Some(Mono::now()),
                         data: opts.keep_data.then(Bytes::new),
                     });
                 }
@@ -286,14 +287,14 @@ impl AzureStore {
                 ));
             }
         };
-        let response_at = Instant::now();
+        let response_at = Mono::now();
         let mut body = page.data;
         let mut first_byte = None;
         let mut bytes = 0u64;
         let mut kept = opts.keep_data.then(BytesMut::new);
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| self.err(&e, &format!("{what}: reading the body")))?;
-            first_byte.get_or_insert_with(Instant::now);
+            first_byte.get_or_insert_with(Mono::now);
             bytes += chunk.len() as u64;
             if let Some(buf) = kept.as_mut() {
                 buf.extend_from_slice(&chunk);

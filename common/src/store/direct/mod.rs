@@ -35,6 +35,7 @@
 //! `file://` backend's own code, with errors re-labelled with this store's
 //! endpoint.
 
+use crate::clock::Mono;
 use std::alloc::{self, Layout};
 use std::fmt;
 use std::fs;
@@ -44,7 +45,7 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -479,7 +480,7 @@ fn read_span(
     offset: u64,
     len: u64,
     mut keep: Option<&mut Vec<u8>>,
-    first_byte: &mut Option<Instant>,
+    first_byte: &mut Option<Mono>,
 ) -> io::Result<u64> {
     let end = offset.saturating_add(len);
     let mut pos = offset - offset % block as u64;
@@ -492,7 +493,7 @@ fn read_span(
             round_up(remaining as usize, block)
         };
         let n = read_full_at(file, &mut buf[..want], pos, block)?;
-        first_byte.get_or_insert_with(Instant::now);
+        first_byte.get_or_insert_with(Mono::now);
         let lo = offset.saturating_sub(pos) as usize;
         let hi = (end - pos).min(n as u64) as usize;
         if hi > lo {

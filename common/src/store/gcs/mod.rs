@@ -21,9 +21,10 @@
 mod config;
 pub(crate) mod error;
 
+use crate::clock::Mono;
 use std::fmt;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -246,14 +247,14 @@ impl GcsStore {
             .download_streamed_object(&self.get_request(key), &range)
             .await
             .map_err(|e| self.err(&e, &what))?;
-        let response_at = Instant::now();
+        let response_at = Mono::now();
         let mut stream = std::pin::pin!(stream);
         let mut first_byte = None;
         let mut bytes = 0u64;
         let mut kept = opts.keep_data.then(BytesMut::new);
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| self.err(&e, &format!("{what}: reading the body")))?;
-            first_byte.get_or_insert_with(Instant::now);
+            first_byte.get_or_insert_with(Mono::now);
             bytes += chunk.len() as u64;
             if let Some(buf) = kept.as_mut() {
                 buf.extend_from_slice(&chunk);

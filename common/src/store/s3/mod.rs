@@ -19,6 +19,7 @@
 pub mod config;
 mod error;
 
+use crate::clock::Mono;
 use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -317,14 +318,14 @@ impl ObjectStore for S3Store {
                 if empty {
                     return Ok(GetOutcome {
                         bytes: 0,
-                        first_byte: Some(Instant::now()),
+                        first_byte: Some(Mono::now()),
                         data: opts.keep_data.then(Bytes::new),
                     });
                 }
                 return Err(self.errors.sdk(&what, &e));
             }
         };
-        let headers_at = Instant::now();
+        let headers_at = Mono::now();
         let expected = out.content_length.unwrap_or(0).max(0) as usize;
         let mut body = out.body;
         let mut first_byte = None;
@@ -336,7 +337,7 @@ impl ObjectStore for S3Store {
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| self.errors.body(&what, &e))?;
                 if first_byte.is_none() && !chunk.is_empty() {
-                    first_byte = Some(Instant::now());
+                    first_byte = Some(Mono::now());
                 }
                 bytes += chunk.len() as u64;
                 if opts.keep_data {
