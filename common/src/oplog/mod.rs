@@ -24,15 +24,17 @@
 //! The reader maps columns by header name, so it also reads warp/s3dlio logs
 //! (13 columns, `HEAD` for a stat, local `+HH:MM` offsets), plain or zstd.
 
+mod batch;
 pub mod merge;
 mod prefetch;
 pub mod reader;
 pub mod record;
 pub mod writer;
 
+pub use batch::{EntryKey, LogBatch, LogContext, LogEntry};
 pub use merge::{MergeInput, MergeStats, merge_files, write_records};
 pub use reader::{OpLogError, OpLogReader};
-pub use record::{EntryKey, HEADER, LogBatch, LogContext, LogEntry, OpRecord, header_line};
+pub use record::{HEADER, OpRecord, header_line};
 pub use writer::{OpLogClosed, OpLogSender, OpLogWriter, WriterStats, spawn_writer};
 
 /// The first four bytes of every zstd frame (RFC 8878), used to tell a

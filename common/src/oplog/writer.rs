@@ -3,7 +3,7 @@
 //! file.
 //!
 //! The workload engine sends [`LogBatch`]es: per op only what varies
-//! ([`super::record::LogEntry`], no heap memory for a successful op), per
+//! ([`super::batch::LogEntry`], no heap memory for a successful op), per
 //! batch the stage's constants and endpoints, and one `idx` base. The writer
 //! formats straight into a byte buffer (see `record::LineFormatter`) and
 //! compresses each megabyte of lines in one call, as one zstd frame. Whole
@@ -17,7 +17,8 @@
 //! shows that the harness, not the store, set the pace. Records are never
 //! dropped.
 
-use super::record::{LineFormatter, LogBatch, LogContext, OpRecord, Slot, header_line};
+use super::batch::{LogBatch, LogContext, Slot};
+use super::record::{LineFormatter, OpRecord, header_line};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{self, Write};
@@ -589,7 +590,7 @@ mod tests {
         n: u64,
         start_ns: i64,
     ) -> LogBatch {
-        use crate::oplog::record::{EntryKey, LogEntry};
+        use crate::oplog::batch::{EntryKey, LogEntry};
         let mut b = sender.new_log_batch(ctx.clone());
         for i in 0..n {
             let ep = b.endpoint_id(if i % 7 == 0 { "mem://b" } else { "mem://a" });
