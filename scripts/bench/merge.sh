@@ -21,6 +21,9 @@
 #    merge of the same files is timed too, in the same run, e.g.
 #      BIN=target/release/controller BASELINE=/tmp/controller-before \
 #        TIMELINE=0 scripts/bench/merge.sh
+#    Then zstd alone compresses the first COMPRESS_SAMPLE lines of the
+#    merged timeline, as the merge does, on one core: the floor that
+#    compressing the output sets under any merge rate.
 # 3. Unless TIMELINE=0: `controller analyze` of a sorted TIMELINE-record
 #    timeline and of one a quarter that size: time and peak RSS.
 #
@@ -35,6 +38,8 @@ RECORDS=${RECORDS:-10000000}
 TIMELINE=${TIMELINE:-50000000}
 REPEAT=${REPEAT:-1}
 SLOW_PPM=${SLOW_PPM:-0}
+# Lines of the merged timeline compressed alone, for the compression floor.
+COMPRESS_SAMPLE=${COMPRESS_SAMPLE:-5000000}
 WORK=${WORK:-/tmp/chorus-bench-merge}
 # The controller is built where cargo puts it (CARGO_TARGET_DIR honoured),
 # unless BIN=<a controller binary> is given.
@@ -94,6 +99,15 @@ for n in $((RECORDS / 4)) "$RECORDS"; do
   done
   row "zstd -dc ($FILES x $n)" "$total" "$zs" "$zr"
   row "controller merge ($FILES x $n)" "$total" "$ms" "$mr" "$(awk -v z="$zs" -v m="$ms" 'BEGIN { printf "%.2f", z / m }')"
+  # The floor the output's compression sets: zstd at the merge's settings
+  # (level 1, window 2^17, hash 2^10; see merge/frames.rs) on one core, on
+  # the first lines of the merged timeline. A merge on C cores cannot beat
+  # C x this rate, less the decompression above and the merge's own work.
+  zstd -dc "$WORK/merged.tsv.zst" 2>/dev/null | head -n "$COMPRESS_SAMPLE" >"$WORK/sample.tsv" || true
+  lines=$(wc -l <"$WORK/sample.tsv")
+  read -r s r < <(measure sh -c "zstd -q -1 --zstd=wlog=17,hlog=10 -c '$WORK/sample.tsv' >/dev/null")
+  row "zstd -1 of the timeline (1 core)" "$lines" "$s" "$r"
+  rm -f "$WORK/sample.tsv"
   if [ -n "${BASELINE:-}" ]; then
     read -r s r < <(measure "$BASELINE" merge "$dir"/*.tsv.zst -o "$WORK/merged.tsv.zst" --tmp "$WORK/tmp")
     row "baseline merge ($FILES x $n)" "$total" "$s" "$r" "$(awk -v z="$zs" -v m="$s" 'BEGIN { printf "%.2f", z / m }')"
