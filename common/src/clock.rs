@@ -134,8 +134,7 @@ fn mono_pairing() -> &'static (Instant, i64) {
 #[derive(Clone, Copy, Debug)]
 pub struct Anchor {
     wall_ns: i64,
-    instant: Instant,
-    /// `instant` as a [`Mono`], for [`Anchor::wall_ns_at`].
+    /// The monotonic reading paired with `wall_ns`.
     mono: Mono,
 }
 
@@ -155,7 +154,6 @@ impl Anchor {
     pub fn from_parts(wall_ns: i64, instant: Instant) -> Self {
         Anchor {
             wall_ns,
-            instant,
             mono: Mono::from_instant(instant),
         }
     }
@@ -167,20 +165,10 @@ impl Anchor {
 
     /// The wall time of `at`, measured on the monotonic clock from the anchor.
     pub fn wall_ns(&self, at: Instant) -> i64 {
-        match at.checked_duration_since(self.instant) {
-            Some(after) => self
-                .wall_ns
-                .saturating_add(i64::try_from(after.as_nanos()).unwrap_or(i64::MAX)),
-            None => {
-                let before = self.instant.duration_since(at);
-                self.wall_ns
-                    .saturating_sub(i64::try_from(before.as_nanos()).unwrap_or(i64::MAX))
-            }
-        }
+        self.wall_ns_at(Mono::from_instant(at))
     }
 
-    /// The wall time of `at`, as [`Anchor::wall_ns`] gives it for the same
-    /// moment as an [`Instant`]: one integer subtraction.
+    /// The wall time of `at`: one integer subtraction.
     #[inline]
     pub fn wall_ns_at(&self, at: Mono) -> i64 {
         self.wall_ns
@@ -197,12 +185,7 @@ impl Anchor {
     /// represented.
     pub fn instant_at(&self, wall_ns: i64) -> Option<Instant> {
         let delta = wall_ns.checked_sub(self.wall_ns)?;
-        let d = Duration::from_nanos(delta.unsigned_abs());
-        if delta >= 0 {
-            self.instant.checked_add(d)
-        } else {
-            self.instant.checked_sub(d)
-        }
+        Mono(self.mono.0.checked_add(delta)?).to_instant()
     }
 }
 

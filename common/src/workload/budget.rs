@@ -10,9 +10,7 @@ use crate::plan::StopCondition;
 /// One agent's share of a stage's limits, shared by its workers.
 #[derive(Debug)]
 pub struct Budget {
-    deadline: Option<Instant>,
-    /// `deadline` as the workers' clock reads it.
-    deadline_mono: Option<Mono>,
+    deadline: Option<Mono>,
     ops_limit: Option<u64>,
     ops_claimed: AtomicU64,
     bytes_limit: Option<u64>,
@@ -29,8 +27,7 @@ pub fn share(total: u64, index: u32, count: u32) -> u64 {
 impl Budget {
     pub fn for_agent(stop: &StopCondition, index: u32, count: u32, start: Instant) -> Budget {
         Budget {
-            deadline: stop.duration.map(|d| start + d),
-            deadline_mono: stop.duration.map(|d| Mono::from_instant(start).plus(d)),
+            deadline: stop.duration.map(|d| Mono::from_instant(start).plus(d)),
             ops_limit: stop.ops.map(|o| share(o, index, count)),
             ops_claimed: AtomicU64::new(0),
             bytes_limit: stop.bytes.map(|b| share(b, index, count)),
@@ -54,7 +51,7 @@ impl Budget {
     /// `now` is the caller's latest reading of the clock (a worker's is the
     /// end of its last op, a moment ago): one clock read per op fewer.
     pub fn claim(&self, held: &mut HeldOps, now: Mono) -> bool {
-        if self.deadline_mono.is_some_and(|d| now >= d) {
+        if self.deadline.is_some_and(|d| now >= d) {
             return false;
         }
         if let Some(limit) = self.bytes_limit
@@ -94,7 +91,7 @@ impl Budget {
     }
 
     /// When the stage's duration runs out, if it has one.
-    pub fn deadline(&self) -> Option<Instant> {
+    pub fn deadline(&self) -> Option<Mono> {
         self.deadline
     }
 

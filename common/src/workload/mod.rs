@@ -561,14 +561,16 @@ impl Worker {
         while !run.stop.load(Ordering::Relaxed) && self.budget.claim(&mut held, now) {
             // Open loop: the op's clock starts at its slot, not when a
             // worker got free, so queueing counts as latency.
+            // The slot as an Instant (for the timer) and as a Mono.
             let slot = match &self.schedule {
                 Some(s) => {
                     let at = s.next();
-                    if self.budget.deadline().is_some_and(|d| at >= d) {
+                    let at_mono = Mono::from_instant(at);
+                    if self.budget.deadline().is_some_and(|d| at_mono >= d) {
                         break;
                     }
                     tokio::time::sleep_until(at.into()).await;
-                    Some(at)
+                    Some((at, at_mono))
                 }
                 None => None,
             };
@@ -579,8 +581,8 @@ impl Worker {
             // not part of the storage latency.
             let plan = ops::OpPlan::new(op, index, &run.stage, &run.data, &mut rng);
             let issued = Mono::now();
-            let started = slot.map_or(issued, Mono::from_instant);
-            if let Some(at) = slot {
+            let started = slot.map_or(issued, |(_, at_mono)| at_mono);
+            if let Some((at, _)) = slot {
                 let lag = Duration::from_nanos(issued.ns_since(started));
                 out.scheduled += 1;
                 out.late += u64::from(lag > LATE_AFTER);
