@@ -94,7 +94,6 @@
 //! PUTs are not cached: a PUT is open, write, close, as fio's write jobs
 //! (which open and close each file of `nrfiles`) do.
 
-use crate::clock::Mono;
 use std::cell::RefCell;
 use std::ffi::CString;
 use std::fmt;
@@ -113,6 +112,7 @@ use super::{
     ErrorClass, GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta, ObjectStore, PartSource,
     StoreError, StoreResult, clamp_range, page_from_sorted,
 };
+use crate::clock::Mono;
 
 mod open_files;
 pub use open_files::{DEFAULT_OPEN_FILES, MAX_OPEN_FILES};

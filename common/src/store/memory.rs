@@ -5,7 +5,6 @@
 //! workload stage after it see the same objects. This is not a stand-in for
 //! a backend under test.
 
-use crate::clock::Mono;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -17,6 +16,7 @@ use super::{
     ErrorClass, GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta, ObjectStore, StoreError,
     StoreResult, clamp_range, page_from_sorted,
 };
+use crate::clock::Mono;
 
 /// An in-memory store. The lock is never held across an await.
 #[derive(Debug)]

@@ -27,7 +27,6 @@ pub mod multi;
 pub mod s3;
 pub mod uri;
 
-use crate::clock::Mono;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +35,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use uri::TargetUri;
+
+use crate::clock::Mono;
 
 pub use env::EnvOverlay;
 

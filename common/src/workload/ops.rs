@@ -1,7 +1,6 @@
 //! Doing one op: the store call for each op kind, verification of what a
 //! GET read, and retries with timeouts, each retry counted.
 
-use crate::clock::Mono;
 use std::future::Future;
 use std::task::Poll;
 use std::time::Duration;
@@ -10,6 +9,7 @@ use bytes::Bytes;
 use rand::Rng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+use crate::clock::Mono;
 use crate::datagen::{self, DataSpec};
 use crate::op::OpKind;
 use crate::plan::{RangeSpec, RetryPolicy, Stage};

@@ -23,7 +23,6 @@ mod config;
 pub(crate) mod error;
 mod policy;
 
-use crate::clock::Mono;
 use std::fmt;
 use std::future::Future;
 use std::num::NonZeroU32;
@@ -46,6 +45,7 @@ use super::{
     ErrorClass, GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta, ObjectStore,
     OpenOptions, PartSource, StoreError, StoreResult,
 };
+use crate::clock::Mono;
 
 /// Size of the one "chunk" a GET asks the SDK for. The SDK splits reads
 /// into chunks (1 MiB by default, one request each); asking for 1 PiB makes

@@ -35,7 +35,6 @@
 //! `file://` backend's own code, with errors re-labelled with this store's
 //! endpoint.
 
-use crate::clock::Mono;
 use std::alloc::{self, Layout};
 use std::fmt;
 use std::fs;
@@ -59,6 +58,7 @@ use super::{
     ErrorClass, GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta, ObjectStore,
     OpenOptions, PartSource, StoreError, StoreResult, clamp_range,
 };
+use crate::clock::Mono;
 use crate::plan::{format_size, parse_size};
 
 /// Bytes moved by one syscall unless the URI says otherwise: large enough

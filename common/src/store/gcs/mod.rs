@@ -21,7 +21,6 @@
 mod config;
 pub(crate) mod error;
 
-use crate::clock::Mono;
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
@@ -46,6 +45,7 @@ use super::{
     ErrorClass, GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta, ObjectStore,
     OpenOptions, PartSource, StoreError, StoreResult,
 };
+use crate::clock::Mono;
 
 /// Resumable upload chunks must be multiples of this (GCS's rule), except
 /// the last one.

@@ -19,7 +19,6 @@
 pub mod config;
 mod error;
 
-use crate::clock::Mono;
 use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -40,6 +39,7 @@ use super::{
     ByteRange, ErrorClass, GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta, ObjectStore,
     OpenOptions, PartSource, StoreError, StoreResult, clamp_range,
 };
+use crate::clock::Mono;
 
 /// Most keys one DeleteObjects request may name (S3's limit).
 pub const DELETE_BATCH: usize = 1000;
