@@ -493,6 +493,7 @@ impl pb::agent_server::Agent for AgentService {
                     retries: o.retries,
                     schedule: o.schedule.as_ref().map(encode_schedule),
                     endpoints: encode_endpoints(&o.endpoints),
+                    stopped_by: String::new(),
                 })),
             });
             // The result is also in the spool; a controller gone silent
@@ -593,6 +594,7 @@ impl pb::agent_server::Agent for AgentService {
         Ok(Response::new(pb::HeartbeatReply {
             at_ns: self.clock().now_ns(),
             running: session.running,
+            stopping: String::new(),
         }))
     }
 

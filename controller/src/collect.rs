@@ -181,6 +181,7 @@ async fn fetch(
         stage_index: index,
         run_id: run_id.to_string(),
         offset: held,
+        step: 0,
     };
     let mut from = held;
     let mut stream = match client.fetch_op_log(request.clone()).await {

@@ -7,6 +7,7 @@
 
 use chorus_common::metrics::{OpStats, StageMetrics, histogram_from_bytes, histogram_to_bytes};
 use chorus_common::op::OpKind;
+use chorus_common::plan::StepSpec;
 use chorus_common::store::multi::EndpointStats;
 use chorus_common::workload::ScheduleReport;
 
@@ -112,6 +113,30 @@ pub fn decode_endpoints(stats: &[pb::EndpointStats]) -> Vec<EndpointStats> {
         .collect()
 }
 
+/// A stage's sub-step as sent on the wire.
+pub fn encode_step(s: &StepSpec) -> pb::StageStep {
+    pb::StageStep {
+        index: s.index,
+        name: s.name.clone(),
+        rate: s.rate.unwrap_or(0.0),
+        concurrency: s.concurrency.unwrap_or(0),
+        duration_ms: s.duration.map_or(0, |d| d.as_millis() as u64),
+        ops: s.ops.unwrap_or(0),
+    }
+}
+
+/// The inverse of [`encode_step`]: zeros are "the stage's own setting".
+pub fn decode_step(s: &pb::StageStep) -> StepSpec {
+    StepSpec {
+        index: s.index,
+        name: s.name.clone(),
+        rate: (s.rate > 0.0).then_some(s.rate),
+        concurrency: (s.concurrency > 0).then_some(s.concurrency),
+        duration: (s.duration_ms > 0).then(|| std::time::Duration::from_millis(s.duration_ms)),
+        ops: (s.ops > 0).then_some(s.ops),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +173,21 @@ mod tests {
                 .to_string()
                 .contains("FETCH")
         );
+    }
+
+    #[test]
+    fn steps_round_trip_and_zero_means_unchanged() {
+        let s = StepSpec {
+            index: 3,
+            name: "w/step-03".into(),
+            rate: Some(1500.0),
+            concurrency: None,
+            duration: Some(std::time::Duration::from_secs(30)),
+            ops: None,
+        };
+        assert_eq!(decode_step(&encode_step(&s)), s);
+        let whole = decode_step(&pb::StageStep::default());
+        assert_eq!(whole.rate, None);
+        assert_eq!(whole.duration, None);
     }
 }

@@ -12,6 +12,7 @@ mod error;
 mod load;
 mod options;
 mod sizes;
+mod step;
 mod units;
 mod yaml;
 
@@ -23,6 +24,7 @@ use crate::op::OpKind;
 pub use error::PlanError;
 pub use load::{load, parse};
 pub use sizes::SizeSpec;
+pub use step::StepSpec;
 pub use units::{format_duration, format_size, parse_duration, parse_size};
 
 /// A whole plan.

@@ -111,6 +111,7 @@ impl StageCollection {
                         stage_index: cx.stage_index,
                         run_id: String::new(),
                         offset: 0,
+                        step: 0,
                     },
                     part: with_suffix(&path, PART_SUFFIX),
                     path,

@@ -159,6 +159,7 @@ pub async fn run_stage(
                 stage_index: cx.stage_index,
                 start_at_ns: cx.start_at_ns,
                 offset_ns: cx.offsets[i],
+                step: None,
             };
             let watch = Watch {
                 index: i,
@@ -252,7 +253,8 @@ impl Watch {
                     self.set_state(AgentState::Done).await;
                     return outcome;
                 }
-                None => {}
+                // Word that the agent is alive while it opens the store.
+                Some(Event::Preparing(_)) | None => {}
             }
         }
     }
