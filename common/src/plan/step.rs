@@ -64,7 +64,7 @@ mod tests {
     #[test]
     fn a_step_replaces_only_what_it_sets() {
         let plan = crate::plan::parse(
-            "name: p\ntarget: mem://t\nstages:\n  - name: w\n    type: workload\n    \
+            "name: p\ntarget: mem://t\nobjects: {count: 10, size: 4KiB}\nstages:\n  - name: w\n    type: workload\n    \
              concurrency: 4\n    duration: 10s\n    mix: {get: 1}\n",
             "p.yaml",
         )
