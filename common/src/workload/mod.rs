@@ -188,7 +188,8 @@ pub struct StageOutcome {
     pub metrics: StageMetrics,
     /// Agent wall clock (ns) when workers were released.
     pub started_ns: i64,
-    /// Agent wall clock (ns) when the first op began, if any op ran.
+    /// Agent wall clock (ns) when the first op was issued, if any op ran
+    /// (in open loop: issued, not scheduled).
     pub first_op_ns: Option<i64>,
     /// Agent wall clock (ns) when the last op ended (or `started_ns`).
     pub ended_ns: i64,
@@ -661,7 +662,15 @@ impl Worker {
 
             let start_ns = self.anchor.wall_ns_at(started);
             let end_ns = self.anchor.wall_ns_at(ended);
-            out.first_op_ns = Some(out.first_op_ns.map_or(start_ns, |f| f.min(start_ns)));
+            // When the first op really went out: in open loop that is its
+            // issue, not its slot (every agent's first slot is the stage's
+            // start, so slots would always show a start skew of 0).
+            let issued_ns = if slot.is_some() {
+                self.anchor.wall_ns_at(issued)
+            } else {
+                start_ns
+            };
+            out.first_op_ns = Some(out.first_op_ns.map_or(issued_ns, |f| f.min(issued_ns)));
             out.last_end_ns = out.last_end_ns.max(end_ns);
             if let Some(log) = &run.oplog {
                 let times = (start_ns, end_ns);

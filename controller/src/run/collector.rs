@@ -89,6 +89,9 @@ pub struct StageCollection {
 pub struct CollectContext<'a> {
     pub session_id: &'a str,
     pub stage_index: u32,
+    /// The sub-step whose logs these are (0: the stage run whole).
+    pub step: u32,
+    /// The stage's (or step's) name, for the file name and messages.
     pub stage: &'a str,
     /// `None`: no copying while the stage runs, only at its end.
     pub interval: Option<Duration>,
@@ -111,7 +114,7 @@ impl StageCollection {
                         stage_index: cx.stage_index,
                         run_id: String::new(),
                         offset: 0,
-                        step: 0,
+                        step: cx.step,
                     },
                     part: with_suffix(&path, PART_SUFFIX),
                     path,

@@ -19,11 +19,15 @@ use crate::transport::Client;
 /// Time between two heartbeats to one agent.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 
-/// When and why an agent was found lost (controller clock).
+/// When and why an agent left the run (controller clock).
 #[derive(Clone, Debug)]
 pub struct Lost {
     pub at_ns: i64,
     pub reason: String,
+    /// True when the agent said it was stopping (SIGTERM: a pod deleted, a
+    /// job cancelled): a clean departure, its logs complete, reported as
+    /// stopped and not lost. False: it stopped answering.
+    pub stopped: bool,
 }
 
 /// What the heartbeat tasks know, per agent (in run order).
@@ -89,6 +93,21 @@ pub fn start(clients: Vec<(String, Client)>, session_id: &str, timeout: Duration
                         session_id: session_id.clone(),
                     });
                     match tokio::time::timeout(timeout, beat).await {
+                        Ok(Ok(r)) if !r.get_ref().stopping.is_empty() => {
+                            let why = &r.get_ref().stopping;
+                            tracing::info!("agent {id} is stopping ({why})");
+                            let (at_ns, reason) = (now_ns(), format!("stopped ({why})"));
+                            let stopped = true;
+                            health.mark_lost(
+                                i,
+                                Lost {
+                                    at_ns,
+                                    reason,
+                                    stopped,
+                                },
+                            );
+                            return;
+                        }
                         Ok(Ok(_)) => heard = Instant::now(),
                         Ok(Err(s)) => last_error = crate::transport::status_text(&s),
                         Err(_) => last_error = format!("no reply within {timeout:?}"),
@@ -104,6 +123,7 @@ pub fn start(clients: Vec<(String, Client)>, session_id: &str, timeout: Duration
                             Lost {
                                 at_ns: now_ns(),
                                 reason,
+                                stopped: false,
                             },
                         );
                         return;

@@ -9,8 +9,14 @@
 //!
 //! - `agents.rs`: connect, embed, measure clocks.
 //! - `health.rs`: heartbeats to every agent for the whole session.
-//! - `sequence.rs`: the stages in order, clock checks, lost-agent policy.
-//! - `stage.rs`: one stage on all agents, loss detection, stop signal.
+//! - `sequence.rs`: the stages in order, each driven by its kind as one or
+//!   more steps; departed agents and the lost-agent policy.
+//! - `kinds/`: one module per stage kind: which steps, when to stop early,
+//!   the stage's verdict.
+//! - `step.rs`: one step on all live agents: clocks, start, watch, collect,
+//!   judge.
+//! - `stage.rs`: the agents' streams of one step, loss detection, stop
+//!   signals.
 //! - `collector.rs`: op-logs copied while a stage runs, completed at its end.
 //! - `series.rs`: `series.csv`, the per-second series.
 //! - `progress.rs`: the live view.
@@ -20,11 +26,13 @@ pub(crate) mod agents;
 pub(crate) mod collector;
 pub(crate) mod drift;
 mod health;
+pub(crate) mod kinds;
 mod progress;
 pub(crate) mod results;
 mod sequence;
 mod series;
 mod stage;
+mod step;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -39,9 +47,10 @@ use chorus_proto::pb;
 use crate::EXIT_BAD_INPUT;
 use crate::cli::RunArgs;
 use agents::AgentHandle;
+use kinds::KindPicker;
 use results::{AgentMeta, HostMeta, RunDir, RunMeta};
 use sequence::{RunControl, StageOutput, run_stages};
-use stage::StopSignal;
+use stage::{StopReason, StopSignal};
 use std::sync::Arc;
 
 /// Why a run did not complete.
@@ -54,9 +63,6 @@ enum RunError {
     Interrupted(std::path::PathBuf),
 }
 
-/// The stop reason of Ctrl-C.
-const INTERRUPTED: &str = "interrupted (Ctrl-C)";
-
 /// First Ctrl-C: stop the running stage on every agent and write what was
 /// measured. A second one exits at once.
 fn watch_ctrl_c(stop: Arc<StopSignal>) -> tokio::task::JoinHandle<()> {
@@ -67,7 +73,7 @@ fn watch_ctrl_c(stop: Arc<StopSignal>) -> tokio::task::JoinHandle<()> {
         eprintln!(
             "interrupted: stopping the agents and writing results (Ctrl-C again to quit now)"
         );
-        stop.raise(INTERRUPTED);
+        stop.raise(StopReason::Interrupted);
         if tokio::signal::ctrl_c().await.is_ok() {
             std::process::exit(130);
         }
@@ -75,7 +81,7 @@ fn watch_ctrl_c(stop: Arc<StopSignal>) -> tokio::task::JoinHandle<()> {
 }
 
 pub async fn run_command(args: RunArgs) -> ExitCode {
-    match run(args).await {
+    match run(args, kinds::for_stage).await {
         Ok(dir) => {
             println!("results: {}", dir.display());
             ExitCode::SUCCESS
@@ -114,7 +120,8 @@ fn load_plan(args: &RunArgs) -> Result<Plan, RunError> {
     Ok(plan)
 }
 
-async fn run(args: RunArgs) -> Result<std::path::PathBuf, RunError> {
+/// The whole run, each stage driven by the kind `pick` gives it.
+async fn run(args: RunArgs, pick: KindPicker) -> Result<std::path::PathBuf, RunError> {
     let plan = load_plan(&args)?;
     let found = crate::discovery::find_agents(&args.discovery, &plan.agents)
         .await
@@ -229,22 +236,20 @@ async fn run(args: RunArgs) -> Result<std::path::PathBuf, RunError> {
         series: Arc::new(tokio::sync::Mutex::new(series)),
     };
     let interrupt = watch_ctrl_c(rc.stop.clone());
-    let outcome = run_stages(&plan, &rc, &mut agents, &dir, &mut meta, args.quiet).await;
+    let outcome = run_stages(&plan, &rc, &mut agents, &dir, &mut meta, args.quiet, pick).await;
     interrupt.abort();
     if let Err(e) = rc.series.lock().await.end_stage() {
         tracing::warn!("series.csv: {e:#}");
     }
-    let interrupted = rc.stop.reason().filter(|r| r == INTERRUPTED);
-    let lost: Vec<bool> = (0..agents.len())
-        .map(|k| rc.health.lost(k).is_some())
-        .collect();
+    let interrupted = rc.stop.reason() == Some(StopReason::Interrupted);
+    let gone: Vec<Option<health::Lost>> = (0..agents.len()).map(|k| rc.health.lost(k)).collect();
     drop(beats);
     let finish = finish_run(
         &plan,
         &run_id,
         &session_id,
         &mut agents,
-        &lost,
+        &gone,
         &dir,
         &mut meta,
         outcome,
@@ -253,7 +258,7 @@ async fn run(args: RunArgs) -> Result<std::path::PathBuf, RunError> {
     .await;
     match finish {
         Ok(()) => Ok(dir.path),
-        Err(_) if interrupted.is_some() => Err(RunError::Interrupted(dir.path)),
+        Err(_) if interrupted => Err(RunError::Interrupted(dir.path)),
         Err(e) => Err(RunError::Failed(
             e.context(format!("results so far are in {}", dir.path.display())),
         )),
@@ -268,15 +273,16 @@ async fn finish_run(
     run_id: &str,
     session_id: &str,
     agents: &mut [AgentHandle],
-    lost: &[bool],
+    gone: &[Option<health::Lost>],
     dir: &RunDir,
     meta: &mut RunMeta,
     outcome: (Vec<StageOutput>, anyhow::Result<()>),
     quiet: bool,
 ) -> anyhow::Result<()> {
     let (outputs, result) = outcome;
-    // Lost agents are not waited for: each call would time out.
-    for (a, _) in agents.iter_mut().zip(lost).filter(|(_, l)| !**l) {
+    // Agents that left are not measured: a lost one would time out, a
+    // stopped one is on its way out.
+    for (a, _) in agents.iter_mut().zip(gone).filter(|(_, g)| g.is_none()) {
         a.clock_end = agents::measure_clock(a).await.ok();
     }
     meta.ended_at = rfc3339_ns(now_ns());
@@ -325,17 +331,18 @@ async fn finish_run(
             meta.error = Some(format!("damaged op-logs: {}", merged.errors.join("; ")));
         }
         Err(e) => {
-            meta.status = if format!("{e}") == INTERRUPTED {
-                "interrupted".into()
-            } else {
-                "failed".into()
+            meta.status = match e.downcast_ref::<StopReason>() {
+                Some(StopReason::Interrupted) => "interrupted".into(),
+                _ => "failed".into(),
             };
             meta.error = Some(format!("{e:#}"));
         }
     }
     dir.write_meta(meta)?;
 
-    for (a, _) in agents.iter_mut().zip(lost).filter(|(_, l)| !**l) {
+    // A stopped agent waits for this (or its grace) before it exits.
+    let ended = gone.iter().map(|g| g.as_ref().is_none_or(|l| l.stopped));
+    for (a, _) in agents.iter_mut().zip(ended).filter(|(_, e)| *e) {
         let end = a.client.end_session(pb::EndSessionRequest {
             session_id: session_id.to_string(),
         });

@@ -162,9 +162,12 @@ pub struct Notifier {
 
 impl Notifier {
     pub fn notice(&self, line: &str) {
+        // A bar draws nothing when stderr is not a terminal (CI logs,
+        // nohup), and then neither does its println: such news goes to
+        // stderr as a plain line.
         match &self.bar {
-            Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
+            Some(bar) if !bar.is_hidden() => bar.println(line),
+            _ => eprintln!("{line}"),
         }
     }
 }

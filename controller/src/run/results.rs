@@ -22,6 +22,9 @@ pub struct RunMeta {
     pub on_agent_loss: String,
     /// Agents lost during the run, in the order they were found lost.
     pub lost_agents: Vec<LostAgentMeta>,
+    /// Agents that stopped cleanly mid-run (SIGTERM: their ops up to then
+    /// are in the summary and timeline), in the order they left.
+    pub stopped_agents: Vec<LostAgentMeta>,
     /// Clock offsets or uncertainties past the plan's limits.
     pub clock_warnings: Vec<String>,
     /// How the controller reached remote agents: `tls`, `token`,
@@ -62,17 +65,23 @@ pub struct AgentMeta {
 #[derive(Serialize, Debug)]
 pub struct StageMeta {
     pub index: u32,
+    /// 0 for a stage run whole; 1, 2, … for its sub-steps (each its own
+    /// entry, named after the step, with its own clocks and op-logs).
+    pub step: u32,
     pub name: String,
     pub kind: String,
     pub target: String,
     /// Controller clock.
     pub start_at: String,
-    /// Spread of the agents' first-op times, clock-corrected. In open
-    /// loop an op's start is its scheduled slot.
+    /// Spread of the instants the agents issued their first op,
+    /// clock-corrected (in open loop too: issued, not scheduled).
     pub start_skew_ms: Option<f64>,
     /// Spread of the instants the agents released their workers,
     /// clock-corrected: how well they woke up together.
     pub release_skew_ms: Option<f64>,
+    /// Why the stage (or step) was stopped before its limits, if it was:
+    /// the stage kind's reason (steady state…), Ctrl-C, an abort.
+    pub ended_early: Option<String>,
     pub agents: Vec<AgentStageMeta>,
 }
 
@@ -91,8 +100,13 @@ pub struct LostAgentMeta {
 #[derive(Serialize, Debug, Default)]
 pub struct AgentStageMeta {
     pub id: String,
-    /// `finished`, `failed` or `lost`.
+    /// `finished`; `stopped` when told to stop before its limits (by the
+    /// controller, or by a signal to the agent: see `stopped_by`);
+    /// `failed` or `lost`.
     pub status: String,
+    /// Who stopped it early: the controller's reason, or the agent's own
+    /// (`SIGTERM`).
+    pub stopped_by: Option<String>,
     /// The clock measured just before the stage; its offset corrects this
     /// stage's op-log in the timeline.
     pub clock: Option<ClockEstimate>,

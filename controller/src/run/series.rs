@@ -9,7 +9,7 @@
 //! seconds after the newest report), so memory holds a few seconds'
 //! histograms whatever the run length or agent count.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -30,6 +30,10 @@ pub const CLUSTER: &str = "*";
 /// second apart, so none for second `s` arrives once one for `s + 2` has.
 const OPEN_SECONDS: i64 = 2;
 
+/// Closed cluster seconds kept for a stage kind that looks at them less
+/// often than they close.
+const RECENT_SECONDS: usize = 16;
+
 /// One interval report of one agent, already on the controller's clock.
 pub struct Report<'a> {
     pub agent: &'a str,
@@ -42,9 +46,13 @@ pub struct Report<'a> {
     pub latency: &'a [u8],
 }
 
-/// Numbers of one finished cluster second, for the live view.
+/// Numbers of one finished cluster second, for the live view and the
+/// running stage kind's `watch`.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Second {
+    /// Seconds from the stage's (or step's) start, from 0.
+    pub second: i64,
+    pub errors: u64,
     pub ops_per_s: f64,
     pub mib_per_s: f64,
     pub p99_us: f64,
@@ -65,6 +73,10 @@ pub struct Series {
     open: BTreeMap<i64, Open>,
     newest: i64,
     last: Option<Second>,
+    /// Cluster seconds closed in the current stage, and the newest of
+    /// them (at most [`RECENT_SECONDS`]) for a stage kind to watch.
+    closed: u64,
+    recent: VecDeque<Second>,
     /// Reports whose histogram could not be read (counted, not dropped:
     /// their counts are still in the rows).
     pub bad_histograms: u64,
@@ -95,6 +107,8 @@ impl Series {
             open: BTreeMap::new(),
             newest: 0,
             last: None,
+            closed: 0,
+            recent: VecDeque::with_capacity(RECENT_SECONDS),
             bad_histograms: 0,
         })
     }
@@ -106,6 +120,8 @@ impl Series {
         self.stage_start_ns = start_ns;
         self.newest = 0;
         self.last = None;
+        self.closed = 0;
+        self.recent.clear();
         Ok(())
     }
 
@@ -168,6 +184,8 @@ impl Series {
             let (second, o) = entry.remove_entry();
             let (p50, p99, max) = percentiles(&o.latency);
             let s = Second {
+                second,
+                errors: o.errors,
                 ops_per_s: o.ops as f64,
                 mib_per_s: o.bytes as f64 / 1048576.0,
                 p99_us: p99,
@@ -183,6 +201,11 @@ impl Series {
                 s.mib_per_s,
             )?;
             self.last = Some(s);
+            self.closed += 1;
+            if self.recent.len() == RECENT_SECONDS {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(s);
             // Readable as the run goes (tools tail it), a second at a time.
             self.out.flush()?;
         }
@@ -192,6 +215,17 @@ impl Series {
     /// The newest complete cluster second of the current stage.
     pub fn last_second(&self) -> Option<Second> {
         self.last
+    }
+
+    /// The cluster seconds closed since `seen` of them were (oldest first,
+    /// at most [`RECENT_SECONDS`]), and the new count to pass next time.
+    pub fn seconds_since(&self, seen: u64) -> (Vec<Second>, u64) {
+        let new = (self.closed.saturating_sub(seen) as usize).min(self.recent.len());
+        let skip = self.recent.len() - new;
+        (
+            self.recent.iter().skip(skip).copied().collect(),
+            self.closed,
+        )
     }
 
     /// Writes the stage's remaining cluster seconds.

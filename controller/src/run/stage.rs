@@ -51,6 +51,8 @@ pub struct AgentStageResult {
     pub retries: u64,
     pub schedule: Option<ScheduleReport>,
     pub endpoints: Vec<EndpointStats>,
+    /// `None` when the agent ran the stage to its limits.
+    pub stopped: Option<Stopped>,
 }
 
 /// How one agent's stage ended.
@@ -67,20 +69,45 @@ pub enum Outcome {
     },
 }
 
-/// A request to stop the running stage on every agent early: Ctrl-C, or a
-/// lost agent under the `abort` policy. The first reason wins.
+/// Why a stage (or step) was stopped on every agent before its limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// Ctrl-C on the controller.
+    Interrupted,
+    /// An agent was lost and the plan says `on_agent_loss: abort`.
+    AgentLost { id: String, reason: String },
+    /// The stage kind ended the running step from its live figures
+    /// (steady state, an objective broken).
+    Kind(String),
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopReason::Interrupted => write!(f, "interrupted (Ctrl-C)"),
+            StopReason::AgentLost { id, reason } => write!(f, "agent {id} lost: {reason}"),
+            StopReason::Kind(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+impl std::error::Error for StopReason {}
+
+/// A request to stop the running stage on every agent early: Ctrl-C, a
+/// lost agent under the `abort` policy, or the stage kind's decision. The
+/// first reason wins.
 #[derive(Default)]
 pub struct StopSignal {
     raised: AtomicBool,
-    reason: std::sync::Mutex<Option<String>>,
+    reason: std::sync::Mutex<Option<StopReason>>,
     notify: Notify,
 }
 
 impl StopSignal {
-    pub fn raise(&self, reason: impl Into<String>) {
+    pub fn raise(&self, reason: StopReason) {
         let mut r = self.reason.lock().unwrap_or_else(|p| p.into_inner());
         if r.is_none() {
-            *r = Some(reason.into());
+            *r = Some(reason);
         }
         self.raised.store(true, Ordering::SeqCst);
         self.notify.notify_waiters();
@@ -90,7 +117,7 @@ impl StopSignal {
         self.raised.load(Ordering::SeqCst)
     }
 
-    pub fn reason(&self) -> Option<String> {
+    pub fn reason(&self) -> Option<StopReason> {
         self.reason
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -108,11 +135,24 @@ impl StopSignal {
     }
 }
 
+/// Who stopped an agent's stage before its limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// The agent itself (`StageDone.stopped_by`, e.g. SIGTERM): it takes no
+    /// further stage of the session.
+    ByAgent(String),
+    /// The controller told it to (the run's or the step's stop signal).
+    ByController(StopReason),
+}
+
 /// What a stage needs from the run besides its agents.
 pub struct StageContext<'a> {
     pub session_id: &'a str,
     pub stage_index: u32,
+    /// The stage as this step runs it (named after the step).
     pub stage: &'a Stage,
+    /// The sub-step to run; `None` for the stage whole.
+    pub step: Option<pb::StageStep>,
     /// Controller clock.
     pub start_at_ns: i64,
     /// Each agent's clock offset measured for this stage, in agent order.
@@ -120,7 +160,10 @@ pub struct StageContext<'a> {
     pub agent_timeout: Duration,
     /// Raise on a lost agent (the `abort` policy).
     pub abort_on_loss: bool,
+    /// The run's stop signal (Ctrl-C, abort on loss).
     pub stop: Arc<StopSignal>,
+    /// This step's own: raised by the stage kind.
+    pub step_stop: Arc<StopSignal>,
     pub series: Arc<Mutex<Series>>,
 }
 
@@ -136,9 +179,13 @@ pub async fn run_stage(
 
     // Whoever raises the stop signal, every agent is told at once.
     let clients: Vec<_> = agents.iter().map(|a| a.client.clone()).collect();
-    let (stop, session_id) = (cx.stop.clone(), cx.session_id.to_string());
+    let (stop, step_stop) = (cx.stop.clone(), cx.step_stop.clone());
+    let session_id = cx.session_id.to_string();
     let stopper = tokio::spawn(async move {
-        stop.wait().await;
+        tokio::select! {
+            _ = stop.wait() => {}
+            _ = step_stop.wait() => {}
+        }
         let calls = clients.into_iter().map(|mut c| {
             let session_id = session_id.clone();
             async move {
@@ -159,7 +206,7 @@ pub async fn run_stage(
                 stage_index: cx.stage_index,
                 start_at_ns: cx.start_at_ns,
                 offset_ns: cx.offsets[i],
-                step: None,
+                step: cx.step.clone(),
             };
             let watch = Watch {
                 index: i,
@@ -169,6 +216,7 @@ pub async fn run_stage(
                 agent_timeout: cx.agent_timeout,
                 totals: totals.clone(),
                 series: cx.series.clone(),
+                stops: [cx.stop.clone(), cx.step_stop.clone()],
             };
             let (stop, abort) = (cx.stop.clone(), cx.abort_on_loss);
             let (notifier, stage_name) = (view.notifier(), cx.stage.name.clone());
@@ -179,7 +227,10 @@ pub async fn run_stage(
                     notifier.notice(&lost_line(&watch.id, *at_ns, &stage_name, reason));
                     watch.set_state(AgentState::Lost).await;
                     if abort {
-                        stop.raise(format!("agent {} lost: {reason}", watch.id));
+                        stop.raise(StopReason::AgentLost {
+                            id: watch.id.clone(),
+                            reason: reason.clone(),
+                        });
                     }
                 }
                 outcome
@@ -207,6 +258,9 @@ struct Watch {
     agent_timeout: Duration,
     totals: Arc<Mutex<Vec<Totals>>>,
     series: Arc<Mutex<Series>>,
+    /// The run's and the step's stop signals: one raised before this
+    /// agent's result came means the agent was told to stop.
+    stops: [Arc<StopSignal>; 2],
 }
 
 impl Watch {
@@ -308,7 +362,20 @@ impl Watch {
             retries: d.retries,
             schedule: d.schedule.as_ref().map(decode_schedule),
             endpoints: decode_endpoints(&d.endpoints),
+            stopped: self.stopped(d),
         })
+    }
+
+    /// Who ended this agent's stage early, if anyone: the agent's own word
+    /// first (it is leaving), else a stop raised before its result came.
+    fn stopped(&self, d: &pb::StageDone) -> Option<Stopped> {
+        if !d.stopped_by.is_empty() {
+            return Some(Stopped::ByAgent(d.stopped_by.clone()));
+        }
+        self.stops
+            .iter()
+            .find_map(|s| s.reason())
+            .map(Stopped::ByController)
     }
 
     /// An error status: the agent's own refusal or failure (it answered), or

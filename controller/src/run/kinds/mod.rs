@@ -1,0 +1,113 @@
+//! Stage kinds, as the controller drives them: one module per kind behind
+//! one trait, [`StageKind`]. The run sequence (`sequence.rs`) and the step
+//! runner (`step.rs`) know no kind by name; [`for_stage`] is the one place
+//! that maps a plan's `type:` to its driver.
+//!
+//! A kind decides *what* load to run and *when it is enough*; the step
+//! runner does *how*: clocks measured before each step, one absolute start
+//! for every agent, live progress, op-logs collected, results judged and
+//! written. The life of a stage:
+//!
+//! 1. [`StageKind::next_step`]: the next load step (the stage whole, or a
+//!    sub-step: a search's load step, an epoch), chosen from the results
+//!    of the steps before it; `None` when the stage is done.
+//! 2. The runner starts that step on every live agent at one instant.
+//! 3. [`StageKind::watch`]: each complete cluster second of the running
+//!    step; [`Watch::Stop`] ends the step early on every agent (steady
+//!    state, an objective already broken).
+//! 4. The step's results (merged exactly) go back to `next_step`.
+//! 5. [`StageKind::judge`]: the stage's verdict after its last step.
+//!
+//! Adding a kind: its plan variant (`common/src/plan`), one module here,
+//! one on the agent (`agent/src/kinds/`, or reuse the engine), its docs in
+//! `docs/plan.md`; nothing in the sequence loop. See docs/ARCHITECTURE.md.
+
+mod engine;
+#[cfg(test)]
+mod tests;
+
+use chorus_common::metrics::summary::StageSummary;
+use chorus_common::plan::{Stage, StageKind as PlanKind, StepSpec};
+
+use super::series::Second;
+
+/// One load step of a stage.
+// Sub-steps, the step results and `Watch::Stop` are for the kinds that run
+// in steps or end early (search, steady state, train); until one lands
+// they are used by the test kinds (`tests.rs`) only.
+#[cfg_attr(not(test), allow(dead_code))]
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// The stage as the plan says, under its own name.
+    Whole,
+    /// A sub-step: the stage with a few settings replaced, under its own
+    /// name in the summary, timeline and report.
+    Sub(StepSpec),
+}
+
+impl Step {
+    /// 0 for the stage whole, else the sub-step's index.
+    pub fn index(&self) -> u32 {
+        match self {
+            Step::Whole => 0,
+            Step::Sub(s) => s.index,
+        }
+    }
+
+    /// The stage as this step runs it.
+    pub fn apply(&self, stage: &Stage) -> Stage {
+        match self {
+            Step::Whole => stage.clone(),
+            Step::Sub(s) => stage.for_step(s),
+        }
+    }
+}
+
+/// What a kind learns of a step that ran.
+#[cfg_attr(not(test), allow(dead_code))]
+#[derive(Clone, Debug)]
+pub struct StepResult {
+    pub step: Step,
+    /// Merged over the agents that finished it.
+    pub summary: StageSummary,
+    /// Why the step ended before its limits, if it did.
+    pub ended_early: Option<String>,
+}
+
+/// A kind's answer to a live second.
+#[cfg_attr(not(test), allow(dead_code))]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Watch {
+    Continue,
+    /// End the running step now on every agent, for this reason (kept in
+    /// `run.json` as the step's `ended_early`).
+    Stop(String),
+}
+
+/// How the controller drives one kind of stage (see the module docs).
+pub trait StageKind: Send {
+    /// The next step to run, given those run so far; `None` when done.
+    fn next_step(&mut self, stage: &Stage, done: &[StepResult]) -> Option<Step>;
+
+    /// One complete cluster second of the running step.
+    fn watch(&mut self, _second: &Second) -> Watch {
+        Watch::Continue
+    }
+
+    /// The stage's verdict after its last step: an error fails the run
+    /// (what was measured is still written).
+    fn judge(&self, _stage: &Stage, _done: &[StepResult]) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// Picks the driver of a stage; the run takes one so tests can add kinds
+/// of their own.
+pub type KindPicker = fn(&Stage) -> Box<dyn StageKind>;
+
+/// The driver of `stage`'s kind.
+pub fn for_stage(stage: &Stage) -> Box<dyn StageKind> {
+    match stage.kind {
+        PlanKind::Prepare | PlanKind::Workload | PlanKind::Cleanup => Box::new(engine::Engine),
+    }
+}

@@ -1,0 +1,483 @@
+//! One load step of a stage (the stage whole, or one of its sub-steps) on
+//! every live agent: clocks measured just before it and checked against
+//! the plan's limits, one absolute start, the stage kind watching its live
+//! seconds, op-logs copied while it runs (`collector.rs`) and completed at
+//! its end, each agent's result judged into `run.json`, and the merged
+//! summary handed back to the kind.
+
+use std::sync::Arc;
+
+use chorus_common::clock::{ClockEstimate, now_ns, rfc3339_ns};
+use chorus_common::metrics::StageMetrics;
+use chorus_common::metrics::summary::{AgentCoverage, EndpointSummary, StageSummary};
+use chorus_common::plan::{ClockCheck, ControlOptions, Stage};
+use chorus_proto::encode_step;
+use tokio::sync::Mutex;
+
+use super::agents::{self, AgentHandle};
+use super::collector::{CollectContext, End, StageCollection};
+use super::health::Lost;
+use super::kinds::{StageKind, Step, StepResult, Watch};
+use super::results::{AgentStageMeta, StageMeta};
+use super::sequence::{RunState, StageOutput};
+use super::series::Series;
+use super::stage::{self, Outcome, StageContext, StopReason, StopSignal, Stopped};
+
+/// How often the running step's new cluster seconds are shown to its kind.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Runs `step` of stage `index` on every live agent and records it; an
+/// error (an agent failed it, a clock refused, a log not collected) ends
+/// the run after what was measured is recorded.
+pub async fn run_step(
+    run: &mut RunState<'_>,
+    index: u32,
+    stage: &Stage,
+    step: Step,
+    kind: &mut dyn StageKind,
+) -> anyhow::Result<StepResult> {
+    let rc = run.rc;
+    let live = run.live();
+    let staged = step.apply(stage);
+    let mut meta = StageMeta {
+        index,
+        step: step.index(),
+        name: staged.name.clone(),
+        kind: stage.kind.name().to_string(),
+        target: staged.target.clone(),
+        start_at: String::new(),
+        start_skew_ms: None,
+        release_skew_ms: None,
+        ended_early: None,
+        agents: Vec::new(),
+    };
+    // Clocks drift: each step's offsets are measured just before it.
+    let clocks = measure_clocks(run.agents, &live).await;
+    let offsets = match check_clocks(run, &live, &clocks, &staged.name) {
+        Ok(offsets) => offsets,
+        Err(e) => {
+            run.meta.stages.push(meta);
+            return Err(e);
+        }
+    };
+    let start_at_ns = now_ns() + stage::START_LEAD.as_nanos() as i64;
+    meta.start_at = rfc3339_ns(start_at_ns);
+    if let Err(e) = rc
+        .series
+        .lock()
+        .await
+        .begin_stage(&staged.name, start_at_ns)
+    {
+        tracing::warn!("series.csv: {e:#}");
+    }
+    let step_stop = Arc::new(StopSignal::default());
+    let cx = StageContext {
+        session_id: &rc.session_id,
+        stage_index: index,
+        stage: &staged,
+        step: match &step {
+            Step::Whole => None,
+            Step::Sub(s) => Some(encode_step(s)),
+        },
+        start_at_ns,
+        offsets,
+        agent_timeout: run.plan.control.agent_timeout,
+        abort_on_loss: run.plan.control.on_agent_loss
+            == chorus_common::plan::AgentLossPolicy::Abort,
+        stop: rc.stop.clone(),
+        step_stop: step_stop.clone(),
+        series: rc.series.clone(),
+    };
+    let refs: Vec<&AgentHandle> = live.iter().map(|&k| &run.agents[k]).collect();
+    let collection = StageCollection::start(
+        &CollectContext {
+            session_id: &rc.session_id,
+            stage_index: index,
+            step: step.index(),
+            stage: &staged.name,
+            interval: run.plan.control.collect_interval,
+            permits: run.permits.clone(),
+        },
+        &refs,
+        run.dir,
+    );
+    let running = stage::run_stage(&cx, &refs, &run.view);
+    let outcomes = watched(running, kind, &rc.series, &step_stop).await;
+    if let Err(e) = rc.series.lock().await.end_stage() {
+        tracing::warn!("series.csv: {e:#}");
+    }
+    meta.ended_early = step_stop
+        .reason()
+        .or_else(|| rc.stop.reason())
+        .map(|r| r.to_string());
+    let judged = judge(run, &live, &outcomes, &clocks, &cx, &mut meta);
+    let (oplogs, collect_failure) = collect(run, collection, &outcomes, &mut meta).await;
+    let result = StepResult {
+        step,
+        summary: judged.summary.clone(),
+        ended_early: meta.ended_early.clone(),
+    };
+    run.meta.stages.push(meta);
+    run.outputs.push(StageOutput {
+        index,
+        step: result.step.index(),
+        summary: judged.summary,
+        oplogs,
+    });
+    if let Err(e) = run.dir.write_meta(run.meta) {
+        tracing::warn!("run.json: {e:#}");
+    }
+    for (k, l, announce) in judged.departed {
+        run.depart(k, &staged.name, l, announce);
+    }
+    match judged.failure.or(collect_failure) {
+        Some(e) => Err(e),
+        None => Ok(result),
+    }
+}
+
+/// Waits for the step while showing its kind each new cluster second; a
+/// [`Watch::Stop`] stops the step on every agent.
+async fn watched(
+    running: impl Future<Output = Vec<Outcome>>,
+    kind: &mut dyn StageKind,
+    series: &Mutex<Series>,
+    step_stop: &StopSignal,
+) -> Vec<Outcome> {
+    let mut running = std::pin::pin!(running);
+    let mut tick = tokio::time::interval(WATCH_EVERY);
+    let mut seen = 0;
+    loop {
+        tokio::select! {
+            outcomes = &mut running => return outcomes,
+            _ = tick.tick() => {
+                let (seconds, closed) = series.lock().await.seconds_since(seen);
+                seen = closed;
+                for s in &seconds {
+                    if let Watch::Stop(why) = kind.watch(s) {
+                        step_stop.raise(StopReason::Kind(why));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The clock offsets to run with, in `live` order; warnings recorded and
+/// shown; `Err` when the plan says to refuse a clock past its limits.
+fn check_clocks(
+    run: &mut RunState<'_>,
+    live: &[usize],
+    clocks: &[anyhow::Result<ClockEstimate>],
+    name: &str,
+) -> anyhow::Result<Vec<i64>> {
+    let control = &run.plan.control;
+    let mut offsets = Vec::with_capacity(live.len());
+    let mut refused = Vec::new();
+    for (&k, clock) in live.iter().zip(clocks) {
+        let a = &run.agents[k];
+        match clock {
+            Ok(c) => {
+                offsets.push(c.offset_ns);
+                if let Some(w) = clock_warning(&a.id, c, control) {
+                    run.view.notice(&format!("warning: {w}"));
+                    run.meta.clock_warnings.push(format!("stage `{name}`: {w}"));
+                    if control.clock_check == ClockCheck::Refuse {
+                        refused.push(w);
+                    }
+                }
+            }
+            // Unreachable now: run with the last offset, the step will
+            // tell whether the agent is really lost.
+            Err(_) => offsets.push(a.offset_ns()),
+        }
+    }
+    if refused.is_empty() {
+        Ok(offsets)
+    } else {
+        Err(anyhow::anyhow!(
+            "stage `{name}` refused (control.clock_check: refuse): {}",
+            refused.join("; ")
+        ))
+    }
+}
+
+/// Each agent's result turned into `run.json` rows and the merged summary.
+struct Judged {
+    summary: StageSummary,
+    /// The first agent's failure, which ends the run.
+    failure: Option<anyhow::Error>,
+    /// Agents that left in this step: run index, why, whether to say so
+    /// (a loss was said when it happened).
+    departed: Vec<(usize, Lost, bool)>,
+}
+
+/// Judges every agent's outcome of the step (see [`Judged`]); fills the
+/// agent rows and skews of `meta`.
+fn judge(
+    run: &RunState<'_>,
+    live: &[usize],
+    outcomes: &[Outcome],
+    clocks: &[anyhow::Result<ClockEstimate>],
+    cx: &StageContext<'_>,
+    meta: &mut StageMeta,
+) -> Judged {
+    let mut merged = StageMetrics::default();
+    let (mut first, mut last) = (i64::MAX, i64::MIN);
+    let (mut first_ops, mut releases) = (Vec::new(), Vec::new());
+    let mut coverage = Vec::new();
+    let mut judged = Judged {
+        summary: StageSummary::from_metrics("", "", 0, 0.0, &merged),
+        failure: None,
+        departed: Vec::new(),
+    };
+    let secs = |t: i64| (t - cx.start_at_ns) as f64 / 1e9;
+    for (i, ((&k, outcome), clock)) in live.iter().zip(outcomes).zip(clocks).enumerate() {
+        let (id, off) = (run.agents[k].id.clone(), cx.offsets[i]);
+        let mut m = AgentStageMeta {
+            id: id.clone(),
+            clock: clock.as_ref().ok().copied(),
+            ..Default::default()
+        };
+        let (status, from_s, to_s, in_summary) = match outcome {
+            Outcome::Done(r) => {
+                merged.merge(&r.metrics);
+                first = first.min(r.started_ns - off);
+                last = last.max(r.ended_ns - off);
+                releases.push(r.started_ns - off);
+                first_ops.extend(r.first_op_ns.map(|f| f - off));
+                m.fill_from(r, off);
+                if let Some(Stopped::ByAgent(why)) = &r.stopped {
+                    let reason = format!("stopped ({why})");
+                    let at_ns = r.ended_ns - off;
+                    let l = Lost {
+                        at_ns,
+                        reason,
+                        stopped: true,
+                    };
+                    judged.departed.push((k, l, true));
+                }
+                let status = m.status.clone();
+                (
+                    status,
+                    secs(r.started_ns - off),
+                    secs(r.ended_ns - off),
+                    true,
+                )
+            }
+            Outcome::Failed(e) => {
+                m.status = "failed".into();
+                m.error = Some(format!("{e:#}"));
+                let name = &cx.stage.name;
+                judged
+                    .failure
+                    .get_or_insert_with(|| anyhow::anyhow!("stage `{name}`: {e:#}"));
+                ("failed".to_string(), 0.0, 0.0, false)
+            }
+            Outcome::Lost { at_ns, reason } => {
+                let l = Lost {
+                    at_ns: *at_ns,
+                    reason: reason.clone(),
+                    stopped: false,
+                };
+                judged.departed.push((k, l, false));
+                m.status = "lost".into();
+                m.error = Some(format!("lost: {reason}"));
+                ("lost".to_string(), 0.0, secs(*at_ns).max(0.0), false)
+            }
+        };
+        coverage.push(AgentCoverage {
+            agent: id,
+            status,
+            from_s,
+            to_s,
+            in_summary,
+        });
+        meta.agents.push(m);
+    }
+    meta.start_skew_ms = spread_ms(&first_ops);
+    meta.release_skew_ms = spread_ms(&releases);
+    let elapsed_s = if last > first {
+        (last - first) as f64 / 1e9
+    } else {
+        0.0
+    };
+    let finished = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Done(_)))
+        .count() as u32;
+    let kind = meta.kind.as_str();
+    let mut summary = StageSummary::from_metrics(&meta.name, kind, finished, elapsed_s, &merged);
+    summary.endpoints = sum_endpoints(outcomes.iter().filter_map(|o| match o {
+        Outcome::Done(r) => Some(r),
+        _ => None,
+    }));
+    summary.coverage = coverage;
+    judged.summary = summary;
+    judged
+}
+
+impl AgentStageMeta {
+    /// The row of an agent that finished (or was stopped in) the step;
+    /// its times corrected by offset `off`.
+    fn fill_from(&mut self, r: &stage::AgentStageResult, off: i64) {
+        self.status = match r.stopped {
+            None => "finished".into(),
+            Some(_) => "stopped".into(),
+        };
+        self.stopped_by = r.stopped.as_ref().map(|s| match s {
+            Stopped::ByAgent(why) => why.clone(),
+            Stopped::ByController(reason) => reason.to_string(),
+        });
+        self.started = rfc3339_ns(r.started_ns - off);
+        self.first_op = r.first_op_ns.map(|f| rfc3339_ns(f - off));
+        self.ended = rfc3339_ns(r.ended_ns - off);
+        self.records_logged = r.records_logged;
+        self.log_backpressure_waits = r.log_backpressure_waits;
+        self.log_backpressure_wait_ms = r.log_backpressure_wait_ns as f64 / 1e6;
+        self.warmup_ops = r.warmup_ops;
+        self.retries = r.retries;
+        self.schedule = r.schedule.clone();
+    }
+}
+
+/// Completes the logs of the agents that finished the step (or were
+/// stopped in it: their logs are whole); keeps what was copied of the
+/// others' (`.partial`, not merged: their ops are not in the summary, and
+/// the summary and timeline agree). Returns the logs to merge and the
+/// first collection failure.
+async fn collect(
+    run: &RunState<'_>,
+    collection: StageCollection,
+    outcomes: &[Outcome],
+    meta: &mut StageMeta,
+) -> (Vec<(std::path::PathBuf, String)>, Option<anyhow::Error>) {
+    let ends: Vec<End> = outcomes
+        .iter()
+        .map(|o| match o {
+            Outcome::Done(r) => End::Finish {
+                expected: r.oplog_bytes,
+            },
+            _ => End::Keep,
+        })
+        .collect();
+    let collected = collection.end(&ends).await;
+    let (mut oplogs, mut failure) = (Vec::new(), None);
+    for ((c, m), outcome) in collected.into_iter().zip(&mut meta.agents).zip(outcomes) {
+        m.oplog_bytes_collected = c.bytes;
+        m.oplog = c.path.as_ref().map(|p| {
+            let relative = p.strip_prefix(&run.dir.path).unwrap_or(p);
+            relative.display().to_string()
+        });
+        if let Some(e) = c.error {
+            failure.get_or_insert(e);
+        } else if let (Outcome::Done(_), Some(p)) = (outcome, c.path) {
+            oplogs.push((p, m.id.clone()));
+        } else if let Some(p) = &m.oplog {
+            run.view.notice(&format!(
+                "kept {} bytes of agent {}'s op-log of stage `{}` in {p}",
+                c.bytes, m.id, meta.name
+            ));
+        }
+    }
+    (oplogs, failure)
+}
+
+/// Largest minus smallest, in ms; `None` for no values.
+fn spread_ms(times: &[i64]) -> Option<f64> {
+    let (min, max) = (times.iter().min()?, times.iter().max()?);
+    Some((max - min) as f64 / 1e6)
+}
+
+/// Measures the clocks of agents `live` (run indices) all at once.
+async fn measure_clocks(
+    agents: &mut [AgentHandle],
+    live: &[usize],
+) -> Vec<anyhow::Result<ClockEstimate>> {
+    let calls = agents
+        .iter_mut()
+        .enumerate()
+        .filter(|(k, _)| live.contains(k))
+        .map(|(_, a)| agents::measure_clock(a));
+    futures::future::join_all(calls).await
+}
+
+/// A clock past the plan's limits, in words; `None` when within them.
+pub fn clock_warning(id: &str, c: &ClockEstimate, control: &ControlOptions) -> Option<String> {
+    let ms = |ns: i64| ns as f64 / 1e6;
+    let mut why = Vec::new();
+    if let Some(max) = control.max_clock_offset
+        && c.offset_ns.unsigned_abs() as u128 > max.as_nanos()
+    {
+        why.push(format!(
+            "offset {:+.3} ms is past max_clock_offset {:.3} ms",
+            ms(c.offset_ns),
+            max.as_secs_f64() * 1e3
+        ));
+    }
+    if c.uncertainty_ns.unsigned_abs() as u128 > control.max_clock_uncertainty.as_nanos() {
+        why.push(format!(
+            "uncertainty ±{:.3} ms is past max_clock_uncertainty {:.3} ms",
+            ms(c.uncertainty_ns),
+            control.max_clock_uncertainty.as_secs_f64() * 1e3
+        ));
+    }
+    (!why.is_empty()).then(|| format!("agent {id} clock: {}", why.join(", ")))
+}
+
+/// Per-endpoint counters of all agents, summed by endpoint, in first-seen
+/// order.
+fn sum_endpoints<'a>(
+    results: impl Iterator<Item = &'a stage::AgentStageResult>,
+) -> Vec<EndpointSummary> {
+    let mut rows: Vec<EndpointSummary> = Vec::new();
+    for e in results.flat_map(|r| &r.endpoints) {
+        match rows.iter_mut().find(|r| r.endpoint == e.endpoint) {
+            Some(r) => {
+                r.requests += e.requests;
+                r.bytes += e.bytes;
+                r.errors += e.errors;
+            }
+            None => rows.push(EndpointSummary {
+                endpoint: e.endpoint.clone(),
+                requests: e.requests,
+                bytes: e.bytes,
+                errors: e.errors,
+            }),
+        }
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn clock_limits_are_checked_both_ways() {
+        let c = |offset_ns, uncertainty_ns| ClockEstimate {
+            offset_ns,
+            uncertainty_ns,
+            rtt_ns: 2 * uncertainty_ns,
+            samples: 32,
+            measured_at_ns: 0,
+        };
+        let control = ControlOptions {
+            max_clock_offset: Some(Duration::from_millis(100)),
+            max_clock_uncertainty: Duration::from_millis(1),
+            ..Default::default()
+        };
+        assert_eq!(clock_warning("a", &c(-99_000_000, 500_000), &control), None);
+        let w = clock_warning("a", &c(-101_000_000, 500_000), &control).unwrap();
+        assert!(
+            w.contains("offset -101.000 ms") && w.contains("agent a"),
+            "{w}"
+        );
+        let w = clock_warning("a", &c(0, 2_000_000), &control).unwrap();
+        assert!(w.contains("uncertainty ±2.000 ms"), "{w}");
+        // No offset limit by default.
+        let w = clock_warning("a", &c(3_600_000_000_000, 0), &ControlOptions::default());
+        assert_eq!(w, None);
+    }
+}
