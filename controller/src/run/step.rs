@@ -39,18 +39,7 @@ pub async fn run_step(
     let rc = run.rc;
     let live = run.live();
     let staged = step.apply(stage);
-    let mut meta = StageMeta {
-        index,
-        step: step.index(),
-        name: staged.name.clone(),
-        kind: stage.kind.name().to_string(),
-        target: staged.target.clone(),
-        start_at: String::new(),
-        start_skew_ms: None,
-        release_skew_ms: None,
-        ended_early: None,
-        agents: Vec::new(),
-    };
+    let mut meta = StageMeta::of_step(index, &step, &staged, stage.kind.name());
     // Clocks drift: each step's offsets are measured just before it.
     let clocks = measure_clocks(run.agents, &live).await;
     let offsets = match check_clocks(run, &live, &clocks, &staged.name) {
@@ -112,27 +101,58 @@ pub async fn run_step(
         .map(|r| r.to_string());
     let judged = judge(run, &live, &outcomes, &clocks, &cx, &mut meta);
     let (oplogs, collect_failure) = collect(run, collection, &outcomes, &mut meta).await;
+    let failure = judged.failure.or(collect_failure);
+    let result = record(run, step, meta, judged.summary, oplogs, judged.departed);
+    failure.map_or(Ok(result), Err)
+}
+
+/// Files a step's results: its `run.json` entry (written at once), its
+/// summary and logs for the end of the run, and the agents that left.
+fn record(
+    run: &mut RunState<'_>,
+    step: Step,
+    meta: StageMeta,
+    summary: StageSummary,
+    oplogs: Vec<(std::path::PathBuf, String)>,
+    departed: Vec<(usize, Lost, bool)>,
+) -> StepResult {
+    let (index, name) = (meta.index, meta.name.clone());
     let result = StepResult {
         step,
-        summary: judged.summary.clone(),
+        summary: summary.clone(),
         ended_early: meta.ended_early.clone(),
     };
     run.meta.stages.push(meta);
     run.outputs.push(StageOutput {
         index,
         step: result.step.index(),
-        summary: judged.summary,
+        summary,
         oplogs,
     });
     if let Err(e) = run.dir.write_meta(run.meta) {
         tracing::warn!("run.json: {e:#}");
     }
-    for (k, l, announce) in judged.departed {
-        run.depart(k, &staged.name, l, announce);
+    for (k, l, announce) in departed {
+        run.depart(k, &name, l, announce);
     }
-    match judged.failure.or(collect_failure) {
-        Some(e) => Err(e),
-        None => Ok(result),
+    result
+}
+
+impl StageMeta {
+    /// The `run.json` entry of a step about to run, as `staged` runs it.
+    fn of_step(index: u32, step: &Step, staged: &Stage, kind: &str) -> StageMeta {
+        StageMeta {
+            index,
+            step: step.index(),
+            name: staged.name.clone(),
+            kind: kind.to_string(),
+            target: staged.target.clone(),
+            start_at: String::new(),
+            start_skew_ms: None,
+            release_skew_ms: None,
+            ended_early: None,
+            agents: Vec::new(),
+        }
     }
 }
 
@@ -222,99 +242,126 @@ fn judge(
     cx: &StageContext<'_>,
     meta: &mut StageMeta,
 ) -> Judged {
-    let mut merged = StageMetrics::default();
-    let (mut first, mut last) = (i64::MAX, i64::MIN);
-    let (mut first_ops, mut releases) = (Vec::new(), Vec::new());
-    let mut coverage = Vec::new();
-    let mut judged = Judged {
-        summary: StageSummary::from_metrics("", "", 0, 0.0, &merged),
-        failure: None,
-        departed: Vec::new(),
-    };
-    let secs = |t: i64| (t - cx.start_at_ns) as f64 / 1e9;
+    let mut tally = Tally::default();
+    let mut departed = Vec::new();
+    let mut failure = None;
     for (i, ((&k, outcome), clock)) in live.iter().zip(outcomes).zip(clocks).enumerate() {
-        let (id, off) = (run.agents[k].id.clone(), cx.offsets[i]);
         let mut m = AgentStageMeta {
-            id: id.clone(),
+            id: run.agents[k].id.clone(),
             clock: clock.as_ref().ok().copied(),
             ..Default::default()
         };
-        let (status, from_s, to_s, in_summary) = match outcome {
+        match outcome {
             Outcome::Done(r) => {
-                merged.merge(&r.metrics);
-                first = first.min(r.started_ns - off);
-                last = last.max(r.ended_ns - off);
-                releases.push(r.started_ns - off);
-                first_ops.extend(r.first_op_ns.map(|f| f - off));
+                let off = cx.offsets[i];
                 m.fill_from(r, off);
+                tally.done(&m, r, off, cx.start_at_ns);
                 if let Some(Stopped::ByAgent(why)) = &r.stopped {
                     let reason = format!("stopped ({why})");
-                    let at_ns = r.ended_ns - off;
                     let l = Lost {
-                        at_ns,
+                        at_ns: r.ended_ns - off,
                         reason,
                         stopped: true,
                     };
-                    judged.departed.push((k, l, true));
+                    departed.push((k, l, true));
                 }
-                let status = m.status.clone();
-                (
-                    status,
-                    secs(r.started_ns - off),
-                    secs(r.ended_ns - off),
-                    true,
-                )
             }
             Outcome::Failed(e) => {
                 m.status = "failed".into();
                 m.error = Some(format!("{e:#}"));
+                tally.left(&m, 0.0);
                 let name = &cx.stage.name;
-                judged
-                    .failure
-                    .get_or_insert_with(|| anyhow::anyhow!("stage `{name}`: {e:#}"));
-                ("failed".to_string(), 0.0, 0.0, false)
+                failure.get_or_insert_with(|| anyhow::anyhow!("stage `{name}`: {e:#}"));
             }
             Outcome::Lost { at_ns, reason } => {
-                let l = Lost {
-                    at_ns: *at_ns,
-                    reason: reason.clone(),
-                    stopped: false,
-                };
-                judged.departed.push((k, l, false));
                 m.status = "lost".into();
                 m.error = Some(format!("lost: {reason}"));
-                ("lost".to_string(), 0.0, secs(*at_ns).max(0.0), false)
+                tally.left(&m, ((at_ns - cx.start_at_ns) as f64 / 1e9).max(0.0));
+                let (at_ns, reason) = (*at_ns, reason.clone());
+                departed.push((
+                    k,
+                    Lost {
+                        at_ns,
+                        reason,
+                        stopped: false,
+                    },
+                    false,
+                ));
             }
-        };
-        coverage.push(AgentCoverage {
-            agent: id,
-            status,
-            from_s,
-            to_s,
-            in_summary,
-        });
+        }
         meta.agents.push(m);
     }
-    meta.start_skew_ms = spread_ms(&first_ops);
-    meta.release_skew_ms = spread_ms(&releases);
-    let elapsed_s = if last > first {
-        (last - first) as f64 / 1e9
-    } else {
-        0.0
-    };
-    let finished = outcomes
-        .iter()
-        .filter(|o| matches!(o, Outcome::Done(_)))
-        .count() as u32;
-    let kind = meta.kind.as_str();
-    let mut summary = StageSummary::from_metrics(&meta.name, kind, finished, elapsed_s, &merged);
-    summary.endpoints = sum_endpoints(outcomes.iter().filter_map(|o| match o {
-        Outcome::Done(r) => Some(r),
-        _ => None,
-    }));
-    summary.coverage = coverage;
-    judged.summary = summary;
-    judged
+    meta.start_skew_ms = spread_ms(&tally.first_ops);
+    meta.release_skew_ms = spread_ms(&tally.releases);
+    Judged {
+        summary: tally.summary(meta, outcomes),
+        failure,
+        departed,
+    }
+}
+
+/// What the agents of a step add up to, gathered agent by agent (times on
+/// the controller's clock).
+#[derive(Default)]
+struct Tally {
+    merged: StageMetrics,
+    first: Option<i64>,
+    last: Option<i64>,
+    first_ops: Vec<i64>,
+    releases: Vec<i64>,
+    coverage: Vec<AgentCoverage>,
+}
+
+impl Tally {
+    /// An agent that finished the step (or was stopped in it): its ops
+    /// count.
+    fn done(&mut self, m: &AgentStageMeta, r: &stage::AgentStageResult, off: i64, start: i64) {
+        let (started, ended) = (r.started_ns - off, r.ended_ns - off);
+        self.merged.merge(&r.metrics);
+        self.first = Some(self.first.map_or(started, |f| f.min(started)));
+        self.last = Some(self.last.map_or(ended, |l| l.max(ended)));
+        self.releases.push(started);
+        self.first_ops.extend(r.first_op_ns.map(|f| f - off));
+        let secs = |t: i64| (t - start) as f64 / 1e9;
+        self.coverage.push(AgentCoverage {
+            agent: m.id.clone(),
+            status: m.status.clone(),
+            from_s: secs(started),
+            to_s: secs(ended),
+            in_summary: true,
+        });
+    }
+
+    /// An agent that failed or was lost: its ops are not counted.
+    fn left(&mut self, m: &AgentStageMeta, to_s: f64) {
+        self.coverage.push(AgentCoverage {
+            agent: m.id.clone(),
+            status: m.status.clone(),
+            from_s: 0.0,
+            to_s,
+            in_summary: false,
+        });
+    }
+
+    /// The step's summary, merged exactly over the agents that count.
+    fn summary(self, meta: &StageMeta, outcomes: &[Outcome]) -> StageSummary {
+        let elapsed_s = match (self.first, self.last) {
+            (Some(f), Some(l)) if l > f => (l - f) as f64 / 1e9,
+            _ => 0.0,
+        };
+        let finished = outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Done(_)))
+            .count() as u32;
+        let (name, kind) = (&meta.name, &meta.kind);
+        let mut summary = StageSummary::from_metrics(name, kind, finished, elapsed_s, &self.merged);
+        summary.endpoints = sum_endpoints(outcomes.iter().filter_map(|o| match o {
+            Outcome::Done(r) => Some(r),
+            _ => None,
+        }));
+        summary.coverage = self.coverage;
+        summary
+    }
 }
 
 impl AgentStageMeta {
