@@ -191,7 +191,8 @@ pub fn line_diff(a: &str, b: &str) -> Vec<String> {
         .collect()
 }
 
-/// Compares side `a` with side `b`.
+/// Compares side `a` with side `b`. Long because it walks the plan, then
+/// each stage and op in order, building the table rows as it goes.
 fn compare(a: &[RunData], b: &[RunData]) -> Comparison {
     let mut warnings = Vec::new();
     for side in [a, b] {

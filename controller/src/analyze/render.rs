@@ -62,6 +62,8 @@ pub fn text(a: &Analysis) -> String {
     out
 }
 
+/// One stage's text, in reading order. Long because it is the report's
+/// text top to bottom, one block per table.
 fn stage_text(out: &mut String, s: &StageAnalysis) {
     let name = if s.name.is_empty() { "(none)" } else { &s.name };
     let _ = writeln!(
@@ -183,6 +185,8 @@ fn field(s: &str) -> String {
 /// One CSV table: sections `op`, `size`, `agent`, `endpoint`, `ttfb`,
 /// `error`, `segment` (segment rows: key is the start in seconds, latency
 /// columns p50 and p99 only).
+// Long because each section is a few lines of the same table; one
+// function keeps the column order in one place.
 pub fn csv(a: &Analysis) -> String {
     let mut out = String::from(CSV_HEADER);
     out.push('\n');

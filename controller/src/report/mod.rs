@@ -74,6 +74,9 @@ Latencies are of successful ops; charts use segments of the stage.</p>",
     out
 }
 
+/// One stage's part of the page, in reading order: heading, figures,
+/// charts, tables. Long because it is the page's text top to bottom; split,
+/// the order of the page would be spread over functions.
 fn stage_section(out: &mut String, i: usize, s: &StageAnalysis) {
     let name = if s.name.is_empty() { "(none)" } else { &s.name };
     let _ = write!(
