@@ -11,11 +11,16 @@
 //! (`gs://`), [`file`] (`file://`, buffered), [`direct`] (`direct://`,
 //! O_DIRECT) and [`memory`] (`mem://`, in-process, for harness tests and
 //! overhead measurement). Wrappers that stack on any store: [`multi`] (one
-//! store per endpoint, balanced) and [`delay`] (injected latency, for
-//! tests). [`conformance`] is the suite every backend's tests run.
+//! store per endpoint, balanced) and `delay` (injected latency, for
+//! tests). `conformance` is the suite every backend's tests run. Those two
+//! are test support, built only for this crate's tests and with the
+//! `test-support` feature (which the `chorus-tests` crate's tests enable):
+//! no binary can reach them.
 
 pub mod azure;
+#[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
+#[cfg(any(test, feature = "test-support"))]
 pub mod delay;
 pub mod direct;
 pub mod env;
