@@ -114,8 +114,8 @@ pub async fn run_with_retries(
 ///
 /// Stores keep no timer of their own on their requests: one layer bounds
 /// every op, with one error text, and the engine retries and counts what
-/// it cuts short. What stores keep bounds their opening (connect
-/// timeouts, getting credentials), not an op. Calls the engine makes
+/// it cuts short. What stores keep bounds connecting and opening
+/// (connect timeouts, getting credentials), not an op. Calls the engine makes
 /// outside ops (the listing a stage starts with, readying a bucket) go
 /// through here too, so nothing waits on a silent server unbounded.
 pub async fn timed<T>(
