@@ -11,9 +11,11 @@
 //! - [`topology`]: NUMA nodes and the CPUs this process may use; CPU list syntax.
 //! - [`pools`]: one tokio runtime per NUMA node or CPU set, threads pinned.
 //! - [`discovery`]: finding agents: address templates, SLURM node lists, etcd.
+//! - [`aligned`]: the aligned heap buffer `direct://` and payloads use.
 //!
 //! Nothing here knows the wire format; `chorus-proto` converts these types.
 
+pub mod aligned;
 pub mod clock;
 pub mod datagen;
 pub mod discovery;

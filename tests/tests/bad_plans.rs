@@ -190,3 +190,44 @@ fn a_bad_override_is_bad_input() {
         assert!(!results.exists());
     }
 }
+
+/// A bad endpoint template in the third stage is found when the plan loads:
+/// `validate` and `run` exit 2 at its line and column, and `run` runs none
+/// of the stages before it (no results directory).
+#[test]
+fn a_bad_template_in_stage_three_fails_at_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("plan.yaml");
+    let data = tmp.path().join("data");
+    let plan = format!(
+        "name: late-typo
+objects: {{count: 10, size: 1KiB}}
+stages:
+  - {{name: one, type: prepare, target: 'file://{data}'}}
+  - {{name: two, type: workload, target: 'file://{data}', mix: {{get: 1}}, ops: 10}}
+  - name: three
+    type: workload
+    target: s3://bucket/p
+    mix: {{get: 1}}
+    endpoints: [\"http://gw{{1..8}}:9000\"]
+    ops: 10
+",
+        data = data.display()
+    );
+    std::fs::write(&path, plan).unwrap();
+    let p = path.to_str().unwrap();
+    let results = tmp.path().join("runs");
+    for args in [
+        vec!["validate", p],
+        vec!["run", p, "--results", results.to_str().unwrap(), "--quiet"],
+    ] {
+        let out = controller(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {err}", args[0]);
+        assert!(err.contains(&format!("{p}:10:17:")), "{}: {err}", args[0]);
+        assert!(err.contains("stages[2].endpoints[0]"), "{err}");
+        assert!(err.contains("http://gw{1..8}:9000"), "{err}");
+        assert!(!results.exists(), "a results directory was written");
+        assert!(!data.exists(), "stage one ran");
+    }
+}

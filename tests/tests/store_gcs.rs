@@ -17,6 +17,7 @@ use bytes::Bytes;
 use chorus_common::store::conformance;
 use chorus_common::store::gcs::{GcsConfig, GcsStore};
 use chorus_common::store::{ErrorClass, GetOptions, ObjectStore, OpenOptions, StoreError};
+use chorus_common::workload::timed;
 use chorus_tests::servers::Server;
 use chorus_tests::{read_json, run_quickstart};
 
@@ -166,7 +167,10 @@ fn silent_endpoint_is_timeout() {
     runtime().block_on(async {
         let store = open("b", &ep, SHORT_TIMEOUT).await;
         let started = Instant::now();
-        let e = store.stat("k").await.unwrap_err();
+        // The engine's op timer is the one bound (stores keep none).
+        let e = timed(&store, "STAT", "k", SHORT_TIMEOUT, store.stat("k"))
+            .await
+            .unwrap_err();
         check(&e, ErrorClass::Timeout, &ep);
         assert!(
             started.elapsed() < SHORT_TIMEOUT * 4,

@@ -22,13 +22,12 @@
 //! payloads that were in flight at once, up to that bound, after a stage
 //! ends.
 
-use std::alloc::{self, Layout};
-use std::ptr::NonNull;
 use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
 
 use super::DataSpec;
+use crate::aligned::AlignedBuf;
 
 /// Alignment of every payload buffer: a page, which is at least the
 /// memory alignment `O_DIRECT` asks for on common devices (512 or 4096).
@@ -57,53 +56,15 @@ const MIN_POOLED: usize = 64 << 10;
 /// not hold much more memory than its size.
 const MAX_WASTE_DIVISOR: usize = 8;
 
-/// One page-aligned, zero-initialised heap buffer.
-struct Buf {
-    ptr: NonNull<u8>,
-    cap: usize,
-}
-
-// SAFETY: plain owned memory; only the owner of the Buf reaches it.
-unsafe impl Send for Buf {}
-
-impl Buf {
-    /// A buffer of at least `len` bytes (`len` > 0).
-    fn new(len: usize) -> Buf {
-        let cap = len.div_ceil(GRANULE) * GRANULE;
-        let layout = Layout::from_size_align(cap, PAYLOAD_ALIGN).expect("payload size fits");
-        // SAFETY: the layout has a non-zero size. Zeroed, so that every
-        // byte is initialised before a slice of it exists.
-        let ptr = unsafe { alloc::alloc_zeroed(layout) };
-        let Some(ptr) = NonNull::new(ptr) else {
-            alloc::handle_alloc_error(layout)
-        };
-        Buf { ptr, cap }
-    }
-
-    fn slice(&self, len: usize) -> &[u8] {
-        assert!(len <= self.cap);
-        // SAFETY: `cap` initialised bytes live at `ptr` while self does.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), len) }
-    }
-
-    fn slice_mut(&mut self, len: usize) -> &mut [u8] {
-        assert!(len <= self.cap);
-        // SAFETY: as in `slice`, and `&mut self` makes the access unique.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), len) }
-    }
-}
-
-impl Drop for Buf {
-    fn drop(&mut self) {
-        let layout = Layout::from_size_align(self.cap, PAYLOAD_ALIGN).expect("as allocated");
-        // SAFETY: allocated in `new` with this layout, freed once.
-        unsafe { alloc::dealloc(self.ptr.as_ptr(), layout) };
-    }
+/// A page-aligned buffer of at least `len` bytes (`len` > 0), its size
+/// rounded up to [`GRANULE`]. Out of memory aborts, as for a `Vec`.
+fn new_buf(len: usize) -> AlignedBuf {
+    AlignedBuf::zeroed_or_abort(len.div_ceil(GRANULE) * GRANULE, PAYLOAD_ALIGN)
 }
 
 /// The buffers waiting for a payload, their total size, and the bounds.
 struct Pool {
-    free: Vec<Buf>,
+    free: Vec<AlignedBuf>,
     bytes: usize,
     max_buffers: usize,
     max_bytes: usize,
@@ -121,25 +82,25 @@ impl Pool {
 
     /// The smallest waiting buffer for `len` bytes that is at most
     /// [`MAX_WASTE_DIVISOR`]'s share larger than a new one would be.
-    fn take(&mut self, len: usize) -> Option<Buf> {
+    fn take(&mut self, len: usize) -> Option<AlignedBuf> {
         let want = len.div_ceil(GRANULE) * GRANULE;
         let i = self
             .free
             .iter()
             .enumerate()
-            .filter(|(_, b)| b.cap >= want && b.cap - want <= b.cap / MAX_WASTE_DIVISOR)
-            .min_by_key(|(_, b)| b.cap)
+            .filter(|(_, b)| b.len() >= want && b.len() - want <= b.len() / MAX_WASTE_DIVISOR)
+            .min_by_key(|(_, b)| b.len())
             .map(|(i, _)| i)?;
         let buf = self.free.swap_remove(i);
-        self.bytes -= buf.cap;
+        self.bytes -= buf.len();
         Some(buf)
     }
 
     /// Keeps `buf` for a later payload, or hands it back to be freed when
     /// the pool is full.
-    fn keep(&mut self, buf: Buf) -> Option<Buf> {
-        if self.free.len() < self.max_buffers && self.bytes + buf.cap <= self.max_bytes {
-            self.bytes += buf.cap;
+    fn keep(&mut self, buf: AlignedBuf) -> Option<AlignedBuf> {
+        if self.free.len() < self.max_buffers && self.bytes + buf.len() <= self.max_bytes {
+            self.bytes += buf.len();
             self.free.push(buf);
             None
         } else {
@@ -155,13 +116,13 @@ fn pool() -> std::sync::MutexGuard<'static, Pool> {
 }
 
 /// A buffer for `len` bytes (> 0): a waiting one, else a new one.
-fn take(len: usize) -> Buf {
+fn take(len: usize) -> AlignedBuf {
     let reused = pool().take(len);
-    reused.unwrap_or_else(|| Buf::new(len))
+    reused.unwrap_or_else(|| new_buf(len))
 }
 
 /// Gives `buf` back to the pool; freed (outside the lock) when it is full.
-fn give_back(buf: Buf) {
+fn give_back(buf: AlignedBuf) {
     let refused = pool().keep(buf);
     drop(refused);
 }
@@ -169,14 +130,14 @@ fn give_back(buf: Buf) {
 /// The first `len` bytes of a pooled buffer, as the owner of a [`Bytes`]:
 /// the buffer goes back to the pool when the last `Bytes` is dropped.
 struct Payload {
-    buf: Option<Buf>,
+    buf: Option<AlignedBuf>,
     len: usize,
 }
 
 impl AsRef<[u8]> for Payload {
     fn as_ref(&self) -> &[u8] {
         match &self.buf {
-            Some(b) => b.slice(self.len),
+            Some(b) => &b.as_slice()[..self.len],
             None => &[],
         }
     }
@@ -200,7 +161,7 @@ pub(super) fn pooled(len: usize, fill: impl FnOnce(&mut [u8])) -> Bytes {
         return Bytes::from(v);
     }
     let mut buf = take(len);
-    fill(buf.slice_mut(len));
+    fill(&mut buf.as_mut_slice()[..len]);
     Bytes::from_owner(Payload {
         buf: Some(buf),
         len,
@@ -282,22 +243,25 @@ mod tests {
     fn the_pool_is_bounded() {
         let mut pool = Pool::new(2, 5 * GRANULE);
         for len in [GRANULE, GRANULE, GRANULE] {
-            assert!(pool.keep(Buf::new(len)).is_none() || pool.free.len() == 2);
+            assert!(pool.keep(new_buf(len)).is_none() || pool.free.len() == 2);
         }
         assert_eq!((pool.free.len(), pool.bytes), (2, 2 * GRANULE));
         let mut pool = Pool::new(8, 5 * GRANULE);
-        assert!(pool.keep(Buf::new(4 * GRANULE)).is_none());
-        assert!(pool.keep(Buf::new(2 * GRANULE)).is_some(), "over the bytes");
+        assert!(pool.keep(new_buf(4 * GRANULE)).is_none());
+        assert!(pool.keep(new_buf(2 * GRANULE)).is_some(), "over the bytes");
         // Too large for a smaller payload; the right size for a near one.
         assert!(pool.take(3 * GRANULE).is_none());
-        assert_eq!(pool.take(4 * GRANULE - 7).map(|b| b.cap), Some(4 * GRANULE));
+        assert_eq!(
+            pool.take(4 * GRANULE - 7).map(|b| b.len()),
+            Some(4 * GRANULE)
+        );
         let mut pool = Pool::new(8, 64 * GRANULE);
-        assert!(pool.keep(Buf::new(36 * GRANULE)).is_none());
+        assert!(pool.keep(new_buf(36 * GRANULE)).is_none());
         assert!(
             pool.take(31 * GRANULE).is_none(),
             "over an eighth too large"
         );
-        assert_eq!(pool.take(32 * GRANULE).map(|b| b.cap), Some(36 * GRANULE));
+        assert_eq!(pool.take(32 * GRANULE).map(|b| b.len()), Some(36 * GRANULE));
         assert_eq!((pool.free.len(), pool.bytes), (0, 0));
     }
 }

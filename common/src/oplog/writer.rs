@@ -6,8 +6,9 @@
 //! ([`super::batch::LogEntry`], no heap memory for a successful op), per
 //! batch the stage's constants and endpoints, and one `idx` base. The writer
 //! formats straight into a byte buffer (see `record::LineFormatter`) and
-//! compresses each megabyte of lines in one call, as one zstd frame. Whole
-//! [`OpRecord`]s can be sent too (tools, tests); both produce the same lines.
+//! compresses each megabyte of lines in one call, as one zstd frame. This
+//! module's tests can send whole [`OpRecord`](super::record::OpRecord)s too; both produce the same
+//! lines.
 //!
 //! The writer runs on its own thread rather than a tokio task because
 //! formatting and compression are CPU work that would otherwise steal time
@@ -18,7 +19,9 @@
 //! dropped.
 
 use super::batch::{LogBatch, LogContext, Slot};
-use super::record::{LineFormatter, OpRecord, header_line};
+#[cfg(test)]
+use super::record::OpRecord;
+use super::record::{LineFormatter, header_line};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{self, Write};
@@ -113,6 +116,8 @@ struct Backpressure {
 /// One channel message.
 #[derive(Debug)]
 enum Message {
+    /// Whole records, from tests ([`OpLogSender::send`]).
+    #[cfg(test)]
     Records(Vec<OpRecord>),
     Batch(LogBatch),
 }
@@ -151,13 +156,16 @@ pub struct OpLogSender {
 }
 
 impl OpLogSender {
-    /// Queues one record, waiting for room when the channel is full.
+    /// Queues one record, waiting for room when the channel is full. For
+    /// this module's tests: the engine sends [`LogBatch`]es.
+    #[cfg(test)]
     pub async fn send(&self, rec: OpRecord) -> Result<(), OpLogClosed> {
         self.send_batch(vec![rec]).await
     }
 
     /// Queues records as one message (see [`SEND_BATCH_RECORDS`]), waiting
-    /// for room when the channel is full.
+    /// for room when the channel is full. Tests only, as `send`.
+    #[cfg(test)]
     pub async fn send_batch(&self, batch: Vec<OpRecord>) -> Result<(), OpLogClosed> {
         if batch.is_empty() {
             return Ok(());
@@ -351,6 +359,7 @@ fn drain(
         pending_nap = IDLE_NAP;
         for message in messages.drain(..) {
             match message {
+                #[cfg(test)]
                 Message::Records(records) => {
                     for rec in &records {
                         sink.write(rec)?;
@@ -419,6 +428,7 @@ impl TsvZstdFile {
         self.pending_since.map(|t| t.elapsed())
     }
 
+    #[cfg(test)]
     pub(crate) fn write(&mut self, rec: &OpRecord) -> io::Result<()> {
         self.format.record(rec, &mut self.buf);
         self.records += 1;

@@ -8,13 +8,14 @@ use std::time::Duration;
 use super::error::{PlanError, hint_for};
 use super::load::{Decoder, Map, join};
 use super::units::{format_duration, parse_duration};
-use super::yaml::{Entry, NodeKind};
+use super::yaml::{Entry, NodeKind, Pos};
 use super::{
     AgentLossPolicy, Arrivals, ClockCheck, ControlOptions, DataOptions, EndpointSpec,
     KeyDistribution, KeyNaming, ListSpec, MIN_COLLECT_INTERVAL, Pacing, Partition, Pinning,
     RangeSpec, RetryPolicy, SizeSpec, StageKind,
 };
 use crate::datagen;
+use crate::store::multi::{MAX_ENDPOINTS, count_template};
 
 /// Balancing strategies a plan may name.
 pub(super) const BALANCES: [&str; 2] = ["round_robin", "least_connections"];
@@ -161,11 +162,16 @@ impl Decoder<'_> {
             return Err(self.wrong(e, path, "a list of endpoint URLs, templates or {url, pool}"));
         };
         let mut out = Vec::with_capacity(items.len());
+        // Endpoints the templates of the list make, over the whole list.
+        let mut count = 0;
         for (i, item) in items.iter().enumerate() {
             let ip = format!("{path}[{i}]");
             if let NodeKind::Map(_) = item.kind {
                 let m = self.map(item, ip.clone(), format!("`{ip}`"), &["url", "pool"], "key")?;
-                let url = self.string(self.required(&m, "url")?, &join(&ip, "url"))?;
+                let url_entry = self.required(&m, "url")?;
+                let url_path = join(&ip, "url");
+                let url = self.string(url_entry, &url_path)?;
+                count += self.endpoint_count(&url, url_entry.value.pos, &url_path, count)?;
                 let pool = m
                     .get("pool")
                     .map(|e| self.integer(e, &join(&ip, "pool"), 0, 4096))
@@ -174,10 +180,44 @@ impl Decoder<'_> {
                 out.push(EndpointSpec { url, pool });
             } else {
                 let url = self.string_node(item, &ip, &ip)?;
+                count += self.endpoint_count(&url, item.pos, &ip, count)?;
                 out.push(EndpointSpec { url, pool: None });
             }
         }
         Ok(out)
+    }
+
+    /// Checks one entry of an `endpoints` list, as the agent will read it
+    /// when its stage starts (`store::multi::open_multi`), and returns how
+    /// many endpoints it makes; `before` is how many the entries before it
+    /// made. Checked here so that a typo in the last stage fails when the
+    /// plan loads, not after the stages before it ran. An `@path` list is
+    /// a file on the agent's host, which this host may not have: only its
+    /// form is checked here, its lines when the stage starts.
+    fn endpoint_count(
+        &self,
+        url: &str,
+        pos: Pos,
+        path: &str,
+        before: usize,
+    ) -> Result<usize, PlanError> {
+        if let Some(file) = url.strip_prefix('@') {
+            if file.trim().is_empty() {
+                let message = "`@` must be followed by the path of an endpoint file";
+                return Err(self.err(pos, path, message));
+            }
+            return Ok(0);
+        }
+        let n = count_template(url).map_err(|m| {
+            self.err(pos, path, m)
+                .with_hint("an endpoint is a URL, with `{FIRST...LAST}` ranges if it stands for several, e.g. `http://10.0.0.{1...8}:9000`")
+        })?;
+        if before + n > MAX_ENDPOINTS {
+            let message =
+                format!("more than {MAX_ENDPOINTS} endpoints in the list ({before} and {n} more)");
+            return Err(self.err(pos, path, message));
+        }
+        Ok(n)
     }
 
     pub(super) fn data_options(&self, m: &Map<'_>) -> Result<DataOptions, PlanError> {

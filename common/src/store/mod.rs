@@ -11,11 +11,16 @@
 //! (`gs://`), [`file`] (`file://`, buffered), [`direct`] (`direct://`,
 //! O_DIRECT) and [`memory`] (`mem://`, in-process, for harness tests and
 //! overhead measurement). Wrappers that stack on any store: [`multi`] (one
-//! store per endpoint, balanced) and [`delay`] (injected latency, for
-//! tests). [`conformance`] is the suite every backend's tests run.
+//! store per endpoint, balanced) and `delay` (injected latency, for
+//! tests). `conformance` is the suite every backend's tests run. Those two
+//! are test support, built only for this crate's tests and with the
+//! `test-support` feature (which the `chorus-tests` crate's tests enable):
+//! no binary can reach them.
 
 pub mod azure;
+#[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
+#[cfg(any(test, feature = "test-support"))]
 pub mod delay;
 pub mod direct;
 pub mod env;
@@ -196,8 +201,9 @@ pub type PartSource<'a> = &'a (dyn Fn(u64, u64) -> Bytes + Send + Sync);
 ///
 /// Required: the core ops. Provided (with a plain default each backend may
 /// replace with its native form): multipart PUT, batch delete, mkdir/rmdir.
-/// Stores do not retry: retries and timeouts belong to the engine, which
-/// counts each one in the op-log (a hidden retry is hidden latency).
+/// Stores do not retry and keep no timers on requests: retries and
+/// timeouts belong to the engine (`workload::timed`), which counts each
+/// retry in the op-log (a hidden retry is hidden latency).
 #[async_trait]
 pub trait ObjectStore: Send + Sync + fmt::Display + fmt::Debug {
     /// The endpoint this store sends ops to, for the op-log `endpoint`
@@ -388,8 +394,11 @@ pub struct OpenOptions {
     /// Workers that will use the store at once: network backends size their
     /// idle-connection pools to it.
     pub concurrency: u32,
-    /// Longest one request may take before it fails with class `Timeout`;
-    /// network backends also use it as their connect timeout.
+    /// What bounds opening, not ops: network backends' connect timeout
+    /// (`s3://`, `az://`) and getting credentials (`gs://`). Stores keep no
+    /// timer on requests: the engine's op timer (`workload::timed`, the
+    /// stage's per-attempt `timeout`, which agents also pass here) bounds
+    /// every op, with one error text.
     pub timeout: Duration,
     /// Send requests here instead of the endpoint the environment names
     /// (`AWS_ENDPOINT_URL`, `AZURE_STORAGE_ENDPOINT`, …): one store per
@@ -428,8 +437,8 @@ impl OpenOptions {
     }
 }
 
-/// Request timeout when the plan does not set one: long enough for a large
-/// object on a slow link, short enough that a hung server is noticed.
+/// [`OpenOptions::timeout`] when none is given: the plan's default
+/// per-attempt timeout, long enough for a large object on a slow link.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Opens the store a target URI names. Credentials come from the

@@ -37,12 +37,12 @@ use crate::oplog::{EntryKey, LogBatch, LogContext, LogEntry, OpLogSender};
 use crate::plan::{Pacing, Stage, StageKind};
 use crate::pools::Pools;
 use crate::store::multi::{EndpointStats, MultiStore};
-use crate::store::{ErrorClass, ObjectStore, list_all};
+use crate::store::{ErrorClass, ObjectStore};
 use hdrhistogram::Histogram;
 
 pub use budget::{Budget, HeldOps, share};
 pub use keys::{KeyPicker, KeyState};
-pub use ops::LIST_PAGE_ENTRIES;
+pub use ops::{LIST_PAGE_ENTRIES, timed};
 pub use pacing::Schedule;
 
 /// An open-loop op that starts later than this after its scheduled time is
@@ -310,7 +310,8 @@ async fn discover(run: &StageRun) -> anyhow::Result<KeyState> {
         .saturating_mul(2)
         .saturating_add(1000)
         .min(usize::MAX as u64) as usize;
-    let found = match list_all(run.store.as_ref(), &objects.prefix, max).await {
+    let timeout = run.stage.retry.timeout;
+    let found = match ops::list_all_timed(run.store.as_ref(), &objects.prefix, max, timeout).await {
         Ok(found) => found,
         // Nothing there yet (e.g. a bucket a prepare stage will create).
         Err(e) if e.class == ErrorClass::NotFound => Vec::new(),
@@ -327,13 +328,42 @@ async fn discover(run: &StageRun) -> anyhow::Result<KeyState> {
     Ok(state)
 }
 
+/// Readies the store for a prepare stage (creates its bucket if missing):
+/// each endpoint of every pool's balancer, else the one store, each under
+/// the op timer ([`ops::timed`]) on its own, so many endpoints do not
+/// share one attempt's time.
+async fn ensure_ready(run: &StageRun) -> anyhow::Result<()> {
+    let mut stores: Vec<&Arc<dyn ObjectStore>> = run
+        .multi
+        .iter()
+        .flat_map(|m| (0..).map_while(|i| m.endpoint_store(i)))
+        .collect();
+    if stores.is_empty() {
+        stores.push(&run.store);
+    }
+    // An endpoint unbound to a pool is in every pool's balancer: once.
+    let mut seen = std::collections::HashSet::new();
+    stores.retain(|s| seen.insert(s.endpoint().to_string()));
+    let timeout = run.stage.retry.timeout;
+    for store in stores {
+        let what = store.to_string();
+        ops::timed(
+            store.as_ref(),
+            "PREPARE",
+            &what,
+            timeout,
+            store.ensure_ready(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("preparing {store}: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Runs this agent's share of the stage and returns when every worker is done.
 pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
     if run.stage.kind == StageKind::Prepare {
-        run.store
-            .ensure_ready()
-            .await
-            .map_err(|e| anyhow::anyhow!("preparing {}: {e}", run.store))?;
+        ensure_ready(&run).await?;
     }
     let prior = run
         .keys

@@ -1,5 +1,6 @@
 //! Doing one op: the store call for each op kind, verification of what a
-//! GET read, and retries with timeouts, each retry counted.
+//! GET read, and retries with timeouts, each retry counted. The timeout
+//! here ([`timed`]) is the only op timer: stores keep none.
 
 use std::future::Future;
 use std::task::Poll;
@@ -13,7 +14,10 @@ use crate::clock::Mono;
 use crate::datagen::{self, DataSpec};
 use crate::op::OpKind;
 use crate::plan::{RangeSpec, RetryPolicy, Stage};
-use crate::store::{ByteRange, ErrorClass, GetOptions, ListOptions, ObjectStore, StoreError};
+use crate::store::{
+    ByteRange, ErrorClass, GetOptions, ListOptions, ObjectMeta, ObjectStore, StoreError,
+    StoreResult,
+};
 
 /// Most entries one LIST op asks for: one page, as S3's default.
 pub const LIST_PAGE_ENTRIES: usize = 1000;
@@ -92,14 +96,8 @@ pub async fn run_with_retries(
     let policy: RetryPolicy = stage.retry;
     let mut retries = 0;
     loop {
-        let result = match with_timeout(policy.timeout, attempt(store, plan, stage, data)).await {
-            Some(r) => r,
-            None => Err(StoreError::new(
-                ErrorClass::Timeout,
-                store.endpoint(),
-                format!("`{}`: no answer within {:?}", plan.key, policy.timeout),
-            )),
-        };
+        let call = attempt(store, plan, stage, data);
+        let result = timed(store, plan.op.log_name(), &plan.key, policy.timeout, call).await;
         let retryable = matches!(&result, Err(e) if matches!(e.class, ErrorClass::Throttled | ErrorClass::Timeout | ErrorClass::Network));
         if !retryable || retries >= policy.retries {
             return (result, retries);
@@ -107,6 +105,57 @@ pub async fn run_with_retries(
         retries += 1;
         let backoff = policy.backoff.saturating_mul(1 << (retries - 1).min(16));
         tokio::time::sleep(backoff).await;
+    }
+}
+
+/// The one op timer: `call`'s result, or a `timeout` error naming `op`,
+/// `key` and the store's endpoint when it has not answered within
+/// `timeout` (a stage's per-attempt `timeout`).
+///
+/// Stores keep no timer of their own on their requests: one layer bounds
+/// every op, with one error text, and the engine retries and counts what
+/// it cuts short. What stores keep bounds connecting and opening
+/// (connect timeouts, getting credentials), not an op. Calls the engine makes
+/// outside ops (the listing a stage starts with, readying a bucket) go
+/// through here too, so nothing waits on a silent server unbounded.
+pub async fn timed<T>(
+    store: &dyn ObjectStore,
+    op: &str,
+    key: &str,
+    timeout: Duration,
+    call: impl Future<Output = StoreResult<T>>,
+) -> StoreResult<T> {
+    match with_timeout(timeout, call).await {
+        Some(r) => r,
+        None => Err(StoreError::new(
+            ErrorClass::Timeout,
+            store.endpoint(),
+            format!("{op} `{key}`: no answer within {timeout:?}"),
+        )),
+    }
+}
+
+/// [`store::list_all`](crate::store::list_all) with each page under
+/// [`timed`]: one request each, like an op.
+pub(super) async fn list_all_timed(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    max: usize,
+    timeout: Duration,
+) -> StoreResult<Vec<ObjectMeta>> {
+    let mut all = Vec::new();
+    let mut opts = ListOptions::default();
+    loop {
+        let page = timed(store, "LIST", prefix, timeout, store.list(prefix, &opts)).await?;
+        all.extend(page.entries);
+        if all.len() >= max {
+            all.truncate(max);
+            return Ok(all);
+        }
+        match page.next {
+            Some(next) => opts.continuation = Some(next),
+            None => return Ok(all),
+        }
     }
 }
 

@@ -196,6 +196,90 @@ fn endpoints_bound_to_pools_round_trip() {
     assert_eq!(e.line, 4);
 }
 
+/// A three-stage plan whose last stage lists `endpoints` (line 10).
+fn three_stages(endpoints: &str) -> String {
+    format!(
+        "name: ep\n\
+         target: s3://b/p\n\
+         objects: {{count: 1, size: 1}}\n\
+         stages:\n\
+         \x20 - {{name: one, type: prepare}}\n\
+         \x20 - {{name: two, type: workload, mix: {{get: 1}}, ops: 1}}\n\
+         \x20 - name: three\n\
+         \x20   type: workload\n\
+         \x20   mix: {{get: 1}}\n\
+         \x20   endpoints: {endpoints}\n\
+         \x20   ops: 1\n"
+    )
+}
+
+/// A bad template in the last stage fails the load, at its line and
+/// column and key, before any stage could run; so does one inherited from
+/// the plan, at the plan's key.
+#[test]
+fn bad_endpoint_templates_fail_at_load_where_they_are() {
+    let ok = three_stages("[\"http://a:9000\", \"http://b{1...8}:9000\"]");
+    assert_eq!(plan(&ok).stages[2].endpoints.len(), 2);
+    let e = parse(
+        &three_stages("[\"http://a:9000\", \"http://b{1..8}:9000\"]"),
+        "p.yaml",
+    )
+    .unwrap_err();
+    assert_eq!((e.line, e.column), (10, 34), "{e}");
+    assert_eq!(e.key, "stages[2].endpoints[1]");
+    assert!(e.message.contains("http://b{1..8}:9000"), "{e}");
+    assert!(e.message.contains("three dots"), "{e}");
+    assert!(e.to_string().starts_with("p.yaml:10:34: "), "located: {e}");
+
+    // The `{url, pool}` form: at the url's value.
+    let e = parse(
+        &three_stages("[{pool: 0, url: \"http://b{8...1}:9000\"}]"),
+        "p.yaml",
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.line, e.column, e.key.as_str()),
+        (10, 32, "stages[2].endpoints[0].url"),
+        "{e}"
+    );
+    assert!(e.message.contains("backwards"), "{e}");
+
+    // Too many in one list, counted over its entries.
+    let half = format!(
+        "\"h{{1...{}}}\"",
+        crate::store::multi::MAX_ENDPOINTS / 2 + 1
+    );
+    let e = parse(&three_stages(&format!("[{half}, {half}]")), "p.yaml").unwrap_err();
+    assert_eq!(
+        (e.line, e.key.as_str()),
+        (10, "stages[2].endpoints[1]"),
+        "{e}"
+    );
+    assert!(e.message.contains("more than"), "{e}");
+
+    // An empty entry, and `@` without a file; a file is the agent's to read.
+    for bad in ["[\"\"]", "[\"@\"]"] {
+        let e = parse(&three_stages(bad), "p.yaml").unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_str()),
+            (10, "stages[2].endpoints[0]"),
+            "{bad}: {e}"
+        );
+    }
+    plan(&three_stages("[\"@/nonexistent/on/this/host\"]"));
+
+    // Inherited from the plan: reported at the plan's key.
+    let inherited = "name: ep\ntarget: s3://b/p\nobjects: {count: 1, size: 1}\n\
+                     endpoints: [\"http://h{1...}:1\"]\n\
+                     stages:\n  - {name: w, type: workload, mix: {get: 1}, ops: 1}\n";
+    let e = parse(inherited, "p.yaml").unwrap_err();
+    assert_eq!(
+        (e.line, e.column, e.key.as_str()),
+        (4, 13, "endpoints[0]"),
+        "{e}"
+    );
+}
+
 #[test]
 fn control_options_decode_and_default() {
     let c = plan(FULL).control;

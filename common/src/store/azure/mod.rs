@@ -9,8 +9,9 @@
 //!   added if it has none) is put in front of every key and taken off again
 //!   in listings, so plans see the same keys as on any other backend.
 //! - The SDK's retry policy is off (the engine retries and counts each
-//!   retry); every request is bounded by [`OpenOptions::timeout`] and fails
-//!   with class `Timeout` when it runs over.
+//!   retry), and the store keeps no timer on its requests: the engine's op
+//!   timer bounds each op. [`OpenOptions::timeout`] is only the HTTP
+//!   client's connect timeout.
 //! - GET is one plain request for the whole object or range (the SDK's
 //!   default would split it into 1 MiB requests and ask the service for a
 //!   CRC64 of small ranges; see `policy.rs`), streamed and dropped unless
@@ -24,10 +25,8 @@ pub(crate) mod error;
 mod policy;
 
 use std::fmt;
-use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use azure_core::prelude::{Delimiter, MaxResults, NextMarker, Prefix};
@@ -75,7 +74,6 @@ pub struct AzureStore {
     endpoint: String,
     /// Put in front of every key; empty or ending in `/`.
     prefix: String,
-    timeout: Duration,
     /// Scrubbed from every error message, whatever layer produced it.
     secret: Option<String>,
 }
@@ -86,7 +84,6 @@ impl fmt::Debug for AzureStore {
         f.debug_struct("AzureStore")
             .field("uri", &self.uri)
             .field("endpoint", &self.endpoint)
-            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -178,6 +175,10 @@ impl AzureStore {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(opts.concurrency.max(1) as usize)
             .tcp_nodelay(true)
+            // Connecting only, not an op timer: it ends once a connection
+            // is up; the engine's timer bounds each op as a whole. Of the
+            // same length and inside it, it can end only an op that spent
+            // all its time connecting, and then says so (never sent).
             .connect_timeout(opts.timeout)
             .build()
             .map_err(|e| {
@@ -200,7 +201,6 @@ impl AzureStore {
             uri,
             endpoint,
             prefix,
-            timeout: opts.timeout,
             secret: config.credential.secret().map(str::to_string),
         })
     }
@@ -222,23 +222,7 @@ impl AzureStore {
         e
     }
 
-    /// Runs one request under the store's timeout.
-    async fn timed<T>(
-        &self,
-        what: &str,
-        fut: impl Future<Output = StoreResult<T>>,
-    ) -> StoreResult<T> {
-        match tokio::time::timeout(self.timeout, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(StoreError::new(
-                ErrorClass::Timeout,
-                &self.endpoint,
-                format!("{what}: no answer within {:?}", self.timeout),
-            )),
-        }
-    }
-
-    /// Stat without the timeout wrapper (callers add it).
+    /// The size of `key` (a `Get Blob Properties`).
     async fn size_of(&self, key: &str) -> StoreResult<u64> {
         let props = self
             .blob(key)
@@ -375,25 +359,19 @@ impl ObjectStore for AzureStore {
 
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
         let what = format!("PUT `{key}`");
-        self.timed(&what, async {
-            self.blob(key)
-                .put_block_blob(data)
-                .await
-                .map(|_| ())
-                .map_err(|e| self.err(&e, &what))
-        })
-        .await
+        self.blob(key)
+            .put_block_blob(data)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(&e, &what))
     }
 
     async fn get(&self, key: &str, opts: &GetOptions) -> StoreResult<GetOutcome> {
-        self.timed(&format!("GET `{key}`"), self.get_inner(key, opts))
-            .await
+        self.get_inner(key, opts).await
     }
 
     async fn stat(&self, key: &str) -> StoreResult<ObjectMeta> {
-        let size = self
-            .timed(&format!("STAT `{key}`"), self.size_of(key))
-            .await?;
+        let size = self.size_of(key).await?;
         Ok(ObjectMeta {
             key: key.to_string(),
             size,
@@ -402,23 +380,18 @@ impl ObjectStore for AzureStore {
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
         let what = format!("DELETE `{key}`");
-        self.timed(&what, async {
-            self.blob(key)
-                .delete()
-                .await
-                .map(|_| ())
-                .map_err(|e| self.err(&e, &what))
-        })
-        .await
+        self.blob(key)
+            .delete()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(&e, &what))
     }
 
     async fn list(&self, prefix: &str, opts: &ListOptions) -> StoreResult<ListPage> {
-        self.timed(&format!("LIST `{prefix}`"), self.list_inner(prefix, opts))
-            .await
+        self.list_inner(prefix, opts).await
     }
 
-    /// Block blob upload: `Put Block` per part (each under the timeout on
-    /// its own, as each is one request), then `Put Block List`.
+    /// Block blob upload: `Put Block` per part, then `Put Block List`.
     async fn put_multipart(
         &self,
         key: &str,
@@ -448,21 +421,15 @@ impl ObjectStore for AzureStore {
             let len = part_size.min(size - offset);
             let id = BlockId::new(Bytes::from(format!("{index:0BLOCK_ID_DIGITS$}")));
             let what = format!("PUT `{key}` block {index}");
-            self.timed(&what, async {
-                blob.put_block(id.clone(), part(offset, len))
-                    .await
-                    .map_err(|e| self.err(&e, &what))
-            })
-            .await?;
+            blob.put_block(id.clone(), part(offset, len))
+                .await
+                .map_err(|e| self.err(&e, &what))?;
             list.blocks.push(BlobBlockType::Latest(id));
         }
         let what = format!("PUT `{key}` block list");
-        self.timed(&what, async {
-            blob.put_block_list(list)
-                .await
-                .map_err(|e| self.err(&e, &what))
-        })
-        .await?;
+        blob.put_block_list(list)
+            .await
+            .map_err(|e| self.err(&e, &what))?;
         Ok(parts)
     }
 
@@ -471,25 +438,14 @@ impl ObjectStore for AzureStore {
     /// create, so check that the container answers).
     async fn ensure_ready(&self) -> StoreResult<()> {
         let what = format!("create container `{}`", self.container.container_name());
-        let created = self
-            .timed(&what, async {
-                match self.container.create().await {
-                    Ok(_) => Ok(()),
-                    Err(e) if error::status_of(&e) == Some(StatusCode::Conflict) => Ok(()),
-                    Err(e) => Err(self.err(&e, &what)),
-                }
-            })
-            .await;
+        let created = match self.container.create().await {
+            Ok(_) => Ok(()),
+            Err(e) if error::status_of(&e) == Some(StatusCode::Conflict) => Ok(()),
+            Err(e) => Err(self.err(&e, &what)),
+        };
         match created {
             Err(e) if e.class == ErrorClass::AccessDenied => {
-                let probe = self
-                    .timed(&what, async {
-                        self.container
-                            .get_properties()
-                            .await
-                            .map_err(|e| self.err(&e, &what))
-                    })
-                    .await;
+                let probe = self.container.get_properties().await;
                 probe.map(|_| ()).map_err(|_| e)
             }
             other => other,

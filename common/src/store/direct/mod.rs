@@ -35,14 +35,12 @@
 //! `file://` backend's own code, with errors re-labelled with this store's
 //! endpoint.
 
-use std::alloc::{self, Layout};
 use std::fmt;
 use std::fs;
 use std::io::{self, Seek};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 

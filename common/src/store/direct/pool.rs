@@ -1,53 +1,9 @@
 //! The pool of aligned buffers: allocated once at open, one per worker, so
-//! no op allocates; a worker holds one for the length of an op.
+//! no op allocates; a worker holds one for the length of an op. The
+//! buffers themselves are [`crate::aligned::AlignedBuf`]s.
 
 use super::*;
-
-/// One aligned heap buffer, owned.
-pub(super) struct AlignedBuf {
-    ptr: NonNull<u8>,
-    layout: Layout,
-}
-
-// SAFETY: the buffer is plain owned memory; whoever owns the AlignedBuf is
-// the only one that can reach it.
-unsafe impl Send for AlignedBuf {}
-
-impl AlignedBuf {
-    /// `len` bytes aligned to `align`, every page touched (zeroed) now so
-    /// that no op pays first-touch page faults. `None` when the layout is
-    /// invalid or memory is short.
-    pub(super) fn new(len: usize, align: usize) -> Option<AlignedBuf> {
-        let layout = Layout::from_size_align(len, align).ok()?;
-        if layout.size() == 0 {
-            return None;
-        }
-        // SAFETY: the layout has a non-zero size.
-        let ptr = NonNull::new(unsafe { alloc::alloc(layout) })?;
-        // SAFETY: `ptr` points to `len` writable bytes just allocated.
-        unsafe { std::ptr::write_bytes(ptr.as_ptr(), 0, len) };
-        Some(AlignedBuf { ptr, layout })
-    }
-
-    pub(super) fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: `ptr` holds `layout.size()` initialised bytes that only
-        // this (exclusively borrowed) owner can reach.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) }
-    }
-}
-
-impl Drop for AlignedBuf {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this very layout, freed once.
-        unsafe { alloc::dealloc(self.ptr.as_ptr(), self.layout) };
-    }
-}
-
-impl fmt::Debug for AlignedBuf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AlignedBuf({} bytes)", self.layout.size())
-    }
-}
+use crate::aligned::AlignedBuf;
 
 /// A fixed set of aligned buffers. A semaphore with one permit per buffer
 /// makes takers wait asynchronously when all are out, so a buffer is always
@@ -60,9 +16,16 @@ pub(super) struct Pool {
 }
 
 impl Pool {
+    /// `buffers` buffers of `len` bytes aligned to `align`, every page
+    /// touched now so that no op pays first-touch page faults. `None` when
+    /// the layout is invalid or memory is short.
     pub(super) fn new(buffers: usize, len: usize, align: usize) -> Option<Pool> {
         let free = (0..buffers)
-            .map(|_| AlignedBuf::new(len, align))
+            .map(|_| {
+                let mut b = AlignedBuf::zeroed(len, align)?;
+                b.prefault();
+                Some(b)
+            })
             .collect::<Option<Vec<_>>>()?;
         Some(Pool {
             free: Mutex::new(free),

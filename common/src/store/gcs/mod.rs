@@ -8,7 +8,8 @@
 //!   if it has none) goes in front of every key and comes off in listings.
 //! - No SDK retries: the crate's default HTTP client has no retry
 //!   middleware, and we add none (the engine retries and logs each one).
-//!   Every request is bounded by [`OpenOptions::timeout`] → class `Timeout`.
+//!   No timer on requests either: the engine's op timer bounds each op.
+//!   [`OpenOptions::timeout`] bounds only getting credentials at open.
 //! - GET streams the body and drops it unless asked to keep it; the first
 //!   byte is the first body chunk.
 //! - Multipart PUT is a resumable upload: one session, one chunk request
@@ -22,8 +23,6 @@ mod config;
 pub(crate) mod error;
 
 use std::fmt;
-use std::future::Future;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -71,7 +70,6 @@ pub struct GcsStore {
     prefix: String,
     /// Project for bucket creation.
     project: Option<String>,
-    timeout: Duration,
 }
 
 impl fmt::Debug for GcsStore {
@@ -80,7 +78,6 @@ impl fmt::Debug for GcsStore {
         f.debug_struct("GcsStore")
             .field("uri", &self.uri)
             .field("endpoint", &self.endpoint)
-            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -121,7 +118,8 @@ impl GcsStore {
     }
 
     /// Opens `gs://{rest}` with an explicit config. Getting credentials may
-    /// ask the metadata server, so it is bounded by the timeout too.
+    /// ask the metadata server, so it is bounded by `opts.timeout`: opening
+    /// is not an op, and no op timer covers it.
     pub async fn with_config(
         rest: &str,
         config: GcsConfig,
@@ -182,7 +180,6 @@ impl GcsStore {
             endpoint,
             prefix,
             project,
-            timeout: opts.timeout,
         })
     }
 
@@ -192,22 +189,6 @@ impl GcsStore {
 
     fn err(&self, e: &gcloud_storage::http::Error, what: &str) -> StoreError {
         error::map(e, &self.endpoint, what)
-    }
-
-    /// Runs one request under the store's timeout.
-    async fn timed<T>(
-        &self,
-        what: &str,
-        fut: impl Future<Output = StoreResult<T>>,
-    ) -> StoreResult<T> {
-        match tokio::time::timeout(self.timeout, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(StoreError::new(
-                ErrorClass::Timeout,
-                &self.endpoint,
-                format!("{what}: no answer within {:?}", self.timeout),
-            )),
-        }
     }
 
     fn get_request(&self, key: &str) -> GetObjectRequest {
@@ -321,31 +302,24 @@ impl ObjectStore for GcsStore {
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
         let what = format!("PUT `{key}`");
         let len = data.len() as u64;
-        self.timed(&what, async {
-            self.client
-                .upload_object(&self.upload_request(), data, &self.media(key, Some(len)))
-                .await
-                .map(|_| ())
-                .map_err(|e| self.err(&e, &what))
-        })
-        .await
+        self.client
+            .upload_object(&self.upload_request(), data, &self.media(key, Some(len)))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(&e, &what))
     }
 
     async fn get(&self, key: &str, opts: &GetOptions) -> StoreResult<GetOutcome> {
-        self.timed(&format!("GET `{key}`"), self.get_inner(key, opts))
-            .await
+        self.get_inner(key, opts).await
     }
 
     async fn stat(&self, key: &str) -> StoreResult<ObjectMeta> {
         let what = format!("STAT `{key}`");
         let object = self
-            .timed(&what, async {
-                self.client
-                    .get_object(&self.get_request(key))
-                    .await
-                    .map_err(|e| self.err(&e, &what))
-            })
-            .await?;
+            .client
+            .get_object(&self.get_request(key))
+            .await
+            .map_err(|e| self.err(&e, &what))?;
         Ok(ObjectMeta {
             key: key.to_string(),
             size: object.size.max(0) as u64,
@@ -359,22 +333,18 @@ impl ObjectStore for GcsStore {
             object: self.object(key),
             ..Default::default()
         };
-        self.timed(&what, async {
-            self.client
-                .delete_object(&req)
-                .await
-                .map_err(|e| self.err(&e, &what))
-        })
-        .await
+        self.client
+            .delete_object(&req)
+            .await
+            .map_err(|e| self.err(&e, &what))
     }
 
     async fn list(&self, prefix: &str, opts: &ListOptions) -> StoreResult<ListPage> {
-        self.timed(&format!("LIST `{prefix}`"), self.list_inner(prefix, opts))
-            .await
+        self.list_inner(prefix, opts).await
     }
 
     /// A resumable upload: start a session, then one chunk request per
-    /// part (each under the timeout on its own, as each is one request).
+    /// part.
     async fn put_multipart(
         &self,
         key: &str,
@@ -400,27 +370,20 @@ impl ObjectStore for GcsStore {
         }
         let what = format!("PUT `{key}` start resumable upload");
         let session = self
-            .timed(&what, async {
-                self.client
-                    .prepare_resumable_upload(&self.upload_request(), &self.media(key, Some(size)))
-                    .await
-                    .map_err(|e| self.err(&e, &what))
-            })
-            .await?;
+            .client
+            .prepare_resumable_upload(&self.upload_request(), &self.media(key, Some(size)))
+            .await
+            .map_err(|e| self.err(&e, &what))?;
         let parts = size.div_ceil(part_size);
         for index in 0..parts {
             let offset = index * part_size;
             let len = part_size.min(size - offset);
             let chunk = ChunkSize::new(offset, offset + len - 1, Some(size));
             let what = format!("PUT `{key}` part {index}");
-            let status = self
-                .timed(&what, async {
-                    session
-                        .upload_multiple_chunk(part(offset, len), &chunk)
-                        .await
-                        .map_err(|e| self.err(&e, &what))
-                })
-                .await?;
+            let status = session
+                .upload_multiple_chunk(part(offset, len), &chunk)
+                .await
+                .map_err(|e| self.err(&e, &what))?;
             let last = index + 1 == parts;
             let done = matches!(status, UploadStatus::Ok(_));
             if done != last {
@@ -446,29 +409,18 @@ impl ObjectStore for GcsStore {
             },
             ..Default::default()
         };
-        let created = self
-            .timed(&what, async {
-                match self.client.insert_bucket(&req).await {
-                    Ok(_) => Ok(()),
-                    Err(e) if error::status_of(&e) == Some(409) => Ok(()),
-                    Err(e) => Err(self.err(&e, &what)),
-                }
-            })
-            .await;
+        let created = match self.client.insert_bucket(&req).await {
+            Ok(_) => Ok(()),
+            Err(e) if error::status_of(&e) == Some(409) => Ok(()),
+            Err(e) => Err(self.err(&e, &what)),
+        };
         match created {
             Err(e) if e.class == ErrorClass::AccessDenied => {
                 let get = GetBucketRequest {
                     bucket: self.bucket.clone(),
                     ..Default::default()
                 };
-                let probe = self
-                    .timed(&what, async {
-                        self.client
-                            .get_bucket(&get)
-                            .await
-                            .map_err(|e| self.err(&e, &what))
-                    })
-                    .await;
+                let probe = self.client.get_bucket(&get).await;
                 probe.map(|_| ()).map_err(|_| e)
             }
             other => other,

@@ -86,8 +86,8 @@ fn range(inner: &str) -> Result<Part<'static>, String> {
     Ok(Part::Range { first, last, width })
 }
 
-/// Expands one template into its endpoints, in order.
-pub fn expand_template(t: &str) -> Result<Vec<String>, String> {
+/// Parses `t` and counts its endpoints, without making them.
+fn checked(t: &str) -> Result<(Vec<Part<'_>>, usize), String> {
     let bad = |why: String| format!("endpoint template `{t}`: {why}");
     if t.trim().is_empty() {
         return Err("empty endpoint".to_string());
@@ -103,6 +103,21 @@ pub fn expand_template(t: &str) -> Result<Vec<String>, String> {
                 .ok_or_else(|| bad(format!("more than {MAX_ENDPOINTS} endpoints")))?;
         }
     }
+    // At most MAX_ENDPOINTS, checked above.
+    Ok((parts, count as usize))
+}
+
+/// How many endpoints `t` expands to, or the error [`expand_template`]
+/// would give, without making them: what a plan is checked with when it
+/// loads, so a bad template fails before the run rather than when its
+/// stage starts.
+pub fn count_template(t: &str) -> Result<usize, String> {
+    checked(t).map(|(_, count)| count)
+}
+
+/// Expands one template into its endpoints, in order.
+pub fn expand_template(t: &str) -> Result<Vec<String>, String> {
+    let (parts, _) = checked(t)?;
     let mut out = vec![String::new()];
     for p in &parts {
         out = match *p {
@@ -270,6 +285,22 @@ mod tests {
         assert!(err("h{1..8}").contains("three dots"));
         assert!(err("h{1...8").contains("matching"));
         assert!(err("").contains("empty"));
+    }
+
+    /// `count_template` agrees with `expand_template`, errors included.
+    #[test]
+    fn counting_matches_expanding() {
+        for t in [
+            "http://h:1",
+            "h{1...8}",
+            "r{1...3}n{01...04}/x",
+            "{1...2}{1...2}",
+        ] {
+            assert_eq!(count_template(t), Ok(ok(t).len()), "{t}");
+        }
+        for t in ["h{5...1}", "h{1..8}", "", "h{1...100}{1...100}"] {
+            assert_eq!(count_template(t), Err(err(t)), "{t}");
+        }
     }
 
     #[test]

@@ -10,8 +10,9 @@
 //! `AWS_PROFILE`).
 //!
 //! The client is built for measurement, not convenience: no SDK retries (the
-//! engine retries and logs each one), no stalled-stream watchdog (the
-//! request timeout is the one explicit bound), checksums only where an
+//! engine retries and logs each one), no operation timeout and no
+//! stalled-stream watchdog (the engine's op timer is the one bound on a
+//! request; the client has only a connect timeout), checksums only where an
 //! operation requires one (S3-compatible servers such as Ceph RGW reject the
 //! SDK's default `aws-chunked` trailing checksums), and path-style
 //! addressing for custom endpoints (which rarely have wildcard DNS).
@@ -170,16 +171,21 @@ pub(crate) struct Built {
     pub endpoint: String,
 }
 
-/// Builds the SDK client for `config`, with timeouts from `opts`.
+/// Builds the SDK client for `config`, with `opts.timeout` as its connect
+/// timeout.
 ///
 /// The HTTP client is the SDK's own (hyper 1 + rustls with aws-lc,
 /// TCP_NODELAY on) with its idle pool sized to `opts.concurrency`: every
 /// worker finds a warm connection, and no more idle sockets are kept than
 /// workers can use.
 pub(crate) async fn build_client(config: &S3Config, opts: &OpenOptions) -> Built {
+    // Connecting only, not an op timer: it bounds making a new connection
+    // and ends once TCP (and TLS) is up; the engine's timer bounds each op
+    // as a whole. Of the same length and inside it, it can end only an op
+    // that spent all its time connecting, and then says what happened
+    // (class `timeout`, "request not sent": the server never saw it).
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(opts.timeout)
-        .operation_timeout(opts.timeout)
         .build();
     let http = aws_smithy_http_client::Builder::new()
         .pool_max_idle_per_host(opts.concurrency.max(1) as usize)

@@ -118,9 +118,11 @@ impl ErrorMapper {
                 }
                 (classify(code, Some(status)), m)
             }
+            // The client sets no operation timeout (the engine's op timer
+            // is the one), so only an SDK default could send this.
             SdkError::TimeoutError(_) => (
                 ErrorClass::Timeout,
-                format!("{what}: no complete answer within the request timeout"),
+                format!("{what}: timed out in the SDK: {}", DisplayErrorContext(err)),
             ),
             SdkError::DispatchFailure(d) => {
                 // Connect timeouts arrive here, not as TimeoutError.

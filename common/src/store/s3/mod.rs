@@ -21,7 +21,6 @@ mod error;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_s3::error::ProvideErrorMetadata;
@@ -64,9 +63,6 @@ pub struct S3Store {
     /// `s3://bucket/prefix`, for display.
     uri: String,
     region: String,
-    /// Bound on a whole op, including reading a GET body (the SDK's
-    /// operation timeout ends when the response headers arrive).
-    timeout: Duration,
     errors: ErrorMapper,
 }
 
@@ -119,7 +115,6 @@ impl S3Store {
             bucket,
             prefix,
             region,
-            timeout: opts.timeout,
             errors: ErrorMapper::new(built.endpoint, config.secrets()),
         })
     }
@@ -272,7 +267,6 @@ impl fmt::Debug for S3Store {
             .field("uri", &self.uri)
             .field("endpoint", &self.errors.endpoint)
             .field("region", &self.region)
-            .field("timeout", &self.timeout)
             .finish()
     }
 }
@@ -298,7 +292,6 @@ impl ObjectStore for S3Store {
     }
 
     async fn get(&self, key: &str, opts: &GetOptions) -> StoreResult<GetOutcome> {
-        let deadline = Instant::now() + self.timeout;
         let full = self.full_key(key);
         let what = self.what("GET", &full);
         let mut req = self.client.get_object().bucket(&self.bucket).key(&full);
@@ -332,27 +325,16 @@ impl ObjectStore for S3Store {
         let mut bytes = 0u64;
         let mut chunks: Vec<Bytes> = Vec::new();
         // Stream the body: chunks are counted and dropped unless asked for,
-        // so a large GET costs no memory.
-        let read = async {
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| self.errors.body(&what, &e))?;
-                if first_byte.is_none() && !chunk.is_empty() {
-                    first_byte = Some(Mono::now());
-                }
-                bytes += chunk.len() as u64;
-                if opts.keep_data {
-                    chunks.push(chunk);
-                }
+        // so a large GET costs no memory. No deadline of its own: the
+        // engine's op timer bounds the whole GET, body included.
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| self.errors.body(&what, &e))?;
+            if first_byte.is_none() && !chunk.is_empty() {
+                first_byte = Some(Mono::now());
             }
-            Ok::<(), StoreError>(())
-        };
-        match tokio::time::timeout_at(deadline.into(), read).await {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(self.errors.error(
-                    ErrorClass::Timeout,
-                    format!("{what}: body not complete within {:?}", self.timeout),
-                ));
+            bytes += chunk.len() as u64;
+            if opts.keep_data {
+                chunks.push(chunk);
             }
         }
         let data = opts.keep_data.then(|| match chunks.len() {
