@@ -39,7 +39,7 @@ use chorus_proto::pb;
 use crate::EXIT_BAD_INPUT;
 use crate::cli::RunArgs;
 use agents::AgentHandle;
-use results::{AgentMeta, HostMeta, RunDir, RunMeta};
+use results::{AgentMeta, HostMeta, RunDir, RunMeta, RunStatus};
 use sequence::{RunControl, StageOutput, run_stages};
 use stage::StopSignal;
 use std::sync::Arc;
@@ -205,7 +205,7 @@ async fn run(args: RunArgs) -> Result<std::path::PathBuf, RunError> {
     meta.on_agent_loss = plan.control.on_agent_loss.name().to_string();
     meta.transport = security.describe().to_string();
     meta.forwarded_env = forwarded.keys().cloned().collect();
-    meta.status = "running".into();
+    meta.status = RunStatus::Running;
     meta.agents = agent_meta(&agents);
     // Written now and after every stage, so a controller that dies mid-run
     // leaves enough for `controller collect` to fetch the agents' logs.
@@ -319,16 +319,16 @@ async fn finish_run(
     }
 
     match &result {
-        Ok(()) if merged.errors.is_empty() => meta.status = "completed".into(),
+        Ok(()) if merged.errors.is_empty() => meta.status = RunStatus::Completed,
         Ok(()) => {
-            meta.status = "failed".into();
+            meta.status = RunStatus::Failed;
             meta.error = Some(format!("damaged op-logs: {}", merged.errors.join("; ")));
         }
         Err(e) => {
             meta.status = if format!("{e}") == INTERRUPTED {
-                "interrupted".into()
+                RunStatus::Interrupted
             } else {
-                "failed".into()
+                RunStatus::Failed
             };
             meta.error = Some(format!("{e:#}"));
         }

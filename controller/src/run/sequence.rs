@@ -17,7 +17,7 @@ use super::agents::{self, AgentHandle};
 use super::collector::{self, CollectContext, End, StageCollection};
 use super::health::{Health, Lost};
 use super::progress::LiveView;
-use super::results::{AgentStageMeta, LostAgentMeta, RunDir, RunMeta, StageMeta};
+use super::results::{AgentStageMeta, AgentStageStatus, LostAgentMeta, RunDir, RunMeta, StageMeta};
 use super::series::Series;
 use super::stage::{self, Outcome, StageContext, StopSignal};
 
@@ -78,6 +78,7 @@ pub async fn run_stages(
         let clocks = measure_clocks(agents, &live).await;
         let mut stage_meta = StageMeta {
             index,
+            step: 0,
             name: stage.name.clone(),
             kind: stage.kind.name().to_string(),
             target: stage.target.clone(),
@@ -173,7 +174,7 @@ pub async fn run_stages(
                     if let Some(f) = r.first_op_ns {
                         first_ops.push(f - off);
                     }
-                    m.status = "finished".into();
+                    m.status = AgentStageStatus::Finished;
                     m.started = rfc3339_ns(r.started_ns - off);
                     m.first_op = r.first_op_ns.map(|f| rfc3339_ns(f - off));
                     m.ended = rfc3339_ns(r.ended_ns - off);
@@ -192,7 +193,7 @@ pub async fn run_stages(
                     });
                 }
                 Outcome::Failed(e) => {
-                    m.status = "failed".into();
+                    m.status = AgentStageStatus::Failed;
                     m.error = Some(format!("{e:#}"));
                     coverage.push(AgentCoverage {
                         agent: id,
@@ -211,7 +212,7 @@ pub async fn run_stages(
                     rc.health.mark_lost(k, l.clone());
                     // Announced by the stage when it happened.
                     record_loss(meta, &id, &stage.name, &l);
-                    m.status = "lost".into();
+                    m.status = AgentStageStatus::Lost;
                     m.error = Some(format!("lost: {reason}"));
                     coverage.push(AgentCoverage {
                         agent: id,
