@@ -32,7 +32,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chorus_common::clock::{drift_ppm, now_ns, rfc3339_ns};
 use chorus_common::metrics::summary::{RunSummary, StageSummary};
-use chorus_common::oplog::merge::{MergeInput, merge_files};
+use chorus_common::oplog::merge::merge_files;
 use chorus_common::plan::{self, Overrides, Plan};
 use chorus_proto::pb;
 
@@ -285,20 +285,22 @@ async fn finish_run(
     dir.write("plan.yaml", &plan.to_yaml())?;
     // Corrections come from run.json as written, as `controller collect`
     // takes them, so merging again later gives the same timeline.
-    let json = serde_json::to_value(&*meta).context("run.json")?;
-    let inputs: Vec<MergeInput> = outputs
-        .iter()
-        .flat_map(|o| o.oplogs.iter().map(move |log| (o.index, log)))
-        .map(|(index, (path, id))| {
-            MergeInput::with_clock(path.clone(), drift::stage_correction(&json, id, index))
+    let logs = outputs.iter().flat_map(|o| {
+        o.oplogs.iter().map(|(path, id)| drift::LogToMerge {
+            path: path.clone(),
+            agent: id.clone(),
+            index: o.index,
+            step: 0,
         })
-        .collect();
+    });
+    let (inputs, unmerged) = drift::merge_inputs(meta, logs);
     let timeline = dir.path.join("timeline.tsv.zst");
     let tmp = dir.path.join(".merge-tmp");
     std::fs::create_dir_all(&tmp)?;
     let merged = merge_files(&inputs, &timeline, &tmp);
     let _ = std::fs::remove_dir_all(&tmp);
-    let merged = merged.with_context(|| "merging op-logs into the timeline")?;
+    let mut merged = merged.with_context(|| "merging op-logs into the timeline")?;
+    merged.errors.extend(unmerged);
     meta.timeline.file = "timeline.tsv.zst".into();
     meta.timeline.records = merged.records_out;
     meta.timeline.inputs = merged.inputs;

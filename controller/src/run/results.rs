@@ -30,8 +30,22 @@ pub enum RunStatus {
     Failed,
     /// Ctrl-C, with `error` set.
     Interrupted,
-    /// Finished by `controller collect`.
+    /// Finished by `controller collect` (see `RunMeta::collect` for what
+    /// it said before).
     Collected,
+}
+
+impl RunStatus {
+    /// The word `run.json` holds.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Collected => "collected",
+        }
+    }
 }
 
 /// How one agent's part in one stage ended.
@@ -46,6 +60,18 @@ pub enum AgentStageStatus {
     /// Stopped before its end by something other than the plan: its
     /// controller went away (a stage recovered by `collect`).
     Stopped,
+}
+
+impl AgentStageStatus {
+    /// The word `run.json` holds (and the summary's coverage rows).
+    pub fn name(self) -> &'static str {
+        match self {
+            AgentStageStatus::Finished => "finished",
+            AgentStageStatus::Failed => "failed",
+            AgentStageStatus::Lost => "lost",
+            AgentStageStatus::Stopped => "stopped",
+        }
+    }
 }
 
 /// `run.json`: everything needed to interpret the run later.
@@ -84,6 +110,9 @@ pub struct RunMeta {
     pub stages: Vec<StageMeta>,
     #[serde(default)]
     pub timeline: TimelineMeta,
+    /// Set by `controller collect`: what it found and did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collect: Option<CollectMeta>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Default)]
@@ -216,6 +245,31 @@ pub struct TimelineMeta {
     pub errors: Vec<String>,
 }
 
+/// What `controller collect` did to a run directory (the last time it
+/// ran on it).
+#[derive(Serialize, Deserialize, Debug, Default)]
+pub struct CollectMeta {
+    /// When it ran, on its host's clock.
+    pub at: String,
+    /// `status` before the first `collect`: `running` for a run whose
+    /// controller died.
+    pub status_before: RunStatus,
+    /// The op-logs it fetched from agents' spools (`agent: stage …`).
+    #[serde(default)]
+    pub fetched: Vec<String>,
+    /// Stages the run had not written down (it ended during them), now
+    /// listed in `stages[]` from the logs found.
+    #[serde(default)]
+    pub recovered_stages: Vec<String>,
+    /// Agents whose `clock_end` it measured (the run could not).
+    #[serde(default)]
+    pub clocks_measured: Vec<String>,
+    /// What it could not collect (an agent unreachable, a log refused);
+    /// the run's results cover the rest.
+    #[serde(default)]
+    pub problems: Vec<String>,
+}
+
 /// `ScheduleReport` (in `common`, which has no reason to read `run.json`
 /// back) through a mirror of its fields: serde's remote derive checks at
 /// compile time that the mirror has every field of the real type.
@@ -249,6 +303,15 @@ mod schedule_serde {
     ) -> Result<Option<ScheduleReport>, D::Error> {
         Ok(Option::<In>::deserialize(d)?.map(|In(r)| r))
     }
+}
+
+/// Reads `run.json` of run directory `run`; errors name the file and,
+/// for bad content, serde's line and column.
+pub fn read_meta(run: &Path) -> anyhow::Result<RunMeta> {
+    let path = run.join("run.json");
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a run.json", path.display()))
 }
 
 /// A run directory being written.
@@ -374,7 +437,7 @@ mod tests {
         assert_eq!(s.agents[0].status, AgentStageStatus::Finished);
         assert_eq!(s.agents[0].records_logged, 100);
         assert_eq!(s.agents[0].oplog, None);
-        assert!(meta.transport.is_empty());
+        assert!(meta.collect.is_none() && meta.transport.is_empty());
     }
 
     #[test]
@@ -393,6 +456,7 @@ mod tests {
         assert_eq!(json["status"], "collected");
         assert_eq!(json["stages"][0]["agents"][0]["status"], "stopped");
         assert_eq!(json["stages"][0]["agents"][0]["schedule"]["late_ops"], 3);
+        assert!(json.get("collect").is_none(), "{json:#}");
         let back: RunMeta = serde_json::from_value(json).unwrap();
         assert_eq!(back.stages[0].step, 2);
         let a = &back.stages[0].agents[0];
