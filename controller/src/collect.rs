@@ -1,6 +1,8 @@
 //! `controller collect RUN_DIR`: fetches the op-logs a run could not fetch
 //! at the time (the controller died, or an agent was unreachable), from the
-//! agents' spools, and merges the run's timeline again.
+//! agents' spools, and finishes the run directory as a run would have:
+//! `run.json`, the merged timeline, `summary.txt/json/csv` and
+//! `report.html`, with `status: collected`.
 //!
 //! What to fetch comes from the run directory itself: `run.json` names the
 //! agents and their addresses (it is written when the run starts and after
@@ -8,22 +10,37 @@
 //! kept; an agent that never ran a stage has nothing to give, which is not
 //! an error. A log copied in part (a `.part` left by a controller that died
 //! mid-stage, a `.partial` of an agent lost mid-stage) is continued from
-//! its last byte rather than fetched again. Clock corrections for the
-//! merge come from `run.json` as the run's own do (`run::drift`).
+//! its last byte rather than fetched again.
+//!
+//! A controller that died mid-stage never wrote that stage into
+//! `run.json`: collect lists it from the logs it finds, each agent
+//! `stopped`, and measures the end clocks the run could not. Clock
+//! corrections for the merge come from `run.json` as the run's own do
+//! (`run::drift`). The summary is computed from the merged timeline by the
+//! same streaming pass as `controller analyze` (exact histograms), so it
+//! holds exactly the timeline's ops, and `controller compare` takes the
+//! run like any other.
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use chorus_common::oplog::merge::{MergeInput, merge_files};
-use chorus_common::plan;
+use chorus_common::clock::{drift_ppm, now_ns, parse_rfc3339_ns, rfc3339_ns};
+use chorus_common::metrics::StageMetrics;
+use chorus_common::metrics::summary::{AgentCoverage, OpSummary, RunSummary, StageSummary};
+use chorus_common::oplog::merge::{MergeStats, merge_files};
+use chorus_common::plan::{self, Plan};
 use chorus_proto::pb;
-use serde_json::Value;
 
 use crate::EXIT_BAD_INPUT;
+use crate::analyze::{self, Analysis, StageAnalysis};
 use crate::cli::CollectArgs;
 use crate::run::collector::{PART_SUFFIX, PARTIAL_SUFFIX, with_suffix};
-use crate::run::results::RunDir;
+use crate::run::drift::{self, LogToMerge};
+use crate::run::results::{
+    self, AgentStageMeta, AgentStageStatus, CollectMeta, RunDir, RunMeta, RunStatus, StageMeta,
+};
 use crate::transport::{self, Security};
 
 pub async fn collect_command(args: CollectArgs) -> ExitCode {
@@ -46,117 +63,381 @@ pub async fn collect_command(args: CollectArgs) -> ExitCode {
     }
 }
 
-/// One agent as `run.json` names it.
-struct AgentEntry {
-    id: String,
-    address: String,
+/// A stage's op-log as the run directory names it: the stage's index and
+/// its name in the plan.
+struct Slot {
+    index: u32,
+    name: String,
 }
 
+/// Fetches, recovers, merges and writes; the steps in order. Everything
+/// is written even when something could not be collected (an agent
+/// unreachable): then the report lists it and the result is an error.
 async fn collect(run: &Path, sec: &Security) -> anyhow::Result<String> {
+    let mut meta = results::read_meta(run)?;
     let meta_path = run.join("run.json");
-    let text = std::fs::read_to_string(&meta_path)
-        .with_context(|| format!("cannot read {}", meta_path.display()))?;
-    let mut meta: Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not valid JSON", meta_path.display()))?;
-    let run_id = meta["run_id"]
-        .as_str()
-        .with_context(|| format!("{}: no `run_id`", meta_path.display()))?
-        .to_string();
-    let plan = plan::load(&run.join("plan.yaml")).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let agents: Vec<AgentEntry> = meta["agents"]
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|a| {
-            Some(AgentEntry {
-                id: a["id"].as_str()?.to_string(),
-                address: a["address"].as_str()?.to_string(),
-            })
-        })
-        .collect();
-    if agents.is_empty() {
+    if meta.run_id.is_empty() {
+        anyhow::bail!("{}: empty `run_id`", meta_path.display());
+    }
+    if meta.agents.is_empty() {
         anyhow::bail!("{} names no agents", meta_path.display());
     }
+    let plan = plan::load(&run.join("plan.yaml")).map_err(|e| anyhow::anyhow!("{e}"))?;
     let dir = RunDir {
         path: run.to_path_buf(),
     };
-    let mut fetched = Vec::new();
-    let mut problems = Vec::new();
-    for a in &agents {
-        let missing: Vec<(u32, &str)> = plan
-            .stages
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (i as u32, s.name.as_str()))
-            .filter(|(i, name)| {
-                dir.agent_oplog(&a.id, *i, name)
-                    .map(|p| !p.exists())
-                    .unwrap_or(false)
-            })
-            .collect();
-        if missing.is_empty() {
-            continue;
-        }
-        let mut client = match transport::connect(&a.address, sec).await {
-            Ok(c) => c,
-            Err(e) => {
-                problems.push(format!("agent {} at {}: {e:#}", a.id, a.address));
-                continue;
-            }
-        };
-        for (index, name) in missing {
-            let path = dir.agent_oplog(&a.id, index, name)?;
-            match fetch(&mut client, &run_id, index, &path).await {
-                Ok(Some(0)) => fetched.push(format!("{}: stage {index} `{name}`", a.id)),
-                Ok(Some(from)) => fetched.push(format!(
-                    "{}: stage {index} `{name}` (continued from byte {from})",
-                    a.id
-                )),
-                Ok(None) => {}
-                Err(e) => problems.push(format!("agent {} stage {index} `{name}`: {e:#}", a.id)),
-            }
-        }
+    let slots: Vec<Slot> = plan
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Slot {
+            index: i as u32,
+            name: s.name.clone(),
+        })
+        .collect();
+    let mut done = CollectMeta {
+        at: rfc3339_ns(now_ns()),
+        // What the run said, not what an earlier `collect` made it.
+        status_before: meta
+            .collect
+            .as_ref()
+            .map_or(meta.status, |c| c.status_before),
+        ..Default::default()
+    };
+    for k in 0..meta.agents.len() {
+        from_agent(&mut meta, k, &dir, &slots, sec, &mut done).await?;
     }
+    done.recovered_stages = recover_stages(&mut meta, &dir, &plan)?;
+    note_whole_logs(&mut meta, &dir, &slots)?;
 
-    // Every log now in the directory, each with its stage's offset.
-    let mut inputs = Vec::new();
-    for a in &agents {
-        for (i, s) in plan.stages.iter().enumerate() {
-            let path = dir.agent_oplog(&a.id, i as u32, &s.name)?;
-            if path.exists() {
-                let clock = crate::run::drift::stage_correction(&meta, &a.id, i as u32);
-                inputs.push(MergeInput::with_clock(path, clock));
-            }
-        }
+    let (merged, in_timeline) = merge_timeline(&mut meta, &dir, &slots)?;
+    let analysis = analyze::analyze(run, &analyze::Config::default())
+        .context("reading the merged timeline back")?;
+    if let Some(d) = &analysis.damaged {
+        done.problems.push(format!("timeline: {d}"));
     }
-    let timeline = run.join("timeline.tsv.zst");
-    let tmp = run.join(".merge-tmp");
-    std::fs::create_dir_all(&tmp)?;
-    let merged = merge_files(&inputs, &timeline, &tmp);
-    let _ = std::fs::remove_dir_all(&tmp);
-    let merged = merged.context("merging op-logs into the timeline")?;
-    meta["timeline"]["records"] = merged.records_out.into();
-    meta["timeline"]["inputs"] = merged.inputs.into();
-    meta["timeline"]["errors"] = merged.errors.clone().into();
-    meta["collected"] = fetched.clone().into();
-    std::fs::write(&meta_path, serde_json::to_string_pretty(&meta)?)
-        .with_context(|| format!("cannot write {}", meta_path.display()))?;
+    let summary = summarize(&meta, &plan, &analysis, &in_timeline);
+    dir.write("summary.txt", &summary.to_text())?;
+    dir.write("summary.json", &summary.to_json())?;
+    dir.write("summary.csv", &summary.to_csv())?;
+    if let Err(e) = crate::report::write_run_report(run) {
+        done.problems.push(format!("report.html: {e:#}"));
+    }
+    // A run whose controller died has no end but its last op (which an
+    // earlier `collect`, before every log was here, may have put too soon).
+    if meta.ended_at.is_empty() || done.status_before == RunStatus::Running {
+        meta.ended_at = rfc3339_ns(last_end(&analysis).unwrap_or_else(now_ns));
+    }
+    meta.status = RunStatus::Collected;
+    let problems: Vec<String> = done
+        .problems
+        .iter()
+        .chain(&merged.errors)
+        .cloned()
+        .collect();
+    let report = report_text(&done, &merged, &summary);
+    meta.collect = Some(done);
+    dir.write_meta(&meta)?;
+    if !problems.is_empty() {
+        anyhow::bail!("{report}\nnot collected:\n  {}", problems.join("\n  "));
+    }
+    Ok(report)
+}
 
+/// What `collect` prints: what it fetched and recovered, then the summary.
+fn report_text(done: &CollectMeta, merged: &MergeStats, summary: &RunSummary) -> String {
     let mut report = format!(
         "fetched {} op-log(s); timeline: {} records from {} logs",
-        fetched.len(),
+        done.fetched.len(),
         merged.records_out,
         merged.inputs
     );
-    for f in &fetched {
+    for f in &done.fetched {
         report.push_str(&format!("\n  fetched {f}"));
     }
-    if !problems.is_empty() || !merged.errors.is_empty() {
-        let all: Vec<String> = problems.into_iter().chain(merged.errors).collect();
-        anyhow::bail!("{report}\nnot collected:\n  {}", all.join("\n  "));
+    for r in &done.recovered_stages {
+        report.push_str(&format!("\n  recovered {r} (the run had not recorded it)"));
     }
-    Ok(report)
+    report.push_str(&format!(
+        "\nstatus: collected (was {}); summary and report.html written\n{}",
+        done.status_before.name(),
+        summary.to_text()
+    ));
+    report
+}
+
+/// From agent `k` of `run.json`: the end clock if the run has none, and
+/// every log the run directory lacks. An agent that cannot be reached is
+/// a problem only if logs were wanted from it.
+async fn from_agent(
+    meta: &mut RunMeta,
+    k: usize,
+    dir: &RunDir,
+    slots: &[Slot],
+    sec: &Security,
+    done: &mut CollectMeta,
+) -> anyhow::Result<()> {
+    let a = &meta.agents[k];
+    let (id, address) = (a.id.clone(), a.address.clone());
+    let mut missing = Vec::new();
+    for s in slots {
+        if !dir.agent_oplog(&id, s.index, &s.name)?.exists() {
+            missing.push(s);
+        }
+    }
+    let wants_clock = a.clock_end.is_none();
+    if missing.is_empty() && !wants_clock {
+        return Ok(());
+    }
+    let mut client = match transport::connect(&address, sec).await {
+        Ok(c) => c,
+        Err(e) if !missing.is_empty() => {
+            done.problems
+                .push(format!("agent {id} at {address}: {e:#}"));
+            return Ok(());
+        }
+        // Only its end clock was wanted: the correction stays constant.
+        Err(_) => return Ok(()),
+    };
+    if wants_clock && let Ok(c) = crate::run::agents::measure_clock_of(&mut client, &id).await {
+        let a = &mut meta.agents[k];
+        a.clock_end = Some(c);
+        a.drift_ppm = a.clock_start.as_ref().map(|s| drift_ppm(s, &c));
+        done.clocks_measured.push(id.clone());
+    }
+    for s in missing {
+        let path = dir.agent_oplog(&id, s.index, &s.name)?;
+        let what = drift::entry_name(s.index, 0, &s.name);
+        match fetch(&mut client, &meta.run_id, s.index, &path).await {
+            Ok(Some(0)) => done.fetched.push(format!("{id}: {what}")),
+            Ok(Some(from)) => done
+                .fetched
+                .push(format!("{id}: {what} (continued from byte {from})")),
+            Ok(None) => {}
+            Err(e) => done.problems.push(format!("agent {id} {what}: {e:#}")),
+        }
+    }
+    Ok(())
+}
+
+/// Lists in `stages[]` the plan's stages the run never recorded but whose
+/// logs are now here (the controller died during them): each agent with a
+/// log `stopped`, its clock the last one the run measured for it (the one
+/// taken just before the stage was never written down; the correction
+/// runs from it to the end clock, across the stage). Returns their names.
+fn recover_stages(meta: &mut RunMeta, dir: &RunDir, plan: &Plan) -> anyhow::Result<Vec<String>> {
+    let mut recovered = Vec::new();
+    for (i, stage) in plan.stages.iter().enumerate() {
+        let index = i as u32;
+        if meta.stages.iter().any(|s| s.index == index) {
+            continue;
+        }
+        let mut agents = Vec::new();
+        for a in &meta.agents {
+            let path = dir.agent_oplog(&a.id, index, &stage.name)?;
+            let Ok(file) = std::fs::metadata(&path) else {
+                continue;
+            };
+            let last = meta
+                .stages
+                .iter()
+                .rev()
+                .find_map(|s| s.agents.iter().find(|m| m.id == a.id)?.clock)
+                .or(a.clock_start);
+            agents.push(AgentStageMeta {
+                id: a.id.clone(),
+                status: AgentStageStatus::Stopped,
+                clock: last,
+                oplog: Some(relative(dir, &path)),
+                oplog_bytes_collected: file.len(),
+                ..Default::default()
+            });
+        }
+        if agents.is_empty() {
+            continue;
+        }
+        recovered.push(drift::entry_name(index, 0, &stage.name));
+        meta.stages.push(StageMeta {
+            index,
+            step: 0,
+            name: stage.name.clone(),
+            kind: stage.kind.name().to_string(),
+            target: stage.target.clone(),
+            agents,
+            ..Default::default()
+        });
+    }
+    Ok(recovered)
+}
+
+/// Points each recorded stage's entries at the whole logs now here (a
+/// `.partial` continued from the agent's spool), with their sizes.
+fn note_whole_logs(meta: &mut RunMeta, dir: &RunDir, slots: &[Slot]) -> anyhow::Result<()> {
+    for entry in meta.stages.iter_mut().filter(|s| s.step == 0) {
+        let Some(slot) = slots.iter().find(|s| s.index == entry.index) else {
+            continue;
+        };
+        for m in &mut entry.agents {
+            let path = dir.agent_oplog(&m.id, slot.index, &slot.name)?;
+            if let Ok(file) = std::fs::metadata(&path) {
+                m.oplog = Some(relative(dir, &path));
+                m.oplog_bytes_collected = file.len();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `path` relative to the run directory, as `run.json` names logs.
+fn relative(dir: &RunDir, path: &Path) -> String {
+    path.strip_prefix(&dir.path)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// Merges every whole log in the directory into `timeline.tsv.zst`, each
+/// with its correction from `run.json`; notes the result in `meta`.
+/// Returns the merge's figures (a log left out for want of a clock is in
+/// its errors) and the (agent, stage index) of each log merged.
+fn merge_timeline(
+    meta: &mut RunMeta,
+    dir: &RunDir,
+    slots: &[Slot],
+) -> anyhow::Result<(MergeStats, BTreeSet<(String, u32)>)> {
+    let mut logs = Vec::new();
+    for a in &meta.agents {
+        for s in slots {
+            let path = dir.agent_oplog(&a.id, s.index, &s.name)?;
+            if path.exists() {
+                logs.push(LogToMerge {
+                    path,
+                    agent: a.id.clone(),
+                    index: s.index,
+                    step: 0,
+                });
+            }
+        }
+    }
+    let keys: Vec<(String, u32, PathBuf)> = logs
+        .iter()
+        .map(|l| (l.agent.clone(), l.index, l.path.clone()))
+        .collect();
+    let (inputs, unmerged) = drift::merge_inputs(meta, logs);
+    let in_timeline = keys
+        .into_iter()
+        .filter(|(_, _, p)| inputs.iter().any(|i| i.path == *p))
+        .map(|(id, index, _)| (id, index))
+        .collect();
+    let timeline = dir.path.join("timeline.tsv.zst");
+    let tmp = dir.path.join(".merge-tmp");
+    std::fs::create_dir_all(&tmp)?;
+    let merged = merge_files(&inputs, &timeline, &tmp);
+    let _ = std::fs::remove_dir_all(&tmp);
+    let mut merged = merged.context("merging op-logs into the timeline")?;
+    merged.errors.extend(unmerged);
+    meta.timeline.file = "timeline.tsv.zst".into();
+    meta.timeline.records = merged.records_out;
+    meta.timeline.inputs = merged.inputs;
+    meta.timeline.errors = merged.errors.clone();
+    Ok((merged, in_timeline))
+}
+
+/// The run's summary from the timeline's analysis: one stage per entry of
+/// `stages[]` that ran on any agent (in order, a stage with no ops too,
+/// as a run writes it), then any stage only the timeline names.
+fn summarize(
+    meta: &RunMeta,
+    plan: &Plan,
+    analysis: &Analysis,
+    in_timeline: &BTreeSet<(String, u32)>,
+) -> RunSummary {
+    let kind_of = |name: &str| {
+        plan.stages
+            .iter()
+            .find(|s| s.name == name)
+            .map_or(String::new(), |s| s.kind.name().to_string())
+    };
+    let mut seen = BTreeSet::new();
+    let mut stages = Vec::new();
+    for entry in meta.stages.iter().filter(|s| !s.agents.is_empty()) {
+        if !seen.insert(entry.name.as_str()) {
+            continue;
+        }
+        let found = analysis.stages.iter().find(|s| s.name == entry.name);
+        let mut s = stage_summary(&entry.name, &entry.kind, found);
+        s.coverage = coverage(entry, in_timeline);
+        stages.push(s);
+    }
+    for s in &analysis.stages {
+        if !seen.contains(s.name.as_str()) {
+            stages.push(stage_summary(&s.name, &kind_of(&s.name), Some(s)));
+        }
+    }
+    RunSummary::new(&meta.run_id, &meta.plan, stages)
+}
+
+/// A stage's summary from its analysis: the same rows (`analyze` keeps
+/// the summary's histogram settings, so the percentiles are the ones a run
+/// computes from agents' histograms); an empty one for no ops.
+fn stage_summary(name: &str, kind: &str, found: Option<&StageAnalysis>) -> StageSummary {
+    let Some(a) = found else {
+        return StageSummary::from_metrics(name, kind, 0, 0.0, &StageMetrics::default());
+    };
+    let ops = a
+        .ops
+        .iter()
+        .map(|r| OpSummary {
+            op: r.key.clone(),
+            count: r.count,
+            errors: r.errors,
+            bytes: r.bytes,
+            ops_per_s: r.ops_per_s,
+            mib_per_s: r.mib_per_s,
+            latency_us: r.latency_us,
+        })
+        .collect();
+    StageSummary {
+        name: name.to_string(),
+        kind: kind.to_string(),
+        agents: a.agents as u32,
+        elapsed_s: a.elapsed_s,
+        ops,
+        endpoints: Vec::new(),
+        coverage: Vec::new(),
+    }
+}
+
+/// Each agent's part in a stage as `run.json` has it, in seconds from the
+/// stage's start (0 where a time is unknown, as for a recovered stage),
+/// and whether its log is in the timeline (and so in these numbers).
+fn coverage(entry: &StageMeta, in_timeline: &BTreeSet<(String, u32)>) -> Vec<AgentCoverage> {
+    let start = parse_rfc3339_ns(&entry.start_at);
+    let secs = |t: &str| match (start, parse_rfc3339_ns(t)) {
+        (Some(s), Some(t)) => (t - s) as f64 / 1e9,
+        _ => 0.0,
+    };
+    entry
+        .agents
+        .iter()
+        .map(|m| AgentCoverage {
+            agent: m.id.clone(),
+            status: m.status.name().to_string(),
+            from_s: secs(&m.started),
+            to_s: secs(&m.ended),
+            in_summary: in_timeline.contains(&(m.id.clone(), entry.index)),
+        })
+        .collect()
+}
+
+/// The last op's end in the timeline: when a run whose controller died
+/// ended.
+fn last_end(analysis: &Analysis) -> Option<i64> {
+    analysis
+        .stages
+        .iter()
+        .filter_map(|s| parse_rfc3339_ns(&s.last_end))
+        .max()
 }
 
 /// Fetches one spooled log into `path`, continuing a copy already in the

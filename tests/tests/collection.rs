@@ -285,6 +285,10 @@ fn collect_continues_a_copy_left_by_a_dead_controller() {
         if out.status.success() || Instant::now() > deadline {
             break out;
         }
+        println!(
+            "collect, too early:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::thread::sleep(Duration::from_millis(250));
     };
     let text = format!(
@@ -307,4 +311,73 @@ fn collect_continues_a_copy_left_by_a_dead_controller() {
         "the continued copy differs from the agent's log"
     );
     assert_eq!(load_log_size(&results, "a", ".part"), None);
+    collected_run_is_complete(&run, text.contains("(was running)"));
+}
+
+/// A run finished by `collect` is as complete as a normal one: `run.json`
+/// lists the stage the controller died in and says `collected`; the
+/// summary holds the timeline's ops, stage by stage; the report is there;
+/// and `compare` takes the run.
+fn collected_run_is_complete(run: &Path, said_running: bool) {
+    let meta = read_json(&run.join("run.json"));
+    assert_eq!(meta["status"], "collected", "{meta:#}");
+    assert_eq!(meta["collect"]["status_before"], "running", "{meta:#}");
+    assert!(said_running, "collect did not say what the status was");
+    // The run ended with its last op (not at an earlier, too early collect).
+    let t = Tsv::read_zst(&run.join("timeline.tsv.zst"));
+    let last_end = t.column("end").iter().map(|e| rfc3339_to_ns(e)).max();
+    let ended_at = rfc3339_to_ns(meta["ended_at"].as_str().unwrap());
+    assert_eq!(Some(ended_at), last_end, "{meta:#}");
+    // The end clock the dead controller never measured.
+    assert!(meta["agents"][0]["clock_end"].is_object(), "{meta:#}");
+    let stages = meta["stages"].as_array().unwrap();
+    let names: Vec<&str> = stages.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["prepare", "load"], "{meta:#}");
+    let load = &stages[1];
+    assert_eq!(
+        (load["index"].as_u64(), load["step"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(load["agents"][0]["id"], "a");
+    assert_eq!(load["agents"][0]["status"], "stopped", "{load:#}");
+    assert_eq!(load["agents"][0]["oplog"], "agents/a/01-load.tsv.zst");
+    assert!(load["agents"][0]["clock"].is_object(), "{load:#}");
+    assert_eq!(meta["collect"]["recovered_stages"][0], "stage 1 `load`");
+
+    // Summary equals timeline, per stage.
+    assert_eq!(meta["timeline"]["records"], t.rows.len() as u64);
+    let summary = read_json(&run.join("summary.json"));
+    let stage_col = t.col("stage");
+    let mut total = 0;
+    for name in ["prepare", "load"] {
+        let in_timeline = t.rows.iter().filter(|r| r[stage_col] == name).count() as u64;
+        let s = summary["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no stage {name} in {summary:#}"));
+        let all = s["ops"].as_array().unwrap().last().unwrap();
+        assert_eq!(all["op"], "ALL");
+        assert_eq!(all["count"], in_timeline, "stage {name}: {s:#}");
+        assert!(in_timeline > 0, "no ops of {name}");
+        total += in_timeline;
+    }
+    assert_eq!(summary["total_ops"], total);
+    assert_eq!(t.rows.len() as u64, total);
+    for f in ["summary.txt", "summary.csv", "report.html"] {
+        let len = std::fs::metadata(run.join(f)).map(|m| m.len()).unwrap_or(0);
+        assert!(len > 0, "no {f}");
+    }
+    let out = Command::new(bin("controller"))
+        .arg("compare")
+        .args([run, run])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "compare refused the collected run:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -343,6 +343,18 @@ fn agents_stop_within_the_bound_when_the_controller_dies_and_logs_are_collected(
         after < Duration::from_secs(4),
         "ops went on {after:?} after the controller died"
     );
+    // The run is finished as a normal one: both agents' `load` listed,
+    // and a summary of exactly the timeline's ops.
+    let meta = read_json(&run.join("run.json"));
+    assert_eq!(meta["status"], "collected", "{meta:#}");
+    let ids: BTreeSet<&str> = meta["stages"][1]["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, BTreeSet::from(["a", "b"]), "{meta:#}");
+    assert_eq!(load.len() as u64, summary_ops(&run, "load"));
 }
 
 #[test]

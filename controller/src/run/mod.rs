@@ -40,7 +40,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chorus_common::clock::{drift_ppm, now_ns, rfc3339_ns};
 use chorus_common::metrics::summary::{RunSummary, StageSummary};
-use chorus_common::oplog::merge::{MergeInput, merge_files};
+use chorus_common::oplog::merge::merge_files;
 use chorus_common::plan::{self, Overrides, Plan};
 use chorus_proto::pb;
 
@@ -48,7 +48,7 @@ use crate::EXIT_BAD_INPUT;
 use crate::cli::RunArgs;
 use agents::AgentHandle;
 use kinds::KindPicker;
-use results::{AgentMeta, HostMeta, RunDir, RunMeta};
+use results::{AgentMeta, HostMeta, RunDir, RunMeta, RunStatus};
 use sequence::{RunControl, StageOutput, run_stages};
 use stage::{StopReason, StopSignal};
 use std::sync::Arc;
@@ -212,7 +212,7 @@ async fn run(args: RunArgs, pick: KindPicker) -> Result<std::path::PathBuf, RunE
     meta.on_agent_loss = plan.control.on_agent_loss.name().to_string();
     meta.transport = security.describe().to_string();
     meta.forwarded_env = forwarded.keys().cloned().collect();
-    meta.status = "running".into();
+    meta.status = RunStatus::Running;
     meta.agents = agent_meta(&agents);
     // Written now and after every stage, so a controller that dies mid-run
     // leaves enough for `controller collect` to fetch the agents' logs.
@@ -291,20 +291,22 @@ async fn finish_run(
     dir.write("plan.yaml", &plan.to_yaml())?;
     // Corrections come from run.json as written, as `controller collect`
     // takes them, so merging again later gives the same timeline.
-    let json = serde_json::to_value(&*meta).context("run.json")?;
-    let inputs: Vec<MergeInput> = outputs
-        .iter()
-        .flat_map(|o| o.oplogs.iter().map(move |log| (o.index, log)))
-        .map(|(index, (path, id))| {
-            MergeInput::with_clock(path.clone(), drift::stage_correction(&json, id, index))
+    let logs = outputs.iter().flat_map(|o| {
+        o.oplogs.iter().map(|(path, id)| drift::LogToMerge {
+            path: path.clone(),
+            agent: id.clone(),
+            index: o.index,
+            step: o.step,
         })
-        .collect();
+    });
+    let (inputs, unmerged) = drift::merge_inputs(meta, logs);
     let timeline = dir.path.join("timeline.tsv.zst");
     let tmp = dir.path.join(".merge-tmp");
     std::fs::create_dir_all(&tmp)?;
     let merged = merge_files(&inputs, &timeline, &tmp);
     let _ = std::fs::remove_dir_all(&tmp);
-    let merged = merged.with_context(|| "merging op-logs into the timeline")?;
+    let mut merged = merged.with_context(|| "merging op-logs into the timeline")?;
+    merged.errors.extend(unmerged);
     meta.timeline.file = "timeline.tsv.zst".into();
     meta.timeline.records = merged.records_out;
     meta.timeline.inputs = merged.inputs;
@@ -325,15 +327,15 @@ async fn finish_run(
     }
 
     match &result {
-        Ok(()) if merged.errors.is_empty() => meta.status = "completed".into(),
+        Ok(()) if merged.errors.is_empty() => meta.status = RunStatus::Completed,
         Ok(()) => {
-            meta.status = "failed".into();
+            meta.status = RunStatus::Failed;
             meta.error = Some(format!("damaged op-logs: {}", merged.errors.join("; ")));
         }
         Err(e) => {
             meta.status = match e.downcast_ref::<StopReason>() {
-                Some(StopReason::Interrupted) => "interrupted".into(),
-                _ => "failed".into(),
+                Some(StopReason::Interrupted) => RunStatus::Interrupted,
+                _ => RunStatus::Failed,
             };
             meta.error = Some(format!("{e:#}"));
         }

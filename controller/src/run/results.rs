@@ -1,5 +1,13 @@
 //! The run directory: `runs/<UTC time>-<plan name>/` with the plan as run,
 //! `run.json`, summaries, per-agent op-logs and the merged timeline.
+//!
+//! `run.json` is written by `controller run` and read back (typed, through
+//! the same structs) by `controller collect` and the timeline's clock
+//! corrections (`drift.rs`). Fields added after the first versions carry
+//! `#[serde(default)]`, so a run directory written by an older controller
+//! can still be collected; the fields that identify things (run id,
+//! agents' ids and addresses, stages' indices and names, statuses) are
+//! required: without them there is nothing to collect.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -7,86 +15,178 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use chorus_common::clock::{ClockEstimate, rfc3339_ns};
 use chorus_common::workload::ScheduleReport;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// How a run ended, as `run.json`'s `status` says it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Written at the start and after each stage; what a run directory
+    /// left by a controller that died still says.
+    #[default]
+    Running,
+    Completed,
+    /// With `error` set.
+    Failed,
+    /// Ctrl-C, with `error` set.
+    Interrupted,
+    /// Finished by `controller collect` (see `RunMeta::collect` for what
+    /// it said before).
+    Collected,
+}
+
+impl RunStatus {
+    /// The word `run.json` holds.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Collected => "collected",
+        }
+    }
+}
+
+/// How one agent's part in one stage ended.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentStageStatus {
+    Finished,
+    /// The default of an entry being filled in: nothing says it finished.
+    #[default]
+    Failed,
+    Lost,
+    /// Stopped before its end by something other than the plan: its
+    /// controller went away (a stage recovered by `collect`).
+    Stopped,
+}
+
+impl AgentStageStatus {
+    /// The word `run.json` holds (and the summary's coverage rows).
+    pub fn name(self) -> &'static str {
+        match self {
+            AgentStageStatus::Finished => "finished",
+            AgentStageStatus::Failed => "failed",
+            AgentStageStatus::Lost => "lost",
+            AgentStageStatus::Stopped => "stopped",
+        }
+    }
+}
 
 /// `run.json`: everything needed to interpret the run later.
-#[derive(Serialize, Debug, Default)]
+#[derive(Serialize, Deserialize, Debug, Default)]
 pub struct RunMeta {
     pub run_id: String,
     pub plan: String,
+    #[serde(default)]
     pub plan_file: String,
-    /// `completed`; `failed` or `interrupted` with `error` set.
-    pub status: String,
+    /// `failed` and `interrupted` come with `error` set.
+    pub status: RunStatus,
+    #[serde(default)]
     pub error: Option<String>,
     /// What the plan said to do about lost agents (`abort`, `continue`).
+    #[serde(default)]
     pub on_agent_loss: String,
     /// Agents lost during the run, in the order they were found lost.
+    #[serde(default)]
     pub lost_agents: Vec<LostAgentMeta>,
     /// Agents that stopped cleanly mid-run (SIGTERM: their ops up to then
     /// are in the summary and timeline), in the order they left.
+    #[serde(default)]
     pub stopped_agents: Vec<LostAgentMeta>,
     /// Clock offsets or uncertainties past the plan's limits.
+    #[serde(default)]
     pub clock_warnings: Vec<String>,
     /// How the controller reached remote agents: `tls`, `token`,
     /// `tls+token`, `insecure`, or `loopback` (embedded agents).
+    #[serde(default)]
     pub transport: String,
     /// Names (never values) of the variables forwarded to agents.
+    #[serde(default)]
     pub forwarded_env: Vec<String>,
+    #[serde(default)]
     pub controller: HostMeta,
     pub started_at: String,
+    #[serde(default)]
     pub ended_at: String,
     pub agents: Vec<AgentMeta>,
     pub stages: Vec<StageMeta>,
+    #[serde(default)]
     pub timeline: TimelineMeta,
+    /// Set by `controller collect`: what it found and did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collect: Option<CollectMeta>,
 }
 
-#[derive(Serialize, Debug, Default)]
+#[derive(Serialize, Deserialize, Debug, Default)]
 pub struct HostMeta {
+    #[serde(default)]
     pub version: String,
+    #[serde(default)]
     pub hostname: String,
+    #[serde(default)]
     pub cpus: u32,
+    #[serde(default)]
     pub os: String,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Deserialize, Debug)]
 pub struct AgentMeta {
     pub index: u32,
     pub id: String,
     pub address: String,
+    #[serde(default)]
     pub host: HostMeta,
     /// Whether the agent demands a client certificate or a token.
+    #[serde(default)]
     pub authenticated: bool,
     /// Offsets are (agent clock − controller clock).
+    #[serde(default)]
     pub clock_start: Option<ClockEstimate>,
+    /// Measured when the run ended; by `controller collect` when the run's
+    /// controller could not (it died, or the agent was lost).
+    #[serde(default)]
     pub clock_end: Option<ClockEstimate>,
+    #[serde(default)]
     pub drift_ppm: Option<f64>,
 }
 
-#[derive(Serialize, Debug)]
+/// One entry of `stages[]`: a stage run whole (`step` 0) or one of its
+/// sub-steps (`step` 1.., in order, all with the stage's `index`).
+#[derive(Serialize, Deserialize, Debug, Default)]
 pub struct StageMeta {
     pub index: u32,
     /// 0 for a stage run whole; 1, 2, … for its sub-steps (each its own
     /// entry, named after the step, with its own clocks and op-logs).
+    #[serde(default)]
     pub step: u32,
     pub name: String,
+    #[serde(default)]
     pub kind: String,
+    #[serde(default)]
     pub target: String,
-    /// Controller clock.
+    /// Controller clock; empty for a stage recovered by `collect` (the
+    /// controller that chose it died before writing it down).
+    #[serde(default)]
     pub start_at: String,
     /// Spread of the instants the agents issued their first op,
     /// clock-corrected (in open loop too: issued, not scheduled).
+    #[serde(default)]
     pub start_skew_ms: Option<f64>,
     /// Spread of the instants the agents released their workers,
     /// clock-corrected: how well they woke up together.
+    #[serde(default)]
     pub release_skew_ms: Option<f64>,
     /// Why the stage (or step) was stopped before its limits, if it was:
     /// the stage kind's reason (steady state…), Ctrl-C, an abort.
+    #[serde(default)]
     pub ended_early: Option<String>,
     pub agents: Vec<AgentStageMeta>,
 }
 
 /// An agent lost mid-run.
-#[derive(Serialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct LostAgentMeta {
     pub id: String,
     /// Controller clock, when the loss was noticed.
@@ -97,45 +197,137 @@ pub struct LostAgentMeta {
 }
 
 /// One agent's stage times, corrected to the controller's clock.
-#[derive(Serialize, Debug, Default)]
+#[derive(Serialize, Deserialize, Debug, Default)]
 pub struct AgentStageMeta {
     pub id: String,
     /// `finished`; `stopped` when told to stop before its limits (by the
     /// controller, or by a signal to the agent: see `stopped_by`);
     /// `failed` or `lost`.
-    pub status: String,
+    pub status: AgentStageStatus,
     /// Who stopped it early: the controller's reason, or the agent's own
     /// (`SIGTERM`).
+    #[serde(default)]
     pub stopped_by: Option<String>,
-    /// The clock measured just before the stage; its offset corrects this
-    /// stage's op-log in the timeline.
+    /// The clock measured just before the stage; the correction of this
+    /// stage's op-log in the timeline starts from it (see `drift.rs`). For
+    /// a stage recovered by `collect`, the agent's last measurement before
+    /// it (the one taken just before was never written down).
+    #[serde(default)]
     pub clock: Option<ClockEstimate>,
+    /// Empty when unknown (a stage recovered by `collect`), as `ended`.
+    #[serde(default)]
     pub started: String,
+    #[serde(default)]
     pub first_op: Option<String>,
+    #[serde(default)]
     pub ended: String,
+    /// As the agent reported it; 0 for a stage recovered by `collect`
+    /// (its records are counted in `timeline` and the summary).
+    #[serde(default)]
     pub records_logged: u64,
+    #[serde(default)]
     pub log_backpressure_waits: u64,
+    #[serde(default)]
     pub log_backpressure_wait_ms: f64,
     /// Ops in the warm-up: in the op-log (flagged), not in the summary.
+    #[serde(default)]
     pub warmup_ops: u64,
+    #[serde(default)]
     pub retries: u64,
     /// Open loop: how this agent kept to its schedule.
+    #[serde(default, with = "schedule_serde")]
     pub schedule: Option<ScheduleReport>,
+    #[serde(default)]
     pub error: Option<String>,
     /// This stage's op-log in the run directory, relative to it: the
     /// whole log, or for an agent lost (or failed) mid-stage the part
     /// copied before (`….tsv.zst.partial`); `None` when nothing came.
+    #[serde(default)]
     pub oplog: Option<String>,
     /// Bytes of the agent's op-log copied into `oplog`.
+    #[serde(default)]
     pub oplog_bytes_collected: u64,
 }
 
-#[derive(Serialize, Debug, Default)]
+#[derive(Serialize, Deserialize, Debug, Default)]
 pub struct TimelineMeta {
+    #[serde(default)]
     pub file: String,
+    #[serde(default)]
     pub records: u64,
+    #[serde(default)]
     pub inputs: usize,
+    #[serde(default)]
     pub errors: Vec<String>,
+}
+
+/// What `controller collect` did to a run directory (the last time it
+/// ran on it).
+#[derive(Serialize, Deserialize, Debug, Default)]
+pub struct CollectMeta {
+    /// When it ran, on its host's clock.
+    pub at: String,
+    /// `status` before the first `collect`: `running` for a run whose
+    /// controller died.
+    pub status_before: RunStatus,
+    /// The op-logs it fetched from agents' spools (`agent: stage …`).
+    #[serde(default)]
+    pub fetched: Vec<String>,
+    /// Stages the run had not written down (it ended during them), now
+    /// listed in `stages[]` from the logs found.
+    #[serde(default)]
+    pub recovered_stages: Vec<String>,
+    /// Agents whose `clock_end` it measured (the run could not).
+    #[serde(default)]
+    pub clocks_measured: Vec<String>,
+    /// What it could not collect (an agent unreachable, a log refused);
+    /// the run's results cover the rest.
+    #[serde(default)]
+    pub problems: Vec<String>,
+}
+
+/// `ScheduleReport` (in `common`, which has no reason to read `run.json`
+/// back) through a mirror of its fields: serde's remote derive checks at
+/// compile time that the mirror has every field of the real type.
+mod schedule_serde {
+    use chorus_common::workload::ScheduleReport;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(remote = "ScheduleReport")]
+    struct Mirror {
+        target_rate: f64,
+        achieved_rate: f64,
+        ops: u64,
+        late_ops: u64,
+        max_lag_ms: f64,
+        mean_lag_ms: f64,
+    }
+
+    #[derive(Serialize)]
+    struct Out<'a>(#[serde(with = "Mirror")] &'a ScheduleReport);
+
+    #[derive(Deserialize)]
+    struct In(#[serde(with = "Mirror")] ScheduleReport);
+
+    pub fn serialize<S: Serializer>(v: &Option<ScheduleReport>, s: S) -> Result<S::Ok, S::Error> {
+        v.as_ref().map(Out).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<ScheduleReport>, D::Error> {
+        Ok(Option::<In>::deserialize(d)?.map(|In(r)| r))
+    }
+}
+
+/// Reads `run.json` of run directory `run`; errors name the file and,
+/// for bad content, serde's line and column.
+pub fn read_meta(run: &Path) -> anyhow::Result<RunMeta> {
+    let path = run.join("run.json");
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a run.json", path.display()))
 }
 
 /// A run directory being written.
@@ -232,5 +424,66 @@ mod tests {
     #[test]
     fn run_ids_are_compact_and_safe() {
         assert_eq!(run_id(0, "a b/c"), "19700101T000000Z-a_b_c");
+    }
+
+    /// A run.json as the first controllers wrote it: no `step`, `oplog`,
+    /// `transport`, per-stage clocks or schedule.
+    const OLD_RUN_JSON: &str = r#"{
+      "run_id": "20261123T215645Z-q", "plan": "q", "plan_file": "q.yaml",
+      "status": "running", "error": null,
+      "controller": {"version": "0.1.0", "hostname": "h", "cpus": 2, "os": "linux"},
+      "started_at": "2026-11-23T21:56:45Z", "ended_at": "",
+      "agents": [{"index": 0, "id": "a", "address": "127.0.0.1:7000",
+                  "host": {"version": "0.1.0", "hostname": "h", "cpus": 2, "os": "linux"},
+                  "clock_start": null, "clock_end": null, "drift_ppm": null}],
+      "stages": [{"index": 0, "name": "prepare", "kind": "prepare", "target": "file:///d",
+                  "start_at": "2026-11-23T21:56:46Z", "start_skew_ms": 0.5,
+                  "agents": [{"id": "a", "status": "finished", "started": "", "ended": "",
+                              "records_logged": 100, "error": null}]}],
+      "timeline": {"file": "", "records": 0, "inputs": 0, "errors": []}
+    }"#;
+
+    #[test]
+    fn an_older_run_json_reads_with_defaults() {
+        let meta: RunMeta = serde_json::from_str(OLD_RUN_JSON).unwrap();
+        assert_eq!(meta.status, RunStatus::Running);
+        assert_eq!(meta.agents[0].address, "127.0.0.1:7000");
+        let s = &meta.stages[0];
+        assert_eq!((s.index, s.step, s.release_skew_ms), (0, 0, None));
+        assert_eq!(s.agents[0].status, AgentStageStatus::Finished);
+        assert_eq!(s.agents[0].records_logged, 100);
+        assert_eq!(s.agents[0].oplog, None);
+        assert!(meta.collect.is_none() && meta.transport.is_empty());
+    }
+
+    #[test]
+    fn statuses_are_lowercase_words_and_survive_a_round_trip() {
+        let mut meta: RunMeta = serde_json::from_str(OLD_RUN_JSON).unwrap();
+        meta.status = RunStatus::Collected;
+        meta.stages[0].step = 2;
+        let a = &mut meta.stages[0].agents[0];
+        a.status = AgentStageStatus::Stopped;
+        a.schedule = Some(ScheduleReport {
+            target_rate: 100.0,
+            late_ops: 3,
+            ..Default::default()
+        });
+        let json = serde_json::to_value(&meta).unwrap();
+        assert_eq!(json["status"], "collected");
+        assert_eq!(json["stages"][0]["agents"][0]["status"], "stopped");
+        assert_eq!(json["stages"][0]["agents"][0]["schedule"]["late_ops"], 3);
+        assert!(json.get("collect").is_none(), "{json:#}");
+        let back: RunMeta = serde_json::from_value(json).unwrap();
+        assert_eq!(back.stages[0].step, 2);
+        let a = &back.stages[0].agents[0];
+        assert_eq!(a.status, AgentStageStatus::Stopped);
+        let schedule = a.schedule.as_ref().unwrap();
+        assert_eq!((schedule.target_rate, schedule.late_ops), (100.0, 3));
+        // Unknown words are refused, naming the value.
+        let bad = OLD_RUN_JSON.replace("\"running\"", "\"paused\"");
+        let e = serde_json::from_str::<RunMeta>(&bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("paused"), "{e}");
     }
 }

@@ -18,7 +18,7 @@ use super::agents::{self, AgentHandle};
 use super::collector::{CollectContext, End, StageCollection};
 use super::health::Lost;
 use super::kinds::{StageKind, Step, StepResult, Watch};
-use super::results::{AgentStageMeta, StageMeta};
+use super::results::{AgentStageMeta, AgentStageStatus, StageMeta};
 use super::sequence::{RunState, StageOutput};
 use super::series::Series;
 use super::stage::{self, Outcome, StageContext, StopReason, StopSignal, Stopped};
@@ -246,9 +246,13 @@ fn judge(
     let mut departed = Vec::new();
     let mut failure = None;
     for (i, ((&k, outcome), clock)) in live.iter().zip(outcomes).zip(clocks).enumerate() {
+        // The clock this step ran with: measured just before it, or when
+        // that failed, the start measurement its offset then came from
+        // (the timeline's correction starts from what is written here).
+        let a = &run.agents[k];
         let mut m = AgentStageMeta {
-            id: run.agents[k].id.clone(),
-            clock: clock.as_ref().ok().copied(),
+            id: a.id.clone(),
+            clock: clock.as_ref().ok().copied().or(a.clock_start),
             ..Default::default()
         };
         match outcome {
@@ -267,14 +271,14 @@ fn judge(
                 }
             }
             Outcome::Failed(e) => {
-                m.status = "failed".into();
+                m.status = AgentStageStatus::Failed;
                 m.error = Some(format!("{e:#}"));
                 tally.left(&m, 0.0);
                 let name = &cx.stage.name;
                 failure.get_or_insert_with(|| anyhow::anyhow!("stage `{name}`: {e:#}"));
             }
             Outcome::Lost { at_ns, reason } => {
-                m.status = "lost".into();
+                m.status = AgentStageStatus::Lost;
                 m.error = Some(format!("lost: {reason}"));
                 tally.left(&m, ((at_ns - cx.start_at_ns) as f64 / 1e9).max(0.0));
                 let (at_ns, reason) = (*at_ns, reason.clone());
@@ -325,7 +329,7 @@ impl Tally {
         let secs = |t: i64| (t - start) as f64 / 1e9;
         self.coverage.push(AgentCoverage {
             agent: m.id.clone(),
-            status: m.status.clone(),
+            status: m.status.name().to_string(),
             from_s: secs(started),
             to_s: secs(ended),
             in_summary: true,
@@ -336,7 +340,7 @@ impl Tally {
     fn left(&mut self, m: &AgentStageMeta, to_s: f64) {
         self.coverage.push(AgentCoverage {
             agent: m.id.clone(),
-            status: m.status.clone(),
+            status: m.status.name().to_string(),
             from_s: 0.0,
             to_s,
             in_summary: false,
@@ -369,8 +373,8 @@ impl AgentStageMeta {
     /// its times corrected by offset `off`.
     fn fill_from(&mut self, r: &stage::AgentStageResult, off: i64) {
         self.status = match r.stopped {
-            None => "finished".into(),
-            Some(_) => "stopped".into(),
+            None => AgentStageStatus::Finished,
+            Some(_) => AgentStageStatus::Stopped,
         };
         self.stopped_by = r.stopped.as_ref().map(|s| match s {
             Stopped::ByAgent(why) => why.clone(),
