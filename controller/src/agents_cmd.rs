@@ -164,6 +164,7 @@ async fn probe(addr: &str, security: &Security) -> AgentRow {
     let hello = client
         .hello(pb::HelloRequest {
             controller_version: env!("CARGO_PKG_VERSION").to_string(),
+            protocol_version: chorus_proto::PROTOCOL_VERSION,
         })
         .await;
     let hello = match hello {

@@ -114,6 +114,7 @@ pub async fn connect(addrs: &[String], security: &Security) -> anyhow::Result<Ve
         let hello = client
             .hello(pb::HelloRequest {
                 controller_version: env!("CARGO_PKG_VERSION").to_string(),
+                protocol_version: chorus_proto::PROTOCOL_VERSION,
             })
             .await
             .map_err(|s| {
