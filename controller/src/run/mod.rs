@@ -162,30 +162,16 @@ async fn run(args: RunArgs) -> Result<std::path::PathBuf, RunError> {
         std::process::id() as u64 ^ started_ns as u64
     );
     let plan_yaml = plan.to_yaml();
-    let count = agents.len() as u32;
-    for a in agents.iter_mut() {
-        a.client
-            .load_plan(pb::LoadPlanRequest {
-                session_id: session_id.clone(),
-                run_id: run_id.clone(),
-                plan_yaml: plan_yaml.clone(),
-                agent_index: a.index,
-                agent_count: count,
-                agent_id: a.id.clone(),
-                // Values only in this request, over TLS; never logged.
-                env: forwarded.clone().into_iter().collect(),
-                controller_timeout_ms: plan.control.controller_timeout.as_millis() as u64,
-            })
-            .await
-            .map_err(|s| {
-                RunError::Failed(anyhow::anyhow!(
-                    "agent {} refused the plan: {}",
-                    a.id,
-                    s.message()
-                ))
-            })?;
-        a.clock_start = Some(agents::measure_clock(a).await.map_err(RunError::Failed)?);
-    }
+    let start = agents::SessionStart {
+        session_id: &session_id,
+        run_id: &run_id,
+        plan_yaml: &plan_yaml,
+        env: &forwarded,
+        controller_timeout: plan.control.controller_timeout,
+    };
+    agents::open_sessions(&mut agents, &start)
+        .await
+        .map_err(RunError::Failed)?;
 
     // From here on the run has started: results are written whatever happens.
     let dir = RunDir::create(&args.results, &run_id).map_err(RunError::Failed)?;
@@ -207,6 +193,7 @@ async fn run(args: RunArgs) -> Result<std::path::PathBuf, RunError> {
     meta.forwarded_env = forwarded.keys().cloned().collect();
     meta.status = "running".into();
     meta.agents = agent_meta(&agents);
+    meta.version_warnings = agents::version_warnings(&agents);
     // Written now and after every stage, so a controller that dies mid-run
     // leaves enough for `controller collect` to fetch the agents' logs.
     dir.write_meta(&meta).map_err(RunError::Failed)?;
