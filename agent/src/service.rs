@@ -231,8 +231,19 @@ fn build_pools(plan: &plan::Plan) -> Result<Arc<Pools>, Status> {
 impl pb::agent_server::Agent for AgentService {
     async fn hello(
         &self,
-        _req: Request<pb::HelloRequest>,
+        req: Request<pb::HelloRequest>,
     ) -> Result<Response<pb::HelloReply>, Status> {
+        // The controller refuses a protocol mismatch; the agent only says so
+        // in its own log, where whoever runs it looks.
+        let theirs = req.get_ref().protocol_version;
+        if theirs != chorus_proto::PROTOCOL_VERSION {
+            tracing::warn!(
+                "controller {} (version {}) speaks wire protocol {theirs}, this agent {}",
+                req.remote_addr().map_or("?".into(), |a| a.to_string()),
+                req.get_ref().controller_version,
+                chorus_proto::PROTOCOL_VERSION
+            );
+        }
         let busy_with = self
             .session
             .lock()
@@ -249,6 +260,7 @@ impl pb::agent_server::Agent for AgentService {
             busy_with,
             topology: chorus_common::topology::Topology::detect().to_string(),
             authenticated: self.config.security.authenticated(),
+            protocol_version: chorus_proto::PROTOCOL_VERSION,
         }))
     }
 

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use chorus_common::clock::ClockEstimate;
-use chorus_proto::pb;
+use chorus_proto::PROTOCOL_VERSION;
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -18,13 +18,20 @@ use crate::cli::AgentsArgs;
 use crate::discovery::{self, DiscoveryError};
 use crate::run::agents::measure_clock_of;
 use crate::transport::{self, Security};
+use crate::versions::{self, Versions};
 
 /// Agents probed at once: enough that a few hundred are listed in seconds,
 /// few enough not to open hundreds of connections in one burst.
 const PROBE_CONCURRENCY: usize = 32;
-/// Longest one agent may take to connect, answer Hello and the clock
-/// samples; an agent slower than this is reported as not answering.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest one agent may take in all. Each step has its own deadline
+/// (`transport`'s, whose errors say which step), so this is only a
+/// backstop a little past their sum.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(
+    transport::CONNECT_TIMEOUT.as_secs()
+        + transport::HELLO_TIMEOUT.as_secs()
+        + transport::CLOCK_TIMEOUT.as_secs()
+        + 5,
+);
 
 /// What one agent said, or why it could not be asked.
 #[derive(Debug, Serialize)]
@@ -45,6 +52,13 @@ struct AgentRow {
     authenticated: Option<bool>,
     /// Whether another controller's session holds it.
     busy: Option<bool>,
+    /// The wire protocol it speaks (0: from before protocol versions).
+    /// Another than the controller's makes the exit code 1: `run` would
+    /// refuse it (the reason is in `error`).
+    protocol: Option<u32>,
+    /// Another Chorus release on the same protocol: `run` would go on,
+    /// with this warning.
+    warning: Option<String>,
     /// The session holding it, when busy.
     busy_with: Option<String>,
     /// Agent clock minus controller clock.
@@ -56,6 +70,11 @@ struct AgentRow {
 }
 
 impl AgentRow {
+    /// Whether it speaks another wire protocol than this controller.
+    fn incompatible(&self) -> bool {
+        self.protocol.is_some_and(|p| p != PROTOCOL_VERSION)
+    }
+
     fn unreachable(address: &str, error: String) -> AgentRow {
         AgentRow {
             address: address.to_string(),
@@ -69,6 +88,8 @@ impl AgentRow {
             topology: None,
             authenticated: None,
             busy: None,
+            protocol: None,
+            warning: None,
             busy_with: None,
             clock_offset_ns: None,
             clock_uncertainty_ns: None,
@@ -148,40 +169,37 @@ pub async fn agents_command(args: AgentsArgs) -> ExitCode {
     };
     // Not print!: a closed pipe (`| head`) is not worth a panic.
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
-    if rows.iter().any(|r| !r.reachable) {
+    if rows.iter().any(|r| !r.reachable || r.incompatible()) {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     }
 }
 
-/// Connects, says Hello and measures the clock of the agent at `addr`.
+/// Connects, says Hello and measures the clock of the agent at `addr`. An
+/// agent on another wire protocol is listed with the refusal `run` would
+/// give, and its clock is not measured.
 async fn probe(addr: &str, security: &Security) -> AgentRow {
     let mut client = match transport::connect(addr, security).await {
         Ok(c) => c,
         Err(e) => return AgentRow::unreachable(addr, format!("{e:#}")),
     };
-    let hello = client
-        .hello(pb::HelloRequest {
-            controller_version: env!("CARGO_PKG_VERSION").to_string(),
-        })
-        .await;
-    let hello = match hello {
-        Ok(h) => h.into_inner(),
-        Err(s) => {
-            return AgentRow::unreachable(
-                addr,
-                format!(
-                    "agent at {addr} refused Hello: {}{}",
-                    transport::status_text(&s),
-                    security.refusal_hint(&s)
-                ),
-            );
-        }
+    let hello = match transport::hello(&mut client, addr, security).await {
+        Ok(h) => h,
+        Err(e) => return AgentRow::unreachable(addr, format!("{e:#}")),
     };
-    let clock: Result<ClockEstimate, String> = measure_clock_of(&mut client, &hello.agent_id)
-        .await
-        .map_err(|e| format!("{e:#}"));
+    let who = format!("agent {} at {addr}", hello.agent_id);
+    let (warning, refusal) = match versions::judge_hello(&who, &hello) {
+        Versions::Same => (None, None),
+        Versions::Compatible(w) => (Some(w), None),
+        Versions::Incompatible(e) => (None, Some(e)),
+    };
+    let clock: Result<ClockEstimate, String> = match refusal {
+        Some(e) => Err(e),
+        None => measure_clock_of(&mut client, &who)
+            .await
+            .map_err(|e| format!("{e:#}")),
+    };
     let busy = !hello.busy_with.is_empty();
     let (clock, error) = match clock {
         Ok(c) => (Some(c), None),
@@ -199,6 +217,8 @@ async fn probe(addr: &str, security: &Security) -> AgentRow {
         topology: Some(hello.topology),
         authenticated: Some(hello.authenticated),
         busy: Some(busy),
+        protocol: Some(hello.protocol_version),
+        warning,
         busy_with: busy.then_some(hello.busy_with),
         clock_offset_ns: clock.as_ref().map(|c| c.offset_ns),
         clock_uncertainty_ns: clock.as_ref().map(|c| c.uncertainty_ns),
@@ -248,6 +268,9 @@ fn render(source: &str, rows: &[AgentRow]) -> String {
     }
     for r in rows.iter().filter(|r| r.reachable && r.error.is_some()) {
         let _ = writeln!(out, "\n{}: {}", r.address, r.error.as_deref().unwrap_or(""));
+    }
+    for r in rows.iter().filter_map(|r| r.warning.as_ref()) {
+        let _ = writeln!(out, "\nwarning: {r}");
     }
     out
 }
@@ -307,6 +330,8 @@ mod tests {
             topology: Some("4 allowed CPUs (0-3) on 1 NUMA node: node0 [0-3]".into()),
             authenticated: Some(false),
             busy: Some(false),
+            protocol: Some(PROTOCOL_VERSION),
+            warning: None,
             busy_with: None,
             clock_offset_ns: Some(1_234_567),
             clock_uncertainty_ns: Some(56_000),
@@ -338,6 +363,22 @@ mod tests {
         let header = text.lines().nth(2).unwrap();
         let alpha = text.lines().nth(3).unwrap();
         assert_eq!(header.find("CLOCK"), alpha.find("+1.235"), "{text}");
+    }
+
+    #[test]
+    fn other_protocols_fail_other_releases_warn() {
+        let same = ok_row("a:7167", "alpha");
+        assert!(!same.incompatible());
+        let mut old = ok_row("b:7167", "beta");
+        old.protocol = Some(0);
+        assert!(old.incompatible());
+        let mut newer = ok_row("c:7167", "gamma");
+        newer.warning = Some("agent gamma at c:7167 runs Chorus 9.9.9".into());
+        let text = render("--agents", &[same, newer]);
+        assert!(
+            text.ends_with("\nwarning: agent gamma at c:7167 runs Chorus 9.9.9\n"),
+            "{text}"
+        );
     }
 
     #[test]

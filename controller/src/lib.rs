@@ -12,7 +12,9 @@
 //! - [`report`]: the self-contained `report.html` with inline SVG charts.
 //! - [`gen_oplog`]: synthetic op-logs for benchmarks (hidden subcommand).
 //! - [`certs`]: `controller certs init` (a CA and mTLS certificates).
-//! - [`transport`]: connections to agents: TLS, token, forwarded variables.
+//! - [`transport`]: connections to agents: TLS, token, forwarded variables,
+//!   deadlines.
+//! - [`versions`]: which agent versions the controller works with.
 //!
 //! Exit codes: 0 success, 1 a run that failed, 2 bad input (plan, flags).
 
@@ -29,6 +31,7 @@ pub mod report;
 pub mod run;
 pub mod transport;
 pub mod validate;
+pub mod versions;
 
 use std::process::ExitCode;
 

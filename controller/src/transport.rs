@@ -1,5 +1,5 @@
-//! The controller's side of the agent connection: TLS, the token, and the
-//! variables it forwards.
+//! The controller's side of the agent connection: TLS, the token, the
+//! variables it forwards, and how long the controller waits for an agent.
 //!
 //! [`Security`] is what the `--tls-dir`, `--token-file`, `--insecure` and
 //! `--forward-env` flags ([`SecurityArgs`]) resolve to, checked and with
@@ -8,15 +8,30 @@
 //! controller never asks. Remote agents need an explicit choice (an
 //! unauthenticated agent runs anyone's plan against its storage); the
 //! embedded agents are in-process on loopback and stay plaintext.
+//!
+//! No call to an agent waits forever. The deadlines of connecting, `Hello`,
+//! `LoadPlan`, the clock samples and `EndSession` are the constants below,
+//! applied with [`call`], whose error names the agent and the call. Every
+//! connection sends HTTP/2 keep-alive PINGs, so a peer that goes silent
+//! under a stream (`RunStage`, `FetchOpLog`) fails it after at most
+//! [`KEEP_ALIVE_INTERVAL`] plus [`KEEP_ALIVE_TIMEOUT`], whoever waits on
+//! it. The calls made while stages run are bounded where they are made:
+//! a stage's silence by `control.agent_timeout` (`run/stage.rs`,
+//! `run/health.rs`), `StopStage` by `run/stage.rs`'s
+//! `CONTROL_CALL_TIMEOUT`, op-log chunks by `run/collector.rs`'s
+//! `CHUNK_TIMEOUT`. There is no channel-wide request timeout: `RunStage`
+//! answers only once the agent has opened its stores, which may take as
+//! long as the plan's own timeouts allow.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use chorus_agent::auth::{AUTHORIZATION, Token, read_certs, read_key};
-use chorus_proto::{AgentClient, MAX_MESSAGE_BYTES};
+use chorus_proto::{AgentClient, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, pb};
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -29,8 +44,33 @@ use crate::cli::SecurityArgs;
 /// whatever address the agent is reached at (see `certs init`).
 pub const AGENT_SERVER_NAME: &str = crate::certs::AGENT_NAME;
 
-/// How long reaching an agent may take before it counts as down.
+/// How long reaching an agent (TCP, then the TLS handshake with
+/// `--tls-dir`) may take before it counts as down.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `Hello`: a live agent answers from memory in milliseconds; this leaves
+/// room for a loaded host without letting a silent one hold up the run.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `LoadPlan`: the agent parses and checks the plan and makes its spool
+/// folder (on a slow or network disk, perhaps).
+pub const LOAD_PLAN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One clock measurement: all its `SyncClock` samples together (a few
+/// milliseconds on a healthy network, even with many agents at once).
+pub const CLOCK_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `EndSession`: the agent frees itself; its spool stays whatever happens.
+pub const END_SESSION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An HTTP/2 PING goes out after this much silence from the agent, on a
+/// busy connection or an idle one. Heartbeats keep a live run's
+/// connections talking, so PINGs are sent only when something is wrong.
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A PING not answered within this closes the connection: every call
+/// still waiting on it fails at once instead of hanging.
+pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connection to one agent, with the token (if any) on every request.
 pub type Client = AgentClient<InterceptedService<Channel, AuthInterceptor>>;
@@ -240,7 +280,7 @@ fn client_tls_config(dir: &std::path::Path) -> anyhow::Result<ClientTlsConfig> {
 }
 
 /// Connects to the agent at `addr` (`host:port`, or a URL whose scheme
-/// matches the security), within [`CONNECT_TIMEOUT`].
+/// matches the security), within [`CONNECT_TIMEOUT`], with keep-alives.
 pub async fn connect(addr: &str, sec: &Security) -> anyhow::Result<Client> {
     let url = match (addr.split_once("://"), sec.tls.is_some()) {
         (None, true) => format!("https://{addr}"),
@@ -258,22 +298,153 @@ pub async fn connect(addr: &str, sec: &Security) -> anyhow::Result<Client> {
     };
     let mut endpoint = Endpoint::from_shared(url)
         .with_context(|| format!("bad agent address `{addr}`"))?
-        .connect_timeout(CONNECT_TIMEOUT);
+        .connect_timeout(CONNECT_TIMEOUT)
+        .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+        // PINGs with no call open too: a connection that died while idle
+        // is then known dead before the next call waits on it.
+        .keep_alive_while_idle(true);
     if let Some(tls) = &sec.tls {
         endpoint = endpoint
             .tls_config(tls.clone())
             .with_context(|| format!("TLS setup for agent {addr}"))?;
     }
-    let channel = endpoint.connect().await.map_err(|e| {
-        let chain = error_chain(&e);
-        let hint = sec.refusal_hint(&Status::unavailable(chain.clone()));
-        anyhow::anyhow!("cannot reach agent at {addr}: {chain}{hint}")
-    })?;
+    // tonic's connect timeout covers TCP only; a peer that accepts and then
+    // stays silent would hold the TLS handshake forever without this one.
+    let connecting = tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect());
+    let channel = connecting
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "agent at {addr} did not complete the connection{} within {}",
+                if sec.tls.is_some() {
+                    " (TLS handshake)"
+                } else {
+                    ""
+                },
+                seconds(CONNECT_TIMEOUT)
+            )
+        })?
+        .map_err(|e| {
+            let chain = error_chain(&e);
+            let hint = sec.refusal_hint(&Status::unavailable(chain.clone()));
+            anyhow::anyhow!("cannot reach agent at {addr}: {chain}{hint}")
+        })?;
     Ok(
         AgentClient::with_interceptor(channel, AuthInterceptor::new(sec.token.as_ref())?)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES),
     )
+}
+
+/// Why a call to an agent failed: it answered with an error, or it said
+/// nothing within the call's deadline. Both name the agent and the call.
+#[derive(Debug)]
+pub enum CallError {
+    Refused {
+        /// `agent at HOST:PORT` or `agent ID at HOST:PORT`.
+        agent: String,
+        rpc: String,
+        status: Status,
+    },
+    Silent {
+        agent: String,
+        rpc: String,
+        limit: Duration,
+    },
+}
+
+impl CallError {
+    /// The error with a hint from `sec` at what to change, when this side's
+    /// security can explain a refusal.
+    pub fn hinted(self, sec: &Security) -> anyhow::Error {
+        match &self {
+            CallError::Refused { status, .. } => {
+                let hint = sec.refusal_hint(status);
+                anyhow::anyhow!("{self}{hint}")
+            }
+            CallError::Silent { .. } => anyhow::anyhow!("{self}"),
+        }
+    }
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Refused { agent, rpc, status } => {
+                write!(f, "{agent} refused {rpc}: {}", status_text(status))
+            }
+            CallError::Silent { agent, rpc, limit } => {
+                write!(f, "{agent} did not answer {rpc} within {}", seconds(*limit))
+            }
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
+/// Awaits `reply`, the call `rpc` to `agent` (`agent at HOST:PORT`), for
+/// at most `limit`. Unary calls go through here; streams are bounded by
+/// their readers' silence timeouts and the keep-alives.
+pub async fn call<T>(
+    agent: &str,
+    rpc: &str,
+    limit: Duration,
+    reply: impl Future<Output = Result<tonic::Response<T>, Status>>,
+) -> Result<T, CallError> {
+    let deadline = tokio::time::Instant::now() + limit;
+    call_until(agent, rpc, deadline, limit, reply).await
+}
+
+/// [`call`] for one of several calls that share a deadline (`limit` after
+/// the first began), e.g. the samples of one clock measurement.
+pub async fn call_until<T>(
+    agent: &str,
+    rpc: &str,
+    deadline: tokio::time::Instant,
+    limit: Duration,
+    reply: impl Future<Output = Result<tonic::Response<T>, Status>>,
+) -> Result<T, CallError> {
+    match tokio::time::timeout_at(deadline, reply).await {
+        Ok(Ok(r)) => Ok(r.into_inner()),
+        Ok(Err(status)) => Err(CallError::Refused {
+            agent: agent.to_string(),
+            rpc: rpc.to_string(),
+            status,
+        }),
+        Err(_) => Err(CallError::Silent {
+            agent: agent.to_string(),
+            rpc: rpc.to_string(),
+            limit,
+        }),
+    }
+}
+
+/// Says `Hello` to the agent at `addr` within [`HELLO_TIMEOUT`], with this
+/// build's crate and protocol versions; the reply's are judged by
+/// [`crate::versions::judge_hello`].
+pub async fn hello(
+    client: &mut Client,
+    addr: &str,
+    sec: &Security,
+) -> anyhow::Result<pb::HelloReply> {
+    let request = pb::HelloRequest {
+        controller_version: env!("CARGO_PKG_VERSION").to_string(),
+        protocol_version: PROTOCOL_VERSION,
+    };
+    let agent = format!("agent at {addr}");
+    call(&agent, "Hello", HELLO_TIMEOUT, client.hello(request))
+        .await
+        .map_err(|e| e.hinted(sec))
+}
+
+/// `5 s`, `1.5 s`: a deadline as messages say it.
+pub fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
 }
 
 /// A refusal as one line: its code and message, then the transport error
@@ -432,6 +603,38 @@ mod tests {
         let mut none = AuthInterceptor::new(None).unwrap();
         let req = none.call(Request::new(())).unwrap();
         assert!(req.metadata().get(AUTHORIZATION).is_none());
+    }
+
+    #[tokio::test]
+    async fn call_errors_name_the_agent_and_the_call() {
+        // A deadline already past: the call that never answers is reported
+        // at once, deterministically (no waiting on a timer).
+        let never = std::future::pending::<Result<tonic::Response<()>, Status>>();
+        let e = call_until(
+            "agent at 127.0.0.1:9",
+            "Hello",
+            tokio::time::Instant::now(),
+            HELLO_TIMEOUT,
+            never,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "agent at 127.0.0.1:9 did not answer Hello within 5 s"
+        );
+        let refused = async { Err::<tonic::Response<()>, _>(Status::unauthenticated("no token")) };
+        let e = call("agent at h:1", "LoadPlan", LOAD_PLAN_TIMEOUT, refused)
+            .await
+            .unwrap_err()
+            .hinted(&Security::default());
+        let text = e.to_string();
+        assert!(
+            text.starts_with("agent at h:1 refused LoadPlan: Unauthenticated: no token")
+                && text.contains("--token-file"),
+            "{text}"
+        );
+        assert_eq!(seconds(Duration::from_millis(1500)), "1.5 s");
     }
 
     #[test]

@@ -20,6 +20,14 @@ pub mod pb {
 pub use pb::agent_client::AgentClient;
 pub use pb::agent_server::{Agent, AgentServer};
 
+/// The wire protocol this build speaks, sent both ways in `Hello`. Bumped
+/// whenever a change to `chorus.proto` or to what its fields mean would
+/// make an older peer misread this one (a renumbered or retyped field, a
+/// field whose meaning changed, a call an old peer lacks); adding a field
+/// an old peer may safely ignore does not bump it. 0 is what a peer from
+/// before this field sends: proto3 reads a missing field as 0.
+pub const PROTOCOL_VERSION: u32 = 1;
+
 /// Largest gRPC message either side accepts: a stage's metrics carry one
 /// histogram per op (tens of KiB each), and op-log chunks are 1 MiB.
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;

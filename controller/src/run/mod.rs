@@ -35,7 +35,6 @@ mod stage;
 mod step;
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use chorus_common::clock::{drift_ppm, now_ns, rfc3339_ns};
@@ -169,30 +168,16 @@ async fn run(args: RunArgs, pick: KindPicker) -> Result<std::path::PathBuf, RunE
         std::process::id() as u64 ^ started_ns as u64
     );
     let plan_yaml = plan.to_yaml();
-    let count = agents.len() as u32;
-    for a in agents.iter_mut() {
-        a.client
-            .load_plan(pb::LoadPlanRequest {
-                session_id: session_id.clone(),
-                run_id: run_id.clone(),
-                plan_yaml: plan_yaml.clone(),
-                agent_index: a.index,
-                agent_count: count,
-                agent_id: a.id.clone(),
-                // Values only in this request, over TLS; never logged.
-                env: forwarded.clone().into_iter().collect(),
-                controller_timeout_ms: plan.control.controller_timeout.as_millis() as u64,
-            })
-            .await
-            .map_err(|s| {
-                RunError::Failed(anyhow::anyhow!(
-                    "agent {} refused the plan: {}",
-                    a.id,
-                    s.message()
-                ))
-            })?;
-        a.clock_start = Some(agents::measure_clock(a).await.map_err(RunError::Failed)?);
-    }
+    let start = agents::SessionStart {
+        session_id: &session_id,
+        run_id: &run_id,
+        plan_yaml: &plan_yaml,
+        env: &forwarded,
+        controller_timeout: plan.control.controller_timeout,
+    };
+    agents::open_sessions(&mut agents, &start)
+        .await
+        .map_err(RunError::Failed)?;
 
     // From here on the run has started: results are written whatever happens.
     let dir = RunDir::create(&args.results, &run_id).map_err(RunError::Failed)?;
@@ -214,6 +199,7 @@ async fn run(args: RunArgs, pick: KindPicker) -> Result<std::path::PathBuf, RunE
     meta.forwarded_env = forwarded.keys().cloned().collect();
     meta.status = RunStatus::Running;
     meta.agents = agent_meta(&agents);
+    meta.version_warnings = agents::version_warnings(&agents);
     // Written now and after every stage, so a controller that dies mid-run
     // leaves enough for `controller collect` to fetch the agents' logs.
     dir.write_meta(&meta).map_err(RunError::Failed)?;
@@ -348,7 +334,7 @@ async fn finish_run(
         let end = a.client.end_session(pb::EndSessionRequest {
             session_id: session_id.to_string(),
         });
-        if let Err(e) = tokio::time::timeout(Duration::from_secs(5), end).await {
+        if let Err(e) = tokio::time::timeout(crate::transport::END_SESSION_TIMEOUT, end).await {
             tracing::warn!("agent {} did not end its session: {e}", a.id);
         }
     }

@@ -98,6 +98,10 @@ pub struct RunMeta {
     /// Clock offsets or uncertainties past the plan's limits.
     #[serde(default)]
     pub clock_warnings: Vec<String>,
+    /// Agents on another Chorus release than the controller's (same wire
+    /// protocol: another protocol is refused before the run starts).
+    #[serde(default)]
+    pub version_warnings: Vec<String>,
     /// How the controller reached remote agents: `tls`, `token`,
     /// `tls+token`, `insecure`, or `loopback` (embedded agents).
     #[serde(default)]
