@@ -119,9 +119,18 @@ fn load_plan(args: &RunArgs) -> Result<Plan, RunError> {
     Ok(plan)
 }
 
-/// The whole run, each stage driven by the kind `pick` gives it.
-async fn run(args: RunArgs, pick: KindPicker) -> Result<std::path::PathBuf, RunError> {
-    let plan = load_plan(&args)?;
+/// The agents of a run, connected, and how they are reached.
+struct Joined {
+    agents: Vec<AgentHandle>,
+    /// Embedded agents live as long as this.
+    _embedded: Option<agents::EmbeddedAgents>,
+    security: crate::transport::Security,
+    /// Variables forwarded to the agents (values never written anywhere).
+    forwarded: std::collections::BTreeMap<String, String>,
+}
+
+/// Finds the run's agents (or starts embedded ones), and connects to each.
+async fn join_agents(args: &RunArgs, plan: &Plan) -> Result<Joined, RunError> {
     let found = crate::discovery::find_agents(&args.discovery, &plan.agents)
         .await
         .map_err(|e| match e {
@@ -136,7 +145,7 @@ async fn run(args: RunArgs, pick: KindPicker) -> Result<std::path::PathBuf, RunE
         ));
     }
     // Embedded agents live until this function returns.
-    let (addrs, _embedded) = if addrs.is_empty() {
+    let (addrs, embedded) = if addrs.is_empty() {
         let (a, e) = agents::start_embedded(args.embedded)
             .await
             .map_err(RunError::Failed)?;
@@ -144,7 +153,7 @@ async fn run(args: RunArgs, pick: KindPicker) -> Result<std::path::PathBuf, RunE
     } else {
         (addrs, None)
     };
-    let security = crate::transport::Security::for_run(&args.security, _embedded.is_none())
+    let security = crate::transport::Security::for_run(&args.security, embedded.is_none())
         .map_err(RunError::Input)?;
     let forwarded = crate::transport::forwarded_env(&args.security.forward_env, &security)
         .map_err(|e| RunError::Input(format!("{e:#}")))?;
@@ -157,10 +166,55 @@ async fn run(args: RunArgs, pick: KindPicker) -> Result<std::path::PathBuf, RunE
     } else {
         addrs
     };
-    let mut agents = agents::connect(&addrs, &security)
+    let agents = agents::connect(&addrs, &security)
         .await
         .map_err(RunError::Failed)?;
 
+    Ok(Joined {
+        agents,
+        _embedded: embedded,
+        security,
+        forwarded,
+    })
+}
+
+/// `run.json` as a run starts.
+fn start_meta(
+    args: &RunArgs,
+    plan: &Plan,
+    run_id: &str,
+    started_ns: i64,
+    security: &crate::transport::Security,
+    forwarded: &std::collections::BTreeMap<String, String>,
+    agents: &[AgentHandle],
+) -> RunMeta {
+    RunMeta {
+        run_id: run_id.to_string(),
+        plan: plan.name.clone(),
+        plan_file: args.plan.display().to_string(),
+        controller: HostMeta {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            hostname: chorus_agent::host::hostname(),
+            cpus: chorus_agent::host::cpus(),
+            os: chorus_agent::host::os(),
+        },
+        started_at: rfc3339_ns(started_ns),
+        on_agent_loss: plan.control.on_agent_loss.name().to_string(),
+        transport: security.describe().to_string(),
+        forwarded_env: forwarded.keys().cloned().collect(),
+        status: RunStatus::Running,
+        agents: agent_meta(agents),
+        version_warnings: agents::version_warnings(agents),
+        ..Default::default()
+    }
+}
+
+/// The whole run, each stage driven by the kind `pick` gives it.
+async fn run(args: RunArgs, pick: KindPicker) -> Result<std::path::PathBuf, RunError> {
+    let plan = load_plan(&args)?;
+    let joined = join_agents(&args, &plan).await?;
+    let (security, forwarded) = (&joined.security, &joined.forwarded);
+    let mut agents = joined.agents;
     let started_ns = now_ns();
     let run_id = results::run_id(started_ns, &plan.name);
     let session_id = format!(
@@ -172,7 +226,7 @@ async fn run(args: RunArgs, pick: KindPicker) -> Result<std::path::PathBuf, RunE
         session_id: &session_id,
         run_id: &run_id,
         plan_yaml: &plan_yaml,
-        env: &forwarded,
+        env: forwarded,
         controller_timeout: plan.control.controller_timeout,
     };
     agents::open_sessions(&mut agents, &start)
@@ -181,25 +235,9 @@ async fn run(args: RunArgs, pick: KindPicker) -> Result<std::path::PathBuf, RunE
 
     // From here on the run has started: results are written whatever happens.
     let dir = RunDir::create(&args.results, &run_id).map_err(RunError::Failed)?;
-    let mut meta = RunMeta {
-        run_id: run_id.clone(),
-        plan: plan.name.clone(),
-        plan_file: args.plan.display().to_string(),
-        controller: HostMeta {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            hostname: chorus_agent::host::hostname(),
-            cpus: chorus_agent::host::cpus(),
-            os: chorus_agent::host::os(),
-        },
-        started_at: rfc3339_ns(started_ns),
-        ..Default::default()
-    };
-    meta.on_agent_loss = plan.control.on_agent_loss.name().to_string();
-    meta.transport = security.describe().to_string();
-    meta.forwarded_env = forwarded.keys().cloned().collect();
-    meta.status = RunStatus::Running;
-    meta.agents = agent_meta(&agents);
-    meta.version_warnings = agents::version_warnings(&agents);
+    let mut meta = start_meta(
+        &args, &plan, &run_id, started_ns, security, forwarded, &agents,
+    );
     // Written now and after every stage, so a controller that dies mid-run
     // leaves enough for `controller collect` to fetch the agents' logs.
     dir.write_meta(&meta).map_err(RunError::Failed)?;
@@ -275,28 +313,7 @@ async fn finish_run(
     meta.agents = agent_meta(agents);
 
     dir.write("plan.yaml", &plan.to_yaml())?;
-    // Corrections come from run.json as written, as `controller collect`
-    // takes them, so merging again later gives the same timeline.
-    let logs = outputs.iter().flat_map(|o| {
-        o.oplogs.iter().map(|(path, id)| drift::LogToMerge {
-            path: path.clone(),
-            agent: id.clone(),
-            index: o.index,
-            step: o.step,
-        })
-    });
-    let (inputs, unmerged) = drift::merge_inputs(meta, logs);
-    let timeline = dir.path.join("timeline.tsv.zst");
-    let tmp = dir.path.join(".merge-tmp");
-    std::fs::create_dir_all(&tmp)?;
-    let merged = merge_files(&inputs, &timeline, &tmp);
-    let _ = std::fs::remove_dir_all(&tmp);
-    let mut merged = merged.with_context(|| "merging op-logs into the timeline")?;
-    merged.errors.extend(unmerged);
-    meta.timeline.file = "timeline.tsv.zst".into();
-    meta.timeline.records = merged.records_out;
-    meta.timeline.inputs = merged.inputs;
-    meta.timeline.errors = merged.errors.clone();
+    let merged = merge_timeline(&outputs, dir, meta)?;
 
     let stages: Vec<StageSummary> = outputs.into_iter().map(|o| o.summary).collect();
     let summary = RunSummary::new(run_id, &plan.name, stages);
@@ -343,6 +360,38 @@ async fn finish_run(
         anyhow::bail!("damaged op-logs: {}", merged.errors.join("; "));
     }
     Ok(())
+}
+
+/// Merges the gathered op-logs into `timeline.tsv.zst` and notes it in
+/// `meta`; logs that could not be merged are in the result's `errors`.
+fn merge_timeline(
+    outputs: &[StageOutput],
+    dir: &RunDir,
+    meta: &mut RunMeta,
+) -> anyhow::Result<chorus_common::oplog::merge::MergeStats> {
+    // Corrections come from run.json as written, as `controller collect`
+    // takes them, so merging again later gives the same timeline.
+    let logs = outputs.iter().flat_map(|o| {
+        o.oplogs.iter().map(|(path, id)| drift::LogToMerge {
+            path: path.clone(),
+            agent: id.clone(),
+            index: o.index,
+            step: o.step,
+        })
+    });
+    let (inputs, unmerged) = drift::merge_inputs(meta, logs);
+    let timeline = dir.path.join("timeline.tsv.zst");
+    let tmp = dir.path.join(".merge-tmp");
+    std::fs::create_dir_all(&tmp)?;
+    let merged = merge_files(&inputs, &timeline, &tmp);
+    let _ = std::fs::remove_dir_all(&tmp);
+    let mut merged = merged.with_context(|| "merging op-logs into the timeline")?;
+    merged.errors.extend(unmerged);
+    meta.timeline.file = "timeline.tsv.zst".into();
+    meta.timeline.records = merged.records_out;
+    meta.timeline.inputs = merged.inputs;
+    meta.timeline.errors = merged.errors.clone();
+    Ok(merged)
 }
 
 /// What `run.json` says of each agent.
