@@ -1,6 +1,7 @@
 //! `agent`: serves the Chorus agent protocol on a TCP address.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -58,6 +59,12 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     etcd_ttl: u64,
+    /// On SIGTERM or Ctrl-C: how long to keep serving the stopped stage's
+    /// op-logs to the controller (unless its session ends first) before
+    /// exiting, e.g. 20s, 1m. A second signal exits at once.
+    #[arg(long, value_name = "DURATION", default_value = "20s",
+          value_parser = chorus_common::plan::parse_duration)]
+    stop_grace: Duration,
 }
 
 /// Exit code for bad flags or files, as clap uses.
@@ -122,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
+    let signals = StopSignals::watch()?;
     // Printed on stdout so scripts that start an agent on port 0 learn the port.
     println!("listening on {addr}");
     let config = chorus_agent::AgentConfig {
@@ -129,14 +137,19 @@ async fn main() -> anyhow::Result<()> {
         spool_dir: spool,
         security,
     };
-    let shutdown = async move {
-        stop_signal().await;
-        // Leave the registry first, so no controller picks a stopping agent.
+    let grace = args.stop_grace;
+    let stop = async move {
+        let reason = signals.first().await;
+        // Leave the registry while the stage stops, so no controller picks
+        // a stopping agent.
         if let Some(r) = registrar {
-            r.stop().await;
+            tokio::spawn(r.stop());
         }
+        chorus_agent::Stop { reason, grace }
     };
-    chorus_agent::serve(listener, config, shutdown).await
+    chorus_agent::serve_until(listener, config, stop).await?;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 /// The security the flags ask for. One of them is required: an agent runs
@@ -156,20 +169,45 @@ fn security(args: &Args) -> anyhow::Result<chorus_agent::ServerSecurity> {
     chorus_agent::ServerSecurity::load(args.tls_dir.as_deref(), args.token_file.as_deref())
 }
 
-/// Ctrl-C or SIGTERM (what systemd, Kubernetes and SLURM send to stop).
-async fn stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+/// Exit code after a second stop signal: 128 + SIGTERM, as a shell reports
+/// a process that signal ended.
+const EXIT_SECOND_SIGNAL: i32 = 143;
+
+/// SIGTERM (what systemd, Kubernetes and SLURM send to stop) and SIGINT
+/// (Ctrl-C), watched from before the agent says it listens.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn watch() -> anyhow::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let watch =
+            |kind, name| signal(kind).map_err(|e| anyhow::anyhow!("cannot watch for {name}: {e}"));
+        Ok(StopSignals {
+            term: watch(SignalKind::terminate(), "SIGTERM")?,
+            int: watch(SignalKind::interrupt(), "SIGINT")?,
+        })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
         }
-        Err(e) => {
-            tracing::warn!("cannot watch for SIGTERM ({e}); stopping on Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
-        }
+    }
+
+    /// Waits for the first signal and returns its name; from then on a
+    /// second one exits the process at once.
+    async fn first(mut self) -> String {
+        let first = self.next().await;
+        tokio::spawn(async move {
+            let second = self.next().await;
+            tracing::warn!("{second} again: exiting now");
+            std::process::exit(EXIT_SECOND_SIGNAL);
+        });
+        first.to_string()
     }
 }
 
