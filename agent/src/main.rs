@@ -138,16 +138,19 @@ async fn main() -> anyhow::Result<()> {
         security,
     };
     let grace = args.stop_grace;
+    let (left_tx, left_rx) = tokio::sync::oneshot::channel();
     let stop = async move {
         let reason = signals.first().await;
         // Leave the registry while the stage stops, so no controller picks
-        // a stopping agent.
-        if let Some(r) = registrar {
-            tokio::spawn(r.stop());
-        }
+        // a stopping agent; awaited before the process exits.
+        let _ = left_tx.send(registrar.map(|r| tokio::spawn(r.stop())));
         chorus_agent::Stop { reason, grace }
     };
-    chorus_agent::serve_until(listener, config, stop).await?;
+    let served = chorus_agent::serve_until(listener, config, stop).await;
+    if let Ok(Some(leaving)) = left_rx.await {
+        let _ = leaving.await;
+    }
+    served?;
     tracing::info!("stopped");
     Ok(())
 }
