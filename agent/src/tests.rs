@@ -131,3 +131,71 @@ async fn steps_run_with_their_own_settings_and_logs() {
     assert_eq!(two_log, vec!["w/step-02"; 11]);
     assert_eq!(stages(tmp.path(), fetch(&later, "", 0, 0).await).len(), 20);
 }
+
+/// The agent's own stop mid-stage (what SIGTERM starts in the binary):
+/// the stage ends early with its normal result marked `stopped_by`, its
+/// op-log holds every record it counted, heartbeats say the agent is
+/// stopping, and new stages and sessions are refused.
+#[tokio::test]
+async fn a_stop_ends_the_running_stage_with_its_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = agent(&tmp.path().join("spool"));
+    load(&a, &tmp.path().join("data")).await;
+    run(&a, 0, None).await;
+    // A long step, stopped once its first progress report shows ops.
+    let long = pb::StageStep {
+        index: 1,
+        name: "w/long".into(),
+        duration_ms: 600_000,
+        ..Default::default()
+    };
+    let mut events = a
+        .run_stage(Request::new(pb::RunStageRequest {
+            session_id: "s1".into(),
+            stage_index: 1,
+            step: Some(long),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut done = None;
+    let stream = async {
+        while let Some(e) = events.next().await {
+            match e.unwrap().event {
+                Some(Event::Progress(p)) if p.ops > 0 => a.shutdown().begin("SIGTERM"),
+                Some(Event::Done(d)) => done = Some(d),
+                _ => {}
+            }
+        }
+    };
+    // Only a guard against hanging on the 10-minute step if the stop is
+    // not obeyed; the stop itself takes about a second.
+    tokio::time::timeout(std::time::Duration::from_secs(120), stream)
+        .await
+        .expect("the stage obeyed the stop");
+    let done = done.expect("a result");
+    assert_eq!(done.stopped_by, "SIGTERM");
+    let ops = chorus_proto::decode_metrics(&done.ops).unwrap().total_ops();
+    assert!(ops > 0);
+    let logged = stages(tmp.path(), fetch(&a, "s1", 1, 1).await).len() as u64;
+    assert_eq!(logged, done.records_logged);
+    let beat = a
+        .heartbeat(Request::new(pb::HeartbeatRequest {
+            session_id: "s1".into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((beat.running, beat.stopping.as_str()), (false, "SIGTERM"));
+    let refused = a
+        .run_stage(Request::new(pb::RunStageRequest {
+            session_id: "s1".into(),
+            stage_index: 1,
+            ..Default::default()
+        }))
+        .await
+        .expect_err("no stage while stopping");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(refused.message(), "agent is stopping (SIGTERM)");
+}
