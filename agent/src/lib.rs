@@ -158,8 +158,8 @@ async fn drain(stop: impl Future<Output = Stop>, shutdown: Shutdown, slot: Arc<S
     shutdown.begin(&reason);
     if slot.with(|s| s.is_some()) {
         tracing::info!(
-            "stopping ({reason}): running stage stopped, op-logs served until the session \
-             ends or for {:.0} s",
+            "stopping ({reason}): no new stage; op-logs served until the session ends or \
+             for {:.0} s",
             grace.as_secs_f64()
         );
     }

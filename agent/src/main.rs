@@ -172,10 +172,6 @@ fn security(args: &Args) -> anyhow::Result<chorus_agent::ServerSecurity> {
     chorus_agent::ServerSecurity::load(args.tls_dir.as_deref(), args.token_file.as_deref())
 }
 
-/// Exit code after a second stop signal: 128 + SIGTERM, as a shell reports
-/// a process that signal ended.
-const EXIT_SECOND_SIGNAL: i32 = 143;
-
 /// SIGTERM (what systemd, Kubernetes and SLURM send to stop) and SIGINT
 /// (Ctrl-C), watched from before the agent says it listens.
 struct StopSignals {
@@ -194,21 +190,23 @@ impl StopSignals {
         })
     }
 
-    async fn next(&mut self) -> &'static str {
+    /// The next signal's name and the exit code a shell reports for a
+    /// process it ended (128 + its number).
+    async fn next(&mut self) -> (&'static str, i32) {
         tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => ("SIGTERM", 143),
+            _ = self.int.recv() => ("SIGINT", 130),
         }
     }
 
     /// Waits for the first signal and returns its name; from then on a
     /// second one exits the process at once.
     async fn first(mut self) -> String {
-        let first = self.next().await;
+        let (first, _) = self.next().await;
         tokio::spawn(async move {
-            let second = self.next().await;
-            tracing::warn!("{second} again: exiting now");
-            std::process::exit(EXIT_SECOND_SIGNAL);
+            let (second, code) = self.next().await;
+            tracing::warn!("{second} while stopping: exiting now");
+            std::process::exit(code);
         });
         first.to_string()
     }

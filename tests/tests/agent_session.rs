@@ -139,7 +139,8 @@ fn sigterm_mid_stage_is_a_clean_stop() {
     wait_for_stage(&results, "load", 2, Duration::from_secs(30));
     b.terminate();
     let signalled = Instant::now();
-    let status = b.wait_exit(Duration::from_secs(15));
+    // The grace, and a little for the stage to wind down.
+    let status = b.wait_exit(Duration::from_secs(12));
     let b_log = b.log_text();
     println!(
         "agent b exited {status:?} {:?} after SIGTERM",
