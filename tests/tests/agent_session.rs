@@ -232,3 +232,76 @@ fn wait_child(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
     let _ = child.kill();
     None
 }
+
+/// A stopping agent waits for its session to end (its controller is frozen
+/// here, so it does not) within the grace; a second SIGTERM exits at once,
+/// with the shell's code for SIGTERM, and the stopped stage's op-log,
+/// flushed at the first one, stays in the spool.
+#[test]
+fn a_second_sigterm_exits_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut agent = AgentSpec::new("solo", tmp.path().join("spool"))
+        .arg("--stop-grace")
+        .arg("60s")
+        .start();
+    let plan = tmp.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "name: twice\ntarget: file://{}\nobjects: {{count: 20, size: 1KiB}}\n\
+             stages:\n  - {{name: prepare, type: prepare}}\n\
+             \x20 - {{name: load, type: workload, mix: {{get: 1}}, rate: 100, duration: 60s}}\n",
+            tmp.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let results = tmp.path().join("runs");
+    let mut ctl = Command::new(bin("controller"))
+        .args(["run", plan.to_str().unwrap(), "--insecure", "--quiet"])
+        .args(["--agents", &agent.addr])
+        .arg("--results")
+        .arg(&results)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_stage(&results, "load", 1, Duration::from_secs(30));
+    let frozen = Command::new("kill")
+        .args(["-STOP", &ctl.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(frozen.success());
+    agent.terminate();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !agent.log_text().contains("op-log flushed") {
+        assert!(Instant::now() < deadline, "{}", agent.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        agent.wait_exit(Duration::from_millis(500)).is_none(),
+        "the session has not ended: the agent waits"
+    );
+    agent.terminate();
+    let status = agent.wait_exit(Duration::from_secs(3));
+    let _ = ctl.kill();
+    let _ = ctl.wait();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(143),
+        "{}",
+        agent.log_text()
+    );
+    let meta = read_json(&only_run_dir(&results).join("run.json"));
+    let run_id = meta["run_id"].as_str().unwrap();
+    let log = tmp
+        .path()
+        .join("spool")
+        .join(run_id)
+        .join("stage-01.tsv.zst");
+    let records = Tsv::read_zst(&log).rows.len();
+    assert!(
+        records > 0,
+        "{} holds the stopped stage's records",
+        log.display()
+    );
+}
