@@ -96,39 +96,16 @@ async fn main() -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let id = args
         .id
+        .clone()
         .unwrap_or_else(|| format!("{}:{}", chorus_agent::host::hostname(), addr.port()));
     let spool = args
         .spool
+        .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("chorus-agent-{}", addr.port())));
     tracing::info!(%addr, %id, spool = %spool.display(), %security, "agent listening");
     // Registered before saying "listening": whoever waits for that line
     // can find the agent in etcd already.
-    let registrar = match &args.etcd {
-        Some(endpoints) => {
-            let registered = async {
-                let address = register::advertise_address(
-                    args.advertise.as_deref(),
-                    addr,
-                    &chorus_agent::host::hostname(),
-                )?;
-                register::start(register::EtcdConfig {
-                    endpoints: endpoints.clone(),
-                    ttl_s: args.etcd_ttl,
-                    id: id.clone(),
-                    address,
-                })
-                .await
-            };
-            match registered.await {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    std::process::exit(1);
-                }
-            }
-        }
-        None => None,
-    };
+    let registrar = register_if_asked(&args, addr, &id).await;
     let signals = StopSignals::watch()?;
     // Printed on stdout so scripts that start an agent on port 0 learn the port.
     println!("listening on {addr}");
@@ -153,6 +130,36 @@ async fn main() -> anyhow::Result<()> {
     served?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// With `--etcd`: registered (exits 1 if that fails, naming why).
+async fn register_if_asked(
+    args: &Args,
+    addr: std::net::SocketAddr,
+    id: &str,
+) -> Option<register::Registrar> {
+    let endpoints = args.etcd.as_ref()?;
+    let registered = async {
+        let address = register::advertise_address(
+            args.advertise.as_deref(),
+            addr,
+            &chorus_agent::host::hostname(),
+        )?;
+        register::start(register::EtcdConfig {
+            endpoints: endpoints.clone(),
+            ttl_s: args.etcd_ttl,
+            id: id.to_string(),
+            address,
+        })
+        .await
+    };
+    match registered.await {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
 }
 
 /// The security the flags ask for. One of them is required: an agent runs
