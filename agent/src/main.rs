@@ -1,6 +1,7 @@
 //! `agent`: serves the Chorus agent protocol on a TCP address.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -58,6 +59,12 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     etcd_ttl: u64,
+    /// On SIGTERM or Ctrl-C: how long to keep serving the stopped stage's
+    /// op-logs to the controller (unless its session ends first) before
+    /// exiting, e.g. 20s, 1m. A second signal exits at once.
+    #[arg(long, value_name = "DURATION", default_value = "20s",
+          value_parser = chorus_common::plan::parse_duration)]
+    stop_grace: Duration,
 }
 
 /// Exit code for bad flags or files, as clap uses.
@@ -89,39 +96,17 @@ async fn main() -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let id = args
         .id
+        .clone()
         .unwrap_or_else(|| format!("{}:{}", chorus_agent::host::hostname(), addr.port()));
     let spool = args
         .spool
+        .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("chorus-agent-{}", addr.port())));
     tracing::info!(%addr, %id, spool = %spool.display(), %security, "agent listening");
     // Registered before saying "listening": whoever waits for that line
     // can find the agent in etcd already.
-    let registrar = match &args.etcd {
-        Some(endpoints) => {
-            let registered = async {
-                let address = register::advertise_address(
-                    args.advertise.as_deref(),
-                    addr,
-                    &chorus_agent::host::hostname(),
-                )?;
-                register::start(register::EtcdConfig {
-                    endpoints: endpoints.clone(),
-                    ttl_s: args.etcd_ttl,
-                    id: id.clone(),
-                    address,
-                })
-                .await
-            };
-            match registered.await {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    std::process::exit(1);
-                }
-            }
-        }
-        None => None,
-    };
+    let registrar = register_if_asked(&args, addr, &id).await;
+    let signals = StopSignals::watch()?;
     // Printed on stdout so scripts that start an agent on port 0 learn the port.
     println!("listening on {addr}");
     let config = chorus_agent::AgentConfig {
@@ -129,14 +114,52 @@ async fn main() -> anyhow::Result<()> {
         spool_dir: spool,
         security,
     };
-    let shutdown = async move {
-        stop_signal().await;
-        // Leave the registry first, so no controller picks a stopping agent.
-        if let Some(r) = registrar {
-            r.stop().await;
-        }
+    let grace = args.stop_grace;
+    let (left_tx, left_rx) = tokio::sync::oneshot::channel();
+    let stop = async move {
+        let reason = signals.first().await;
+        // Leave the registry while the stage stops, so no controller picks
+        // a stopping agent; awaited before the process exits.
+        let _ = left_tx.send(registrar.map(|r| tokio::spawn(r.stop())));
+        chorus_agent::Stop { reason, grace }
     };
-    chorus_agent::serve(listener, config, shutdown).await
+    let served = chorus_agent::serve_until(listener, config, stop).await;
+    if let Ok(Some(leaving)) = left_rx.await {
+        let _ = leaving.await;
+    }
+    served?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// With `--etcd`: registered (exits 1 if that fails, naming why).
+async fn register_if_asked(
+    args: &Args,
+    addr: std::net::SocketAddr,
+    id: &str,
+) -> Option<register::Registrar> {
+    let endpoints = args.etcd.as_ref()?;
+    let registered = async {
+        let address = register::advertise_address(
+            args.advertise.as_deref(),
+            addr,
+            &chorus_agent::host::hostname(),
+        )?;
+        register::start(register::EtcdConfig {
+            endpoints: endpoints.clone(),
+            ttl_s: args.etcd_ttl,
+            id: id.to_string(),
+            address,
+        })
+        .await
+    };
+    match registered.await {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
 }
 
 /// The security the flags ask for. One of them is required: an agent runs
@@ -156,20 +179,43 @@ fn security(args: &Args) -> anyhow::Result<chorus_agent::ServerSecurity> {
     chorus_agent::ServerSecurity::load(args.tls_dir.as_deref(), args.token_file.as_deref())
 }
 
-/// Ctrl-C or SIGTERM (what systemd, Kubernetes and SLURM send to stop).
-async fn stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+/// SIGTERM (what systemd, Kubernetes and SLURM send to stop) and SIGINT
+/// (Ctrl-C), watched from before the agent says it listens.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn watch() -> anyhow::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let watch =
+            |kind, name| signal(kind).map_err(|e| anyhow::anyhow!("cannot watch for {name}: {e}"));
+        Ok(StopSignals {
+            term: watch(SignalKind::terminate(), "SIGTERM")?,
+            int: watch(SignalKind::interrupt(), "SIGINT")?,
+        })
+    }
+
+    /// The next signal's name and the exit code a shell reports for a
+    /// process it ended (128 + its number).
+    async fn next(&mut self) -> (&'static str, i32) {
+        tokio::select! {
+            _ = self.term.recv() => ("SIGTERM", 143),
+            _ = self.int.recv() => ("SIGINT", 130),
         }
-        Err(e) => {
-            tracing::warn!("cannot watch for SIGTERM ({e}); stopping on Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
-        }
+    }
+
+    /// Waits for the first signal and returns its name; from then on a
+    /// second one exits the process at once.
+    async fn first(mut self) -> String {
+        let (first, _) = self.next().await;
+        tokio::spawn(async move {
+            let (second, code) = self.next().await;
+            tracing::warn!("{second} while stopping: exiting now");
+            std::process::exit(code);
+        });
+        first.to_string()
     }
 }
 

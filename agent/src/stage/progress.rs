@@ -1,0 +1,114 @@
+//! Live progress while a stage's workers run: a report each second from
+//! the live counters, and the stop signals the running stage obeys.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chorus_common::clock::Anchor;
+use chorus_common::metrics::histogram_to_bytes;
+use chorus_common::workload::{LiveCounters, StageOutcome, live_histogram};
+use chorus_proto::pb::{self, stage_event::Event};
+use futures::future::BoxFuture;
+use hdrhistogram::Histogram;
+use tokio::sync::watch;
+
+use super::Events;
+use crate::shutdown::{self, Phase};
+
+/// How often live progress is sent.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the stage's run gave, and whether the agent's own stop ended it.
+pub struct Watched {
+    pub result: Result<anyhow::Result<StageOutcome>, tokio::task::JoinError>,
+    /// Set when the agent began to stop (e.g. `SIGTERM`) while the stage
+    /// ran: the reason, sent as `StageDone.stopped_by`.
+    pub stopped_by: Option<String>,
+}
+
+/// Runs `stage` on its own task and reports progress until it ends; a stop
+/// of the agent sets the stage's `stop` flag. The last interval is sent
+/// too, so the per-second series adds up to the stage's totals.
+pub async fn watch(
+    stage: BoxFuture<'static, anyhow::Result<StageOutcome>>,
+    live: &LiveCounters,
+    stop: &AtomicBool,
+    clock: &Anchor,
+    tx: &Events,
+    phase: &mut watch::Receiver<Phase>,
+) -> Watched {
+    let mut stage = tokio::spawn(stage);
+    let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
+    ticker.tick().await;
+    let mut last = pb::Progress {
+        at_ns: clock.now_ns(),
+        ..Default::default()
+    };
+    // Interval latencies not yet delivered.
+    let mut pending = live_histogram();
+    let mut stopped_by = None;
+    let result = loop {
+        tokio::select! {
+            r = &mut stage => break r,
+            reason = shutdown::stopped(phase), if stopped_by.is_none() => {
+                tracing::info!("stopping the running stage ({reason})");
+                stop.store(true, Ordering::Relaxed);
+                stopped_by = Some(reason);
+            }
+            _ = ticker.tick() => {
+                let p = progress(live, &last, &mut pending, clock);
+                let event = pb::StageEvent { event: Some(Event::Progress(p.clone())) };
+                // A slow controller must not stall this loop (it also
+                // collects the stage's end): a report not taken within a
+                // tick is folded into the next.
+                match tokio::time::timeout(PROGRESS_INTERVAL, tx.send(Ok(event))).await {
+                    Ok(Ok(())) => {
+                        last = p;
+                        pending.reset();
+                    }
+                    // A controller that stopped listening stops the load.
+                    Ok(Err(_)) => stop.store(true, Ordering::Relaxed),
+                    Err(_) => {}
+                }
+            }
+        }
+    };
+    let p = progress(live, &last, &mut pending, clock);
+    let event = pb::StageEvent {
+        event: Some(Event::Progress(p)),
+    };
+    let _ = tokio::time::timeout(PROGRESS_INTERVAL, tx.send(Ok(event))).await;
+    Watched { result, stopped_by }
+}
+
+/// The next progress report: totals now, and what changed since `last`
+/// (the last report delivered). `pending` holds the latencies since then.
+fn progress(
+    live: &LiveCounters,
+    last: &pb::Progress,
+    pending: &mut Histogram<u64>,
+    clock: &Anchor,
+) -> pb::Progress {
+    let (ops, bytes, errors) = (
+        live.ops.load(Ordering::Relaxed),
+        live.bytes.load(Ordering::Relaxed),
+        live.errors.load(Ordering::Relaxed),
+    );
+    // Same bounds on both sides: add cannot fail.
+    let _ = pending.add(live.take_interval());
+    pb::Progress {
+        ops,
+        bytes,
+        errors,
+        at_ns: clock.now_ns(),
+        interval_start_ns: last.at_ns,
+        interval_ops: ops.saturating_sub(last.ops),
+        interval_bytes: bytes.saturating_sub(last.bytes),
+        interval_errors: errors.saturating_sub(last.errors),
+        interval_latency_hist: if pending.is_empty() {
+            Vec::new()
+        } else {
+            histogram_to_bytes(pending)
+        },
+    }
+}
