@@ -86,13 +86,18 @@ pub async fn start_embedded(n: u32) -> anyhow::Result<(Vec<String>, EmbeddedAgen
         spools: Vec::new(),
     };
     let mut addrs = Vec::new();
+    // Each call's agents get spool folders of their own: a process that
+    // starts embedded agents twice (tests running side by side) must not
+    // have one set remove the other's spool when it stops.
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     for i in 0..n {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .context("cannot bind a loopback port for an embedded agent")?;
         let addr = listener.local_addr()?;
         let spool =
-            std::env::temp_dir().join(format!("chorus-embedded-{}-{i}", std::process::id()));
+            std::env::temp_dir().join(format!("chorus-embedded-{}-{call}-{i}", std::process::id()));
         let config = chorus_agent::AgentConfig {
             id: format!("local-{i}"),
             spool_dir: spool.clone(),
