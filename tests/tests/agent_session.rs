@@ -199,6 +199,12 @@ fn sigterm_mid_stage_is_a_clean_stop() {
         "stopped",
         "{meta:#}"
     );
+    assert_eq!(stage_agent(&meta, "load", "b")["stopped_by"], "SIGTERM");
+    // Reported as having left, not as lost.
+    let stopped = meta["stopped_agents"].as_array().unwrap();
+    assert_eq!(stopped.len(), 1, "{meta:#}");
+    assert_eq!(stopped[0]["id"], "b");
+    assert_eq!(stopped[0]["stage"], "load");
 }
 
 /// The `ALL` row's count of stage `name` in summary.json.
