@@ -242,13 +242,15 @@ fn killed_agent_aborts_the_run_under_the_abort_policy() {
     let plan = write_plan(tmp.path(), "abort", "10s", 30);
     let results = tmp.path().join("runs");
     let agents = format!("{},{}", a.addr, b.addr);
+    // Not quiet, and stderr is a pipe (not a terminal, as in CI logs or
+    // under nohup): the live view draws nothing, but news of a lost agent
+    // must still be printed.
     let mut ctl = ControllerProc::start(&[
         "run",
         plan.to_str().unwrap(),
         "--agents",
         &agents,
         "--insecure",
-        "--quiet",
         "--results",
         results.to_str().unwrap(),
     ]);
@@ -274,11 +276,26 @@ fn killed_agent_aborts_the_run_under_the_abort_policy() {
             .contains("on_agent_loss: abort"),
         "{meta:#}"
     );
+    let notice = ctl.wait_line("agent b lost at ", Duration::from_secs(5));
+    assert!(notice.is_some(), "no loss notice:\n{}", ctl.stderr());
     // What a measured is kept: a's ops of the stopped stage are in both.
     let counts = timeline_counts(&run);
     let a_load = counts[&("load".to_string(), "a".to_string())];
     assert!(a_load > 0);
     assert_eq!(a_load, summary_ops(&run, "load"));
+    // a was told to stop, and is reported so: not as having finished.
+    let load = meta["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "load")
+        .expect("load in run.json");
+    let a_meta = &load["agents"][0];
+    assert_eq!(a_meta["id"], "a");
+    assert_eq!(a_meta["status"], "stopped", "{load:#}");
+    let by = a_meta["stopped_by"].as_str().unwrap();
+    assert!(by.starts_with("agent b lost"), "{by}");
+    assert!(load["ended_early"].as_str().is_some(), "{load:#}");
 }
 
 #[test]

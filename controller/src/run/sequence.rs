@@ -106,12 +106,9 @@ impl RunState<'_> {
         kind.judge(stage, &done)
     }
 
-    /// Before a step: a stop raised on the run ends it; departures the
-    /// heartbeats found are reported; the plan's policy is applied.
+    /// Before a step: departures the heartbeats found are reported, the
+    /// plan's policy is applied, and a stop raised on the run ends it.
     fn between_steps(&mut self, stage: &str) -> anyhow::Result<()> {
-        if let Some(reason) = self.rc.stop.reason() {
-            return Err(reason.into());
-        }
         for k in 0..self.agents.len() {
             if self.gone[k].is_none()
                 && let Some(l) = self.rc.health.lost(k)
@@ -119,7 +116,14 @@ impl RunState<'_> {
                 self.depart(k, stage, l, true);
             }
         }
-        self.loss_failure().map_or(Ok(()), Err)
+        // The policy's words first: an abort on loss also raised the stop.
+        if let Some(e) = self.loss_failure() {
+            return Err(e);
+        }
+        match self.rc.stop.reason() {
+            Some(reason) => Err(reason.into()),
+            None => Ok(()),
+        }
     }
 
     /// Run indices of the agents still taking part.
