@@ -33,6 +33,8 @@ mod sequence;
 mod series;
 mod stage;
 mod step;
+#[cfg(test)]
+mod test_run;
 
 use std::process::ExitCode;
 

@@ -4,74 +4,13 @@
 //! ended early from its live seconds.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Mutex;
 
 use chorus_common::plan::{Stage, StageKind as PlanKind, StepSpec};
-use clap::Parser;
-use serde_json::Value;
 
 use super::{StageKind, Step, StepResult, Watch, for_stage};
-use crate::cli::RunArgs;
 use crate::run::series::Second;
-
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    run: RunArgs,
-}
-
-/// Runs `plan` (YAML) in-process (tests running side by side give their
-/// plans different names: run ids, and so spool folders, come from them) with two embedded agents and the kinds
-/// `pick` gives; returns the run directory.
-async fn run_plan(plan: &str, pick: super::KindPicker, tmp: &Path) -> std::path::PathBuf {
-    let file = tmp.join("plan.yaml");
-    std::fs::write(&file, plan).unwrap();
-    let results = tmp.join("runs");
-    let (file, results) = (file.to_str().unwrap(), results.to_str().unwrap());
-    let cli = Cli::try_parse_from(["run", file, "--results", results, "--quiet"]).unwrap();
-    use crate::run::RunError;
-    match crate::run::run(cli.run, pick).await {
-        Ok(dir) => dir,
-        Err(RunError::Input(e)) => panic!("bad plan: {e}"),
-        Err(RunError::Failed(e)) => panic!("the run failed: {e:#}"),
-        Err(RunError::Interrupted(d)) => panic!("interrupted: {}", d.display()),
-    }
-}
-
-fn json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// Records of the merged timeline by their `stage` column.
-fn timeline_stages(dir: &Path) -> BTreeMap<String, u64> {
-    let bytes = std::fs::read(dir.join("timeline.tsv.zst")).unwrap();
-    let text = String::from_utf8(zstd::decode_all(&bytes[..]).unwrap()).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
-    let col = header.iter().position(|c| *c == "stage").unwrap();
-    let mut by_stage = BTreeMap::new();
-    for line in lines {
-        let stage = line.split('\t').nth(col).unwrap().to_string();
-        *by_stage.entry(stage).or_insert(0) += 1;
-    }
-    by_stage
-}
-
-/// The `ALL` row's op count of each summary stage, by name.
-fn summary_counts(dir: &Path) -> BTreeMap<String, u64> {
-    let summary = json(&dir.join("summary.json"));
-    let stages = summary["stages"].as_array().unwrap();
-    stages
-        .iter()
-        .map(|s| {
-            let all = s["ops"].as_array().unwrap().last().unwrap();
-            assert_eq!(all["op"], "ALL");
-            let name = s["name"].as_str().unwrap().to_string();
-            (name, all["count"].as_u64().unwrap())
-        })
-        .collect()
-}
+use crate::run::test_run::{json, run_plan, summary_counts, timeline_stages};
 
 /// What the stepped kind was told of the steps before each of its choices.
 static SEEN: Mutex<Vec<Vec<u64>>> = Mutex::new(Vec::new());
