@@ -202,3 +202,22 @@ mod tests {
         );
     }
 }
+
+/// The `ALL` row's count of stage `name` in summary.json.
+pub fn summary_ops(run: &Path, name: &str) -> u64 {
+    let s = read_json(&run.join("summary.json"));
+    let stage = s["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|st| st["name"] == name)
+        .unwrap_or_else(|| panic!("no stage {name} in summary"));
+    stage["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["op"] == "ALL")
+        .unwrap()["count"]
+        .as_u64()
+        .unwrap()
+}

@@ -4,12 +4,11 @@
 //! agent ends the stage with its result, keeps its op-log collectable, and
 //! exits 0 within its grace).
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chorus_tests::agents::AgentSpec;
-use chorus_tests::{Tsv, bin, controller, only_run_dir, read_json, wait_for_stage};
+use chorus_tests::{Tsv, bin, controller, only_run_dir, read_json, summary_ops, wait_for_stage};
 
 /// The one stage-agent entry of `agent` in stage `stage` of run.json.
 fn stage_agent<'a>(meta: &'a serde_json::Value, stage: &str, agent: &str) -> &'a serde_json::Value {
@@ -205,25 +204,6 @@ fn sigterm_mid_stage_is_a_clean_stop() {
     assert_eq!(stopped.len(), 1, "{meta:#}");
     assert_eq!(stopped[0]["id"], "b");
     assert_eq!(stopped[0]["stage"], "load");
-}
-
-/// The `ALL` row's count of stage `name` in summary.json.
-fn summary_ops(run: &Path, name: &str) -> u64 {
-    let s = read_json(&run.join("summary.json"));
-    let stage = s["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|st| st["name"] == name)
-        .unwrap_or_else(|| panic!("no stage {name} in summary"));
-    stage["ops"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| o["op"] == "ALL")
-        .unwrap()["count"]
-        .as_u64()
-        .unwrap()
 }
 
 /// Waits (up to `limit`) for `child` and returns its exit code.

@@ -11,7 +11,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chorus_tests::agents::{AgentProc, start_agent};
-use chorus_tests::{Tsv, bin, controller, only_run_dir, read_json, rfc3339_to_ns, wait_for_stage};
+use chorus_tests::{
+    Tsv, bin, controller, only_run_dir, read_json, rfc3339_to_ns, summary_ops, wait_for_stage,
+};
 
 /// A controller process whose stderr lines arrive with the instant each
 /// was read, so a test can tell how soon something was reported.
@@ -137,25 +139,6 @@ fn timeline_counts(run: &Path) -> BTreeMap<(String, String), u64> {
             .or_insert(0) += 1;
     }
     counts
-}
-
-/// The `ALL` row's count of stage `name` in summary.json.
-fn summary_ops(run: &Path, name: &str) -> u64 {
-    let s = read_json(&run.join("summary.json"));
-    let stage = s["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|st| st["name"] == name)
-        .unwrap_or_else(|| panic!("no stage {name} in summary"));
-    stage["ops"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| o["op"] == "ALL")
-        .unwrap()["count"]
-        .as_u64()
-        .unwrap()
 }
 
 #[test]

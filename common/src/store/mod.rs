@@ -301,17 +301,28 @@ pub async fn list_all(
     prefix: &str,
     max: usize,
 ) -> StoreResult<Vec<ObjectMeta>> {
+    list_pages(max, |opts| async move { store.list(prefix, &opts).await }).await
+}
+
+/// Gathers the entries of the pages `page` returns, following each page's
+/// continuation, at most `max` entries; `page` makes one listing request
+/// (so a caller can time each, as an op).
+pub async fn list_pages<F, Fut>(max: usize, mut page: F) -> StoreResult<Vec<ObjectMeta>>
+where
+    F: FnMut(ListOptions) -> Fut,
+    Fut: std::future::Future<Output = StoreResult<ListPage>>,
+{
     let mut all = Vec::new();
     let mut opts = ListOptions::default();
     loop {
-        let page = store.list(prefix, &opts).await?;
-        all.extend(page.entries);
+        let next = page(opts.clone()).await?;
+        all.extend(next.entries);
         if all.len() >= max {
             all.truncate(max);
             return Ok(all);
         }
-        match page.next {
-            Some(next) => opts.continuation = Some(next),
+        match next.next {
+            Some(token) => opts.continuation = Some(token),
             None => return Ok(all),
         }
     }

@@ -143,20 +143,10 @@ pub(super) async fn list_all_timed(
     max: usize,
     timeout: Duration,
 ) -> StoreResult<Vec<ObjectMeta>> {
-    let mut all = Vec::new();
-    let mut opts = ListOptions::default();
-    loop {
-        let page = timed(store, "LIST", prefix, timeout, store.list(prefix, &opts)).await?;
-        all.extend(page.entries);
-        if all.len() >= max {
-            all.truncate(max);
-            return Ok(all);
-        }
-        match page.next {
-            Some(next) => opts.continuation = Some(next),
-            None => return Ok(all),
-        }
-    }
+    crate::store::list_pages(max, |opts| async move {
+        timed(store, "LIST", prefix, timeout, store.list(prefix, &opts)).await
+    })
+    .await
 }
 
 /// `op`'s result, or None when it has not answered within `timeout`.
