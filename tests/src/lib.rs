@@ -191,18 +191,6 @@ pub fn rfc3339_to_ns(s: &str) -> i64 {
     (days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]) * 1_000_000_000 + nanos
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc3339_parsing_matches_known_instants() {
-        assert_eq!(super::rfc3339_to_ns("1970-01-01T00:00:00Z"), 0);
-        assert_eq!(
-            super::rfc3339_to_ns("2026-11-24T00:24:47.5Z"),
-            1_795_479_887_500_000_000
-        );
-    }
-}
-
 /// The `ALL` row's count of stage `name` in summary.json.
 pub fn summary_ops(run: &Path, name: &str) -> u64 {
     let s = read_json(&run.join("summary.json"));
@@ -220,4 +208,16 @@ pub fn summary_ops(run: &Path, name: &str) -> u64 {
         .unwrap()["count"]
         .as_u64()
         .unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_parsing_matches_known_instants() {
+        assert_eq!(super::rfc3339_to_ns("1970-01-01T00:00:00Z"), 0);
+        assert_eq!(
+            super::rfc3339_to_ns("2026-11-24T00:24:47.5Z"),
+            1_795_479_887_500_000_000
+        );
+    }
 }
