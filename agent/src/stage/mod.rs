@@ -253,6 +253,7 @@ fn done(
         event: Some(Event::Done(pb::StageDone {
             started_ns: o.started_ns,
             first_op_ns: o.first_op_ns.unwrap_or(0),
+            first_issued_ns: o.first_issued_ns.unwrap_or(0),
             ended_ns: o.ended_ns,
             ops: encode_metrics(&o.metrics),
             records_logged: stats.records,

@@ -188,9 +188,13 @@ pub struct StageOutcome {
     pub metrics: StageMetrics,
     /// Agent wall clock (ns) when workers were released.
     pub started_ns: i64,
-    /// Agent wall clock (ns) when the first op was issued, if any op ran
-    /// (in open loop: issued, not scheduled).
+    /// Agent wall clock (ns) when the first op began, if any op ran: its
+    /// start as logged (in open loop, its scheduled slot).
     pub first_op_ns: Option<i64>,
+    /// When the first op was really issued: in closed loop its start, in
+    /// open loop later than its slot by the lag. Start skew is measured
+    /// from this, since every agent's first slot is the stage's start.
+    pub first_issued_ns: Option<i64>,
     /// Agent wall clock (ns) when the last op ended (or `started_ns`).
     pub ended_ns: i64,
     /// Op-log records sent, warm-up included.
@@ -488,6 +492,7 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
         metrics: total.metrics,
         started_ns,
         first_op_ns: total.first_op_ns,
+        first_issued_ns: total.first_issued_ns,
         ended_ns: total.last_end_ns.max(started_ns),
         warmup_ops: total.warmup_ops,
         retries: total.retries,
@@ -503,10 +508,19 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
     })
 }
 
+/// The earlier of two optional times.
+fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 #[derive(Default)]
 struct WorkerOutcome {
     metrics: StageMetrics,
     first_op_ns: Option<i64>,
+    first_issued_ns: Option<i64>,
     last_end_ns: i64,
     warmup_ops: u64,
     retries: u64,
@@ -523,10 +537,8 @@ struct WorkerOutcome {
 impl WorkerOutcome {
     fn merge(&mut self, o: WorkerOutcome) {
         self.metrics.merge(&o.metrics);
-        self.first_op_ns = match (self.first_op_ns, o.first_op_ns) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        self.first_op_ns = earliest(self.first_op_ns, o.first_op_ns);
+        self.first_issued_ns = earliest(self.first_issued_ns, o.first_issued_ns);
         self.last_end_ns = self.last_end_ns.max(o.last_end_ns);
         self.warmup_ops += o.warmup_ops;
         self.retries += o.retries;
@@ -692,15 +704,15 @@ impl Worker {
 
             let start_ns = self.anchor.wall_ns_at(started);
             let end_ns = self.anchor.wall_ns_at(ended);
-            // When the first op really went out: in open loop that is its
-            // issue, not its slot (every agent's first slot is the stage's
-            // start, so slots would always show a start skew of 0).
-            let issued_ns = if slot.is_some() {
-                self.anchor.wall_ns_at(issued)
-            } else {
-                start_ns
-            };
-            out.first_op_ns = Some(out.first_op_ns.map_or(issued_ns, |f| f.min(issued_ns)));
+            out.first_op_ns = earliest(out.first_op_ns, Some(start_ns));
+            if out.first_issued_ns.is_none() {
+                // A worker's first op is its earliest issued.
+                let issued_ns = match slot {
+                    Some(_) => self.anchor.wall_ns_at(issued),
+                    None => start_ns,
+                };
+                out.first_issued_ns = Some(issued_ns);
+            }
             out.last_end_ns = out.last_end_ns.max(end_ns);
             if let Some(log) = &run.oplog {
                 let times = (start_ns, end_ns);

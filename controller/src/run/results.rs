@@ -221,8 +221,13 @@ pub struct AgentStageMeta {
     /// Empty when unknown (a stage recovered by `collect`), as `ended`.
     #[serde(default)]
     pub started: String,
+    /// When its first op began (as in the timeline: in open loop, its slot).
     #[serde(default)]
     pub first_op: Option<String>,
+    /// When its first op was really issued (open loop: after its slot);
+    /// the step's `start_skew_ms` is the spread of these.
+    #[serde(default)]
+    pub first_issued: Option<String>,
     #[serde(default)]
     pub ended: String,
     /// As the agent reported it; 0 for a stage recovered by `collect`

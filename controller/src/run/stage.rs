@@ -41,6 +41,8 @@ pub struct AgentStageResult {
     pub metrics: StageMetrics,
     pub started_ns: i64,
     pub first_op_ns: Option<i64>,
+    /// When the first op was really issued (open loop: after its slot).
+    pub first_issued_ns: Option<i64>,
     pub ended_ns: i64,
     pub records_logged: u64,
     /// Size of the agent's op-log file of the stage.
@@ -353,6 +355,7 @@ impl Watch {
             metrics,
             started_ns: d.started_ns,
             first_op_ns: (d.first_op_ns != 0).then_some(d.first_op_ns),
+            first_issued_ns: (d.first_issued_ns != 0).then_some(d.first_issued_ns),
             ended_ns: d.ended_ns,
             records_logged: d.records_logged,
             oplog_bytes: d.oplog_bytes,

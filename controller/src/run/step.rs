@@ -325,7 +325,8 @@ impl Tally {
         self.first = Some(self.first.map_or(started, |f| f.min(started)));
         self.last = Some(self.last.map_or(ended, |l| l.max(ended)));
         self.releases.push(started);
-        self.first_ops.extend(r.first_op_ns.map(|f| f - off));
+        // Issued, not scheduled: every agent's first slot is the start.
+        self.first_ops.extend(r.first_issued_ns.map(|f| f - off));
         let secs = |t: i64| (t - start) as f64 / 1e9;
         self.coverage.push(AgentCoverage {
             agent: m.id.clone(),
@@ -382,6 +383,7 @@ impl AgentStageMeta {
         });
         self.started = rfc3339_ns(r.started_ns - off);
         self.first_op = r.first_op_ns.map(|f| rfc3339_ns(f - off));
+        self.first_issued = r.first_issued_ns.map(|f| rfc3339_ns(f - off));
         self.ended = rfc3339_ns(r.ended_ns - off);
         self.records_logged = r.records_logged;
         self.log_backpressure_waits = r.log_backpressure_waits;

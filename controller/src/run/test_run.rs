@@ -97,12 +97,12 @@ stages:
     assert_eq!(paced["name"], "paced");
     let skew = paced["start_skew_ms"].as_f64().unwrap();
     assert!(skew > 0.0, "{paced:#}");
-    // And it is the spread of the first ops the agents report.
+    // And it is the spread of the first ops the agents issued.
     let firsts: Vec<&str> = paced["agents"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|a| a["first_op"].as_str().unwrap())
+        .map(|a| a["first_issued"].as_str().unwrap())
         .collect();
     assert_eq!(firsts.len(), 2);
     assert_ne!(firsts[0], firsts[1], "{paced:#}");
