@@ -60,7 +60,7 @@ pub struct AgentStageResult {
 /// How one agent's stage ended.
 #[derive(Debug)]
 pub enum Outcome {
-    Done(AgentStageResult),
+    Done(Box<AgentStageResult>),
     /// The agent answered but the stage failed there (bad target, …).
     Failed(anyhow::Error),
     /// The agent stopped answering; `at_ns` is when that was noticed
@@ -351,7 +351,7 @@ impl Watch {
             t.bytes = metrics.total_bytes();
             t.errors = metrics.total_errors();
         }
-        Outcome::Done(AgentStageResult {
+        Outcome::Done(Box::new(AgentStageResult {
             metrics,
             started_ns: d.started_ns,
             first_op_ns: (d.first_op_ns != 0).then_some(d.first_op_ns),
@@ -366,7 +366,7 @@ impl Watch {
             schedule: d.schedule.as_ref().map(decode_schedule),
             endpoints: decode_endpoints(&d.endpoints),
             stopped: self.stopped(d),
-        })
+        }))
     }
 
     /// Who ended this agent's stage early, if anyone: the agent's own word

@@ -361,7 +361,7 @@ impl Tally {
         let (name, kind) = (&meta.name, &meta.kind);
         let mut summary = StageSummary::from_metrics(name, kind, finished, elapsed_s, &self.merged);
         summary.endpoints = sum_endpoints(outcomes.iter().filter_map(|o| match o {
-            Outcome::Done(r) => Some(r),
+            Outcome::Done(r) => Some(r.as_ref()),
             _ => None,
         }));
         summary.coverage = self.coverage;
