@@ -288,6 +288,9 @@ impl<'a> Accumulator<'a> {
         self.stages[i].add(rec);
     }
 
+    /// The pass's figures made into the analysis, stage by stage. Long
+    /// because each table (ops, sizes, agents, endpoints, errors, segments)
+    /// is a few lines of its own, in the order the analysis lists them.
     fn finish(self, source: String, run_id: Option<String>, damaged: Option<String>) -> Analysis {
         Analysis {
             source,
