@@ -7,7 +7,8 @@
 # agents themselves stay light on a 2-core machine), under /usr/bin/time.
 # Reported per N: the controller's CPU (user+sys seconds, and as % of one
 # core over the run), its peak RSS, the workload stage's start skew (first
-# ops; in open loop an op starts at its slot) and release skew (when each
+# ops issued: in open loop later than their slot, which is the start) and
+# release skew (when each
 # agent's timer really fired and released its workers), and the clock
 # offsets measured before it. All agents share this host's clock,
 # so the true offset is 0 and each measured offset is its own error.
