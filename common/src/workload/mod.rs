@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::{Anchor, Mono};
 use crate::datagen::DataSpec;
@@ -167,8 +167,9 @@ pub struct StageRun {
     pub stop: Arc<AtomicBool>,
 }
 
-/// How an open-loop stage kept to its schedule.
-#[derive(Clone, Debug, Default, Serialize)]
+/// How an open-loop stage kept to its schedule (in `run.json`, written
+/// and read back).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ScheduleReport {
     /// This agent's target, ops/s.
     pub target_rate: f64,

@@ -244,7 +244,7 @@ pub struct AgentStageMeta {
     #[serde(default)]
     pub retries: u64,
     /// Open loop: how this agent kept to its schedule.
-    #[serde(default, with = "schedule_serde")]
+    #[serde(default)]
     pub schedule: Option<ScheduleReport>,
     #[serde(default)]
     pub error: Option<String>,
@@ -293,41 +293,6 @@ pub struct CollectMeta {
     /// the run's results cover the rest.
     #[serde(default)]
     pub problems: Vec<String>,
-}
-
-/// `ScheduleReport` (in `common`, which has no reason to read `run.json`
-/// back) through a mirror of its fields: serde's remote derive checks at
-/// compile time that the mirror has every field of the real type.
-mod schedule_serde {
-    use chorus_common::workload::ScheduleReport;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    #[derive(Serialize, Deserialize)]
-    #[serde(remote = "ScheduleReport")]
-    struct Mirror {
-        target_rate: f64,
-        achieved_rate: f64,
-        ops: u64,
-        late_ops: u64,
-        max_lag_ms: f64,
-        mean_lag_ms: f64,
-    }
-
-    #[derive(Serialize)]
-    struct Out<'a>(#[serde(with = "Mirror")] &'a ScheduleReport);
-
-    #[derive(Deserialize)]
-    struct In(#[serde(with = "Mirror")] ScheduleReport);
-
-    pub fn serialize<S: Serializer>(v: &Option<ScheduleReport>, s: S) -> Result<S::Ok, S::Error> {
-        v.as_ref().map(Out).serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<ScheduleReport>, D::Error> {
-        Ok(Option::<In>::deserialize(d)?.map(|In(r)| r))
-    }
 }
 
 /// Reads `run.json` of run directory `run`; errors name the file and,
