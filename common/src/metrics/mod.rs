@@ -8,6 +8,7 @@
 //! Latencies above [`LATENCY_HIGHEST_NS`] are recorded as that value and
 //! counted in [`OpStats::clamped`], so no op disappears from the counts.
 
+pub mod client;
 pub mod summary;
 
 pub use summary::{LatencySummary, OpSummary, RunSummary, StageSummary};
