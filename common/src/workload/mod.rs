@@ -12,16 +12,18 @@
 //! - `pacing.rs`: the open-loop schedule.
 //! - `ops.rs`: each op against the store, verification, retries.
 //! - `budget.rs`: the stop condition split over agents.
+//! - `live.rs`: the counters the agent reads each second.
 
 mod budget;
 pub mod keys;
+mod live;
 mod ops;
 mod pacing;
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::{RngExt, SeedableRng};
@@ -38,98 +40,17 @@ use crate::plan::{Pacing, Stage, StageKind};
 use crate::pools::Pools;
 use crate::store::multi::{EndpointStats, MultiStore};
 use crate::store::{ErrorClass, ObjectStore};
-use hdrhistogram::Histogram;
 
 pub use budget::{Budget, HeldOps, share};
 pub use keys::{KeyPicker, KeyState};
+use live::LiveDelta;
+pub use live::{LIVE_FLUSH, LagTaken, LiveCounters, live_histogram};
 pub use ops::{LIST_PAGE_ENTRIES, timed};
 pub use pacing::Schedule;
 
 /// An open-loop op that starts later than this after its scheduled time is
 /// counted as late.
 pub const LATE_AFTER: Duration = Duration::from_millis(1);
-
-/// Counters the agent reads about once a second for live progress, and the
-/// latencies of the ops that ended since it last looked. Workers add to
-/// them every [`LIVE_FLUSH`] and when they finish, not per op.
-#[derive(Debug)]
-pub struct LiveCounters {
-    pub ops: AtomicU64,
-    pub bytes: AtomicU64,
-    pub errors: AtomicU64,
-    /// Workers add their own interval histogram here every [`LIVE_FLUSH`]
-    /// (not per op: one lock per worker per flush), and the agent takes it
-    /// each second.
-    interval_latency: Mutex<Histogram<u64>>,
-}
-
-/// One worker's counts not yet added to [`LiveCounters`].
-#[derive(Debug, Default)]
-struct LiveDelta {
-    ops: u64,
-    bytes: u64,
-    errors: u64,
-}
-
-impl LiveDelta {
-    /// Adds the counts to `live` and zeroes them.
-    fn publish(&mut self, live: &LiveCounters) {
-        if self.ops > 0 {
-            live.ops.fetch_add(self.ops, Ordering::Relaxed);
-            live.bytes.fetch_add(self.bytes, Ordering::Relaxed);
-            live.errors.fetch_add(self.errors, Ordering::Relaxed);
-        }
-        *self = LiveDelta::default();
-    }
-}
-
-/// How often a worker hands its live counts and latencies to
-/// [`LiveCounters`].
-pub const LIVE_FLUSH: Duration = Duration::from_millis(100);
-
-/// A histogram for live latencies: 2 significant figures from 1 µs to an
-/// hour keeps it at ~27 KiB per worker (the summary's exact histograms are
-/// separate); a per-second p99 needs no more.
-pub fn live_histogram() -> Histogram<u64> {
-    // Constant, valid bounds: cannot fail at run time (covered by tests).
-    Histogram::new_with_bounds(1_000, LATENCY_HIGHEST_NS, 2).expect("constant bounds are valid")
-}
-
-impl Default for LiveCounters {
-    fn default() -> Self {
-        LiveCounters {
-            ops: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            interval_latency: Mutex::new(live_histogram()),
-        }
-    }
-}
-
-impl LiveCounters {
-    /// Takes the latencies added since the last call, leaving an empty one.
-    pub fn take_interval(&self) -> Histogram<u64> {
-        let mut h = self
-            .interval_latency
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        std::mem::replace(&mut *h, live_histogram())
-    }
-
-    /// Adds a worker's interval latencies and empties them.
-    fn add_interval(&self, h: &mut Histogram<u64>) {
-        if h.is_empty() {
-            return;
-        }
-        let mut shared = self
-            .interval_latency
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        // Same bounds on both sides: add cannot fail.
-        let _ = shared.add(&*h);
-        h.reset();
-    }
-}
 
 /// Everything one agent needs to run its share of a stage.
 pub struct StageRun {
@@ -634,6 +555,7 @@ impl Worker {
                 out.sum_lag += lag;
                 out.last_slot = out.last_slot.max(Some(at));
                 out.last_issued = out.last_issued.max(Some(at + lag));
+                live.lag(lag);
             }
             // One endpoint per op (its retries included), named in the log,
             // from the endpoints of this worker's pool.
