@@ -14,6 +14,8 @@
 //! - [`shutdown`]: the stop signal shared by the server, stage tasks and
 //!   watchdog, and the wait for running stages.
 //! - [`host`]: facts about the host reported in `Hello`.
+//! - [`sampler`]: the host's CPU, memory and network sampled each second
+//!   of a stage, for the controller's client-bound verdict.
 //! - [`auth`]: who may talk to the agent (mTLS, token, or plaintext).
 //! - [`watchdog`]: ends a session whose controller went silent.
 //!
@@ -25,6 +27,7 @@ pub mod auth;
 pub mod fetch;
 pub mod host;
 pub mod kinds;
+pub mod sampler;
 pub mod service;
 pub mod session;
 pub mod shutdown;

@@ -5,6 +5,7 @@
 //! controller speak in `common` types and call [`encode_metrics`] /
 //! [`decode_metrics`] at the boundary.
 
+use chorus_common::metrics::client::HostSample;
 use chorus_common::metrics::{OpStats, StageMetrics, histogram_from_bytes, histogram_to_bytes};
 use chorus_common::op::OpKind;
 use chorus_common::plan::StepSpec;
@@ -121,6 +122,49 @@ pub fn decode_endpoints(stats: &[pb::EndpointStats]) -> Vec<EndpointStats> {
         .collect()
 }
 
+/// An agent's host sample as sent in `Progress.host`; `None` when
+/// nothing is known (an agent off Linux sends no `host`).
+pub fn encode_host(s: &HostSample) -> Option<pb::HostSample> {
+    (!s.is_empty()).then(|| pb::HostSample {
+        cpus: s.cpus,
+        cpu_busy_pct: s.cpu_busy_pct,
+        cpu_max_core_pct: s.cpu_max_core_pct,
+        cpu_user_pct: s.cpu_user_pct,
+        cpu_system_pct: s.cpu_system_pct,
+        cpu_iowait_pct: s.cpu_iowait_pct,
+        cpu_steal_pct: s.cpu_steal_pct,
+        proc_cpu_pct: s.proc_cpu_pct,
+        run_queue: s.run_queue,
+        mem_used_pct: s.mem_used_pct,
+        net_rx_mib_s: s.net_rx_mib_s,
+        net_tx_mib_s: s.net_tx_mib_s,
+        sched_lag_ms: s.sched_lag_ms,
+        sched_lag_mean_ms: s.sched_lag_mean_ms,
+    })
+}
+
+/// The inverse of [`encode_host`]. Values that are not finite numbers
+/// (a peer's bug) are unknown rather than poison in the averages.
+pub fn decode_host(s: &pb::HostSample) -> HostSample {
+    let f = |v: Option<f64>| v.filter(|v| v.is_finite());
+    HostSample {
+        cpus: s.cpus,
+        cpu_busy_pct: f(s.cpu_busy_pct),
+        cpu_max_core_pct: f(s.cpu_max_core_pct),
+        cpu_user_pct: f(s.cpu_user_pct),
+        cpu_system_pct: f(s.cpu_system_pct),
+        cpu_iowait_pct: f(s.cpu_iowait_pct),
+        cpu_steal_pct: f(s.cpu_steal_pct),
+        proc_cpu_pct: f(s.proc_cpu_pct),
+        run_queue: f(s.run_queue),
+        mem_used_pct: f(s.mem_used_pct),
+        net_rx_mib_s: f(s.net_rx_mib_s),
+        net_tx_mib_s: f(s.net_tx_mib_s),
+        sched_lag_ms: f(s.sched_lag_ms),
+        sched_lag_mean_ms: f(s.sched_lag_mean_ms),
+    }
+}
+
 /// A stage's sub-step as sent on the wire.
 pub fn encode_step(s: &StepSpec) -> pb::StageStep {
     pb::StageStep {
@@ -181,6 +225,28 @@ mod tests {
                 .to_string()
                 .contains("FETCH")
         );
+    }
+
+    #[test]
+    fn host_samples_round_trip_and_unknown_stays_unknown() {
+        let s = HostSample {
+            cpus: 2,
+            cpu_busy_pct: Some(97.5),
+            cpu_steal_pct: Some(0.0),
+            sched_lag_ms: Some(340.0),
+            ..Default::default()
+        };
+        let wire = encode_host(&s).unwrap();
+        // Through the bytes too: `optional` keeps 0.0 apart from absent.
+        let bytes = prost::Message::encode_to_vec(&wire);
+        let back: pb::HostSample = prost::Message::decode(bytes.as_slice()).unwrap();
+        assert_eq!(decode_host(&back), s);
+        assert_eq!(encode_host(&HostSample::default()), None);
+        let nan = pb::HostSample {
+            cpu_busy_pct: Some(f64::NAN),
+            ..Default::default()
+        };
+        assert_eq!(decode_host(&nan).cpu_busy_pct, None);
     }
 
     #[test]

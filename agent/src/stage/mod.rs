@@ -185,8 +185,23 @@ pub async fn run(
         live: live.clone(),
         stop: job.stop.clone(),
     };
-    let watched =
-        progress::watch(kind.run(cx), &live, &job.stop, &job.clock, &tx, &mut phase).await;
+    // The CPUs the stage's workers run on: its host samples' CPUs.
+    let cpus = job
+        .pools
+        .layouts()
+        .into_iter()
+        .flat_map(|l| l.cpus)
+        .collect();
+    let watched = progress::watch(
+        kind.run(cx),
+        &live,
+        &job.stop,
+        &job.clock,
+        &tx,
+        &mut phase,
+        cpus,
+    )
+    .await;
     // Every sender of the op-log is gone once the stage's run ended, so
     // the writer drains and closes the file. No session lock is held here.
     let log_stats = writer.finish_async().await;

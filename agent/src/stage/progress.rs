@@ -1,18 +1,22 @@
 //! Live progress while a stage's workers run: a report each second from
-//! the live counters, and the stop signals the running stage obeys.
+//! the live counters and the host sampler (`crate::sampler`), and the stop
+//! signals the running stage obeys.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chorus_common::clock::Anchor;
+use chorus_common::metrics::client::HostSample;
 use chorus_common::metrics::histogram_to_bytes;
-use chorus_common::workload::{LiveCounters, StageOutcome, live_histogram};
+use chorus_common::workload::{LagTaken, LiveCounters, StageOutcome, live_histogram};
+use chorus_proto::encode_host;
 use chorus_proto::pb::{self, stage_event::Event};
 use futures::future::BoxFuture;
 use hdrhistogram::Histogram;
 use tokio::sync::watch;
 
 use super::Events;
+use crate::sampler::{Reading, Sampler};
 use crate::shutdown::{self, Phase};
 
 /// How often live progress is sent.
@@ -26,9 +30,51 @@ pub struct Watched {
     pub stopped_by: Option<String>,
 }
 
+/// What a report holds that is not yet delivered: the interval's
+/// latencies and lag (taken from the live counters, so kept here until a
+/// report carries them), and the host's reading it was measured to.
+struct Pending {
+    latency: Histogram<u64>,
+    lag: LagTaken,
+    sampler: Sampler,
+}
+
+impl Pending {
+    /// Adds what the live counters hold now.
+    fn take(&mut self, live: &LiveCounters) {
+        // Same bounds on both sides: add cannot fail.
+        let _ = self.latency.add(live.take_interval());
+        let lag = live.take_lag();
+        self.lag.max = self.lag.max.max(lag.max);
+        self.lag.sum += lag.sum;
+        self.lag.ops += lag.ops;
+    }
+
+    /// The host sample of the undelivered interval, and the reading to
+    /// commit once it is delivered.
+    fn host(&self) -> (HostSample, Reading) {
+        let (mut s, reading) = self.sampler.measure();
+        if self.lag.ops > 0 {
+            let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+            s.sched_lag_ms = Some(ms(self.lag.max));
+            s.sched_lag_mean_ms = Some(ms(self.lag.sum) / self.lag.ops as f64);
+        }
+        (s, reading)
+    }
+
+    /// Delivered: start the next interval from `reading`.
+    fn delivered(&mut self, reading: Reading) {
+        self.latency.reset();
+        self.lag = LagTaken::default();
+        self.sampler.commit(reading);
+    }
+}
+
 /// Runs `stage` on its own task and reports progress until it ends; a stop
 /// of the agent sets the stage's `stop` flag. The last interval is sent
-/// too, so the per-second series adds up to the stage's totals.
+/// too, so the per-second series adds up to the stage's totals. `cpus` are
+/// the CPUs the stage's workers may run on (empty: all), the ones whose
+/// busy time the host samples report.
 pub async fn watch(
     stage: BoxFuture<'static, anyhow::Result<StageOutcome>>,
     live: &LiveCounters,
@@ -36,7 +82,13 @@ pub async fn watch(
     clock: &Anchor,
     tx: &Events,
     phase: &mut watch::Receiver<Phase>,
+    cpus: Vec<usize>,
 ) -> Watched {
+    let mut pending = Pending {
+        latency: live_histogram(),
+        lag: LagTaken::default(),
+        sampler: Sampler::new(cpus),
+    };
     let mut stage = tokio::spawn(stage);
     let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
     ticker.tick().await;
@@ -44,8 +96,6 @@ pub async fn watch(
         at_ns: clock.now_ns(),
         ..Default::default()
     };
-    // Interval latencies not yet delivered.
-    let mut pending = live_histogram();
     let mut stopped_by = None;
     let result = loop {
         tokio::select! {
@@ -56,7 +106,7 @@ pub async fn watch(
                 stopped_by = Some(reason);
             }
             _ = ticker.tick() => {
-                let p = progress(live, &last, &mut pending, clock);
+                let (p, reading) = progress(live, &last, &mut pending, clock);
                 let event = pb::StageEvent { event: Some(Event::Progress(p.clone())) };
                 // A slow controller must not stall this loop (it also
                 // collects the stage's end): a report not taken within a
@@ -64,7 +114,7 @@ pub async fn watch(
                 match tokio::time::timeout(PROGRESS_INTERVAL, tx.send(Ok(event))).await {
                     Ok(Ok(())) => {
                         last = p;
-                        pending.reset();
+                        pending.delivered(reading);
                     }
                     // A controller that stopped listening stops the load.
                     Ok(Err(_)) => stop.store(true, Ordering::Relaxed),
@@ -73,7 +123,7 @@ pub async fn watch(
             }
         }
     };
-    let p = progress(live, &last, &mut pending, clock);
+    let (p, _) = progress(live, &last, &mut pending, clock);
     let event = pb::StageEvent {
         event: Some(Event::Progress(p)),
     };
@@ -82,21 +132,22 @@ pub async fn watch(
 }
 
 /// The next progress report: totals now, and what changed since `last`
-/// (the last report delivered). `pending` holds the latencies since then.
+/// (the last report delivered); `pending` holds the latencies, lag and
+/// host reading since then. Also the reading to commit on delivery.
 fn progress(
     live: &LiveCounters,
     last: &pb::Progress,
-    pending: &mut Histogram<u64>,
+    pending: &mut Pending,
     clock: &Anchor,
-) -> pb::Progress {
+) -> (pb::Progress, Reading) {
     let (ops, bytes, errors) = (
         live.ops.load(Ordering::Relaxed),
         live.bytes.load(Ordering::Relaxed),
         live.errors.load(Ordering::Relaxed),
     );
-    // Same bounds on both sides: add cannot fail.
-    let _ = pending.add(live.take_interval());
-    pb::Progress {
+    pending.take(live);
+    let (host, reading) = pending.host();
+    let p = pb::Progress {
         ops,
         bytes,
         errors,
@@ -105,10 +156,12 @@ fn progress(
         interval_ops: ops.saturating_sub(last.ops),
         interval_bytes: bytes.saturating_sub(last.bytes),
         interval_errors: errors.saturating_sub(last.errors),
-        interval_latency_hist: if pending.is_empty() {
+        interval_latency_hist: if pending.latency.is_empty() {
             Vec::new()
         } else {
-            histogram_to_bytes(pending)
+            histogram_to_bytes(&pending.latency)
         },
-    }
+        host: encode_host(&host),
+    };
+    (p, reading)
 }
