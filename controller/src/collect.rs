@@ -367,6 +367,12 @@ fn summarize(
         let found = analysis.stages.iter().find(|s| s.name == entry.name);
         let mut s = stage_summary(&entry.name, &entry.kind, found);
         s.coverage = coverage(entry, in_timeline);
+        // The run's verdicts on its clients, where it wrote them.
+        s.warnings = entry
+            .agents
+            .iter()
+            .filter_map(|a| a.client.as_ref()?.warning(&a.id, &entry.name))
+            .collect();
         stages.push(s);
     }
     for s in &analysis.stages {
@@ -405,6 +411,7 @@ fn stage_summary(name: &str, kind: &str, found: Option<&StageAnalysis>) -> Stage
         ops,
         endpoints: Vec::new(),
         coverage: Vec::new(),
+        warnings: Vec::new(),
     }
 }
 

@@ -101,6 +101,11 @@ pub struct StageSummary {
     /// are in these numbers (a lost agent's are not).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub coverage: Vec<AgentCoverage>,
+    /// What makes the stage's figures suspect, one sentence each (an
+    /// agent that was client-bound: see `metrics::client`); printed as
+    /// `warning: …` lines under the stage.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One agent's part in a stage, in seconds from the stage's start
@@ -154,6 +159,7 @@ impl StageSummary {
             ops,
             endpoints: Vec::new(),
             coverage: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -317,6 +323,9 @@ impl RunSummary {
                 })
                 .collect();
             write_table(&mut out, &COLUMNS, &rows);
+            for w in &stage.warnings {
+                let _ = writeln!(out, "warning: {w}");
+            }
             // Coverage is news only when some agent did not finish.
             if stage.coverage.iter().any(|c| c.status != "finished") {
                 for c in &stage.coverage {
@@ -465,6 +474,22 @@ mod tests {
                 i += 1;
             }
         }
+    }
+
+    #[test]
+    fn warnings_follow_their_stage_table_and_survive_json() {
+        let mut run = sample_run();
+        run.stages[0].warnings = vec!["agent a1 was client-bound in stage `load`: CPU".into()];
+        let text = run.to_text();
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| *l == "warning: agent a1 was client-bound in stage `load`: CPU")
+            .expect(&text);
+        assert!(lines[at - 1].trim_start().starts_with("ALL"), "{text}");
+        let back: RunSummary = serde_json::from_str(&run.to_json()).unwrap();
+        assert_eq!(back.stages[0].warnings, run.stages[0].warnings);
+        assert!(!sample_run().to_json().contains("warnings"));
     }
 
     #[test]

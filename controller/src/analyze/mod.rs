@@ -18,8 +18,11 @@
 //!   segments wholly inside it.
 //!
 //! Submodules: [`window`] (time arguments, segment lengths, the common
-//! window), [`stats`] (accumulators and rows), [`render`] (text and CSV).
+//! window), [`stats`] (accumulators and rows), [`render`] (text and CSV),
+//! [`client`] (a run directory's client health per stage, beside the
+//! timeline's figures).
 
+pub mod client;
 pub mod render;
 pub mod stats;
 pub mod window;
@@ -104,6 +107,10 @@ pub struct StageAnalysis {
     pub steady: Option<Steady>,
     /// Latency distribution per op (successful ops).
     pub latency_curve: Vec<OpCurve>,
+    /// A run directory's client health of this stage (`run.json`, else
+    /// `series.csv`); absent for a bare op-log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<client::StageClients>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -221,7 +228,14 @@ pub fn analyze(input: &Path, config: &Config) -> anyhow::Result<Analysis> {
             }
         }
     }
-    Ok(acc.finish(path.display().to_string(), run_id, damaged))
+    let mut analysis = acc.finish(path.display().to_string(), run_id, damaged);
+    if input.is_dir() {
+        let mut clients = client::read(input, config.agent.as_deref());
+        for s in &mut analysis.stages {
+            s.client = clients.remove(&s.name);
+        }
+    }
+    Ok(analysis)
 }
 
 /// State of the one pass.
@@ -513,6 +527,7 @@ impl StageAcc {
             segments,
             steady,
             latency_curve,
+            client: None,
         }
     }
 

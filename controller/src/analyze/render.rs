@@ -3,8 +3,10 @@
 
 use std::fmt::Write as _;
 
+use chorus_common::metrics::client::MeanMax;
 use chorus_common::metrics::summary::write_table as table;
 
+use super::client::StageClients;
 use super::stats::Row;
 use super::{Analysis, StageAnalysis};
 
@@ -167,6 +169,68 @@ fn stage_text(out: &mut String, s: &StageAnalysis) {
     out.push_str("\n  Per endpoint (all ops):\n");
     let rows: Vec<(String, &Row)> = s.per_endpoint.iter().map(|r| (r.key.clone(), r)).collect();
     row_table(out, "endpoint", &rows);
+    if let Some(c) = &s.client {
+        client_text(out, c);
+    }
+}
+
+/// Client health: one row per agent, then the warning of each
+/// client-bound one, worded as the run's summary words it.
+fn client_text(out: &mut String, c: &StageClients) {
+    if c.rows.is_empty() {
+        return;
+    }
+    out.push_str("\n  Client health (each agent's host; mean/max):\n");
+    let mm = |v: Option<MeanMax>, digits: usize| {
+        v.map_or("-".to_string(), |m| {
+            format!("{:.digits$}/{:.digits$}", m.mean, m.max)
+        })
+    };
+    let cells: Vec<Vec<String>> = c
+        .rows
+        .iter()
+        .map(|r| {
+            let h = &r.health;
+            vec![
+                r.agent.clone(),
+                h.seconds.to_string(),
+                h.cpus.to_string(),
+                mm(h.cpu_busy_pct, 0),
+                mm(h.cpu_max_core_pct, 0),
+                mm(h.cpu_steal_pct, 0),
+                mm(h.proc_cpu_pct, 0),
+                mm(h.run_queue, 1),
+                mm(h.sched_lag_ms, 1),
+                if h.bottleneck.is_some() {
+                    "client-bound"
+                } else {
+                    "ok"
+                }
+                .to_string(),
+                r.from.clone(),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        &[
+            "agent",
+            "s",
+            "cpus",
+            "cpu_busy%",
+            "max_core%",
+            "steal%",
+            "proc_cpu%",
+            "run_queue",
+            "lag_ms",
+            "verdict",
+            "from",
+        ],
+        &cells,
+    );
+    for w in c.rows.iter().filter_map(|r| r.warning.as_ref()) {
+        let _ = writeln!(out, "warning: {w}");
+    }
 }
 
 /// CSV header of [`csv`].

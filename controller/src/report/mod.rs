@@ -6,13 +6,18 @@
 //! `throughput-ops-N` (ops/s per segment per op), `throughput-mib-N`
 //! (MiB/s), `latency-time-N` (p50 solid, p99 dashed, per segment),
 //! `agents-N` (ops/s per agent) and `latency-dist-N` (percentile curve).
+//! For a run directory whose agents sampled their hosts, a client-health
+//! table per agent (warnings first) and `client-cpu-N`, each agent's CPU
+//! busy per second.
 
 pub mod svg;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::analyze::client::StageClients;
 use crate::analyze::{self, Analysis, Config, StageAnalysis};
+use chorus_common::metrics::client::MeanMax;
 use svg::{Axis, Series, escape};
 
 /// File name of the report in a run directory.
@@ -24,7 +29,7 @@ table{border-collapse:collapse;font-size:13px;margin:8px 0}\
 td,th{padding:2px 8px;text-align:right;border-bottom:1px solid #eee}td:first-child,th:first-child{text-align:left}\
 svg.chart{display:block;margin:12px 0;font-size:11px;background:#fff}\
 svg .title{font-size:13px;font-weight:600}svg .grid{stroke:#eee}svg .axis,svg .tick{stroke:#444;fill:none}\
-svg .key{stroke-width:2}.note{color:#666;font-size:13px}";
+svg .key{stroke-width:2}.note{color:#666;font-size:13px}.warning{color:#a40}";
 
 /// Analyzes `run_dir`'s timeline (automatic segments) and writes
 /// `report.html` into it.
@@ -192,6 +197,78 @@ fn stage_section(out: &mut String, i: usize, s: &StageAnalysis) {
         &bars,
     ));
     out.push_str(&latency_distribution(i, s, &color));
+    if let Some(c) = &s.client {
+        client_section(out, i, c);
+    }
+}
+
+/// Each agent's host in the stage: the warnings, a table, the CPU chart.
+fn client_section(out: &mut String, i: usize, c: &StageClients) {
+    if c.rows.is_empty() {
+        return;
+    }
+    out.push_str("<h3>Client health</h3>");
+    for w in c.rows.iter().filter_map(|r| r.warning.as_ref()) {
+        let _ = write!(
+            out,
+            "<p class=\"warning\"><strong>Warning:</strong> {}</p>",
+            escape(w)
+        );
+    }
+    out.push_str(
+        "<table class=\"client\"><tr><th>agent</th><th>CPUs</th><th>CPU busy % mean/max</th>\
+<th>busiest core %</th><th>steal %</th><th>agent process % of a core</th><th>run queue</th>\
+<th>memory used %</th><th>net rx/tx MiB/s</th><th>schedule lag ms mean/max</th><th>verdict</th></tr>",
+    );
+    let mm =
+        |v: Option<MeanMax>| v.map_or("-".to_string(), |m| format!("{:.0} / {:.0}", m.mean, m.max));
+    let mean = |v: Option<MeanMax>| v.map_or("-".to_string(), |m| format!("{:.1}", m.mean));
+    for r in &c.rows {
+        let h = &r.health;
+        let verdict = match &h.bottleneck {
+            Some(why) => format!("client-bound: {}", why.join(", ")),
+            None => "not the limit".to_string(),
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+<td>{}</td><td>{} / {}</td><td>{}</td><td>{}</td></tr>",
+            escape(&r.agent),
+            h.cpus,
+            mm(h.cpu_busy_pct),
+            mm(h.cpu_max_core_pct),
+            mean(h.cpu_steal_pct),
+            mm(h.proc_cpu_pct),
+            mean(h.run_queue),
+            mean(h.mem_used_pct),
+            mean(h.net_rx_mib_s),
+            mean(h.net_tx_mib_s),
+            mm(h.sched_lag_ms),
+            escape(&verdict)
+        );
+    }
+    out.push_str("</table>");
+    let series: Vec<Series> = c
+        .cpu_busy
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, points))| !points.is_empty())
+        .map(|(k, (agent, points))| Series {
+            name: agent.clone(),
+            points: points.clone(),
+            dashed: false,
+            color: k,
+        })
+        .collect();
+    if !series.is_empty() {
+        out.push_str(&svg::line_chart(
+            &format!("client-cpu-{i}"),
+            "Client CPU busy per agent (% of its CPUs, per second)",
+            &Axis::linear("seconds from stage start"),
+            &Axis::linear("CPU busy %"),
+            &series,
+        ));
+    }
 }
 
 /// The percentile curve: x is the number of nines (0 = p0, 2 = p99, …).

@@ -30,7 +30,7 @@ pub(crate) mod kinds;
 mod progress;
 pub(crate) mod results;
 mod sequence;
-mod series;
+pub(crate) mod series;
 mod stage;
 mod step;
 #[cfg(test)]

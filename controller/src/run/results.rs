@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use chorus_common::clock::{ClockEstimate, rfc3339_ns};
+use chorus_common::metrics::client::ClientHealth;
 use chorus_common::workload::ScheduleReport;
 use serde::{Deserialize, Serialize};
 
@@ -246,6 +247,11 @@ pub struct AgentStageMeta {
     /// Open loop: how this agent kept to its schedule.
     #[serde(default)]
     pub schedule: Option<ScheduleReport>,
+    /// Its host while it ran the stage (CPU, memory, network, lag) and
+    /// whether it, not the storage, was the limit (`bottleneck`); `None`
+    /// when it sent no host samples.
+    #[serde(default)]
+    pub client: Option<ClientHealth>,
     #[serde(default)]
     pub error: Option<String>,
     /// This stage's op-log in the run directory, relative to it: the

@@ -8,6 +8,11 @@
 //! cluster second is written once no report for it can still come (two
 //! seconds after the newest report), so memory holds a few seconds'
 //! histograms whatever the run length or agent count.
+//!
+//! Agent rows end with the agent's host sample of the interval (the
+//! columns of `chorus_common::metrics::client::CSV_COLUMNS`, appended after
+//! the first versions' columns so readers of those keep working); cluster
+//! rows leave them empty, as does an agent that does not know a figure.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
@@ -15,13 +20,19 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use anyhow::Context;
+use chorus_common::metrics::client::HostSample;
 use chorus_common::metrics::histogram_from_bytes;
 use chorus_common::workload::live_histogram;
 use hdrhistogram::Histogram;
 
-/// The CSV header of `series.csv`.
-pub const HEADER: &str =
-    "stage,second,agent,ops,bytes,errors,ops_per_s,mib_per_s,p50_us,p99_us,max_us";
+/// The CSV header of `series.csv`: the traffic columns, then the host
+/// columns (`client::CSV_COLUMNS`, checked by a test).
+pub const HEADER: &str = "stage,second,agent,ops,bytes,errors,ops_per_s,mib_per_s,p50_us,p99_us,max_us,\
+cpu_busy_pct,cpu_max_core_pct,cpu_user_pct,cpu_system_pct,cpu_iowait_pct,cpu_steal_pct,\
+proc_cpu_pct,run_queue,mem_used_pct,net_rx_mib_s,net_tx_mib_s,sched_lag_ms,sched_lag_mean_ms,cpus";
+
+/// Columns before the host columns.
+pub const TRAFFIC_COLUMNS: usize = 11;
 
 /// The `agent` column of cluster rows.
 pub const CLUSTER: &str = "*";
@@ -44,6 +55,8 @@ pub struct Report<'a> {
     pub errors: u64,
     /// V2-serialized HDR histogram (ns) of the interval's successful ops.
     pub latency: &'a [u8],
+    /// The agent's host over the interval (unknown: all empty).
+    pub host: HostSample,
 }
 
 /// Numbers of one finished cluster second, for the live view and the
@@ -144,7 +157,7 @@ impl Series {
         let (p50, p99, max) = percentiles(&latency);
         writeln!(
             self.out,
-            "{},{second},{},{},{},{},{:.2},{:.3},{p50:.1},{p99:.1},{max:.1}",
+            "{},{second},{},{},{},{},{:.2},{:.3},{p50:.1},{p99:.1},{max:.1},{}",
             csv_field(&self.stage),
             csv_field(r.agent),
             r.ops,
@@ -152,6 +165,7 @@ impl Series {
             r.errors,
             r.ops as f64 / seconds,
             r.bytes as f64 / seconds / 1048576.0,
+            r.host.csv_fields(),
         )?;
         let open = self.open.entry(second).or_insert_with(|| Open {
             ops: 0,
@@ -192,13 +206,14 @@ impl Series {
             };
             writeln!(
                 self.out,
-                "{},{second},{CLUSTER},{},{},{},{:.2},{:.3},{p50:.1},{p99:.1},{max:.1}",
+                "{},{second},{CLUSTER},{},{},{},{:.2},{:.3},{p50:.1},{p99:.1},{max:.1},{}",
                 csv_field(&self.stage),
                 o.ops,
                 o.bytes,
                 o.errors,
                 s.ops_per_s,
                 s.mib_per_s,
+                EMPTY_HOST,
             )?;
             self.last = Some(s);
             self.closed += 1;
@@ -235,6 +250,9 @@ impl Series {
         Ok(())
     }
 }
+
+/// The host columns of a cluster row: all empty.
+const EMPTY_HOST: &str = ",,,,,,,,,,,,,";
 
 /// Stage and agent names quoted when CSV needs it.
 fn csv_field(s: &str) -> String {
@@ -274,6 +292,12 @@ mod tests {
             bytes: ops * 1024,
             errors: 0,
             latency,
+            host: HostSample {
+                cpus: 1,
+                cpu_busy_pct: Some(97.0),
+                sched_lag_ms: Some(3.5),
+                ..Default::default()
+            },
         };
         // Second 0 of the stage (ends at 1.x s after its start).
         s.add(&report("a", 2, 99, &a)).unwrap();
@@ -304,5 +328,29 @@ mod tests {
             text.lines().any(|l| l.starts_with("load,3,*,10,")),
             "{text}"
         );
+        // Every row has every column; host figures on agent rows only.
+        let width = HEADER.split(',').count();
+        for l in &lines {
+            assert_eq!(l.split(',').count(), width, "{l}");
+        }
+        let a: Vec<&str> = lines[1].split(',').collect();
+        assert_eq!(a[TRAFFIC_COLUMNS], "97.0");
+        assert_eq!(a[TRAFFIC_COLUMNS + 11], "3.5");
+        assert_eq!(a[width - 1], "1");
+        assert!(
+            f[TRAFFIC_COLUMNS..].iter().all(|v| v.is_empty()),
+            "{cluster}"
+        );
+    }
+
+    #[test]
+    fn host_columns_are_the_client_modules() {
+        let cols: Vec<&str> = HEADER.split(',').collect();
+        assert_eq!(cols[TRAFFIC_COLUMNS - 1], "max_us");
+        assert_eq!(
+            cols[TRAFFIC_COLUMNS..],
+            chorus_common::metrics::client::CSV_COLUMNS
+        );
+        assert_eq!(EMPTY_HOST, HostSample::default().csv_fields());
     }
 }

@@ -16,11 +16,12 @@ use std::time::Duration;
 use anyhow::Context;
 use chorus_common::clock::now_ns;
 use chorus_common::metrics::StageMetrics;
+use chorus_common::metrics::client::{ClientHealth, ClientTrack};
 use chorus_common::plan::Stage;
 use chorus_common::store::multi::EndpointStats;
 use chorus_common::workload::ScheduleReport;
 use chorus_proto::pb::{self, stage_event::Event};
-use chorus_proto::{decode_endpoints, decode_metrics, decode_schedule};
+use chorus_proto::{decode_endpoints, decode_host, decode_metrics, decode_schedule};
 use tokio::sync::{Mutex, Notify};
 
 use super::agents::AgentHandle;
@@ -55,6 +56,9 @@ pub struct AgentStageResult {
     pub endpoints: Vec<EndpointStats>,
     /// `None` when the agent ran the stage to its limits.
     pub stopped: Option<Stopped>,
+    /// Its host over the stage, from its progress reports; `None` when
+    /// none carried a host sample (an older agent, not Linux).
+    pub client: Option<ClientHealth>,
 }
 
 /// How one agent's stage ended.
@@ -219,6 +223,7 @@ pub async fn run_stage(
                 totals: totals.clone(),
                 series: cx.series.clone(),
                 stops: [cx.stop.clone(), cx.step_stop.clone()],
+                client: std::sync::Mutex::new(None),
             };
             let (stop, abort) = (cx.stop.clone(), cx.abort_on_loss);
             let (notifier, stage_name) = (view.notifier(), cx.stage.name.clone());
@@ -263,6 +268,8 @@ struct Watch {
     /// The run's and the step's stop signals: one raised before this
     /// agent's result came means the agent was told to stop.
     stops: [Arc<StopSignal>; 2],
+    /// Its host samples of the step so far; `None` until one comes.
+    client: std::sync::Mutex<Option<ClientTrack>>,
 }
 
 impl Watch {
@@ -331,7 +338,15 @@ impl Watch {
             bytes: p.interval_bytes,
             errors: p.interval_errors,
             latency: &p.interval_latency_hist,
+            host: p.host.as_ref().map(decode_host).unwrap_or_default(),
         };
+        if !report.host.is_empty() {
+            self.client
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_with(ClientTrack::default)
+                .add(&report.host);
+        }
         if let Err(e) = self.series.lock().await.add(&report) {
             tracing::warn!("series.csv: {e:#}");
         }
@@ -366,7 +381,14 @@ impl Watch {
             schedule: d.schedule.as_ref().map(decode_schedule),
             endpoints: decode_endpoints(&d.endpoints),
             stopped: self.stopped(d),
+            client: self.client_health(),
         }))
+    }
+
+    /// Its host over the step and the verdict on it.
+    fn client_health(&self) -> Option<ClientHealth> {
+        let track = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        track.as_ref().map(ClientTrack::finish)
     }
 
     /// Who ended this agent's stage early, if anyone: the agent's own word

@@ -360,6 +360,12 @@ impl Tally {
             .count() as u32;
         let (name, kind) = (&meta.name, &meta.kind);
         let mut summary = StageSummary::from_metrics(name, kind, finished, elapsed_s, &self.merged);
+        // One warning per client-bound agent, in agent order.
+        summary.warnings = meta
+            .agents
+            .iter()
+            .filter_map(|a| a.client.as_ref()?.warning(&a.id, name))
+            .collect();
         summary.endpoints = sum_endpoints(outcomes.iter().filter_map(|o| match o {
             Outcome::Done(r) => Some(r.as_ref()),
             _ => None,
@@ -391,6 +397,7 @@ impl AgentStageMeta {
         self.warmup_ops = r.warmup_ops;
         self.retries = r.retries;
         self.schedule = r.schedule.clone();
+        self.client = r.client.clone();
     }
 }
 
