@@ -4,6 +4,7 @@
 #   chromium: renders report.html headless in tests/tests/report.rs.
 #   iproute2: `ip netns` gives agents their own hosts (tests/src/netns.rs).
 #   faketime: libfaketime skews agents' clocks (tests/src/agents.rs).
+#   util-linux: `taskset` pins agents and a CPU hog (tests/tests/client_health.rs).
 set -euo pipefail
 need=()
 command -v zstd >/dev/null || need+=(zstd)
@@ -11,6 +12,7 @@ command -v chromium >/dev/null || need+=(chromium)
 # `ip` is in /usr/sbin, which a non-root PATH may lack.
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need+=(iproute2)
 command -v faketime >/dev/null || need+=(faketime)
+command -v taskset >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq

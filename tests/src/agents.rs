@@ -63,6 +63,20 @@ fn libfaketime() -> PathBuf {
         })
 }
 
+/// `taskset` (util-linux), or a panic saying how to get it.
+pub fn taskset() -> PathBuf {
+    ["/usr/bin/taskset", "/bin/taskset", "/usr/local/bin/taskset"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "taskset is missing: install the Debian package `util-linux` \
+                 (scripts/install-test-deps.sh)"
+            )
+        })
+}
+
 /// libfaketime's relative offset syntax for `ms`: `+3.000`, `-2.000`.
 fn faketime_offset(ms: i64) -> String {
     let sign = if ms < 0 { '-' } else { '+' };
@@ -129,6 +143,7 @@ pub struct AgentSpec<'a> {
     insecure: bool,
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
+    cpus: Option<String>,
 }
 
 impl<'a> AgentSpec<'a> {
@@ -144,7 +159,15 @@ impl<'a> AgentSpec<'a> {
             insecure: true,
             args: Vec::new(),
             envs: Vec::new(),
+            cpus: None,
         }
+    }
+
+    /// Runs it under `taskset -c LIST`: the process may use those CPUs
+    /// only (its pools are laid over them).
+    pub fn cpus(mut self, list: &str) -> Self {
+        self.cpus = Some(list.to_string());
+        self
     }
 
     /// Runs it on host `i` of `net`, listening on that host's address.
@@ -185,7 +208,14 @@ impl<'a> AgentSpec<'a> {
             Some((net, i)) => format!("{}:0", net.ip(i)),
             None => "127.0.0.1:0".to_string(),
         };
-        let mut cmd = Command::new(bin("agent"));
+        let mut cmd = match &self.cpus {
+            Some(list) => {
+                let mut c = Command::new(taskset());
+                c.args(["-c", list]).arg(bin("agent"));
+                c
+            }
+            None => Command::new(bin("agent")),
+        };
         cmd.args(["--listen", &listen, "--id", &self.id, "--spool"])
             .arg(&self.spool)
             .args(self.insecure.then_some("--insecure"))
