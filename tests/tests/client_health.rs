@@ -178,6 +178,10 @@ fn a_saturated_agent_is_named_client_bound_and_a_light_one_is_not() {
     let cluster = text.lines().find(|l| l.contains(",*,")).unwrap();
     assert!(cluster.ends_with(",,,,,,,,,,,,,"), "{cluster}");
     assert!(analyze(&hot_run).contains(warning));
+    // The report: the warning, the table and the CPU chart of the stage.
+    let html = std::fs::read_to_string(hot_run.join("report.html")).unwrap();
+    assert!(html.contains("agent hot was client-bound in stage `load`"));
+    assert!(html.contains("id=\"client-cpu-0\""));
 
     // The light one, in open loop.
     let cool = AgentSpec::new("cool", tmp.path().join("spool-cool"))
