@@ -125,7 +125,7 @@ pub fn decode_endpoints(stats: &[pb::EndpointStats]) -> Vec<EndpointStats> {
 /// An agent's host sample as sent in `Progress.host`; `None` when
 /// nothing is known (an agent off Linux sends no `host`).
 pub fn encode_host(s: &HostSample) -> Option<pb::HostSample> {
-    (!s.is_empty()).then(|| pb::HostSample {
+    (!s.is_empty()).then_some(pb::HostSample {
         cpus: s.cpus,
         cpu_busy_pct: s.cpu_busy_pct,
         cpu_max_core_pct: s.cpu_max_core_pct,

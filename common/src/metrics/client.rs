@@ -210,6 +210,7 @@ pub struct MeanMax {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClientHealth {
     /// Host samples received (about one a second).
+    #[serde(default)]
     pub seconds: u64,
     /// CPUs the agent may run on.
     #[serde(default)]
@@ -230,6 +231,9 @@ pub struct ClientHealth {
     pub cpu_steal_pct: Option<MeanMax>,
     #[serde(default)]
     pub proc_cpu_pct: Option<MeanMax>,
+    /// The process's CPU as a share of the CPUs it may use, %.
+    #[serde(default)]
+    pub proc_cpu_share_pct: Option<MeanMax>,
     #[serde(default)]
     pub run_queue: Option<MeanMax>,
     #[serde(default)]
@@ -298,6 +302,7 @@ pub struct ClientTrack {
     seconds: u64,
     cpus: u32,
     stats: [Stat; 13],
+    own_share: Stat,
     saturated: u64,
     /// Seconds whose CPU busy was known (the CPU rule's denominator).
     cpu_known: u64,
@@ -316,6 +321,7 @@ impl ClientTrack {
         for (stat, v) in self.stats.iter_mut().zip(s.values()) {
             stat.add(v);
         }
+        self.own_share.add(s.own_share_pct());
         if let Some(busy) = s.cpu_busy_pct {
             self.cpu_known += 1;
             if busy >= BUSY_PCT && s.own_share_pct().is_some_and(|o| o >= OWN_SHARE_PCT) {
@@ -390,6 +396,7 @@ impl ClientTrack {
             cpu_iowait_pct: st(4),
             cpu_steal_pct: st(5),
             proc_cpu_pct: st(6),
+            proc_cpu_share_pct: self.own_share.mean_max(),
             run_queue: st(7),
             mem_used_pct: st(8),
             net_rx_mib_s: st(9),
@@ -417,10 +424,7 @@ pub fn verdict(h: &ClientHealth, cpu_known: u64) -> Option<Vec<String>> {
         && h.cpu_saturated_seconds as f64 >= SATURATED_SHARE * cpu_known as f64
         && let Some(busy) = h.cpu_busy_pct
     {
-        let own = h
-            .proc_cpu_pct
-            .filter(|_| h.cpus > 0)
-            .map(|p| p.mean / h.cpus as f64);
+        let own = h.proc_cpu_share_pct.map(|p| p.mean);
         let mut r = format!(
             "CPU {:.0}% busy on its {} core{} (at least {BUSY_PCT:.0}% in {} of {cpu_known} s",
             busy.mean,
