@@ -193,11 +193,12 @@ fn a_saturated_agent_is_named_client_bound_and_a_light_one_is_not() {
     let c = client(&meta, "cool");
     assert!(c["bottleneck"].is_null(), "{c:#}");
     assert_eq!(c["cpus"], 1, "{c:#}");
-    // Open loop: its lag was measured, and it kept up.
-    let lag = c["sched_lag_ms"]["max"]
+    // Open loop: its lag was measured, and it kept up (a mean of the
+    // per-second worst lags far below the lag rule's 100 ms).
+    let lag = c["sched_lag_ms"]["mean"]
         .as_f64()
         .unwrap_or_else(|| panic!("{c:#}"));
-    assert!(lag < 100.0, "{c:#}");
+    assert!(lag < 50.0, "{c:#}");
     let (header, rows) = series_rows(&cool_run, "cool");
     assert!(
         column(&header, &rows, "sched_lag_ms")
