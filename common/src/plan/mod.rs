@@ -11,6 +11,7 @@ mod emit;
 mod error;
 mod load;
 mod options;
+mod search;
 mod sizes;
 mod step;
 mod units;
@@ -23,6 +24,9 @@ use crate::op::OpKind;
 
 pub use error::PlanError;
 pub use load::{load, parse};
+pub use search::{
+    Objective, STEADY_PERCENTILES, SearchSpec, SteadySpec, Vary, percent, percentile_name,
+};
 pub use sizes::SizeSpec;
 pub use step::StepSpec;
 pub use units::{format_duration, format_size, parse_duration, parse_size};
@@ -166,6 +170,9 @@ pub enum StageKind {
     /// agents). In a plan with no earlier stage on the key space, that is
     /// every object of the key space.
     Cleanup,
+    /// Runs the op mix in load steps to find the highest load that meets
+    /// an objective (`search:`; the controller chooses each step).
+    Search,
 }
 
 impl StageKind {
@@ -174,6 +181,7 @@ impl StageKind {
             StageKind::Prepare => "prepare",
             StageKind::Workload => "workload",
             StageKind::Cleanup => "cleanup",
+            StageKind::Search => "search",
         }
     }
 }
@@ -218,9 +226,27 @@ pub struct Stage {
     pub endpoints: Vec<EndpointSpec>,
     /// `round_robin` or `least_connections`.
     pub balance: String,
+    /// A search stage's steps and objective (`Some` exactly for
+    /// [`StageKind::Search`]).
+    pub search: Option<SearchSpec>,
+    /// `until: steady`: a workload stage that ends once its figures
+    /// settle, at its `duration` at the latest.
+    pub until: Option<SteadySpec>,
 }
 
 impl Stage {
+    /// Whether the stage runs its op mix (a workload, or a search's steps)
+    /// rather than walking its key space once.
+    pub fn runs_mix(&self) -> bool {
+        matches!(self.kind, StageKind::Workload | StageKind::Search)
+    }
+
+    /// The start of the stage (or of each step) whose ops are logged but
+    /// left out of the summary: its warm-up.
+    pub fn settle(&self) -> Option<Duration> {
+        self.warmup
+    }
+
     /// Whether an op of this stage can remove an object (or a directory):
     /// a cleanup stage, or a `delete` or `rmdir` with weight in the mix.
     /// PUTs replace an object's bytes, not the object, on every backend
@@ -229,7 +255,7 @@ impl Stage {
         match self.kind {
             StageKind::Cleanup => true,
             StageKind::Prepare => false,
-            StageKind::Workload => self
+            StageKind::Workload | StageKind::Search => self
                 .mix
                 .weights
                 .iter()

@@ -74,7 +74,13 @@ impl Decoder<'_> {
 
     /// An unquoted number `>= min` (and `> 0` when `min` is 0 and
     /// `positive`).
-    fn number(&self, e: &Entry, path: &str, min: f64, positive: bool) -> Result<f64, PlanError> {
+    pub(super) fn number(
+        &self,
+        e: &Entry,
+        path: &str,
+        min: f64,
+        positive: bool,
+    ) -> Result<f64, PlanError> {
         let expected = if positive {
             "a positive number"
         } else {
@@ -106,7 +112,12 @@ impl Decoder<'_> {
             .collect()
     }
 
-    fn one_of(&self, e: &Entry, path: &str, valid: &[&str]) -> Result<String, PlanError> {
+    pub(super) fn one_of(
+        &self,
+        e: &Entry,
+        path: &str,
+        valid: &[&str],
+    ) -> Result<String, PlanError> {
         let text = self.string(e, path)?;
         if valid.contains(&text.as_str()) {
             return Ok(text);
@@ -541,6 +552,17 @@ impl Decoder<'_> {
             }
             (None, None) => Pacing::Closed,
         };
+        if pacing != Pacing::Closed && kind == StageKind::Search {
+            let message = format!(
+                "`rate` is not allowed in search stages: {what} varies the load itself \
+                 (`search.vary`)"
+            );
+            return Err(self.err(
+                m.get("rate").map_or(m.node.pos, |e| e.key_pos),
+                &p("rate"),
+                message,
+            ));
+        }
         if pacing != Pacing::Closed && kind != StageKind::Workload {
             let message = format!(
                 "`rate` is only allowed in workload stages; {what} is a {} stage",

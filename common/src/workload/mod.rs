@@ -247,7 +247,7 @@ impl WorkSource {
             StageKind::Cleanup => keys(OpKind::Delete, |s, i| {
                 !s.is_present(i) || s.is_preexisting(i)
             }),
-            StageKind::Workload => {
+            StageKind::Workload | StageKind::Search => {
                 let mut acc = 0;
                 let cumulative = stage
                     .mix
