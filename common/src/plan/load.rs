@@ -518,7 +518,7 @@ impl Decoder<'_> {
                 .with_hint("e.g. `duration: 30s`"));
         }
         let search = match (m.get("search"), kind) {
-            (Some(e), StageKind::Search) => Some(self.search(e, &p("search"), &what, &mix)?),
+            (Some(e), StageKind::Search) => Some(self.search(&m, e, &what, &mix)?),
             (None, StageKind::Search) => return Err(self.missing(&m, "search")),
             (Some(e), _) => {
                 let message = format!(

@@ -544,6 +544,8 @@ impl Decoder<'_> {
                 };
                 Pacing::Open { rate, arrivals }
             }
+            // A rate search's steps are open loop: `search` reads it.
+            (None, Some(_)) if kind == StageKind::Search => Pacing::Closed,
             (None, Some(a)) => {
                 let message = format!(
                     "`arrivals` needs `rate` in {what}: arrivals only apply to open-loop stages"

@@ -12,7 +12,7 @@ use super::error::PlanError;
 use super::load::{Decoder, Map, join};
 use super::units::format_duration;
 use super::yaml::{Entry, NodeKind};
-use super::{OpMix, StageKind};
+use super::{Arrivals, OpMix, StageKind};
 use crate::op::OpKind;
 
 /// What a search varies from step to step.
@@ -56,6 +56,9 @@ pub struct SearchSpec {
     /// Never more steps than this, whatever the precision.
     pub max_steps: u32,
     pub objective: Objective,
+    /// How a rate search's open-loop steps space their ops (the stage's
+    /// `arrivals`).
+    pub arrivals: Arrivals,
 }
 
 /// Defaults of the optional `search:` keys.
@@ -182,14 +185,15 @@ impl Decoder<'_> {
         }
     }
 
-    /// `search:` of a search stage whose mix is `mix`.
+    /// `search:` of search stage `stage`, whose mix is `mix`.
     pub(super) fn search(
         &self,
+        stage: &Map<'_>,
         e: &Entry,
-        path: &str,
         what: &str,
         mix: &OpMix,
     ) -> Result<SearchSpec, PlanError> {
+        let path = &join(&stage.path, "search");
         let m = self.map(
             &e.value,
             path.to_string(),
@@ -247,6 +251,24 @@ impl Decoder<'_> {
             .transpose()?
             .map_or(DEFAULT_SEARCH_MAX_STEPS, |v| v as u32);
         let objective = self.objective(self.required(&m, "objective")?, &p("objective"), mix)?;
+        let arrivals = match stage.get("arrivals") {
+            None => Arrivals::Poisson,
+            Some(a) if vary == Vary::Concurrency => {
+                let message = format!(
+                    "`arrivals` applies to a rate search; {what} varies concurrency (closed loop)"
+                );
+                return Err(self.err(a.key_pos, &join(&stage.path, "arrivals"), message));
+            }
+            Some(a) => {
+                match self
+                    .one_of(a, &join(&stage.path, "arrivals"), &["poisson", "fixed"])?
+                    .as_str()
+                {
+                    "fixed" => Arrivals::Fixed,
+                    _ => Arrivals::Poisson,
+                }
+            }
+        };
         Ok(SearchSpec {
             vary,
             from,
@@ -257,6 +279,7 @@ impl Decoder<'_> {
             knee,
             max_steps,
             objective,
+            arrivals,
         })
     }
 
@@ -387,6 +410,13 @@ impl Decoder<'_> {
 
 /// The `search:` line of the canonical plan.
 pub(super) fn emit_search(s: &SearchSpec, y: &mut String) {
+    if s.vary == Vary::Rate {
+        let arrivals = match s.arrivals {
+            Arrivals::Poisson => "poisson",
+            Arrivals::Fixed => "fixed",
+        };
+        let _ = writeln!(y, "    arrivals: {arrivals}");
+    }
     let o = &s.objective;
     let mut objective = vec![format!("op: {}", o.op_name())];
     for (q, limit) in &o.latency {
@@ -430,4 +460,140 @@ pub(super) fn emit_until(s: &SteadySpec, y: &mut String) {
         super::emit::float(s.tolerance),
         percentile_name(s.percentile)
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{PlanError, parse};
+
+    const HEAD: &str = "name: s\ntarget: mem://s\nobjects: {count: 10, size: 1KiB}\nstages:\n";
+
+    fn stage(body: &str) -> Result<crate::plan::Plan, PlanError> {
+        parse(&format!("{HEAD}  - name: x\n{body}"), "s.yaml")
+    }
+
+    fn error(body: &str) -> PlanError {
+        stage(body).expect_err("the plan must be refused")
+    }
+
+    #[test]
+    fn a_search_and_a_steady_stage_load_and_round_trip() {
+        let p = stage(
+            "    type: search\n    warmup: 2s\n    mix: {get: 80, put: 20}\n    search:\n      \
+             vary: rate\n      from: 1000\n      to: 200000\n      step: 30s\n      knee: 40%\n      \
+             objective: {op: GET, p99: 5ms, p99.9: 20ms, errors: 0.1%}\n    arrivals: fixed\n  - name: y\n    \
+             type: workload\n    mix: {get: 1}\n    duration: 10m\n    until: steady\n    \
+             steady: {window: 10s, tolerance: 5%, percentile: p99.9}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let s = p.stages[0].search.as_ref().unwrap();
+        assert_eq!((s.vary, s.from, s.to), (Vary::Rate, 1000.0, 200000.0));
+        assert_eq!(s.step, Duration::from_secs(30));
+        assert_eq!((s.factor, s.precision, s.knee), (2.0, 0.05, 0.4));
+        assert_eq!(s.objective.op, Some(OpKind::Get));
+        assert_eq!(
+            s.objective.latency,
+            vec![
+                (99.0, Duration::from_millis(5)),
+                (99.9, Duration::from_millis(20))
+            ]
+        );
+        assert_eq!(s.objective.errors, Some(0.001));
+        assert_eq!(s.arrivals, Arrivals::Fixed);
+        let st = p.stages[1].until.as_ref().unwrap();
+        assert_eq!((st.window, st.windows), (Duration::from_secs(10), 3));
+        assert_eq!((st.tolerance, st.percentile), (0.05, 99.9));
+        let text = p.to_yaml();
+        let again = parse(&text, "out.yaml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(again, p, "{text}");
+        // Concurrency searches take whole numbers.
+        let p = stage(
+            "    type: search\n    mix: {get: 1}\n    search: {vary: concurrency, from: 1, to: 64, \
+             step: 5s, objective: {p50: 1ms}}\n",
+        )
+        .unwrap();
+        let again = parse(&p.to_yaml(), "out.yaml").unwrap();
+        assert_eq!(again, p);
+        assert_eq!(p.stages[0].search.as_ref().unwrap().objective.op, None);
+    }
+
+    #[test]
+    fn bad_searches_are_located() {
+        let search = |s: &str| format!("    type: search\n    mix: {{get: 1}}\n    search: {s}\n");
+        let e = error(&search(
+            "{from: 10, to: 100, step: 1s, objective: {op: put, p99: 1ms}}",
+        ));
+        assert!(
+            e.message.contains("`put`, which the stage's mix has not"),
+            "{e}"
+        );
+        assert_eq!(
+            (e.key.as_str(), e.line),
+            ("stages[0].search.objective.op", 8)
+        );
+        let e = error(&search(
+            "{from: 100, to: 10, step: 1s, objective: {p99: 1ms}}",
+        ));
+        assert!(e.message.contains("`from` (100) is above `to` (10)"), "{e}");
+        assert_eq!(e.key, "stages[0].search.from");
+        let e = error(&search("{from: 1, to: 10, step: 1s, objective: {op: get}}"));
+        assert!(e.message.contains("sets no limit"), "{e}");
+        let e = error(&search(
+            "{from: 1, to: 10, step: 1s, objective: {p101: 1ms}}",
+        ));
+        assert!(e.message.contains("unknown key `p101`"), "{e}");
+        let e = error(&search(
+            "{from: 1, to: 10, step: 1s, factor: 1, objective: {p9: 1ms}}",
+        ));
+        assert!(e.message.contains("`factor` must be above 1"), "{e}");
+        let e = error(&search(
+            "{from: 1, to: 10, step: 1s, precision: 0%, objective: {p9: 1ms}}",
+        ));
+        assert!(e.message.contains("`precision` must be above 0"), "{e}");
+        let e = error(&search("{from: 1, to: 10, objective: {p9: 1ms}}"));
+        assert!(e.message.contains("missing required key `step`"), "{e}");
+        let e = error(
+            "    type: search\n    mix: {get: 1}\n    duration: 5s\n    search: {from: 1, to: 2, step: 1s, objective: {p9: 1ms}}\n",
+        );
+        assert!(
+            e.message
+                .contains("`duration` is not allowed in search stages"),
+            "{e}"
+        );
+        let e = error("    type: search\n    mix: {get: 1}\n");
+        assert!(e.message.contains("missing required key `search`"), "{e}");
+        let e = error("    type: workload\n    mix: {get: 1}\n    duration: 1s\n    search: {}\n");
+        assert!(e.message.contains("only allowed in search stages"), "{e}");
+    }
+
+    #[test]
+    fn bad_steady_stages_are_located() {
+        let e = error("    type: workload\n    mix: {get: 1}\n    ops: 10\n    until: steady\n");
+        assert!(
+            e.message.contains("`until: steady` needs `duration`"),
+            "{e}"
+        );
+        assert_eq!(
+            (e.key.as_str(), e.line, e.column),
+            ("stages[0].until", 9, 12)
+        );
+        let e = error(
+            "    type: workload\n    mix: {get: 1}\n    duration: 1m\n    until: steady\n    \
+             steady: {tolerance: 0}\n",
+        );
+        assert!(e.message.contains("`tolerance` must be above 0"), "{e}");
+        assert_eq!(e.key, "stages[0].steady.tolerance");
+        let e = error(
+            "    type: workload\n    mix: {get: 1}\n    duration: 1m\n    until: steady\n    \
+             steady: {window: 500ms}\n",
+        );
+        assert!(e.message.contains("at least 1s"), "{e}");
+        let e = error("    type: workload\n    mix: {get: 1}\n    duration: 1m\n    until: done\n");
+        assert!(e.message.contains("unknown `until` value `done`"), "{e}");
+        let e = error("    type: workload\n    mix: {get: 1}\n    duration: 1m\n    steady: {}\n");
+        assert!(e.message.contains("`steady` needs `until: steady`"), "{e}");
+        let e = error("    type: prepare\n    duration: 1m\n    until: steady\n");
+        assert!(e.message.contains("only allowed in workload stages"), "{e}");
+    }
 }

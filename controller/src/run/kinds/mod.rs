@@ -23,6 +23,8 @@
 //! `docs/plan.md`; nothing in the sequence loop. See docs/ARCHITECTURE.md.
 
 mod engine;
+#[cfg(test)]
+mod runs;
 pub mod search;
 pub mod steady;
 #[cfg(test)]

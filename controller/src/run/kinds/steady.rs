@@ -73,11 +73,15 @@ impl Steady {
 
     /// The chosen percentile of a second.
     fn percentile(&self, l: &LatencySummary) -> f64 {
-        match self.spec.percentile {
-            q if q == 50.0 => l.p50,
-            q if q == 90.0 => l.p90,
-            q if q == 99.9 => l.p999,
-            _ => l.p99,
+        let q = self.spec.percentile;
+        if q == 50.0 {
+            l.p50
+        } else if q == 90.0 {
+            l.p90
+        } else if q == 99.9 {
+            l.p999
+        } else {
+            l.p99
         }
     }
 
