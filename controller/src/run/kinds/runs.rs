@@ -91,9 +91,20 @@ stages:
     for name in counts.keys() {
         assert!(timeline.contains_key(name), "{name} not in the timeline");
     }
-    // The answer closes the summary.
+    // The answer closes the summary, and `analyze` and the report show it
+    // with the steps.
     let text = std::fs::read_to_string(dir.join("summary.txt")).unwrap();
     assert!(text.contains("search `find`: best rate"), "{text}");
+    let analysis = crate::analyze::analyze(&dir, &Default::default()).unwrap();
+    let text = crate::analyze::render::text(&analysis);
+    let answers = text
+        .split("\nAnswers\n")
+        .nth(1)
+        .expect("an Answers section");
+    assert!(answers.contains("search `find`: best rate"), "{answers}");
+    assert!(answers.contains("find/01-rate-100"), "{answers}");
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("<h2>Answers</h2>"));
 }
 
 /// A `until: steady` stage against a store of constant latency stops early;
