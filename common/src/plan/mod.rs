@@ -11,6 +11,7 @@ mod emit;
 mod error;
 mod load;
 mod options;
+mod ramp;
 mod sizes;
 mod step;
 mod units;
@@ -23,6 +24,7 @@ use crate::op::OpKind;
 
 pub use error::PlanError;
 pub use load::{load, parse};
+pub use ramp::ThinkTime;
 pub use sizes::SizeSpec;
 pub use step::StepSpec;
 pub use units::{format_duration, format_size, parse_duration, parse_size};
@@ -197,6 +199,15 @@ pub struct Stage {
     /// out of the summary.
     pub warmup: Option<Duration>,
     pub pacing: Pacing,
+    /// The load rises linearly from zero over the first `ramp` of the
+    /// stage (part of its duration): in closed loop the workers start one
+    /// after another, in open loop the rate rises from 0 to `rate`. Ops
+    /// that start in the ramp are flagged like warm-up's (see
+    /// [`Stage::warmup_window`]). Workload stages only.
+    pub ramp: Option<Duration>,
+    /// Closed loop: each worker pauses this long after each op, outside
+    /// any op's latency. Workload stages only.
+    pub think: Option<ThinkTime>,
     /// What a `range_get` reads.
     pub range: RangeSpec,
     /// Part size of `multipart_put`.
