@@ -23,12 +23,12 @@ stages:
     arrivals: fixed
     ramp: 2s
     duration: 4s
-  # Four workers (two per agent) started 0.5 s apart; each pauses 5 ms
-  # after every op, so the rate follows the workers running.
+  # Each agent's four workers start 0.5 s apart; each pauses 5 ms after
+  # every op, so the rate follows the workers running.
   - name: closed-ramp
     type: workload
     mix: {stat: 1}
-    concurrency: 2
+    concurrency: 4
     think: 5ms
     ramp: 2s
     duration: 3s
@@ -166,8 +166,8 @@ fn ramp_and_think_shape_the_op_rate_in_the_timeline() {
     }
     ramp_is_warmup(&run, "open-ramp", open, 2_000_000_000);
 
-    // Closed loop: the four workers start 0.5 s apart, alternating agents,
-    // and ops per half second rise with them: 1, 2, 3, 4, then 4 and 4.
+    // Closed loop: worker w of each agent starts at w·0.5 s, and ops per
+    // half second rise with the workers: 1, 2, 3, 4, then 4 and 4 per agent.
     let closed = &by_stage["closed-ramp"];
     let t0 = closed.iter().map(|o| o.start_ns).min().unwrap();
     let mut firsts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
@@ -175,14 +175,13 @@ fn ramp_and_think_shape_the_op_rate_in_the_timeline() {
         let f = firsts.entry((&o.client, &o.thread)).or_insert(o.start_ns);
         *f = (*f).min(o.start_ns);
     }
-    let mut starts: Vec<f64> = firsts.values().map(|&f| (f - t0) as f64 / 1e6).collect();
-    starts.sort_by(f64::total_cmp);
-    assert_eq!(starts.len(), 4, "{starts:?}");
-    for (i, s) in starts.iter().enumerate() {
-        let want = i as f64 * 500.0;
+    assert_eq!(firsts.len(), 8, "{firsts:?}");
+    for ((client, thread), first) in &firsts {
+        let at = (first - t0) as f64 / 1e6;
+        let want = thread.parse::<f64>().unwrap() * 500.0;
         assert!(
-            (s - want).abs() < 60.0,
-            "worker {i} began at {s} ms: {starts:?}"
+            (at - want).abs() < 60.0,
+            "{client} worker {thread} began at {at} ms, not {want}"
         );
     }
     let bins = per_slice(closed, 500, 6);

@@ -173,7 +173,9 @@ pub struct StageRun {
 pub struct ScheduleReport {
     /// This agent's target, ops/s.
     pub target_rate: f64,
-    /// Ops issued over the scheduled span, ops/s.
+    /// Ops issued over the scheduled span, ops/s; a ramp's part of the
+    /// span counts for what was due in it, so keeping up with a ramped
+    /// schedule reports `target_rate` too.
     pub achieved_rate: f64,
     pub ops: u64,
     /// Ops that started more than [`LATE_AFTER`] after their slot.
@@ -583,12 +585,17 @@ impl Worker {
         let mut out = WorkerOutcome::default();
         // A closed-loop ramp: this worker's turn to start.
         if let (Pacing::Closed, Some(ramp)) = (run.stage.pacing, run.stage.ramp) {
-            let (c, i, n) = (run.stage.concurrency, run.agent_index, run.agent_count);
-            let at = pacing::ramp_start(run.start_at, ramp, self.id, c, i, n);
+            let at = pacing::ramp_start(run.start_at, ramp, self.id, run.stage.concurrency);
             if !pacing::wait_to_start(at, &run.stop, &self.budget).await {
                 return Ok(out);
             }
         }
+        // Think time is closed loop only: the plan refuses it with `rate`,
+        // and a step given a rate (`Stage::for_step`) runs without it.
+        let think = match run.stage.pacing {
+            Pacing::Closed => run.stage.think,
+            Pacing::Open { .. } => None,
+        };
         // Op times are `Mono` readings, worked on as integers (see there).
         // Ops in a ramp are flagged like warm-up's.
         let warmup_end = run
@@ -742,7 +749,7 @@ impl Worker {
             }
             // Think time: a pause before the next op, in no op's latency;
             // none that would end past the stage's end.
-            if let Some(think) = &run.stage.think {
+            if let Some(think) = &think {
                 let pause = pacing::think_pause(think, &mut rng);
                 if self.budget.deadline().is_some_and(|d| now.plus(pause) >= d) {
                     break;

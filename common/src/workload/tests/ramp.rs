@@ -198,9 +198,16 @@ async fn think_time_paces_each_worker_outside_latency() {
         "{} without think",
         free.records.len()
     );
-    let (mean, cv) = mean_and_cv(&worker_gaps_ms(&fixed));
+    let gaps = worker_gaps_ms(&fixed);
+    let (mean, cv) = mean_and_cv(&gaps);
     assert!((mean / 5.0 - 1.0).abs() < 0.15, "mean gap {mean} ms");
-    assert!(cv < 0.25, "fixed pauses vary: cv {cv}");
+    // Each pause ends within about a timer tick of its time (an
+    // exponential's would spread with cv 1); a busy host delays a few more.
+    let near = gaps.iter().filter(|g| (3.5..7.0).contains(*g)).count();
+    assert!(
+        near as f64 > 0.8 * gaps.len() as f64,
+        "fixed pauses vary: cv {cv}"
+    );
     // The pause is no op's latency: a GET from memory takes well under 1 ms.
     let p50 = fixed.out.metrics.ops[&OpKind::Get]
         .latency
@@ -263,4 +270,26 @@ async fn sub_millisecond_think_is_kept_too() {
         (0.3..0.6).contains(&mean),
         "mean gap {mean} ms for 300 µs pauses"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_given_a_rate_runs_without_think() {
+    // A capacity search's step sets a rate on a closed-loop stage: the
+    // schedule, not the stage's 50 ms pauses, then sets the pace.
+    let store = mem("think-step");
+    let keys = prepare(&store, 100, "64B").await;
+    let s = stage(
+        "{name: t, type: workload, concurrency: 2, objects: {count: 100, size: 64B}, \
+         mix: {stat: 1}, think: 50ms, duration: 1s}",
+    );
+    let step = s.for_step(&crate::plan::StepSpec {
+        index: 1,
+        name: "t/step-01".into(),
+        rate: Some(500.0),
+        ..Default::default()
+    });
+    assert_eq!(step.think, s.think, "the step keeps the stage's keys");
+    let ran = run(&step, &store, Some(keys)).await;
+    let n = ran.records.len();
+    assert!((450..=550).contains(&n), "{n} ops at 500/s for 1 s");
 }
