@@ -583,19 +583,10 @@ impl Worker {
                 ^ u64::from(self.id),
         );
         let mut out = WorkerOutcome::default();
-        // A closed-loop ramp: this worker's turn to start.
-        if let (Pacing::Closed, Some(ramp)) = (run.stage.pacing, run.stage.ramp) {
-            let at = pacing::ramp_start(run.start_at, ramp, self.id, run.stage.concurrency);
-            if !pacing::wait_to_start(at, &run.stop, &self.budget).await {
-                return Ok(out);
-            }
+        if !pacing::await_turn(&run.stage, run.start_at, self.id, &run.stop, &self.budget).await {
+            return Ok(out);
         }
-        // Think time is closed loop only: the plan refuses it with `rate`,
-        // and a step given a rate (`Stage::for_step`) runs without it.
-        let think = match run.stage.pacing {
-            Pacing::Closed => run.stage.think,
-            Pacing::Open { .. } => None,
-        };
+        let think = pacing::closed_loop_think(&run.stage);
         // Op times are `Mono` readings, worked on as integers (see there).
         // Ops in a ramp are flagged like warm-up's.
         let warmup_end = run

@@ -19,7 +19,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use super::budget::Budget;
 use super::keys::unit;
 use crate::clock::Mono;
-use crate::plan::{Arrivals, ThinkTime};
+use crate::plan::{Arrivals, Pacing, Stage, ThinkTime};
 
 /// One agent's schedule of op start times, shared by its workers.
 ///
@@ -113,11 +113,40 @@ pub fn ramp_start(start: Instant, ramp: Duration, worker: u32, concurrency: u32)
     start + ramp.mul_f64(f64::from(worker) / f64::from(concurrency.max(1)))
 }
 
+/// A worker's turn to start: at once, or in a closed-loop ramp at
+/// [`ramp_start`] ([`wait_to_start`]). False when the worker has nothing
+/// left to do.
+pub async fn await_turn(
+    stage: &Stage,
+    start: Instant,
+    worker: u32,
+    stop: &AtomicBool,
+    budget: &Budget,
+) -> bool {
+    match (stage.pacing, stage.ramp) {
+        (Pacing::Closed, Some(ramp)) => {
+            let at = ramp_start(start, ramp, worker, stage.concurrency);
+            wait_to_start(at, stop, budget).await
+        }
+        _ => true,
+    }
+}
+
+/// The stage's think time if it runs closed loop. The plan refuses `think`
+/// with `rate`, but a step given a rate (`Stage::for_step`) runs open loop
+/// and then without it.
+pub fn closed_loop_think(stage: &Stage) -> Option<ThinkTime> {
+    match stage.pacing {
+        Pacing::Closed => stage.think,
+        Pacing::Open { .. } => None,
+    }
+}
+
 /// Waits until `at`, or returns false at once when the stage is stopped or
 /// its budget is spent meanwhile (so a worker due late in a long ramp does
 /// not hold the stage's end). Checks every [`RAMP_POLL`]: this runs once
 /// per worker, not per op.
-pub async fn wait_to_start(at: Instant, stop: &AtomicBool, budget: &Budget) -> bool {
+async fn wait_to_start(at: Instant, stop: &AtomicBool, budget: &Budget) -> bool {
     loop {
         if stop.load(Ordering::Relaxed) || budget.spent(Mono::now()) {
             return false;
