@@ -42,7 +42,10 @@ pub fn validate(path: &Path) -> ExitCode {
                         steady.windows,
                         plan::format_duration(steady.window),
                         plan::percent(steady.tolerance),
-                        s.stop.duration.map(plan::format_duration).unwrap_or_default()
+                        s.stop
+                            .duration
+                            .map(plan::format_duration)
+                            .unwrap_or_default()
                     );
                 }
             }

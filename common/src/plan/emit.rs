@@ -165,6 +165,7 @@ impl Plan {
                 let _ = writeln!(y, "    rate: {}", float(rate));
                 let _ = writeln!(y, "    arrivals: {arrivals}");
             }
+            super::ramp::emit(s, &mut y);
             match s.range {
                 RangeSpec::Random { size } => {
                     let _ = writeln!(y, "    range: {{size: {}}}", format_size(size));

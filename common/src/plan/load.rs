@@ -39,7 +39,7 @@ const PLAN_KEYS: [&str; 16] = [
     "balance",
     "control",
 ];
-const STAGE_KEYS: [&str; 26] = [
+const STAGE_KEYS: [&str; 28] = [
     "name",
     "type",
     "target",
@@ -50,6 +50,8 @@ const STAGE_KEYS: [&str; 26] = [
     "ops",
     "bytes",
     "warmup",
+    "ramp",
+    "think",
     "rate",
     "arrivals",
     "range",
@@ -544,6 +546,7 @@ impl Decoder<'_> {
         }
         let until = self.until(&m, &what, kind, stop.duration.is_some())?;
         let o = self.stage_options(&m, &what, kind, &defaults.stage)?;
+        let (ramp, think) = self.ramp_think(&m, &what, kind, &o.pacing, &stop)?;
         // Endpoints replace a network backend's endpoint; a local target
         // has none to replace.
         if !o.endpoints.is_empty()
@@ -568,6 +571,8 @@ impl Decoder<'_> {
             stop,
             warmup: o.warmup,
             pacing: o.pacing,
+            ramp,
+            think,
             range: o.range,
             part_size: o.part_size,
             list: o.list,
@@ -606,6 +611,9 @@ impl Plan {
         }
         if o.duration.is_some_and(|d| d.is_zero()) {
             return Err("duration must be longer than zero".to_string());
+        }
+        if let Some(d) = o.duration {
+            super::ramp::check_duration_override(&self.stages, d)?;
         }
         for s in &mut self.stages {
             if let Some(t) = &o.target {

@@ -11,6 +11,7 @@ mod emit;
 mod error;
 mod load;
 mod options;
+mod ramp;
 mod search;
 mod sizes;
 mod step;
@@ -24,6 +25,7 @@ use crate::op::OpKind;
 
 pub use error::PlanError;
 pub use load::{load, parse};
+pub use ramp::ThinkTime;
 pub use search::{
     Objective, STEADY_PERCENTILES, SearchSpec, SteadySpec, Vary, percent, percentile_name,
 };
@@ -205,6 +207,15 @@ pub struct Stage {
     /// out of the summary.
     pub warmup: Option<Duration>,
     pub pacing: Pacing,
+    /// The load rises linearly from zero over the first `ramp` of the
+    /// stage (part of its duration): in closed loop the workers start one
+    /// after another, in open loop the rate rises from 0 to `rate`. Ops
+    /// that start in the ramp are flagged like warm-up's (see
+    /// [`Stage::warmup_window`]). Workload stages only.
+    pub ramp: Option<Duration>,
+    /// Closed loop: each worker pauses this long after each op, outside
+    /// any op's latency. Workload stages only.
+    pub think: Option<ThinkTime>,
     /// What a `range_get` reads.
     pub range: RangeSpec,
     /// Part size of `multipart_put`.
@@ -239,12 +250,6 @@ impl Stage {
     /// rather than walking its key space once.
     pub fn runs_mix(&self) -> bool {
         matches!(self.kind, StageKind::Workload | StageKind::Search)
-    }
-
-    /// The start of the stage (or of each step) whose ops are logged but
-    /// left out of the summary: its warm-up.
-    pub fn settle(&self) -> Option<Duration> {
-        self.warmup
     }
 
     /// Whether an op of this stage can remove an object (or a directory):

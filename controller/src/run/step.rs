@@ -305,7 +305,7 @@ fn judge(
     }
     meta.start_skew_ms = spread_ms(&tally.first_ops);
     meta.release_skew_ms = spread_ms(&tally.releases);
-    let (summary, metrics) = tally.summary(meta, outcomes, cx.stage.settle());
+    let (summary, metrics) = tally.summary(meta, outcomes, cx.stage.warmup_window());
     Judged {
         summary,
         metrics,

@@ -85,7 +85,7 @@ impl Search {
     pub fn new(spec: SearchSpec, stage: &Stage) -> Search {
         Search {
             spec,
-            settle: stage.settle().unwrap_or_default(),
+            settle: stage.warmup_window().unwrap_or_default(),
             probes: Vec::new(),
             pending: None,
             good: None,

@@ -56,7 +56,7 @@ pub struct Steady {
 
 impl Steady {
     pub fn new(spec: SteadySpec, stage: &Stage) -> Steady {
-        let settle = stage.settle().unwrap_or_default();
+        let settle = stage.warmup_window().unwrap_or_default();
         Steady {
             skip: (settle.as_secs_f64().ceil() as i64).max(1),
             max: stage.stop.duration.map(format_duration).unwrap_or_default(),
