@@ -26,6 +26,28 @@ pub fn validate(path: &Path) -> ExitCode {
                     s.concurrency,
                     s.objects.count
                 );
+                if let Some(search) = &s.search {
+                    println!(
+                        "    search: {} from {} to {}, {} steps (+ warm-up), objective {}",
+                        search.vary.name(),
+                        search.from,
+                        search.to,
+                        plan::format_duration(search.step),
+                        search.objective
+                    );
+                }
+                if let Some(steady) = &s.until {
+                    println!(
+                        "    until steady: {} windows of {} within {}, at most {}",
+                        steady.windows,
+                        plan::format_duration(steady.window),
+                        plan::percent(steady.tolerance),
+                        s.stop
+                            .duration
+                            .map(plan::format_duration)
+                            .unwrap_or_default()
+                    );
+                }
             }
             ExitCode::SUCCESS
         }

@@ -32,6 +32,9 @@ pub trait StageKindExec: Send + Sync {
 /// The executor of `stage`'s kind.
 pub fn for_stage(stage: &Stage) -> &'static dyn StageKindExec {
     match stage.kind {
-        StageKind::Prepare | StageKind::Workload | StageKind::Cleanup => &engine::Engine,
+        // A search's steps are workload steps with their load replaced.
+        StageKind::Prepare | StageKind::Workload | StageKind::Cleanup | StageKind::Search => {
+            &engine::Engine
+        }
     }
 }

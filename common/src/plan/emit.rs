@@ -9,11 +9,10 @@ use super::units::{format_duration, format_size};
 use super::yaml::quote;
 use super::{
     Arrivals, ClockCheck, KeyDistribution, Pacing, Partition, Pinning, Plan, RangeSpec, SizeSpec,
-    StageKind,
 };
 
 /// A float written so that it parses back to the same value.
-fn float(v: f64) -> String {
+pub(super) fn float(v: f64) -> String {
     let s = format!("{v:?}");
     if s.contains(['.', 'e', 'E']) {
         s
@@ -131,7 +130,7 @@ impl Plan {
                 o.count,
                 size_spec(&o.size)
             );
-            if s.kind == StageKind::Workload {
+            if s.runs_mix() {
                 let weights: Vec<String> = s
                     .mix
                     .weights
@@ -152,6 +151,12 @@ impl Plan {
             if let Some(w) = s.warmup {
                 let _ = writeln!(y, "    warmup: {}", format_duration(w));
             }
+            if let Some(search) = &s.search {
+                super::search::emit_search(search, &mut y);
+            }
+            if let Some(steady) = &s.until {
+                super::search::emit_until(steady, &mut y);
+            }
             if let Pacing::Open { rate, arrivals } = s.pacing {
                 let arrivals = match arrivals {
                     Arrivals::Poisson => "poisson",
@@ -160,6 +165,7 @@ impl Plan {
                 let _ = writeln!(y, "    rate: {}", float(rate));
                 let _ = writeln!(y, "    arrivals: {arrivals}");
             }
+            super::ramp::emit(s, &mut y);
             match s.range {
                 RangeSpec::Random { size } => {
                     let _ = writeln!(y, "    range: {{size: {}}}", format_size(size));

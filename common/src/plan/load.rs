@@ -39,7 +39,7 @@ const PLAN_KEYS: [&str; 16] = [
     "balance",
     "control",
 ];
-const STAGE_KEYS: [&str; 23] = [
+const STAGE_KEYS: [&str; 28] = [
     "name",
     "type",
     "target",
@@ -50,6 +50,8 @@ const STAGE_KEYS: [&str; 23] = [
     "ops",
     "bytes",
     "warmup",
+    "ramp",
+    "think",
     "rate",
     "arrivals",
     "range",
@@ -63,6 +65,9 @@ const STAGE_KEYS: [&str; 23] = [
     "pool",
     "endpoints",
     "balance",
+    "search",
+    "until",
+    "steady",
 ];
 const OBJECTS_KEYS: [&str; 6] = [
     "prefix",
@@ -72,7 +77,7 @@ const OBJECTS_KEYS: [&str; 6] = [
     "partition",
     "naming",
 ];
-const STAGE_TYPES: [&str; 3] = ["prepare", "workload", "cleanup"];
+const STAGE_TYPES: [&str; 4] = ["prepare", "workload", "cleanup", "search"];
 
 const DEFAULT_SEED: u64 = 1;
 const DEFAULT_CONCURRENCY: u32 = 4;
@@ -452,6 +457,7 @@ impl Decoder<'_> {
             "prepare" => StageKind::Prepare,
             "workload" => StageKind::Workload,
             "cleanup" => StageKind::Cleanup,
+            "search" => StageKind::Search,
             other => {
                 let message = format!("unknown stage type `{other}`");
                 return Err(self
@@ -484,9 +490,10 @@ impl Decoder<'_> {
                     .with_hint("add `objects: {count: 1000, size: 4KiB}` to the stage or to the top of the plan")
             })?,
         };
-        let mix = match (m.get("mix"), kind) {
-            (Some(e), StageKind::Workload) => self.mix(e, &p("mix"), &what)?,
-            (None, StageKind::Workload) => return Err(self.missing(&m, "mix")),
+        let mixes = matches!(kind, StageKind::Workload | StageKind::Search);
+        let mix = match (m.get("mix"), mixes) {
+            (Some(e), true) => self.mix(e, &p("mix"), &what)?,
+            (None, true) => return Err(self.missing(&m, "mix")),
             (Some(e), _) => {
                 let message = format!(
                     "`mix` is only allowed in workload stages; {what} is a {} stage",
@@ -512,7 +519,34 @@ impl Decoder<'_> {
                 .err(node.pos, &path, message)
                 .with_hint("e.g. `duration: 30s`"));
         }
+        let search = match (m.get("search"), kind) {
+            (Some(e), StageKind::Search) => Some(self.search(&m, e, &what, &mix)?),
+            (None, StageKind::Search) => return Err(self.missing(&m, "search")),
+            (Some(e), _) => {
+                let message = format!(
+                    "`search` is only allowed in search stages; {what} is a {} stage",
+                    kind.name()
+                );
+                return Err(self
+                    .err(e.key_pos, &p("search"), message)
+                    .with_hint("set `type: search` to run the stage as a capacity search"));
+            }
+            (None, _) => None,
+        };
+        if kind == StageKind::Search
+            && let Some(key) = ["duration", "ops", "bytes"]
+                .into_iter()
+                .find(|k| m.get(k).is_some())
+        {
+            let message = format!(
+                "`{key}` is not allowed in search stages: each of {what}'s steps lasts `search.step`"
+            );
+            let pos = m.get(key).map_or(node.pos, |e| e.key_pos);
+            return Err(self.err(pos, &p(key), message));
+        }
+        let until = self.until(&m, &what, kind, stop.duration.is_some())?;
         let o = self.stage_options(&m, &what, kind, &defaults.stage)?;
+        let (ramp, think) = self.ramp_think(&m, &what, kind, &o.pacing, &stop)?;
         // Endpoints replace a network backend's endpoint; a local target
         // has none to replace.
         if !o.endpoints.is_empty()
@@ -537,6 +571,8 @@ impl Decoder<'_> {
             stop,
             warmup: o.warmup,
             pacing: o.pacing,
+            ramp,
+            think,
             range: o.range,
             part_size: o.part_size,
             list: o.list,
@@ -546,6 +582,8 @@ impl Decoder<'_> {
             pool: o.pool,
             endpoints: o.endpoints,
             balance: o.balance,
+            search,
+            until,
         })
     }
 }
@@ -573,6 +611,9 @@ impl Plan {
         }
         if o.duration.is_some_and(|d| d.is_zero()) {
             return Err("duration must be longer than zero".to_string());
+        }
+        if let Some(d) = o.duration {
+            super::ramp::check_duration_override(&self.stages, d)?;
         }
         for s in &mut self.stages {
             if let Some(t) = &o.target {

@@ -11,6 +11,8 @@ mod emit;
 mod error;
 mod load;
 mod options;
+mod ramp;
+mod search;
 mod sizes;
 mod step;
 mod units;
@@ -23,6 +25,10 @@ use crate::op::OpKind;
 
 pub use error::PlanError;
 pub use load::{load, parse};
+pub use ramp::ThinkTime;
+pub use search::{
+    Objective, STEADY_PERCENTILES, SearchSpec, SteadySpec, Vary, percent, percentile_name,
+};
 pub use sizes::SizeSpec;
 pub use step::StepSpec;
 pub use units::{format_duration, format_size, parse_duration, parse_size};
@@ -166,6 +172,9 @@ pub enum StageKind {
     /// agents). In a plan with no earlier stage on the key space, that is
     /// every object of the key space.
     Cleanup,
+    /// Runs the op mix in load steps to find the highest load that meets
+    /// an objective (`search:`; the controller chooses each step).
+    Search,
 }
 
 impl StageKind {
@@ -174,6 +183,7 @@ impl StageKind {
             StageKind::Prepare => "prepare",
             StageKind::Workload => "workload",
             StageKind::Cleanup => "cleanup",
+            StageKind::Search => "search",
         }
     }
 }
@@ -197,6 +207,15 @@ pub struct Stage {
     /// out of the summary.
     pub warmup: Option<Duration>,
     pub pacing: Pacing,
+    /// The load rises linearly from zero over the first `ramp` of the
+    /// stage (part of its duration): in closed loop the workers start one
+    /// after another, in open loop the rate rises from 0 to `rate`. Ops
+    /// that start in the ramp are flagged like warm-up's (see
+    /// [`Stage::warmup_window`]). Workload stages only.
+    pub ramp: Option<Duration>,
+    /// Closed loop: each worker pauses this long after each op, outside
+    /// any op's latency. Workload stages only.
+    pub think: Option<ThinkTime>,
     /// What a `range_get` reads.
     pub range: RangeSpec,
     /// Part size of `multipart_put`.
@@ -218,9 +237,21 @@ pub struct Stage {
     pub endpoints: Vec<EndpointSpec>,
     /// `round_robin` or `least_connections`.
     pub balance: String,
+    /// A search stage's steps and objective (`Some` exactly for
+    /// [`StageKind::Search`]).
+    pub search: Option<SearchSpec>,
+    /// `until: steady`: a workload stage that ends once its figures
+    /// settle, at its `duration` at the latest.
+    pub until: Option<SteadySpec>,
 }
 
 impl Stage {
+    /// Whether the stage runs its op mix (a workload, or a search's steps)
+    /// rather than walking its key space once.
+    pub fn runs_mix(&self) -> bool {
+        matches!(self.kind, StageKind::Workload | StageKind::Search)
+    }
+
     /// Whether an op of this stage can remove an object (or a directory):
     /// a cleanup stage, or a `delete` or `rmdir` with weight in the mix.
     /// PUTs replace an object's bytes, not the object, on every backend
@@ -229,7 +260,7 @@ impl Stage {
         match self.kind {
             StageKind::Cleanup => true,
             StageKind::Prepare => false,
-            StageKind::Workload => self
+            StageKind::Workload | StageKind::Search => self
                 .mix
                 .weights
                 .iter()

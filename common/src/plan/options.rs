@@ -74,7 +74,13 @@ impl Decoder<'_> {
 
     /// An unquoted number `>= min` (and `> 0` when `min` is 0 and
     /// `positive`).
-    fn number(&self, e: &Entry, path: &str, min: f64, positive: bool) -> Result<f64, PlanError> {
+    pub(super) fn number(
+        &self,
+        e: &Entry,
+        path: &str,
+        min: f64,
+        positive: bool,
+    ) -> Result<f64, PlanError> {
         let expected = if positive {
             "a positive number"
         } else {
@@ -106,7 +112,12 @@ impl Decoder<'_> {
             .collect()
     }
 
-    fn one_of(&self, e: &Entry, path: &str, valid: &[&str]) -> Result<String, PlanError> {
+    pub(super) fn one_of(
+        &self,
+        e: &Entry,
+        path: &str,
+        valid: &[&str],
+    ) -> Result<String, PlanError> {
         let text = self.string(e, path)?;
         if valid.contains(&text.as_str()) {
             return Ok(text);
@@ -533,6 +544,8 @@ impl Decoder<'_> {
                 };
                 Pacing::Open { rate, arrivals }
             }
+            // A rate search's steps are open loop: `search` reads it.
+            (None, Some(_)) if kind == StageKind::Search => Pacing::Closed,
             (None, Some(a)) => {
                 let message = format!(
                     "`arrivals` needs `rate` in {what}: arrivals only apply to open-loop stages"
@@ -541,6 +554,17 @@ impl Decoder<'_> {
             }
             (None, None) => Pacing::Closed,
         };
+        if pacing != Pacing::Closed && kind == StageKind::Search {
+            let message = format!(
+                "`rate` is not allowed in search stages: {what} varies the load itself \
+                 (`search.vary`)"
+            );
+            return Err(self.err(
+                m.get("rate").map_or(m.node.pos, |e| e.key_pos),
+                &p("rate"),
+                message,
+            ));
+        }
         if pacing != Pacing::Closed && kind != StageKind::Workload {
             let message = format!(
                 "`rate` is only allowed in workload stages; {what} is a {} stage",

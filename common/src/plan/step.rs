@@ -37,9 +37,10 @@ impl Stage {
         let mut s = self.clone();
         s.name = step.name.clone();
         if let Some(rate) = step.rate {
-            let arrivals = match self.pacing {
-                Pacing::Open { arrivals, .. } => arrivals,
-                Pacing::Closed => Default::default(),
+            let arrivals = match (self.pacing, &self.search) {
+                (Pacing::Open { arrivals, .. }, _) => arrivals,
+                (Pacing::Closed, Some(search)) => search.arrivals,
+                (Pacing::Closed, None) => Default::default(),
             };
             s.pacing = Pacing::Open { rate, arrivals };
         }

@@ -11,13 +11,16 @@
 //! (`gs://`), [`file`] (`file://`, buffered), [`direct`] (`direct://`,
 //! O_DIRECT) and [`memory`] (`mem://`, in-process, for harness tests and
 //! overhead measurement). Wrappers that stack on any store: [`multi`] (one
-//! store per endpoint, balanced) and `delay` (injected latency, for
-//! tests). `conformance` is the suite every backend's tests run. Those two
-//! are test support, built only for this crate's tests and with the
-//! `test-support` feature (which the `chorus-tests` crate's tests enable):
-//! no binary can reach them.
+//! store per endpoint, balanced), `delay` (injected latency, for tests)
+//! and `capacity` (a `mem://` store of known capacity, for tests of the
+//! capacity search). `conformance` is the suite every backend's tests run.
+//! Those three are test support, built only for this crate's tests and
+//! with the `test-support` feature (which the `chorus-tests` crate's and
+//! the controller's tests enable): no binary can reach them.
 
 pub mod azure;
+#[cfg(any(test, feature = "test-support"))]
+pub mod capacity;
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 #[cfg(any(test, feature = "test-support"))]
@@ -471,6 +474,12 @@ pub async fn open(target: &str, opts: &OpenOptions) -> StoreResult<Arc<dyn Objec
         "direct" => Ok(Arc::new(direct::DirectStore::open_uri(&uri.rest, opts)?)),
         "az" => Ok(Arc::new(azure::AzureStore::open(&uri.rest, opts)?)),
         "gs" => Ok(Arc::new(gcs::GcsStore::open(&uri.rest, opts).await?)),
+        #[cfg(any(test, feature = "test-support"))]
+        "mem" => Ok(capacity::wrap(
+            &uri.rest,
+            memory::MemoryStore::named(&uri.rest),
+        )),
+        #[cfg(not(any(test, feature = "test-support")))]
         "mem" => Ok(memory::MemoryStore::named(&uri.rest)),
         "s3" => {
             let mut config = s3::S3Config::from_lookup(|name| opts.var(name));

@@ -90,6 +90,19 @@ impl Budget {
         }
     }
 
+    /// Whether no claim can succeed any more, as far as the shared state
+    /// shows (ops another worker holds may still be issued): for a worker
+    /// that has not begun, so it need not wait for its turn.
+    pub fn spent(&self, now: Mono) -> bool {
+        self.deadline.is_some_and(|d| now >= d)
+            || self
+                .bytes_limit
+                .is_some_and(|l| self.bytes_done.load(Ordering::Relaxed) >= l)
+            || self
+                .ops_limit
+                .is_some_and(|l| self.ops_claimed.load(Ordering::Relaxed) >= l)
+    }
+
     /// When the stage's duration runs out, if it has one.
     pub fn deadline(&self) -> Option<Mono> {
         self.deadline
@@ -197,7 +210,18 @@ mod tests {
         };
         let b = Budget::for_agent(&stop, 0, 1, Instant::now());
         assert!(b.claim(&mut held, Mono::now()));
+        assert!(!b.spent(Mono::now()));
         b.add_bytes(100);
+        assert!(b.spent(Mono::now()));
         assert!(!b.claim(&mut held, Mono::now()));
+        let stop = StopCondition {
+            ops: Some(2),
+            duration: Some(Duration::from_secs(60)),
+            ..Default::default()
+        };
+        let b = Budget::for_agent(&stop, 0, 1, Instant::now());
+        assert!(b.claim(&mut held, Mono::now()) && !b.spent(Mono::now()));
+        assert!(b.claim(&mut held, Mono::now()) && b.spent(Mono::now()));
+        assert!(b.spent(Mono::now().plus(Duration::from_secs(61))));
     }
 }

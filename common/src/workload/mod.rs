@@ -9,7 +9,7 @@
 //! [`Budget`]; open-loop pacing is a shared [`Schedule`] of start times.
 //!
 //! - `keys.rs`: which objects exist; uniform and zipf key choice.
-//! - `pacing.rs`: the open-loop schedule.
+//! - `pacing.rs`: the open-loop schedule, ramps and think time.
 //! - `ops.rs`: each op against the store, verification, retries.
 //! - `budget.rs`: the stop condition split over agents.
 //! - `live.rs`: the counters the agent reads each second.
@@ -94,7 +94,9 @@ pub struct StageRun {
 pub struct ScheduleReport {
     /// This agent's target, ops/s.
     pub target_rate: f64,
-    /// Ops issued over the scheduled span, ops/s.
+    /// Ops issued over the scheduled span, ops/s; a ramp's part of the
+    /// span counts for what was due in it, so keeping up with a ramped
+    /// schedule reports `target_rate` too.
     pub achieved_rate: f64,
     pub ops: u64,
     /// Ops that started more than [`LATE_AFTER`] after their slot.
@@ -168,7 +170,7 @@ impl WorkSource {
             StageKind::Cleanup => keys(OpKind::Delete, |s, i| {
                 !s.is_present(i) || s.is_preexisting(i)
             }),
-            StageKind::Workload => {
+            StageKind::Workload | StageKind::Search => {
                 let mut acc = 0;
                 let cumulative = stage
                     .mix
@@ -327,12 +329,9 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
         Pacing::Open { rate, arrivals } => {
             let agent_rate = rate / f64::from(run.agent_count.max(1));
             let seed = run.data.seed ^ (u64::from(run.agent_index) << 32) ^ run.stage_index as u64;
-            Some(Arc::new(Schedule::new(
-                run.start_at,
-                agent_rate,
-                arrivals,
-                seed,
-            )))
+            Some(Arc::new(
+                Schedule::new(run.start_at, agent_rate, arrivals, seed).with_ramp(run.stage.ramp),
+            ))
         }
     };
     let idx = Arc::new(AtomicU64::new(0));
@@ -394,7 +393,8 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
         // Over when ops were really issued: behind schedule, the slots only
         // advance as fast as workers take them, so they would echo the target.
         let last = total.last_issued.max(total.last_slot);
-        let span = last.map_or(0.0, |t| t.duration_since(run.start_at).as_secs_f64());
+        // In a ramp fewer ops are due: the span is counted at full rate.
+        let span = last.map_or(0.0, |t| s.full_rate_span(t.duration_since(run.start_at)));
         ScheduleReport {
             target_rate: s.rate(),
             achieved_rate: if span > 0.0 {
@@ -504,10 +504,15 @@ impl Worker {
                 ^ u64::from(self.id),
         );
         let mut out = WorkerOutcome::default();
+        if !pacing::await_turn(&run.stage, run.start_at, self.id, &run.stop, &self.budget).await {
+            return Ok(out);
+        }
+        let think = pacing::closed_loop_think(&run.stage);
         // Op times are `Mono` readings, worked on as integers (see there).
+        // Ops in a ramp are flagged like warm-up's.
         let warmup_end = run
             .stage
-            .warmup
+            .warmup_window()
             .map(|w| Mono::from_instant(run.start_at).plus(w));
         let mut interval = live_histogram();
         let mut next_flush = Mono::now().plus(LIVE_FLUSH);
@@ -654,6 +659,16 @@ impl Worker {
                     // It may have waited for the writer.
                     now = Mono::now();
                 }
+            }
+            // Think time: a pause before the next op, in no op's latency;
+            // none that would end past the stage's end.
+            if let Some(think) = &think {
+                let pause = pacing::think_pause(think, &mut rng);
+                if self.budget.deadline().is_some_and(|d| now.plus(pause) >= d) {
+                    break;
+                }
+                pacing::think(pause).await;
+                now = Mono::now();
             }
         }
         live.publish(&run.live);

@@ -81,6 +81,10 @@ pub struct Analysis {
     /// cover the records before the damage.
     pub damaged: Option<String>,
     pub stages: Vec<StageAnalysis>,
+    /// The stages' answers from `run.json` (a search's capacity, a steady
+    /// state) when a run directory was given.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<crate::run::kinds::Verdict>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -235,7 +239,23 @@ pub fn analyze(input: &Path, config: &Config) -> anyhow::Result<Analysis> {
             s.client = clients.remove(&s.name);
         }
     }
+    analysis.verdicts = verdicts(input);
     Ok(analysis)
+}
+
+/// The `verdicts` of a run directory's `run.json`; none for a bare
+/// timeline or a run.json without them.
+fn verdicts(input: &Path) -> Vec<crate::run::kinds::Verdict> {
+    #[derive(serde::Deserialize)]
+    struct Verdicts {
+        #[serde(default)]
+        verdicts: Vec<crate::run::kinds::Verdict>,
+    }
+    std::fs::read_to_string(input.join("run.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Verdicts>(&t).ok())
+        .map(|v| v.verdicts)
+        .unwrap_or_default()
 }
 
 /// State of the one pass.
@@ -314,6 +334,7 @@ impl<'a> Accumulator<'a> {
             filtered_out: self.filtered_out,
             damaged,
             stages: self.stages.into_iter().map(StageAcc::finish).collect(),
+            verdicts: Vec::new(),
         }
     }
 }

@@ -61,7 +61,52 @@ pub fn text(a: &Analysis) -> String {
     for s in &a.stages {
         stage_text(&mut out, s);
     }
+    verdicts_text(&mut out, a);
     out
+}
+
+/// The stages' answers, last: what the run was for.
+fn verdicts_text(out: &mut String, a: &Analysis) {
+    if a.verdicts.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nAnswers");
+    for v in &a.verdicts {
+        let _ = writeln!(out, "  {}", v.text);
+        let Some(search) = &v.search else {
+            continue;
+        };
+        let rows: Vec<Vec<String>> = search
+            .steps
+            .iter()
+            .map(|p| {
+                let mut row = vec![
+                    p.name.clone(),
+                    format!("{}", p.load),
+                    format!("{:.1}", p.ops_per_s),
+                    format!("{:.3}", p.latency_us.p99 / 1e3),
+                    p.errors.to_string(),
+                    if p.good { "good" } else { "bad" }.to_string(),
+                ];
+                row.push(p.why.clone().unwrap_or_default());
+                row
+            })
+            .collect();
+        let header = [
+            "step",
+            search.vary.as_str(),
+            "ops/s",
+            "p99 ms",
+            "errors",
+            "verdict",
+            "why",
+        ];
+        let mut table = String::new();
+        chorus_common::metrics::summary::write_table(&mut table, &header, &rows);
+        for line in table.lines() {
+            let _ = writeln!(out, "    {line}");
+        }
+    }
 }
 
 /// One stage's text, in reading order. Long because it is the report's

@@ -72,6 +72,13 @@ Latencies are of successful ops; charts use segments of the stage.</p>",
             escape(d)
         );
     }
+    if !a.verdicts.is_empty() {
+        out.push_str("<h2>Answers</h2><ul>");
+        for v in &a.verdicts {
+            let _ = write!(out, "<li>{}</li>", escape(&v.text));
+        }
+        out.push_str("</ul>");
+    }
     for (i, s) in a.stages.iter().enumerate() {
         stage_section(&mut out, i, s);
     }

@@ -319,7 +319,12 @@ async fn finish_run(
 
     let stages: Vec<StageSummary> = outputs.into_iter().map(|o| o.summary).collect();
     let summary = RunSummary::new(run_id, &plan.name, stages);
-    dir.write("summary.txt", &summary.to_text())?;
+    let mut text = summary.to_text();
+    // The stages' answers close the summary: the line a user looks for.
+    for v in &meta.verdicts {
+        text.push_str(&format!("\n{}\n", v.text));
+    }
+    dir.write("summary.txt", &text)?;
     dir.write("summary.json", &summary.to_json())?;
     dir.write("summary.csv", &summary.to_csv())?;
     // Charts from the merged timeline; a report that cannot be made is
@@ -328,7 +333,7 @@ async fn finish_run(
         tracing::warn!("no report.html: {e:#}");
     }
     if !quiet {
-        println!("{}", summary.to_text());
+        println!("{text}");
     }
 
     match &result {

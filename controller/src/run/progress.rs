@@ -64,7 +64,7 @@ impl LiveView {
         }
         let by_time = stage.stop.duration;
         let ops_goal = match stage.kind {
-            StageKind::Workload => stage.stop.ops,
+            StageKind::Workload | StageKind::Search => stage.stop.ops,
             _ => Some(
                 stage
                     .stop

@@ -117,6 +117,10 @@ pub struct RunMeta {
     pub ended_at: String,
     pub agents: Vec<AgentMeta>,
     pub stages: Vec<StageMeta>,
+    /// The answers of the stages that answer a question (a search's
+    /// capacity, a steady state), in stage order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<super::kinds::Verdict>,
     #[serde(default)]
     pub timeline: TimelineMeta,
     /// Set by `controller collect`: what it found and did.

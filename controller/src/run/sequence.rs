@@ -101,9 +101,35 @@ impl RunState<'_> {
             let Some(next) = kind.next_step(stage, &done) else {
                 break;
             };
-            done.push(step::run_step(self, index, stage, next, kind).await?);
+            let ran = step::run_step(self, index, stage, next, kind).await;
+            match ran {
+                Ok(r) => done.push(r),
+                Err(e) => {
+                    // What the steps so far answered is kept with the error.
+                    self.verdict(index, stage, kind, &done);
+                    return Err(e);
+                }
+            }
         }
+        self.verdict(index, stage, kind, &done);
         kind.judge(stage, &done)
+    }
+
+    /// Files the kind's answer, if it gives one: in `run.json` at once, and
+    /// shown now (and again after the summary).
+    fn verdict(&mut self, index: u32, stage: &Stage, kind: &dyn StageKind, done: &[StepResult]) {
+        if done.is_empty() {
+            return;
+        }
+        let Some(mut v) = kind.verdict(stage, done) else {
+            return;
+        };
+        v.index = index;
+        self.view.notice(&v.text);
+        self.meta.verdicts.push(v);
+        if let Err(e) = self.dir.write_meta(self.meta) {
+            tracing::warn!("run.json: {e:#}");
+        }
     }
 
     /// Before a step: departures the heartbeats found are reported, the

@@ -22,6 +22,7 @@ use std::path::Path;
 use anyhow::Context;
 use chorus_common::metrics::client::HostSample;
 use chorus_common::metrics::histogram_from_bytes;
+use chorus_common::metrics::summary::LatencySummary;
 use chorus_common::workload::live_histogram;
 use hdrhistogram::Histogram;
 
@@ -69,6 +70,9 @@ pub struct Second {
     pub ops_per_s: f64,
     pub mib_per_s: f64,
     pub p99_us: f64,
+    /// The second's latency percentiles (all ops, merged over agents), for
+    /// a kind that watches another percentile than the p99.
+    pub latency_us: LatencySummary,
 }
 
 struct Open {
@@ -203,6 +207,7 @@ impl Series {
                 ops_per_s: o.ops as f64,
                 mib_per_s: o.bytes as f64 / 1048576.0,
                 p99_us: p99,
+                latency_us: LatencySummary::from_histogram(&o.latency),
             };
             writeln!(
                 self.out,

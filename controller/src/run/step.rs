@@ -99,10 +99,10 @@ pub async fn run_step(
         .reason()
         .or_else(|| rc.stop.reason())
         .map(|r| r.to_string());
-    let judged = judge(run, &live, &outcomes, &clocks, &cx, &mut meta);
+    let mut judged = judge(run, &live, &outcomes, &clocks, &cx, &mut meta);
     let (oplogs, collect_failure) = collect(run, collection, &outcomes, &mut meta).await;
-    let failure = judged.failure.or(collect_failure);
-    let result = record(run, step, meta, judged.summary, oplogs, judged.departed);
+    let failure = judged.failure.take().or(collect_failure);
+    let result = record(run, step, meta, judged, oplogs);
     failure.map_or(Ok(result), Err)
 }
 
@@ -112,14 +112,20 @@ fn record(
     run: &mut RunState<'_>,
     step: Step,
     meta: StageMeta,
-    summary: StageSummary,
+    judged: Judged,
     oplogs: Vec<(std::path::PathBuf, String)>,
-    departed: Vec<(usize, Lost, bool)>,
 ) -> StepResult {
     let (index, name) = (meta.index, meta.name.clone());
+    let Judged {
+        summary,
+        metrics,
+        departed,
+        ..
+    } = judged;
     let result = StepResult {
         step,
         summary: summary.clone(),
+        metrics,
         ended_early: meta.ended_early.clone(),
     };
     run.meta.stages.push(meta);
@@ -225,6 +231,8 @@ fn check_clocks(
 /// Each agent's result turned into `run.json` rows and the merged summary.
 struct Judged {
     summary: StageSummary,
+    /// The summary's ops, with their histograms.
+    metrics: StageMetrics,
     /// The first agent's failure, which ends the run.
     failure: Option<anyhow::Error>,
     /// Agents that left in this step: run index, why, whether to say so
@@ -297,8 +305,10 @@ fn judge(
     }
     meta.start_skew_ms = spread_ms(&tally.first_ops);
     meta.release_skew_ms = spread_ms(&tally.releases);
+    let (summary, metrics) = tally.summary(meta, outcomes, cx.stage.warmup_window());
     Judged {
-        summary: tally.summary(meta, outcomes),
+        summary,
+        metrics,
         failure,
         departed,
     }
@@ -348,10 +358,19 @@ impl Tally {
         });
     }
 
-    /// The step's summary, merged exactly over the agents that count.
-    fn summary(self, meta: &StageMeta, outcomes: &[Outcome]) -> StageSummary {
+    /// The step's summary, merged exactly over the agents that count,
+    /// and its histograms. Its rates are over the time its counted ops
+    /// ran: from the end of the warm-up (`settle`), whose ops are not in
+    /// the counts, to the last op's end.
+    fn summary(
+        self,
+        meta: &StageMeta,
+        outcomes: &[Outcome],
+        settle: Option<std::time::Duration>,
+    ) -> (StageSummary, StageMetrics) {
+        let settle_ns = settle.map_or(0, |d| d.as_nanos() as i64);
         let elapsed_s = match (self.first, self.last) {
-            (Some(f), Some(l)) if l > f => (l - f) as f64 / 1e9,
+            (Some(f), Some(l)) if l > f + settle_ns => (l - f - settle_ns) as f64 / 1e9,
             _ => 0.0,
         };
         let finished = outcomes
@@ -371,7 +390,7 @@ impl Tally {
             _ => None,
         }));
         summary.coverage = self.coverage;
-        summary
+        (summary, self.merged)
     }
 }
 

@@ -24,18 +24,20 @@
 
 mod engine;
 #[cfg(test)]
+mod runs;
+pub mod search;
+pub mod steady;
+#[cfg(test)]
 mod tests;
 
+use chorus_common::metrics::StageMetrics;
 use chorus_common::metrics::summary::StageSummary;
 use chorus_common::plan::{Stage, StageKind as PlanKind, StepSpec};
+use serde::{Deserialize, Serialize};
 
 use super::series::Second;
 
 /// One load step of a stage.
-// Sub-steps, the step results and `Watch::Stop` are for the kinds that run
-// in steps or end early (search, steady state, train); until one lands
-// they are used by the test kinds (`tests.rs`) only.
-#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
     /// The stage as the plan says, under its own name.
@@ -64,18 +66,18 @@ impl Step {
 }
 
 /// What a kind learns of a step that ran.
-#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Clone, Debug)]
 pub struct StepResult {
     pub step: Step,
     /// Merged over the agents that finished it.
     pub summary: StageSummary,
+    /// The same ops' exact histograms, for any percentile of any op.
+    pub metrics: StageMetrics,
     /// Why the step ended before its limits, if it did.
     pub ended_early: Option<String>,
 }
 
 /// A kind's answer to a live second.
-#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Watch {
     Continue,
@@ -99,6 +101,27 @@ pub trait StageKind: Send {
     fn judge(&self, _stage: &Stage, _done: &[StepResult]) -> anyhow::Result<()> {
         Ok(())
     }
+
+    /// The stage's answer, for a kind that answers a question (the
+    /// capacity a search found, whether the stage became steady): written
+    /// to `run.json` and printed after the summary.
+    fn verdict(&self, _stage: &Stage, _done: &[StepResult]) -> Option<Verdict> {
+        None
+    }
+}
+
+/// A stage kind's answer (`run.json` `verdicts`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Verdict {
+    /// The stage's index in the plan and its name.
+    pub index: u32,
+    pub stage: String,
+    /// The answer in one line of words.
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<search::SearchReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steady: Option<steady::SteadyReport>,
 }
 
 /// Picks the driver of a stage; the run takes one so tests can add kinds
@@ -107,7 +130,9 @@ pub type KindPicker = fn(&Stage) -> Box<dyn StageKind>;
 
 /// The driver of `stage`'s kind.
 pub fn for_stage(stage: &Stage) -> Box<dyn StageKind> {
-    match stage.kind {
-        PlanKind::Prepare | PlanKind::Workload | PlanKind::Cleanup => Box::new(engine::Engine),
+    match (stage.kind, &stage.search, &stage.until) {
+        (PlanKind::Search, Some(spec), _) => Box::new(search::Search::new(spec.clone(), stage)),
+        (PlanKind::Workload, _, Some(spec)) => Box::new(steady::Steady::new(spec.clone(), stage)),
+        _ => Box::new(engine::Engine),
     }
 }
