@@ -1,12 +1,14 @@
 //! The agent's own host, sampled once per progress report while a stage
 //! runs: CPU of the CPUs its workers may run on (`/proc/stat`, split as
-//! `mpstat` and `sar -u` split it), its process's CPU (`/proc/self/stat`),
-//! the run queue (`procs_running`), memory (`/proc/meminfo`) and network
-//! (`/proc/net/dev`). The controller uses them to tell when the client,
+//! `mpstat` and `sar -u` split it), its process's CPU (`/proc/self/stat`)
+//! and its threads' wait for a CPU (`/proc/self/task/*/schedstat` run
+//! delay), the run queue (`procs_running`), memory (`/proc/meminfo`) and
+//! network (`/proc/net/dev`). The controller uses them to tell when the client,
 //! not the storage, was the limit (`chorus_common::metrics::client`).
 //!
-//! Cheap by design: four reads of small `/proc` files a second, no thread,
-//! no allocation that grows with the run. Every figure is a difference
+//! Cheap by design: a few reads of small `/proc` files a second (one per
+//! thread of the agent for the wait, at most [`MAX_THREADS`]), no thread
+//! of its own, no allocation that grows with the run. Every figure is a difference
 //! between two readings, so the first report of a stage is measured from
 //! the stage's start. A file that cannot be read or parsed (not Linux, a
 //! kernel with other columns, hidden `/proc`) makes its figures unknown;
@@ -26,6 +28,15 @@ const MAX_CPUS: usize = 8192;
 /// Interfaces counted at most in `/proc/net/dev` (containers with
 /// thousands of veths exist; the sum of the first ones is still a sum).
 const MAX_INTERFACES: usize = 4096;
+
+/// Threads whose `schedstat` is read at most: an agent has a few per CPU
+/// plus blocking-pool threads; past this the wait is a lower bound.
+const MAX_THREADS: usize = 1024;
+
+/// Fewer clock ticks per CPU than this in an interval (USER_HZ is 100, so
+/// 200 ms) give percentages too coarse to mean anything (the last, partial
+/// interval of a stage): they are unknown.
+const MIN_TICKS: f64 = 20.0;
 
 /// `/proc/stat` CPU columns used: user, nice, system, idle, iowait, irq,
 /// softirq, steal (guest time is already inside user).
@@ -138,12 +149,34 @@ pub fn parse_net_dev(text: &str) -> Option<(u64, u64)> {
     Some((rx, tx))
 }
 
+/// Run delay (ns spent runnable, waiting for a CPU) from a
+/// `/proc/<pid>/task/<tid>/schedstat` line: `cpu_ns run_delay_ns slices`.
+pub fn parse_schedstat(text: &str) -> Option<u64> {
+    text.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
+/// The run delay of this process's threads, summed; `None` when the
+/// kernel keeps none (no `CONFIG_SCHED_INFO`) or `/proc` is unreadable.
+fn threads_run_delay() -> Option<u64> {
+    let mut sum = None::<u64>;
+    for entry in std::fs::read_dir("/proc/self/task").ok()?.take(MAX_THREADS) {
+        let Ok(entry) = entry else { continue };
+        let text = std::fs::read_to_string(entry.path().join("schedstat")).ok();
+        if let Some(ns) = text.as_deref().and_then(parse_schedstat) {
+            sum = Some(sum.unwrap_or(0).saturating_add(ns));
+        }
+    }
+    sum
+}
+
 /// One reading of every source.
 #[derive(Clone, Debug)]
 pub struct Reading {
     at: Instant,
     stat: ProcStat,
     process: Option<u64>,
+    /// Run delay of the process's threads, ns.
+    waited: Option<u64>,
     mem: Option<(u64, u64)>,
     net: Option<(u64, u64)>,
 }
@@ -158,6 +191,7 @@ impl Reading {
                 .map(|t| parse_proc_stat(&t))
                 .unwrap_or_default(),
             process: read("/proc/self/stat").and_then(|t| parse_process_ticks(&t)),
+            waited: threads_run_delay(),
             mem: read("/proc/meminfo").and_then(|t| parse_meminfo(&t)),
             net: read("/proc/net/dev").and_then(|t| parse_net_dev(&t)),
         }
@@ -238,8 +272,8 @@ pub fn sample_between(a: &Reading, b: &Reading, cpus: &[usize]) -> HostSample {
         counted += 1;
     }
     let (busy_all, total) = busy(&sum);
-    if counted > 0 && total > 0 {
-        s.cpus = counted;
+    s.cpus = counted;
+    if counted > 0 && total as f64 >= MIN_TICKS * counted as f64 {
         s.cpu_busy_pct = pct(busy_all, total);
         s.cpu_max_core_pct = max_core;
         s.cpu_user_pct = pct(sum[USER] + sum[NICE], total);
@@ -254,15 +288,22 @@ pub fn sample_between(a: &Reading, b: &Reading, cpus: &[usize]) -> HostSample {
         && !b.stat.cpus.is_empty()
     {
         let per_cpu = delta(&t0, &t1).iter().sum::<u64>() as f64 / b.stat.cpus.len() as f64;
-        if per_cpu > 0.0 {
+        if per_cpu >= MIN_TICKS {
             s.proc_cpu_pct = Some(100.0 * p1.saturating_sub(p0) as f64 / per_cpu);
         }
+    }
+    let secs = b.at.duration_since(a.at).as_secs_f64();
+    // Threads that ended since `a` take their delay with them: a smaller
+    // sum is a lower bound, not a negative wait.
+    if let (Some(w0), Some(w1)) = (a.waited, b.waited)
+        && secs >= MIN_TICKS / 100.0
+    {
+        s.proc_cpu_wait_pct = Some(100.0 * w1.saturating_sub(w0) as f64 / 1e9 / secs);
     }
     s.run_queue = b.stat.procs_running.map(|r| r as f64);
     s.mem_used_pct = b
         .mem
         .map(|(total, avail)| 100.0 * (1.0 - avail.min(total) as f64 / total as f64));
-    let secs = b.at.duration_since(a.at).as_secs_f64();
     if let (Some((rx0, tx0)), Some((rx1, tx1))) = (a.net, b.net)
         && secs > 0.0
     {
@@ -304,6 +345,7 @@ procs_running 5
             at,
             stat: parse_proc_stat(stat),
             process: Some(process),
+            waited: Some(process * 10_000_000),
             mem: parse_meminfo("MemTotal: 1000 kB\nMemAvailable: 250 kB\n"),
             net: Some((0, 0)),
         }
@@ -352,6 +394,8 @@ procs_running 5
         assert_eq!(s.run_queue, Some(5.0));
         assert_eq!(s.mem_used_pct, Some(75.0));
         assert_eq!(s.net_rx_mib_s, Some(0.0));
+        // 600 ms of run delay in one second: 60% of a core.
+        assert!((s.proc_cpu_wait_pct.unwrap() - 60.0).abs() < 1e-9, "{s:?}");
         // A CPU the agent may use but the file lacks: not counted.
         let s = sample_between(&a, &b, &[7]);
         assert_eq!((s.cpus, s.cpu_busy_pct), (0, None));
@@ -364,6 +408,7 @@ procs_running 5
             at: t0,
             stat: ProcStat::default(),
             process: None,
+            waited: None,
             mem: None,
             net: None,
         };
@@ -375,6 +420,23 @@ procs_running 5
         let s = sample_between(&a, &b, &[]);
         assert_eq!(s.cpu_busy_pct, None);
         assert_eq!(s.proc_cpu_pct, None);
+    }
+
+    #[test]
+    fn a_short_interval_has_no_percentages() {
+        // 5 ticks per CPU (50 ms): the last report of a stage.
+        let t0 = Instant::now();
+        let a = reading("cpu  0 0 0 0 0 0 0 0\ncpu0 0 0 0 0 0 0 0 0\n", 0, t0);
+        let b = reading(
+            "cpu  3 0 0 2 0 0 0 0\ncpu0 3 0 0 2 0 0 0 0\n",
+            2,
+            t0 + Duration::from_millis(50),
+        );
+        let s = sample_between(&a, &b, &[]);
+        assert_eq!((s.cpu_busy_pct, s.proc_cpu_pct), (None, None), "{s:?}");
+        assert_eq!(s.proc_cpu_wait_pct, None);
+        assert_eq!(parse_schedstat("123 456 7\n"), Some(456));
+        assert_eq!(parse_schedstat("123"), None);
     }
 
     #[test]
@@ -403,12 +465,17 @@ veth1a:   24      1     0    0    0     0          0         0    48      1     
     fn this_host_can_be_sampled() {
         // On Linux the real files parse; elsewhere everything is unknown.
         let sampler = Sampler::new(vec![]);
-        std::thread::sleep(Duration::from_millis(50));
+        // Long enough for whole percentages (MIN_TICKS).
+        std::thread::sleep(Duration::from_millis(300));
         let (s, _) = sampler.measure();
         if cfg!(target_os = "linux") {
             assert!(s.cpus >= 1, "{s:?}");
             assert!(s.mem_used_pct.is_some(), "{s:?}");
             assert!(s.run_queue.is_some(), "{s:?}");
+            assert!(
+                s.cpu_busy_pct.is_some() && s.proc_cpu_pct.is_some(),
+                "{s:?}"
+            );
         }
     }
 }

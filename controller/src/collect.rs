@@ -371,7 +371,8 @@ fn summarize(
         s.warnings = entry
             .agents
             .iter()
-            .filter_map(|a| a.client.as_ref()?.warning(&a.id, &entry.name))
+            .filter_map(|a| Some(a.client.as_ref()?.warnings(&a.id, &entry.name)))
+            .flatten()
             .collect();
         stages.push(s);
     }

@@ -12,14 +12,20 @@
 //!
 //! The rules (see [`verdict`]; thresholds are the constants below):
 //! - **CPU**: in at least [`SATURATED_SHARE`] of the stage's sampled
-//!   seconds the agent's CPUs were at least [`BUSY_PCT`] busy while its own
-//!   process used at least [`OWN_SHARE_PCT`] of them.
+//!   seconds the agent's CPUs were at least [`BUSY_PCT`] busy while the
+//!   agent wanted them: its threads were runnable (running, or waiting for
+//!   a CPU) at least [`DEMAND_PCT`] of their time (without a wait figure:
+//!   its process used at least [`OWN_SHARE_PCT`] of them).
 //! - **Steal**: the hypervisor took at least [`STEAL_PCT`] of the agent's
 //!   CPUs on average.
 //! - **Lag** (open loop): the worst schedule lag per second averaged over
 //!   the stage's last third is at least [`LAG_MIN_MS`] and at least
-//!   [`LAG_GROWTH`] times that of its first third: the agent fell further
-//!   and further behind its schedule.
+//!   [`LAG_GROWTH`] times that of its first third (the agent fell further
+//!   and further behind its schedule) while its CPUs were at least
+//!   [`LAG_CPU_PCT`] busy on average. Growing lag with idle CPUs means
+//!   every worker was waiting on the store: the store (or too small a
+//!   `concurrency`) held the agent back, not its host. That is said too,
+//!   as [`ClientHealth::behind_schedule`], but not as a bottleneck.
 //!
 //! Memory is bounded whatever the stage's length: sums and maxima, plus at
 //! most [`LAG_BUCKETS`] buckets of lag (adjacent ones merged when full).
@@ -35,11 +41,22 @@ use serde::{Deserialize, Serialize};
 /// suspect).
 pub const BUSY_PCT: f64 = 90.0;
 
-/// ... and the agent's own process used at least this share of those
-/// CPUs. A host kept busy by other work while the agent idled is shown in
-/// the figures but not blamed on the agent: an agent that needed CPU would
-/// have taken at least a fair share of a busy core (half against one
-/// busy-looping neighbour), one that keeps its schedule did not need it.
+/// ... and the agent wanted that CPU: the time its threads ran plus the
+/// time they waited for a CPU (`schedstat` run delay) is at least this
+/// share of those CPUs' time. An agent starved by busy neighbours gets
+/// little CPU but waits for it; one saturating its CPUs alone runs most
+/// of the time; an agent that needs little (a few hundred ops/s) wakes
+/// now and then and, even on a host full of other work, waits only a
+/// fraction of that: measured on a 2-core host loaded 4× over, such an
+/// agent's run plus wait stayed around 20–40% and a starved one's above
+/// 100%. A host kept busy by other work while the agent idled is shown in
+/// the figures but not blamed on the agent.
+pub const DEMAND_PCT: f64 = 50.0;
+
+/// Without a wait figure (a kernel without `schedstat`), the agent's own
+/// share of its CPUs must be at least this: an agent that needed CPU
+/// takes at least a fair share of a busy core (half against one
+/// busy-looping neighbour).
 pub const OWN_SHARE_PCT: f64 = 20.0;
 
 /// The CPU rule needs saturated seconds in at least this fraction of the
@@ -59,6 +76,11 @@ pub const LAG_MIN_MS: f64 = 100.0;
 /// third's.
 pub const LAG_GROWTH: f64 = 2.0;
 
+/// Growing lag is the client's when its CPUs were at least this busy on
+/// average: short of saturation, but busy enough that workers wait for a
+/// CPU. Below it they were waiting on the store.
+pub const LAG_CPU_PCT: f64 = 75.0;
+
 /// No verdict from fewer sampled seconds: one or two reports are mostly
 /// start-up and the final partial interval.
 pub const MIN_SECONDS: u64 = 3;
@@ -67,7 +89,7 @@ pub const MIN_SECONDS: u64 = 3;
 pub const LAG_BUCKETS: usize = 240;
 
 /// The columns [`HostSample::csv_fields`] fills, appended to `series.csv`.
-pub const CSV_COLUMNS: [&str; 14] = [
+pub const CSV_COLUMNS: [&str; 15] = [
     "cpu_busy_pct",
     "cpu_max_core_pct",
     "cpu_user_pct",
@@ -75,6 +97,7 @@ pub const CSV_COLUMNS: [&str; 14] = [
     "cpu_iowait_pct",
     "cpu_steal_pct",
     "proc_cpu_pct",
+    "proc_cpu_wait_pct",
     "run_queue",
     "mem_used_pct",
     "net_rx_mib_s",
@@ -103,6 +126,11 @@ pub struct HostSample {
     /// The agent process's CPU (user + system) in % of one core, as `top`
     /// shows it: 250 is two and a half cores.
     pub proc_cpu_pct: Option<f64>,
+    /// Time the agent's threads were runnable but waiting for a CPU
+    /// (their `schedstat` run delay), in % of one core's time: 150 is one
+    /// and a half threads waiting all along. What an agent that wants CPU
+    /// and cannot get it shows, however little it gets.
+    pub proc_cpu_wait_pct: Option<f64>,
     /// Runnable tasks on the whole host (`procs_running`).
     pub run_queue: Option<f64>,
     /// Host memory in use: 100 − MemAvailable / MemTotal, %.
@@ -125,12 +153,20 @@ impl HostSample {
             .map(|p| p / self.cpus as f64)
     }
 
+    /// The agent's threads' wait for a CPU per CPU it may use, %.
+    pub fn wait_share_pct(&self) -> Option<f64> {
+        (self.cpus > 0)
+            .then_some(())
+            .and(self.proc_cpu_wait_pct)
+            .map(|p| p / self.cpus as f64)
+    }
+
     /// True when nothing is known (an agent that does not sample).
     pub fn is_empty(&self) -> bool {
         *self == HostSample::default()
     }
 
-    fn values(&self) -> [Option<f64>; 13] {
+    fn values(&self) -> [Option<f64>; 14] {
         [
             self.cpu_busy_pct,
             self.cpu_max_core_pct,
@@ -139,6 +175,7 @@ impl HostSample {
             self.cpu_iowait_pct,
             self.cpu_steal_pct,
             self.proc_cpu_pct,
+            self.proc_cpu_wait_pct,
             self.run_queue,
             self.mem_used_pct,
             self.net_rx_mib_s,
@@ -185,14 +222,15 @@ impl HostSample {
             cpu_iowait_pct: f(4),
             cpu_steal_pct: f(5),
             proc_cpu_pct: f(6),
-            run_queue: f(7),
-            mem_used_pct: f(8),
-            net_rx_mib_s: f(9),
-            net_tx_mib_s: f(10),
-            sched_lag_ms: f(11),
-            sched_lag_mean_ms: f(12),
+            proc_cpu_wait_pct: f(7),
+            run_queue: f(8),
+            mem_used_pct: f(9),
+            net_rx_mib_s: f(10),
+            net_tx_mib_s: f(11),
+            sched_lag_ms: f(12),
+            sched_lag_mean_ms: f(13),
             cpus: fields
-                .get(13)
+                .get(14)
                 .and_then(|s| s.trim().parse().ok())
                 .unwrap_or(0),
         }
@@ -235,6 +273,8 @@ pub struct ClientHealth {
     #[serde(default)]
     pub proc_cpu_share_pct: Option<MeanMax>,
     #[serde(default)]
+    pub proc_cpu_wait_pct: Option<MeanMax>,
+    #[serde(default)]
     pub run_queue: Option<MeanMax>,
     #[serde(default)]
     pub mem_used_pct: Option<MeanMax>,
@@ -257,17 +297,29 @@ pub struct ClientHealth {
     /// when it was not (or too few seconds were sampled to say).
     #[serde(default)]
     pub bottleneck: Option<Vec<String>>,
+    /// Open loop: the lag grew (the lag rule) but its CPUs were not busy,
+    /// so the store or too few workers held it back: why, in words.
+    #[serde(default)]
+    pub behind_schedule: Option<String>,
 }
 
 impl ClientHealth {
-    /// The summary's warning (without `warning: `) when this client was
-    /// the limit.
-    pub fn warning(&self, agent: &str, stage: &str) -> Option<String> {
-        let reasons = self.bottleneck.as_ref().filter(|r| !r.is_empty())?;
-        Some(format!(
-            "agent {agent} was client-bound in stage `{stage}`: {}",
-            reasons.join(", ")
-        ))
+    /// The summary's warnings (without `warning: `): that this client was
+    /// the limit, and that it fell behind its schedule for another reason.
+    pub fn warnings(&self, agent: &str, stage: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(reasons) = self.bottleneck.as_ref().filter(|r| !r.is_empty()) {
+            out.push(format!(
+                "agent {agent} was client-bound in stage `{stage}`: {}",
+                reasons.join(", ")
+            ));
+        }
+        if let Some(why) = &self.behind_schedule {
+            out.push(format!(
+                "agent {agent} fell behind its schedule in stage `{stage}`: {why}"
+            ));
+        }
+        out
     }
 }
 
@@ -301,7 +353,7 @@ impl Stat {
 pub struct ClientTrack {
     seconds: u64,
     cpus: u32,
-    stats: [Stat; 13],
+    stats: [Stat; 14],
     own_share: Stat,
     saturated: u64,
     /// Seconds whose CPU busy was known (the CPU rule's denominator).
@@ -324,7 +376,12 @@ impl ClientTrack {
         self.own_share.add(s.own_share_pct());
         if let Some(busy) = s.cpu_busy_pct {
             self.cpu_known += 1;
-            if busy >= BUSY_PCT && s.own_share_pct().is_some_and(|o| o >= OWN_SHARE_PCT) {
+            let wants = match (s.own_share_pct(), s.wait_share_pct()) {
+                (Some(own), Some(wait)) => own + wait >= DEMAND_PCT,
+                (Some(own), None) => own >= OWN_SHARE_PCT,
+                _ => false,
+            };
+            if busy >= BUSY_PCT && wants {
                 self.saturated += 1;
             }
         }
@@ -397,17 +454,20 @@ impl ClientTrack {
             cpu_steal_pct: st(5),
             proc_cpu_pct: st(6),
             proc_cpu_share_pct: self.own_share.mean_max(),
-            run_queue: st(7),
-            mem_used_pct: st(8),
-            net_rx_mib_s: st(9),
-            net_tx_mib_s: st(10),
-            sched_lag_ms: st(11),
+            proc_cpu_wait_pct: st(7),
+            run_queue: st(8),
+            mem_used_pct: st(9),
+            net_rx_mib_s: st(10),
+            net_tx_mib_s: st(11),
+            sched_lag_ms: st(12),
             cpu_saturated_seconds: self.saturated,
             lag_first_third_ms: thirds.map(|t| t.0),
             lag_last_third_ms: thirds.map(|t| t.1),
             bottleneck: None,
+            behind_schedule: None,
         };
         h.bottleneck = verdict(&h, self.cpu_known);
+        h.behind_schedule = behind_schedule(&h);
         h
     }
 }
@@ -425,6 +485,10 @@ pub fn verdict(h: &ClientHealth, cpu_known: u64) -> Option<Vec<String>> {
         && let Some(busy) = h.cpu_busy_pct
     {
         let own = h.proc_cpu_share_pct.map(|p| p.mean);
+        let wait = h
+            .proc_cpu_wait_pct
+            .filter(|_| h.cpus > 0)
+            .map(|w| w.mean / h.cpus as f64);
         let mut r = format!(
             "CPU {:.0}% busy on its {} core{} (at least {BUSY_PCT:.0}% in {} of {cpu_known} s",
             busy.mean,
@@ -435,22 +499,51 @@ pub fn verdict(h: &ClientHealth, cpu_known: u64) -> Option<Vec<String>> {
         if let Some(own) = own {
             let _ = write!(r, "; agent process {own:.0}% of them");
         }
+        if let Some(wait) = wait {
+            let _ = write!(r, ", waiting for them {wait:.0}%");
+        }
         let _ = write!(r, "; steal {:.0}%)", steal.unwrap_or(0.0));
         reasons.push(r);
     }
     if let Some(s) = steal.filter(|s| *s >= STEAL_PCT) {
         reasons.push(format!("steal {s:.0}% of its CPU time"));
     }
-    if let (Some(first), Some(last)) = (h.lag_first_third_ms, h.lag_last_third_ms)
-        && last >= LAG_MIN_MS
-        && last >= LAG_GROWTH * first
+    if let Some(lag) = lag_grew(h)
+        && lag_cpu_busy(h).is_some_and(|b| b >= LAG_CPU_PCT)
     {
-        let worst = h.sched_lag_ms.map_or(last, |l| l.max);
-        reasons.push(format!(
-            "schedule lag grew to {worst:.0} ms (first third {first:.0} ms, last third {last:.0} ms)"
-        ));
+        reasons.push(lag);
     }
     (!reasons.is_empty()).then_some(reasons)
+}
+
+/// The lag rule's phrase when the lag grew, whatever the CPU.
+fn lag_grew(h: &ClientHealth) -> Option<String> {
+    let (first, last) = (h.lag_first_third_ms?, h.lag_last_third_ms?);
+    if h.seconds < MIN_SECONDS || last < LAG_MIN_MS || last < LAG_GROWTH * first {
+        return None;
+    }
+    let worst = h.sched_lag_ms.map_or(last, |l| l.max);
+    Some(format!(
+        "schedule lag grew to {worst:.0} ms (first third {first:.0} ms, last third {last:.0} ms)"
+    ))
+}
+
+fn lag_cpu_busy(h: &ClientHealth) -> Option<f64> {
+    h.cpu_busy_pct.map(|b| b.mean)
+}
+
+/// When the lag grew but not for want of CPU (or the CPU is unknown): why
+/// the agent fell behind, in words; `None` otherwise.
+pub fn behind_schedule(h: &ClientHealth) -> Option<String> {
+    let lag = lag_grew(h)?;
+    match lag_cpu_busy(h) {
+        Some(b) if b >= LAG_CPU_PCT => None,
+        Some(b) => Some(format!(
+            "{lag} with its CPUs {b:.0}% busy: the store, or too few workers \
+             (`concurrency`) for its latency, held it back, not its host"
+        )),
+        None => Some(format!("{lag}; its CPU use is unknown")),
+    }
 }
 
 /// How many of `h`'s seconds knew their CPU busy, for [`verdict`] on a
@@ -494,18 +587,40 @@ mod tests {
         assert_eq!(why.len(), 1, "{why:?}");
         assert!(why[0].starts_with("CPU 99% busy on its 1 core"), "{why:?}");
         assert!(why[0].contains("8 of 8 s"), "{why:?}");
-        let w = h.warning("a1", "w").unwrap();
+        let w = h.warnings("a1", "w");
+        assert_eq!(w.len(), 1, "{w:?}");
         assert!(
-            w.starts_with("agent a1 was client-bound in stage `w`: CPU 99%"),
-            "{w}"
+            w[0].starts_with("agent a1 was client-bound in stage `w`: CPU 99%"),
+            "{w:?}"
         );
     }
 
     #[test]
     fn idle_busy_elsewhere_or_brief_saturation_is_not() {
         assert_eq!(track(&[cpu(20.0, 15.0, 1); 8]).bottleneck, None);
-        // Busy, but with other processes' work: the agent used 2%.
-        assert_eq!(track(&[cpu(100.0, 2.0, 1); 8]).bottleneck, None);
+        // Busy, but with other processes' work: the agent used 2% and
+        // hardly waited.
+        let idle = HostSample {
+            proc_cpu_wait_pct: Some(3.0),
+            ..cpu(100.0, 2.0, 1)
+        };
+        assert_eq!(track(&[idle; 8]).bottleneck, None);
+        // Starved: it got 8% but its threads waited 140% of the core.
+        let starved = HostSample {
+            proc_cpu_wait_pct: Some(140.0),
+            ..cpu(100.0, 8.0, 1)
+        };
+        let why = track(&[starved; 8]).bottleneck.unwrap();
+        assert!(why[0].contains("waiting for them 140%"), "{why:?}");
+        // A light agent on a host loaded by others, as measured: 3% run,
+        // 35% waiting for its turn now and then.
+        let light = HostSample {
+            proc_cpu_wait_pct: Some(35.0),
+            ..cpu(100.0, 3.0, 1)
+        };
+        assert_eq!(track(&[light; 8]).bottleneck, None);
+        // Without a wait figure, 15% of its CPUs is not enough.
+        assert_eq!(track(&[cpu(100.0, 15.0, 1); 8]).bottleneck, None);
         // Saturated 3 of 8 seconds: not most of the stage.
         let mut s = vec![cpu(99.0, 90.0, 2); 3];
         s.extend(vec![cpu(40.0, 60.0, 2); 5]);
@@ -526,27 +641,55 @@ mod tests {
         assert_eq!(why, ["steal 25% of its CPU time"]);
     }
 
-    fn lagging(lags: &[f64]) -> ClientHealth {
+    fn lagging(lags: &[f64], busy: f64) -> ClientHealth {
         let samples: Vec<HostSample> = lags
             .iter()
             .map(|l| HostSample {
                 sched_lag_ms: Some(*l),
-                ..cpu(30.0, 20.0, 2)
+                ..cpu(busy, 20.0, 2)
             })
             .collect();
         track(&samples)
     }
 
     #[test]
-    fn growing_lag_is_named_steady_or_small_lag_is_not() {
-        let h = lagging(&[1.0, 2.0, 5.0, 50.0, 150.0, 340.0]);
+    fn growing_lag_on_busy_cpus_is_named_steady_or_small_lag_is_not() {
+        let grows = [1.0, 2.0, 5.0, 50.0, 150.0, 340.0];
+        let h = lagging(&grows, 80.0);
         let why = h.bottleneck.unwrap();
         assert_eq!(why.len(), 1);
         assert!(why[0].starts_with("schedule lag grew to 340 ms"), "{why:?}");
+        assert_eq!(h.behind_schedule, None);
         // Large but not growing (a constant backlog): not this rule.
-        assert_eq!(lagging(&[500.0; 9]).bottleneck, None);
+        let h = lagging(&[500.0; 9], 80.0);
+        assert_eq!((h.bottleneck, h.behind_schedule), (None, None));
         // Growing but small.
-        assert_eq!(lagging(&[0.1, 0.2, 1.0, 5.0, 20.0, 60.0]).bottleneck, None);
+        let h = lagging(&[0.1, 0.2, 1.0, 5.0, 20.0, 60.0], 80.0);
+        assert_eq!((h.bottleneck, h.behind_schedule), (None, None));
+    }
+
+    #[test]
+    fn growing_lag_on_idle_cpus_is_the_stores_not_the_clients() {
+        let h = lagging(&[1.0, 2.0, 5.0, 50.0, 150.0, 340.0], 30.0);
+        assert_eq!(h.bottleneck, None);
+        let w = h.warnings("a1", "w");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("agent a1 fell behind its schedule in stage `w`: schedule lag grew"),
+            "{w:?}"
+        );
+        assert!(w[0].contains("CPUs 30% busy"), "{w:?}");
+        // CPU unknown (not Linux): said as unknown.
+        let samples: Vec<HostSample> = [1.0, 5.0, 50.0, 150.0, 340.0, 400.0]
+            .iter()
+            .map(|l| HostSample {
+                sched_lag_ms: Some(*l),
+                ..Default::default()
+            })
+            .collect();
+        let h = track(&samples);
+        assert_eq!(h.bottleneck, None);
+        assert!(h.behind_schedule.unwrap().contains("unknown"));
     }
 
     #[test]
@@ -566,7 +709,7 @@ mod tests {
         let first = h.lag_first_third_ms.unwrap();
         assert!(first < 100.0, "{first}");
         assert_eq!(h.lag_last_third_ms, Some(1000.0));
-        assert!(h.bottleneck.is_some());
+        assert!(h.behind_schedule.is_some());
     }
 
     #[test]
@@ -582,15 +725,15 @@ mod tests {
         assert_eq!(fields.len(), CSV_COLUMNS.len(), "{text}");
         assert_eq!(fields[0], "97.2");
         assert_eq!(fields[4], "", "unknown is empty: {text}");
-        assert_eq!(fields[9], "", "NaN is unknown: {text}");
-        assert_eq!(fields[13], "1");
+        assert_eq!(fields[10], "", "NaN is unknown: {text}");
+        assert_eq!(fields[14], "1");
         let back = HostSample::from_csv_fields(&fields);
         assert_eq!(back.cpu_busy_pct, Some(97.2));
         assert_eq!(back.cpu_iowait_pct, None);
         assert_eq!(back.sched_lag_ms, Some(12.5));
         assert_eq!(back.cpus, 1);
         assert!(HostSample::from_csv_fields(&["x", "", "1e999"]).is_empty());
-        assert_eq!(HostSample::default().csv_fields(), ",".repeat(13));
+        assert_eq!(HostSample::default().csv_fields(), ",".repeat(14));
     }
 
     #[test]

@@ -32,8 +32,9 @@ pub struct ClientRow {
     /// `run.json`, or `series.csv` when judged again from it.
     pub from: String,
     pub health: ClientHealth,
-    /// The summary's warning line (without `warning: `), when client-bound.
-    pub warning: Option<String>,
+    /// The summary's warning lines (without `warning: `): client-bound,
+    /// fell behind its schedule.
+    pub warnings: Vec<String>,
 }
 
 /// One stage's client health: a row per agent, and each agent's CPU busy
@@ -202,7 +203,7 @@ fn row(agent: &str, stage: &str, health: ClientHealth, from: &str) -> ClientRow 
     ClientRow {
         agent: agent.to_string(),
         from: from.to_string(),
-        warning: health.warning(agent, stage),
+        warnings: health.warnings(agent, stage),
         health,
     }
 }
@@ -252,12 +253,9 @@ mod tests {
         assert_eq!(w.rows.len(), 2);
         let a = w.rows.iter().find(|r| r.agent == "a,1").unwrap();
         assert_eq!(a.from, FROM_SERIES);
-        assert!(
-            a.warning.as_ref().unwrap().contains("client-bound"),
-            "{a:?}"
-        );
+        assert!(a.warnings[0].contains("client-bound"), "{a:?}");
         let b = w.rows.iter().find(|r| r.agent == "b").unwrap();
-        assert_eq!(b.warning, None);
+        assert!(b.warnings.is_empty());
         assert!(w.cpu_busy.iter().all(|(_, p)| p.len() <= MAX_POINTS));
         // Filtered by agent.
         assert_eq!(read(dir.path(), Some("b"))["w"].rows.len(), 1);

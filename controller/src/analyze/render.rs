@@ -244,12 +244,13 @@ fn client_text(out: &mut String, c: &StageClients) {
                 mm(h.cpu_max_core_pct, 0),
                 mm(h.cpu_steal_pct, 0),
                 mm(h.proc_cpu_pct, 0),
+                mm(h.proc_cpu_wait_pct, 0),
                 mm(h.run_queue, 1),
                 mm(h.sched_lag_ms, 1),
-                if h.bottleneck.is_some() {
-                    "client-bound"
-                } else {
-                    "ok"
+                match (&h.bottleneck, &h.behind_schedule) {
+                    (Some(_), _) => "client-bound",
+                    (None, Some(_)) => "behind schedule",
+                    (None, None) => "ok",
                 }
                 .to_string(),
                 r.from.clone(),
@@ -266,6 +267,7 @@ fn client_text(out: &mut String, c: &StageClients) {
             "max_core%",
             "steal%",
             "proc_cpu%",
+            "cpu_wait%",
             "run_queue",
             "lag_ms",
             "verdict",
@@ -273,7 +275,7 @@ fn client_text(out: &mut String, c: &StageClients) {
         ],
         &cells,
     );
-    for w in c.rows.iter().filter_map(|r| r.warning.as_ref()) {
+    for w in c.rows.iter().flat_map(|r| &r.warnings) {
         let _ = writeln!(out, "warning: {w}");
     }
 }

@@ -215,7 +215,7 @@ fn client_section(out: &mut String, i: usize, c: &StageClients) {
         return;
     }
     out.push_str("<h3>Client health</h3>");
-    for w in c.rows.iter().filter_map(|r| r.warning.as_ref()) {
+    for w in c.rows.iter().flat_map(|r| &r.warnings) {
         let _ = write!(
             out,
             "<p class=\"warning\"><strong>Warning:</strong> {}</p>",
@@ -224,7 +224,8 @@ fn client_section(out: &mut String, i: usize, c: &StageClients) {
     }
     out.push_str(
         "<table class=\"client\"><tr><th>agent</th><th>CPUs</th><th>CPU busy % mean/max</th>\
-<th>busiest core %</th><th>steal %</th><th>agent process % of a core</th><th>run queue</th>\
+<th>busiest core %</th><th>steal %</th><th>agent process % of a core</th>\
+<th>its threads waiting for a CPU, % of a core</th><th>run queue</th>\
 <th>memory used %</th><th>net rx/tx MiB/s</th><th>schedule lag ms mean/max</th><th>verdict</th></tr>",
     );
     let mm =
@@ -232,20 +233,22 @@ fn client_section(out: &mut String, i: usize, c: &StageClients) {
     let mean = |v: Option<MeanMax>| v.map_or("-".to_string(), |m| format!("{:.1}", m.mean));
     for r in &c.rows {
         let h = &r.health;
-        let verdict = match &h.bottleneck {
-            Some(why) => format!("client-bound: {}", why.join(", ")),
-            None => "not the limit".to_string(),
+        let verdict = match (&h.bottleneck, &h.behind_schedule) {
+            (Some(why), _) => format!("client-bound: {}", why.join(", ")),
+            (None, Some(why)) => format!("not the limit, but fell behind its schedule: {why}"),
+            (None, None) => "not the limit".to_string(),
         };
         let _ = write!(
             out,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-<td>{}</td><td>{} / {}</td><td>{}</td><td>{}</td></tr>",
+<td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td><td>{}</td></tr>",
             escape(&r.agent),
             h.cpus,
             mm(h.cpu_busy_pct),
             mm(h.cpu_max_core_pct),
             mean(h.cpu_steal_pct),
             mm(h.proc_cpu_pct),
+            mm(h.proc_cpu_wait_pct),
             mean(h.run_queue),
             mean(h.mem_used_pct),
             mean(h.net_rx_mib_s),

@@ -30,7 +30,7 @@ use hdrhistogram::Histogram;
 /// columns (`client::CSV_COLUMNS`, checked by a test).
 pub const HEADER: &str = "stage,second,agent,ops,bytes,errors,ops_per_s,mib_per_s,p50_us,p99_us,max_us,\
 cpu_busy_pct,cpu_max_core_pct,cpu_user_pct,cpu_system_pct,cpu_iowait_pct,cpu_steal_pct,\
-proc_cpu_pct,run_queue,mem_used_pct,net_rx_mib_s,net_tx_mib_s,sched_lag_ms,sched_lag_mean_ms,cpus";
+proc_cpu_pct,proc_cpu_wait_pct,run_queue,mem_used_pct,net_rx_mib_s,net_tx_mib_s,sched_lag_ms,sched_lag_mean_ms,cpus";
 
 /// Columns before the host columns.
 pub const TRAFFIC_COLUMNS: usize = 11;
@@ -257,7 +257,7 @@ impl Series {
 }
 
 /// The host columns of a cluster row: all empty.
-const EMPTY_HOST: &str = ",,,,,,,,,,,,,";
+const EMPTY_HOST: &str = ",,,,,,,,,,,,,,";
 
 /// Stage and agent names quoted when CSV needs it.
 fn csv_field(s: &str) -> String {
@@ -340,7 +340,7 @@ mod tests {
         }
         let a: Vec<&str> = lines[1].split(',').collect();
         assert_eq!(a[TRAFFIC_COLUMNS], "97.0");
-        assert_eq!(a[TRAFFIC_COLUMNS + 11], "3.5");
+        assert_eq!(a[TRAFFIC_COLUMNS + 12], "3.5");
         assert_eq!(a[width - 1], "1");
         assert!(
             f[TRAFFIC_COLUMNS..].iter().all(|v| v.is_empty()),

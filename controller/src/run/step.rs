@@ -379,11 +379,12 @@ impl Tally {
             .count() as u32;
         let (name, kind) = (&meta.name, &meta.kind);
         let mut summary = StageSummary::from_metrics(name, kind, finished, elapsed_s, &self.merged);
-        // One warning per client-bound agent, in agent order.
+        // The client-health warnings of each agent, in agent order.
         summary.warnings = meta
             .agents
             .iter()
-            .filter_map(|a| a.client.as_ref()?.warning(&a.id, name))
+            .filter_map(|a| Some(a.client.as_ref()?.warnings(&a.id, name)))
+            .flatten()
             .collect();
         summary.endpoints = sum_endpoints(outcomes.iter().filter_map(|o| match o {
             Outcome::Done(r) => Some(r.as_ref()),
