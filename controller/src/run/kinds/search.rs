@@ -58,7 +58,8 @@ pub struct SearchReport {
     /// Why the search ended: `objective`, `errors`, `knee` (the bad step
     /// that bounded it broke that), `to` (every step up to `to` was good),
     /// `first_step` (the first step was already bad), `max_steps`,
-    /// `ended_early` (a step was stopped from outside).
+    /// `ended_early` (a step was stopped from outside), `run_ended` (the
+    /// run failed during a step).
     pub stopped: String,
     /// The same, in words.
     pub reason: String,
@@ -267,7 +268,10 @@ impl Search {
     }
 
     fn report(&self) -> SearchReport {
-        let (stopped, reason) = self.stopped.clone().unwrap_or_default();
+        let (stopped, reason) = self.stopped.clone().unwrap_or_else(|| {
+            let why = "the run ended during the search (its steps so far are above)";
+            ("run_ended".to_string(), why.to_string())
+        });
         SearchReport {
             vary: self.spec.vary.name().to_string(),
             objective: self.spec.objective.to_string(),
