@@ -116,7 +116,7 @@ impl Slot {
                 if let Some(rest) = name.strip_prefix(&prefix) {
                     let base = [PART_SUFFIX, PARTIAL_SUFFIX]
                         .iter()
-                        .find_map(|sfx| rest.strip_suffix(sfx))
+                        .find_map(|sfx| rest.strip_suffix(&format!(".{sfx}")))
                         .unwrap_or(rest);
                     return Ok(agent_dir.join(format!("{prefix}{base}")));
                 }
@@ -166,8 +166,10 @@ async fn collect(run: &Path, sec: &Security) -> anyhow::Result<String> {
         ..Default::default()
     };
     let known = slots.clone();
+    let names: Vec<String> = plan.stages.iter().map(|s| s.name.clone()).collect();
     for k in 0..meta.agents.len() {
-        let found = from_agent(&mut meta, k, &dir, (&known, &stepped), sec, &mut done).await?;
+        let wanted = (&known[..], &stepped[..], &names[..]);
+        let found = from_agent(&mut meta, k, &dir, wanted, sec, &mut done).await?;
         slots.extend(found);
     }
     slots.sort();
@@ -238,7 +240,7 @@ async fn from_agent(
     meta: &mut RunMeta,
     k: usize,
     dir: &RunDir,
-    (slots, stepped): (&[Slot], &[u32]),
+    (slots, stepped, plan_names): (&[Slot], &[u32], &[String]),
     sec: &Security,
     done: &mut CollectMeta,
 ) -> anyhow::Result<Vec<Slot>> {
@@ -291,7 +293,7 @@ async fn from_agent(
                 name: String::new(),
             };
             // Named after its stage until its log says the step's name.
-            slot.name = stage_name(meta, index);
+            slot.name = plan_names[index as usize].clone();
             let path = slot.path(dir, &id)?;
             if !path.exists() && !fetch_slot(&mut client, &run_id, &id, dir, &slot, done).await? {
                 break;
@@ -301,14 +303,6 @@ async fn from_agent(
         }
     }
     Ok(found)
-}
-
-/// The name of stage `index` for a step's default file name.
-fn stage_name(meta: &RunMeta, index: u32) -> String {
-    meta.stages
-        .iter()
-        .find(|e| e.index == index)
-        .map_or_else(|| format!("stage-{index:02}"), |e| e.name.clone())
 }
 
 /// A step's name as its log says it (the `stage` column of its first

@@ -406,7 +406,7 @@ fn collect_finds_the_steps_of_a_search_the_controller_died_in() {
     .unwrap();
     let results = tmp.path().join("runs");
     let mut ctl = start_controller(&plan, &a.addr, &results, tmp.path());
-    // Killed once the run has begun copying step 3's log (every 500 ms),
+    // Killed once the run has copied some of step 3's log (every 500 ms),
     // seconds before the step ends and `run.json` would list it.
     let deadline = Instant::now() + Duration::from_secs(60);
     let step3 = loop {
@@ -416,6 +416,7 @@ fn collect_finds_the_steps_of_a_search_the_controller_died_in() {
             .and_then(|d| std::fs::read_dir(d.ok()?.path().join("agents/a")).ok())
             .and_then(|d| {
                 d.flatten()
+                    .filter(|e| e.metadata().is_ok_and(|m| m.len() > 0))
                     .map(|e| e.file_name().to_string_lossy().into_owned())
                     .find(|n| n.starts_with("01.03-") && n.ends_with(".part"))
             });
