@@ -73,6 +73,9 @@ struct Slot {
     name: String,
 }
 
+/// The (agent, stage index, step) of every log merged into the timeline.
+type InTimeline = BTreeSet<(String, u32, u32)>;
+
 /// The most steps of one stage `collect` asks an agent for, one after
 /// another, beyond those `run.json` lists (a bound on a misbehaving agent
 /// that never says `NotFound`).
@@ -438,7 +441,7 @@ fn merge_timeline(
     meta: &mut RunMeta,
     dir: &RunDir,
     slots: &[Slot],
-) -> anyhow::Result<(MergeStats, BTreeSet<(String, u32, u32)>)> {
+) -> anyhow::Result<(MergeStats, InTimeline)> {
     let mut logs = Vec::new();
     for a in &meta.agents {
         for s in slots {
@@ -484,7 +487,7 @@ fn summarize(
     meta: &RunMeta,
     plan: &Plan,
     analysis: &Analysis,
-    in_timeline: &BTreeSet<(String, u32, u32)>,
+    in_timeline: &InTimeline,
 ) -> RunSummary {
     let kind_of = |name: &str| {
         plan.stages
@@ -545,7 +548,7 @@ fn stage_summary(name: &str, kind: &str, found: Option<&StageAnalysis>) -> Stage
 /// Each agent's part in a stage as `run.json` has it, in seconds from the
 /// stage's start (0 where a time is unknown, as for a recovered stage),
 /// and whether its log is in the timeline (and so in these numbers).
-fn coverage(entry: &StageMeta, in_timeline: &BTreeSet<(String, u32, u32)>) -> Vec<AgentCoverage> {
+fn coverage(entry: &StageMeta, in_timeline: &InTimeline) -> Vec<AgentCoverage> {
     let start = parse_rfc3339_ns(&entry.start_at);
     let secs = |t: &str| match (start, parse_rfc3339_ns(t)) {
         (Some(s), Some(t)) => (t - s) as f64 / 1e9,
