@@ -63,11 +63,82 @@ pub async fn collect_command(args: CollectArgs) -> ExitCode {
     }
 }
 
-/// A stage's op-log as the run directory names it: the stage's index and
-/// its name in the plan.
+/// A stage's op-log, or one of its steps', as the run directory names
+/// it: the stage's index, the step (0 for the stage whole) and the name
+/// (the stage's in the plan, or the step's).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Slot {
     index: u32,
+    step: u32,
     name: String,
+}
+
+/// The (agent, stage index, step) of every log merged into the timeline.
+type InTimeline = BTreeSet<(String, u32, u32)>;
+
+/// The most steps of one stage `collect` asks an agent for, one after
+/// another, beyond those `run.json` lists (a bound on a misbehaving agent
+/// that never says `NotFound`).
+const MAX_PROBED_STEPS: u32 = 1000;
+
+impl Slot {
+    /// The slots `run.json` and the plan know: every stage whole, and every
+    /// step `run.json` lists.
+    fn known(plan: &Plan, meta: &RunMeta) -> Vec<Slot> {
+        let mut slots: Vec<Slot> = plan
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Slot {
+                index: i as u32,
+                step: 0,
+                name: s.name.clone(),
+            })
+            .chain(meta.stages.iter().filter(|e| e.step > 0).map(|e| Slot {
+                index: e.index,
+                step: e.step,
+                name: e.name.clone(),
+            }))
+            .collect();
+        slots.sort();
+        slots.dedup_by(|a, b| (a.index, a.step) == (b.index, b.step));
+        slots
+    }
+
+    /// Agent `id`'s log of this slot in the run directory: a file (whole,
+    /// or a copy begun) the run left under the slot's prefix, else the
+    /// slot's own name.
+    fn path(&self, dir: &RunDir, id: &str) -> anyhow::Result<PathBuf> {
+        let prefix = results::oplog_prefix(self.index, self.step);
+        let agent_dir = dir.agent_dir(id)?;
+        if self.step > 0
+            && let Ok(entries) = std::fs::read_dir(&agent_dir)
+        {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(rest) = name.strip_prefix(&prefix) {
+                    let base = [PART_SUFFIX, PARTIAL_SUFFIX]
+                        .iter()
+                        .find_map(|sfx| rest.strip_suffix(&format!(".{sfx}")))
+                        .unwrap_or(rest);
+                    return Ok(agent_dir.join(format!("{prefix}{base}")));
+                }
+            }
+        }
+        dir.agent_oplog(id, self.index, self.step, &self.name)
+    }
+}
+
+/// The stages a plan runs in steps whose number `run.json` may not know
+/// (the controller died during one): `collect` asks their agents for
+/// steps until one has none.
+fn stepped(plan: &Plan, meta: &RunMeta) -> Vec<u32> {
+    (0..plan.stages.len() as u32)
+        .filter(|&i| {
+            plan.stages[i as usize].kind == plan::StageKind::Search
+                || meta.stages.iter().any(|e| e.index == i && e.step > 0)
+        })
+        .collect()
 }
 
 /// Fetches, recovers, merges and writes; the steps in order. Everything
@@ -86,15 +157,8 @@ async fn collect(run: &Path, sec: &Security) -> anyhow::Result<String> {
     let dir = RunDir {
         path: run.to_path_buf(),
     };
-    let slots: Vec<Slot> = plan
-        .stages
-        .iter()
-        .enumerate()
-        .map(|(i, s)| Slot {
-            index: i as u32,
-            name: s.name.clone(),
-        })
-        .collect();
+    let mut slots = Slot::known(&plan, &meta);
+    let stepped = stepped(&plan, &meta);
     let mut done = CollectMeta {
         at: rfc3339_ns(now_ns()),
         // What the run said, not what an earlier `collect` made it.
@@ -104,10 +168,16 @@ async fn collect(run: &Path, sec: &Security) -> anyhow::Result<String> {
             .map_or(meta.status, |c| c.status_before),
         ..Default::default()
     };
+    let known = slots.clone();
+    let names: Vec<String> = plan.stages.iter().map(|s| s.name.clone()).collect();
     for k in 0..meta.agents.len() {
-        from_agent(&mut meta, k, &dir, &slots, sec, &mut done).await?;
+        let wanted = (&known[..], &stepped[..], &names[..]);
+        let found = from_agent(&mut meta, k, &dir, wanted, sec, &mut done).await?;
+        slots.extend(found);
     }
-    done.recovered_stages = recover_stages(&mut meta, &dir, &plan)?;
+    slots.sort();
+    slots.dedup_by(|a, b| (a.index, a.step) == (b.index, b.step));
+    done.recovered_stages = recover_stages(&mut meta, &dir, &plan, &slots)?;
     note_whole_logs(&mut meta, &dir, &slots)?;
 
     let (merged, in_timeline) = merge_timeline(&mut meta, &dir, &slots)?;
@@ -173,31 +243,32 @@ async fn from_agent(
     meta: &mut RunMeta,
     k: usize,
     dir: &RunDir,
-    slots: &[Slot],
+    (slots, stepped, plan_names): (&[Slot], &[u32], &[String]),
     sec: &Security,
     done: &mut CollectMeta,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<Slot>> {
     let a = &meta.agents[k];
     let (id, address) = (a.id.clone(), a.address.clone());
     let mut missing = Vec::new();
     for s in slots {
-        if !dir.agent_oplog(&id, s.index, &s.name)?.exists() {
-            missing.push(s);
+        if !s.path(dir, &id)?.exists() {
+            missing.push(s.clone());
         }
     }
     let wants_clock = a.clock_end.is_none();
-    if missing.is_empty() && !wants_clock {
-        return Ok(());
+    if missing.is_empty() && !wants_clock && stepped.is_empty() {
+        return Ok(Vec::new());
     }
     let mut client = match transport::connect(&address, sec).await {
         Ok(c) => c,
         Err(e) if !missing.is_empty() => {
             done.problems
                 .push(format!("agent {id} at {address}: {e:#}"));
-            return Ok(());
+            return Ok(Vec::new());
         }
-        // Only its end clock was wanted: the correction stays constant.
-        Err(_) => return Ok(()),
+        // Only its end clock (or steps it may not have) was wanted: the
+        // correction stays constant.
+        Err(_) => return Ok(Vec::new()),
     };
     if wants_clock && let Ok(c) = crate::run::agents::measure_clock_of(&mut client, &id).await {
         let a = &mut meta.agents[k];
@@ -205,19 +276,67 @@ async fn from_agent(
         a.drift_ppm = a.clock_start.as_ref().map(|s| drift_ppm(s, &c));
         done.clocks_measured.push(id.clone());
     }
+    let run_id = meta.run_id.clone();
     for s in missing {
-        let path = dir.agent_oplog(&id, s.index, &s.name)?;
-        let what = drift::entry_name(s.index, 0, &s.name);
-        match fetch(&mut client, &meta.run_id, s.index, &path).await {
-            Ok(Some(0)) => done.fetched.push(format!("{id}: {what}")),
-            Ok(Some(from)) => done
-                .fetched
-                .push(format!("{id}: {what} (continued from byte {from})")),
-            Ok(None) => {}
-            Err(e) => done.problems.push(format!("agent {id} {what}: {e:#}")),
+        fetch_slot(&mut client, &run_id, &id, dir, &s, done).await?;
+    }
+    // Steps past those `run.json` lists, until the agent has none.
+    let mut found = Vec::new();
+    for &index in stepped {
+        let last = slots
+            .iter()
+            .filter(|s| s.index == index)
+            .map(|s| s.step)
+            .max()
+            .unwrap_or(0);
+        for step in last + 1..=last + MAX_PROBED_STEPS {
+            let mut slot = Slot {
+                index,
+                step,
+                name: String::new(),
+            };
+            // Named after its stage until its log says the step's name.
+            slot.name = plan_names[index as usize].clone();
+            let path = slot.path(dir, &id)?;
+            if !path.exists() && !fetch_slot(&mut client, &run_id, &id, dir, &slot, done).await? {
+                break;
+            }
+            slot.name = step_name(&slot.path(dir, &id)?).unwrap_or(slot.name);
+            found.push(slot);
         }
     }
-    Ok(())
+    Ok(found)
+}
+
+/// A step's name as its log says it (the `stage` column of its first
+/// record): the run never wrote it down.
+fn step_name(path: &Path) -> Option<String> {
+    let mut reader = chorus_common::oplog::reader::OpLogReader::open(path).ok()?;
+    let first = reader.next()?.ok()?;
+    (!first.stage.is_empty()).then_some(first.stage)
+}
+
+/// Fetches `slot`'s log from the agent, noting what happened in `done`;
+/// false when the agent has none.
+async fn fetch_slot(
+    client: &mut transport::Client,
+    run_id: &str,
+    id: &str,
+    dir: &RunDir,
+    slot: &Slot,
+    done: &mut CollectMeta,
+) -> anyhow::Result<bool> {
+    let path = slot.path(dir, id)?;
+    let what = drift::entry_name(slot.index, slot.step, &slot.name);
+    match fetch(client, run_id, (slot.index, slot.step), &path).await {
+        Ok(Some(0)) => done.fetched.push(format!("{id}: {what}")),
+        Ok(Some(from)) => done
+            .fetched
+            .push(format!("{id}: {what} (continued from byte {from})")),
+        Ok(None) => return Ok(false),
+        Err(e) => done.problems.push(format!("agent {id} {what}: {e:#}")),
+    }
+    Ok(true)
 }
 
 /// Lists in `stages[]` the plan's stages the run never recorded but whose
@@ -225,16 +344,28 @@ async fn from_agent(
 /// log `stopped`, its clock the last one the run measured for it (the one
 /// taken just before the stage was never written down; the correction
 /// runs from it to the end clock, across the stage). Returns their names.
-fn recover_stages(meta: &mut RunMeta, dir: &RunDir, plan: &Plan) -> anyhow::Result<Vec<String>> {
+fn recover_stages(
+    meta: &mut RunMeta,
+    dir: &RunDir,
+    plan: &Plan,
+    slots: &[Slot],
+) -> anyhow::Result<Vec<String>> {
     let mut recovered = Vec::new();
-    for (i, stage) in plan.stages.iter().enumerate() {
-        let index = i as u32;
-        if meta.stages.iter().any(|s| s.index == index) {
+    for slot in slots {
+        let (index, step) = (slot.index, slot.step);
+        if meta
+            .stages
+            .iter()
+            .any(|s| s.index == index && s.step == step)
+        {
             continue;
         }
+        let Some(stage) = plan.stages.get(index as usize) else {
+            continue;
+        };
         let mut agents = Vec::new();
         for a in &meta.agents {
-            let path = dir.agent_oplog(&a.id, index, &stage.name)?;
+            let path = slot.path(dir, &a.id)?;
             let Ok(file) = std::fs::metadata(&path) else {
                 continue;
             };
@@ -256,29 +387,35 @@ fn recover_stages(meta: &mut RunMeta, dir: &RunDir, plan: &Plan) -> anyhow::Resu
         if agents.is_empty() {
             continue;
         }
-        recovered.push(drift::entry_name(index, 0, &stage.name));
+        recovered.push(drift::entry_name(index, step, &slot.name));
         meta.stages.push(StageMeta {
             index,
-            step: 0,
-            name: stage.name.clone(),
+            step,
+            name: slot.name.clone(),
             kind: stage.kind.name().to_string(),
             target: stage.target.clone(),
             agents,
             ..Default::default()
         });
     }
+    // Entries in run order, as a run writes them (the clock corrections
+    // read them in that order).
+    meta.stages.sort_by_key(|s| (s.index, s.step));
     Ok(recovered)
 }
 
 /// Points each recorded stage's entries at the whole logs now here (a
 /// `.partial` continued from the agent's spool), with their sizes.
 fn note_whole_logs(meta: &mut RunMeta, dir: &RunDir, slots: &[Slot]) -> anyhow::Result<()> {
-    for entry in meta.stages.iter_mut().filter(|s| s.step == 0) {
-        let Some(slot) = slots.iter().find(|s| s.index == entry.index) else {
+    for entry in meta.stages.iter_mut() {
+        let Some(slot) = slots
+            .iter()
+            .find(|s| s.index == entry.index && s.step == entry.step)
+        else {
             continue;
         };
         for m in &mut entry.agents {
-            let path = dir.agent_oplog(&m.id, slot.index, &slot.name)?;
+            let path = slot.path(dir, &m.id)?;
             if let Ok(file) = std::fs::metadata(&path) {
                 m.oplog = Some(relative(dir, &path));
                 m.oplog_bytes_collected = file.len();
@@ -304,30 +441,30 @@ fn merge_timeline(
     meta: &mut RunMeta,
     dir: &RunDir,
     slots: &[Slot],
-) -> anyhow::Result<(MergeStats, BTreeSet<(String, u32)>)> {
+) -> anyhow::Result<(MergeStats, InTimeline)> {
     let mut logs = Vec::new();
     for a in &meta.agents {
         for s in slots {
-            let path = dir.agent_oplog(&a.id, s.index, &s.name)?;
+            let path = s.path(dir, &a.id)?;
             if path.exists() {
                 logs.push(LogToMerge {
                     path,
                     agent: a.id.clone(),
                     index: s.index,
-                    step: 0,
+                    step: s.step,
                 });
             }
         }
     }
-    let keys: Vec<(String, u32, PathBuf)> = logs
+    let keys: Vec<(String, u32, u32, PathBuf)> = logs
         .iter()
-        .map(|l| (l.agent.clone(), l.index, l.path.clone()))
+        .map(|l| (l.agent.clone(), l.index, l.step, l.path.clone()))
         .collect();
     let (inputs, unmerged) = drift::merge_inputs(meta, logs);
     let in_timeline = keys
         .into_iter()
-        .filter(|(_, _, p)| inputs.iter().any(|i| i.path == *p))
-        .map(|(id, index, _)| (id, index))
+        .filter(|(_, _, _, p)| inputs.iter().any(|i| i.path == *p))
+        .map(|(id, index, step, _)| (id, index, step))
         .collect();
     let timeline = dir.path.join("timeline.tsv.zst");
     let tmp = dir.path.join(".merge-tmp");
@@ -350,7 +487,7 @@ fn summarize(
     meta: &RunMeta,
     plan: &Plan,
     analysis: &Analysis,
-    in_timeline: &BTreeSet<(String, u32)>,
+    in_timeline: &InTimeline,
 ) -> RunSummary {
     let kind_of = |name: &str| {
         plan.stages
@@ -419,7 +556,7 @@ fn stage_summary(name: &str, kind: &str, found: Option<&StageAnalysis>) -> Stage
 /// Each agent's part in a stage as `run.json` has it, in seconds from the
 /// stage's start (0 where a time is unknown, as for a recovered stage),
 /// and whether its log is in the timeline (and so in these numbers).
-fn coverage(entry: &StageMeta, in_timeline: &BTreeSet<(String, u32)>) -> Vec<AgentCoverage> {
+fn coverage(entry: &StageMeta, in_timeline: &InTimeline) -> Vec<AgentCoverage> {
     let start = parse_rfc3339_ns(&entry.start_at);
     let secs = |t: &str| match (start, parse_rfc3339_ns(t)) {
         (Some(s), Some(t)) => (t - s) as f64 / 1e9,
@@ -433,7 +570,7 @@ fn coverage(entry: &StageMeta, in_timeline: &BTreeSet<(String, u32)>) -> Vec<Age
             status: m.status.name().to_string(),
             from_s: secs(&m.started),
             to_s: secs(&m.ended),
-            in_summary: in_timeline.contains(&(m.id.clone(), entry.index)),
+            in_summary: in_timeline.contains(&(m.id.clone(), entry.index, entry.step)),
         })
         .collect()
 }
@@ -455,7 +592,7 @@ fn last_end(analysis: &Analysis) -> Option<i64> {
 async fn fetch(
     client: &mut transport::Client,
     run_id: &str,
-    index: u32,
+    (index, step): (u32, u32),
     path: &Path,
 ) -> anyhow::Result<Option<u64>> {
     // A `.part` (copy interrupted) before a `.partial` (agent lost).
@@ -470,7 +607,7 @@ async fn fetch(
         stage_index: index,
         run_id: run_id.to_string(),
         offset: held,
-        step: 0,
+        step,
     };
     let mut from = held;
     let mut stream = match client.fetch_op_log(request.clone()).await {
@@ -491,7 +628,10 @@ async fn fetch(
         }
         Err(s) => return Err(anyhow::anyhow!(transport::status_text(&s))),
     };
-    let what = format!("spooled op-log of stage {index}");
+    let what = match step {
+        0 => format!("spooled op-log of stage {index}"),
+        _ => format!("spooled op-log of stage {index} step {step}"),
+    };
     crate::run::results::save_oplog(&mut stream, &part, path, &what).await?;
     Ok(Some(from))
 }

@@ -42,27 +42,14 @@ PREPARE_CONCURRENCY=16
 die() { echo "s3-small-objects: $*" >&2; exit 1; }
 
 command -v python3 >/dev/null || die "python3 is needed to read summary.json (scripts/install-bench-deps.sh)"
-if [ ! -x /usr/bin/time ]; then
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q time >&2 ||
-    { $SUDO apt-get update -q && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q time; } >&2
-fi
+need_time
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
   (cd "$ROOT" && cargo build --release --bins)
 fi
 [ -x "$CONTROLLER" ] || die "no $CONTROLLER; build with cargo build --release --bins"
 mkdir -p "$OUT"
-
-RGW_DIR=$(mktemp -d /tmp/chorus-bench-rgw-XXXXXX)
-cleanup() { "$ROOT/scripts/servers/rgw.sh" stop "$RGW_DIR" || true; rm -rf "$RGW_DIR"; }
-trap cleanup EXIT
-echo "starting RGW under $RGW_DIR ..."
-# Export what the start script printed (KEY=VALUE lines only).
-while IFS='=' read -r k v; do
-  case "$k" in AWS_*) export "$k=$v" ;; esac
-done < <("$ROOT/scripts/servers/rgw.sh" start "$RGW_DIR" 2>"$OUT/rgw-start.log")
-[ -n "${AWS_ENDPOINT_URL:-}" ] || { cat "$OUT/rgw-start.log" >&2; die "RGW did not start"; }
-echo "RGW at $AWS_ENDPOINT_URL; results in $OUT"
+start_rgw "$ROOT" "$OUT/rgw-start.log" || die "RGW did not start"
+echo "results in $OUT"
 
 TICKS=$(getconf CLK_TCK)
 # CPU ticks (user+sys) of the RGW cluster's daemons so far.

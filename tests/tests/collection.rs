@@ -381,3 +381,126 @@ fn collected_run_is_complete(run: &Path, said_running: bool) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A controller that dies during a capacity search's third step: `collect`
+/// finds every step's log on the agent (the two `run.json` lists and the
+/// one it never wrote down), names each after its step, and the timeline
+/// and summary hold them all.
+#[test]
+fn collect_finds_the_steps_of_a_search_the_controller_died_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = start_agent("a", &tmp.path().join("spool-a"));
+    let plan = tmp.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "name: collect-search\ntarget: file://{}\nconcurrency: 4\n\
+             objects: {{count: 100, size: 1KiB}}\n\
+             control: {{agent_timeout: 2s, controller_timeout: 2s, collect_interval: 500ms}}\n\
+             stages:\n  - {{name: prepare, type: prepare}}\n\
+             \x20 - name: find\n    type: search\n    mix: {{get: 1}}\n    \
+             search: {{from: 100, to: 100000, step: 4s, objective: {{p99: 10s}}}}\n",
+            tmp.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let results = tmp.path().join("runs");
+    let mut ctl = start_controller(&plan, &a.addr, &results, tmp.path());
+    // Killed once the run has copied some of step 3's log (every 500 ms),
+    // seconds before the step ends and `run.json` would list it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let step3 = loop {
+        let found = std::fs::read_dir(&results)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|d| std::fs::read_dir(d.ok()?.path().join("agents/a")).ok())
+            .and_then(|d| {
+                d.flatten()
+                    .filter(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .find(|n| n.starts_with("01.03-") && n.ends_with(".part"))
+            });
+        if let Some(name) = found {
+            break name;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no step 3:\n{}",
+            output(tmp.path())
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(step3, "01.03-find_03-rate-400.tsv.zst.part");
+    ctl.kill().unwrap();
+    ctl.wait().unwrap();
+
+    let run = only_run_dir(&results);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let out = loop {
+        let out = Command::new(bin("controller"))
+            .args(["collect", run.to_str().unwrap(), "--insecure"])
+            .output()
+            .unwrap();
+        if out.status.success() || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("a: stage 1 `find` step 3 (continued from byte"),
+        "{text}"
+    );
+    let meta = read_json(&run.join("run.json"));
+    assert_eq!(meta["status"], "collected", "{meta:#}");
+    let steps: Vec<(u64, u64, &str)> = meta["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let (i, st) = (s["index"].as_u64().unwrap(), s["step"].as_u64().unwrap());
+            (i, st, s["name"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        &steps[..4],
+        &[
+            (0, 0, "prepare"),
+            (1, 1, "find/01-rate-100"),
+            (1, 2, "find/02-rate-200"),
+            (1, 3, "find/03-rate-400")
+        ],
+        "{meta:#}"
+    );
+    let recovered = meta["collect"]["recovered_stages"].as_array().unwrap();
+    assert!(
+        recovered
+            .iter()
+            .any(|r| r == "stage 1 `find/03-rate-400` step 3"),
+        "{meta:#}"
+    );
+    // Timeline and summary hold every step, with the same counts.
+    let t = Tsv::read_zst(&run.join("timeline.tsv.zst"));
+    let summary = read_json(&run.join("summary.json"));
+    let stage_col = t.col("stage");
+    for (_, _, name) in &steps {
+        let in_timeline = t.rows.iter().filter(|r| r[stage_col] == *name).count() as u64;
+        assert!(in_timeline > 0, "no ops of {name} in the timeline");
+        let s = summary["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == *name)
+            .unwrap_or_else(|| panic!("no {name} in {summary:#}"));
+        assert_eq!(
+            s["ops"].as_array().unwrap().last().unwrap()["count"],
+            in_timeline
+        );
+    }
+    assert_eq!(meta["timeline"]["records"], t.rows.len() as u64);
+}

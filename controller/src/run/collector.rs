@@ -106,7 +106,7 @@ impl StageCollection {
             .map(|a| {
                 let (tx, rx) = watch::channel(End::Running);
                 let what = format!("op-log of stage `{}` from agent {}", cx.stage, a.id);
-                let target = dir.agent_oplog(&a.id, cx.stage_index, cx.stage);
+                let target = dir.agent_oplog(&a.id, cx.stage_index, cx.step, cx.stage);
                 let copy = target.map(|path| LogCopy {
                     client: a.client.clone(),
                     request: pb::FetchOpLogRequest {

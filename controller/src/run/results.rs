@@ -345,10 +345,37 @@ impl RunDir {
     }
 
     /// Where agent `id`'s op-log of stage `index` goes.
-    pub fn agent_oplog(&self, id: &str, index: u32, stage: &str) -> anyhow::Result<PathBuf> {
+    pub fn agent_oplog(
+        &self,
+        id: &str,
+        index: u32,
+        step: u32,
+        stage: &str,
+    ) -> anyhow::Result<PathBuf> {
+        let dir = self.agent_dir(id)?;
+        Ok(dir.join(format!(
+            "{}{}.tsv.zst",
+            oplog_prefix(index, step),
+            sanitize(stage)
+        )))
+    }
+
+    /// Agent `id`'s folder of op-logs, created if missing.
+    pub fn agent_dir(&self, id: &str) -> anyhow::Result<PathBuf> {
         let dir = self.path.join("agents").join(sanitize(id));
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        Ok(dir.join(format!("{index:02}-{}.tsv.zst", sanitize(stage))))
+        Ok(dir)
+    }
+}
+
+/// How an agent's op-log file name starts: `01-` for stage 1 run whole,
+/// `01.03-` for its step 3, so `collect` finds a step's log (a copy the
+/// run began) without knowing the step's name.
+pub fn oplog_prefix(index: u32, step: u32) -> String {
+    if step == 0 {
+        format!("{index:02}-")
+    } else {
+        format!("{index:02}.{step:02}-")
     }
 }
 

@@ -10,7 +10,9 @@
 //! knee: it turned less than `knee` of its added load (against the best
 //! good step) into added throughput, so more load only queues. Each step
 //! is its own sub-stage (`<stage>/NN-rate-LOAD`) in the timeline, summary
-//! and `run.json`, and warms up on its own before it counts.
+//! and `run.json`, and warms up on its own before it counts. A step whose
+//! live seconds break the objective twice over for three seconds in a row
+//! is cut short (its `ended_early` says so) and judged on what it measured.
 
 use std::time::Duration;
 
@@ -19,7 +21,8 @@ use chorus_common::metrics::summary::LatencySummary;
 use chorus_common::plan::{SearchSpec, Stage, StepSpec, Vary, format_duration, percentile_name};
 use serde::{Deserialize, Serialize};
 
-use super::{StageKind, Step, StepResult, Verdict};
+use super::{StageKind, Step, StepResult, Verdict, Watch};
+use crate::run::series::Second;
 
 /// What a search step showed, and whether it was good (in `run.json`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -58,7 +61,8 @@ pub struct SearchReport {
     /// Why the search ended: `objective`, `errors`, `knee` (the bad step
     /// that bounded it broke that), `to` (every step up to `to` was good),
     /// `first_step` (the first step was already bad), `max_steps`,
-    /// `ended_early` (a step was stopped from outside).
+    /// `ended_early` (a step was stopped from outside), `run_ended` (the
+    /// run failed during a step).
     pub stopped: String,
     /// The same, in words.
     pub reason: String,
@@ -79,6 +83,32 @@ pub struct Search {
     good: Option<usize>,
     bad: Option<usize>,
     stopped: Option<(String, String)>,
+    live: LiveCut,
+}
+
+/// Live seconds in a row that must each break the objective by
+/// [`LIVE_MARGIN`] before a step is cut short.
+const LIVE_SECONDS: u32 = 3;
+
+/// How far past the objective a live second must be to count: the live
+/// figures are per second and at two significant digits, the verdict is
+/// the step's exact merged histogram; only a step that is clearly bad is
+/// cut, and it is still judged on what it measured.
+const LIVE_MARGIN: f64 = 2.0;
+
+/// Watching a step's live seconds for an objective broken beyond doubt
+/// (the search's time goes to steps near the answer, not to a queue
+/// growing for the whole of a step far above it).
+#[derive(Default)]
+struct LiveCut {
+    /// Seconds of the step not watched: its warm-up and first second.
+    skip: i64,
+    /// Whether the live seconds can show the objective: its op is all
+    /// ops (or the mix's only op), as a live second is.
+    watchable: bool,
+    bad_in_a_row: u32,
+    /// This step was cut here (so its early end is no outside stop).
+    cut: bool,
 }
 
 impl Search {
@@ -91,7 +121,40 @@ impl Search {
             good: None,
             bad: None,
             stopped: None,
+            live: LiveCut {
+                skip: (stage
+                    .warmup_window()
+                    .unwrap_or_default()
+                    .as_secs_f64()
+                    .ceil() as i64)
+                    .max(1),
+                watchable: stage
+                    .search
+                    .as_ref()
+                    .is_some_and(|s| s.objective.op.is_none() || stage.mix.weights.len() == 1),
+                ..Default::default()
+            },
         }
+    }
+
+    /// Why live second `s` breaks the objective by the margin, if it does.
+    fn live_fault(&self, s: &Second) -> Option<String> {
+        let o = &self.spec.objective;
+        if let Some(limit) = o.errors
+            && s.errors >= 10
+            && s.ops_per_s > 0.0
+            && s.errors as f64 / s.ops_per_s > limit * LIVE_MARGIN
+        {
+            return Some(format!(
+                "errors {:.1}%",
+                s.errors as f64 / s.ops_per_s * 100.0
+            ));
+        }
+        o.latency.iter().find_map(|(q, limit)| {
+            let live = live_percentile(&s.latency_us, *q)?;
+            (live > limit.as_secs_f64() * 1e6 * LIVE_MARGIN)
+                .then(|| format!("{} {}", percentile_name(*q), ms(live)))
+        })
     }
 
     /// A load as a step's name and the report show it.
@@ -134,7 +197,8 @@ impl Search {
             why: None,
             broke: None,
         };
-        if let Some(why) = &r.ended_early {
+        let cut = std::mem::take(&mut self.live.cut);
+        if let Some(why) = r.ended_early.as_ref().filter(|_| !cut) {
             // Stopped from outside (Ctrl-C, an abort): its figures are
             // not a verdict on its load, and the search ends with it.
             probe.good = false;
@@ -267,7 +331,10 @@ impl Search {
     }
 
     fn report(&self) -> SearchReport {
-        let (stopped, reason) = self.stopped.clone().unwrap_or_default();
+        let (stopped, reason) = self.stopped.clone().unwrap_or_else(|| {
+            let why = "the run ended during the search (its steps so far are above)";
+            ("run_ended".to_string(), why.to_string())
+        });
         SearchReport {
             vary: self.spec.vary.name().to_string(),
             objective: self.spec.objective.to_string(),
@@ -277,6 +344,12 @@ impl Search {
             steps: self.probes.clone(),
         }
     }
+}
+
+/// Percentile `q` of a live second, if it carries that one.
+fn live_percentile(l: &LatencySummary, q: f64) -> Option<f64> {
+    let pick = [(50.0, l.p50), (90.0, l.p90), (99.0, l.p99), (99.9, l.p999)];
+    pick.iter().find(|(p, _)| *p == q).map(|(_, v)| *v)
 }
 
 /// Percentile `q` of the op's successful latencies, in µs.
@@ -301,6 +374,7 @@ impl StageKind for Search {
             return None;
         }
         let load = self.next_load()?;
+        self.live.bad_in_a_row = 0;
         let index = self.probes.len() as u32 + 1;
         let name = format!(
             "{}/{index:02}-{}-{}",
@@ -321,6 +395,24 @@ impl StageKind for Search {
             duration: Some(self.settle + self.spec.step),
             ops: None,
         }))
+    }
+
+    fn watch(&mut self, s: &Second) -> Watch {
+        if !self.live.watchable || s.second < self.live.skip || self.live.cut {
+            return Watch::Continue;
+        }
+        let Some(fault) = self.live_fault(s) else {
+            self.live.bad_in_a_row = 0;
+            return Watch::Continue;
+        };
+        self.live.bad_in_a_row += 1;
+        if self.live.bad_in_a_row < LIVE_SECONDS {
+            return Watch::Continue;
+        }
+        self.live.cut = true;
+        Watch::Stop(format!(
+            "objective broken live: {fault} for {LIVE_SECONDS} s in a row"
+        ))
     }
 
     fn verdict(&self, stage: &Stage, _done: &[StepResult]) -> Option<Verdict> {
@@ -418,6 +510,42 @@ mod tests {
         let loads: Vec<f64> = r.steps.iter().map(|p| p.load).collect();
         assert_eq!(&loads[..5], &[1000.0, 2000.0, 4000.0, 8000.0, 16000.0]);
         assert!(r.steps.iter().all(|p| p.good == (p.load <= 10_000.0)));
+    }
+
+    #[test]
+    fn a_clearly_broken_step_is_cut_and_still_judged() {
+        let plan = chorus_common::plan::parse(PLAN, "p.yaml").unwrap();
+        let stage = &plan.stages[0];
+        let mut s = Search::new(stage.search.clone().unwrap(), stage);
+        let Some(Step::Sub(first)) = s.next_step(stage, &[]) else {
+            panic!("a first step")
+        };
+        let second = |n, p99_ms: f64| Second {
+            second: n,
+            ops_per_s: 1000.0,
+            latency_us: LatencySummary {
+                p99: p99_ms * 1e3,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        // Second 0 is not watched; 6 ms is within twice the 5 ms limit.
+        assert_eq!(s.watch(&second(0, 90.0)), Watch::Continue);
+        assert_eq!(s.watch(&second(1, 6.0)), Watch::Continue);
+        assert_eq!(s.watch(&second(2, 11.0)), Watch::Continue);
+        assert_eq!(s.watch(&second(3, 11.0)), Watch::Continue);
+        let Watch::Stop(why) = s.watch(&second(4, 12.0)) else {
+            panic!("three seconds past twice the limit")
+        };
+        assert!(why.contains("p99 12.000 ms for 3 s in a row"), "{why}");
+        // Its early end is the search's own: judged, and the search goes on.
+        let mut r = result(first.rate.unwrap(), 500.0);
+        r.ended_early = Some(why);
+        let next = s.next_step(stage, &[r]);
+        assert!(next.is_none(), "a bad first step ends the search");
+        let report = s.report();
+        assert_eq!(report.stopped, "first_step", "{report:?}");
+        assert_eq!(report.steps[0].broke.as_deref(), Some("objective"));
     }
 
     #[test]
