@@ -46,7 +46,7 @@ impl Pending {
         let _ = self.latency.add(live.take_interval());
         let lag = live.take_lag();
         self.lag.max = self.lag.max.max(lag.max);
-        self.lag.sum += lag.sum;
+        self.lag.sum = self.lag.sum.saturating_add(lag.sum);
         self.lag.ops += lag.ops;
     }
 
