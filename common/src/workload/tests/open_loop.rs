@@ -159,7 +159,7 @@ async fn open_loop_poisson_rate_is_kept_over_many_ops() {
 /// Ops start at their slots, not a timer tick later: with free workers
 /// and a store that answers in microseconds, the median latency counted
 /// from the slot is far below tokio's timer lateness (~1.1 ms, which every
-/// op carried before the pacer), and so is the mean lag. Loose bounds, for
+/// op carried before the pacer), and few ops are over 1 ms late. Loose bounds, for
 /// a shared machine: the precision itself is `scripts/bench/open-loop.sh`'s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_loop_ops_start_close_to_their_slots() {
@@ -179,16 +179,15 @@ async fn open_loop_ops_start_close_to_their_slots() {
             p50 < 300_000,
             "{arrivals}: GET p50 {p50} ns from the slot: ops start late"
         );
-        assert!(
-            sched.mean_lag_ms < 0.5,
-            "{arrivals}: mean lag {} ms",
-            sched.mean_lag_ms
-        );
+        // Before the pacer, about half of them started over 1 ms late. The
+        // mean lag is not judged: one stall of a busy host's scheduler
+        // moves it by milliseconds.
         assert!(
             sched.late_ops * 4 < sched.ops,
-            "{arrivals}: {} of {} ops over 1 ms late",
+            "{arrivals}: {} of {} ops over 1 ms late (mean lag {} ms)",
             sched.late_ops,
-            sched.ops
+            sched.ops,
+            sched.mean_lag_ms
         );
     }
 }
