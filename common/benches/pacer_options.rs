@@ -15,7 +15,8 @@
 //!   workers await a permit, then take the slot;
 //! - `pacer0`: `workload::Pacer` with no lead and no spin: its raw wake
 //!   latency (thread wake-up plus cross-thread task wake);
-//! - `pacer`: `workload::Pacer` as the engine uses it.
+//! - `pacer`: `workload::Pacer` as the engine uses it (lead for the rate);
+//! - `pacerN`: with a lead (and spin) of N µs.
 //!
 //! Run: `cargo bench -p chorus-common --bench pacer_options` (knobs:
 //! `CHORUS_PACER_SECS` per run, default 2; `CHORUS_PACER_RATES`, default
@@ -95,7 +96,9 @@ async fn run_way(way: &str, rate: f64, secs: f64, workers: u32) -> Result {
     let sched = Arc::new(Schedule::new(start, rate, Arrivals::Fixed, 1));
     let stop = Arc::new(AtomicBool::new(false));
     let pacer = match way {
-        "pacer" => Some(Arc::new(Pacer::start(stop.clone()).expect("pacer"))),
+        "pacer" => Some(Arc::new(
+            Pacer::start_with(stop.clone(), PacerTuning::for_rate(rate)).expect("pacer"),
+        )),
         "pacer0" => Some(Arc::new(
             Pacer::start_with(
                 stop.clone(),

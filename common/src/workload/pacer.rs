@@ -11,13 +11,19 @@
 //! waiting workers' wake times in a heap and sleeps on a condition
 //! variable until the earliest, with its timer slack at 1 ns (the default
 //! 50 µs would make every wake up to 50 µs late). It wakes a worker
-//! [`PacerTuning::lead`] before its slot, which covers the thread's own
-//! wake-up and the cross-thread wake of the worker's task; the worker then
-//! yields to its runtime until the slot (other tasks on its thread run
-//! meanwhile). A worker whose slot is at most [`PacerTuning::spin`] away
-//! does not involve the thread at all: at high rates the next slot is
-//! usually that close, so the pacer adds no shared state per op there
-//! (measured in `scripts/bench/open-loop.sh`).
+//! [`PacerTuning::lead`] before its slot, which covers part of the
+//! thread's own wake-up and of the cross-thread wake of the worker's task;
+//! the worker then yields to its runtime until the slot (other tasks on
+//! its thread run meanwhile). A worker whose slot is at most
+//! [`PacerTuning::spin`] away does not involve the thread at all.
+//!
+//! Costs: per op that waits, one short lock of the heap (the schedule
+//! already takes one per op, and tokio's timer, which this replaces, locks
+//! its wheel per sleep), a thread wake and a task wake, and up to `lead`
+//! of yielding. The lead is kept to a quarter of the mean gap between
+//! slots ([`PacerTuning::for_rate`]), so yielding never takes more than a
+//! quarter of a core, however high the rate. Measured in
+//! `scripts/bench/open-loop.sh` and the `pacer_options` bench.
 //!
 //! A wait also ends when the stage's stop flag is set: the thread looks at
 //! it at least every [`STOP_POLL`], so a stop during a long gap at a low
@@ -40,10 +46,8 @@ pub const STOP_POLL: Duration = Duration::from_millis(20);
 #[derive(Clone, Copy, Debug)]
 pub struct PacerTuning {
     /// The thread wakes a worker this long before its slot, and the worker
-    /// yields until the slot: the thread's wake-up and the cross-thread
-    /// task wake take about this long on a busy 2-core machine (measured:
-    /// 15 to 40 µs), so most ops start at their slot and not that late.
-    /// Costs up to this much of a runtime thread per op.
+    /// yields until the slot, so the thread's wake-up and the task wake
+    /// are not (all) lag. Costs up to this much of a runtime thread per op.
     pub lead: Duration,
     /// A slot at most this far away is waited for by yielding alone,
     /// without the thread: cheaper than a cross-thread wake when it is this
@@ -51,11 +55,27 @@ pub struct PacerTuning {
     pub spin: Duration,
 }
 
+/// The most lead: a thread wake and a cross-thread task wake take about
+/// this long on a busy 2-core machine (measured 15 to 80 µs), and more
+/// would only cost CPU.
+pub const MAX_LEAD: Duration = Duration::from_micros(40);
+
+impl PacerTuning {
+    /// For a schedule of `rate` ops/s: [`MAX_LEAD`], or a quarter of the
+    /// mean gap between slots if that is less (at 100k ops/s, 2.5 µs), so
+    /// the yielding before slots stays under a quarter of a core.
+    pub fn for_rate(rate: f64) -> PacerTuning {
+        let quarter_gap = if rate > 0.0 { 0.25 / rate } else { 1.0 };
+        let lead = MAX_LEAD.min(Duration::from_secs_f64(quarter_gap.min(1.0)));
+        PacerTuning { lead, spin: lead }
+    }
+}
+
 impl Default for PacerTuning {
     fn default() -> Self {
         PacerTuning {
-            lead: Duration::from_micros(40),
-            spin: Duration::from_micros(60),
+            lead: MAX_LEAD,
+            spin: MAX_LEAD,
         }
     }
 }
@@ -301,6 +321,17 @@ fn set_timer_slack_ns(ns: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lead_is_at_most_a_quarter_gap() {
+        assert_eq!(PacerTuning::for_rate(1.0).lead, MAX_LEAD);
+        assert_eq!(PacerTuning::for_rate(1000.0).lead, MAX_LEAD);
+        assert_eq!(
+            PacerTuning::for_rate(100_000.0).lead,
+            Duration::from_nanos(2500)
+        );
+        assert!(PacerTuning::for_rate(0.001).lead <= MAX_LEAD);
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn waits_end_at_their_time_and_on_stop() {

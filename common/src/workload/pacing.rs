@@ -20,7 +20,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::budget::Budget;
 use super::keys::unit;
-use super::pacer::Pacer;
+use super::pacer::{Pacer, PacerTuning};
 use crate::clock::Mono;
 use crate::plan::{Arrivals, Pacing, Stage, ThinkTime};
 
@@ -109,9 +109,10 @@ pub struct OpenLoop {
 impl OpenLoop {
     /// Starts the pacer thread; `stop` is the stage's stop flag.
     pub fn new(schedule: Schedule, stop: Arc<AtomicBool>) -> std::io::Result<OpenLoop> {
+        let tuning = PacerTuning::for_rate(schedule.rate());
         Ok(OpenLoop {
             schedule,
-            pacer: Pacer::start(stop)?,
+            pacer: Pacer::start_with(stop, tuning)?,
         })
     }
 
