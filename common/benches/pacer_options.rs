@@ -18,6 +18,43 @@
 //! - `pacer`: `workload::Pacer` as the engine uses it (lead for the rate);
 //! - `pacerN`: with a lead (and spin) of N µs.
 //!
+//! Measured 2026-12-06, release, on a 2-core VM shared with other builds
+//! (load ~5; 2 s per run, so the p99s are one stall or two):
+//!
+//! ```text
+//!   rate      way   lag p50   lag p99  lag mean   CPU %  CPU µs/op
+//!    100    tokio  1499.1µs  4800.5µs  1739.3µs    0.4%     44.61
+//!    100   hybrid     0.5µs   799.2µs    47.0µs    8.5%    856.14
+//!    100  release    51.6µs  6234.1µs   176.9µs    0.5%     50.20
+//!    100   pacer0   127.7µs 18153.5µs   711.3µs    0.8%     80.59
+//!    100    pacer    15.9µs  1046.5µs    88.8µs    0.5%     55.07
+//!   1000    tokio   708.1µs  2281.5µs   775.3µs    2.1%     20.95
+//!   1000   hybrid     0.7µs 173408µs  18183.6µs  101.8%   1028.25
+//!   1000  release    27.7µs 113246µs  10089.4µs    2.2%     21.89
+//!   1000   pacer0    30.4µs  1182.7µs    68.9µs    3.0%     30.28
+//!   1000    pacer     0.4µs  1352.7µs    76.6µs    3.3%     33.63
+//!  10000    tokio  1040.9µs  2248.7µs  1055.4µs    5.3%      5.38
+//!  10000   hybrid     1.0µs 25264.1µs  1270.0µs   98.7%     99.79
+//!  10000  release    48.7µs  6504.4µs   367.9µs   30.3%     30.64
+//!  10000   pacer0    46.6µs  9625.6µs   451.4µs   31.8%     32.10
+//!  10000    pacer     0.6µs  5447.7µs   398.5µs   22.5%     22.68
+//! 100000    tokio  1309.7µs 33472.5µs  2271.3µs   25.7%      2.60
+//! 100000   hybrid 12320.8µs 154272µs  33528.8µs   30.9%      3.12
+//! 100000  release  3715.1µs 108134µs  22040.1µs   42.4%      4.29
+//! 100000   pacer0   957.4µs 39387.1µs  4655.3µs   58.4%      5.91
+//! 100000    pacer   258.7µs  5869.6µs   741.6µs   50.8%      5.13
+//! ```
+//!
+//! The hybrid is precise at its median but keeps a core busy from ~1k
+//! ops/s on (the 2 ms margin is yielded away per op), and busy threads
+//! lose the CPU to other processes for whole scheduler slices: its tail
+//! is the worst. The releasing thread and the pacer cost alike per wake
+//! (a thread wake and a cross-thread task wake); the pacer's lead (wake
+//! early, yield the rest) takes its median from tens of µs to ~1 µs and
+//! saves the unpark of an idle runtime thread, so it is cheaper than no
+//! lead at 10k ops/s. Every precise way costs more CPU per op than the
+//! timer, which wakes once per ~1 ms tick for all ops due in it.
+//!
 //! Run: `cargo bench -p chorus-common --bench pacer_options` (knobs:
 //! `CHORUS_PACER_SECS` per run, default 2; `CHORUS_PACER_RATES`, default
 //! `100,1000,10000,100000`; `CHORUS_PACER_WAYS`; `CHORUS_PACER_WORKERS`,

@@ -17,7 +17,42 @@
 # the schedule report, process CPU (% of one core, µs per op), and the
 # open-loop p50 over the closed-loop p50 of the same round (1 worker).
 #
-# Results (RESULTS below, filled in by hand from a run; see the commit).
+# Measured 2026-12-06 (2-core VM shared with other builds, load 4-6;
+# release; base f1b1b85 = tokio's timer, this = the pacer thread;
+# medians of 3 alternated rounds; 16 workers, Poisson; closed loop is 1
+# worker; lag = mean of issued - slot from the schedule report):
+#
+#   store  ops/s   build  p50 µs  p99 µs  lag µs  CPU %  CPU µs/op  p50/closed
+#   mem    closed  base      0.3     0.7       -    6.8       0.4      1
+#   mem    closed  this      0.3     0.6       -    7.5       0.4      1
+#   mem       100  base   1116.2  8970.2  1448.8    1.0     107.0   4149
+#   mem       100  this     40.6  3233.8   101.9    0.9      98.6    119
+#   mem      1000  base   1088.5  4411.4  1142.6    2.2      22.7   3974
+#   mem      1000  this      5.4  2009.1    61.7    4.5      46.4     21
+#   mem     10000  base   1079.3 13746.2  1373.5    5.4       5.5   4005
+#   mem     10000  this     16.7  3346.4   221.5   30.0      31.0     62
+#   mem    100000  base   1108.0 20086.8  1579.8   12.1       1.2   4119
+#   mem    100000  this     67.4  5353.5   801.8   79.4       8.2    251
+#   file   closed  base      1.1     5.6       -   20.4       1.6      1
+#   file   closed  this      1.0     5.0       -   17.9       1.5      1
+#   file      100  base   1126.4  5505.0  1226.3    0.6      70.7   1006
+#   file      100  this     59.8  5799.9   199.2    1.0     113.0     53
+#   file     1000  base   1122.3  4440.1  1217.7    2.4      24.7   1002
+#   file     1000  this     23.3  2848.8   163.9    6.1      62.2     21
+#   file    10000  base   1097.7  4122.6  1169.8    7.6       7.9    980
+#   file    10000  this     30.5  1196.0    74.0   35.1      36.2     29
+#   file   100000  base   1175.6 33341.4  2286.3   23.3       2.4   1046
+#   file   100000  this    173.8  8036.4  1015.9   69.4       7.2    148
+#
+# So: open-loop p50 from the slot falls from ~1.1 ms (the timer) to
+# 5-70 µs on mem:// (to 20-170 µs on file://), at every rate; p99 and
+# the mean lag are set by the host's scheduler stalls (this VM is
+# oversubscribed), which both builds suffer. The price is CPU per op:
+# a thread wake and a cross-thread task wake each op (a VM makes those
+# dear: ~10-25 µs), where tokio's timer batched ~1 ms of ops per wake:
+# +24 µs/op at 1k ops/s (+2% of a core), +25 µs/op at 10k (+25%), +7 µs/op
+# at 100k (+65%). The ways of waiting compared: see common/benches/
+# pacer_options.rs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
