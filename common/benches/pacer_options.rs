@@ -18,42 +18,49 @@
 //! - `pacer`: `workload::Pacer` as the engine uses it (lead for the rate);
 //! - `pacerN`: with a lead (and spin) of N µs.
 //!
-//! Measured 2026-12-06, release, on a 2-core VM shared with other builds
-//! (load ~5; 2 s per run, so the p99s are one stall or two):
+//! Measured 2026-12-06, release, on a 2-core VM (2 s per run). Quiet
+//! host (load < 1):
 //!
 //! ```text
 //!   rate      way   lag p50   lag p99  lag mean   CPU %  CPU µs/op
-//!    100    tokio  1499.1µs  4800.5µs  1739.3µs    0.4%     44.61
-//!    100   hybrid     0.5µs   799.2µs    47.0µs    8.5%    856.14
-//!    100  release    51.6µs  6234.1µs   176.9µs    0.5%     50.20
-//!    100   pacer0   127.7µs 18153.5µs   711.3µs    0.8%     80.59
-//!    100    pacer    15.9µs  1046.5µs    88.8µs    0.5%     55.07
-//!   1000    tokio   708.1µs  2281.5µs   775.3µs    2.1%     20.95
-//!   1000   hybrid     0.7µs 173408µs  18183.6µs  101.8%   1028.25
-//!   1000  release    27.7µs 113246µs  10089.4µs    2.2%     21.89
-//!   1000   pacer0    30.4µs  1182.7µs    68.9µs    3.0%     30.28
-//!   1000    pacer     0.4µs  1352.7µs    76.6µs    3.3%     33.63
-//!  10000    tokio  1040.9µs  2248.7µs  1055.4µs    5.3%      5.38
-//!  10000   hybrid     1.0µs 25264.1µs  1270.0µs   98.7%     99.79
-//!  10000  release    48.7µs  6504.4µs   367.9µs   30.3%     30.64
-//!  10000   pacer0    46.6µs  9625.6µs   451.4µs   31.8%     32.10
-//!  10000    pacer     0.6µs  5447.7µs   398.5µs   22.5%     22.68
-//! 100000    tokio  1309.7µs 33472.5µs  2271.3µs   25.7%      2.60
-//! 100000   hybrid 12320.8µs 154272µs  33528.8µs   30.9%      3.12
-//! 100000  release  3715.1µs 108134µs  22040.1µs   42.4%      4.29
-//! 100000   pacer0   957.4µs 39387.1µs  4655.3µs   58.4%      5.91
-//! 100000    pacer   258.7µs  5869.6µs   741.6µs   50.8%      5.13
+//!    100    tokio  1581.1µs  2052.1µs  1555.7µs    0.9%     86.31
+//!    100   hybrid     0.6µs     6.7µs     1.3µs    9.0%    906.73
+//!    100  release   143.4µs   317.4µs   141.7µs    1.1%    108.25
+//!    100   pacer0   120.1µs   199.6µs   120.7µs    0.9%     87.74
+//!    100    pacer   104.3µs  1919.0µs   129.9µs    0.9%     89.06
+//!   1000    tokio  1407.0µs  1970.2µs  1409.5µs    3.8%     38.33
+//!   1000   hybrid     0.4µs     9.3µs    25.4µs  166.8%   1684.42
+//!   1000  release    95.0µs   193.9µs   100.7µs    7.2%     72.88
+//!   1000   pacer0    90.6µs   203.3µs    95.0µs    7.1%     71.60
+//!   1000    pacer    55.0µs   169.5µs    64.4µs    7.4%     74.45
+//!  10000    tokio  1135.6µs  2105.3µs  1141.9µs    7.9%      7.97
+//!  10000   hybrid     1.4µs  1076.2µs    42.3µs  194.7%    196.74
+//!  10000  release    60.9µs  3137.5µs   170.2µs   59.6%     60.22
+//!  10000   pacer0    54.8µs   350.0µs    66.6µs   52.7%     53.27
+//!  10000    pacer    30.0µs   139.6µs    41.5µs   53.9%     54.46
+//! 100000    tokio  1197.1µs  2940.9µs  1240.6µs   29.5%      2.98
+//! 100000   hybrid     1.4µs    72.4µs    25.3µs  192.6%     19.46
+//! 100000  release    52.9µs  1459.2µs    87.0µs  144.8%     14.64
+//! 100000   pacer0    47.1µs  1593.3µs    96.4µs  138.8%     14.03
+//! 100000    pacer    45.4µs   167.9µs    57.5µs  143.0%     14.45
 //! ```
 //!
-//! The hybrid is precise at its median but keeps a core busy from ~1k
-//! ops/s on (the 2 ms margin is yielded away per op), and busy threads
-//! lose the CPU to other processes for whole scheduler slices: its tail
-//! is the worst. The releasing thread and the pacer cost alike per wake
-//! (a thread wake and a cross-thread task wake); the pacer's lead (wake
-//! early, yield the rest) takes its median from tens of µs to ~1 µs and
-//! saves the unpark of an idle runtime thread, so it is cheaper than no
-//! lead at 10k ops/s. Every precise way costs more CPU per op than the
-//! timer, which wakes once per ~1 ms tick for all ops due in it.
+//! Busy host (load ~5, other builds), the same ways at 1000 ops/s: tokio
+//! 708 µs p50 / 775 µs mean, hybrid 0.7 / 18184 (CPU 102%), release 28 /
+//! 10089, pacer0 30 / 69, pacer 0.4 / 77 (CPU 3.3%); at 10000: tokio 1041
+//! / 1055, hybrid 1.0 / 1270, release 49 / 368, pacer0 47 / 451, pacer
+//! 0.6 / 399 (CPU 22.5% against tokio's 5.3%).
+//!
+//! The hybrid is the most precise on a quiet host, but it keeps the
+//! runtime threads busy from ~1k ops/s on (1.7 to 2 cores here: the 2 ms
+//! margin is yielded away per op), and on a busy host busy threads lose
+//! the CPU to other processes for whole scheduler slices, so its tail is
+//! the worst there. The releasing thread and the pacer cost alike (a
+//! thread wake and a cross-thread task wake per op); the pacer's lead
+//! (wake early, yield the rest) halves its median lag for little CPU,
+//! and it takes stops and any number of waiting workers in one place.
+//! Every precise way costs more CPU per op than the timer, which wakes
+//! once per ~1 ms tick for all the ops due in it.
 //!
 //! Run: `cargo bench -p chorus-common --bench pacer_options` (knobs:
 //! `CHORUS_PACER_SECS` per run, default 2; `CHORUS_PACER_RATES`, default

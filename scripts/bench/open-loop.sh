@@ -17,42 +17,46 @@
 # the schedule report, process CPU (% of one core, µs per op), and the
 # open-loop p50 over the closed-loop p50 of the same round (1 worker).
 #
-# Measured 2026-12-06 (2-core VM shared with other builds, load 4-6;
-# release; base f1b1b85 = tokio's timer, this = the pacer thread;
-# medians of 3 alternated rounds; 16 workers, Poisson; closed loop is 1
-# worker; lag = mean of issued - slot from the schedule report):
+# Measured 2026-12-06 on a 2-core VM, release, base f1b1b85 (tokio's
+# timer) against this tree (the pacer thread), medians of 3 alternated
+# rounds; 16 workers, Poisson arrivals; closed loop is 1 worker; lag is
+# the schedule report's mean of issued - slot. Quiet host (load < 1):
 #
 #   store  ops/s   build  p50 µs  p99 µs  lag µs  CPU %  CPU µs/op  p50/closed
-#   mem    closed  base      0.3     0.7       -    6.8       0.4      1
-#   mem    closed  this      0.3     0.6       -    7.5       0.4      1
-#   mem       100  base   1116.2  8970.2  1448.8    1.0     107.0   4149
-#   mem       100  this     40.6  3233.8   101.9    0.9      98.6    119
-#   mem      1000  base   1088.5  4411.4  1142.6    2.2      22.7   3974
-#   mem      1000  this      5.4  2009.1    61.7    4.5      46.4     21
-#   mem     10000  base   1079.3 13746.2  1373.5    5.4       5.5   4005
-#   mem     10000  this     16.7  3346.4   221.5   30.0      31.0     62
-#   mem    100000  base   1108.0 20086.8  1579.8   12.1       1.2   4119
-#   mem    100000  this     67.4  5353.5   801.8   79.4       8.2    251
-#   file   closed  base      1.1     5.6       -   20.4       1.6      1
-#   file   closed  this      1.0     5.0       -   17.9       1.5      1
-#   file      100  base   1126.4  5505.0  1226.3    0.6      70.7   1006
-#   file      100  this     59.8  5799.9   199.2    1.0     113.0     53
-#   file     1000  base   1122.3  4440.1  1217.7    2.4      24.7   1002
-#   file     1000  this     23.3  2848.8   163.9    6.1      62.2     21
-#   file    10000  base   1097.7  4122.6  1169.8    7.6       7.9    980
-#   file    10000  this     30.5  1196.0    74.0   35.1      36.2     29
-#   file   100000  base   1175.6 33341.4  2286.3   23.3       2.4   1046
-#   file   100000  this    173.8  8036.4  1015.9   69.4       7.2    148
+#   mem    closed  base      0.3     0.5       -    7.4       0.4      1
+#   mem    closed  this      0.3     0.7       -    8.6       0.5      1
+#   mem       100  base   1130.5  2005.0  1104.7    0.7      81.9   4398
+#   mem       100  this    111.8   274.2   103.1    1.3     139.6    337
+#   mem      1000  base   1087.5  1998.8  1081.1    3.1      31.9   4151
+#   mem      1000  this     36.4   234.8    50.8    7.2      74.3    133
+#   mem     10000  base   1060.9  1979.4  1061.7    6.5       6.7   4061
+#   mem     10000  this     28.0   193.7    44.4   37.6      38.7    106
+#   mem    100000  base   1094.7  2162.7  1104.1   15.1       1.6   4198
+#   mem    100000  this     43.6   138.6    49.6  108.3      11.2    169
+#   file   closed  base      1.4     6.7       -   24.9       2.0      1
+#   file   closed  this      1.1     5.9       -   20.7       1.5      1
+#   file      100  base   1154.0  2065.4  1129.2    0.8      93.7    848
+#   file      100  this     89.2   252.4    80.4    1.2     128.6     87
+#   file     1000  base   1088.5  1985.5  1088.1    3.9      40.2    800
+#   file     1000  this     29.9   172.9    34.9    6.8      69.8     26
+#   file    10000  base   1074.2  1991.7  1072.5    8.1       8.4    785
+#   file    10000  this     32.1   166.4    39.4   40.1      41.4     32
+#   file   100000  base   1146.9  2383.9  1161.5   26.6       2.8    846
+#   file   100000  this     48.1   211.5    60.1  120.1      12.4     41
+#
+# Loaded host (load 4-6, other builds), same medians for mem://:
+#   100: base 1116 µs p50 / 1449 µs lag, this 41 / 102;  1000: 1089 / 1143,
+#   this 5.4 / 62;  10000: 1079 / 1374, this 17 / 222;  100000: 1108 /
+#   1580, this 67 / 802; p99s 2-20 ms in both (scheduler stalls).
 #
 # So: open-loop p50 from the slot falls from ~1.1 ms (the timer) to
-# 5-70 µs on mem:// (to 20-170 µs on file://), at every rate; p99 and
-# the mean lag are set by the host's scheduler stalls (this VM is
-# oversubscribed), which both builds suffer. The price is CPU per op:
-# a thread wake and a cross-thread task wake each op (a VM makes those
-# dear: ~10-25 µs), where tokio's timer batched ~1 ms of ops per wake:
-# +24 µs/op at 1k ops/s (+2% of a core), +25 µs/op at 10k (+25%), +7 µs/op
-# at 100k (+65%). The ways of waiting compared: see common/benches/
-# pacer_options.rs.
+# 30-110 µs (quiet) and 5-70 µs (busy: CPUs never idle, so wakes are
+# quicker), p99 from ~2 ms to ~0.15-0.27 ms, at every rate, on mem:// and
+# file://. The price is CPU per op: a thread wake and a cross-thread task
+# wake per op, where tokio's timer woke once per ~1 ms tick for all the
+# ops due in it. On this VM (wakes of idle vCPUs are dear): +40 µs/op at
+# 1k ops/s (+4% of a core), +32 µs/op at 10k (+31%), +10 µs/op at 100k
+# (+93%). The ways of waiting compared: common/benches/pacer_options.rs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
