@@ -10,6 +10,7 @@
 //!
 //! - `keys.rs`: which objects exist; uniform and zipf key choice.
 //! - `pacing.rs`: the open-loop schedule, ramps and think time.
+//! - `pacer.rs`: the thread that wakes open-loop workers at their slots.
 //! - `ops.rs`: each op against the store, verification, retries.
 //! - `budget.rs`: the stop condition split over agents.
 //! - `live.rs`: the counters the agent reads each second.
@@ -18,6 +19,7 @@ mod budget;
 pub mod keys;
 mod live;
 mod ops;
+pub mod pacer;
 mod pacing;
 #[cfg(test)]
 mod tests;
@@ -46,7 +48,8 @@ pub use keys::{KeyPicker, KeyState};
 use live::LiveDelta;
 pub use live::{LIVE_FLUSH, LagTaken, LiveCounters, live_histogram};
 pub use ops::{LIST_PAGE_ENTRIES, timed};
-pub use pacing::Schedule;
+pub use pacer::{Pacer, PacerTuning};
+pub use pacing::{OpenLoop, Schedule};
 
 /// An open-loop op that starts later than this after its scheduled time is
 /// counted as late.
@@ -324,14 +327,16 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
         run.agent_count,
         run.start_at,
     ));
-    let schedule = match run.stage.pacing {
+    let open = match run.stage.pacing {
         Pacing::Closed => None,
         Pacing::Open { rate, arrivals } => {
             let agent_rate = rate / f64::from(run.agent_count.max(1));
             let seed = run.data.seed ^ (u64::from(run.agent_index) << 32) ^ run.stage_index as u64;
-            Some(Arc::new(
-                Schedule::new(run.start_at, agent_rate, arrivals, seed).with_ramp(run.stage.ramp),
-            ))
+            let schedule =
+                Schedule::new(run.start_at, agent_rate, arrivals, seed).with_ramp(run.stage.ramp);
+            let open = OpenLoop::new(schedule, run.stop.clone())
+                .map_err(|e| anyhow::anyhow!("starting the open-loop pacer thread: {e}"))?;
+            Some(Arc::new(open))
         }
     };
     let idx = Arc::new(AtomicU64::new(0));
@@ -348,7 +353,11 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
         m.stage_begins(removes);
     }
 
-    tokio::time::sleep_until(run.start_at.into()).await;
+    // In open loop the first slot is the start: wait for it as precisely.
+    match &open {
+        Some(o) => o.wait_start(run.start_at).await,
+        None => tokio::time::sleep_until(run.start_at.into()).await,
+    }
     let anchor = run.clock;
     let started_ns = anchor.wall_ns(Instant::now());
 
@@ -368,7 +377,7 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
             run: run.clone(),
             source: source.clone(),
             budget: budget.clone(),
-            schedule: schedule.clone(),
+            open: open.clone(),
             state: state.clone(),
             idx: idx.clone(),
             anchor,
@@ -389,7 +398,8 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
     for w in workers {
         total.merge(w.await??);
     }
-    let schedule = schedule.map(|s| {
+    let schedule = open.map(|o| {
+        let s = &o.schedule;
         // Over when ops were really issued: behind schedule, the slots only
         // advance as fast as workers take them, so they would echo the target.
         let last = total.last_issued.max(total.last_slot);
@@ -482,7 +492,7 @@ struct Worker {
     run: Arc<StageRun>,
     source: Arc<WorkSource>,
     budget: Arc<Budget>,
-    schedule: Option<Arc<Schedule>>,
+    open: Option<Arc<OpenLoop>>,
     state: Arc<KeyState>,
     idx: Arc<AtomicU64>,
     anchor: Anchor,
@@ -532,16 +542,11 @@ impl Worker {
             // Open loop: the op's clock starts at its slot, not when a
             // worker got free, so queueing counts as latency.
             // The slot as an Instant (for the timer) and as a Mono.
-            let slot = match &self.schedule {
-                Some(s) => {
-                    let at = s.next();
-                    let at_mono = Mono::from_instant(at);
-                    if self.budget.deadline().is_some_and(|d| at_mono >= d) {
-                        break;
-                    }
-                    tokio::time::sleep_until(at.into()).await;
-                    Some((at, at_mono))
-                }
+            let slot = match &self.open {
+                Some(o) => match o.next_slot(self.budget.deadline()).await {
+                    Some(slot) => Some(slot),
+                    None => break,
+                },
                 None => None,
             };
             let Some((op, index)) = self.source.next(&mut rng, run, &self.state) else {

@@ -4,13 +4,15 @@
 //! of earlier ops, and its latency is measured from that instant, so
 //! queueing behind a slow op shows up in the numbers (no coordinated
 //! omission). With a ramp, the rate rises linearly from 0 to the target.
+//! Workers wait for their slots through [`OpenLoop`], whose pacer thread
+//! (`pacer.rs`) wakes them within microseconds of the slot.
 //!
 //! Closed loop: with a ramp, workers start one after another
 //! ([`ramp_start`]); with think time, each pauses after every op
 //! ([`think_pause`]).
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
@@ -18,6 +20,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::budget::Budget;
 use super::keys::unit;
+use super::pacer::{Pacer, PacerTuning};
 use crate::clock::Mono;
 use crate::plan::{Arrivals, Pacing, Stage, ThinkTime};
 
@@ -91,6 +94,47 @@ pub fn due_ops(t: f64, rate: f64, ramp: f64) -> f64 {
         rate * t * t / (2.0 * ramp)
     } else {
         rate * (t - ramp / 2.0)
+    }
+}
+
+/// An open-loop stage's pacing on one agent: its [`Schedule`] and the
+/// [`Pacer`] thread that wakes workers at their slots, shared by the
+/// workers.
+#[derive(Debug)]
+pub struct OpenLoop {
+    pub schedule: Schedule,
+    pacer: Pacer,
+}
+
+impl OpenLoop {
+    /// Starts the pacer thread; `stop` is the stage's stop flag.
+    pub fn new(schedule: Schedule, stop: Arc<AtomicBool>) -> std::io::Result<OpenLoop> {
+        let tuning = PacerTuning::for_rate(schedule.rate());
+        Ok(OpenLoop {
+            schedule,
+            pacer: Pacer::start_with(stop, tuning)?,
+        })
+    }
+
+    /// Waits until the stage's start (precisely: the first slot is then),
+    /// once the pacer thread runs. Call it once.
+    pub async fn wait_start(&self, at: Instant) {
+        self.pacer.running().await;
+        self.pacer.wait_until(at).await;
+    }
+
+    /// Takes the next slot and waits for it: `None` when the stage ends
+    /// first, because the slot is at or past `deadline` (so no worker waits
+    /// past the stage's end) or the stage was stopped meanwhile. A slot
+    /// already past (every worker was busy) returns at once, and the lag
+    /// counts in the op's latency.
+    pub async fn next_slot(&self, deadline: Option<Mono>) -> Option<(Instant, Mono)> {
+        let at = self.schedule.next();
+        let at_mono = Mono::from_instant(at);
+        if deadline.is_some_and(|d| at_mono >= d) {
+            return None;
+        }
+        self.pacer.wait_until(at).await.then_some((at, at_mono))
     }
 }
 
