@@ -10,15 +10,22 @@
 # ROUNDS rounds:
 #   search  one `controller run` of a search stage: GET of the prepared
 #           objects, open loop, rates doubling from FROM, bisected to 5%,
-#           objective GET p99 <= P99;
+#           objective GET <PERCENTILE> <= LIMIT, no errors;
 #   sweep   what a person would do by hand: fixed-rate stages (same
 #           concurrency, warm-up and step length) on a coarse grid (x1.25)
 #           from FROM to TO, stopping after two bad stages in a row, then a
 #           fine grid (+2.5%) between the last good and the first bad
 #           coarse rate; the capacity is the highest good rate below the
-#           first bad one. "Good" is the search's own rule: GET p99 within
-#           the objective, no errors, and at least 90% of the asked rate
-#           done (a store that cannot keep up is not at that rate).
+#           first bad one. "Good" is the search's own rule: GET within the
+#           objective, no errors, and at least 90% of the asked rate done
+#           (a store that cannot keep up is not at that rate).
+#
+# Why p90 by default: on this shared 2-core machine RGW stalls now and
+# then for tens of ms, and a p99 over a few seconds is decided by whether a
+# stall fell in the step (measured: p99 of 5 to 59 ms in consecutive
+# fixed-rate stages between 800 and 950 ops/s), which no method can pin to
+# 5%; the p90 rises with the load, as capacity does. PERCENTILE=p99 runs
+# the same with a p99.
 # Each is its own process under /usr/bin/time (client CPU: controller with
 # its embedded agent). The search's overhead per step is its wall time
 # beyond the steps' warm-up + measuring time (clocks measured, start lead,
@@ -28,9 +35,10 @@
 # Settings (environment):
 #   ROUNDS        search/sweep pairs, alternated        2
 #   FROM, TO      the range of rates (ops/s)            250, 64000
-#   STEP          each step's measuring time            5s
+#   STEP          each step's measuring time            8s
 #   WARMUP        each step's warm-up                   2s
-#   P99           the objective                         10ms
+#   PERCENTILE    the objective's percentile           p90 (p50, p90, p99, p99.9)
+#   LIMIT         its largest value                     10ms
 #   CONCURRENCY   workers per agent                     64
 #   OBJECTS       4 KiB objects to read                 2000
 #   OUT           where runs and the table go           target/bench/search-<time>
@@ -41,9 +49,10 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 ROUNDS=${ROUNDS:-2}
 FROM=${FROM:-250}
 TO=${TO:-64000}
-STEP=${STEP:-5s}
+STEP=${STEP:-8s}
 WARMUP=${WARMUP:-2s}
-P99=${P99:-10ms}
+PERCENTILE=${PERCENTILE:-p90}
+LIMIT=${LIMIT:-10ms}
 CONCURRENCY=${CONCURRENCY:-64}
 OBJECTS=${OBJECTS:-2000}
 OUT=${OUT:-$ROOT/target/bench/search-$(date +%Y%m%d-%H%M%S)}
@@ -95,7 +104,7 @@ run prepare "$OUT/prepare.yaml"
     warmup: $WARMUP
     arrivals: fixed
     mix: {get: 1}
-    search: {vary: rate, from: $FROM, to: $TO, step: $STEP, objective: {op: GET, p99: $P99, errors: 0%}}
+    search: {vary: rate, from: $FROM, to: $TO, step: $STEP, objective: {op: GET, $PERCENTILE: $LIMIT, errors: 0%}}
 YAML
 } >"$OUT/search.yaml"
 
@@ -116,16 +125,17 @@ sweep_plan() {
 
 # judge DIR: "rate good" lines of a sweep run, by the search's rule.
 judge() {
-  python3 - "$1" "$P99" <<'PY'
+  python3 - "$1" "$PERCENTILE" "$LIMIT" <<'PY'
 import glob, json, sys
-d, p99 = sys.argv[1], sys.argv[2]
-limit_us = float(p99[:-2]) * 1e3 if p99.endswith("ms") else float(p99[:-1]) * 1e6
+d, q, limit = sys.argv[1], sys.argv[2], sys.argv[3]
+key = {"p99.9": "p999"}.get(q, q)
+limit_us = float(limit[:-2]) * 1e3 if limit.endswith("ms") else float(limit[:-1]) * 1e6
 s = json.load(open(glob.glob(d + "/runs/*/summary.json")[0]))
 for st in s["stages"]:
     rate = float(st["name"].split("-", 1)[1])
     get = next(r for r in st["ops"] if r["op"] == "GET")
-    good = get["errors"] == 0 and get["latency_us"]["p99"] <= limit_us and get["ops_per_s"] >= 0.9 * rate
-    print(rate, int(good), get["ops_per_s"], get["latency_us"]["p99"])
+    good = get["errors"] == 0 and get["latency_us"][key] <= limit_us and get["ops_per_s"] >= 0.9 * rate
+    print(rate, int(good), get["ops_per_s"], get["latency_us"][key])
 PY
 }
 
