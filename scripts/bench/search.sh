@@ -32,6 +32,26 @@
 # logs collected, results judged), and its CPU beyond what the sweep spent
 # per op.
 #
+# Measured 2026-12-06 (release, 2 rounds alternated, defaults: p90 <= 10 ms,
+# steps of 2 s warm-up + 8 s; RGW and the client on the same 2 cores):
+#
+#   round  search_best  sweep_best  ratio  steps  overhead_s/step  extra_cpu_ms/step
+#       1         1312        1222  1.074      8             0.55              149
+#       2         1094        1192  0.918      9             0.56              742
+#
+# The two agree within 7-8%, not the 5% the issue asks, and not for want
+# of precision: the store's own verdicts near its knee flip from stage to
+# stage. The fine sweep of round 1 judged 1222 good, 1252 bad (p90 10.9
+# ms), 1284-1382 bad (12-126 ms), 1417 good (9.5 ms), 1452 bad; its
+# capacity also moved by 16% between the rounds' searches (1312, 1094).
+# Against a store with a stable knee (the suite's store of known capacity)
+# the search lands within 5% of it (controller/src/run/kinds/runs.rs). A
+# search costs ~0.55 s of wall per step beyond its warm-up and measuring
+# (clocks measured before each step, the start lead, logs collected) and
+# 0.15-0.75 s of client CPU per step beyond what its ops cost (the spread
+# is the per-op CPU of stages above capacity, which the sweep has fewer
+# of); its ~8 steps took 78-92 s where the sweep's ~15 stages took 223 s.
+#
 # Settings (environment):
 #   ROUNDS        search/sweep pairs, alternated        2
 #   FROM, TO      the range of rates (ops/s)            250, 64000
@@ -217,7 +237,9 @@ for r in range(1, rounds + 1):
     best = v["best"]["load"] if v["best"] else 0.0
     steps = [s for s in run["stages"] if s.get("step", 0) > 0]
     starts = [ts(s["start_at"]) for s in steps]
-    gaps = [b - a - step_s for a, b in zip(starts, starts[1:])]
+    # Steps cut short live (their objective broken beyond doubt) end early:
+    # the overhead is measured on the steps that ran their whole length.
+    gaps = [b - a - step_s for a, b, s in zip(starts, starts[1:], steps) if not s.get("ended_early")]
     search_cpu, search_wall = cpu(d)
     sweep_dirs = [os.path.basename(p) for p in glob.glob(f"{out}/sweep-{r}-*") if os.path.isdir(p)]
     sweep_cpu = sum(cpu(x)[0] for x in sweep_dirs)
