@@ -38,3 +38,15 @@ start_rgw() {
   [ -n "${AWS_ENDPOINT_URL:-}" ] || { cat "$log" >&2; return 1; }
   echo "RGW at $AWS_ENDPOINT_URL"
 }
+
+# release_controller ROOT: builds the release binaries (unless
+# SKIP_BUILD=1) and prints the controller's path; fails if it is missing.
+release_controller() {
+  local root=$1 bin
+  if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    (cd "$root" && cargo build --release --bins) >&2
+  fi
+  bin=$(release_bin "$root" controller)
+  [ -x "$bin" ] || { echo "no $bin; build with cargo build --release --bins" >&2; return 1; }
+  echo "$bin"
+}

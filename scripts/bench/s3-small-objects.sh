@@ -30,9 +30,7 @@ PLANS="$ROOT/scripts/bench/plans"
 CONCURRENCIES=${CONCURRENCIES:-"1 4 16 64"}
 PHASE_SECONDS=${PHASE_SECONDS:-10}
 OUT=${OUT:-$ROOT/target/bench/s3-small-$(date +%Y%m%d-%H%M%S)}
-# Where `cargo build` (below) puts it.
 . "$ROOT/scripts/bench/lib.sh"
-CONTROLLER=$(release_bin "$ROOT" controller)
 # The bucket and prefix every phase works in (the plans' key space is
 # s4k/ below it).
 TARGET=s3://chorus-bench/small
@@ -43,10 +41,7 @@ die() { echo "s3-small-objects: $*" >&2; exit 1; }
 
 command -v python3 >/dev/null || die "python3 is needed to read summary.json (scripts/install-bench-deps.sh)"
 need_time
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
-  (cd "$ROOT" && cargo build --release --bins)
-fi
-[ -x "$CONTROLLER" ] || die "no $CONTROLLER; build with cargo build --release --bins"
+CONTROLLER=$(release_controller "$ROOT") || die "no release controller"
 mkdir -p "$OUT"
 start_rgw "$ROOT" "$OUT/rgw-start.log" || die "RGW did not start"
 echo "results in $OUT"

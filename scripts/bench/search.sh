@@ -78,17 +78,13 @@ CONCURRENCY=${CONCURRENCY:-64}
 OBJECTS=${OBJECTS:-2000}
 OUT=${OUT:-$ROOT/target/bench/search-$(date +%Y%m%d-%H%M%S)}
 . "$ROOT/scripts/bench/lib.sh"
-CONTROLLER=$(release_bin "$ROOT" controller)
 TARGET=s3://chorus-bench/search
 
 die() { echo "search: $*" >&2; exit 1; }
 
 command -v python3 >/dev/null || die "python3 is needed (scripts/install-bench-deps.sh)"
 need_time
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
-  (cd "$ROOT" && cargo build --release --bins)
-fi
-[ -x "$CONTROLLER" ] || die "no $CONTROLLER; build with cargo build --release --bins"
+CONTROLLER=$(release_controller "$ROOT") || die "no release controller"
 mkdir -p "$OUT"
 start_rgw "$ROOT" "$OUT/rgw-start.log" || die "RGW did not start"
 echo "results in $OUT"
