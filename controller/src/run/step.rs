@@ -122,10 +122,21 @@ fn record(
         departed,
         ..
     } = judged;
+    let client_bound = meta
+        .agents
+        .iter()
+        .filter(|a| {
+            a.client
+                .as_ref()
+                .is_some_and(|c| c.bottleneck.as_ref().is_some_and(|b| !b.is_empty()))
+        })
+        .map(|a| a.id.clone())
+        .collect();
     let result = StepResult {
         step,
         summary: summary.clone(),
         metrics,
+        client_bound,
         ended_early: meta.ended_early.clone(),
     };
     run.meta.stages.push(meta);

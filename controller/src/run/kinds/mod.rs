@@ -73,6 +73,9 @@ pub struct StepResult {
     pub summary: StageSummary,
     /// The same ops' exact histograms, for any percentile of any op.
     pub metrics: StageMetrics,
+    /// Agents that were the limit themselves in the step (client-bound:
+    /// their CPUs full, steal high, their schedule slipping).
+    pub client_bound: Vec<String>,
     /// Why the step ended before its limits, if it did.
     pub ended_early: Option<String>,
 }

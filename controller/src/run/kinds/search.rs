@@ -48,6 +48,10 @@ pub struct Probe {
     /// `objective`, `errors` or `knee` for a bad step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broke: Option<String>,
+    /// Agents that were client-bound in the step: at such a step the
+    /// clients, not the store, may have set the figures.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_bound: Vec<String>,
 }
 
 /// A search's answer (`run.json` `verdicts[].search`).
@@ -196,6 +200,7 @@ impl Search {
             good: true,
             why: None,
             broke: None,
+            client_bound: r.client_bound.clone(),
         };
         let cut = std::mem::take(&mut self.live.cut);
         if let Some(why) = r.ended_early.as_ref().filter(|_| !cut) {
@@ -425,8 +430,20 @@ impl StageKind for Search {
                     .iter()
                     .map(|(q, us)| format!("{} {q} {}", o.op_name(), ms(*us)))
                     .collect();
+                let clients = match b.client_bound.as_slice() {
+                    [] => String::new(),
+                    ids => format!(
+                        "; at that step agent {} client-bound: the clients may have been \
+                         the limit, not the store",
+                        if ids.len() == 1 {
+                            format!("{} was", ids[0])
+                        } else {
+                            format!("{} were", ids.join(", "))
+                        }
+                    ),
+                };
                 format!(
-                    "search `{}`: best {} {} ({}): {:.0} ops/s, {:.2} MiB/s{}{}; stopped: {}",
+                    "search `{}`: best {} {} ({}): {:.0} ops/s, {:.2} MiB/s{}{}; stopped: {}{clients}",
                     stage.name,
                     report.vary,
                     self.load_text(b.load),
@@ -481,6 +498,7 @@ mod tests {
             step: Step::Whole,
             summary,
             metrics,
+            client_bound: Vec::new(),
             ended_early: None,
         }
     }
@@ -546,6 +564,26 @@ mod tests {
         let report = s.report();
         assert_eq!(report.stopped, "first_step", "{report:?}");
         assert_eq!(report.steps[0].broke.as_deref(), Some("objective"));
+    }
+
+    #[test]
+    fn the_answer_says_when_its_clients_were_the_limit() {
+        let plan = chorus_common::plan::parse(PLAN, "p.yaml").unwrap();
+        let stage = &plan.stages[0];
+        let mut s = Search::new(stage.search.clone().unwrap(), stage);
+        let mut done = Vec::new();
+        while let Some(Step::Sub(spec)) = s.next_step(stage, &done) {
+            let mut r = result(spec.rate.unwrap(), 3000.0);
+            r.client_bound = vec!["a1".into()];
+            done.push(r);
+        }
+        let v = s.verdict(stage, &done).unwrap();
+        assert!(
+            v.text.contains("at that step agent a1 was client-bound"),
+            "{}",
+            v.text
+        );
+        assert_eq!(v.search.unwrap().best.unwrap().client_bound, ["a1"]);
     }
 
     #[test]
