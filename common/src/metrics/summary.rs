@@ -30,6 +30,19 @@ pub struct LatencySummary {
 }
 
 impl LatencySummary {
+    /// Percentile `q` (50, 90, 99 or 99.9) if this summary carries it.
+    pub fn percentile(&self, q: f64) -> Option<f64> {
+        [
+            (50.0, self.p50),
+            (90.0, self.p90),
+            (99.0, self.p99),
+            (99.9, self.p999),
+        ]
+        .into_iter()
+        .find(|(p, _)| *p == q)
+        .map(|(_, v)| v)
+    }
+
     /// From a nanosecond histogram; zeros when it is empty.
     pub fn from_histogram(h: &Histogram<u64>) -> Self {
         if h.is_empty() {

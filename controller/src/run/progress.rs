@@ -105,7 +105,7 @@ impl LiveView {
                         "{:.0} ops/s {:.1} MiB/s p99 {}",
                         s.ops_per_s,
                         s.mib_per_s,
-                        micros(s.p99_us)
+                        micros(s.latency_us.p99)
                     ),
                     None => "-".into(),
                 };

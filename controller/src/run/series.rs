@@ -69,9 +69,7 @@ pub struct Second {
     pub errors: u64,
     pub ops_per_s: f64,
     pub mib_per_s: f64,
-    pub p99_us: f64,
-    /// The second's latency percentiles (all ops, merged over agents), for
-    /// a kind that watches another percentile than the p99.
+    /// The second's latency percentiles (all ops, merged over agents).
     pub latency_us: LatencySummary,
 }
 
@@ -200,14 +198,14 @@ impl Series {
                 break;
             }
             let (second, o) = entry.remove_entry();
-            let (p50, p99, max) = percentiles(&o.latency);
+            let latency_us = LatencySummary::from_histogram(&o.latency);
+            let (p50, p99, max) = (latency_us.p50, latency_us.p99, latency_us.max);
             let s = Second {
                 second,
                 errors: o.errors,
                 ops_per_s: o.ops as f64,
                 mib_per_s: o.bytes as f64 / 1048576.0,
-                p99_us: p99,
-                latency_us: LatencySummary::from_histogram(&o.latency),
+                latency_us,
             };
             writeln!(
                 self.out,

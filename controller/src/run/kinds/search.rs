@@ -155,7 +155,7 @@ impl Search {
             ));
         }
         o.latency.iter().find_map(|(q, limit)| {
-            let live = live_percentile(&s.latency_us, *q)?;
+            let live = s.latency_us.percentile(*q)?;
             (live > limit.as_secs_f64() * 1e6 * LIVE_MARGIN)
                 .then(|| format!("{} {}", percentile_name(*q), ms(live)))
         })
@@ -349,12 +349,6 @@ impl Search {
             steps: self.probes.clone(),
         }
     }
-}
-
-/// Percentile `q` of a live second, if it carries that one.
-fn live_percentile(l: &LatencySummary, q: f64) -> Option<f64> {
-    let pick = [(50.0, l.p50), (90.0, l.p90), (99.0, l.p99), (99.9, l.p999)];
-    pick.iter().find(|(p, _)| *p == q).map(|(_, v)| *v)
 }
 
 /// Percentile `q` of the op's successful latencies, in µs.

@@ -71,18 +71,10 @@ impl Steady {
         self.spec.window.as_secs() as usize * self.spec.windows as usize
     }
 
-    /// The chosen percentile of a second.
+    /// The chosen percentile of a second (the plan allows only those a
+    /// second carries).
     fn percentile(&self, l: &LatencySummary) -> f64 {
-        let q = self.spec.percentile;
-        if q == 50.0 {
-            l.p50
-        } else if q == 90.0 {
-            l.p90
-        } else if q == 99.9 {
-            l.p999
-        } else {
-            l.p99
-        }
+        l.percentile(self.spec.percentile).unwrap_or(l.p99)
     }
 
     /// The windows of the seconds held, with both spreads.
