@@ -251,8 +251,9 @@ async fn from_agent(
     let (id, address) = (a.id.clone(), a.address.clone());
     let mut missing = Vec::new();
     for s in slots {
-        if !s.path(dir, &id)?.exists() {
-            missing.push(s.clone());
+        let path = s.path(dir, &id)?;
+        if !path.exists() {
+            missing.push((s, path));
         }
     }
     let wants_clock = a.clock_end.is_none();
@@ -277,8 +278,8 @@ async fn from_agent(
         done.clocks_measured.push(id.clone());
     }
     let run_id = meta.run_id.clone();
-    for s in missing {
-        fetch_slot(&mut client, &run_id, &id, dir, &s, done).await?;
+    for (s, path) in missing {
+        fetch_slot(&mut client, &run_id, &id, (s, &path), done).await?;
     }
     // Steps past those `run.json` lists, until the agent has none.
     let mut found = Vec::new();
@@ -290,18 +291,19 @@ async fn from_agent(
             .max()
             .unwrap_or(0);
         for step in last + 1..=last + MAX_PROBED_STEPS {
+            // Named after its stage until its log says the step's name.
             let mut slot = Slot {
                 index,
                 step,
-                name: String::new(),
+                name: plan_names[index as usize].clone(),
             };
-            // Named after its stage until its log says the step's name.
-            slot.name = plan_names[index as usize].clone();
             let path = slot.path(dir, &id)?;
-            if !path.exists() && !fetch_slot(&mut client, &run_id, &id, dir, &slot, done).await? {
+            if !path.exists()
+                && !fetch_slot(&mut client, &run_id, &id, (&slot, &path), done).await?
+            {
                 break;
             }
-            slot.name = step_name(&slot.path(dir, &id)?).unwrap_or(slot.name);
+            slot.name = step_name(&path).unwrap_or(slot.name);
             found.push(slot);
         }
     }
@@ -316,19 +318,18 @@ fn step_name(path: &Path) -> Option<String> {
     (!first.stage.is_empty()).then_some(first.stage)
 }
 
-/// Fetches `slot`'s log from the agent, noting what happened in `done`;
-/// false when the agent has none.
+/// Fetches `slot`'s log from the agent into `path` (the slot's path in
+/// the run directory), noting what happened in `done`; false when the
+/// agent has none.
 async fn fetch_slot(
     client: &mut transport::Client,
     run_id: &str,
     id: &str,
-    dir: &RunDir,
-    slot: &Slot,
+    (slot, path): (&Slot, &Path),
     done: &mut CollectMeta,
 ) -> anyhow::Result<bool> {
-    let path = slot.path(dir, id)?;
     let what = drift::entry_name(slot.index, slot.step, &slot.name);
-    match fetch(client, run_id, (slot.index, slot.step), &path).await {
+    match fetch(client, run_id, (slot.index, slot.step), path).await {
         Ok(Some(0)) => done.fetched.push(format!("{id}: {what}")),
         Ok(Some(from)) => done
             .fetched
