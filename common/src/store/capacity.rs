@@ -19,10 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use bytes::Bytes;
-
-use super::{GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta, ObjectStore, StoreResult};
+use super::ObjectStore;
+use super::delay::{Pause, Paused};
 
 /// The servers of one store of known capacity.
 #[derive(Debug)]
@@ -91,16 +89,18 @@ pub fn wrap(name: &str, inner: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
         .get(name)
         .cloned();
     match model {
-        Some(capacity) => Arc::new(CapacityStore { inner, capacity }),
+        Some(capacity) => Arc::new(CapacityStore::wrap(inner, capacity)),
         None => inner,
     }
 }
 
 /// A store behind a [`Capacity`].
-#[derive(Debug)]
-pub struct CapacityStore {
-    inner: Arc<dyn ObjectStore>,
-    capacity: Arc<Capacity>,
+pub type CapacityStore = Paused<Arc<Capacity>>;
+
+impl Pause for Arc<Capacity> {
+    async fn pause(&self) {
+        self.serve().await;
+    }
 }
 
 impl fmt::Display for CapacityStore {
@@ -108,45 +108,9 @@ impl fmt::Display for CapacityStore {
         write!(
             f,
             "capacity({:.0} ops/s) -> {}",
-            self.capacity.ops_per_s(),
-            self.inner
+            self.waits_for().ops_per_s(),
+            self.inner()
         )
-    }
-}
-
-#[async_trait]
-impl ObjectStore for CapacityStore {
-    fn endpoint(&self) -> &str {
-        self.inner.endpoint()
-    }
-
-    async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
-        self.capacity.serve().await;
-        self.inner.put(key, data).await
-    }
-
-    async fn get(&self, key: &str, opts: &GetOptions) -> StoreResult<GetOutcome> {
-        self.capacity.serve().await;
-        self.inner.get(key, opts).await
-    }
-
-    async fn stat(&self, key: &str) -> StoreResult<ObjectMeta> {
-        self.capacity.serve().await;
-        self.inner.stat(key).await
-    }
-
-    async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.capacity.serve().await;
-        self.inner.delete(key).await
-    }
-
-    async fn list(&self, prefix: &str, opts: &ListOptions) -> StoreResult<ListPage> {
-        self.capacity.serve().await;
-        self.inner.list(prefix, opts).await
-    }
-
-    fn stage_begins(&self, removes_objects: bool) {
-        self.inner.stage_begins(removes_objects);
     }
 }
 
