@@ -66,8 +66,7 @@ impl Schedule {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let gap = match self.arrivals {
             Arrivals::Fixed => 1.0,
-            // Exponential gaps: 1 - u is in (0, 1], so ln never sees 0.
-            Arrivals::Poisson => -(1.0 - unit(&mut st.1)).ln(),
+            Arrivals::Poisson => exponential(&mut st.1),
         };
         let n = st.0;
         st.0 += gap;
@@ -206,13 +205,19 @@ async fn wait_to_start(at: Instant, stop: &AtomicBool, budget: &Budget) -> bool 
 /// How often a worker waiting for its turn in a ramp looks for a stop.
 const RAMP_POLL: Duration = Duration::from_millis(50);
 
+/// A draw of the exponential distribution of mean 1 (Poisson arrivals'
+/// gaps, exponential think times): 1 - u is in (0, 1], so ln never sees 0.
+fn exponential(rng: &mut Xoshiro256PlusPlus) -> f64 {
+    -(1.0 - unit(rng)).ln()
+}
+
 /// One pause of a worker's think time: fixed, or drawn from the worker's
 /// own seeded generator.
 pub fn think_pause(think: &ThinkTime, rng: &mut Xoshiro256PlusPlus) -> Duration {
     match *think {
         ThinkTime::Fixed(d) => d,
-        // 1 - u is in (0, 1]: at most ~37 means (bounded by the plan).
-        ThinkTime::Exponential { mean } => mean.mul_f64(-(1.0 - unit(rng)).ln()),
+        // At most ~37 means (bounded by the plan).
+        ThinkTime::Exponential { mean } => mean.mul_f64(exponential(rng)),
         ThinkTime::Uniform { min, max } => min + (max - min).mul_f64(unit(rng)),
     }
 }
