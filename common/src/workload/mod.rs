@@ -137,6 +137,22 @@ pub struct StageOutcome {
     pub endpoints: Vec<EndpointStats>,
 }
 
+/// What a worker does next: an op on an object.
+struct Work {
+    op: OpKind,
+    target: Target,
+}
+
+/// The object an op is on.
+enum Target {
+    /// An object of the stage's key space, by index: the agent keeps track
+    /// of whether it exists, and the op-log writer names it from the index.
+    Index(u64),
+    /// An object outside the key space, by name and size (one listed
+    /// before the stage, one a trace names): nothing is tracked of it.
+    Key { key: String, size: u64 },
+}
+
 /// Where a worker's next op comes from.
 enum WorkSource {
     /// Each key of this agent's slice once (PUT or DELETE), skipping those
@@ -193,13 +209,8 @@ impl WorkSource {
         }
     }
 
-    /// The next (op, object index), or None when the source is used up.
-    fn next(
-        &self,
-        rng: &mut Xoshiro256PlusPlus,
-        run: &StageRun,
-        state: &KeyState,
-    ) -> Option<(OpKind, u64)> {
+    /// The next op, or None when the source is used up.
+    fn next(&self, rng: &mut Xoshiro256PlusPlus, run: &StageRun, state: &KeyState) -> Option<Work> {
         match self {
             WorkSource::Keys {
                 op,
@@ -213,7 +224,10 @@ impl WorkSource {
                 }
                 let index = u64::from(run.agent_index) + i * u64::from(run.agent_count);
                 if !skip(state, index) {
-                    return Some((*op, index));
+                    return Some(Work {
+                        op: *op,
+                        target: Target::Index(index),
+                    });
                 }
             },
             WorkSource::Mix { cumulative, picker } => {
@@ -225,7 +239,10 @@ impl WorkSource {
                 } else {
                     picker.any(rng)
                 };
-                Some((op, index))
+                Some(Work {
+                    op,
+                    target: Target::Index(index),
+                })
             }
         }
     }
@@ -549,12 +566,21 @@ impl Worker {
                 },
                 None => None,
             };
-            let Some((op, index)) = self.source.next(&mut rng, run, &self.state) else {
+            let Some(Work { op, target }) = self.source.next(&mut rng, run, &self.state) else {
                 break;
             };
             // Payloads are made before the clock starts: generating data is
             // not part of the storage latency.
-            let plan = ops::OpPlan::new(op, index, &run.stage, &run.data, &mut rng);
+            let (plan, index) = match target {
+                Target::Index(i) => (
+                    ops::OpPlan::new(op, i, &run.stage, &run.data, &mut rng),
+                    Some(i),
+                ),
+                Target::Key { key, size } => (
+                    ops::OpPlan::for_key(op, key, size, &run.stage, &run.data, &mut rng),
+                    None,
+                ),
+            };
             let issued = Mono::now();
             let started = slot.map_or(issued, |(_, at_mono)| at_mono);
             if let Some((at, _)) = slot {
@@ -590,16 +616,21 @@ impl Worker {
 
             let (done, error) = match result {
                 Ok(done) => {
-                    if op.writes() {
-                        self.state.set_created(index);
-                    } else if op == OpKind::Delete {
-                        self.state.set_present(index, false);
+                    if let Some(index) = index {
+                        if op.writes() {
+                            self.state.set_created(index);
+                        } else if op == OpKind::Delete {
+                            self.state.set_present(index, false);
+                        }
                     }
                     (done, String::new())
                 }
                 Err(e) => {
                     // Keep the agent's view of what exists honest.
-                    if e.class == ErrorClass::NotFound && op.reads_existing() {
+                    if let Some(index) = index
+                        && e.class == ErrorClass::NotFound
+                        && op.reads_existing()
+                    {
                         self.state.set_present(index, false);
                     }
                     (
@@ -693,7 +724,7 @@ impl Worker {
         batch: &mut LogBatch,
         endpoint: u16,
         op: OpKind,
-        index: u64,
+        index: Option<u64>,
         key: String,
         done: &ops::OpDone,
         error: String,
@@ -703,12 +734,14 @@ impl Worker {
     ) {
         // Keys of the key space are logged as their index (the writer
         // formats it by the key space's naming, the key the op used) and dropped
-        // here; only other keys (a list prefix, a directory) travel as text.
-        let key = if matches!(op, OpKind::List | OpKind::Mkdir | OpKind::Rmdir) {
-            EntryKey::Text(key)
-        } else {
-            debug_assert_eq!(key, self.run.stage.objects.key(index));
-            EntryKey::Index(index)
+        // here; only other keys (a list prefix, a directory, an object
+        // outside the key space) travel as text.
+        let key = match index {
+            Some(index) if !matches!(op, OpKind::List | OpKind::Mkdir | OpKind::Rmdir) => {
+                debug_assert_eq!(key, self.run.stage.objects.key(index));
+                EntryKey::Index(index)
+            }
+            _ => EntryKey::Text(key),
         };
         let entry = LogEntry {
             thread: self.id,

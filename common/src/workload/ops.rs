@@ -62,6 +62,20 @@ impl OpPlan {
             _ => objects.key(index),
         };
         let size = objects.size.size_of(data.seed, index);
+        OpPlan::for_key(op, key, size, stage, data, rng)
+    }
+
+    /// Decides the range and payload of `op` on the object `key` of `size`
+    /// bytes: an object outside the key space (one listed, one a trace
+    /// names).
+    pub fn for_key(
+        op: OpKind,
+        key: String,
+        size: u64,
+        stage: &Stage,
+        data: &DataSpec,
+        rng: &mut Xoshiro256PlusPlus,
+    ) -> OpPlan {
         let range = (op == OpKind::RangeGet).then(|| match stage.range {
             RangeSpec::Fixed { offset, length } => ByteRange { offset, length },
             RangeSpec::Random { size: len } => {
