@@ -26,4 +26,5 @@ pub mod plan;
 pub mod pools;
 pub mod store;
 pub mod topology;
+pub mod trace;
 pub mod workload;

@@ -9,7 +9,11 @@ use chorus_common::plan;
 use crate::EXIT_BAD_INPUT;
 
 pub fn validate(path: &Path) -> ExitCode {
-    match plan::load(path) {
+    let loaded = plan::load(path).map_err(|e| e.to_string()).and_then(|p| {
+        crate::run::kinds::replay::check_traces(&p, path)?;
+        Ok(p)
+    });
+    match loaded {
         Ok(p) => {
             println!(
                 "{}: valid plan `{}` with {} stage(s)",
@@ -34,6 +38,19 @@ pub fn validate(path: &Path) -> ExitCode {
                         search.to,
                         plan::format_duration(search.step),
                         search.objective
+                    );
+                }
+                if let Some(r) = &s.replay {
+                    println!(
+                        "    replay: {} at speed {}, split by {}{}",
+                        r.trace,
+                        r.speed,
+                        r.split.name(),
+                        if r.prepare {
+                            ", missing objects made first"
+                        } else {
+                            ""
+                        }
                     );
                 }
                 if let Some(steady) = &s.until {

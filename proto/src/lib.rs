@@ -83,6 +83,8 @@ pub fn encode_schedule(r: &ScheduleReport) -> pb::ScheduleReport {
         late_ops: r.late_ops,
         max_lag_ms: r.max_lag_ms,
         mean_lag_ms: r.mean_lag_ms,
+        p50_lag_ms: r.p50_lag_ms,
+        p99_lag_ms: r.p99_lag_ms,
     }
 }
 
@@ -94,6 +96,8 @@ pub fn decode_schedule(r: &pb::ScheduleReport) -> ScheduleReport {
         late_ops: r.late_ops,
         max_lag_ms: r.max_lag_ms,
         mean_lag_ms: r.mean_lag_ms,
+        p50_lag_ms: r.p50_lag_ms,
+        p99_lag_ms: r.p99_lag_ms,
     }
 }
 
@@ -176,6 +180,7 @@ pub fn encode_step(s: &StepSpec) -> pb::StageStep {
         concurrency: s.concurrency.unwrap_or(0),
         duration_ms: s.duration.map_or(0, |d| d.as_millis() as u64),
         ops: s.ops.unwrap_or(0),
+        prepares: s.prepares,
     }
 }
 
@@ -188,6 +193,7 @@ pub fn decode_step(s: &pb::StageStep) -> StepSpec {
         concurrency: (s.concurrency > 0).then_some(s.concurrency),
         duration: (s.duration_ms > 0).then(|| std::time::Duration::from_millis(s.duration_ms)),
         ops: (s.ops > 0).then_some(s.ops),
+        prepares: s.prepares,
     }
 }
 
@@ -260,6 +266,7 @@ mod tests {
             concurrency: None,
             duration: Some(std::time::Duration::from_secs(30)),
             ops: None,
+            prepares: true,
         };
         assert_eq!(decode_step(&encode_step(&s)), s);
         let whole = decode_step(&pb::StageStep::default());

@@ -33,8 +33,11 @@ pub trait StageKindExec: Send + Sync {
 pub fn for_stage(stage: &Stage) -> &'static dyn StageKindExec {
     match stage.kind {
         // A search's steps are workload steps with their load replaced.
-        StageKind::Prepare | StageKind::Workload | StageKind::Cleanup | StageKind::Search => {
-            &engine::Engine
-        }
+        // A replay is the engine's worker loop fed by the trace.
+        StageKind::Prepare
+        | StageKind::Workload
+        | StageKind::Cleanup
+        | StageKind::Search
+        | StageKind::Replay => &engine::Engine,
     }
 }

@@ -157,6 +157,9 @@ impl Plan {
             if let Some(steady) = &s.until {
                 super::search::emit_until(steady, &mut y);
             }
+            if let Some(replay) = &s.replay {
+                super::replay::emit(replay, &mut y);
+            }
             if let Pacing::Open { rate, arrivals } = s.pacing {
                 let arrivals = match arrivals {
                     Arrivals::Poisson => "poisson",

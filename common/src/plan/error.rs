@@ -387,7 +387,7 @@ stages:
         let e = with("type: workload", "type: benchmark");
         assert_eq!(
             e.hint.as_deref(),
-            Some("valid types: prepare, workload, cleanup, search")
+            Some("valid types: prepare, workload, cleanup, search, replay")
         );
     }
 

@@ -17,7 +17,7 @@ use super::error::{PlanError, hint_for};
 use super::options::StageDefaults;
 use super::units::{format_size, parse_duration, parse_size};
 use super::yaml::{self, Entry, Node, NodeKind, Pos};
-use super::{KeySpace, OpMix, Overrides, Plan, Stage, StageKind, StopCondition};
+use super::{KeySpace, OpMix, Overrides, Plan, SizeSpec, Stage, StageKind, StopCondition};
 use crate::op::OpKind;
 use crate::store::uri::TargetUri;
 
@@ -39,7 +39,7 @@ const PLAN_KEYS: [&str; 16] = [
     "balance",
     "control",
 ];
-const STAGE_KEYS: [&str; 28] = [
+const STAGE_KEYS: [&str; 29] = [
     "name",
     "type",
     "target",
@@ -66,6 +66,7 @@ const STAGE_KEYS: [&str; 28] = [
     "endpoints",
     "balance",
     "search",
+    "replay",
     "until",
     "steady",
 ];
@@ -77,7 +78,7 @@ const OBJECTS_KEYS: [&str; 6] = [
     "partition",
     "naming",
 ];
-const STAGE_TYPES: [&str; 4] = ["prepare", "workload", "cleanup", "search"];
+const STAGE_TYPES: [&str; 5] = ["prepare", "workload", "cleanup", "search", "replay"];
 
 const DEFAULT_SEED: u64 = 1;
 const DEFAULT_CONCURRENCY: u32 = 4;
@@ -458,6 +459,7 @@ impl Decoder<'_> {
             "workload" => StageKind::Workload,
             "cleanup" => StageKind::Cleanup,
             "search" => StageKind::Search,
+            "replay" => StageKind::Replay,
             other => {
                 let message = format!("unknown stage type `{other}`");
                 return Err(self
@@ -483,6 +485,11 @@ impl Decoder<'_> {
             .unwrap_or(defaults.concurrency);
         let objects = match m.get("objects") {
             Some(e) => self.objects(&e.value, p("objects"), format!("`objects` of {what}"))?,
+            // A replay's objects are those its trace names.
+            None if kind == StageKind::Replay => defaults
+                .objects
+                .clone()
+                .unwrap_or_else(replay_key_space),
             None => defaults.objects.clone().ok_or_else(|| {
                 let message =
                     format!("missing objects: {what} sets no `objects` and the plan has none");
@@ -544,9 +551,47 @@ impl Decoder<'_> {
             let pos = m.get(key).map_or(node.pos, |e| e.key_pos);
             return Err(self.err(pos, &p(key), message));
         }
+        let replay = match (m.get("replay"), kind) {
+            (Some(e), StageKind::Replay) => Some(self.replay(&m, e, &what)?),
+            (None, StageKind::Replay) => return Err(self.missing(&m, "replay")),
+            (Some(e), _) => {
+                let message = format!(
+                    "`replay` is only allowed in replay stages; {what} is a {} stage",
+                    kind.name()
+                );
+                return Err(self
+                    .err(e.key_pos, &p("replay"), message)
+                    .with_hint("set `type: replay` to replay an op-log"));
+            }
+            (None, _) => None,
+        };
+        if kind == StageKind::Replay
+            && let Some(key) = ["ops", "bytes", "rate", "arrivals", "warmup"]
+                .into_iter()
+                .find(|k| m.get(k).is_some())
+        {
+            let why = match key {
+                "rate" | "arrivals" => {
+                    "the trace's own times are the schedule (use `replay.speed`)"
+                }
+                "warmup" => "every op of a trace is replayed and counted",
+                _ => "the stage ends with its trace (`duration` may cut it short)",
+            };
+            let message = format!("`{key}` is not allowed in replay stages: {why}");
+            let pos = m.get(key).map_or(node.pos, |e| e.key_pos);
+            return Err(self.err(pos, &p(key), message));
+        }
         let until = self.until(&m, &what, kind, stop.duration.is_some())?;
         let o = self.stage_options(&m, &what, kind, &defaults.stage)?;
         let (ramp, think) = self.ramp_think(&m, &what, kind, &o.pacing, &stop)?;
+        if kind == StageKind::Replay
+            && o.verify
+            && let Some(e) = m.get("verify")
+        {
+            let message = "`verify` is not allowed in replay stages: a trace's reads were of \
+                           bytes Chorus may not have written";
+            return Err(self.err(e.value.pos, &p("verify"), message));
+        }
         // Endpoints replace a network backend's endpoint; a local target
         // has none to replace.
         if !o.endpoints.is_empty()
@@ -584,6 +629,7 @@ impl Decoder<'_> {
             balance: o.balance,
             search,
             until,
+            replay,
         })
     }
 }
@@ -632,3 +678,17 @@ impl Plan {
 
 #[cfg(test)]
 mod tests;
+
+/// The key space of a replay stage that names none: a placeholder (a
+/// replay's ops name their objects), which the canonical plan writes out
+/// and loads back like any other.
+fn replay_key_space() -> KeySpace {
+    KeySpace {
+        prefix: DEFAULT_PREFIX.into(),
+        count: 1,
+        size: SizeSpec::Fixed(0),
+        naming: Default::default(),
+        distribution: Default::default(),
+        partition: Default::default(),
+    }
+}

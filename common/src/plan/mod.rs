@@ -12,6 +12,7 @@ mod error;
 mod load;
 mod options;
 mod ramp;
+mod replay;
 mod search;
 mod sizes;
 mod step;
@@ -26,6 +27,7 @@ use crate::op::OpKind;
 pub use error::PlanError;
 pub use load::{load, parse};
 pub use ramp::ThinkTime;
+pub use replay::{MAX_REMAP_ENTRIES, ReplayPhase, ReplaySpec, ReplaySplit};
 pub use search::{
     Objective, STEADY_PERCENTILES, SearchSpec, SteadySpec, Vary, percent, percentile_name,
 };
@@ -175,6 +177,8 @@ pub enum StageKind {
     /// Runs the op mix in load steps to find the highest load that meets
     /// an objective (`search:`; the controller chooses each step).
     Search,
+    /// Re-issues a recorded op-log's ops on its schedule (`replay:`).
+    Replay,
 }
 
 impl StageKind {
@@ -184,6 +188,7 @@ impl StageKind {
             StageKind::Workload => "workload",
             StageKind::Cleanup => "cleanup",
             StageKind::Search => "search",
+            StageKind::Replay => "replay",
         }
     }
 }
@@ -243,6 +248,9 @@ pub struct Stage {
     /// `until: steady`: a workload stage that ends once its figures
     /// settle, at its `duration` at the latest.
     pub until: Option<SteadySpec>,
+    /// A replay stage's trace and settings (`Some` exactly for
+    /// [`StageKind::Replay`]).
+    pub replay: Option<ReplaySpec>,
 }
 
 impl Stage {
@@ -258,7 +266,8 @@ impl Stage {
     /// where that difference shows (local files are written in place).
     pub fn removes_objects(&self) -> bool {
         match self.kind {
-            StageKind::Cleanup => true,
+            // A trace may delete anything it names.
+            StageKind::Cleanup | StageKind::Replay => true,
             StageKind::Prepare => false,
             StageKind::Workload | StageKind::Search => self
                 .mix

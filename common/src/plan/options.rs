@@ -64,7 +64,7 @@ pub(super) struct StageOptions {
 pub(super) const DEFAULT_PART_SIZE: u64 = 8 << 20;
 
 impl Decoder<'_> {
-    fn boolean(&self, e: &Entry, path: &str) -> Result<bool, PlanError> {
+    pub(super) fn boolean(&self, e: &Entry, path: &str) -> Result<bool, PlanError> {
         match &e.value.kind {
             NodeKind::Scalar { text, plain: true } if text == "true" => Ok(true),
             NodeKind::Scalar { text, plain: true } if text == "false" => Ok(false),
@@ -91,6 +91,10 @@ impl Decoder<'_> {
         };
         match text.parse::<f64>() {
             Ok(v) if v.is_finite() && v >= min && (!positive || v > 0.0) => Ok(v),
+            Ok(v) if v.is_finite() && positive && min == 0.0 => {
+                let message = format!("`{}` must be a positive number, got {text}", e.key);
+                Err(self.err(e.value.pos, path, message))
+            }
             Ok(v) if v.is_finite() => {
                 let message = format!("`{}` must be at least {min}, got {text}", e.key);
                 Err(self.err(e.value.pos, path, message))

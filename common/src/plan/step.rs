@@ -28,6 +28,9 @@ pub struct StepSpec {
     pub duration: Option<Duration>,
     /// Stop after this many ops over all agents.
     pub ops: Option<u64>,
+    /// The step makes what the stage's load needs rather than running it:
+    /// for a replay, the objects its trace reads before writing them.
+    pub prepares: bool,
 }
 
 impl Stage {
@@ -43,6 +46,11 @@ impl Stage {
                 (Pacing::Closed, None) => Default::default(),
             };
             s.pacing = Pacing::Open { rate, arrivals };
+        }
+        if step.prepares
+            && let Some(r) = &mut s.replay
+        {
+            r.phase = super::ReplayPhase::Prepare;
         }
         if let Some(c) = step.concurrency {
             s.concurrency = c;
@@ -87,6 +95,7 @@ mod tests {
             concurrency: Some(8),
             duration: None,
             ops: Some(1000),
+            prepares: false,
         });
         assert_eq!(step.concurrency, 8);
         assert!(matches!(step.pacing, Pacing::Open { rate, .. } if rate == 500.0));

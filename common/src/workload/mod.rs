@@ -21,6 +21,7 @@ mod live;
 mod ops;
 pub mod pacer;
 mod pacing;
+pub mod replay;
 #[cfg(test)]
 mod tests;
 
@@ -38,10 +39,10 @@ use crate::metrics::{LATENCY_HIGHEST_NS, StageMetrics};
 use crate::op::OpKind;
 use crate::oplog::writer::SEND_BATCH_RECORDS;
 use crate::oplog::{EntryKey, LogBatch, LogContext, LogEntry, OpLogSender};
-use crate::plan::{Pacing, Stage, StageKind};
+use crate::plan::{Pacing, ReplayPhase, Stage, StageKind};
 use crate::pools::Pools;
 use crate::store::multi::{EndpointStats, MultiStore};
-use crate::store::{ErrorClass, ObjectStore};
+use crate::store::{ByteRange, ErrorClass, ObjectStore};
 
 pub use budget::{Budget, HeldOps, share};
 pub use keys::{KeyPicker, KeyState};
@@ -50,6 +51,7 @@ pub use live::{LIVE_FLUSH, LagTaken, LiveCounters, live_histogram};
 pub use ops::{LIST_PAGE_ENTRIES, timed};
 pub use pacer::{Pacer, PacerTuning};
 pub use pacing::{OpenLoop, Schedule};
+pub use replay::ReplayFeed;
 
 /// An open-loop op that starts later than this after its scheduled time is
 /// counted as late.
@@ -106,6 +108,12 @@ pub struct ScheduleReport {
     pub late_ops: u64,
     pub max_lag_ms: f64,
     pub mean_lag_ms: f64,
+    /// Median and 99th percentile of how late ops started (this agent's;
+    /// every agent's p99 under a bound puts the cluster's under it too).
+    #[serde(default)]
+    pub p50_lag_ms: f64,
+    #[serde(default)]
+    pub p99_lag_ms: f64,
 }
 
 /// What one agent did in one stage.
@@ -141,6 +149,9 @@ pub struct StageOutcome {
 struct Work {
     op: OpKind,
     target: Target,
+    /// When the op is due, after the stage's start (a replay's ops);
+    /// `None`: as soon as a worker takes it (or at its open-loop slot).
+    due: Option<Duration>,
 }
 
 /// The object an op is on.
@@ -150,7 +161,12 @@ enum Target {
     Index(u64),
     /// An object outside the key space, by name and size (one listed
     /// before the stage, one a trace names): nothing is tracked of it.
-    Key { key: String, size: u64 },
+    /// `range`: the range a `range_get` reads (else the stage's choice).
+    Key {
+        key: String,
+        size: u64,
+        range: Option<ByteRange>,
+    },
 }
 
 /// Where a worker's next op comes from.
@@ -168,10 +184,16 @@ enum WorkSource {
         cumulative: Vec<(u64, OpKind)>,
         picker: KeyPicker,
     },
+    /// A trace's ops, this agent's share, each due at its time (run
+    /// phase, with the pacer that wakes workers then) or at once (prepare).
+    Replay {
+        feed: ReplayFeed,
+        pacer: Option<Pacer>,
+    },
 }
 
 impl WorkSource {
-    fn for_stage(run: &StageRun) -> WorkSource {
+    fn for_stage(run: &StageRun) -> anyhow::Result<WorkSource> {
         let stage = &run.stage;
         let count = stage.objects.count;
         // Keys are dealt round-robin: agent i owns indexes i, i+n, i+2n, …
@@ -182,9 +204,32 @@ impl WorkSource {
             slice_len,
             skip,
         };
-        match stage.kind {
+        Ok(match stage.kind {
             StageKind::Prepare if stage.overwrite => keys(OpKind::Put, |_, _| false),
             StageKind::Prepare => keys(OpKind::Put, |s, i| s.is_present(i)),
+            StageKind::Replay => {
+                let replay = stage.replay.as_ref().ok_or_else(|| {
+                    anyhow::anyhow!("stage `{}` has no `replay` settings", stage.name)
+                })?;
+                let share = replay::Share {
+                    index: run.agent_index,
+                    count: run.agent_count,
+                };
+                let feed = ReplayFeed::start(
+                    std::path::Path::new(&replay.trace),
+                    stage,
+                    share,
+                    run.stop.clone(),
+                )?;
+                let pacer =
+                    match replay.phase {
+                        ReplayPhase::Prepare => None,
+                        ReplayPhase::Run => Some(Pacer::start(run.stop.clone()).map_err(|e| {
+                            anyhow::anyhow!("starting the replay's pacer thread: {e}")
+                        })?),
+                    };
+                WorkSource::Replay { feed, pacer }
+            }
             // What the run created: present now, and not there before.
             StageKind::Cleanup => keys(OpKind::Delete, |s, i| {
                 !s.is_present(i) || s.is_preexisting(i)
@@ -206,7 +251,7 @@ impl WorkSource {
                     picker: KeyPicker::new(&stage.objects, run.agent_index, run.agent_count),
                 }
             }
-        }
+        })
     }
 
     /// The next op, or None when the source is used up.
@@ -227,6 +272,7 @@ impl WorkSource {
                     return Some(Work {
                         op: *op,
                         target: Target::Index(index),
+                        due: None,
                     });
                 }
             },
@@ -242,6 +288,21 @@ impl WorkSource {
                 Some(Work {
                     op,
                     target: Target::Index(index),
+                    due: None,
+                })
+            }
+            WorkSource::Replay { feed, .. } => {
+                let op = feed.next()?;
+                Some(Work {
+                    op: op.op,
+                    target: Target::Key {
+                        key: op.key,
+                        size: op.size,
+                        range: op.range,
+                    },
+                    due: (op.due_ns > 0
+                        || matches!(self, WorkSource::Replay { pacer: Some(_), .. }))
+                    .then(|| Duration::from_nanos(op.due_ns)),
                 })
             }
         }
@@ -318,6 +379,10 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
         .take()
         .filter(|s| s.count() == run.stage.objects.count);
     let state = match (run.stage.kind, prior) {
+        // A replay's objects are those its trace names: no listing.
+        (StageKind::Replay, prior) => {
+            prior.unwrap_or_else(|| Arc::new(KeyState::new(run.stage.objects.count)))
+        }
         // Cleanup looks once at what exists now (other agents of a shared
         // key space wrote too) and keeps the session's record of what was
         // there before the run; with no such record (a cleanup-only plan)
@@ -337,7 +402,7 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
         }
     };
     let run = Arc::new(run);
-    let source = Arc::new(WorkSource::for_stage(&run));
+    let source = Arc::new(WorkSource::for_stage(&run)?);
     let budget = Arc::new(Budget::for_agent(
         &run.stage.stop,
         run.agent_index,
@@ -415,7 +480,41 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
     for w in workers {
         total.merge(w.await??);
     }
-    let schedule = open.map(|o| {
+    if let WorkSource::Replay { feed, .. } = &*source
+        && let Some(e) = feed.error()
+    {
+        // What was replayed is logged; the stage still fails, saying where.
+        anyhow::bail!("replaying stage `{}`: {e}", run.stage.name);
+    }
+    let lag_ms = |q: f64| {
+        total
+            .lags
+            .as_ref()
+            .map_or(0.0, |h| h.value_at_quantile(q) as f64 / 1e6)
+    };
+    let (p50_lag_ms, p99_lag_ms) = (lag_ms(0.5), lag_ms(0.99));
+    let replayed = matches!(&*source, WorkSource::Replay { pacer: Some(_), .. });
+    let schedule = if replayed {
+        // The trace's own rate over its span, against the rate issued.
+        let rate = |t: Option<Instant>| {
+            t.map(|t| t.duration_since(run.start_at).as_secs_f64())
+                .filter(|s| *s > 0.0)
+                .map_or(0.0, |s| total.scheduled as f64 / s)
+        };
+        Some(ScheduleReport {
+            target_rate: rate(total.last_slot),
+            achieved_rate: rate(total.last_issued.max(total.last_slot)),
+            ops: total.scheduled,
+            late_ops: total.late,
+            max_lag_ms: total.max_lag.as_secs_f64() * 1e3,
+            mean_lag_ms: total.sum_lag.as_secs_f64() * 1e3 / total.scheduled.max(1) as f64,
+            p50_lag_ms,
+            p99_lag_ms,
+        })
+    } else {
+        None
+    };
+    let schedule = schedule.or(open.map(|o| {
         let s = &o.schedule;
         // Over when ops were really issued: behind schedule, the slots only
         // advance as fast as workers take them, so they would echo the target.
@@ -433,8 +532,10 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
             late_ops: total.late,
             max_lag_ms: total.max_lag.as_secs_f64() * 1e3,
             mean_lag_ms: total.sum_lag.as_secs_f64() * 1e3 / total.scheduled.max(1) as f64,
+            p50_lag_ms,
+            p99_lag_ms,
         }
-    });
+    }));
     Ok(StageOutcome {
         records: idx.load(Ordering::Relaxed),
         stopped_early: run.stop.load(Ordering::Relaxed),
@@ -457,6 +558,13 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
     })
 }
 
+/// A histogram of start lags: 1 ns to the engine's highest latency.
+fn lag_histogram() -> hdrhistogram::Histogram<u64> {
+    // Constant, valid bounds: cannot fail at run time.
+    hdrhistogram::Histogram::new_with_bounds(1, LATENCY_HIGHEST_NS, 2)
+        .expect("constant bounds are valid")
+}
+
 /// The earlier of two optional times.
 fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
@@ -477,6 +585,8 @@ struct WorkerOutcome {
     late: u64,
     max_lag: Duration,
     sum_lag: Duration,
+    /// How late each scheduled op started, ns (made at the first).
+    lags: Option<hdrhistogram::Histogram<u64>>,
     last_slot: Option<Instant>,
     /// When the last scheduled op was really issued (later than its slot
     /// when the run fell behind).
@@ -495,6 +605,13 @@ impl WorkerOutcome {
         self.late += o.late;
         self.max_lag = self.max_lag.max(o.max_lag);
         self.sum_lag += o.sum_lag;
+        match (&mut self.lags, o.lags) {
+            (Some(a), Some(b)) => {
+                let _ = a.add(&b);
+            }
+            (a @ None, b) => *a = b,
+            _ => {}
+        }
         self.last_slot = self.last_slot.max(o.last_slot);
         self.last_issued = self.last_issued.max(o.last_issued);
     }
@@ -566,8 +683,23 @@ impl Worker {
                 },
                 None => None,
             };
-            let Some(Work { op, target }) = self.source.next(&mut rng, run, &self.state) else {
+            let Some(Work { op, target, due }) = self.source.next(&mut rng, run, &self.state)
+            else {
                 break;
+            };
+            // A replayed op waits for its time; its latency counts from it.
+            let slot = match (due, &*self.source) {
+                (Some(due), WorkSource::Replay { pacer: Some(p), .. }) => {
+                    let at = run.start_at + due;
+                    let at_mono = Mono::from_instant(at);
+                    if self.budget.deadline().is_some_and(|d| at_mono >= d)
+                        || !p.wait_until(at).await
+                    {
+                        break;
+                    }
+                    Some((at, at_mono))
+                }
+                _ => slot,
             };
             // Payloads are made before the clock starts: generating data is
             // not part of the storage latency.
@@ -576,10 +708,14 @@ impl Worker {
                     ops::OpPlan::new(op, i, &run.stage, &run.data, &mut rng),
                     Some(i),
                 ),
-                Target::Key { key, size } => (
-                    ops::OpPlan::for_key(op, key, size, &run.stage, &run.data, &mut rng),
-                    None,
-                ),
+                Target::Key { key, size, range } => {
+                    let mut plan =
+                        ops::OpPlan::for_key(op, key, size, &run.stage, &run.data, &mut rng);
+                    if range.is_some() {
+                        plan.range = range;
+                    }
+                    (plan, None)
+                }
             };
             let issued = Mono::now();
             let started = slot.map_or(issued, |(_, at_mono)| at_mono);
@@ -589,6 +725,9 @@ impl Worker {
                 out.late += u64::from(lag > LATE_AFTER);
                 out.max_lag = out.max_lag.max(lag);
                 out.sum_lag += lag;
+                out.lags
+                    .get_or_insert_with(lag_histogram)
+                    .saturating_record((lag.as_nanos() as u64).max(1));
                 out.last_slot = out.last_slot.max(Some(at));
                 out.last_issued = out.last_issued.max(Some(at + lag));
                 live.lag(lag);

@@ -118,6 +118,7 @@ fn load_plan(args: &RunArgs) -> Result<Plan, RunError> {
         concurrency: args.concurrency,
     };
     plan.apply_overrides(&overrides).map_err(RunError::Input)?;
+    kinds::replay::check_traces(&plan, &args.plan).map_err(RunError::Input)?;
     Ok(plan)
 }
 

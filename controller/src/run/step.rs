@@ -138,6 +138,11 @@ fn record(
         metrics,
         client_bound,
         ended_early: meta.ended_early.clone(),
+        schedules: meta
+            .agents
+            .iter()
+            .filter_map(|a| a.schedule.clone())
+            .collect(),
     };
     run.meta.stages.push(meta);
     run.outputs.push(StageOutput {

@@ -23,6 +23,7 @@
 //! `docs/plan.md`; nothing in the sequence loop. See docs/ARCHITECTURE.md.
 
 mod engine;
+pub mod replay;
 #[cfg(test)]
 mod runs;
 pub mod search;
@@ -78,6 +79,8 @@ pub struct StepResult {
     pub client_bound: Vec<String>,
     /// Why the step ended before its limits, if it did.
     pub ended_early: Option<String>,
+    /// How each agent kept to its schedule (open loop, replay).
+    pub schedules: Vec<chorus_common::workload::ScheduleReport>,
 }
 
 /// A kind's answer to a live second.
@@ -125,6 +128,8 @@ pub struct Verdict {
     pub search: Option<search::SearchReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steady: Option<steady::SteadyReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<replay::ReplayReport>,
 }
 
 /// Picks the driver of a stage; the run takes one so tests can add kinds
@@ -136,6 +141,10 @@ pub fn for_stage(stage: &Stage) -> Box<dyn StageKind> {
     match (stage.kind, &stage.search, &stage.until) {
         (PlanKind::Search, Some(spec), _) => Box::new(search::Search::new(spec.clone(), stage)),
         (PlanKind::Workload, _, Some(spec)) => Box::new(steady::Steady::new(spec.clone(), stage)),
+        (PlanKind::Replay, _, _) => match &stage.replay {
+            Some(spec) => Box::new(replay::Replay::new(spec.clone())),
+            None => Box::new(engine::Engine),
+        },
         _ => Box::new(engine::Engine),
     }
 }

@@ -393,6 +393,7 @@ impl StageKind for Search {
             concurrency,
             duration: Some(self.settle + self.spec.step),
             ops: None,
+            prepares: false,
         }))
     }
 
@@ -460,6 +461,7 @@ impl StageKind for Search {
             text,
             search: Some(report),
             steady: None,
+            replay: None,
         })
     }
 }
@@ -494,6 +496,7 @@ mod tests {
             metrics,
             client_bound: Vec::new(),
             ended_early: None,
+            schedules: Vec::new(),
         }
     }
 

@@ -198,6 +198,7 @@ impl StageKind for Steady {
             text,
             search: None,
             steady: Some(r),
+            replay: None,
         })
     }
 }
