@@ -22,13 +22,17 @@ pub fn validate(path: &Path) -> ExitCode {
                 p.stages.len()
             );
             for s in &p.stages {
+                let objects = match s.kind {
+                    // A replay's objects are its trace's.
+                    plan::StageKind::Replay => String::new(),
+                    _ => format!(", {} objects", s.objects.count),
+                };
                 println!(
-                    "  {} ({}): target {}, {} workers per agent, {} objects",
+                    "  {} ({}): target {}, {} workers per agent{objects}",
                     s.name,
                     s.kind.name(),
                     s.target,
                     s.concurrency,
-                    s.objects.count
                 );
                 if let Some(search) = &s.search {
                     println!(

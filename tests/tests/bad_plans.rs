@@ -149,7 +149,13 @@ fn every_example_plan_is_valid() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
-            let out = controller(&["validate", path.to_str().unwrap()]);
+            // From the repository's root, as the README runs them: an
+            // example's trace path is relative to it.
+            let out = std::process::Command::new(chorus_tests::bin("controller"))
+                .args(["validate", path.to_str().unwrap()])
+                .current_dir(repo_root())
+                .output()
+                .unwrap();
             assert!(
                 out.status.success(),
                 "{}: {}",

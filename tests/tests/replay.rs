@@ -124,8 +124,12 @@ fn a_recorded_run_replays_with_the_same_ops_on_its_schedule() {
     // The same ops per kind, the same bytes, and none failed: every object
     // the trace read was there.
     assert_eq!(
-        got.iter().map(|(k, v)| (k.clone(), (v.0, v.1))).collect::<Vec<_>>(),
-        want.iter().map(|(k, v)| (k.clone(), (v.0, v.1))).collect::<Vec<_>>()
+        got.iter()
+            .map(|(k, v)| (k.clone(), (v.0, v.1)))
+            .collect::<Vec<_>>(),
+        want.iter()
+            .map(|(k, v)| (k.clone(), (v.0, v.1)))
+            .collect::<Vec<_>>()
     );
     assert!(got.values().all(|v| v.2 == 0), "errors: {got:?}");
     // Keys renamed; what was made first is what the trace read before
@@ -134,7 +138,10 @@ fn a_recorded_run_replays_with_the_same_ops_on_its_schedule() {
     assert!(replayed.rows.iter().all(|r| r[file].starts_with("rep/")));
     let made = per_kind(&replayed, "again/prepare");
     assert!(made.keys().eq(["PUT"]), "prepare: {made:?}");
-    assert!(made["PUT"].0 > 100 && made["PUT"].0 <= 300, "prepare: {made:?}");
+    assert!(
+        made["PUT"].0 > 100 && made["PUT"].0 <= 300,
+        "prepare: {made:?}"
+    );
 
     // The verdict: side by side, and each op close to its time.
     let meta = read_json(&run_dir.join("run.json"));
@@ -153,7 +160,10 @@ fn a_recorded_run_replays_with_the_same_ops_on_its_schedule() {
     ok(&out);
     let fast_tl = Tsv::read_zst(&only_run_dir(&results).join("timeline.tsv.zst"));
     let ratio = span(&fast_tl, "again") as f64 / span(&recorded, "mixed") as f64;
-    assert!((0.45..0.55).contains(&ratio), "span ratio at speed 2: {ratio}");
+    assert!(
+        (0.45..0.55).contains(&ratio),
+        "span ratio at speed 2: {ratio}"
+    );
     assert_eq!(per_kind(&fast_tl, "again").len(), want.len());
 }
 
@@ -163,7 +173,8 @@ fn a_damaged_trace_is_a_located_error_before_anything_runs() {
     let dir = tmp.path();
     let trace = dir.join("bad.tsv");
     let header = "idx\tthread\top\tclient_id\tn_objects\tbytes\tendpoint\tfile\terror\tstart\tfirst_byte\tend\tduration_ns";
-    let good = "0\t0\tGET\tc1\t1\t10\te\tk\t\t2026-01-01T00:00:00Z\t\t2026-01-01T00:00:00.001Z\t1000000";
+    let good =
+        "0\t0\tGET\tc1\t1\t10\te\tk\t\t2026-01-01T00:00:00Z\t\t2026-01-01T00:00:00.001Z\t1000000";
     let bad = "1\t0\tGET\tc1\t1\t10\te\tk\t\tyesterday\t\t2026-01-01T00:00:00.001Z\t1000000";
     std::fs::write(&trace, format!("{header}\n{good}\n{bad}\n")).unwrap();
     let plan = format!(
