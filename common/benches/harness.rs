@@ -285,6 +285,7 @@ fn synthetic_batches(records: u64) -> Vec<LogBatch> {
                     start_ns,
                     first_byte_ns: (op == OpKind::Get).then_some(start_ns + 120),
                     end_ns,
+                    lag_ns: None,
                     key: EntryKey::Index((r >> 32) % 1000),
                     error: String::new(),
                 },

@@ -152,7 +152,7 @@ fn format_line(buf: &mut String, args: &GenOplogArgs, idx: u64, p: &Pending, r: 
     format_rfc3339_ns(p.end_ns, buf);
     let _ = std::fmt::Write::write_fmt(
         buf,
-        format_args!("\t{}\tbench\t0\t0\n", p.end_ns - p.start_ns),
+        format_args!("\t{}\tbench\t0\t0\t\n", p.end_ns - p.start_ns),
     );
 }
 

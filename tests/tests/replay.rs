@@ -143,7 +143,18 @@ fn a_recorded_run_replays_with_the_same_ops_on_its_schedule() {
         "prepare: {made:?}"
     );
 
-    // The verdict: side by side, and each op close to its time.
+    // Each replayed op logs how late it started: p99 under the bound.
+    let (st, lag_col) = (replayed.col("stage"), replayed.col("lag_ns"));
+    let mut lags: Vec<u64> = replayed
+        .rows
+        .iter()
+        .filter(|r| r[st] == "again/replay")
+        .map(|r| r[lag_col].parse().expect("every replayed op has a lag"))
+        .collect();
+    lags.sort_unstable();
+    let p99_ms = lags[lags.len() * 99 / 100] as f64 / 1e6;
+    assert!(p99_ms < LAG_P99_BOUND_MS, "start lag p99 {p99_ms} ms");
+    // The verdict: side by side, with the agents' lag figures.
     let meta = read_json(&run_dir.join("run.json"));
     let v = &meta["verdicts"][0]["replay"];
     assert_eq!(v["trace_ops"], v["replay_ops"], "{v}");

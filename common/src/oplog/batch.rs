@@ -70,6 +70,8 @@ pub struct LogEntry {
     pub start_ns: i64,
     pub first_byte_ns: Option<i64>,
     pub end_ns: i64,
+    /// How late a scheduled op was issued (see [`OpRecord::lag_ns`]).
+    pub lag_ns: Option<u64>,
     pub key: EntryKey,
     /// Empty when the op succeeded; otherwise `class: message`.
     pub error: String,
@@ -78,7 +80,7 @@ pub struct LogEntry {
 /// Up to [`super::writer::SEND_BATCH_RECORDS`] entries of one worker, sent
 /// to the writer as one channel message; their `idx` are consecutive.
 ///
-/// Entries are kept as 56-byte slots (under one cache line: this memory
+/// Entries are kept as 64-byte slots (one cache line: this memory
 /// is written on the worker's core and read on the writer's), with the rare
 /// strings (text keys, errors) in side tables.
 #[derive(Debug)]
@@ -112,6 +114,8 @@ pub(crate) struct Slot {
     pub(crate) bytes: u64,
     /// The object index of an [`EntryKey::Index`] key.
     pub(crate) key: u64,
+    /// [`NO_LAG`] for an op without a schedule.
+    pub(crate) lag_ns: u64,
     pub(crate) thread: u32,
     pub(crate) retries: u32,
     pub(crate) n_objects: u32,
@@ -122,8 +126,11 @@ pub(crate) struct Slot {
 }
 
 // One slot per op crosses from the worker's core to the writer's: keep it
-// under a cache line.
-const _: () = assert!(std::mem::size_of::<Slot>() == 56);
+// to a cache line.
+const _: () = assert!(std::mem::size_of::<Slot>() == 64);
+
+/// `lag_ns` of a [`Slot`] when the op had no schedule.
+pub(crate) const NO_LAG: u64 = u64::MAX;
 
 /// `first_byte_ns` of a [`Slot`] when there is none.
 pub(crate) const NO_TIME: i64 = i64::MIN;
@@ -214,6 +221,7 @@ impl LogBatch {
             first_byte_ns: entry.first_byte_ns.unwrap_or(NO_TIME),
             bytes: entry.bytes,
             key,
+            lag_ns: entry.lag_ns.unwrap_or(NO_LAG),
             thread: entry.thread,
             retries: entry.retries,
             n_objects: entry.n_objects,
@@ -277,6 +285,7 @@ impl LogBatch {
                 stage: text(&ctx.stage),
                 warmup: e.flags & WARMUP != 0,
                 retries: e.retries,
+                lag_ns: (e.lag_ns != NO_LAG).then_some(e.lag_ns),
             })
             .collect()
     }

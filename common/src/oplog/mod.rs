@@ -73,6 +73,7 @@ pub(crate) mod test_util {
             stage: "load".to_string(),
             warmup: n.is_multiple_of(7),
             retries: (n % 3) as u32,
+            lag_ns: n.is_multiple_of(5).then_some(n * 1_000),
         }
     }
 }

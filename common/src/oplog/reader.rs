@@ -48,6 +48,7 @@ const C_DURATION_NS: usize = 12;
 const C_STAGE: usize = 13;
 const C_WARMUP: usize = 14;
 const C_RETRIES: usize = 15;
+const C_LAG_NS: usize = 16;
 
 /// Go's zero `time.Time` as warp writes it for an unknown first byte.
 const GO_ZERO_TIME_PREFIX: &str = "0001-01-01T00:00:00";
@@ -397,6 +398,13 @@ impl Columns {
                     .parse()
                     .map_err(|_| format!("bad number in column `retries`: `{r}`"))?,
             },
+            lag_ns: match vals[C_LAG_NS].trim() {
+                "" => None,
+                l => Some(
+                    l.parse()
+                        .map_err(|_| format!("bad number in column `lag_ns`: `{l}`"))?,
+                ),
+            },
         })
     }
 }
@@ -497,7 +505,7 @@ mod tests {
         for n in 0..3 {
             record(n, "a").write_tsv(&mut text);
         }
-        text.push_str("3\t0\tGET\ta\t1\tlots\tep\tk\t\t2026-11-23T21:56:45Z\t\t2026-11-23T21:56:46Z\t1\tload\t0\t0\n");
+        text.push_str("3\t0\tGET\ta\t1\tlots\tep\tk\t\t2026-11-23T21:56:45Z\t\t2026-11-23T21:56:46Z\t1\tload\t0\t0\t\n");
         record(4, "a").write_tsv(&mut text);
         std::fs::write(&path, text).unwrap();
 

@@ -1,15 +1,16 @@
 //! One op-log record: the columns of warp and s3dlio op-logs, plus ours at
 //! the end.
 
-use super::batch::{FAILED, LogBatch, NO_TIME, TEXT_KEY, WARMUP};
+use super::batch::{FAILED, LogBatch, NO_LAG, NO_TIME, TEXT_KEY, WARMUP};
 use crate::clock::format_rfc3339_ns;
 use crate::op::OpKind;
 use std::cell::RefCell;
 
 /// The header line of every op-log and timeline, in column order. The first
-/// thirteen columns are those of warp and s3dlio; `stage`, `warmup` and
-/// `retries` are ours and come last so their readers ignore them.
-pub const HEADER: [&str; 16] = [
+/// thirteen columns are those of warp and s3dlio; `stage`, `warmup`,
+/// `retries` and `lag_ns` are ours and come last so their readers ignore
+/// them.
+pub const HEADER: [&str; 17] = [
     "idx",
     "thread",
     "op",
@@ -26,6 +27,7 @@ pub const HEADER: [&str; 16] = [
     "stage",
     "warmup",
     "retries",
+    "lag_ns",
 ];
 
 /// Longest string field written, in bytes; longer ones (a store's HTML
@@ -61,6 +63,9 @@ pub struct OpRecord {
     pub warmup: bool,
     /// Attempts after the first; the times span all attempts.
     pub retries: u32,
+    /// An op with a schedule (open loop, replay): how long after its
+    /// scheduled start (its `start`) it was issued; `None` in closed loop.
+    pub lag_ns: Option<u64>,
 }
 
 impl OpRecord {
@@ -208,11 +213,15 @@ impl LineFormatter {
         out.push(b'\t');
     }
 
-    /// `warmup`, `retries` and the newline.
+    /// `warmup`, `retries`, `lag_ns` and the newline.
     #[inline]
-    fn tail(&mut self, warmup: bool, retries: u32, out: &mut Vec<u8>) {
+    fn tail(&mut self, warmup: bool, retries: u32, lag_ns: Option<u64>, out: &mut Vec<u8>) {
         out.extend_from_slice(if warmup { b"\t1\t" } else { b"\t0\t" });
         self.int(retries, out);
+        out.push(b'\t');
+        if let Some(lag) = lag_ns {
+            self.int(lag, out);
+        }
         out.push(b'\n');
     }
 
@@ -238,7 +247,7 @@ impl LineFormatter {
         out.push(b'\t');
         self.times(r.start_ns, r.first_byte_ns, r.end_ns, out);
         push_field(out, &r.stage);
-        self.tail(r.warmup, r.retries, out);
+        self.tail(r.warmup, r.retries, r.lag_ns, out);
     }
 
     /// Every entry of `batch` as TSV lines, in batch order: byte for byte
@@ -287,7 +296,8 @@ impl LineFormatter {
         let first_byte = (e.first_byte_ns != NO_TIME).then_some(e.first_byte_ns);
         self.times(e.start_ns, first_byte, e.end_ns, out);
         out.extend_from_slice(&ctx.stage);
-        self.tail(e.flags & WARMUP != 0, e.retries, out);
+        let lag = (e.lag_ns != NO_LAG).then_some(e.lag_ns);
+        self.tail(e.flags & WARMUP != 0, e.retries, lag, out);
     }
 }
 
@@ -398,6 +408,7 @@ mod tests {
             start_ns,
             first_byte_ns: (!n.is_multiple_of(3)).then_some(start_ns + 400),
             end_ns: start_ns + 1_000 + n as i64,
+            lag_ns: n.is_multiple_of(2).then_some(n * 31),
             key: match n % 4 {
                 0 => EntryKey::Text(format!("list/prefix\t{n}/")),
                 1 => EntryKey::Index(123_456_789 + n),
@@ -472,7 +483,7 @@ mod tests {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             r.idx,
             r.thread,
             r.op.log_name(),
@@ -488,7 +499,8 @@ mod tests {
             r.duration_ns(),
             field(&r.stage),
             u8::from(r.warmup),
-            r.retries
+            r.retries,
+            r.lag_ns.map(|l| l.to_string()).unwrap_or_default()
         );
         out
     }

@@ -616,6 +616,7 @@ mod tests {
                     start_ns: start,
                     first_byte_ns: (i % 2 == 0).then_some(start + 100),
                     end_ns: start + 500,
+                    lag_ns: (i % 3 == 0).then_some(i * 7),
                     key: if i % 13 == 0 {
                         EntryKey::Text("some/prefix/".to_string())
                     } else {

@@ -719,6 +719,8 @@ impl Worker {
             };
             let issued = Mono::now();
             let started = slot.map_or(issued, |(_, at_mono)| at_mono);
+            // How late a scheduled op was issued: logged with it.
+            let lag_ns = slot.map(|_| issued.ns_since(started));
             if let Some((at, _)) = slot {
                 let lag = Duration::from_nanos(issued.ns_since(started));
                 out.scheduled += 1;
@@ -818,7 +820,7 @@ impl Worker {
             }
             out.last_end_ns = out.last_end_ns.max(end_ns);
             if let Some(log) = &run.oplog {
-                let times = (start_ns, end_ns);
+                let times = (start_ns, end_ns, lag_ns);
                 self.log_op(
                     &mut batch, endpoint, op, index, plan.key, &done, error, times, retries, warmup,
                 );
@@ -867,7 +869,7 @@ impl Worker {
         key: String,
         done: &ops::OpDone,
         error: String,
-        (start_ns, end_ns): (i64, i64),
+        (start_ns, end_ns, lag_ns): (i64, i64, Option<u64>),
         retries: u32,
         warmup: bool,
     ) {
@@ -892,6 +894,7 @@ impl Worker {
             start_ns,
             first_byte_ns: done.first_byte.map(|t| self.anchor.wall_ns_at(t)),
             end_ns,
+            lag_ns,
             key,
             error,
         };

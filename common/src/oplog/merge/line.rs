@@ -32,6 +32,7 @@ const F_END: usize = 11;
 const F_DURATION_NS: usize = 12;
 const F_WARMUP: usize = 14;
 const F_RETRIES: usize = 15;
+const F_LAG_NS: usize = 16;
 
 /// Length of a canonical time, `2026-11-23T21:56:45.123456789Z`.
 const TIME_LEN: usize = 30;
@@ -364,6 +365,10 @@ pub(super) fn fast_line(
         return None;
     }
     canon_uint(field(F_RETRIES), u64::from(u32::MAX))?;
+    let lag = field(F_LAG_NS);
+    if !lag.is_empty() {
+        canon_uint(lag, u64::MAX - 1)?;
+    }
     // Valid text: the rest is copied as it is.
     if !split.ascii && std::str::from_utf8(line).is_err() {
         return None;
@@ -560,7 +565,7 @@ mod tests {
 
     #[test]
     fn other_forms_are_normalized_by_the_parser() {
-        let good = "7\t1\tGET\ta\t1\t5\tep\tk\t\t2026-11-23T21:56:45.000000000Z\t\t2026-11-23T21:56:46.000000000Z\t1000000000\tload\t0\t0";
+        let good = "7\t1\tGET\ta\t1\t5\tep\tk\t\t2026-11-23T21:56:45.000000000Z\t\t2026-11-23T21:56:46.000000000Z\t1000000000\tload\t0\t0\t";
         assert!(run(good, 0).1);
         let variants = [
             // Time without fraction, with an offset, lower-case `t`.
@@ -605,7 +610,7 @@ mod tests {
                 "bad number in column `bytes`",
             ),
             (
-                good.replacen("\tload\t0\t0", "\tload\t0", 1),
+                good.replacen("\tload\t0\t0\t", "\tload\t0\t0", 1),
                 "wrong column count",
             ),
             (

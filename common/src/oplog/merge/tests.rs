@@ -330,7 +330,7 @@ fn bad_line_names_file_and_line_and_keeps_the_lines_before() {
     for r in &recs[..200] {
         r.write_tsv(&mut text);
     }
-    text.push_str("200\t0\tGET\ta\t1\tlots\tep\tk\t\t2026-11-23T21:56:45.000000000Z\t\t2026-11-23T21:56:46.000000000Z\t1000000000\tload\t0\t0\n");
+    text.push_str("200\t0\tGET\ta\t1\tlots\tep\tk\t\t2026-11-23T21:56:45.000000000Z\t\t2026-11-23T21:56:46.000000000Z\t1000000000\tload\t0\t0\t\n");
     for r in &recs[201..] {
         r.write_tsv(&mut text);
     }
