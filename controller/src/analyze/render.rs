@@ -73,6 +73,9 @@ fn verdicts_text(out: &mut String, a: &Analysis) {
     let _ = writeln!(out, "\nAnswers");
     for v in &a.verdicts {
         let _ = writeln!(out, "  {}", v.text);
+        if let Some(r) = &v.replay {
+            out.push_str(&crate::run::kinds::replay::table(r));
+        }
         let Some(search) = &v.search else {
             continue;
         };

@@ -75,7 +75,12 @@ Latencies are of successful ops; charts use segments of the stage.</p>",
     if !a.verdicts.is_empty() {
         out.push_str("<h2>Answers</h2><ul>");
         for v in &a.verdicts {
-            let _ = write!(out, "<li>{}</li>", escape(&v.text));
+            let _ = write!(out, "<li>{}", escape(&v.text));
+            if let Some(r) = &v.replay {
+                let table = crate::run::kinds::replay::table(r);
+                let _ = write!(out, "<pre>{}</pre>", escape(&table));
+            }
+            out.push_str("</li>");
         }
         out.push_str("</ul>");
     }

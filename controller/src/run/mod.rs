@@ -324,6 +324,9 @@ async fn finish_run(
     // The stages' answers close the summary: the line a user looks for.
     for v in &meta.verdicts {
         text.push_str(&format!("\n{}\n", v.text));
+        if let Some(r) = &v.replay {
+            text.push_str(&kinds::replay::table(r));
+        }
     }
     dir.write("summary.txt", &text)?;
     dir.write("summary.json", &summary.to_json())?;

@@ -198,7 +198,7 @@ pub fn report(
     }
 }
 
-/// The answer in words, then the side-by-side table.
+/// The answer in words (one line; [`table`] has the figures).
 pub fn text(stage: &str, r: &ReplayReport) -> String {
     let unknown: u64 = r.unknown_ops.values().sum();
     let mut t = format!(
@@ -231,8 +231,14 @@ pub fn text(stage: &str, r: &ReplayReport) -> String {
             names.join(", ")
         ));
     }
-    t.push_str(&format!(
-        "\n  {:<14} {:>10} {:>10} {:>12} {:>12} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7}",
+    t
+}
+
+/// The trace and the replay side by side, op kind by op kind: a line per
+/// kind under a header, each indented two spaces.
+pub fn table(r: &ReplayReport) -> String {
+    let mut t = format!(
+        "  {:<14} {:>10} {:>10} {:>12} {:>12} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7}",
         "op",
         "trace ops",
         "replay ops",
@@ -244,7 +250,7 @@ pub fn text(stage: &str, r: &ReplayReport) -> String {
         "r p99 ms",
         "t err",
         "r err"
-    ));
+    );
     for row in &r.rows {
         t.push_str(&format!(
             "\n  {:<14} {:>10} {:>10} {:>12.2} {:>12.2} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>7} {:>7}",
@@ -261,6 +267,7 @@ pub fn text(stage: &str, r: &ReplayReport) -> String {
             row.replay_errors
         ));
     }
+    t.push('\n');
     t
 }
 
