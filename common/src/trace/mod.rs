@@ -13,6 +13,10 @@
 //!   unknown ops by name, clients in first-appearance order, span, and
 //!   whether the trace is in start order.
 //!
+//! - [`TraceId`] names a trace file by content (SHA-256 and length): the
+//!   controller ships a trace to its agents under that id, and each agent
+//!   checks its copy against it.
+//!
 //! Damage (a bad number or time, a wrong column count, a truncated zstd
 //! stream) is an [`OpLogError`] naming file and line, and ends the
 //! iteration: every op before it is kept.
@@ -46,12 +50,14 @@
 //!   agent's own log is close to it but not exactly. Warm-up ops are kept
 //!   and marked ([`TraceOp::warmup`]).
 
+mod id;
 mod names;
 mod reader;
 mod stats;
 #[cfg(test)]
 mod tests;
 
+pub use id::{TraceHasher, TraceId, sha256_from_hex};
 pub use reader::TraceReader;
 pub use stats::{MAX_TRACE_CLIENTS, MAX_UNKNOWN_OP_NAMES, TraceStats};
 
