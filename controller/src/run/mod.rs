@@ -21,6 +21,7 @@
 //! - `series.rs`: `series.csv`, the per-second series.
 //! - `progress.rs`: the live view.
 //! - `results.rs`: the run directory and `run.json`.
+//! - `trace.rs`: a replay trace shipped to every agent (`ship_trace`).
 
 pub(crate) mod agents;
 pub(crate) mod collector;
@@ -35,6 +36,7 @@ mod stage;
 mod step;
 #[cfg(test)]
 mod test_run;
+pub(crate) mod trace;
 
 use std::process::ExitCode;
 
