@@ -8,7 +8,8 @@
 //!   name with no Chorus op kind is [`TraceOpKind::Unknown`], not an error:
 //!   replay counts and reports such ops.
 //! - [`TraceStats::scan`] is one streaming pass: per-kind counts, bytes,
-//!   errors and latency histograms (the engine's [`StageMetrics`], so a
+//!   errors and latency histograms (the engine's
+//!   [`StageMetrics`](crate::metrics::StageMetrics), so a
 //!   replay's summary and its trace's compare on the same percentiles),
 //!   unknown ops by name, clients in first-appearance order, span, and
 //!   whether the trace is in start order.
@@ -42,7 +43,9 @@
 //!   written by a background thread as ops *complete* (through a channel),
 //!   so a log is **not sorted by start**: [`TraceStats`] says so and by how
 //!   much. Before v0.9.22 (2025-11) `client_id` was empty for object-store
-//!   ops. Its op names: `GET PUT DELETE LIST HEAD STAT GET_RANGE` (known)
+//!   ops. Unless `S3DLIO_OPLOG_LOSSLESS=1`, s3dlio drops records when its
+//!   channel is full, without a mark (`idx` is numbered at write): such a
+//!   trace lacks ops and nothing here can tell. Its op names: `GET PUT DELETE LIST HEAD STAT GET_RANGE` (known)
 //!   and `DELETE_BATCH DELETE_PREFIX CREATE_CONTAINER DELETE_CONTAINER`
 //!   (unknown).
 //! - **Chorus** (`oplog::record::HEADER`): the thirteen columns plus
@@ -61,7 +64,6 @@ pub use id::{TraceHasher, TraceId, sha256_from_hex};
 pub use reader::TraceReader;
 pub use stats::{MAX_TRACE_CLIENTS, MAX_UNKNOWN_OP_NAMES, TraceStats};
 
-pub use crate::metrics::StageMetrics;
 use crate::op::OpKind;
 pub use crate::oplog::OpLogError;
 use std::fmt;

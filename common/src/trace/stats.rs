@@ -28,7 +28,12 @@ pub const MAX_TRACE_CLIENTS: usize = 1_000_000;
 /// not op names.
 pub const MAX_UNKNOWN_OP_NAMES: usize = 4_096;
 
-/// A trace's contents; see the [module docs](self).
+/// A trace's contents, from one pass. Known ops are recorded as the engine
+/// records them (`StageMetrics::record(op, duration, bytes, ok)`: failed
+/// ops count, but neither their bytes nor their latency), warm-up ops
+/// apart. The scan does not reorder: `sorted` and `max_disorder_ns` say
+/// whether, and by how much at most, a reader must reorder to replay in
+/// start order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TraceStats {
     pub format: TraceFormat,

@@ -70,9 +70,20 @@ async fn a_trace_reaches_every_agent_whole_and_bad_streams_are_refused_by_name()
         assert!(!names.iter().any(|n| n.contains(".part-")), "{names:?}");
     }
 
-    // Held already: the agents answer after the header.
+    // Held already: the agents answer after the header and read no data.
+    // Sent from a file of other bytes (which no agent could accept), larger
+    // than an HTTP/2 stream window, so a reply that waited for the data
+    // would fail or hang instead.
+    let other = tmp.path().join("zeros");
+    std::fs::write(&other, vec![0u8; bytes.len()]).unwrap();
     for a in &handles {
-        assert!(put_trace(a, session, &path, &id).await.unwrap());
+        let held =
+            tokio::time::timeout(Duration::from_secs(10), put_trace(a, session, &other, &id));
+        assert!(
+            held.await
+                .expect("a held trace is answered at once")
+                .unwrap()
+        );
     }
     assert_eq!(ship_trace(&handles, session, &path).await.unwrap(), id);
 
