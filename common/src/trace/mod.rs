@@ -14,6 +14,9 @@
 //!   unknown ops by name, clients in first-appearance order, span, and
 //!   whether the trace is in start order.
 //!
+//! - [`TraceReader::in_start_order`] puts a nearly sorted trace (s3dlio's,
+//!   an agent's log) in start order through a bounded window, as wide as
+//!   the scan's `max_disorder_ns`.
 //! - [`TraceId`] names a trace file by content (SHA-256 and length): the
 //!   controller ships a trace to its agents under that id, and each agent
 //!   checks its copy against it.
@@ -55,12 +58,14 @@
 
 mod id;
 mod names;
+mod order;
 mod reader;
 mod stats;
 #[cfg(test)]
 mod tests;
 
 pub use id::{TraceHasher, TraceId, sha256_from_hex};
+pub use order::InStartOrder;
 pub use reader::TraceReader;
 pub use stats::{MAX_TRACE_CLIENTS, MAX_UNKNOWN_OP_NAMES, TraceStats};
 

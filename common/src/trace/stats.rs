@@ -10,8 +10,8 @@
 //! timelines are sorted; s3dlio writes ops as they complete, so its logs are
 //! not. The scan does not reorder: it reports `sorted` and
 //! `max_disorder_ns`, the largest amount by which an op starts before an
-//! op on an earlier line, which is the time window a reordering reader
-//! (or an external sort) must cover.
+//! op on an earlier line: a reorder window that always suffices
+//! ([`TraceReader::in_start_order`]).
 
 use super::{TraceFormat, TraceOpKind, TraceReader};
 use crate::metrics::StageMetrics;
