@@ -11,6 +11,8 @@
 //! - [`kinds`]: how each kind of stage is executed (one interface; the
 //!   workload engine runs prepare, workload and cleanup).
 //! - [`fetch`]: op-log files served in chunks.
+//! - [`trace`]: replay traces received from the controller, checked, and
+//!   kept in the session by content id.
 //! - [`shutdown`]: the stop signal shared by the server, stage tasks and
 //!   watchdog, and the wait for running stages.
 //! - [`host`]: facts about the host reported in `Hello`.
@@ -32,6 +34,7 @@ pub mod service;
 pub mod session;
 pub mod shutdown;
 pub mod stage;
+pub mod trace;
 pub mod watchdog;
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The `Agent` gRPC service: one session at a time, stages run on request,
 //! progress streamed, op-logs served in chunks (from any offset, also while
-//! their stage still writes them).
+//! their stage still writes them), replay traces received (`crate::trace`).
 //!
 //! Handlers parse, check, and delegate: the session is touched only under
 //! short locks that await nothing (`crate::session`), a stage runs on its
@@ -20,7 +20,7 @@ use chorus_common::{plan, store};
 use chorus_proto::pb;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::AgentConfig;
 use crate::fetch::{self, log_name};
@@ -158,6 +158,8 @@ impl AgentService {
             agent_id: req.agent_id,
             dir,
             oplogs: Default::default(),
+            traces: Default::default(),
+            trace_names: Default::default(),
             running: false,
             stop: None,
             heard: Arc::new(std::sync::Mutex::new(Instant::now())),
@@ -198,7 +200,11 @@ fn safe_run_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
-fn check_session<'a>(slot: &'a mut Option<Session>, id: &str) -> Result<&'a mut Session, Status> {
+/// The session `id`, touched, or why there is none.
+pub(crate) fn check_session<'a>(
+    slot: &'a mut Option<Session>,
+    id: &str,
+) -> Result<&'a mut Session, Status> {
     let Some(s) = slot else {
         return Err(Status::failed_precondition(
             "no session: send LoadPlan first",
@@ -386,6 +392,18 @@ impl pb::agent_server::Agent for AgentService {
             at_ns: self.clock().now_ns(),
             running,
             stopping: self.shutdown.stopping().unwrap_or_default(),
+        }))
+    }
+
+    async fn put_trace(
+        &self,
+        req: Request<Streaming<pb::TraceChunk>>,
+    ) -> Result<Response<pb::PutTraceReply>, Status> {
+        self.refuse_if_stopping()?;
+        let received =
+            crate::trace::receive(&self.session, &self.config.id, req.into_inner()).await?;
+        Ok(Response::new(pb::PutTraceReply {
+            already_held: matches!(received, crate::trace::Received::Held),
         }))
     }
 

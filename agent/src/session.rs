@@ -1,6 +1,6 @@
 //! One controller's session on an agent: the plan, this agent's place in
-//! the run, and the op-log files of the stages run so far; and the slot
-//! that holds it.
+//! the run, the op-log files of the stages run so far and the replay
+//! traces received; and the slot that holds it.
 //!
 //! The slot is a `std::sync::Mutex` reached only through
 //! [`SessionSlot::with`], which takes a closure: nothing can be awaited
@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use chorus_common::plan::{Plan, Stage};
 use chorus_common::pools::Pools;
 use chorus_common::store::EnvOverlay;
+use chorus_common::trace::TraceId;
 use chorus_common::workload::KeyState;
 use tokio::sync::watch;
 
@@ -37,6 +38,11 @@ pub struct Session {
     /// the moment its stage created it: a running stage's log can be
     /// fetched as far as it is written.
     pub oplogs: BTreeMap<(u32, u32), PathBuf>,
+    /// Replay traces the controller sent (`PutTrace`), checked, by id;
+    /// the files are in `dir` and go with it.
+    pub traces: HashMap<TraceId, PathBuf>,
+    /// The plan's names of those traces (several names may share one).
+    pub trace_names: HashMap<String, TraceId>,
     /// True while a stage runs; a second RunStage is refused meanwhile.
     pub running: bool,
     /// The running stage's stop flag, set by `StopStage`.
@@ -76,6 +82,20 @@ impl Session {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .elapsed()
+    }
+
+    /// The local copy of the trace `id`, when the controller has sent it
+    /// in this session (whole and checked): what a replay stage reads.
+    pub fn trace_path(&self, id: &TraceId) -> Option<PathBuf> {
+        self.traces.get(id).cloned()
+    }
+
+    /// The local copy of the trace the plan names `name` (a replay
+    /// stage's `replay.trace`), when the controller has sent it.
+    pub fn trace_named(&self, name: &str) -> Option<PathBuf> {
+        self.trace_names
+            .get(name)
+            .and_then(|id| self.trace_path(id))
     }
 
     /// Where the op-log of stage `index` (its step `step`, 0 for the stage

@@ -11,6 +11,7 @@
 //! - [`topology`]: NUMA nodes and the CPUs this process may use; CPU list syntax.
 //! - [`pools`]: one tokio runtime per NUMA node or CPU set, threads pinned.
 //! - [`discovery`]: finding agents: address templates, SLURM node lists, etcd.
+//! - [`trace`]: traces (Chorus, warp, s3dlio op-logs) read one op at a time for replay.
 //! - [`aligned`]: the aligned heap buffer `direct://` and payloads use.
 //!
 //! Nothing here knows the wire format; `chorus-proto` converts these types.

@@ -27,7 +27,7 @@ pub use pb::agent_server::{Agent, AgentServer};
 /// field whose meaning changed, a call an old peer lacks); adding a field
 /// an old peer may safely ignore does not bump it. 0 is what a peer from
 /// before this field sends: proto3 reads a missing field as 0.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest gRPC message either side accepts: a stage's metrics carry one
 /// histogram per op (tens of KiB each), and op-log chunks are 1 MiB.
@@ -36,6 +36,13 @@ pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// Op-log bytes per `OpLogChunk`: large enough to amortise per-message cost,
 /// small enough to keep both ends' memory flat.
 pub const OPLOG_CHUNK_BYTES: usize = 1 << 20;
+
+/// Trace bytes per `TraceChunk`, like op-log chunks: far below
+/// [`MAX_MESSAGE_BYTES`], so both ends hold a few at a time.
+pub const TRACE_CHUNK_BYTES: usize = 1 << 20;
+
+mod trace;
+pub use trace::{trace_header, trace_id_of};
 
 /// Stage metrics as sent on the wire: one message per op, histograms whole.
 pub fn encode_metrics(m: &StageMetrics) -> Vec<pb::OpMetrics> {

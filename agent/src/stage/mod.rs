@@ -90,6 +90,20 @@ pub fn begin(
         }
         Some(s) => (whole.for_step(&decode_step(s)), s.index),
     };
+    // A replay reads the copy of its trace the controller sent.
+    let mut stage = stage;
+    if let Some(r) = &mut stage.replay {
+        r.trace = session
+            .trace_named(&r.trace)
+            .ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "stage `{}`: the controller has not sent its trace `{}` (PutTrace)",
+                    stage.name, r.trace
+                ))
+            })?
+            .display()
+            .to_string();
+    }
     let groups = endpoint_groups(&stage.endpoints, session.pools.len())
         .map_err(|m| Status::invalid_argument(format!("stage `{}`: {m}", stage.name)))?;
     let log_path = session.oplog_path(index, step);

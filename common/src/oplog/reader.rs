@@ -9,18 +9,13 @@
 //! what is wrong. After an error the iterator ends, so a caller keeps every
 //! record before the damage — the useful part of a log cut short by a crash.
 
-use super::ZSTD_MAGIC;
+use super::lines::LineReader;
 use super::record::{HEADER, OpRecord};
 use crate::clock::parse_rfc3339_ns;
 use crate::op::OpKind;
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-
-/// Read buffer for decompressed text: large, because lines are short and a
-/// merge reads many files at once (one such buffer each).
-const READ_BUFFER_BYTES: usize = 256 * 1024;
 
 /// Longest line accepted, so a file without line breaks (wrong file, or
 /// garbage) cannot make the reader buffer it whole. Our writer keeps lines
@@ -51,7 +46,7 @@ const C_RETRIES: usize = 15;
 const C_LAG_NS: usize = 16;
 
 /// Go's zero `time.Time` as warp writes it for an unknown first byte.
-const GO_ZERO_TIME_PREFIX: &str = "0001-01-01T00:00:00";
+pub(crate) const GO_ZERO_TIME_PREFIX: &str = "0001-01-01T00:00:00";
 
 /// Everything that can go wrong reading, writing or merging op-logs.
 #[derive(Debug, thiserror::Error)]
@@ -113,23 +108,18 @@ impl OpLogError {
 
 /// An iterator over the records of one op-log.
 pub struct OpLogReader {
-    path: PathBuf,
-    input: Box<dyn BufRead + Send>,
-    compressed: bool,
+    lines: LineReader,
     /// Which column holds which field.
     columns: Columns,
-    /// Lines read so far, the header included.
-    line_no: u64,
-    buf: Vec<u8>,
     done: bool,
 }
 
 impl std::fmt::Debug for OpLogReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpLogReader")
-            .field("path", &self.path)
-            .field("compressed", &self.compressed)
-            .field("line_no", &self.line_no)
+            .field("path", &self.lines.path())
+            .field("compressed", &self.lines.compressed())
+            .field("line_no", &self.lines.line_no())
             .finish_non_exhaustive()
     }
 }
@@ -137,119 +127,44 @@ impl std::fmt::Debug for OpLogReader {
 impl OpLogReader {
     /// Opens a log, detects zstd by its magic number, and reads the header.
     pub fn open(path: &Path) -> Result<Self, OpLogError> {
-        let file = File::open(path).map_err(|source| OpLogError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_reader(path, file)
+        Self::with_lines(LineReader::open(path)?)
     }
 
     /// Reads a log from any byte stream; `name` labels errors.
     pub fn from_reader<R: Read + Send + 'static>(name: &Path, raw: R) -> Result<Self, OpLogError> {
-        let path = name.to_path_buf();
-        let mut raw = BufReader::with_capacity(READ_BUFFER_BYTES, raw);
-        let head = loop {
-            match raw.fill_buf() {
-                Ok(b) => break b,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => {
-                    return Err(OpLogError::Read {
-                        path,
-                        line: 1,
-                        what: "read failed",
-                        source,
-                    });
-                }
-            }
-        };
-        let compressed = head.starts_with(&ZSTD_MAGIC);
-        let input: Box<dyn BufRead + Send> = if compressed {
-            let decoder = zstd::Decoder::with_buffer(raw).map_err(|source| OpLogError::Read {
-                path: path.clone(),
-                line: 1,
-                what: "cannot start zstd decoder",
-                source,
-            })?;
-            Box::new(BufReader::with_capacity(READ_BUFFER_BYTES, decoder))
-        } else {
-            Box::new(raw)
-        };
-        let mut reader = OpLogReader {
-            path,
-            input,
-            compressed,
-            columns: Columns::default(),
-            line_no: 0,
-            buf: Vec::with_capacity(512),
-            done: false,
-        };
-        reader.read_header()?;
-        Ok(reader)
+        Self::with_lines(LineReader::from_reader(name, raw)?)
     }
 
-    /// The file this reader reads.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Lines consumed so far (header included).
-    pub fn lines_read(&self) -> u64 {
-        self.line_no
-    }
-
-    fn parse_err(&self, msg: String) -> OpLogError {
-        OpLogError::Parse {
-            path: self.path.clone(),
-            line: self.line_no,
-            msg,
-        }
-    }
-
-    /// Reads the next line into `self.buf` without its line ending.
-    /// Returns false at end of input.
-    fn next_line(&mut self) -> Result<bool, OpLogError> {
-        self.buf.clear();
-        let limit = MAX_LINE_BYTES as u64 + 1;
-        let n = Read::by_ref(&mut self.input)
-            .take(limit)
-            .read_until(b'\n', &mut self.buf)
-            .map_err(|source| {
-                OpLogError::read(&self.path, self.line_no + 1, self.compressed, source)
-            })?;
-        if n == 0 {
-            return Ok(false);
-        }
-        self.line_no += 1;
-        if self.buf.len() > MAX_LINE_BYTES {
-            return Err(self.parse_err(format!(
-                "line longer than {MAX_LINE_BYTES} bytes (not an op-log?)"
-            )));
-        }
-        if self.buf.last() == Some(&b'\n') {
-            self.buf.pop();
-        }
-        if self.buf.last() == Some(&b'\r') {
-            self.buf.pop();
-        }
-        Ok(true)
-    }
-
-    fn read_header(&mut self) -> Result<(), OpLogError> {
-        if !self.next_line()? {
+    fn with_lines(mut lines: LineReader) -> Result<Self, OpLogError> {
+        if !lines.next_line()? {
             return Err(OpLogError::Parse {
-                path: self.path.clone(),
+                path: lines.path().to_path_buf(),
                 line: 1,
                 msg: "empty file: no header line".to_string(),
             });
         }
-        self.columns = Columns::from_header(&self.buf).map_err(|msg| self.parse_err(msg))?;
-        Ok(())
+        let columns = Columns::from_header(lines.line()).map_err(|msg| lines.parse_err(msg))?;
+        Ok(OpLogReader {
+            lines,
+            columns,
+            done: false,
+        })
+    }
+
+    /// The file this reader reads.
+    pub fn path(&self) -> &Path {
+        self.lines.path()
+    }
+
+    /// Lines consumed so far (header included).
+    pub fn lines_read(&self) -> u64 {
+        self.lines.line_no()
     }
 
     fn parse_record(&self) -> Result<OpRecord, OpLogError> {
         self.columns
-            .parse(&self.buf)
-            .map_err(|msg| self.parse_err(msg))
+            .parse(self.lines.line())
+            .map_err(|msg| self.lines.parse_err(msg))
     }
 }
 
@@ -417,7 +332,7 @@ impl Iterator for OpLogReader {
             return None;
         }
         loop {
-            match self.next_line() {
+            match self.lines.next_line() {
                 Ok(true) => {}
                 Ok(false) => {
                     self.done = true;
@@ -428,7 +343,8 @@ impl Iterator for OpLogReader {
                     return Some(Err(e));
                 }
             }
-            if self.buf.is_empty() || self.buf.first() == Some(&b'#') {
+            let line = self.lines.line();
+            if line.is_empty() || line.first() == Some(&b'#') {
                 continue;
             }
             let rec = self.parse_record();

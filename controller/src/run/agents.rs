@@ -67,6 +67,14 @@ pub struct EmbeddedAgents {
     spools: Vec<PathBuf>,
 }
 
+impl EmbeddedAgents {
+    /// Each agent's spool folder, in the order of their addresses.
+    #[cfg(test)]
+    pub fn spools(&self) -> &[PathBuf] {
+        &self.spools
+    }
+}
+
 impl Drop for EmbeddedAgents {
     fn drop(&mut self) {
         for stop in self.stops.drain(..) {
@@ -327,7 +335,7 @@ async fn end_sessions<'a>(agents: impl Iterator<Item = &'a mut AgentHandle>, ses
 /// One error for the `errors` of some of `of` agents: the error itself when
 /// there is one, else a count and the first [`NAMED_FAILURES`], each of
 /// which names its agent.
-fn several(what: &str, mut errors: Vec<anyhow::Error>, of: usize) -> anyhow::Error {
+pub(crate) fn several(what: &str, mut errors: Vec<anyhow::Error>, of: usize) -> anyhow::Error {
     if errors.len() == 1 {
         return errors.remove(0);
     }

@@ -21,6 +21,7 @@
 //! - `series.rs`: `series.csv`, the per-second series.
 //! - `progress.rs`: the live view.
 //! - `results.rs`: the run directory and `run.json`.
+//! - `trace.rs`: a replay trace shipped to every agent (`ship_trace`).
 
 pub(crate) mod agents;
 pub(crate) mod collector;
@@ -35,6 +36,7 @@ mod stage;
 mod step;
 #[cfg(test)]
 mod test_run;
+pub(crate) mod trace;
 
 use std::process::ExitCode;
 
@@ -235,6 +237,16 @@ async fn run(args: RunArgs, pick: KindPicker) -> Result<std::path::PathBuf, RunE
     agents::open_sessions(&mut agents, &start)
         .await
         .map_err(RunError::Failed)?;
+    // Replay traces go to every agent before any stage: agents on other
+    // hosts have no other way to read them.
+    let mut shipped = std::collections::BTreeSet::new();
+    for r in plan.stages.iter().filter_map(|s| s.replay.as_ref()) {
+        if shipped.insert(r.trace.clone()) {
+            trace::ship_trace(&agents, &session_id, std::path::Path::new(&r.trace))
+                .await
+                .map_err(RunError::Failed)?;
+        }
+    }
 
     // From here on the run has started: results are written whatever happens.
     let dir = RunDir::create(&args.results, &run_id).map_err(RunError::Failed)?;

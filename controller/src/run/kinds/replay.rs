@@ -151,7 +151,10 @@ pub fn report(
     prepared: u64,
 ) -> ReplayReport {
     let empty = OpStats::new();
-    let mut kinds: Vec<OpKind> = stats.metrics.ops.keys().copied().collect();
+    // Every op of the trace is replayed, its warm-up's too.
+    let mut traced = stats.metrics.clone();
+    traced.merge(&stats.warmup);
+    let mut kinds: Vec<OpKind> = traced.ops.keys().copied().collect();
     for k in replay.metrics.ops.keys() {
         if !kinds.contains(k) {
             kinds.push(*k);
@@ -161,7 +164,7 @@ pub fn report(
     let rows = kinds
         .into_iter()
         .map(|k| {
-            let t = stats.metrics.ops.get(&k).unwrap_or(&empty);
+            let t = traced.ops.get(&k).unwrap_or(&empty);
             let r = replay.metrics.ops.get(&k).unwrap_or(&empty);
             ReplayRow {
                 op: k.log_name().to_string(),
@@ -188,7 +191,7 @@ pub fn report(
         replay_ops: replay.metrics.total_ops(),
         unknown_ops: stats.unknown.clone(),
         prepared,
-        trace_span_s: stats.span_s(),
+        trace_span_s: stats.span_ns() as f64 / 1e9,
         replay_span_s: replay.summary.elapsed_s,
         lag_p50_ms: fold(|s| s.p50_lag_ms),
         lag_p99_ms: fold(|s| s.p99_lag_ms),
