@@ -436,9 +436,14 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
     }
 
     // In open loop the first slot is the start: wait for it as precisely.
-    match &open {
-        Some(o) => o.wait_start(run.start_at).await,
-        None => tokio::time::sleep_until(run.start_at.into()).await,
+    match (&open, &*source) {
+        (Some(o), _) => o.wait_start(run.start_at).await,
+        // A replay's first op is due at the start: its pacer too.
+        (None, WorkSource::Replay { pacer: Some(p), .. }) => {
+            p.running().await;
+            p.wait_until(run.start_at).await;
+        }
+        _ => tokio::time::sleep_until(run.start_at.into()).await,
     }
     let anchor = run.clock;
     let started_ns = anchor.wall_ns(Instant::now());
