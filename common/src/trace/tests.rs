@@ -260,6 +260,7 @@ fn chorus_timeline_keeps_warmup_ops_apart() {
         stage: "load".to_string(),
         warmup,
         retries: 0,
+        lag_ns: None,
     };
     let recs = vec![
         rec(0, OpKind::Put, "agent-b", true),
