@@ -69,8 +69,10 @@ const STAGE_KEYS: [&str; 28] = [
     "until",
     "steady",
 ];
-const OBJECTS_KEYS: [&str; 6] = [
+const OBJECTS_KEYS: [&str; 8] = [
     "prefix",
+    "existing",
+    "allow_delete",
     "count",
     "size",
     "distribution",
@@ -372,6 +374,9 @@ impl Decoder<'_> {
             .get("prefix")
             .map(|e| self.string(e, &join(&m.path, "prefix")));
         let prefix = prefix.transpose()?.unwrap_or_else(|| DEFAULT_PREFIX.into());
+        if let Some(existing) = self.existing(&m)? {
+            return self.existing_space(&m, prefix, existing);
+        }
         let count = self.integer(
             self.required(&m, "count")?,
             &join(&m.path, "count"),
@@ -386,6 +391,7 @@ impl Decoder<'_> {
             naming: self.naming(&m)?,
             distribution: self.distribution(&m)?,
             partition: self.partition(&m)?,
+            existing: None,
         })
     }
 
@@ -561,7 +567,7 @@ impl Decoder<'_> {
             );
             return Err(self.err(pos, &p("endpoints"), message));
         }
-        Ok(Stage {
+        let stage = Stage {
             name,
             kind,
             target,
@@ -584,7 +590,9 @@ impl Decoder<'_> {
             balance: o.balance,
             search,
             until,
-        })
+        };
+        self.check_existing_stage(&stage, &m, node, &what)?;
+        Ok(stage)
     }
 }
 

@@ -64,7 +64,7 @@ pub(super) struct StageOptions {
 pub(super) const DEFAULT_PART_SIZE: u64 = 8 << 20;
 
 impl Decoder<'_> {
-    fn boolean(&self, e: &Entry, path: &str) -> Result<bool, PlanError> {
+    pub(super) fn boolean(&self, e: &Entry, path: &str) -> Result<bool, PlanError> {
         match &e.value.kind {
             NodeKind::Scalar { text, plain: true } if text == "true" => Ok(true),
             NodeKind::Scalar { text, plain: true } if text == "false" => Ok(false),
