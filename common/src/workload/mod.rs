@@ -9,6 +9,7 @@
 //! [`Budget`]; open-loop pacing is a shared [`Schedule`] of start times.
 //!
 //! - `keys.rs`: which objects exist; uniform and zipf key choice.
+//! - `existing.rs`: objects already there, listed into a compact index.
 //! - `pacing.rs`: the open-loop schedule, ramps and think time.
 //! - `pacer.rs`: the thread that wakes open-loop workers at their slots.
 //! - `ops.rs`: each op against the store, verification, retries.
@@ -16,6 +17,7 @@
 //! - `live.rs`: the counters the agent reads each second.
 
 mod budget;
+pub mod existing;
 pub mod keys;
 mod live;
 mod ops;
@@ -168,11 +170,61 @@ enum WorkSource {
         cumulative: Vec<(u64, OpKind)>,
         picker: KeyPicker,
     },
+    /// Ops drawn by weight as in `Mix`, each on one of the objects this
+    /// agent listed before the stage (`objects: {existing: true}`), picked
+    /// by the key space's distribution over its position in the index.
+    Existing {
+        cumulative: Vec<(u64, OpKind)>,
+        /// Picks positions in `0..index.len()`.
+        picker: KeyPicker,
+        index: Arc<existing::ExistingIndex>,
+        /// What a `list` lists.
+        list_prefix: String,
+    },
+}
+
+/// The mix's weights as running totals, for one draw per op.
+fn cumulative(stage: &Stage) -> Vec<(u64, OpKind)> {
+    let mut acc = 0;
+    stage
+        .mix
+        .weights
+        .iter()
+        .filter(|&(_, &w)| w > 0)
+        .map(|(&op, &w)| {
+            acc += u64::from(w);
+            (acc, op)
+        })
+        .collect()
+}
+
+/// One op drawn by weight from running totals.
+fn draw_op(cumulative: &[(u64, OpKind)], rng: &mut Xoshiro256PlusPlus) -> Option<OpKind> {
+    let total = cumulative.last()?.0;
+    let r = rng.random_range(0..total);
+    Some(cumulative.iter().find(|(c, _)| r < *c)?.1)
 }
 
 impl WorkSource {
-    fn for_stage(run: &StageRun) -> WorkSource {
+    fn for_stage(run: &StageRun, state: &KeyState) -> WorkSource {
         let stage = &run.stage;
+        if let Some(index) = state.existing() {
+            // The agent's share is its own: positions are picked from all
+            // of it, as one shared key space of `len` keys.
+            let mut space = stage.objects.clone();
+            space.count = index.len();
+            space.partition = crate::plan::Partition::Shared;
+            return WorkSource::Existing {
+                cumulative: cumulative(stage),
+                picker: KeyPicker::new(&space, 0, 1),
+                index: index.clone(),
+                list_prefix: stage
+                    .list
+                    .prefix
+                    .clone()
+                    .unwrap_or_else(|| stage.objects.prefix.clone()),
+            };
+        }
         let count = stage.objects.count;
         // Keys are dealt round-robin: agent i owns indexes i, i+n, i+2n, …
         let slice_len = share(count, run.agent_index, run.agent_count);
@@ -189,23 +241,10 @@ impl WorkSource {
             StageKind::Cleanup => keys(OpKind::Delete, |s, i| {
                 !s.is_present(i) || s.is_preexisting(i)
             }),
-            StageKind::Workload | StageKind::Search => {
-                let mut acc = 0;
-                let cumulative = stage
-                    .mix
-                    .weights
-                    .iter()
-                    .filter(|&(_, &w)| w > 0)
-                    .map(|(&op, &w)| {
-                        acc += u64::from(w);
-                        (acc, op)
-                    })
-                    .collect();
-                WorkSource::Mix {
-                    cumulative,
-                    picker: KeyPicker::new(&stage.objects, run.agent_index, run.agent_count),
-                }
-            }
+            StageKind::Workload | StageKind::Search => WorkSource::Mix {
+                cumulative: cumulative(stage),
+                picker: KeyPicker::new(&stage.objects, run.agent_index, run.agent_count),
+            },
         }
     }
 
@@ -231,9 +270,7 @@ impl WorkSource {
                 }
             },
             WorkSource::Mix { cumulative, picker } => {
-                let total = cumulative.last()?.0;
-                let r = rng.random_range(0..total);
-                let op = cumulative.iter().find(|(c, _)| r < *c)?.1;
+                let op = draw_op(cumulative, rng)?;
                 let index = if op.reads_existing() {
                     picker.existing(rng, state)
                 } else {
@@ -243,6 +280,31 @@ impl WorkSource {
                     op,
                     target: Target::Index(index),
                 })
+            }
+            WorkSource::Existing {
+                cumulative,
+                picker,
+                index,
+                list_prefix,
+            } => {
+                if index.is_empty() {
+                    return None;
+                }
+                let op = draw_op(cumulative, rng)?;
+                let target = match op {
+                    OpKind::List => Target::Key {
+                        key: list_prefix.clone(),
+                        size: 0,
+                    },
+                    _ => {
+                        let i = picker.any(rng);
+                        Target::Key {
+                            key: index.key(i),
+                            size: index.size(i),
+                        }
+                    }
+                };
+                Some(Work { op, target })
             }
         }
     }
@@ -318,6 +380,9 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
         .take()
         .filter(|s| s.count() == run.stage.objects.count);
     let state = match (run.stage.kind, prior) {
+        // Objects already there: listed once, or as an earlier stage of
+        // the session listed them.
+        (_, prior) if run.stage.objects.existing.is_some() => existing::state(&run, prior).await?,
         // Cleanup looks once at what exists now (other agents of a shared
         // key space wrote too) and keeps the session's record of what was
         // there before the run; with no such record (a cleanup-only plan)
@@ -337,7 +402,7 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
         }
     };
     let run = Arc::new(run);
-    let source = Arc::new(WorkSource::for_stage(&run));
+    let source = Arc::new(WorkSource::for_stage(&run, &state));
     let budget = Arc::new(Budget::for_agent(
         &run.stage.stop,
         run.agent_index,

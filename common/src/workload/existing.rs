@@ -1,0 +1,387 @@
+//! Objects already there (`objects: {existing: true}`): the prefix listed
+//! once before the stage, each agent keeping its share in a compact index
+//! that workload ops draw their objects from.
+//!
+//! **The index** ([`ExistingIndex`]) keeps, per object, the key's suffix
+//! after the prefix in one contiguous byte arena, its end in the arena as a
+//! `u32` and its size as a `u64`: [`INDEX_BYTES_PER_OBJECT`] bytes plus the
+//! suffix. Its size is the pre-stat size cache: a GET needs no HEAD to know
+//! what it will read, a range GET picks an offset inside the object. An
+//! agent holds at most [`MAX_OBJECTS_PER_AGENT`] objects and
+//! [`MAX_ARENA_BYTES`] of suffixes; past either the stage fails with a
+//! message naming the cap and how to narrow the prefix. While listing, at
+//! most [`MAX_LIST_TASKS`] pages of [`LIST_PAGE_ENTRIES`] are held at once
+//! besides the index.
+//!
+//! **The split over agents** needs no coordination: every agent makes the
+//! same delimiter (`/`) listing of the prefix, which names its
+//! sub-prefixes and its top-level objects in key order. Top-level objects
+//! are dealt by position (agent `i` of `n` keeps positions `i, i+n, …`).
+//! With at least `n` sub-prefixes they are dealt by position too, and each
+//! agent lists its own (recursively) and keeps all they hold; with fewer,
+//! every agent lists all of them and keeps objects by position. So a flat
+//! prefix (no sub-prefixes) is listed whole by every agent: listing time
+//! does not shrink with agents there (S3 has no way to split one listing
+//! but by key ranges it does not reveal), but each agent's memory does; a
+//! prefix with sub-prefixes is listed in parallel over the agents and,
+//! within an agent, [`MAX_LIST_TASKS`] sub-prefixes at a time (never more
+//! than the stage's concurrency). The index keeps listing order (sub-prefix
+//! results are joined in key order), so a zipf stage's hot objects are the
+//! first keys of the agent's share, and the same on every run.
+//!
+//! Each page is one request under the op timer ([`timed`]), retried by the
+//! stage's policy. A later stage of the session on the same target and
+//! prefix reuses the index (the agent keeps it as the key space's
+//! [`KeyState`]).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
+use super::StageRun;
+use super::keys::KeyState;
+use super::ops::{LIST_PAGE_ENTRIES, timed};
+use crate::plan::RetryPolicy;
+use crate::store::{ErrorClass, ListOptions, ListPage, ObjectStore, StoreError};
+
+/// Index bytes per object besides its key suffix: a `u32` end offset and a
+/// `u64` size.
+pub const INDEX_BYTES_PER_OBJECT: usize = 12;
+
+/// Most objects one agent indexes: 50 million, about 1.2 GiB of index at
+/// 12-byte suffixes.
+pub const MAX_OBJECTS_PER_AGENT: usize = 50_000_000;
+
+/// Most bytes of key suffixes one agent indexes (end offsets are `u32`).
+pub const MAX_ARENA_BYTES: usize = u32::MAX as usize;
+
+/// Most sub-prefix listings one agent runs at once.
+pub const MAX_LIST_TASKS: usize = 16;
+
+/// Most sub-prefixes a prefix may have (their names are held while the
+/// agents list them).
+pub const MAX_SUBPREFIXES: usize = 1_000_000;
+
+/// This agent's share of the objects under a prefix: key suffixes and
+/// sizes, in listing order.
+#[derive(Debug)]
+pub struct ExistingIndex {
+    prefix: String,
+    arena: Vec<u8>,
+    ends: Vec<u32>,
+    sizes: Vec<u64>,
+    /// How the listing went (for the log line and tests).
+    pub listing: ListingReport,
+}
+
+/// What listing a prefix took on one agent.
+#[derive(Clone, Debug, Default)]
+pub struct ListingReport {
+    /// Listing requests (pages) this agent made.
+    pub pages: u64,
+    /// Objects the listings returned (kept or not).
+    pub seen: u64,
+    /// Sub-prefixes of the prefix (all agents').
+    pub subprefixes: u64,
+    pub elapsed: Duration,
+}
+
+impl ExistingIndex {
+    /// Objects in this agent's share.
+    pub fn len(&self) -> u64 {
+        self.sizes.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sizes.is_empty()
+    }
+
+    /// The key of object `i` (below [`ExistingIndex::len`]).
+    pub fn key(&self, i: u64) -> String {
+        let i = i as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        let suffix = &self.arena[start..self.ends[i] as usize];
+        let mut key = String::with_capacity(self.prefix.len() + suffix.len());
+        key.push_str(&self.prefix);
+        // Suffixes are whole keys' tails cut at a `str` boundary.
+        key.push_str(std::str::from_utf8(suffix).unwrap_or_default());
+        key
+    }
+
+    /// The size of object `i` as listed.
+    pub fn size(&self, i: u64) -> u64 {
+        self.sizes[i as usize]
+    }
+
+    /// Bytes the index takes.
+    pub fn memory_bytes(&self) -> usize {
+        self.arena.capacity() + self.ends.capacity() * 4 + self.sizes.capacity() * 8
+    }
+
+    /// Bytes of all indexed objects.
+    pub fn total_size(&self) -> u64 {
+        self.sizes.iter().sum()
+    }
+}
+
+/// An index being built: objects appended in order, within the caps.
+struct Builder {
+    prefix: String,
+    arena: Vec<u8>,
+    ends: Vec<u32>,
+    sizes: Vec<u64>,
+}
+
+impl Builder {
+    fn new(prefix: &str) -> Builder {
+        Builder {
+            prefix: prefix.to_string(),
+            arena: Vec::new(),
+            ends: Vec::new(),
+            sizes: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, key: &str, size: u64) -> Result<(), String> {
+        // A listing of the prefix only returns keys that start with it.
+        let suffix = key.strip_prefix(self.prefix.as_str()).unwrap_or(key);
+        self.push_suffix(suffix.as_bytes(), size)
+    }
+
+    fn push_suffix(&mut self, suffix: &[u8], size: u64) -> Result<(), String> {
+        if self.sizes.len() >= MAX_OBJECTS_PER_AGENT
+            || self.arena.len() + suffix.len() > MAX_ARENA_BYTES
+        {
+            return Err(format!(
+                "this agent's share of prefix `{}` passes {MAX_OBJECTS_PER_AGENT} objects or \
+                 {MAX_ARENA_BYTES} bytes of key names, the per-agent cap of an existing index; \
+                 narrow `objects.prefix` to a sub-prefix, or run more agents",
+                self.prefix
+            ));
+        }
+        self.arena.extend_from_slice(suffix);
+        self.ends.push(self.arena.len() as u32);
+        self.sizes.push(size);
+        Ok(())
+    }
+
+    /// Appends `other`'s objects (a listing of the same prefix).
+    fn append(&mut self, other: Builder) -> Result<(), String> {
+        let mut start = 0;
+        for (&end, size) in other.ends.iter().zip(other.sizes) {
+            self.push_suffix(&other.arena[start..end as usize], size)?;
+            start = end as usize;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, listing: ListingReport) -> ExistingIndex {
+        self.arena.shrink_to_fit();
+        self.ends.shrink_to_fit();
+        self.sizes.shrink_to_fit();
+        ExistingIndex {
+            prefix: self.prefix,
+            arena: self.arena,
+            ends: self.ends,
+            sizes: self.sizes,
+            listing,
+        }
+    }
+}
+
+/// Whether agent `agent` of `agents` keeps position `pos`.
+fn mine(pos: u64, agent: u32, agents: u32) -> bool {
+    pos % u64::from(agents.max(1)) == u64::from(agent)
+}
+
+/// One listing request under the op timer, retried by `policy` (throttled,
+/// timed out and network failures only, as ops are).
+async fn page(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    opts: &ListOptions,
+    policy: &RetryPolicy,
+) -> Result<ListPage, StoreError> {
+    let mut retries = 0;
+    loop {
+        let r = timed(
+            store,
+            "LIST",
+            prefix,
+            policy.timeout,
+            store.list(prefix, opts),
+        )
+        .await;
+        match r {
+            Err(e)
+                if retries < policy.retries
+                    && matches!(
+                        e.class,
+                        ErrorClass::Throttled | ErrorClass::Timeout | ErrorClass::Network
+                    ) =>
+            {
+                retries += 1;
+                tokio::time::sleep(policy.backoff.saturating_mul(1 << (retries - 1).min(16))).await;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Lists `prefix` recursively, keeping objects at the positions `keep`
+/// accepts.
+async fn list_recursive(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    policy: &RetryPolicy,
+    mut keep: impl FnMut(u64) -> bool,
+    index_prefix: &str,
+) -> Result<(Builder, u64, u64), String> {
+    let mut out = Builder::new(index_prefix);
+    let mut opts = ListOptions {
+        delimiter: None,
+        limit: LIST_PAGE_ENTRIES,
+        continuation: None,
+    };
+    let (mut pages, mut pos) = (0, 0);
+    loop {
+        let p = page(store, prefix, &opts, policy)
+            .await
+            .map_err(|e| format!("listing {store}{prefix}: {e}"))?;
+        pages += 1;
+        for e in p.entries {
+            if keep(pos) {
+                out.push(&e.key, e.size)?;
+            }
+            pos += 1;
+        }
+        match p.next {
+            Some(next) => opts.continuation = Some(next),
+            None => return Ok((out, pages, pos)),
+        }
+    }
+}
+
+/// Lists this agent's share of the stage's prefix (see the module docs).
+/// An empty prefix is an error naming the stage, target and prefix.
+pub async fn list_share(run: &StageRun) -> anyhow::Result<ExistingIndex> {
+    let began = Instant::now();
+    let stage = &run.stage;
+    let prefix = stage.objects.prefix.as_str();
+    let store = run.store.as_ref();
+    let policy = stage.retry;
+    let (agent, agents) = (run.agent_index, run.agent_count.max(1));
+    let fail = |m: String| anyhow::anyhow!("stage `{}`: {m}", stage.name);
+
+    // The top level: sub-prefixes, and objects dealt by position.
+    let mut index = Builder::new(prefix);
+    let mut subprefixes = Vec::new();
+    let mut report = ListingReport::default();
+    let mut opts = ListOptions {
+        delimiter: Some('/'),
+        limit: LIST_PAGE_ENTRIES,
+        continuation: None,
+    };
+    loop {
+        if run.stop.load(std::sync::atomic::Ordering::Relaxed) {
+            anyhow::bail!("stage `{}`: stopped while listing", stage.name);
+        }
+        let p = page(store, prefix, &opts, &policy)
+            .await
+            .map_err(|e| fail(format!("listing {store}{prefix}: {e}")))?;
+        report.pages += 1;
+        for e in p.entries {
+            if mine(report.seen, agent, agents) {
+                index.push(&e.key, e.size).map_err(fail)?;
+            }
+            report.seen += 1;
+        }
+        subprefixes.extend(p.prefixes);
+        if subprefixes.len() > MAX_SUBPREFIXES {
+            return Err(fail(format!(
+                "prefix `{prefix}` has more than {MAX_SUBPREFIXES} sub-prefixes; \
+                 name one of them as `objects.prefix`"
+            )));
+        }
+        match p.next {
+            Some(next) => opts.continuation = Some(next),
+            None => break,
+        }
+    }
+    report.subprefixes = subprefixes.len() as u64;
+    if report.seen == 0 && subprefixes.is_empty() {
+        return Err(fail(format!(
+            "`existing: true` but prefix `{prefix}` of target `{}` holds no objects",
+            stage.target
+        )));
+    }
+
+    // Sub-prefixes: dealt over agents when there are enough, else every
+    // agent lists each and keeps objects by position.
+    let dealt = subprefixes.len() >= agents as usize;
+    let mine_of: Vec<(usize, String)> = subprefixes
+        .into_iter()
+        .enumerate()
+        .filter(|(j, _)| !dealt || mine(*j as u64, agent, agents))
+        .collect();
+    let tasks = MAX_LIST_TASKS.min(stage.concurrency.max(1) as usize);
+    let mut listed = futures::stream::iter(mine_of)
+        .map(|(j, sub)| async move {
+            let keep = move |pos: u64| dealt || mine(pos + j as u64, agent, agents);
+            list_recursive(store, &sub, &policy, keep, prefix).await
+        })
+        .buffered(tasks);
+    while let Some(r) = listed.next().await {
+        if run.stop.load(std::sync::atomic::Ordering::Relaxed) {
+            anyhow::bail!("stage `{}`: stopped while listing", stage.name);
+        }
+        let (part, pages, seen) = r.map_err(fail)?;
+        report.pages += pages;
+        report.seen += seen;
+        index.append(part).map_err(fail)?;
+    }
+    report.elapsed = began.elapsed();
+    Ok(index.finish(report))
+}
+
+/// The key state of an existing stage: `prior`'s index when an earlier
+/// stage of the session listed the same prefix, else a new listing.
+pub async fn state(run: &StageRun, prior: Option<Arc<KeyState>>) -> anyhow::Result<Arc<KeyState>> {
+    if let Some(prior) = prior.filter(|p| p.existing().is_some()) {
+        return Ok(prior);
+    }
+    let index = list_share(run).await?;
+    let l = &index.listing;
+    tracing::info!(
+        stage = %run.stage.name,
+        "listed {}{}: {} objects ({} sub-prefixes) in {} pages in {:.2} s; \
+         this agent's share: {} objects, {} bytes, index {} bytes",
+        run.store,
+        run.stage.objects.prefix,
+        l.seen,
+        l.subprefixes,
+        l.pages,
+        l.elapsed.as_secs_f64(),
+        index.len(),
+        index.total_size(),
+        index.memory_bytes(),
+    );
+    if let Some(late) = Instant::now().checked_duration_since(run.start_at) {
+        tracing::warn!(
+            stage = %run.stage.name,
+            "the listing ended {:.2} s after the stage's start: the stage's workers start that \
+             much late and a `duration` that much short; a short stage before it on the same \
+             prefix (e.g. one `stat`) lists ahead, and this index is reused",
+            late.as_secs_f64()
+        );
+    }
+    if index.is_empty() {
+        tracing::warn!(
+            stage = %run.stage.name,
+            "this agent's share of prefix `{}` is empty: its workers have nothing to do",
+            run.stage.objects.prefix
+        );
+    }
+    Ok(Arc::new(KeyState::listed(Arc::new(index))))
+}
