@@ -278,6 +278,13 @@ impl pb::agent_server::Agent for AgentService {
         self.refuse_if_stopping()?;
         self.check_free(&req.session_id)?;
         let session = self.new_session(req)?;
+        crate::preflight::check_existing(
+            &session.plan,
+            &session.env,
+            session.agent_index,
+            session.pools.len(),
+        )
+        .await?;
         let (id, timeout) = (session.id.clone(), session.controller_timeout);
         let stages = session.plan.stages.len() as u32;
         // Checked again under the lock that sets it: another controller

@@ -233,7 +233,19 @@ async fn run(args: RunArgs, pick: KindPicker) -> Result<std::path::PathBuf, RunE
     };
     agents::open_sessions(&mut agents, &start)
         .await
-        .map_err(RunError::Failed)?;
+        .map_err(|e| {
+            // An agent that refused the plan as invalid (an existing
+            // key space's prefix that holds nothing) is bad input, as a
+            // plan the controller refuses is: nothing ran.
+            match e.downcast_ref::<crate::transport::CallError>() {
+                Some(crate::transport::CallError::Refused { status, .. })
+                    if status.code() == tonic::Code::InvalidArgument =>
+                {
+                    RunError::Input(format!("{e:#}"))
+                }
+                _ => RunError::Failed(e),
+            }
+        })?;
 
     // From here on the run has started: results are written whatever happens.
     let dir = RunDir::create(&args.results, &run_id).map_err(RunError::Failed)?;
