@@ -4,7 +4,8 @@
 //!
 //! **The index** ([`ExistingIndex`]) keeps, per object, the key's suffix
 //! after the prefix in one contiguous byte arena, its end in the arena as a
-//! `u32` and its size as a `u64`: [`INDEX_BYTES_PER_OBJECT`] bytes plus the
+//! `u32`, its size as a `u64`, and a bit for "this agent deleted it"
+//! (`allow_delete`): [`INDEX_BYTES_PER_OBJECT`] bytes and a bit plus the
 //! suffix. Its size is the pre-stat size cache: a GET needs no HEAD to know
 //! what it will read, a range GET picks an offset inside the object. An
 //! agent holds at most [`MAX_OBJECTS_PER_AGENT`] objects and
@@ -35,13 +36,17 @@
 //! [`KeyState`]).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
 use super::StageRun;
-use super::keys::KeyState;
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use super::keys::{KeyPicker, KeyState};
 use super::ops::{LIST_PAGE_ENTRIES, timed};
+use crate::op::OpKind;
 use crate::plan::RetryPolicy;
 use crate::store::{ErrorClass, ListOptions, ListPage, ObjectStore, StoreError};
 
@@ -71,6 +76,8 @@ pub struct ExistingIndex {
     arena: Vec<u8>,
     ends: Vec<u32>,
     sizes: Vec<u64>,
+    /// A bit per object: deleted by this agent (`allow_delete`).
+    deleted: Vec<AtomicU64>,
     /// How the listing went (for the log line and tests).
     pub listing: ListingReport,
 }
@@ -116,7 +123,25 @@ impl ExistingIndex {
 
     /// Bytes the index takes.
     pub fn memory_bytes(&self) -> usize {
-        self.arena.capacity() + self.ends.capacity() * 4 + self.sizes.capacity() * 8
+        self.arena.capacity()
+            + self.ends.capacity() * 4
+            + self.sizes.capacity() * 8
+            + self.deleted.capacity() * 8
+    }
+
+    /// Whether this agent deleted object `i`.
+    pub fn is_deleted(&self, i: u64) -> bool {
+        self.deleted
+            .get((i / 64) as usize)
+            .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (i % 64)) != 0)
+    }
+
+    /// Marks object `i` deleted; false if it already was.
+    pub fn mark_deleted(&self, i: u64) -> bool {
+        self.deleted.get((i / 64) as usize).is_some_and(|w| {
+            let bit = 1 << (i % 64);
+            w.fetch_or(bit, Ordering::Relaxed) & bit == 0
+        })
     }
 
     /// Bytes of all indexed objects.
@@ -180,7 +205,9 @@ impl Builder {
         self.arena.shrink_to_fit();
         self.ends.shrink_to_fit();
         self.sizes.shrink_to_fit();
+        let words = self.sizes.len().div_ceil(64);
         ExistingIndex {
+            deleted: (0..words).map(|_| AtomicU64::new(0)).collect(),
             prefix: self.prefix,
             arena: self.arena,
             ends: self.ends,
@@ -384,4 +411,32 @@ pub async fn state(run: &StageRun, prior: Option<Arc<KeyState>>) -> anyhow::Resu
         );
     }
     Ok(Arc::new(KeyState::listed(Arc::new(index))))
+}
+
+/// Draws that look for an object this agent has not deleted before one
+/// that it has is taken (and its op fails with `not_found`, as it should).
+const MAX_DRAWS: u32 = 64;
+
+/// The position of `op`'s object: drawn by `picker` among those this agent
+/// has not deleted. A delete marks its object deleted as it is drawn, so
+/// no later op (nor a second delete) picks it; a delete that then fails
+/// leaves the object out of later draws, which reads it as gone a little
+/// early rather than racing reads against the delete in flight.
+pub(super) fn pick(
+    picker: &KeyPicker,
+    index: &ExistingIndex,
+    op: OpKind,
+    rng: &mut Xoshiro256PlusPlus,
+) -> u64 {
+    let mut i = picker.any(rng);
+    for _ in 1..MAX_DRAWS {
+        if !index.is_deleted(i) {
+            break;
+        }
+        i = picker.any(rng);
+    }
+    if op == OpKind::Delete {
+        index.mark_deleted(i);
+    }
+    i
 }

@@ -297,7 +297,7 @@ impl WorkSource {
                         size: 0,
                     },
                     _ => {
-                        let i = picker.any(rng);
+                        let i = existing::pick(picker, index, op, rng);
                         Target::Key {
                             key: index.key(i),
                             size: index.size(i),

@@ -231,3 +231,26 @@ async fn zipf_ranks_follow_listing_order() {
     // Top-level objects are listed first, in key order.
     assert_eq!(*hottest, "data/top-0");
 }
+
+/// With `allow_delete`, each delete takes an object no op of this agent
+/// deleted before: as many deletes as objects remove them all, none
+/// failing on one already gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_take_each_object_once() {
+    let store = mem("existing-delete");
+    let want = populate(&store).await;
+    let s = stage(&format!(
+        "{{name: d, type: workload, concurrency: 4, \
+         objects: {{existing: true, prefix: data/, allow_delete: true}}, \
+         mix: {{delete: 1}}, ops: {}}}",
+        want.len()
+    ));
+    let ran = run(&s, &store, None).await;
+    assert!(ran.errors().is_empty(), "{:?}", ran.errors().first());
+    let deleted: BTreeSet<&str> = ran.records.iter().map(|r| r.file.as_str()).collect();
+    assert_eq!(deleted.len(), want.len());
+    let left = crate::store::list_all(store.as_ref(), "data/", 100)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}
