@@ -18,13 +18,16 @@ pub fn validate(path: &Path) -> ExitCode {
                 p.stages.len()
             );
             for s in &p.stages {
+                let objects = match s.objects.existing {
+                    Some(_) => format!("the objects under `{}` (listed)", s.objects.prefix),
+                    None => format!("{} objects", s.objects.count),
+                };
                 println!(
-                    "  {} ({}): target {}, {} workers per agent, {} objects",
+                    "  {} ({}): target {}, {} workers per agent, {objects}",
                     s.name,
                     s.kind.name(),
                     s.target,
                     s.concurrency,
-                    s.objects.count
                 );
                 if let Some(search) = &s.search {
                     println!(
