@@ -185,7 +185,11 @@ fn objects_boto3_wrote_are_read_with_their_sizes_by_two_agents() {
     // Each agent listed once (its share), for both stages.
     for p in [&a, &b] {
         let log = p.log_text();
-        assert_eq!(log.matches("listed s3://").count(), 1, "{log}");
+        assert_eq!(
+            log.matches(&format!("listed prefix `{prefix}`")).count(),
+            1,
+            "{log}"
+        );
     }
 }
 

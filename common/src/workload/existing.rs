@@ -382,10 +382,10 @@ pub async fn state(run: &StageRun, prior: Option<Arc<KeyState>>) -> anyhow::Resu
     let l = &index.listing;
     tracing::info!(
         stage = %run.stage.name,
-        "listed {}{}: {} objects ({} sub-prefixes) in {} pages in {:.2} s; \
+        "listed prefix `{}` of {}: {} objects ({} sub-prefixes) in {} pages in {:.2} s; \
          this agent's share: {} objects, {} bytes, index {} bytes",
-        run.store,
         run.stage.objects.prefix,
+        run.store,
         l.seen,
         l.subprefixes,
         l.pages,
