@@ -41,13 +41,13 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
-use super::StageRun;
+use super::{StageRun, Target, Work, cumulative, draw_op};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::keys::{KeyPicker, KeyState};
 use super::ops::{LIST_PAGE_ENTRIES, timed};
 use crate::op::OpKind;
-use crate::plan::RetryPolicy;
+use crate::plan::{Partition, RetryPolicy, Stage};
 use crate::store::{ErrorClass, ListOptions, ListPage, ObjectStore, StoreError};
 
 /// Index bytes per object besides its key suffix: a `u32` end offset and a
@@ -413,6 +413,60 @@ pub async fn state(run: &StageRun, prior: Option<Arc<KeyState>>) -> anyhow::Resu
     Ok(Arc::new(KeyState::listed(Arc::new(index))))
 }
 
+/// Where a worker's next op on existing objects comes from: ops drawn by
+/// the mix's weights, objects by the key space's distribution over their
+/// position in the index.
+pub(super) struct Draw {
+    cumulative: Vec<(u64, OpKind)>,
+    /// Picks positions in `0..index.len()`.
+    picker: KeyPicker,
+    index: Arc<ExistingIndex>,
+    /// What a `list` lists.
+    list_prefix: String,
+}
+
+impl Draw {
+    pub(super) fn new(stage: &Stage, index: Arc<ExistingIndex>) -> Draw {
+        // The agent's share is its own: positions are picked from all of
+        // it, as one shared key space of `len` keys.
+        let mut space = stage.objects.clone();
+        space.count = index.len();
+        space.partition = Partition::Shared;
+        Draw {
+            cumulative: cumulative(stage),
+            picker: KeyPicker::new(&space, 0, 1),
+            index,
+            list_prefix: stage
+                .list
+                .prefix
+                .clone()
+                .unwrap_or_else(|| stage.objects.prefix.clone()),
+        }
+    }
+
+    /// The next op; None when this agent's share is empty.
+    pub(super) fn next(&self, rng: &mut Xoshiro256PlusPlus) -> Option<Work> {
+        if self.index.is_empty() {
+            return None;
+        }
+        let op = draw_op(&self.cumulative, rng)?;
+        let target = match op {
+            OpKind::List => Target::Key {
+                key: self.list_prefix.clone(),
+                size: 0,
+            },
+            _ => {
+                let i = pick(&self.picker, &self.index, op, rng);
+                Target::Key {
+                    key: self.index.key(i),
+                    size: self.index.size(i),
+                }
+            }
+        };
+        Some(Work { op, target })
+    }
+}
+
 /// Draws that look for an object this agent has not deleted before one
 /// that it has is taken (and its op fails with `not_found`, as it should).
 const MAX_DRAWS: u32 = 64;
@@ -422,7 +476,7 @@ const MAX_DRAWS: u32 = 64;
 /// no later op (nor a second delete) picks it; a delete that then fails
 /// leaves the object out of later draws, which reads it as gone a little
 /// early rather than racing reads against the delete in flight.
-pub(super) fn pick(
+fn pick(
     picker: &KeyPicker,
     index: &ExistingIndex,
     op: OpKind,

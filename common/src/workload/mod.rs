@@ -171,16 +171,8 @@ enum WorkSource {
         picker: KeyPicker,
     },
     /// Ops drawn by weight as in `Mix`, each on one of the objects this
-    /// agent listed before the stage (`objects: {existing: true}`), picked
-    /// by the key space's distribution over its position in the index.
-    Existing {
-        cumulative: Vec<(u64, OpKind)>,
-        /// Picks positions in `0..index.len()`.
-        picker: KeyPicker,
-        index: Arc<existing::ExistingIndex>,
-        /// What a `list` lists.
-        list_prefix: String,
-    },
+    /// agent listed before the stage (`objects: {existing: true}`).
+    Existing(existing::Draw),
 }
 
 /// The mix's weights as running totals, for one draw per op.
@@ -209,21 +201,7 @@ impl WorkSource {
     fn for_stage(run: &StageRun, state: &KeyState) -> WorkSource {
         let stage = &run.stage;
         if let Some(index) = state.existing() {
-            // The agent's share is its own: positions are picked from all
-            // of it, as one shared key space of `len` keys.
-            let mut space = stage.objects.clone();
-            space.count = index.len();
-            space.partition = crate::plan::Partition::Shared;
-            return WorkSource::Existing {
-                cumulative: cumulative(stage),
-                picker: KeyPicker::new(&space, 0, 1),
-                index: index.clone(),
-                list_prefix: stage
-                    .list
-                    .prefix
-                    .clone()
-                    .unwrap_or_else(|| stage.objects.prefix.clone()),
-            };
+            return WorkSource::Existing(existing::Draw::new(stage, index.clone()));
         }
         let count = stage.objects.count;
         // Keys are dealt round-robin: agent i owns indexes i, i+n, i+2n, …
@@ -281,31 +259,7 @@ impl WorkSource {
                     target: Target::Index(index),
                 })
             }
-            WorkSource::Existing {
-                cumulative,
-                picker,
-                index,
-                list_prefix,
-            } => {
-                if index.is_empty() {
-                    return None;
-                }
-                let op = draw_op(cumulative, rng)?;
-                let target = match op {
-                    OpKind::List => Target::Key {
-                        key: list_prefix.clone(),
-                        size: 0,
-                    },
-                    _ => {
-                        let i = existing::pick(picker, index, op, rng);
-                        Target::Key {
-                            key: index.key(i),
-                            size: index.size(i),
-                        }
-                    }
-                };
-                Some(Work { op, target })
-            }
+            WorkSource::Existing(draw) => draw.next(rng),
         }
     }
 }
