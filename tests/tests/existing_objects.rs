@@ -191,6 +191,31 @@ fn objects_boto3_wrote_are_read_with_their_sizes_by_two_agents() {
             "{log}"
         );
     }
+    // run.json reports each agent's listing in the stage that made it:
+    // the shares add up to what boto3 wrote, 3 sub-prefixes dealt over 2.
+    let meta = chorus_tests::read_json(&run.join("run.json"));
+    let listed: Vec<&serde_json::Value> = meta["stages"][0]["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["listing"])
+        .collect();
+    let share = |k: &str| listed.iter().map(|l| l[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(share("share_objects"), 30, "{listed:?}");
+    assert_eq!(share("share_bytes"), written.values().sum::<u64>());
+    assert!(
+        listed
+            .iter()
+            .all(|l| l["subprefixes"] == 3 && l["pages"].as_u64() >= Some(2))
+    );
+    assert!(
+        meta["stages"][1]["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a.get("listing").is_none()),
+        "the second stage listed nothing"
+    );
 }
 
 /// Asserts `out` is a refusal with exit code 2 whose message holds every

@@ -40,6 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use serde::{Deserialize, Serialize};
 
 use super::{StageRun, Target, Work, cumulative, draw_op};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -67,6 +68,23 @@ pub const MAX_LIST_TASKS: usize = 16;
 /// Most sub-prefixes a prefix may have (their names are held while the
 /// agents list them).
 pub const MAX_SUBPREFIXES: usize = 1_000_000;
+
+/// What one agent's listing found and cost, as `run.json` reports it for
+/// the stage that made it (`agents[].listing`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListingSummary {
+    /// Objects the agent's listings returned (kept or not).
+    pub objects_listed: u64,
+    /// Listing requests (pages of up to 1000 keys).
+    pub pages: u64,
+    /// Sub-prefixes of the prefix.
+    pub subprefixes: u64,
+    pub seconds: f64,
+    /// Objects in this agent's share, their bytes, and the index's bytes.
+    pub share_objects: u64,
+    pub share_bytes: u64,
+    pub index_bytes: u64,
+}
 
 /// This agent's share of the objects under a prefix: key suffixes and
 /// sizes, in listing order.
@@ -147,6 +165,20 @@ impl ExistingIndex {
     /// Bytes of all indexed objects.
     pub fn total_size(&self) -> u64 {
         self.sizes.iter().sum()
+    }
+
+    /// The listing and the share it made, for `run.json`.
+    pub fn summary(&self) -> ListingSummary {
+        let l = &self.listing;
+        ListingSummary {
+            objects_listed: l.seen,
+            pages: l.pages,
+            subprefixes: l.subprefixes,
+            seconds: l.elapsed.as_secs_f64(),
+            share_objects: self.len(),
+            share_bytes: self.total_size(),
+            index_bytes: self.memory_bytes() as u64,
+        }
     }
 }
 
@@ -373,10 +405,14 @@ pub async fn list_share(run: &StageRun) -> anyhow::Result<ExistingIndex> {
 }
 
 /// The key state of an existing stage: `prior`'s index when an earlier
-/// stage of the session listed the same prefix, else a new listing.
-pub async fn state(run: &StageRun, prior: Option<Arc<KeyState>>) -> anyhow::Result<Arc<KeyState>> {
+/// stage of the session listed the same prefix, else a new listing (and
+/// its summary).
+pub async fn state(
+    run: &StageRun,
+    prior: Option<Arc<KeyState>>,
+) -> anyhow::Result<(Arc<KeyState>, Option<ListingSummary>)> {
     if let Some(prior) = prior.filter(|p| p.existing().is_some()) {
-        return Ok(prior);
+        return Ok((prior, None));
     }
     let index = list_share(run).await?;
     let l = &index.listing;
@@ -410,7 +446,8 @@ pub async fn state(run: &StageRun, prior: Option<Arc<KeyState>>) -> anyhow::Resu
             run.stage.objects.prefix
         );
     }
-    Ok(Arc::new(KeyState::listed(Arc::new(index))))
+    let summary = index.summary();
+    Ok((Arc::new(KeyState::listed(Arc::new(index))), Some(summary)))
 }
 
 /// Where a worker's next op on existing objects comes from: ops drawn by

@@ -46,6 +46,7 @@ use crate::store::multi::{EndpointStats, MultiStore};
 use crate::store::{ErrorClass, ObjectStore};
 
 pub use budget::{Budget, HeldOps, share};
+pub use existing::ListingSummary;
 pub use keys::{KeyPicker, KeyState};
 use live::LiveDelta;
 pub use live::{LIVE_FLUSH, LagTaken, LiveCounters, live_histogram};
@@ -137,6 +138,9 @@ pub struct StageOutcome {
     pub keys: Arc<KeyState>,
     /// Per-endpoint counters of a multi-endpoint stage (empty otherwise).
     pub endpoints: Vec<EndpointStats>,
+    /// The listing of existing objects this stage made (`None` when it
+    /// made none: not an existing key space, or listed by an earlier stage).
+    pub listing: Option<ListingSummary>,
 }
 
 /// What a worker does next: an op on an object.
@@ -333,10 +337,15 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
         .keys
         .take()
         .filter(|s| s.count() == run.stage.objects.count);
+    let mut listing = None;
     let state = match (run.stage.kind, prior) {
         // Objects already there: listed once, or as an earlier stage of
         // the session listed them.
-        (_, prior) if run.stage.objects.existing.is_some() => existing::state(&run, prior).await?,
+        (_, prior) if run.stage.objects.existing.is_some() => {
+            let (state, listed) = existing::state(&run, prior).await?;
+            listing = listed;
+            state
+        }
         // Cleanup looks once at what exists now (other agents of a shared
         // key space wrote too) and keeps the session's record of what was
         // there before the run; with no such record (a cleanup-only plan)
@@ -473,6 +482,7 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
             .iter()
             .flat_map(|m| m.stats_by_endpoint())
             .collect(),
+        listing,
     })
 }
 
