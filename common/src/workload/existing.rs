@@ -188,15 +188,25 @@ struct Builder {
     arena: Vec<u8>,
     ends: Vec<u32>,
     sizes: Vec<u64>,
+    /// The caps ([`MAX_OBJECTS_PER_AGENT`], [`MAX_ARENA_BYTES`]; smaller in
+    /// tests).
+    max_objects: usize,
+    max_arena: usize,
 }
 
 impl Builder {
     fn new(prefix: &str) -> Builder {
+        Builder::with_caps(prefix, MAX_OBJECTS_PER_AGENT, MAX_ARENA_BYTES)
+    }
+
+    fn with_caps(prefix: &str, max_objects: usize, max_arena: usize) -> Builder {
         Builder {
             prefix: prefix.to_string(),
             arena: Vec::new(),
             ends: Vec::new(),
             sizes: Vec::new(),
+            max_objects,
+            max_arena: max_arena.min(MAX_ARENA_BYTES),
         }
     }
 
@@ -207,14 +217,13 @@ impl Builder {
     }
 
     fn push_suffix(&mut self, suffix: &[u8], size: u64) -> Result<(), String> {
-        if self.sizes.len() >= MAX_OBJECTS_PER_AGENT
-            || self.arena.len() + suffix.len() > MAX_ARENA_BYTES
+        if self.sizes.len() >= self.max_objects || self.arena.len() + suffix.len() > self.max_arena
         {
             return Err(format!(
-                "this agent's share of prefix `{}` passes {MAX_OBJECTS_PER_AGENT} objects or \
-                 {MAX_ARENA_BYTES} bytes of key names, the per-agent cap of an existing index; \
-                 narrow `objects.prefix` to a sub-prefix, or run more agents",
-                self.prefix
+                "this agent's share of prefix `{}` passes {} objects or {} bytes of key names, \
+                 the per-agent cap of an existing index; narrow `objects.prefix` to a \
+                 sub-prefix, or run more agents",
+                self.prefix, self.max_objects, self.max_arena
             ));
         }
         self.arena.extend_from_slice(suffix);
@@ -530,4 +539,53 @@ fn pick(
         index.mark_deleted(i);
     }
     i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keys come back whole, sizes as pushed; appending keeps order; the
+    /// index costs 12 bytes and a bit per object besides the suffixes.
+    #[test]
+    fn the_index_gives_back_keys_and_sizes_within_its_stated_bytes() {
+        let mut a = Builder::new("p/");
+        a.push("p/x", 1).unwrap();
+        a.push("p/sub/ü y", 1 << 40).unwrap();
+        let mut b = Builder::new("p/");
+        b.push("p/z", 0).unwrap();
+        a.append(b).unwrap();
+        let index = a.finish(ListingReport::default());
+        let all: Vec<(String, u64)> = (0..index.len())
+            .map(|i| (index.key(i), index.size(i)))
+            .collect();
+        assert_eq!(
+            all,
+            [
+                ("p/x".into(), 1),
+                ("p/sub/ü y".into(), 1 << 40),
+                ("p/z".into(), 0)
+            ]
+        );
+        let suffixes = "x".len() + "sub/ü y".len() + "z".len();
+        assert_eq!(
+            index.memory_bytes(),
+            suffixes + 3 * INDEX_BYTES_PER_OBJECT + 8
+        );
+        assert!(index.mark_deleted(1) && !index.mark_deleted(1) && index.is_deleted(1));
+    }
+
+    /// Past either cap the error names it and says how to narrow.
+    #[test]
+    fn the_caps_are_errors_naming_them() {
+        let mut b = Builder::with_caps("p/", 2, 1000);
+        b.push("p/1", 1).unwrap();
+        b.push("p/2", 1).unwrap();
+        let e = b.push("p/3", 1).unwrap_err();
+        assert!(e.contains("passes 2 objects or 1000 bytes"), "{e}");
+        assert!(e.contains("narrow `objects.prefix`"), "{e}");
+        let mut b = Builder::with_caps("p/", 10, 4);
+        b.push("p/abc", 1).unwrap();
+        assert!(b.push("p/de", 1).is_err(), "5 bytes of suffixes pass 4");
+    }
 }
