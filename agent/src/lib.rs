@@ -29,6 +29,7 @@ pub mod auth;
 pub mod fetch;
 pub mod host;
 pub mod kinds;
+pub mod preflight;
 pub mod sampler;
 pub mod service;
 pub mod session;

@@ -284,6 +284,18 @@ impl pb::agent_server::Agent for AgentService {
         self.refuse_if_stopping()?;
         self.check_free(&req.session_id)?;
         let session = self.new_session(req)?;
+        if let Err(refused) = crate::preflight::check_existing(
+            &session.plan,
+            &session.env,
+            session.agent_index,
+            session.pools.len(),
+        )
+        .await
+        {
+            // Leave no empty spool folder for a run that never started.
+            let _ = std::fs::remove_dir(&session.dir);
+            return Err(refused);
+        }
         let (id, timeout) = (session.id.clone(), session.controller_timeout);
         let stages = session.plan.stages.len() as u32;
         // Checked again under the lock that sets it: another controller

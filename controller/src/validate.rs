@@ -22,10 +22,11 @@ pub fn validate(path: &Path) -> ExitCode {
                 p.stages.len()
             );
             for s in &p.stages {
-                let objects = match s.kind {
+                let objects = match (&s.objects.existing, s.kind) {
                     // A replay's objects are its trace's.
-                    plan::StageKind::Replay => String::new(),
-                    _ => format!(", {} objects", s.objects.count),
+                    (_, plan::StageKind::Replay) => String::new(),
+                    (Some(_), _) => format!(", the objects under `{}` (listed)", s.objects.prefix),
+                    (None, _) => format!(", {} objects", s.objects.count),
                 };
                 println!(
                     "  {} ({}): target {}, {} workers per agent{objects}",

@@ -10,7 +10,7 @@ use chorus_common::metrics::{OpStats, StageMetrics, histogram_from_bytes, histog
 use chorus_common::op::OpKind;
 use chorus_common::plan::StepSpec;
 use chorus_common::store::multi::EndpointStats;
-use chorus_common::workload::ScheduleReport;
+use chorus_common::workload::{ListingSummary, ScheduleReport};
 
 /// Generated messages, client and server.
 #[allow(clippy::all, missing_docs)]
@@ -80,6 +80,30 @@ pub fn decode_metrics(ops: &[pb::OpMetrics]) -> anyhow::Result<StageMetrics> {
         m.merge(&one);
     }
     Ok(m)
+}
+
+pub fn encode_listing(l: &ListingSummary) -> pb::ListingReport {
+    pb::ListingReport {
+        objects_listed: l.objects_listed,
+        pages: l.pages,
+        subprefixes: l.subprefixes,
+        seconds: l.seconds,
+        share_objects: l.share_objects,
+        share_bytes: l.share_bytes,
+        index_bytes: l.index_bytes,
+    }
+}
+
+pub fn decode_listing(l: &pb::ListingReport) -> ListingSummary {
+    ListingSummary {
+        objects_listed: l.objects_listed,
+        pages: l.pages,
+        subprefixes: l.subprefixes,
+        seconds: l.seconds,
+        share_objects: l.share_objects,
+        share_bytes: l.share_bytes,
+        index_bytes: l.index_bytes,
+    }
 }
 
 pub fn encode_schedule(r: &ScheduleReport) -> pb::ScheduleReport {

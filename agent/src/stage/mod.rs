@@ -26,7 +26,9 @@ use chorus_common::pools::Pools;
 use chorus_common::store::EnvOverlay;
 use chorus_common::workload::{KeyState, LiveCounters, StageOutcome};
 use chorus_proto::pb::{self, stage_event::Event};
-use chorus_proto::{decode_step, encode_endpoints, encode_metrics, encode_schedule};
+use chorus_proto::{
+    decode_step, encode_endpoints, encode_listing, encode_metrics, encode_schedule,
+};
 use tokio::sync::mpsc;
 use tonic::Status;
 
@@ -294,6 +296,7 @@ fn done(
             schedule: o.schedule.as_ref().map(encode_schedule),
             endpoints: encode_endpoints(&o.endpoints),
             stopped_by: stopped_by.unwrap_or_default(),
+            listing: o.listing.as_ref().map(encode_listing),
         })),
     }
 }

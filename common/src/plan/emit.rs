@@ -123,13 +123,25 @@ impl Plan {
                 Some(f) => format!("{{width: {}, fanout: {f}}}", o.naming.width),
                 None => format!("{{width: {}}}", o.naming.width),
             };
-            let _ = writeln!(
-                y,
-                "    objects: {{prefix: {}, count: {}, size: {}, naming: {naming}, distribution: {distribution}, partition: {partition}}}",
-                quote(&o.prefix),
-                o.count,
-                size_spec(&o.size)
-            );
+            match o.existing {
+                Some(e) => {
+                    let _ = writeln!(
+                        y,
+                        "    objects: {{existing: true, prefix: {}, allow_delete: {}, distribution: {distribution}}}",
+                        quote(&o.prefix),
+                        e.allow_delete
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        y,
+                        "    objects: {{prefix: {}, count: {}, size: {}, naming: {naming}, distribution: {distribution}, partition: {partition}}}",
+                        quote(&o.prefix),
+                        o.count,
+                        size_spec(&o.size)
+                    );
+                }
+            }
             if s.runs_mix() {
                 let weights: Vec<String> = s
                     .mix

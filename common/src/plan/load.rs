@@ -70,8 +70,10 @@ const STAGE_KEYS: [&str; 29] = [
     "until",
     "steady",
 ];
-const OBJECTS_KEYS: [&str; 6] = [
+const OBJECTS_KEYS: [&str; 8] = [
     "prefix",
+    "existing",
+    "allow_delete",
     "count",
     "size",
     "distribution",
@@ -373,6 +375,9 @@ impl Decoder<'_> {
             .get("prefix")
             .map(|e| self.string(e, &join(&m.path, "prefix")));
         let prefix = prefix.transpose()?.unwrap_or_else(|| DEFAULT_PREFIX.into());
+        if let Some(existing) = self.existing(&m)? {
+            return self.existing_space(&m, prefix, existing);
+        }
         let count = self.integer(
             self.required(&m, "count")?,
             &join(&m.path, "count"),
@@ -387,6 +392,7 @@ impl Decoder<'_> {
             naming: self.naming(&m)?,
             distribution: self.distribution(&m)?,
             partition: self.partition(&m)?,
+            existing: None,
         })
     }
 
@@ -606,7 +612,7 @@ impl Decoder<'_> {
             );
             return Err(self.err(pos, &p("endpoints"), message));
         }
-        Ok(Stage {
+        let stage = Stage {
             name,
             kind,
             target,
@@ -630,7 +636,9 @@ impl Decoder<'_> {
             search,
             until,
             replay,
-        })
+        };
+        self.check_existing_stage(&stage, &m, node, &what)?;
+        Ok(stage)
     }
 }
 
@@ -690,5 +698,6 @@ fn replay_key_space() -> KeySpace {
         naming: Default::default(),
         distribution: Default::default(),
         partition: Default::default(),
+        existing: None,
     }
 }

@@ -9,6 +9,7 @@
 
 mod emit;
 mod error;
+mod existing;
 mod load;
 mod options;
 mod ramp;
@@ -373,6 +374,19 @@ pub struct KeySpace {
     pub distribution: KeyDistribution,
     /// Whether agents share the key space or each gets its own slice.
     pub partition: Partition,
+    /// `existing: true`: the objects are whatever the prefix holds now,
+    /// listed before the stage (see `workload::existing`); `count`, `size`,
+    /// `naming` and `partition` then do not apply (`count` is 0).
+    pub existing: Option<Existing>,
+}
+
+/// A key space of objects already there (`objects: {existing: true}`):
+/// Chorus did not write them, so it never verifies their bytes, never
+/// writes them, and deletes them only if the plan says so.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Existing {
+    /// `allow_delete: true`: a `delete` in the mix may remove them.
+    pub allow_delete: bool,
 }
 
 /// How a workload op picks its object.

@@ -6,11 +6,13 @@
 //! kept current by the agent's own PUTs and DELETEs. Reads pick keys that
 //! exist; cleanup deletes what the run created.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rand::Rng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+use super::existing::ExistingIndex;
 use crate::plan::{KeyDistribution, KeySpace, Partition};
 
 /// Draws a read op makes looking for an existing key before it settles for
@@ -59,6 +61,8 @@ pub struct KeyState {
     /// Objects that were there before the run touched the key space: a
     /// cleanup leaves them alone.
     preexisting: Bits,
+    /// An existing key space's listed objects (`count` is then 0).
+    existing: Option<Arc<ExistingIndex>>,
 }
 
 impl KeyState {
@@ -69,7 +73,21 @@ impl KeyState {
             present: Bits::new(count),
             created: Bits::new(count),
             preexisting: Bits::new(count),
+            existing: None,
         }
+    }
+
+    /// The state of an existing key space: the objects its listing found.
+    pub fn listed(index: Arc<ExistingIndex>) -> KeyState {
+        KeyState {
+            existing: Some(index),
+            ..KeyState::new(0)
+        }
+    }
+
+    /// The listed objects of an existing key space.
+    pub fn existing(&self) -> Option<&Arc<ExistingIndex>> {
+        self.existing.as_ref()
     }
 
     pub fn count(&self) -> u64 {
@@ -248,6 +266,7 @@ mod tests {
             naming: Default::default(),
             distribution,
             partition,
+            existing: None,
         }
     }
 

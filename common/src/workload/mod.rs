@@ -9,6 +9,7 @@
 //! [`Budget`]; open-loop pacing is a shared [`Schedule`] of start times.
 //!
 //! - `keys.rs`: which objects exist; uniform and zipf key choice.
+//! - `existing.rs`: objects already there, listed into a compact index.
 //! - `pacing.rs`: the open-loop schedule, ramps and think time.
 //! - `pacer.rs`: the thread that wakes open-loop workers at their slots.
 //! - `ops.rs`: each op against the store, verification, retries.
@@ -16,6 +17,7 @@
 //! - `live.rs`: the counters the agent reads each second.
 
 mod budget;
+pub mod existing;
 pub mod keys;
 mod live;
 mod ops;
@@ -45,6 +47,7 @@ use crate::store::multi::{EndpointStats, MultiStore};
 use crate::store::{ByteRange, ErrorClass, ObjectStore};
 
 pub use budget::{Budget, HeldOps, share};
+pub use existing::ListingSummary;
 pub use keys::{KeyPicker, KeyState};
 use live::LiveDelta;
 pub use live::{LIVE_FLUSH, LagTaken, LiveCounters, live_histogram};
@@ -143,6 +146,9 @@ pub struct StageOutcome {
     pub keys: Arc<KeyState>,
     /// Per-endpoint counters of a multi-endpoint stage (empty otherwise).
     pub endpoints: Vec<EndpointStats>,
+    /// The listing of existing objects this stage made (`None` when it
+    /// made none: not an existing key space, or listed by an earlier stage).
+    pub listing: Option<ListingSummary>,
 }
 
 /// What a worker does next: an op on an object.
@@ -190,11 +196,42 @@ enum WorkSource {
         feed: ReplayFeed,
         pacer: Option<Pacer>,
     },
+    /// Ops drawn by weight as in `Mix`, each on one of the objects this
+    /// agent listed before the stage (`objects: {existing: true}`).
+    Existing(existing::Draw),
+}
+
+/// The mix's weights as running totals, for one draw per op.
+fn cumulative(stage: &Stage) -> Vec<(u64, OpKind)> {
+    let mut acc = 0;
+    stage
+        .mix
+        .weights
+        .iter()
+        .filter(|&(_, &w)| w > 0)
+        .map(|(&op, &w)| {
+            acc += u64::from(w);
+            (acc, op)
+        })
+        .collect()
+}
+
+/// One op drawn by weight from running totals.
+fn draw_op(cumulative: &[(u64, OpKind)], rng: &mut Xoshiro256PlusPlus) -> Option<OpKind> {
+    let total = cumulative.last()?.0;
+    let r = rng.random_range(0..total);
+    Some(cumulative.iter().find(|(c, _)| r < *c)?.1)
 }
 
 impl WorkSource {
-    fn for_stage(run: &StageRun) -> anyhow::Result<WorkSource> {
+    fn for_stage(run: &StageRun, state: &KeyState) -> anyhow::Result<WorkSource> {
         let stage = &run.stage;
+        if let Some(index) = state.existing() {
+            return Ok(WorkSource::Existing(existing::Draw::new(
+                stage,
+                index.clone(),
+            )));
+        }
         let count = stage.objects.count;
         // Keys are dealt round-robin: agent i owns indexes i, i+n, i+2n, …
         let slice_len = share(count, run.agent_index, run.agent_count);
@@ -234,23 +271,10 @@ impl WorkSource {
             StageKind::Cleanup => keys(OpKind::Delete, |s, i| {
                 !s.is_present(i) || s.is_preexisting(i)
             }),
-            StageKind::Workload | StageKind::Search => {
-                let mut acc = 0;
-                let cumulative = stage
-                    .mix
-                    .weights
-                    .iter()
-                    .filter(|&(_, &w)| w > 0)
-                    .map(|(&op, &w)| {
-                        acc += u64::from(w);
-                        (acc, op)
-                    })
-                    .collect();
-                WorkSource::Mix {
-                    cumulative,
-                    picker: KeyPicker::new(&stage.objects, run.agent_index, run.agent_count),
-                }
-            }
+            StageKind::Workload | StageKind::Search => WorkSource::Mix {
+                cumulative: cumulative(stage),
+                picker: KeyPicker::new(&stage.objects, run.agent_index, run.agent_count),
+            },
         })
     }
 
@@ -277,9 +301,7 @@ impl WorkSource {
                 }
             },
             WorkSource::Mix { cumulative, picker } => {
-                let total = cumulative.last()?.0;
-                let r = rng.random_range(0..total);
-                let op = cumulative.iter().find(|(c, _)| r < *c)?.1;
+                let op = draw_op(cumulative, rng)?;
                 let index = if op.reads_existing() {
                     picker.existing(rng, state)
                 } else {
@@ -291,7 +313,7 @@ impl WorkSource {
                     due: None,
                 })
             }
-            WorkSource::Replay { feed, .. } => {
+            WorkSource::Replay { feed, pacer } => {
                 let op = feed.next()?;
                 Some(Work {
                     op: op.op,
@@ -300,11 +322,10 @@ impl WorkSource {
                         size: op.size,
                         range: op.range,
                     },
-                    due: (op.due_ns > 0
-                        || matches!(self, WorkSource::Replay { pacer: Some(_), .. }))
-                    .then(|| Duration::from_nanos(op.due_ns)),
+                    due: pacer.as_ref().map(|_| Duration::from_nanos(op.due_ns)),
                 })
             }
+            WorkSource::Existing(draw) => draw.next(rng),
         }
     }
 }
@@ -378,10 +399,18 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
         .keys
         .take()
         .filter(|s| s.count() == run.stage.objects.count);
+    let mut listing = None;
     let state = match (run.stage.kind, prior) {
         // A replay's objects are those its trace names: no listing.
         (StageKind::Replay, prior) => {
             prior.unwrap_or_else(|| Arc::new(KeyState::new(run.stage.objects.count)))
+        }
+        // Objects already there: listed once, or as an earlier stage of
+        // the session listed them.
+        (_, prior) if run.stage.objects.existing.is_some() => {
+            let (state, listed) = existing::state(&run, prior).await?;
+            listing = listed;
+            state
         }
         // Cleanup looks once at what exists now (other agents of a shared
         // key space wrote too) and keeps the session's record of what was
@@ -402,7 +431,7 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
         }
     };
     let run = Arc::new(run);
-    let source = Arc::new(WorkSource::for_stage(&run)?);
+    let source = Arc::new(WorkSource::for_stage(&run, &state)?);
     let budget = Arc::new(Budget::for_agent(
         &run.stage.stop,
         run.agent_index,
@@ -560,6 +589,7 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
             .iter()
             .flat_map(|m| m.stats_by_endpoint())
             .collect(),
+        listing,
     })
 }
 

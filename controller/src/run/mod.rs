@@ -236,7 +236,19 @@ async fn run(args: RunArgs, pick: KindPicker) -> Result<std::path::PathBuf, RunE
     };
     agents::open_sessions(&mut agents, &start)
         .await
-        .map_err(RunError::Failed)?;
+        .map_err(|e| {
+            // An agent that refused the plan as invalid (an existing
+            // key space's prefix that holds nothing) is bad input, as a
+            // plan the controller refuses is: nothing ran.
+            match e.downcast_ref::<crate::transport::CallError>() {
+                Some(crate::transport::CallError::Refused { status, .. })
+                    if status.code() == tonic::Code::InvalidArgument =>
+                {
+                    RunError::Input(format!("{e:#}"))
+                }
+                _ => RunError::Failed(e),
+            }
+        })?;
     // Replay traces go to every agent before any stage: agents on other
     // hosts have no other way to read them.
     let mut shipped = std::collections::BTreeSet::new();

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use chorus_common::clock::{ClockEstimate, rfc3339_ns};
 use chorus_common::metrics::client::ClientHealth;
-use chorus_common::workload::ScheduleReport;
+use chorus_common::workload::{ListingSummary, ScheduleReport};
 use serde::{Deserialize, Serialize};
 
 /// How a run ended, as `run.json`'s `status` says it.
@@ -266,6 +266,10 @@ pub struct AgentStageMeta {
     /// Bytes of the agent's op-log copied into `oplog`.
     #[serde(default)]
     pub oplog_bytes_collected: u64,
+    /// Existing objects: the listing the agent made before the stage
+    /// (absent when it made none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing: Option<ListingSummary>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Default)]

@@ -19,7 +19,7 @@ use chorus_common::metrics::StageMetrics;
 use chorus_common::metrics::client::{ClientHealth, ClientTrack};
 use chorus_common::plan::Stage;
 use chorus_common::store::multi::EndpointStats;
-use chorus_common::workload::ScheduleReport;
+use chorus_common::workload::{ListingSummary, ScheduleReport};
 use chorus_proto::pb::{self, stage_event::Event};
 use chorus_proto::{decode_endpoints, decode_host, decode_metrics, decode_schedule};
 use tokio::sync::{Mutex, Notify};
@@ -59,6 +59,8 @@ pub struct AgentStageResult {
     /// Its host over the stage, from its progress reports; `None` when
     /// none carried a host sample (an older agent, not Linux).
     pub client: Option<ClientHealth>,
+    /// The listing of existing objects it made for the stage.
+    pub listing: Option<ListingSummary>,
 }
 
 /// How one agent's stage ended.
@@ -382,6 +384,7 @@ impl Watch {
             endpoints: decode_endpoints(&d.endpoints),
             stopped: self.stopped(d),
             client: self.client_health(),
+            listing: d.listing.as_ref().map(chorus_proto::decode_listing),
         }))
     }
 

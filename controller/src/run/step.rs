@@ -434,6 +434,7 @@ impl AgentStageMeta {
         self.retries = r.retries;
         self.schedule = r.schedule.clone();
         self.client = r.client.clone();
+        self.listing = r.listing.clone();
     }
 }
 

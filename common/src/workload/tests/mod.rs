@@ -682,6 +682,7 @@ async fn op_log_names_each_ops_endpoint_and_key_with_unique_idx() {
     );
 }
 
+mod existing;
 mod kept_files;
 mod naming;
 mod open_loop;
