@@ -42,7 +42,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::{StageRun, Target, Work, cumulative, draw_op};
+use super::StageRun;
+use super::source::{Target, Work, cumulative, draw_op};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::keys::{KeyPicker, KeyState};

@@ -1,0 +1,207 @@
+//! Where a worker's next op comes from ([`WorkSource`]): each key of the
+//! agent's slice once (prepare, cleanup), ops drawn by the mix's weights
+//! on the key space, on objects listed before the stage (`existing.rs`),
+//! or a trace's ops (`replay.rs`); and what one op is on ([`Work`],
+//! [`Target`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rand::RngExt;
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use super::existing;
+use super::keys::{KeyPicker, KeyState};
+use super::pacer::Pacer;
+use super::replay::{self, ReplayFeed};
+use super::{StageRun, share};
+use crate::op::OpKind;
+use crate::plan::{ReplayPhase, Stage, StageKind};
+use crate::store::ByteRange;
+
+/// What a worker does next: an op on an object.
+pub(super) struct Work {
+    pub(super) op: OpKind,
+    pub(super) target: Target,
+    /// When the op is due, after the stage's start (a replay's ops);
+    /// `None`: as soon as a worker takes it (or at its open-loop slot).
+    pub(super) due: Option<Duration>,
+}
+
+/// The object an op is on.
+pub(super) enum Target {
+    /// An object of the stage's key space, by index: the agent keeps track
+    /// of whether it exists, and the op-log writer names it from the index.
+    Index(u64),
+    /// An object outside the key space, by name and size (one listed
+    /// before the stage, one a trace names): nothing is tracked of it.
+    /// `range`: the range a `range_get` reads (else the stage's choice).
+    Key {
+        key: String,
+        size: u64,
+        range: Option<ByteRange>,
+    },
+}
+
+/// Where a worker's next op comes from.
+pub(super) enum WorkSource {
+    /// Each key of this agent's slice once (PUT or DELETE), skipping those
+    /// `skip` says are done.
+    Keys {
+        op: OpKind,
+        next: AtomicU64,
+        slice_len: u64,
+        skip: fn(&KeyState, u64) -> bool,
+    },
+    /// Ops drawn by weight, keys by the key space's distribution.
+    Mix {
+        cumulative: Vec<(u64, OpKind)>,
+        picker: KeyPicker,
+    },
+    /// A trace's ops, this agent's share, each due at its time (run
+    /// phase, with the pacer that wakes workers then) or at once (prepare).
+    Replay {
+        feed: ReplayFeed,
+        pacer: Option<Pacer>,
+    },
+    /// Ops drawn by weight as in `Mix`, each on one of the objects this
+    /// agent listed before the stage (`objects: {existing: true}`).
+    Existing(existing::Draw),
+}
+
+/// The mix's weights as running totals, for one draw per op.
+pub(super) fn cumulative(stage: &Stage) -> Vec<(u64, OpKind)> {
+    let mut acc = 0;
+    stage
+        .mix
+        .weights
+        .iter()
+        .filter(|&(_, &w)| w > 0)
+        .map(|(&op, &w)| {
+            acc += u64::from(w);
+            (acc, op)
+        })
+        .collect()
+}
+
+/// One op drawn by weight from running totals.
+pub(super) fn draw_op(
+    cumulative: &[(u64, OpKind)],
+    rng: &mut Xoshiro256PlusPlus,
+) -> Option<OpKind> {
+    let total = cumulative.last()?.0;
+    let r = rng.random_range(0..total);
+    Some(cumulative.iter().find(|(c, _)| r < *c)?.1)
+}
+
+impl WorkSource {
+    pub(super) fn for_stage(run: &StageRun, state: &KeyState) -> anyhow::Result<WorkSource> {
+        let stage = &run.stage;
+        if let Some(index) = state.existing() {
+            return Ok(WorkSource::Existing(existing::Draw::new(
+                stage,
+                index.clone(),
+            )));
+        }
+        let count = stage.objects.count;
+        // Keys are dealt round-robin: agent i owns indexes i, i+n, i+2n, …
+        let slice_len = share(count, run.agent_index, run.agent_count);
+        let keys = |op, skip| WorkSource::Keys {
+            op,
+            next: AtomicU64::new(0),
+            slice_len,
+            skip,
+        };
+        Ok(match stage.kind {
+            StageKind::Prepare if stage.overwrite => keys(OpKind::Put, |_, _| false),
+            StageKind::Prepare => keys(OpKind::Put, |s, i| s.is_present(i)),
+            StageKind::Replay => {
+                let replay = stage.replay.as_ref().ok_or_else(|| {
+                    anyhow::anyhow!("stage `{}` has no `replay` settings", stage.name)
+                })?;
+                let share = replay::Share {
+                    index: run.agent_index,
+                    count: run.agent_count,
+                };
+                let feed = ReplayFeed::start(
+                    std::path::Path::new(&replay.trace),
+                    stage,
+                    share,
+                    run.stop.clone(),
+                )?;
+                let pacer =
+                    match replay.phase {
+                        ReplayPhase::Prepare => None,
+                        ReplayPhase::Run => Some(Pacer::start(run.stop.clone()).map_err(|e| {
+                            anyhow::anyhow!("starting the replay's pacer thread: {e}")
+                        })?),
+                    };
+                WorkSource::Replay { feed, pacer }
+            }
+            // What the run created: present now, and not there before.
+            StageKind::Cleanup => keys(OpKind::Delete, |s, i| {
+                !s.is_present(i) || s.is_preexisting(i)
+            }),
+            StageKind::Workload | StageKind::Search => WorkSource::Mix {
+                cumulative: cumulative(stage),
+                picker: KeyPicker::new(&stage.objects, run.agent_index, run.agent_count),
+            },
+        })
+    }
+
+    /// The next op, or None when the source is used up.
+    pub(super) fn next(
+        &self,
+        rng: &mut Xoshiro256PlusPlus,
+        run: &StageRun,
+        state: &KeyState,
+    ) -> Option<Work> {
+        match self {
+            WorkSource::Keys {
+                op,
+                next,
+                slice_len,
+                skip,
+            } => loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= *slice_len {
+                    return None;
+                }
+                let index = u64::from(run.agent_index) + i * u64::from(run.agent_count);
+                if !skip(state, index) {
+                    return Some(Work {
+                        op: *op,
+                        target: Target::Index(index),
+                        due: None,
+                    });
+                }
+            },
+            WorkSource::Mix { cumulative, picker } => {
+                let op = draw_op(cumulative, rng)?;
+                let index = if op.reads_existing() {
+                    picker.existing(rng, state)
+                } else {
+                    picker.any(rng)
+                };
+                Some(Work {
+                    op,
+                    target: Target::Index(index),
+                    due: None,
+                })
+            }
+            WorkSource::Replay { feed, pacer } => {
+                let op = feed.next()?;
+                Some(Work {
+                    op: op.op,
+                    target: Target::Key {
+                        key: op.key,
+                        size: op.size,
+                        range: op.range,
+                    },
+                    due: pacer.as_ref().map(|_| Duration::from_nanos(op.due_ns)),
+                })
+            }
+            WorkSource::Existing(draw) => draw.next(rng),
+        }
+    }
+}
