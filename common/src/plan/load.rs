@@ -39,7 +39,7 @@ const PLAN_KEYS: [&str; 16] = [
     "balance",
     "control",
 ];
-const STAGE_KEYS: [&str; 28] = [
+const STAGE_KEYS: [&str; 29] = [
     "name",
     "type",
     "target",
@@ -56,6 +56,7 @@ const STAGE_KEYS: [&str; 28] = [
     "arrivals",
     "range",
     "part_size",
+    "parallel",
     "list",
     "verify",
     "overwrite",
@@ -547,6 +548,7 @@ impl Decoder<'_> {
         let until = self.until(&m, &what, kind, stop.duration.is_some())?;
         let o = self.stage_options(&m, &what, kind, &defaults.stage)?;
         let (ramp, think) = self.ramp_think(&m, &what, kind, &o.pacing, &stop)?;
+        let parallel = self.parallel(&m)?;
         // Endpoints replace a network backend's endpoint; a local target
         // has none to replace.
         if !o.endpoints.is_empty()
@@ -561,7 +563,7 @@ impl Decoder<'_> {
             );
             return Err(self.err(pos, &p("endpoints"), message));
         }
-        Ok(Stage {
+        let stage = Stage {
             name,
             kind,
             target,
@@ -575,6 +577,7 @@ impl Decoder<'_> {
             think,
             range: o.range,
             part_size: o.part_size,
+            parallel,
             list: o.list,
             verify: o.verify,
             overwrite: o.overwrite,
@@ -584,7 +587,9 @@ impl Decoder<'_> {
             balance: o.balance,
             search,
             until,
-        })
+        };
+        self.check_size_limit(&m, node, &stage)?;
+        Ok(stage)
     }
 }
 
@@ -614,6 +619,18 @@ impl Plan {
         }
         if let Some(d) = o.duration {
             super::ramp::check_duration_override(&self.stages, d)?;
+        }
+        if let Some(t) = &o.target {
+            // The new target's object-size limits, as loading checks them.
+            for s in &self.stages {
+                let moved = Stage {
+                    target: t.clone(),
+                    ..s.clone()
+                };
+                if let Some(why) = super::size_limit(&moved) {
+                    return Err(format!("stage `{}` on `{t}`: {why}", s.name));
+                }
+            }
         }
         for s in &mut self.stages {
             if let Some(t) = &o.target {

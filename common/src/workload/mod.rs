@@ -17,6 +17,7 @@
 
 mod budget;
 pub mod keys;
+mod large;
 mod live;
 mod ops;
 pub mod pacer;

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use rand::Rng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+use super::large;
 use crate::clock::Mono;
 use crate::datagen::{self, DataSpec};
 use crate::op::OpKind;
@@ -38,7 +39,9 @@ pub struct OpPlan {
     pub size: u64,
     /// For range GETs.
     pub range: Option<ByteRange>,
-    /// For PUTs: the payload, made before the clock starts.
+    /// For PUTs of at most `part_size` bytes: the payload, made before the
+    /// clock starts. Larger PUTs are uploaded in parts made as they are
+    /// sent (see `large::upload_parts`), so no object is in memory whole.
     pub payload: Option<Bytes>,
 }
 
@@ -72,8 +75,10 @@ impl OpPlan {
                 }
             }
         });
-        // Multipart payloads are made part by part during the op instead.
-        let payload = (op == OpKind::Put).then(|| datagen::object(data, &key, size));
+        // Multipart payloads, and those of PUTs larger than a part, are
+        // made part by part during the op instead: memory stays bounded.
+        let payload = (op == OpKind::Put && size <= stage.part_size)
+            .then(|| datagen::object(data, &key, size));
         OpPlan {
             op,
             key,
@@ -100,14 +105,11 @@ pub async fn run_with_retries(
         // future (moved into it, then into the timer's) cost ~10% of the
         // engine's ops/s on `mem://` (scripts/bench/harness.sh).
         let call = attempt(store, plan, stage, data);
-        let result = match with_timeout(policy.timeout, call).await {
+        // One `timeout` per round of parts for a large object.
+        let timeout = large::attempt_timeout(plan, stage);
+        let result = match with_timeout(timeout, call).await {
             Some(r) => r,
-            None => Err(timeout_error(
-                store,
-                plan.op.log_name(),
-                &plan.key,
-                policy.timeout,
-            )),
+            None => Err(timeout_error(store, plan.op.log_name(), &plan.key, timeout)),
         };
         let retryable = matches!(&result, Err(e) if matches!(e.class, ErrorClass::Throttled | ErrorClass::Timeout | ErrorClass::Network));
         if !retryable || retries >= policy.retries {
@@ -199,6 +201,18 @@ async fn attempt(
         first_byte,
     };
     match plan.op {
+        // Large-object paths are boxed: their futures would otherwise
+        // grow every op's, small ones included.
+        OpKind::Get if large::is_parallel_get(plan, stage) => {
+            Box::pin(large::parallel_get(store, plan, stage, data)).await
+        }
+        OpKind::Get | OpKind::RangeGet
+            if stage.verify && expected_span(plan).1 > large::STREAMED_VERIFY_BYTES =>
+        {
+            let span = expected_span(plan);
+            let g = Box::pin(large::verified_get(store, key, plan.range, span, data)).await?;
+            Ok(one(g.bytes, g.first_byte))
+        }
         OpKind::Get | OpKind::RangeGet => {
             let opts = GetOptions {
                 range: plan.range,
@@ -210,18 +224,20 @@ async fn attempt(
             }
             Ok(one(g.bytes, g.first_byte))
         }
-        OpKind::Put => {
-            let payload = plan.payload.clone().unwrap_or_default();
-            let len = payload.len() as u64;
-            store.put(key, payload).await.map(|()| one(len, None))
-        }
-        OpKind::MultipartPut => {
-            let part = |offset: u64, len: u64| datagen::span(data, key, offset, len);
-            store
-                .put_multipart(key, plan.size, stage.part_size, &part)
-                .await
-                .map(|_| one(plan.size, None))
-        }
+        OpKind::Put | OpKind::MultipartPut => match large::upload_parts(plan, stage) {
+            Some(parts) => {
+                let part = |offset: u64, len: u64| datagen::span(data, key, offset, len);
+                store
+                    .put_multipart(key, parts, &part)
+                    .await
+                    .map(|_| one(plan.size, None))
+            }
+            None => {
+                let payload = plan.payload.clone().unwrap_or_default();
+                let len = payload.len() as u64;
+                store.put(key, payload).await.map(|()| one(len, None))
+            }
+        },
         OpKind::Stat => store.stat(key).await.map(|_| one(0, None)),
         OpKind::Delete => store.delete(key).await.map(|()| one(0, None)),
         OpKind::Mkdir => store.mkdir(key).await.map(|()| one(0, None)),
@@ -241,6 +257,15 @@ async fn attempt(
     }
 }
 
+/// Where a GET of `plan` should read, and how many bytes: the range cut
+/// at the expected size, or the whole object.
+fn expected_span(plan: &OpPlan) -> (u64, u64) {
+    match plan.range {
+        Some(r) => (r.offset, r.length.min(plan.size.saturating_sub(r.offset))),
+        None => (0, plan.size),
+    }
+}
+
 /// Checks what a GET read against the bytes the generator makes for that
 /// key and range.
 fn verify(
@@ -249,11 +274,7 @@ fn verify(
     data: &DataSpec,
     got: &[u8],
 ) -> Result<(), StoreError> {
-    let offset = plan.range.map_or(0, |r| r.offset);
-    let want_len = match plan.range {
-        Some(r) => r.length.min(plan.size.saturating_sub(r.offset)),
-        None => plan.size,
-    };
+    let (offset, want_len) = expected_span(plan);
     let fail = |msg: String| {
         StoreError::new(
             ErrorClass::Verification,

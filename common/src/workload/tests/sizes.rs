@@ -77,8 +77,7 @@ wrapper_store!(PartLog {
     async fn put_multipart(
         &self,
         key: &str,
-        size: u64,
-        part_size: u64,
+        plan: PartPlan,
         part: PartSource<'_>,
     ) -> StoreResult<u64> {
         let this_op = Mutex::new(Vec::new());
@@ -91,7 +90,7 @@ wrapper_store!(PartLog {
         };
         let result = self
             .inner
-            .put_multipart(key, size, part_size, &logged)
+            .put_multipart(key, plan, &logged)
             .await;
         let op = this_op.into_inner().unwrap_or_else(|e| e.into_inner());
         self.parts
