@@ -171,3 +171,6 @@ pub(super) fn emit(y: &mut String, p: &Parallel) {
         p.streams
     );
 }
+
+#[cfg(test)]
+mod tests;

@@ -391,7 +391,7 @@ impl Decoder<'_> {
     }
 
     fn mix(&self, e: &Entry, path: &str, what: &str) -> Result<OpMix, PlanError> {
-        let names = OpKind::ALL.map(OpKind::plan_name);
+        let names = OpKind::OPS.map(OpKind::plan_name);
         let m = self.map(
             &e.value,
             path.to_string(),

@@ -259,6 +259,7 @@ pub async fn multipart(store: &dyn ObjectStore, prefix: &str) {
         size: MULTIPART_OBJECT_BYTES,
         part_size: MULTIPART_PART_BYTES,
         streams: 3,
+        log: None,
     };
     let parts = store
         .put_multipart(&k, plan, &part)

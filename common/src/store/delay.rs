@@ -93,7 +93,7 @@ where
     async fn put_multipart(
         &self,
         key: &str,
-        plan: PartPlan,
+        plan: PartPlan<'_>,
         part: PartSource<'_>,
     ) -> StoreResult<u64> {
         self.pause.pause().await;

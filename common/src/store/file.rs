@@ -599,7 +599,7 @@ impl ObjectStore for FileStore {
     async fn put_multipart(
         &self,
         key: &str,
-        plan: PartPlan,
+        plan: PartPlan<'_>,
         part: PartSource<'_>,
     ) -> StoreResult<u64> {
         let (size, part_size) = (plan.size, plan.part_size);
@@ -621,9 +621,11 @@ impl ObjectStore for FileStore {
         while offset < size {
             let len = part_size.min(size - offset);
             let data = part(offset, len);
+            let start = Mono::now();
             let (f, k, err) = (file.clone(), key.to_string(), self.err_fn());
             self.run(move |_| f.write_all_at(&data, offset).map_err(|e| err(&k, e)))
                 .await?;
+            plan.done(offset, len, start);
             offset += len;
             parts += 1;
         }

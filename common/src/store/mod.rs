@@ -211,9 +211,25 @@ pub type ChunkSink<'a> = &'a mut (dyn FnMut(u64, &[u8]) -> StoreResult<()> + Sen
 /// a [`ChunkSink`]: the memory a streamed GET of any size holds at once.
 pub const GET_CHUNK_BYTES: u64 = 8 << 20;
 
-/// How a multipart PUT is cut and sent.
+/// When one part of an op that moves an object in several requests ran:
+/// what the op-log's part record (`PUT_PART`, `GET_PART`) holds. Times
+/// are `Mono` readings, like an op's; a part's clock starts once its
+/// bytes are made (generating data is no part of storage latency).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PartPlan {
+pub struct PartTime {
+    pub offset: u64,
+    pub bytes: u64,
+    pub start: Mono,
+    pub first_byte: Option<Mono>,
+    pub end: Mono,
+}
+
+/// Told of each part an upload sent, as it completes.
+pub type PartLog<'a> = &'a (dyn Fn(PartTime) + Send + Sync);
+
+/// How a multipart PUT is cut and sent.
+#[derive(Clone, Copy)]
+pub struct PartPlan<'a> {
     /// Bytes of the object.
     pub size: u64,
     /// Bytes of each part (the last may be shorter); at least 1.
@@ -222,15 +238,44 @@ pub struct PartPlan {
     /// that many concurrently; local stores write one at a time. At most
     /// `streams` parts are in memory at once.
     pub streams: usize,
+    /// Told of each part sent (its time for the op-log); stores that send
+    /// the object in one request tell nothing.
+    pub log: Option<PartLog<'a>>,
 }
 
-impl PartPlan {
-    /// One stream: parts sent one after another.
-    pub fn serial(size: u64, part_size: u64) -> PartPlan {
+impl fmt::Debug for PartPlan<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PartPlan")
+            .field("size", &self.size)
+            .field("part_size", &self.part_size)
+            .field("streams", &self.streams)
+            .field("log", &self.log.is_some())
+            .finish()
+    }
+}
+
+impl PartPlan<'_> {
+    /// One stream: parts sent one after another, none logged.
+    pub fn serial(size: u64, part_size: u64) -> PartPlan<'static> {
         PartPlan {
             size,
             part_size: part_size.max(1),
             streams: 1,
+            log: None,
+        }
+    }
+
+    /// Tells the plan's log, if any, of the part at `offset` of `bytes`
+    /// that started at `start` and ends now.
+    pub fn done(&self, offset: u64, bytes: u64, start: Mono) {
+        if let Some(log) = self.log {
+            log(PartTime {
+                offset,
+                bytes,
+                start,
+                first_byte: None,
+                end: Mono::now(),
+            });
         }
     }
 
@@ -307,7 +352,7 @@ pub trait ObjectStore: Send + Sync + fmt::Display + fmt::Debug {
     async fn put_multipart(
         &self,
         key: &str,
-        plan: PartPlan,
+        plan: PartPlan<'_>,
         part: PartSource<'_>,
     ) -> StoreResult<u64> {
         let mut data = Vec::with_capacity(usize::try_from(plan.size).unwrap_or(0));

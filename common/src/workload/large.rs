@@ -9,6 +9,7 @@
 //! per stream (`datagen::span` makes each as it is sent). With `streams`
 //! streams that is at most `streams × max(part, part_size, 8 MiB)`.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt, stream};
@@ -19,7 +20,7 @@ use crate::op::OpKind;
 use crate::plan::Stage;
 use crate::store::{
     ByteRange, ErrorClass, GET_CHUNK_BYTES, GetOptions, GetOutcome, ObjectStore, PartPlan,
-    StoreError, StoreResult,
+    PartTime, StoreError, StoreResult,
 };
 
 use super::ops::{OpDone, OpPlan};
@@ -33,13 +34,39 @@ pub const STREAMED_VERIFY_BYTES: u64 = GET_CHUNK_BYTES;
 /// `multipart_put` always; a `put` of an object larger than `part_size`
 /// (its payload is then never made whole: see `OpPlan::new`). Uploads send
 /// `parallel.streams` parts at once (one without `parallel`).
-pub fn upload_parts(plan: &OpPlan, stage: &Stage) -> Option<PartPlan> {
+pub fn upload_parts(plan: &OpPlan, stage: &Stage) -> Option<PartPlan<'static>> {
     let parts =
         plan.op == OpKind::MultipartPut || (plan.op == OpKind::Put && plan.size > stage.part_size);
     parts.then(|| PartPlan {
         size: plan.size,
         part_size: stage.part_size.max(1),
         streams: stage.parallel.map_or(1, |p| p.streams.max(1) as usize),
+        log: None,
+    })
+}
+
+/// An upload in `parts`, each made by the generator as it is sent, each
+/// part's time kept for the op-log when there is more than one.
+pub async fn upload(
+    store: &dyn ObjectStore,
+    plan: &OpPlan,
+    parts: PartPlan<'_>,
+    data: &DataSpec,
+) -> Result<OpDone, StoreError> {
+    let key = plan.key.as_str();
+    let make = |offset: u64, len: u64| datagen::span(data, key, offset, len);
+    let times = Mutex::new(Vec::new());
+    let log = |t: PartTime| times.lock().unwrap_or_else(|e| e.into_inner()).push(t);
+    let parts = PartPlan {
+        log: (parts.count() > 1).then_some(&log as _),
+        ..parts
+    };
+    store.put_multipart(key, parts, &make).await?;
+    Ok(OpDone {
+        bytes: plan.size,
+        n_objects: 1,
+        first_byte: None,
+        parts: times.into_inner().unwrap_or_else(|e| e.into_inner()),
     })
 }
 
@@ -138,7 +165,8 @@ pub async fn parallel_get(
             offset,
             length: part.min(plan.size - offset),
         };
-        match stage.verify {
+        let start = Mono::now();
+        let got = match stage.verify {
             true => verified_get(store, key, Some(range), (offset, range.length), data).await,
             false => {
                 let opts = GetOptions {
@@ -147,23 +175,25 @@ pub async fn parallel_get(
                 };
                 store.get(key, &opts).await
             }
-        }
+        }?;
+        Ok::<_, StoreError>(PartTime {
+            offset,
+            bytes: got.bytes,
+            start,
+            first_byte: got.first_byte,
+            end: Mono::now(),
+        })
     };
-    let parts = plan.size.div_ceil(part);
-    let (bytes, first_byte) = stream::iter(0..parts)
+    let count = plan.size.div_ceil(part);
+    let parts: Vec<PartTime> = stream::iter(0..count)
         .map(one)
         .buffer_unordered(p.streams.max(1) as usize)
-        .try_fold((0u64, None::<Mono>), |(bytes, first), g| async move {
-            let first = match (first, g.first_byte) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            Ok((bytes + g.bytes, first))
-        })
+        .try_collect()
         .await?;
     Ok(OpDone {
-        bytes,
+        bytes: parts.iter().map(|t| t.bytes).sum(),
         n_objects: 1,
-        first_byte,
+        first_byte: parts.iter().filter_map(|t| t.first_byte).min(),
+        parts,
     })
 }

@@ -725,6 +725,45 @@ impl Worker {
             error,
         };
         batch.push(entry, endpoint);
+        if !done.parts.is_empty() {
+            self.log_parts(batch, endpoint, op, index, done, warmup);
+        }
+    }
+
+    /// The parts of a large op, beside it: same thread, key and endpoint,
+    /// kind `GET_PART` or `PUT_PART`, `n_objects` 0. Not ops: no histogram
+    /// sample, no live count (see `op`'s module docs).
+    #[cold]
+    fn log_parts(
+        &self,
+        batch: &mut LogBatch,
+        endpoint: u16,
+        op: OpKind,
+        index: u64,
+        done: &ops::OpDone,
+        warmup: bool,
+    ) {
+        let kind = if op.writes() {
+            OpKind::PutPart
+        } else {
+            OpKind::GetPart
+        };
+        for p in &done.parts {
+            let entry = LogEntry {
+                thread: self.id,
+                op: kind,
+                warmup,
+                retries: 0,
+                n_objects: 0,
+                bytes: p.bytes,
+                start_ns: self.anchor.wall_ns_at(p.start),
+                first_byte_ns: p.first_byte.map(|t| self.anchor.wall_ns_at(t)),
+                end_ns: self.anchor.wall_ns_at(p.end),
+                key: EntryKey::Index(index),
+                error: String::new(),
+            };
+            batch.push(entry, endpoint);
+        }
     }
 
     /// Gives the batch its `idx` range (consecutive, so every idx of the

@@ -16,7 +16,7 @@ use crate::datagen::{self, DataSpec};
 use crate::op::OpKind;
 use crate::plan::{RangeSpec, RetryPolicy, Stage};
 use crate::store::{
-    ByteRange, ErrorClass, GetOptions, ListOptions, ObjectMeta, ObjectStore, StoreError,
+    ByteRange, ErrorClass, GetOptions, ListOptions, ObjectMeta, ObjectStore, PartTime, StoreError,
     StoreResult,
 };
 
@@ -29,6 +29,11 @@ pub struct OpDone {
     pub bytes: u64,
     pub n_objects: u32,
     pub first_byte: Option<Mono>,
+    /// The parts of an op that moved its object in several requests (a
+    /// `parallel` GET, an upload in parts), in the order they ended, for
+    /// the op-log's part records; empty for a one-request op. One entry
+    /// per part: bounded by the object's size over its part size.
+    pub parts: Vec<PartTime>,
 }
 
 /// One op, fully decided before the clock starts.
@@ -199,6 +204,7 @@ async fn attempt(
         bytes,
         n_objects: 1,
         first_byte,
+        parts: Vec::new(),
     };
     match plan.op {
         // Large-object paths are boxed: their futures would otherwise
@@ -225,13 +231,7 @@ async fn attempt(
             Ok(one(g.bytes, g.first_byte))
         }
         OpKind::Put | OpKind::MultipartPut => match large::upload_parts(plan, stage) {
-            Some(parts) => {
-                let part = |offset: u64, len: u64| datagen::span(data, key, offset, len);
-                store
-                    .put_multipart(key, parts, &part)
-                    .await
-                    .map(|_| one(plan.size, None))
-            }
+            Some(parts) => Box::pin(large::upload(store, plan, parts, data)).await,
             None => {
                 let payload = plan.payload.clone().unwrap_or_default();
                 let len = payload.len() as u64;
@@ -252,8 +252,15 @@ async fn attempt(
                 bytes: 0,
                 n_objects: (p.entries.len() + p.prefixes.len()) as u32,
                 first_byte: None,
+                parts: Vec::new(),
             })
         }
+        // Never planned: parts are logged beside their op, not chosen.
+        OpKind::GetPart | OpKind::PutPart => Err(StoreError::new(
+            ErrorClass::NotSupported,
+            store.endpoint(),
+            format!("`{}` is a part of an op, not an op", plan.op.plan_name()),
+        )),
     }
 }
 

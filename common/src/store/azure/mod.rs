@@ -423,7 +423,7 @@ impl ObjectStore for AzureStore {
     async fn put_multipart(
         &self,
         key: &str,
-        plan: PartPlan,
+        plan: PartPlan<'_>,
         part: PartSource<'_>,
     ) -> StoreResult<u64> {
         let (size, part_size) = (plan.size, plan.part_size.max(1));
@@ -451,10 +451,13 @@ impl ObjectStore for AzureStore {
             async move {
                 let (offset, len) = plan.part(index);
                 let what = format!("PUT `{key}` block {index}");
-                blob.put_block(id(index), part(offset, len))
+                let data = part(offset, len);
+                let start = Mono::now();
+                blob.put_block(id(index), data)
                     .await
-                    .map(|_| ())
-                    .map_err(|e| self.err(&e, &what))
+                    .map_err(|e| self.err(&e, &what))?;
+                plan.done(offset, len, start);
+                Ok(())
             }
         };
         stream::iter(0..parts)
@@ -462,8 +465,9 @@ impl ObjectStore for AzureStore {
             .buffer_unordered(plan.streams.max(1))
             .try_collect::<()>()
             .await?;
-        let mut list = BlockList::default();
-        list.blocks = (0..parts).map(|i| BlobBlockType::Latest(id(i))).collect();
+        let list = BlockList {
+            blocks: (0..parts).map(|i| BlobBlockType::Latest(id(i))).collect(),
+        };
         let what = format!("PUT `{key}` block list");
         blob.put_block_list(list)
             .await

@@ -708,7 +708,7 @@ impl ObjectStore for DirectStore {
     async fn put_multipart(
         &self,
         key: &str,
-        plan: PartPlan,
+        plan: PartPlan<'_>,
         part: PartSource<'_>,
     ) -> StoreResult<u64> {
         let (size, part_size) = (plan.size, plan.part_size);
@@ -724,6 +724,7 @@ impl ObjectStore for DirectStore {
         while offset < size {
             let len = part_size.min(size - offset);
             let data = part(offset, len);
+            let start = Mono::now();
             let (k, err, p) = (key.to_string(), self.err_fn(), path.clone());
             writer = self
                 .blocking(move || {
@@ -731,6 +732,8 @@ impl ObjectStore for DirectStore {
                     Ok(writer)
                 })
                 .await?;
+            // Up to an I/O size of it may wait in the buffer for the next.
+            plan.done(offset, len, start);
             offset += len;
             parts += 1;
         }

@@ -376,7 +376,7 @@ impl ObjectStore for GcsStore {
     async fn put_multipart(
         &self,
         key: &str,
-        plan: PartPlan,
+        plan: PartPlan<'_>,
         part: PartSource<'_>,
     ) -> StoreResult<u64> {
         let (size, part_size) = (plan.size, plan.part_size.max(1));
@@ -407,10 +407,13 @@ impl ObjectStore for GcsStore {
             let len = part_size.min(size - offset);
             let chunk = ChunkSize::new(offset, offset + len - 1, Some(size));
             let what = format!("PUT `{key}` part {index}");
+            let data = part(offset, len);
+            let start = Mono::now();
             let status = session
-                .upload_multiple_chunk(part(offset, len), &chunk)
+                .upload_multiple_chunk(data, &chunk)
                 .await
                 .map_err(|e| self.err(&e, &what))?;
+            plan.done(offset, len, start);
             let last = index + 1 == parts;
             let done = matches!(status, UploadStatus::Ok(_));
             if done != last {

@@ -408,7 +408,7 @@ impl ObjectStore for MultiStore {
     async fn put_multipart(
         &self,
         key: &str,
-        plan: PartPlan,
+        plan: PartPlan<'_>,
         part: PartSource<'_>,
     ) -> StoreResult<u64> {
         let lease = self.pick();

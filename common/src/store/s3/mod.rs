@@ -172,7 +172,7 @@ impl S3Store {
         &self,
         full: &str,
         upload_id: &str,
-        plan: PartPlan,
+        plan: PartPlan<'_>,
         part: PartSource<'_>,
     ) -> StoreResult<Vec<CompletedPart>> {
         let what = self.what("UPLOAD PART", full);
@@ -181,6 +181,7 @@ impl S3Store {
             async move {
                 let (offset, len) = plan.part(index);
                 let data = part(offset, len);
+                let start = Mono::now();
                 // Part numbers are 1-based; the count is <= MAX_PARTS.
                 let number = (index + 1) as i32;
                 let out = self
@@ -195,6 +196,7 @@ impl S3Store {
                     .send()
                     .await
                     .map_err(|e| self.errors.sdk(&format!("{what} {number}"), &e))?;
+                plan.done(offset, len, start);
                 Ok::<_, StoreError>(
                     CompletedPart::builder()
                         .part_number(number)
@@ -464,7 +466,7 @@ impl ObjectStore for S3Store {
     async fn put_multipart(
         &self,
         key: &str,
-        plan: PartPlan,
+        plan: PartPlan<'_>,
         part: PartSource<'_>,
     ) -> StoreResult<u64> {
         let part_size = plan.part_size.max(1);

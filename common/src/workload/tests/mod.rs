@@ -684,6 +684,7 @@ async fn op_log_names_each_ops_endpoint_and_key_with_unique_idx() {
 }
 
 mod kept_files;
+mod large;
 mod naming;
 mod open_loop;
 mod ramp;
