@@ -96,3 +96,47 @@ async fn large_objects_move_in_parts_that_are_logged_and_verify() {
         assert_eq!(ran.count(OpKind::GetPart), 0, "a failed op logs no parts");
     }
 }
+
+/// A small op keeps the one-request path and the stage's timeout; a large
+/// one gets a `timeout` per round of parts and no payload made whole.
+#[test]
+fn small_ops_keep_their_path_and_large_ones_get_a_timeout_per_round() {
+    use super::super::large::{attempt_timeout, is_parallel_get, upload_parts};
+    use super::super::ops::OpPlan;
+    use rand::SeedableRng;
+    let data = DataSpec::new(SEED);
+    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(1);
+    let s = |size: &str| {
+        stage(&format!(
+            "{{name: s, type: workload, objects: {{count: 1, size: {size}}}, mix: {{get: 1}}, \
+             ops: 1, timeout: 2s, part_size: 4MiB, parallel: {{part: 1MiB, streams: 4}}}}"
+        ))
+    };
+    let (small, big) = (s("4MiB"), s("64MiB"));
+    let mut plan = |op, st: &Stage| OpPlan::new(op, 0, st, &data, &mut rng);
+    let put = plan(OpKind::Put, &small);
+    assert_eq!(put.payload.as_ref().map(|p| p.len()), Some(4 << 20));
+    assert!(upload_parts(&put, &small).is_none());
+    assert_eq!(attempt_timeout(&put, &small), Duration::from_secs(2));
+    let put = plan(OpKind::Put, &big);
+    assert!(
+        put.payload.is_none(),
+        "a large PUT's payload is made part by part"
+    );
+    let parts = upload_parts(&put, &big).expect("in parts");
+    assert_eq!((parts.count(), parts.streams), (16, 4));
+    // 16 parts, 4 at once: 4 rounds.
+    assert_eq!(attempt_timeout(&put, &big), Duration::from_secs(8));
+    // A parallel GET of 64 ranges, 4 at once: 16 rounds; a small one is one.
+    let get = plan(OpKind::Get, &big);
+    assert!(is_parallel_get(&get, &big));
+    assert_eq!(attempt_timeout(&get, &big), Duration::from_secs(32));
+    let stat = plan(OpKind::Stat, &big);
+    assert_eq!(attempt_timeout(&stat, &big), Duration::from_secs(2));
+    let tiny = s("1KiB");
+    assert!(!is_parallel_get(&plan(OpKind::Get, &tiny), &tiny));
+    assert_eq!(
+        attempt_timeout(&plan(OpKind::Get, &tiny), &tiny),
+        Duration::from_secs(2)
+    );
+}
