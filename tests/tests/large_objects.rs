@@ -128,6 +128,35 @@ fn check_run(run: &Path, rss: u64) -> usize {
         );
         assert_eq!(summary_count(run, s, p), 0, "{s}: parts are not ops");
     }
+    // `analyze` gives the parts a latency row and counts the object once.
+    let out = Command::new(bin("controller"))
+        .args(["analyze", "--json", run.to_str().unwrap()])
+        .output()
+        .expect("run controller analyze");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a: serde_json::Value = serde_json::from_slice(&out.stdout).expect("analyze --json");
+    let pread = a["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "pread")
+        .expect("stage pread analyzed");
+    let count = |key: &str| {
+        pread["ops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"] == key)
+            .map_or(0, |r| r["count"].as_u64().unwrap())
+    };
+    assert_eq!(
+        (count("GET"), count("GET_PART"), count("ALL")),
+        (1, parts as u64, 1)
+    );
     // The streamed (not parallel) GET is one request: no parts.
     assert_eq!(rows("read", "GET").len(), 1);
     assert!(rows("read", "GET_PART").is_empty());
