@@ -2,6 +2,7 @@
 # Installs the system tools the benchmarks use, where missing. Idempotent.
 #   fio:     the reference for file:// and direct:// I/O (scripts/bench/fio-compare.sh)
 #   python3: reads fio's and Chorus's JSON results in the bench scripts
+#   boto3:   the reference client of scripts/bench/large-object.sh
 set -euo pipefail
 need=()
 command -v fio >/dev/null || need+=(fio)
@@ -11,4 +12,5 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
 fi
+python3 -c 'import boto3' 2>/dev/null || python3 -m pip install -q boto3
 fio --version

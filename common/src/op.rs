@@ -5,6 +5,13 @@
 //! `LIST`) so their tools can read our logs; ops they do not have get names
 //! of the same style (`RANGE_GET`, `MULTIPART_PUT`, `MKDIR`, `RMDIR`).
 //! Plan names are lower case.
+//!
+//! Two kinds are not ops but parts of one: `GET_PART` (one ranged request
+//! of a `parallel` GET) and `PUT_PART` (one part of an upload in parts).
+//! They are logged beside their op (same thread, key and endpoint) so the
+//! timeline shows how a large object moved, but are never chosen in a mix,
+//! never counted as ops (no histogram sample, no op in a stage's totals)
+//! and carry `n_objects` 0.
 
 use std::fmt;
 use std::str::FromStr;
@@ -23,11 +30,32 @@ pub enum OpKind {
     List,
     Mkdir,
     Rmdir,
+    /// One ranged request of a `parallel` GET (not an op: see the module
+    /// docs).
+    GetPart,
+    /// One part of an upload in parts (not an op: see the module docs).
+    PutPart,
 }
 
 impl OpKind {
-    /// Every op, in the order summaries print them.
-    pub const ALL: [OpKind; 9] = [
+    /// Every kind a log may hold, in the order summaries print them: the
+    /// ops ([`OpKind::OPS`]), then the parts.
+    pub const ALL: [OpKind; 11] = [
+        OpKind::Get,
+        OpKind::RangeGet,
+        OpKind::Put,
+        OpKind::MultipartPut,
+        OpKind::Stat,
+        OpKind::Delete,
+        OpKind::List,
+        OpKind::Mkdir,
+        OpKind::Rmdir,
+        OpKind::GetPart,
+        OpKind::PutPart,
+    ];
+
+    /// The ops a mix may choose: every kind but the parts.
+    pub const OPS: [OpKind; 9] = [
         OpKind::Get,
         OpKind::RangeGet,
         OpKind::Put,
@@ -51,6 +79,8 @@ impl OpKind {
             OpKind::List => "list",
             OpKind::Mkdir => "mkdir",
             OpKind::Rmdir => "rmdir",
+            OpKind::GetPart => "get_part",
+            OpKind::PutPart => "put_part",
         }
     }
 
@@ -66,7 +96,14 @@ impl OpKind {
             OpKind::List => "LIST",
             OpKind::Mkdir => "MKDIR",
             OpKind::Rmdir => "RMDIR",
+            OpKind::GetPart => "GET_PART",
+            OpKind::PutPart => "PUT_PART",
         }
+    }
+
+    /// True for the part kinds: a piece of an op, not an op.
+    pub fn is_part(self) -> bool {
+        matches!(self, OpKind::GetPart | OpKind::PutPart)
     }
 
     /// True for ops that read an object that must exist.
@@ -82,9 +119,10 @@ impl OpKind {
         matches!(self, OpKind::Put | OpKind::MultipartPut)
     }
 
-    /// Parses a plan name (`get`); see [`OpKind::from_str`] for log names.
+    /// Parses a plan name of an op (`get`; never a part kind); see
+    /// [`OpKind::from_str`] for log names.
     pub fn from_plan_name(s: &str) -> Option<OpKind> {
-        OpKind::ALL.into_iter().find(|k| k.plan_name() == s)
+        OpKind::OPS.into_iter().find(|k| k.plan_name() == s)
     }
 }
 
@@ -118,9 +156,13 @@ mod tests {
     #[test]
     fn names_round_trip() {
         for k in OpKind::ALL {
-            assert_eq!(OpKind::from_plan_name(k.plan_name()), Some(k));
             assert_eq!(k.log_name().parse::<OpKind>().unwrap(), k);
         }
+        for k in OpKind::OPS {
+            assert_eq!(OpKind::from_plan_name(k.plan_name()), Some(k));
+        }
+        // Parts are logged, never chosen.
+        assert_eq!(OpKind::from_plan_name("get_part"), None);
         assert_eq!("head".parse::<OpKind>().unwrap(), OpKind::Stat);
         assert!("gett".parse::<OpKind>().is_err());
     }

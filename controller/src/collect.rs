@@ -29,6 +29,7 @@ use anyhow::Context;
 use chorus_common::clock::{drift_ppm, now_ns, parse_rfc3339_ns, rfc3339_ns};
 use chorus_common::metrics::StageMetrics;
 use chorus_common::metrics::summary::{AgentCoverage, OpSummary, RunSummary, StageSummary};
+use chorus_common::op::OpKind;
 use chorus_common::oplog::merge::{MergeStats, merge_files};
 use chorus_common::plan::{self, Plan};
 use chorus_proto::pb;
@@ -529,9 +530,13 @@ fn stage_summary(name: &str, kind: &str, found: Option<&StageAnalysis>) -> Stage
     let Some(a) = found else {
         return StageSummary::from_metrics(name, kind, 0, 0.0, &StageMetrics::default());
     };
+    // Part rows (GET_PART, PUT_PART) are the timeline's detail: a run's
+    // summary counts ops, from the agents' histograms, which parts are not in.
+    let is_part = |key: &str| key.parse::<OpKind>().is_ok_and(OpKind::is_part);
     let ops = a
         .ops
         .iter()
+        .filter(|r| !is_part(&r.key))
         .map(|r| OpSummary {
             op: r.key.clone(),
             count: r.count,

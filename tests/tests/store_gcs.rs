@@ -16,7 +16,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use chorus_common::store::conformance;
 use chorus_common::store::gcs::{GcsConfig, GcsStore};
-use chorus_common::store::{ErrorClass, GetOptions, ObjectStore, OpenOptions, StoreError};
+use chorus_common::store::{
+    ErrorClass, GetOptions, ObjectStore, OpenOptions, PartPlan, StoreError,
+};
 use chorus_common::workload::timed;
 use chorus_tests::servers::Server;
 use chorus_tests::{read_json, run_quickstart};
@@ -137,7 +139,7 @@ fn empty_objects_and_unaligned_multipart() {
         // Parts must be multiples of 256 KiB: a clear error, nothing sent.
         let part = |_: u64, len: u64| Bytes::from(vec![0u8; len as usize]);
         let e = store
-            .put_multipart("m", 300_000, 100_000, &part)
+            .put_multipart("m", PartPlan::serial(300_000, 100_000), &part)
             .await
             .unwrap_err();
         assert!(e.message.contains("256 KiB"), "{e}");

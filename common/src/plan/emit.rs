@@ -195,6 +195,9 @@ impl Plan {
                 }
             }
             let _ = writeln!(y, "    part_size: {}", format_size(s.part_size));
+            if let Some(p) = &s.parallel {
+                super::large::emit(&mut y, p);
+            }
             let mut list = Vec::new();
             if let Some(p) = &s.list.prefix {
                 list.push(format!("prefix: {}", quote(p)));

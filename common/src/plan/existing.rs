@@ -130,6 +130,8 @@ impl Decoder<'_> {
                 OpKind::Mkdir | OpKind::Rmdir => {
                     Some("works on directories of Chorus's key space, not on listed objects")
                 }
+                // Parts of a large op, never in a mix (the mix refuses them).
+                OpKind::GetPart | OpKind::PutPart => None,
             };
             if let Some(why) = refused {
                 let key = op.plan_name();

@@ -39,7 +39,7 @@ const PLAN_KEYS: [&str; 16] = [
     "balance",
     "control",
 ];
-const STAGE_KEYS: [&str; 29] = [
+const STAGE_KEYS: [&str; 30] = [
     "name",
     "type",
     "target",
@@ -56,6 +56,7 @@ const STAGE_KEYS: [&str; 29] = [
     "arrivals",
     "range",
     "part_size",
+    "parallel",
     "list",
     "verify",
     "overwrite",
@@ -397,7 +398,7 @@ impl Decoder<'_> {
     }
 
     fn mix(&self, e: &Entry, path: &str, what: &str) -> Result<OpMix, PlanError> {
-        let names = OpKind::ALL.map(OpKind::plan_name);
+        let names = OpKind::OPS.map(OpKind::plan_name);
         let m = self.map(
             &e.value,
             path.to_string(),
@@ -598,6 +599,7 @@ impl Decoder<'_> {
                            bytes Chorus may not have written";
             return Err(self.err(e.value.pos, &p("verify"), message));
         }
+        let parallel = self.parallel(&m)?;
         // Endpoints replace a network backend's endpoint; a local target
         // has none to replace.
         if !o.endpoints.is_empty()
@@ -626,6 +628,7 @@ impl Decoder<'_> {
             think,
             range: o.range,
             part_size: o.part_size,
+            parallel,
             list: o.list,
             verify: o.verify,
             overwrite: o.overwrite,
@@ -638,6 +641,7 @@ impl Decoder<'_> {
             replay,
         };
         self.check_existing_stage(&stage, &m, node, &what)?;
+        self.check_size_limit(&m, node, &stage)?;
         Ok(stage)
     }
 }
@@ -668,6 +672,18 @@ impl Plan {
         }
         if let Some(d) = o.duration {
             super::ramp::check_duration_override(&self.stages, d)?;
+        }
+        if let Some(t) = &o.target {
+            // The new target's object-size limits, as loading checks them.
+            for s in &self.stages {
+                let moved = Stage {
+                    target: t.clone(),
+                    ..s.clone()
+                };
+                if let Some(why) = super::size_limit(&moved) {
+                    return Err(format!("stage `{}` on `{t}`: {why}", s.name));
+                }
+            }
         }
         for s in &mut self.stages {
             if let Some(t) = &o.target {

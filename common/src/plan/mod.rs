@@ -10,6 +10,7 @@
 mod emit;
 mod error;
 mod existing;
+mod large;
 mod load;
 mod options;
 mod ramp;
@@ -24,6 +25,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::op::OpKind;
+pub use large::{MAX_STREAMS, Parallel, size_limit};
 
 pub use error::PlanError;
 pub use load::{load, parse};
@@ -224,8 +226,12 @@ pub struct Stage {
     pub think: Option<ThinkTime>,
     /// What a `range_get` reads.
     pub range: RangeSpec,
-    /// Part size of `multipart_put`.
+    /// Part size of `multipart_put`, and of a `put` of an object larger
+    /// than it (uploaded in parts too, so no object is in memory whole).
     pub part_size: u64,
+    /// How one op moves a large object: ranged GETs at once, upload parts
+    /// at once (see [`Parallel`]); `None`: one request, parts one by one.
+    pub parallel: Option<Parallel>,
     /// What a `list` lists.
     pub list: ListSpec,
     /// GETs rebuild the expected bytes and compare; a mismatch is an op

@@ -301,7 +301,7 @@ impl Decoder<'_> {
                     if text.eq_ignore_ascii_case("all") {
                         continue;
                     }
-                    let op = OpKind::ALL.into_iter().find(|k| {
+                    let op = OpKind::OPS.into_iter().find(|k| {
                         k.plan_name().eq_ignore_ascii_case(&text)
                             || k.log_name().eq_ignore_ascii_case(&text)
                     });

@@ -8,7 +8,9 @@
 
 use bytes::Bytes;
 
-use super::{ByteRange, ErrorClass, GetOptions, ListOptions, ObjectStore, list_all};
+use super::{
+    ByteRange, ErrorClass, GetOptions, ListOptions, ObjectStore, PartPlan, StoreResult, list_all,
+};
 
 /// Objects written for the pagination check: several pages at `PAGE`.
 const MANY: usize = 25;
@@ -252,11 +254,19 @@ pub async fn listing(store: &dyn ObjectStore, prefix: &str) {
 pub async fn multipart(store: &dyn ObjectStore, prefix: &str) {
     let k = format!("{prefix}mp/big");
     let part = |offset: u64, len: u64| pattern(offset, len);
+    // Parts at once where the backend can: they must land in part order.
+    let plan = PartPlan {
+        size: MULTIPART_OBJECT_BYTES,
+        part_size: MULTIPART_PART_BYTES,
+        streams: 3,
+        log: None,
+    };
     let parts = store
-        .put_multipart(&k, MULTIPART_OBJECT_BYTES, MULTIPART_PART_BYTES, &part)
+        .put_multipart(&k, plan, &part)
         .await
         .unwrap_or_else(|e| panic!("{store}: multipart: {e}"));
     assert_eq!(parts, 3, "{store}: parts");
+    chunks(store, &k, MULTIPART_OBJECT_BYTES).await;
     let g = store
         .get(&k, &GetOptions::keep())
         .await
@@ -267,6 +277,56 @@ pub async fn multipart(store: &dyn ObjectStore, prefix: &str) {
         "{store}: multipart content"
     );
     store.delete(&k).await.expect("delete");
+}
+
+/// `get_chunks` hands over the body in order, offsets matching the bytes,
+/// for the whole object and for a range; a sink's error ends the GET.
+pub async fn chunks(store: &dyn ObjectStore, key: &str, size: u64) {
+    for (range, start, len) in [
+        (None, 0, size),
+        (
+            Some(ByteRange {
+                offset: 7,
+                length: size - 100,
+            }),
+            7,
+            size - 100,
+        ),
+    ] {
+        let mut next = start;
+        let mut sink = |at: u64, chunk: &[u8]| -> StoreResult<()> {
+            assert_eq!(at, next, "{store}: chunks in order");
+            assert!(
+                chunk == pattern(at, chunk.len() as u64),
+                "{store}: chunk at {at}"
+            );
+            next += chunk.len() as u64;
+            Ok(())
+        };
+        let g = store
+            .get_chunks(key, range, &mut sink)
+            .await
+            .unwrap_or_else(|e| panic!("{store}: get_chunks: {e}"));
+        assert_eq!(
+            (g.bytes, next),
+            (len, start + len),
+            "{store}: streamed bytes"
+        );
+        assert!(g.data.is_none(), "{store}: a streamed GET keeps nothing");
+    }
+    let mut refuse = |_: u64, _: &[u8]| -> StoreResult<()> {
+        Err(super::StoreError::new(
+            ErrorClass::Verification,
+            "sink",
+            "no",
+        ))
+    };
+    let e = store.get_chunks(key, None, &mut refuse).await.unwrap_err();
+    assert_eq!(
+        e.class,
+        ErrorClass::Verification,
+        "{store}: sink error: {e}"
+    );
 }
 
 pub async fn batch_delete(store: &dyn ObjectStore, prefix: &str) {

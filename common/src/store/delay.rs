@@ -13,7 +13,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta, ObjectStore, StoreResult};
+use super::{
+    ByteRange, ChunkSink, GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta, ObjectStore,
+    PartPlan, PartSource, StoreResult,
+};
 
 /// What a [`Paused`] store waits for before each op.
 pub trait Pause: fmt::Debug + Send + Sync {
@@ -75,6 +78,26 @@ where
     async fn list(&self, prefix: &str, opts: &ListOptions) -> StoreResult<ListPage> {
         self.pause.pause().await;
         self.inner.list(prefix, opts).await
+    }
+
+    async fn get_chunks(
+        &self,
+        key: &str,
+        range: Option<ByteRange>,
+        sink: ChunkSink<'_>,
+    ) -> StoreResult<GetOutcome> {
+        self.pause.pause().await;
+        self.inner.get_chunks(key, range, sink).await
+    }
+
+    async fn put_multipart(
+        &self,
+        key: &str,
+        plan: PartPlan<'_>,
+        part: PartSource<'_>,
+    ) -> StoreResult<u64> {
+        self.pause.pause().await;
+        self.inner.put_multipart(key, plan, part).await
     }
 
     fn stage_begins(&self, removes_objects: bool) {

@@ -109,8 +109,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    ErrorClass, GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta, ObjectStore, PartSource,
-    StoreError, StoreResult, clamp_range, page_from_sorted,
+    ByteRange, ChunkSink, ErrorClass, GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta,
+    ObjectStore, PartPlan, PartSource, StoreError, StoreResult, clamp_range, get_in_ranges,
+    page_from_sorted,
 };
 use crate::clock::Mono;
 
@@ -586,13 +587,22 @@ impl ObjectStore for FileStore {
         .await
     }
 
+    async fn get_chunks(
+        &self,
+        key: &str,
+        range: Option<ByteRange>,
+        sink: ChunkSink<'_>,
+    ) -> StoreResult<GetOutcome> {
+        get_in_ranges(self, key, range, sink).await
+    }
+
     async fn put_multipart(
         &self,
         key: &str,
-        size: u64,
-        part_size: u64,
+        plan: PartPlan<'_>,
         part: PartSource<'_>,
     ) -> StoreResult<u64> {
+        let (size, part_size) = (plan.size, plan.part_size);
         let path = self.path(key)?;
         let (k, e2, fds) = (key.to_string(), self.err_fn(), self.fds.clone());
         let file = self
@@ -611,9 +621,11 @@ impl ObjectStore for FileStore {
         while offset < size {
             let len = part_size.min(size - offset);
             let data = part(offset, len);
+            let start = Mono::now();
             let (f, k, err) = (file.clone(), key.to_string(), self.err_fn());
             self.run(move |_| f.write_all_at(&data, offset).map_err(|e| err(&k, e)))
                 .await?;
+            plan.done(offset, len, start);
             offset += len;
             parts += 1;
         }

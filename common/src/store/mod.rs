@@ -200,6 +200,100 @@ pub struct ListPage {
 /// multipart upload, so a large object never has to be in memory whole.
 pub type PartSource<'a> = &'a (dyn Fn(u64, u64) -> Bytes + Send + Sync);
 
+/// Takes a GET's body piece by piece, in order: `(offset in the object,
+/// bytes)`. An error ends the GET with it (a verification failure stops
+/// the read at the first bad chunk). The pieces are the transport's
+/// (network chunks) or [`GET_CHUNK_BYTES`] (local files): nothing of the
+/// body is kept by the store.
+pub type ChunkSink<'a> = &'a mut (dyn FnMut(u64, &[u8]) -> StoreResult<()> + Send);
+
+/// Most bytes a local store (`file://`, `direct://`) reads for one call of
+/// a [`ChunkSink`]: the memory a streamed GET of any size holds at once.
+pub const GET_CHUNK_BYTES: u64 = 8 << 20;
+
+/// When one part of an op that moves an object in several requests ran:
+/// what the op-log's part record (`PUT_PART`, `GET_PART`) holds. Times
+/// are `Mono` readings, like an op's; a part's clock starts once its
+/// bytes are made (generating data is no part of storage latency).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartTime {
+    pub offset: u64,
+    pub bytes: u64,
+    pub start: Mono,
+    pub first_byte: Option<Mono>,
+    pub end: Mono,
+}
+
+/// Told of each part an upload sent, as it completes.
+pub type PartLog<'a> = &'a (dyn Fn(PartTime) + Send + Sync);
+
+/// How a multipart PUT is cut and sent.
+#[derive(Clone, Copy)]
+pub struct PartPlan<'a> {
+    /// Bytes of the object.
+    pub size: u64,
+    /// Bytes of each part (the last may be shorter); at least 1.
+    pub part_size: u64,
+    /// Most parts in flight at once (at least 1): object stores upload
+    /// that many concurrently; local stores write one at a time. At most
+    /// `streams` parts are in memory at once.
+    pub streams: usize,
+    /// Told of each part sent (its time for the op-log); stores that send
+    /// the object in one request tell nothing.
+    pub log: Option<PartLog<'a>>,
+}
+
+impl fmt::Debug for PartPlan<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PartPlan")
+            .field("size", &self.size)
+            .field("part_size", &self.part_size)
+            .field("streams", &self.streams)
+            .field("log", &self.log.is_some())
+            .finish()
+    }
+}
+
+impl PartPlan<'_> {
+    /// One stream: parts sent one after another, none logged.
+    pub fn serial(size: u64, part_size: u64) -> PartPlan<'static> {
+        PartPlan {
+            size,
+            part_size: part_size.max(1),
+            streams: 1,
+            log: None,
+        }
+    }
+
+    /// Tells the plan's log, if any, of the part at `offset` of `bytes`
+    /// that started at `start` and ends now.
+    pub fn done(&self, offset: u64, bytes: u64, start: Mono) {
+        if let Some(log) = self.log {
+            log(PartTime {
+                offset,
+                bytes,
+                start,
+                first_byte: None,
+                end: Mono::now(),
+            });
+        }
+    }
+
+    /// How many parts: at least one, even for an empty object.
+    pub fn count(&self) -> u64 {
+        self.size.div_ceil(self.part_size.max(1)).max(1)
+    }
+
+    /// Offset and length of part `index` (0-based).
+    pub fn part(&self, index: u64) -> (u64, u64) {
+        let offset = index * self.part_size.max(1);
+        (
+            offset,
+            self.part_size.max(1).min(self.size - offset.min(self.size)),
+        )
+    }
+}
+
 /// An object store, as the workload engine sees it.
 ///
 /// Required: the core ops. Provided (with a plain default each backend may
@@ -228,26 +322,46 @@ pub trait ObjectStore: Send + Sync + fmt::Display + fmt::Debug {
     /// One page of the objects whose keys start with `prefix`.
     async fn list(&self, prefix: &str, opts: &ListOptions) -> StoreResult<ListPage>;
 
-    /// Writes `key` of `size` bytes in parts of `part_size` (the last may be
-    /// shorter), each made by `part`. Returns the number of parts. The
-    /// default makes the whole object and PUTs it once.
+    /// Reads `key` (or `range` of it), handing the body to `sink` piece by
+    /// piece as it arrives, keeping none of it: a GET of any size in
+    /// bounded memory, verified as it streams. Returns what [`Self::get`]
+    /// would, without `data`. The default GETs the bytes whole and hands
+    /// them over at once: right for `mem://`, whose objects are in memory
+    /// already; every other backend streams.
+    async fn get_chunks(
+        &self,
+        key: &str,
+        range: Option<ByteRange>,
+        sink: ChunkSink<'_>,
+    ) -> StoreResult<GetOutcome> {
+        let opts = GetOptions {
+            range,
+            keep_data: true,
+        };
+        let mut got = self.get(key, &opts).await?;
+        if let Some(data) = got.data.take() {
+            sink(range.map_or(0, |r| r.offset), &data)?;
+        }
+        Ok(got)
+    }
+
+    /// Writes `key` in the parts `plan` cuts it into, each made by `part`
+    /// when it is sent. Returns the number of parts. The default makes the
+    /// whole object and PUTs it once (for `mem://`, which keeps it whole
+    /// anyway); every other backend sends parts natively.
     async fn put_multipart(
         &self,
         key: &str,
-        size: u64,
-        part_size: u64,
+        plan: PartPlan<'_>,
         part: PartSource<'_>,
     ) -> StoreResult<u64> {
-        let part_size = part_size.max(1);
-        let mut data = Vec::with_capacity(size as usize);
-        let mut offset = 0;
-        while offset < size {
-            let len = part_size.min(size - offset);
+        let mut data = Vec::with_capacity(usize::try_from(plan.size).unwrap_or(0));
+        for index in 0..plan.count() {
+            let (offset, len) = plan.part(index);
             data.extend_from_slice(&part(offset, len));
-            offset += len;
         }
         self.put(key, Bytes::from(data)).await?;
-        Ok(size.div_ceil(part_size).max(1))
+        Ok(plan.count())
     }
 
     /// Removes many keys; one result per key, in order. The default deletes
@@ -379,6 +493,49 @@ pub fn page_from_sorted<'a>(
         }
     }
     page
+}
+
+/// [`ObjectStore::get_chunks`] for a store whose ranged reads are cheap
+/// local calls (`file://`, `direct://`): the object's size from `stat`,
+/// then ranged GETs of at most [`GET_CHUNK_BYTES`], each handed to `sink`
+/// and dropped. The first byte is the first read's.
+pub async fn get_in_ranges(
+    store: &dyn ObjectStore,
+    key: &str,
+    range: Option<ByteRange>,
+    sink: ChunkSink<'_>,
+) -> StoreResult<GetOutcome> {
+    let size = store.stat(key).await?.size;
+    let (start, len) = match range {
+        Some(r) => clamp_range(r, size, store.endpoint(), key)?,
+        None => (0, size),
+    };
+    let (mut bytes, mut first_byte) = (0u64, None);
+    while bytes < len {
+        let want = GET_CHUNK_BYTES.min(len - bytes);
+        let opts = GetOptions {
+            range: Some(ByteRange {
+                offset: start + bytes,
+                length: want,
+            }),
+            keep_data: true,
+        };
+        let got = store.get(key, &opts).await?;
+        first_byte = first_byte.or(got.first_byte);
+        let data = got.data.unwrap_or_default();
+        if data.is_empty() {
+            // Cut short under us (truncated meanwhile): what was read is
+            // what the GET got; verification names the shortfall.
+            break;
+        }
+        sink(start + bytes, &data)?;
+        bytes += data.len() as u64;
+    }
+    Ok(GetOutcome {
+        bytes,
+        first_byte: first_byte.or_else(|| Some(Mono::now())),
+        data: None,
+    })
 }
 
 /// The part of `[0, size)` a range covers, or the "not satisfiable" error.

@@ -19,6 +19,7 @@
 mod budget;
 pub mod existing;
 pub mod keys;
+mod large;
 mod live;
 mod ops;
 pub mod pacer;
@@ -742,6 +743,8 @@ impl Worker {
             }
             _ => EntryKey::Text(key),
         };
+        // A large op's parts name its object too.
+        let part_key = (!done.parts.is_empty()).then(|| key.clone());
         let entry = LogEntry {
             thread: self.id,
             op,
@@ -757,6 +760,46 @@ impl Worker {
             error,
         };
         batch.push(entry, endpoint);
+        if let Some(key) = part_key {
+            self.log_parts(batch, endpoint, op, key, done, warmup);
+        }
+    }
+
+    /// The parts of a large op, beside it: same thread, key and endpoint,
+    /// kind `GET_PART` or `PUT_PART`, `n_objects` 0. Not ops: no histogram
+    /// sample, no live count (see `op`'s module docs).
+    #[cold]
+    fn log_parts(
+        &self,
+        batch: &mut LogBatch,
+        endpoint: u16,
+        op: OpKind,
+        key: EntryKey,
+        done: &ops::OpDone,
+        warmup: bool,
+    ) {
+        let kind = if op.writes() {
+            OpKind::PutPart
+        } else {
+            OpKind::GetPart
+        };
+        for p in &done.parts {
+            let entry = LogEntry {
+                thread: self.id,
+                op: kind,
+                warmup,
+                retries: 0,
+                n_objects: 0,
+                bytes: p.bytes,
+                start_ns: self.anchor.wall_ns_at(p.start),
+                first_byte_ns: p.first_byte.map(|t| self.anchor.wall_ns_at(t)),
+                end_ns: self.anchor.wall_ns_at(p.end),
+                lag_ns: None,
+                key: key.clone(),
+                error: String::new(),
+            };
+            batch.push(entry, endpoint);
+        }
     }
 
     /// Gives the batch its `idx` range (consecutive, so every idx of the

@@ -10,12 +10,13 @@ use bytes::Bytes;
 use rand::Rng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+use super::large;
 use crate::clock::Mono;
 use crate::datagen::{self, DataSpec};
 use crate::op::OpKind;
 use crate::plan::{RangeSpec, RetryPolicy, Stage};
 use crate::store::{
-    ByteRange, ErrorClass, GetOptions, ListOptions, ObjectMeta, ObjectStore, StoreError,
+    ByteRange, ErrorClass, GetOptions, ListOptions, ObjectMeta, ObjectStore, PartTime, StoreError,
     StoreResult,
 };
 
@@ -28,6 +29,11 @@ pub struct OpDone {
     pub bytes: u64,
     pub n_objects: u32,
     pub first_byte: Option<Mono>,
+    /// The parts of an op that moved its object in several requests (a
+    /// `parallel` GET, an upload in parts), in the order they ended, for
+    /// the op-log's part records; empty for a one-request op. One entry
+    /// per part: bounded by the object's size over its part size.
+    pub parts: Vec<PartTime>,
 }
 
 /// One op, fully decided before the clock starts.
@@ -38,7 +44,9 @@ pub struct OpPlan {
     pub size: u64,
     /// For range GETs.
     pub range: Option<ByteRange>,
-    /// For PUTs: the payload, made before the clock starts.
+    /// For PUTs of at most `part_size` bytes: the payload, made before the
+    /// clock starts. Larger PUTs are uploaded in parts made as they are
+    /// sent (see `large::upload_parts`), so no object is in memory whole.
     pub payload: Option<Bytes>,
 }
 
@@ -86,8 +94,10 @@ impl OpPlan {
                 }
             }
         });
-        // Multipart payloads are made part by part during the op instead.
-        let payload = (op == OpKind::Put).then(|| datagen::object(data, &key, size));
+        // Multipart payloads, and those of PUTs larger than a part, are
+        // made part by part during the op instead: memory stays bounded.
+        let payload = (op == OpKind::Put && size <= stage.part_size)
+            .then(|| datagen::object(data, &key, size));
         OpPlan {
             op,
             key,
@@ -114,13 +124,16 @@ pub async fn run_with_retries(
         // future (moved into it, then into the timer's) cost ~10% of the
         // engine's ops/s on `mem://` (scripts/bench/harness.sh).
         let call = attempt(store, plan, stage, data);
-        let result = match with_timeout(policy.timeout, call).await {
+        // One `timeout` per round of parts for a large object; worked out
+        // only for an op that waits (see `with_timeout`).
+        let timeout = || large::attempt_timeout(plan, stage);
+        let result = match with_timeout(timeout, call).await {
             Some(r) => r,
             None => Err(timeout_error(
                 store,
                 plan.op.log_name(),
                 &plan.key,
-                policy.timeout,
+                timeout(),
             )),
         };
         let retryable = matches!(&result, Err(e) if matches!(e.class, ErrorClass::Throttled | ErrorClass::Timeout | ErrorClass::Network));
@@ -150,7 +163,7 @@ pub async fn timed<T>(
     timeout: Duration,
     call: impl Future<Output = StoreResult<T>>,
 ) -> StoreResult<T> {
-    match with_timeout(timeout, call).await {
+    match with_timeout(|| timeout, call).await {
         Some(r) => r,
         None => Err(timeout_error(store, op, key, timeout)),
     }
@@ -191,12 +204,12 @@ pub(super) async fn list_all_timed(
 /// touch the runtime's shared state). An op that waits (a network
 /// request) gets its timer at its first wait; what it did before that
 /// is microseconds of setup.
-async fn with_timeout<F: Future>(timeout: Duration, op: F) -> Option<F::Output> {
+async fn with_timeout<F: Future>(timeout: impl FnOnce() -> Duration, op: F) -> Option<F::Output> {
     let mut op = std::pin::pin!(op);
     let first = std::future::poll_fn(|cx| Poll::Ready(op.as_mut().poll(cx))).await;
     match first {
         Poll::Ready(r) => Some(r),
-        Poll::Pending => tokio::time::timeout(timeout, op).await.ok(),
+        Poll::Pending => tokio::time::timeout(timeout(), op).await.ok(),
     }
 }
 
@@ -211,8 +224,36 @@ async fn attempt(
         bytes,
         n_objects: 1,
         first_byte,
+        parts: Vec::new(),
     };
     match plan.op {
+        // The small-object paths first, as they were: a PUT whose payload
+        // was made, a GET of a stage that neither verifies nor splits.
+        OpKind::Put if plan.payload.is_some() => {
+            let payload = plan.payload.clone().unwrap_or_default();
+            let len = payload.len() as u64;
+            store.put(key, payload).await.map(|()| one(len, None))
+        }
+        OpKind::Get | OpKind::RangeGet if !stage.verify && stage.parallel.is_none() => {
+            let opts = GetOptions {
+                range: plan.range,
+                keep_data: false,
+            };
+            let g = store.get(key, &opts).await?;
+            Ok(one(g.bytes, g.first_byte))
+        }
+        // Large-object paths are boxed: their futures would otherwise
+        // grow every op's, small ones included.
+        OpKind::Get if large::is_parallel_get(plan, stage) => {
+            Box::pin(large::parallel_get(store, plan, stage, data)).await
+        }
+        OpKind::Get | OpKind::RangeGet
+            if stage.verify && expected_span(plan).1 > large::STREAMED_VERIFY_BYTES =>
+        {
+            let span = expected_span(plan);
+            let g = Box::pin(large::verified_get(store, key, plan.range, span, data)).await?;
+            Ok(one(g.bytes, g.first_byte))
+        }
         OpKind::Get | OpKind::RangeGet => {
             let opts = GetOptions {
                 range: plan.range,
@@ -224,18 +265,14 @@ async fn attempt(
             }
             Ok(one(g.bytes, g.first_byte))
         }
-        OpKind::Put => {
-            let payload = plan.payload.clone().unwrap_or_default();
-            let len = payload.len() as u64;
-            store.put(key, payload).await.map(|()| one(len, None))
-        }
-        OpKind::MultipartPut => {
-            let part = |offset: u64, len: u64| datagen::span(data, key, offset, len);
-            store
-                .put_multipart(key, plan.size, stage.part_size, &part)
-                .await
-                .map(|_| one(plan.size, None))
-        }
+        OpKind::Put | OpKind::MultipartPut => match large::upload_parts(plan, stage) {
+            Some(parts) => Box::pin(large::upload(store, plan, parts, data)).await,
+            None => {
+                let payload = plan.payload.clone().unwrap_or_default();
+                let len = payload.len() as u64;
+                store.put(key, payload).await.map(|()| one(len, None))
+            }
+        },
         OpKind::Stat => store.stat(key).await.map(|_| one(0, None)),
         OpKind::Delete => store.delete(key).await.map(|()| one(0, None)),
         OpKind::Mkdir => store.mkdir(key).await.map(|()| one(0, None)),
@@ -250,8 +287,24 @@ async fn attempt(
                 bytes: 0,
                 n_objects: (p.entries.len() + p.prefixes.len()) as u32,
                 first_byte: None,
+                parts: Vec::new(),
             })
         }
+        // Never planned: parts are logged beside their op, not chosen.
+        OpKind::GetPart | OpKind::PutPart => Err(StoreError::new(
+            ErrorClass::NotSupported,
+            store.endpoint(),
+            format!("`{}` is a part of an op, not an op", plan.op.plan_name()),
+        )),
+    }
+}
+
+/// Where a GET of `plan` should read, and how many bytes: the range cut
+/// at the expected size, or the whole object.
+fn expected_span(plan: &OpPlan) -> (u64, u64) {
+    match plan.range {
+        Some(r) => (r.offset, r.length.min(plan.size.saturating_sub(r.offset))),
+        None => (0, plan.size),
     }
 }
 
@@ -263,11 +316,7 @@ fn verify(
     data: &DataSpec,
     got: &[u8],
 ) -> Result<(), StoreError> {
-    let offset = plan.range.map_or(0, |r| r.offset);
-    let want_len = match plan.range {
-        Some(r) => r.length.min(plan.size.saturating_sub(r.offset)),
-        None => plan.size,
-    };
+    let (offset, want_len) = expected_span(plan);
     let fail = |msg: String| {
         StoreError::new(
             ErrorClass::Verification,

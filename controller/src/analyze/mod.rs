@@ -390,8 +390,6 @@ impl StageAcc {
     fn add(&mut self, rec: &OpRecord) {
         let ok = !rec.is_error();
         let latency_ns = rec.duration_ns().max(0) as u64;
-        self.first_start_ns = self.first_start_ns.min(rec.start_ns);
-        self.last_end_ns = self.last_end_ns.max(rec.end_ns);
         self.ops
             .entry(rec.op)
             .or_default()
@@ -403,6 +401,14 @@ impl StageAcc {
                 .or_insert_with(|| stats::histogram(FINE_SIGFIG));
             stats::record(h, fb.saturating_sub(rec.start_ns).max(0) as u64);
         }
+        // A part of a large op (GET_PART, PUT_PART) gets its own latency
+        // and first-byte rows, and nothing else: its op, logged beside it,
+        // already counts its object, bytes and time once.
+        if rec.op.is_part() {
+            return;
+        }
+        self.first_start_ns = self.first_start_ns.min(rec.start_ns);
+        self.last_end_ns = self.last_end_ns.max(rec.end_ns);
         self.sizes
             .entry((rec.op, stats::size_bucket(rec.bytes)))
             .or_insert_with(|| Tally::new(FINE_SIGFIG))
@@ -472,8 +478,9 @@ impl StageAcc {
                 Some(Row::from_op_stats(op.log_name(), s, elapsed_s))
             })
             .collect();
+        // Ops only: a part's bytes are its op's.
         let mut all = OpStats::new();
-        for s in self.ops.values() {
+        for (_, s) in self.ops.iter().filter(|(op, _)| !op.is_part()) {
             all.merge(s);
         }
         ops.push(Row::from_op_stats("ALL", &all, elapsed_s));

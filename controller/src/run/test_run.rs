@@ -42,17 +42,23 @@ pub fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// Records of the merged timeline by their `stage` column.
+/// Ops of the merged timeline (part records left out) by their `stage`
+/// column.
 pub fn timeline_stages(dir: &Path) -> BTreeMap<String, u64> {
     let bytes = std::fs::read(dir.join("timeline.tsv.zst")).unwrap();
     let text = String::from_utf8(zstd::decode_all(&bytes[..]).unwrap()).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
     let col = header.iter().position(|c| *c == "stage").unwrap();
+    let op = header.iter().position(|c| *c == "op").unwrap();
     let mut by_stage = BTreeMap::new();
     for line in lines {
-        let stage = line.split('\t').nth(col).unwrap().to_string();
-        *by_stage.entry(stage).or_insert(0) += 1;
+        let fields: Vec<&str> = line.split('\t').collect();
+        // Part records (GET_PART, PUT_PART) sit beside their op: not ops.
+        if fields[op].ends_with("_PART") {
+            continue;
+        }
+        *by_stage.entry(fields[col].to_string()).or_insert(0) += 1;
     }
     by_stage
 }

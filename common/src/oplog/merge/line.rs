@@ -316,6 +316,8 @@ fn is_op_name(f: &[u8]) -> bool {
             | b"MULTIPART_PUT"
             | b"MKDIR"
             | b"RMDIR"
+            | b"GET_PART"
+            | b"PUT_PART"
     )
 }
 

@@ -36,13 +36,13 @@ use azure_storage_blobs::prelude::{
     BlobBlockType, BlobClient, BlockId, BlockList, ClientBuilder, ContainerClient,
 };
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt, stream};
 
 pub use config::{AzureConfig, AzureCredential, EMULATOR_ACCOUNT};
 
 use super::{
-    ErrorClass, GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta, ObjectStore,
-    OpenOptions, PartSource, StoreError, StoreResult,
+    ByteRange, ChunkSink, ErrorClass, GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta,
+    ObjectStore, OpenOptions, PartPlan, PartSource, StoreError, StoreResult,
 };
 use crate::clock::Mono;
 
@@ -232,7 +232,16 @@ impl AzureStore {
         Ok(props.blob.properties.content_length)
     }
 
-    async fn get_inner(&self, key: &str, opts: &GetOptions) -> StoreResult<GetOutcome> {
+    /// A GET; with a `sink`, the body goes to it piece by piece and none
+    /// is kept (a zero-length range, which is widened to one byte, is
+    /// never streamed: see `get_chunks`).
+    async fn get_inner(
+        &self,
+        key: &str,
+        opts: &GetOptions,
+        mut sink: Option<ChunkSink<'_>>,
+    ) -> StoreResult<GetOutcome> {
+        let start = opts.range.map_or(0, |r| r.offset);
         let what = format!("GET `{key}`");
         let mut req = self.blob(key).get().chunk_size(WHOLE_OBJECT_CHUNK_BYTES);
         if let Some(r) = opts.range {
@@ -279,10 +288,12 @@ impl AzureStore {
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| self.err(&e, &format!("{what}: reading the body")))?;
             first_byte.get_or_insert_with(Mono::now);
-            bytes += chunk.len() as u64;
-            if let Some(buf) = kept.as_mut() {
+            if let Some(sink) = sink.as_mut() {
+                sink(start + bytes, &chunk)?;
+            } else if let Some(buf) = kept.as_mut() {
                 buf.extend_from_slice(&chunk);
             }
+            bytes += chunk.len() as u64;
         }
         if let Some(r) = opts.range {
             if bytes == 0 && r.offset > 0 {
@@ -367,7 +378,24 @@ impl ObjectStore for AzureStore {
     }
 
     async fn get(&self, key: &str, opts: &GetOptions) -> StoreResult<GetOutcome> {
-        self.get_inner(key, opts).await
+        self.get_inner(key, opts, None).await
+    }
+
+    async fn get_chunks(
+        &self,
+        key: &str,
+        range: Option<ByteRange>,
+        sink: ChunkSink<'_>,
+    ) -> StoreResult<GetOutcome> {
+        let opts = GetOptions {
+            range,
+            keep_data: false,
+        };
+        if range.is_some_and(|r| r.length == 0) {
+            // Asked as one byte and given back as none: nothing to stream.
+            return self.get_inner(key, &opts, None).await;
+        }
+        self.get_inner(key, &opts, Some(sink)).await
     }
 
     async fn stat(&self, key: &str) -> StoreResult<ObjectMeta> {
@@ -395,11 +423,10 @@ impl ObjectStore for AzureStore {
     async fn put_multipart(
         &self,
         key: &str,
-        size: u64,
-        part_size: u64,
+        plan: PartPlan<'_>,
         part: PartSource<'_>,
     ) -> StoreResult<u64> {
-        let part_size = part_size.max(1);
+        let (size, part_size) = (plan.size, plan.part_size.max(1));
         if size == 0 {
             self.put(key, Bytes::new()).await?;
             return Ok(1);
@@ -415,17 +442,32 @@ impl ObjectStore for AzureStore {
             ));
         }
         let blob = self.blob(key);
-        let mut list = BlockList::default();
-        for index in 0..parts {
-            let offset = index * part_size;
-            let len = part_size.min(size - offset);
-            let id = BlockId::new(Bytes::from(format!("{index:0BLOCK_ID_DIGITS$}")));
-            let what = format!("PUT `{key}` block {index}");
-            blob.put_block(id.clone(), part(offset, len))
-                .await
-                .map_err(|e| self.err(&e, &what))?;
-            list.blocks.push(BlobBlockType::Latest(id));
-        }
+        let id = |index: u64| BlockId::new(Bytes::from(format!("{index:0BLOCK_ID_DIGITS$}")));
+        // Blocks are staged up to `streams` at once (each made just before
+        // it is sent); the list names them in order whatever order they
+        // landed in.
+        let stage = |index: u64| {
+            let blob = &blob;
+            async move {
+                let (offset, len) = plan.part(index);
+                let what = format!("PUT `{key}` block {index}");
+                let data = part(offset, len);
+                let start = Mono::now();
+                blob.put_block(id(index), data)
+                    .await
+                    .map_err(|e| self.err(&e, &what))?;
+                plan.done(offset, len, start);
+                Ok(())
+            }
+        };
+        stream::iter(0..parts)
+            .map(stage)
+            .buffer_unordered(plan.streams.max(1))
+            .try_collect::<()>()
+            .await?;
+        let list = BlockList {
+            blocks: (0..parts).map(|i| BlobBlockType::Latest(id(i))).collect(),
+        };
         let what = format!("PUT `{key}` block list");
         blob.put_block_list(list)
             .await

@@ -53,8 +53,9 @@ use super::file::{
     with_fds,
 };
 use super::{
-    ErrorClass, GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta, ObjectStore,
-    OpenOptions, PartSource, StoreError, StoreResult, clamp_range,
+    ByteRange, ChunkSink, ErrorClass, GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta,
+    ObjectStore, OpenOptions, PartPlan, PartSource, StoreError, StoreResult, clamp_range,
+    get_in_ranges,
 };
 use crate::clock::Mono;
 use crate::plan::{format_size, parse_size};
@@ -695,13 +696,22 @@ impl ObjectStore for DirectStore {
     /// only multiples of the block) are gathered into aligned writes of the
     /// I/O size, so only one part and one buffer are in memory. Whole
     /// blocks of an aligned part are written from the part itself.
+    async fn get_chunks(
+        &self,
+        key: &str,
+        range: Option<ByteRange>,
+        sink: ChunkSink<'_>,
+    ) -> StoreResult<GetOutcome> {
+        get_in_ranges(self, key, range, sink).await
+    }
+
     async fn put_multipart(
         &self,
         key: &str,
-        size: u64,
-        part_size: u64,
+        plan: PartPlan<'_>,
         part: PartSource<'_>,
     ) -> StoreResult<u64> {
+        let (size, part_size) = (plan.size, plan.part_size);
         let path = Arc::new(self.path(key)?);
         let buf = self.buffer().await?;
         let (k, err, p) = (key.to_string(), self.err_fn(), path.clone());
@@ -714,6 +724,7 @@ impl ObjectStore for DirectStore {
         while offset < size {
             let len = part_size.min(size - offset);
             let data = part(offset, len);
+            let start = Mono::now();
             let (k, err, p) = (key.to_string(), self.err_fn(), path.clone());
             writer = self
                 .blocking(move || {
@@ -721,6 +732,8 @@ impl ObjectStore for DirectStore {
                     Ok(writer)
                 })
                 .await?;
+            // Up to an I/O size of it may wait in the buffer for the next.
+            plan.done(offset, len, start);
             offset += len;
             parts += 1;
         }

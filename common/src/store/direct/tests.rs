@@ -1,7 +1,7 @@
 //! Tests of the `direct://` backend, on a directory that supports O_DIRECT.
 
 use super::*;
-use crate::store::ByteRange;
+use crate::store::{ByteRange, PartPlan};
 
 /// Places tried for test directories, in order: an explicit one, the
 /// build's target directory, then the usual disk-backed temp dir. /tmp
@@ -249,7 +249,10 @@ async fn multipart_with_unaligned_parts() {
     let (_dir, store) = capable(&small());
     let size = 50_001u64;
     let part = |offset: u64, len: u64| Bytes::from(pattern(offset, len));
-    let parts = store.put_multipart("mp", size, 1000, &part).await.unwrap();
+    let parts = store
+        .put_multipart("mp", PartPlan::serial(size, 1000), &part)
+        .await
+        .unwrap();
     assert_eq!(parts, 51);
     let g = store.get("mp", &GetOptions::keep()).await.unwrap();
     assert!(g.data.unwrap() == pattern(0, size));

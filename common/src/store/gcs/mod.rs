@@ -41,8 +41,8 @@ use gcloud_storage::http::resumable_upload_client::{ChunkSize, UploadStatus};
 pub use config::{GcsAuth, GcsConfig, PUBLIC_ENDPOINT};
 
 use super::{
-    ErrorClass, GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta, ObjectStore,
-    OpenOptions, PartSource, StoreError, StoreResult,
+    ByteRange, ChunkSink, ErrorClass, GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta,
+    ObjectStore, OpenOptions, PartPlan, PartSource, StoreError, StoreResult,
 };
 use crate::clock::Mono;
 
@@ -212,7 +212,16 @@ impl GcsStore {
         UploadType::Simple(media)
     }
 
-    async fn get_inner(&self, key: &str, opts: &GetOptions) -> StoreResult<GetOutcome> {
+    /// A GET; with a `sink`, the body goes to it piece by piece and none
+    /// is kept (a zero-length range, which is widened to one byte, is
+    /// never streamed: see `get_chunks`).
+    async fn get_inner(
+        &self,
+        key: &str,
+        opts: &GetOptions,
+        mut sink: Option<ChunkSink<'_>>,
+    ) -> StoreResult<GetOutcome> {
+        let start = opts.range.map_or(0, |r| r.offset);
         let what = format!("GET `{key}`");
         let range = match opts.range {
             None => Range::default(),
@@ -236,10 +245,12 @@ impl GcsStore {
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| self.err(&e, &format!("{what}: reading the body")))?;
             first_byte.get_or_insert_with(Mono::now);
-            bytes += chunk.len() as u64;
-            if let Some(buf) = kept.as_mut() {
+            if let Some(sink) = sink.as_mut() {
+                sink(start + bytes, &chunk)?;
+            } else if let Some(buf) = kept.as_mut() {
                 buf.extend_from_slice(&chunk);
             }
+            bytes += chunk.len() as u64;
         }
         // A zero-length range was widened to one byte above; give back
         // what was asked for.
@@ -310,7 +321,24 @@ impl ObjectStore for GcsStore {
     }
 
     async fn get(&self, key: &str, opts: &GetOptions) -> StoreResult<GetOutcome> {
-        self.get_inner(key, opts).await
+        self.get_inner(key, opts, None).await
+    }
+
+    async fn get_chunks(
+        &self,
+        key: &str,
+        range: Option<ByteRange>,
+        sink: ChunkSink<'_>,
+    ) -> StoreResult<GetOutcome> {
+        let opts = GetOptions {
+            range,
+            keep_data: false,
+        };
+        if range.is_some_and(|r| r.length == 0) {
+            // Asked as one byte and given back as none: nothing to stream.
+            return self.get_inner(key, &opts, None).await;
+        }
+        self.get_inner(key, &opts, Some(sink)).await
     }
 
     async fn stat(&self, key: &str) -> StoreResult<ObjectMeta> {
@@ -348,11 +376,10 @@ impl ObjectStore for GcsStore {
     async fn put_multipart(
         &self,
         key: &str,
-        size: u64,
-        part_size: u64,
+        plan: PartPlan<'_>,
         part: PartSource<'_>,
     ) -> StoreResult<u64> {
-        let part_size = part_size.max(1);
+        let (size, part_size) = (plan.size, plan.part_size.max(1));
         if size == 0 || size <= part_size {
             // One part: a plain upload is the same thing in one request.
             self.put(key, part(0, size)).await?;
@@ -380,10 +407,13 @@ impl ObjectStore for GcsStore {
             let len = part_size.min(size - offset);
             let chunk = ChunkSize::new(offset, offset + len - 1, Some(size));
             let what = format!("PUT `{key}` part {index}");
+            let data = part(offset, len);
+            let start = Mono::now();
             let status = session
-                .upload_multiple_chunk(part(offset, len), &chunk)
+                .upload_multiple_chunk(data, &chunk)
                 .await
                 .map_err(|e| self.err(&e, &what))?;
+            plan.done(offset, len, start);
             let last = index + 1 == parts;
             let done = matches!(status, UploadStatus::Ok(_));
             if done != last {

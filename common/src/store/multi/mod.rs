@@ -32,8 +32,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ErrorClass, GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta, ObjectStore, PartSource,
-    StoreError, StoreResult,
+    ByteRange, ChunkSink, ErrorClass, GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta,
+    ObjectStore, PartPlan, PartSource, StoreError, StoreResult,
 };
 
 pub use template::{count_template, endpoints_from_file, expand_all, expand_template};
@@ -408,16 +408,25 @@ impl ObjectStore for MultiStore {
     async fn put_multipart(
         &self,
         key: &str,
-        size: u64,
-        part_size: u64,
+        plan: PartPlan<'_>,
         part: PartSource<'_>,
     ) -> StoreResult<u64> {
         let lease = self.pick();
-        let r = lease
-            .store()
-            .put_multipart(key, size, part_size, part)
-            .await;
-        record(lease, &r, |_| size);
+        let r = lease.store().put_multipart(key, plan, part).await;
+        record(lease, &r, |_| plan.size);
+        r
+    }
+
+    /// The whole streamed GET from one endpoint, like a GET.
+    async fn get_chunks(
+        &self,
+        key: &str,
+        range: Option<ByteRange>,
+        sink: ChunkSink<'_>,
+    ) -> StoreResult<GetOutcome> {
+        let lease = self.pick();
+        let r = lease.store().get_chunks(key, range, sink).await;
+        record(lease, &r, |g| g.bytes);
         r
     }
 

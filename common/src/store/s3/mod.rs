@@ -30,13 +30,14 @@ use aws_sdk_s3::types::{
     Delete, ObjectIdentifier,
 };
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt, stream};
 
 pub use config::{DEFAULT_REGION, S3Config, S3Credentials};
 use error::ErrorMapper;
 
 use super::{
-    ByteRange, ErrorClass, GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta, ObjectStore,
-    OpenOptions, PartSource, StoreError, StoreResult, clamp_range,
+    ByteRange, ChunkSink, ErrorClass, GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta,
+    ObjectStore, OpenOptions, PartPlan, PartSource, StoreError, StoreResult, clamp_range,
 };
 use crate::clock::Mono;
 
@@ -163,43 +164,132 @@ impl S3Store {
         })
     }
 
+    /// Uploads the parts, at most `plan.streams` at once (each made just
+    /// before it is sent, so at most that many are in memory), and gives
+    /// them back in part order for the completion. The first failure ends
+    /// the upload; parts still in flight are dropped with it.
     async fn multipart_parts(
         &self,
         full: &str,
         upload_id: &str,
-        size: u64,
-        part_size: u64,
+        plan: PartPlan<'_>,
         part: PartSource<'_>,
     ) -> StoreResult<Vec<CompletedPart>> {
         let what = self.what("UPLOAD PART", full);
-        let count = size.div_ceil(part_size).max(1);
-        let mut done = Vec::with_capacity(count as usize);
-        for index in 0..count {
-            let offset = index * part_size;
-            let len = part_size.min(size - offset);
-            let data = part(offset, len);
-            // Part numbers are 1-based; `count` <= MAX_PARTS fits in i32.
-            let number = (index + 1) as i32;
-            let out = self
-                .client
-                .upload_part()
-                .bucket(&self.bucket)
-                .key(full)
-                .upload_id(upload_id)
-                .part_number(number)
-                .content_length(len as i64)
-                .body(ByteStream::from(data))
-                .send()
-                .await
-                .map_err(|e| self.errors.sdk(&format!("{what} {number}"), &e))?;
-            done.push(
-                CompletedPart::builder()
+        let upload = |index: u64| {
+            let what = &what;
+            async move {
+                let (offset, len) = plan.part(index);
+                let data = part(offset, len);
+                let start = Mono::now();
+                // Part numbers are 1-based; the count is <= MAX_PARTS.
+                let number = (index + 1) as i32;
+                let out = self
+                    .client
+                    .upload_part()
+                    .bucket(&self.bucket)
+                    .key(full)
+                    .upload_id(upload_id)
                     .part_number(number)
-                    .set_e_tag(out.e_tag)
-                    .build(),
-            );
-        }
+                    .content_length(len as i64)
+                    .body(ByteStream::from(data))
+                    .send()
+                    .await
+                    .map_err(|e| self.errors.sdk(&format!("{what} {number}"), &e))?;
+                plan.done(offset, len, start);
+                Ok::<_, StoreError>(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(out.e_tag)
+                        .build(),
+                )
+            }
+        };
+        let mut done: Vec<CompletedPart> = stream::iter(0..plan.count())
+            .map(upload)
+            .buffer_unordered(plan.streams.max(1))
+            .try_collect()
+            .await?;
+        done.sort_by_key(|p| p.part_number());
         Ok(done)
+    }
+
+    /// A GET whose body goes to `sink` when there is one, else is counted
+    /// and dropped, or kept when `keep` (the one body loop of both forms).
+    async fn get_body(
+        &self,
+        key: &str,
+        range: Option<ByteRange>,
+        keep: bool,
+        mut sink: Option<ChunkSink<'_>>,
+    ) -> StoreResult<GetOutcome> {
+        let full = self.full_key(key);
+        let what = self.what("GET", &full);
+        let mut req = self.client.get_object().bucket(&self.bucket).key(&full);
+        if let Some(range) = range {
+            if range.length == 0 {
+                return self.empty_range(key, range).await;
+            }
+            req = req.range(range_header(range));
+        }
+        let out = match req.send().await {
+            Ok(out) => out,
+            Err(e) => {
+                // 416 at offset 0 can only mean an empty object, whose
+                // range [0, 0) the trait allows.
+                let empty =
+                    range.is_some_and(|r| r.offset == 0) && e.code() == Some("InvalidRange");
+                if empty {
+                    return Ok(GetOutcome {
+                        bytes: 0,
+                        first_byte: Some(Mono::now()),
+                        data: keep.then(Bytes::new),
+                    });
+                }
+                return Err(self.errors.sdk(&what, &e));
+            }
+        };
+        let headers_at = Mono::now();
+        let expected = out.content_length.unwrap_or(0).max(0) as usize;
+        let start = range.map_or(0, |r| r.offset);
+        let mut body = out.body;
+        let mut first_byte = None;
+        let mut bytes = 0u64;
+        let mut chunks: Vec<Bytes> = Vec::new();
+        // Stream the body: chunks go to the sink, or are counted and
+        // dropped unless asked for, so a large GET costs no memory. No
+        // deadline of its own: the engine's op timer bounds the whole
+        // GET, body included.
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| self.errors.body(&what, &e))?;
+            if first_byte.is_none() && !chunk.is_empty() {
+                first_byte = Some(Mono::now());
+            }
+            let n = chunk.len() as u64;
+            if let Some(sink) = sink.as_mut() {
+                sink(start + bytes, &chunk)?;
+            } else if keep {
+                chunks.push(chunk);
+            }
+            bytes += n;
+        }
+        let data = keep.then(|| match chunks.len() {
+            0 => Bytes::new(),
+            1 => chunks.pop().unwrap_or_default(),
+            _ => {
+                let mut all = Vec::with_capacity(expected.max(bytes as usize));
+                for c in &chunks {
+                    all.extend_from_slice(c);
+                }
+                Bytes::from(all)
+            }
+        });
+        Ok(GetOutcome {
+            bytes,
+            // An empty body: the headers were the first (and last) bytes.
+            first_byte: first_byte.or(Some(headers_at)),
+            data,
+        })
     }
 
     /// One DeleteObjects request for at most [`DELETE_BATCH`] keys.
@@ -292,68 +382,16 @@ impl ObjectStore for S3Store {
     }
 
     async fn get(&self, key: &str, opts: &GetOptions) -> StoreResult<GetOutcome> {
-        let full = self.full_key(key);
-        let what = self.what("GET", &full);
-        let mut req = self.client.get_object().bucket(&self.bucket).key(&full);
-        if let Some(range) = opts.range {
-            if range.length == 0 {
-                return self.empty_range(key, range).await;
-            }
-            req = req.range(range_header(range));
-        }
-        let out = match req.send().await {
-            Ok(out) => out,
-            Err(e) => {
-                // 416 at offset 0 can only mean an empty object, whose
-                // range [0, 0) the trait allows.
-                let empty =
-                    opts.range.is_some_and(|r| r.offset == 0) && e.code() == Some("InvalidRange");
-                if empty {
-                    return Ok(GetOutcome {
-                        bytes: 0,
-                        first_byte: Some(Mono::now()),
-                        data: opts.keep_data.then(Bytes::new),
-                    });
-                }
-                return Err(self.errors.sdk(&what, &e));
-            }
-        };
-        let headers_at = Mono::now();
-        let expected = out.content_length.unwrap_or(0).max(0) as usize;
-        let mut body = out.body;
-        let mut first_byte = None;
-        let mut bytes = 0u64;
-        let mut chunks: Vec<Bytes> = Vec::new();
-        // Stream the body: chunks are counted and dropped unless asked for,
-        // so a large GET costs no memory. No deadline of its own: the
-        // engine's op timer bounds the whole GET, body included.
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| self.errors.body(&what, &e))?;
-            if first_byte.is_none() && !chunk.is_empty() {
-                first_byte = Some(Mono::now());
-            }
-            bytes += chunk.len() as u64;
-            if opts.keep_data {
-                chunks.push(chunk);
-            }
-        }
-        let data = opts.keep_data.then(|| match chunks.len() {
-            0 => Bytes::new(),
-            1 => chunks.pop().unwrap_or_default(),
-            _ => {
-                let mut all = Vec::with_capacity(expected.max(bytes as usize));
-                for c in &chunks {
-                    all.extend_from_slice(c);
-                }
-                Bytes::from(all)
-            }
-        });
-        Ok(GetOutcome {
-            bytes,
-            // An empty body: the headers were the first (and last) bytes.
-            first_byte: first_byte.or(Some(headers_at)),
-            data,
-        })
+        self.get_body(key, opts.range, opts.keep_data, None).await
+    }
+
+    async fn get_chunks(
+        &self,
+        key: &str,
+        range: Option<ByteRange>,
+        sink: ChunkSink<'_>,
+    ) -> StoreResult<GetOutcome> {
+        self.get_body(key, range, false, Some(sink)).await
     }
 
     async fn stat(&self, key: &str) -> StoreResult<ObjectMeta> {
@@ -428,13 +466,12 @@ impl ObjectStore for S3Store {
     async fn put_multipart(
         &self,
         key: &str,
-        size: u64,
-        part_size: u64,
+        plan: PartPlan<'_>,
         part: PartSource<'_>,
     ) -> StoreResult<u64> {
-        let part_size = part_size.max(1);
+        let part_size = plan.part_size.max(1);
         let full = self.full_key(key);
-        let count = size.div_ceil(part_size).max(1);
+        let count = plan.count();
         if count > MAX_PARTS {
             return Err(self.errors.error(
                 ErrorClass::Other,
@@ -462,9 +499,7 @@ impl ObjectStore for S3Store {
             ));
         };
         let result = async {
-            let parts = self
-                .multipart_parts(&full, &upload_id, size, part_size, part)
-                .await?;
+            let parts = self.multipart_parts(&full, &upload_id, plan, part).await?;
             self.client
                 .complete_multipart_upload()
                 .bucket(&self.bucket)

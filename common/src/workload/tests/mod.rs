@@ -25,7 +25,8 @@ use crate::store::file::FileStore;
 use crate::store::memory::MemoryStore;
 use crate::store::multi::{Balance, MultiStore};
 use crate::store::{
-    GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta, ObjectStore, PartSource, StoreResult,
+    GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta, ObjectStore, PartPlan, PartSource,
+    StoreResult,
 };
 
 /// `impl ObjectStore for $ty` of a test wrapper store: `endpoint`, `put`,
@@ -684,6 +685,7 @@ async fn op_log_names_each_ops_endpoint_and_key_with_unique_idx() {
 
 mod existing;
 mod kept_files;
+mod large;
 mod naming;
 mod open_loop;
 mod ramp;
