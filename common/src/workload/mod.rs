@@ -22,6 +22,7 @@ pub mod keys;
 mod large;
 mod live;
 mod ops;
+mod outcome;
 pub mod pacer;
 mod pacing;
 pub mod replay;
@@ -54,6 +55,7 @@ pub use keys::{KeyPicker, KeyState};
 use live::LiveDelta;
 pub use live::{LIVE_FLUSH, LagTaken, LiveCounters, live_histogram};
 pub use ops::{LIST_PAGE_ENTRIES, timed};
+use outcome::{WorkerOutcome, earliest, lag_histogram};
 pub use pacer::{Pacer, PacerTuning};
 pub use pacing::{OpenLoop, Schedule};
 pub use replay::ReplayFeed;
@@ -415,65 +417,6 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
             .collect(),
         listing,
     })
-}
-
-/// A histogram of start lags: 1 ns to the engine's highest latency.
-fn lag_histogram() -> hdrhistogram::Histogram<u64> {
-    // Constant, valid bounds: cannot fail at run time.
-    hdrhistogram::Histogram::new_with_bounds(1, LATENCY_HIGHEST_NS, 2)
-        .expect("constant bounds are valid")
-}
-
-/// The earlier of two optional times.
-fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-#[derive(Default)]
-struct WorkerOutcome {
-    metrics: StageMetrics,
-    first_op_ns: Option<i64>,
-    first_issued_ns: Option<i64>,
-    last_end_ns: i64,
-    warmup_ops: u64,
-    retries: u64,
-    scheduled: u64,
-    late: u64,
-    max_lag: Duration,
-    sum_lag: Duration,
-    /// How late each scheduled op started, ns (made at the first).
-    lags: Option<hdrhistogram::Histogram<u64>>,
-    last_slot: Option<Instant>,
-    /// When the last scheduled op was really issued (later than its slot
-    /// when the run fell behind).
-    last_issued: Option<Instant>,
-}
-
-impl WorkerOutcome {
-    fn merge(&mut self, o: WorkerOutcome) {
-        self.metrics.merge(&o.metrics);
-        self.first_op_ns = earliest(self.first_op_ns, o.first_op_ns);
-        self.first_issued_ns = earliest(self.first_issued_ns, o.first_issued_ns);
-        self.last_end_ns = self.last_end_ns.max(o.last_end_ns);
-        self.warmup_ops += o.warmup_ops;
-        self.retries += o.retries;
-        self.scheduled += o.scheduled;
-        self.late += o.late;
-        self.max_lag = self.max_lag.max(o.max_lag);
-        self.sum_lag += o.sum_lag;
-        match (&mut self.lags, o.lags) {
-            (Some(a), Some(b)) => {
-                let _ = a.add(&b);
-            }
-            (a @ None, b) => *a = b,
-            _ => {}
-        }
-        self.last_slot = self.last_slot.max(o.last_slot);
-        self.last_issued = self.last_issued.max(o.last_issued);
-    }
 }
 
 fn log_closed() -> anyhow::Error {

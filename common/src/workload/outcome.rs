@@ -1,0 +1,66 @@
+//! What one worker did in a stage ([`WorkerOutcome`]), added up over the
+//! agent's workers when the stage ends: its metrics, first and last op
+//! times, and how it kept to a schedule (lags, late ops).
+
+use std::time::{Duration, Instant};
+
+use crate::metrics::{LATENCY_HIGHEST_NS, StageMetrics};
+
+/// A histogram of start lags: 1 ns to the engine's highest latency.
+pub(super) fn lag_histogram() -> hdrhistogram::Histogram<u64> {
+    // Constant, valid bounds: cannot fail at run time.
+    hdrhistogram::Histogram::new_with_bounds(1, LATENCY_HIGHEST_NS, 2)
+        .expect("constant bounds are valid")
+}
+
+/// The earlier of two optional times.
+pub(super) fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[derive(Default)]
+pub(super) struct WorkerOutcome {
+    pub(super) metrics: StageMetrics,
+    pub(super) first_op_ns: Option<i64>,
+    pub(super) first_issued_ns: Option<i64>,
+    pub(super) last_end_ns: i64,
+    pub(super) warmup_ops: u64,
+    pub(super) retries: u64,
+    pub(super) scheduled: u64,
+    pub(super) late: u64,
+    pub(super) max_lag: Duration,
+    pub(super) sum_lag: Duration,
+    /// How late each scheduled op started, ns (made at the first).
+    pub(super) lags: Option<hdrhistogram::Histogram<u64>>,
+    pub(super) last_slot: Option<Instant>,
+    /// When the last scheduled op was really issued (later than its slot
+    /// when the run fell behind).
+    pub(super) last_issued: Option<Instant>,
+}
+
+impl WorkerOutcome {
+    pub(super) fn merge(&mut self, o: WorkerOutcome) {
+        self.metrics.merge(&o.metrics);
+        self.first_op_ns = earliest(self.first_op_ns, o.first_op_ns);
+        self.first_issued_ns = earliest(self.first_issued_ns, o.first_issued_ns);
+        self.last_end_ns = self.last_end_ns.max(o.last_end_ns);
+        self.warmup_ops += o.warmup_ops;
+        self.retries += o.retries;
+        self.scheduled += o.scheduled;
+        self.late += o.late;
+        self.max_lag = self.max_lag.max(o.max_lag);
+        self.sum_lag += o.sum_lag;
+        match (&mut self.lags, o.lags) {
+            (Some(a), Some(b)) => {
+                let _ = a.add(&b);
+            }
+            (a @ None, b) => *a = b,
+            _ => {}
+        }
+        self.last_slot = self.last_slot.max(o.last_slot);
+        self.last_issued = self.last_issued.max(o.last_issued);
+    }
+}
