@@ -102,6 +102,19 @@ impl LineReader {
         }
     }
 
+    /// Reads the first line, the header: an empty file is an error at
+    /// line 1. The header is then [`Self::line`].
+    pub(crate) fn header(&mut self) -> Result<(), OpLogError> {
+        if self.next_line()? {
+            return Ok(());
+        }
+        Err(OpLogError::Parse {
+            path: self.path().to_path_buf(),
+            line: 1,
+            msg: "empty file: no header line".to_string(),
+        })
+    }
+
     /// Reads the next line without its line ending (`\n` or `\r\n`).
     /// Returns false at end of input.
     pub(crate) fn next_line(&mut self) -> Result<bool, OpLogError> {

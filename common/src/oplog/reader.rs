@@ -136,13 +136,7 @@ impl OpLogReader {
     }
 
     fn with_lines(mut lines: LineReader) -> Result<Self, OpLogError> {
-        if !lines.next_line()? {
-            return Err(OpLogError::Parse {
-                path: lines.path().to_path_buf(),
-                line: 1,
-                msg: "empty file: no header line".to_string(),
-            });
-        }
+        lines.header()?;
         let columns = Columns::from_header(lines.line()).map_err(|msg| lines.parse_err(msg))?;
         Ok(OpLogReader {
             lines,

@@ -64,13 +64,7 @@ impl TraceReader {
     }
 
     fn with_lines(mut lines: LineReader) -> Result<Self, OpLogError> {
-        if !lines.next_line()? {
-            return Err(OpLogError::Parse {
-                path: lines.path().to_path_buf(),
-                line: 1,
-                msg: "empty file: no header line".to_string(),
-            });
-        }
+        lines.header()?;
         let columns = TraceColumns::from_header(lines.line()).map_err(|m| lines.parse_err(m))?;
         let mut pending = false;
         let format = if columns.has_stage {
