@@ -55,7 +55,7 @@ pub use keys::{KeyPicker, KeyState};
 use live::LiveDelta;
 pub use live::{LIVE_FLUSH, LagTaken, LiveCounters, live_histogram};
 pub use ops::{LIST_PAGE_ENTRIES, timed};
-use outcome::{WorkerOutcome, earliest, lag_histogram};
+use outcome::{WorkerOutcome, earliest, lag_histogram, per_second};
 pub use pacer::{Pacer, PacerTuning};
 pub use pacing::{OpenLoop, Schedule};
 pub use replay::ReplayFeed;
@@ -346,56 +346,26 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
         // What was replayed is logged; the stage still fails, saying where.
         anyhow::bail!("replaying stage `{}`: {e}", run.stage.name);
     }
-    let lag_ms = |q: f64| {
-        total
-            .lags
-            .as_ref()
-            .map_or(0.0, |h| h.value_at_quantile(q) as f64 / 1e6)
-    };
-    let (p50_lag_ms, p99_lag_ms) = (lag_ms(0.5), lag_ms(0.99));
-    let replayed = matches!(&*source, WorkSource::Replay { pacer: Some(_), .. });
-    let schedule = if replayed {
-        // The trace's own rate over its span, against the rate issued.
-        let rate = |t: Option<Instant>| {
-            t.map(|t| t.duration_since(run.start_at).as_secs_f64())
-                .filter(|s| *s > 0.0)
-                .map_or(0.0, |s| total.scheduled as f64 / s)
-        };
-        Some(ScheduleReport {
-            target_rate: rate(total.last_slot),
-            achieved_rate: rate(total.last_issued.max(total.last_slot)),
-            ops: total.scheduled,
-            late_ops: total.late,
-            max_lag_ms: total.max_lag.as_secs_f64() * 1e3,
-            mean_lag_ms: total.sum_lag.as_secs_f64() * 1e3 / total.scheduled.max(1) as f64,
-            p50_lag_ms,
-            p99_lag_ms,
-        })
-    } else {
-        None
-    };
-    let schedule = schedule.or(open.map(|o| {
-        let s = &o.schedule;
-        // Over when ops were really issued: behind schedule, the slots only
-        // advance as fast as workers take them, so they would echo the target.
-        let last = total.last_issued.max(total.last_slot);
-        // In a ramp fewer ops are due: the span is counted at full rate.
-        let span = last.map_or(0.0, |t| s.full_rate_span(t.duration_since(run.start_at)));
-        ScheduleReport {
-            target_rate: s.rate(),
-            achieved_rate: if span > 0.0 {
-                total.scheduled as f64 / span
-            } else {
-                0.0
-            },
-            ops: total.scheduled,
-            late_ops: total.late,
-            max_lag_ms: total.max_lag.as_secs_f64() * 1e3,
-            mean_lag_ms: total.sum_lag.as_secs_f64() * 1e3 / total.scheduled.max(1) as f64,
-            p50_lag_ms,
-            p99_lag_ms,
+    // The achieved rate is over when ops were really issued: behind
+    // schedule, the slots only advance as fast as workers take them, so
+    // they would echo the target.
+    let last = total.last_issued.max(total.last_slot);
+    let since_start = |t: Instant| t.duration_since(run.start_at);
+    let schedule = match (&open, &*source) {
+        (Some(o), _) => {
+            let s = &o.schedule;
+            // In a ramp fewer ops are due: the span is counted at full rate.
+            let span = last.map_or(0.0, |t| s.full_rate_span(since_start(t)));
+            Some(total.schedule_report(s.rate(), span))
         }
-    }));
+        // A replay's target is the trace's own rate over its span.
+        (None, WorkSource::Replay { pacer: Some(_), .. }) => {
+            let span = |t: Option<Instant>| t.map_or(0.0, |t| since_start(t).as_secs_f64());
+            let target = per_second(total.scheduled, span(total.last_slot));
+            Some(total.schedule_report(target, span(last)))
+        }
+        _ => None,
+    };
     Ok(StageOutcome {
         records: idx.load(Ordering::Relaxed),
         stopped_early: run.stop.load(Ordering::Relaxed),

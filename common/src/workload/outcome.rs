@@ -4,7 +4,13 @@
 
 use std::time::{Duration, Instant};
 
+use super::ScheduleReport;
 use crate::metrics::{LATENCY_HIGHEST_NS, StageMetrics};
+
+/// `n` over `span_s` seconds; 0 for an empty span (JSON has no infinity).
+pub(super) fn per_second(n: u64, span_s: f64) -> f64 {
+    if span_s > 0.0 { n as f64 / span_s } else { 0.0 }
+}
 
 /// A histogram of start lags: 1 ns to the engine's highest latency.
 pub(super) fn lag_histogram() -> hdrhistogram::Histogram<u64> {
@@ -42,6 +48,26 @@ pub(super) struct WorkerOutcome {
 }
 
 impl WorkerOutcome {
+    /// How the workers kept to a schedule of `target_rate` ops/s, their
+    /// scheduled ops issued over `span_s` seconds.
+    pub(super) fn schedule_report(&self, target_rate: f64, span_s: f64) -> ScheduleReport {
+        let lag_ms = |q: f64| {
+            self.lags
+                .as_ref()
+                .map_or(0.0, |h| h.value_at_quantile(q) as f64 / 1e6)
+        };
+        ScheduleReport {
+            target_rate,
+            achieved_rate: per_second(self.scheduled, span_s),
+            ops: self.scheduled,
+            late_ops: self.late,
+            max_lag_ms: self.max_lag.as_secs_f64() * 1e3,
+            mean_lag_ms: self.sum_lag.as_secs_f64() * 1e3 / self.scheduled.max(1) as f64,
+            p50_lag_ms: lag_ms(0.5),
+            p99_lag_ms: lag_ms(0.99),
+        }
+    }
+
     pub(super) fn merge(&mut self, o: WorkerOutcome) {
         self.metrics.merge(&o.metrics);
         self.first_op_ns = earliest(self.first_op_ns, o.first_op_ns);
