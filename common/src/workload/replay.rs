@@ -25,15 +25,15 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
+use crate::datagen::key_hash;
 use crate::op::OpKind;
 use crate::plan::{ReplayPhase, ReplaySpec, ReplaySplit, Stage};
 use crate::store::ByteRange;
-use crate::trace::{TraceOp, TraceOpKind, TraceReader};
+use crate::trace::{MAX_TRACE_CLIENTS, TraceOp, TraceOpKind, TraceReader};
 
 /// Ops per batch handed from the reader thread to the workers.
 pub const FEED_BATCH_OPS: usize = 1024;
@@ -46,8 +46,6 @@ pub const MAX_PREPARE_KEYS: usize = 20_000_000;
 /// Bytes per tracked key in a prepare phase (hash, size, state, table
 /// overhead), for the stated bound.
 pub const PREPARE_KEY_BYTES: usize = 32;
-/// Most distinct clients a trace may have.
-pub const MAX_CLIENTS: usize = 1_000_000;
 
 /// One op of this agent's share, ready to run.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,19 +59,9 @@ pub struct ReplayOp {
     pub due_ns: u64,
 }
 
-/// What the reader thread counted, for the agent's report.
-#[derive(Debug, Default)]
-pub struct FeedCounts {
-    /// Ops of the trace (all agents' shares).
-    pub trace_ops: AtomicU64,
-    /// Ops handed to this agent's workers.
-    pub mine: AtomicU64,
-}
-
 /// The workers' end of the feed.
 pub struct ReplayFeed {
     state: Mutex<FeedState>,
-    pub counts: Arc<FeedCounts>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     stop: Arc<AtomicBool>,
 }
@@ -115,12 +103,10 @@ impl ReplayFeed {
         // before it starts, not in the thread.
         let reader = TraceReader::open(path).map_err(|e| anyhow::anyhow!("{e}"))?;
         let (tx, rx) = sync_channel(FEED_BATCHES);
-        let counts = Arc::new(FeedCounts::default());
         let job = Job {
             path: path.to_path_buf(),
             spec,
             share,
-            counts: counts.clone(),
             stop: stop.clone(),
             tx,
         };
@@ -135,7 +121,6 @@ impl ReplayFeed {
                 error: None,
                 done: false,
             }),
-            counts,
             thread: Mutex::new(Some(thread)),
             stop,
         })
@@ -192,7 +177,6 @@ struct Job {
     path: PathBuf,
     spec: ReplaySpec,
     share: Share,
-    counts: Arc<FeedCounts>,
     stop: Arc<AtomicBool>,
     tx: SyncSender<Result<Vec<ReplayOp>, String>>,
 }
@@ -206,25 +190,15 @@ impl Clients {
         if let Some(&i) = self.0.get(client) {
             return Ok(i);
         }
-        if self.0.len() >= MAX_CLIENTS {
+        if self.0.len() >= MAX_TRACE_CLIENTS {
             return Err(format!(
-                "the trace has more than {MAX_CLIENTS} clients; use `split: key`"
+                "the trace has more than {MAX_TRACE_CLIENTS} clients; use `split: key`"
             ));
         }
         let i = self.0.len() as u32;
         self.0.insert(client.to_string(), i);
         Ok(i)
     }
-}
-
-/// FNV-1a: a key's agent must be the same on every agent and release.
-pub fn key_hash(key: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
 }
 
 /// What a prepare pass knows of one key of the share.
@@ -257,6 +231,7 @@ impl Job {
         let n = self.share.count.max(1);
         let owner = match self.spec.split {
             ReplaySplit::Client => clients.index(&op.client)? % n,
+            // FNV-1a: a key's agent is the same on every agent and release.
             ReplaySplit::Key => (key_hash(&key) % u64::from(n)) as u32,
         };
         Ok((owner == self.share.index).then_some(key))
@@ -293,7 +268,6 @@ impl Job {
                 return Ok(());
             }
             let op = item.map_err(|e| e.to_string())?;
-            self.counts.trace_ops.fetch_add(1, Ordering::Relaxed);
             first = first.min(op.start_ns);
             let kind = match &op.op {
                 TraceOpKind::Known(k) => *k,
@@ -320,7 +294,6 @@ impl Job {
                 return Ok(());
             }
         }
-        self.counts.mine.fetch_add(seq, Ordering::Relaxed);
         let _ = self.send(&mut batch);
         Ok(())
     }
@@ -461,9 +434,4 @@ fn pending(op: OpKind, key: String, t: &TraceOp, seq: u64) -> Pending {
             due_ns: 0,
         },
     }
-}
-
-/// When `op` is due: the stage's start plus its offset.
-pub fn due_at(start: Instant, op: &ReplayOp) -> Instant {
-    start + Duration::from_nanos(op.due_ns)
 }
