@@ -63,7 +63,9 @@ pub struct ReplayOp {
 pub struct ReplayFeed {
     state: Mutex<FeedState>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    stop: Arc<AtomicBool>,
+    /// Tells the reader thread the feed is gone (the stage's own stop
+    /// flag is not the feed's to set).
+    closed: Arc<AtomicBool>,
 }
 
 struct FeedState {
@@ -103,11 +105,13 @@ impl ReplayFeed {
         // before it starts, not in the thread.
         let reader = TraceReader::open(path).map_err(|e| anyhow::anyhow!("{e}"))?;
         let (tx, rx) = sync_channel(FEED_BATCHES);
+        let closed = Arc::new(AtomicBool::new(false));
         let job = Job {
             path: path.to_path_buf(),
             spec,
             share,
-            stop: stop.clone(),
+            stop,
+            closed: closed.clone(),
             tx,
         };
         let thread = std::thread::Builder::new()
@@ -122,7 +126,7 @@ impl ReplayFeed {
                 done: false,
             }),
             thread: Mutex::new(Some(thread)),
-            stop,
+            closed,
         })
     }
 
@@ -161,7 +165,7 @@ impl ReplayFeed {
 
 impl Drop for ReplayFeed {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.closed.store(true, Ordering::Relaxed);
         // Unblock a thread waiting on a full channel.
         if let Ok(mut st) = self.state.lock() {
             let (_, rx) = sync_channel(0);
@@ -177,7 +181,10 @@ struct Job {
     path: PathBuf,
     spec: ReplaySpec,
     share: Share,
+    /// The stage's stop flag: the stage ended early.
     stop: Arc<AtomicBool>,
+    /// Set when the feed is dropped: no worker reads on.
+    closed: Arc<AtomicBool>,
     tx: SyncSender<Result<Vec<ReplayOp>, String>>,
 }
 
@@ -215,6 +222,10 @@ struct Seen {
 }
 
 impl Job {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.closed.load(Ordering::Relaxed)
+    }
+
     fn run(self, reader: TraceReader) {
         let result = match self.spec.phase {
             ReplayPhase::Run => self.replay(reader),
@@ -264,7 +275,7 @@ impl Job {
             batch.push(op);
         };
         for item in reader {
-            if self.stop.load(Ordering::Relaxed) {
+            if self.stopped() {
                 return Ok(());
             }
             let op = item.map_err(|e| e.to_string())?;
@@ -302,7 +313,7 @@ impl Job {
         let mut clients = Clients::default();
         let mut seen: HashMap<u64, Seen> = HashMap::new();
         for item in reader {
-            if self.stop.load(Ordering::Relaxed) {
+            if self.stopped() {
                 return Ok(());
             }
             let op = item.map_err(|e| e.to_string())?;
@@ -356,7 +367,7 @@ impl Job {
         let reader = TraceReader::open(&self.path).map_err(|e| e.to_string())?;
         let mut batch = Vec::with_capacity(FEED_BATCH_OPS);
         for item in reader {
-            if self.stop.load(Ordering::Relaxed) {
+            if self.stopped() {
                 return Ok(());
             }
             let op = item.map_err(|e| e.to_string())?;
