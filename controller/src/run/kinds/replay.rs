@@ -107,31 +107,28 @@ impl StageKind for Replay {
         } else {
             0
         };
-        let report = match TraceStats::scan(Path::new(&self.spec.trace)) {
-            Ok(stats) => report(&self.spec, &stats, replay, prepared),
-            Err(e) => {
-                return Some(Verdict {
-                    index: 0,
-                    stage: stage.name.clone(),
-                    text: format!(
-                        "stage `{}` replayed {} ops, but its trace could not be read again to \
-                         compare: {e}",
-                        stage.name,
-                        replay.metrics.total_ops()
-                    ),
-                    search: None,
-                    steady: None,
-                    replay: None,
-                });
+        let (text, report) = match TraceStats::scan(Path::new(&self.spec.trace)) {
+            Ok(stats) => {
+                let r = report(&self.spec, &stats, replay, prepared);
+                (text(&stage.name, &r), Some(r))
             }
+            Err(e) => (
+                format!(
+                    "stage `{}` replayed {} ops, but its trace could not be read again to \
+                     compare: {e}",
+                    stage.name,
+                    replay.metrics.total_ops()
+                ),
+                None,
+            ),
         };
         Some(Verdict {
             index: 0,
             stage: stage.name.clone(),
-            text: text(&stage.name, &report),
+            text,
             search: None,
             steady: None,
-            replay: Some(report),
+            replay: report,
         })
     }
 }
