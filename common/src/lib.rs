@@ -12,6 +12,7 @@
 //! - [`pools`]: one tokio runtime per NUMA node or CPU set, threads pinned.
 //! - [`discovery`]: finding agents: address templates, SLURM node lists, etcd.
 //! - [`trace`]: traces (Chorus, warp, s3dlio op-logs) read one op at a time for replay.
+//! - [`dataset`]: training-dataset files (raw, npz, tfrecord, jsonl): layout and bytes.
 //! - [`aligned`]: the aligned heap buffer `direct://` and payloads use.
 //!
 //! Nothing here knows the wire format; `chorus-proto` converts these types.
@@ -19,6 +20,7 @@
 pub mod aligned;
 pub mod clock;
 pub mod datagen;
+pub mod dataset;
 pub mod discovery;
 pub mod metrics;
 pub mod op;
