@@ -10,6 +10,7 @@ use chorus_common::metrics::{OpStats, StageMetrics, histogram_from_bytes, histog
 use chorus_common::op::OpKind;
 use chorus_common::plan::StepSpec;
 use chorus_common::store::multi::EndpointStats;
+use chorus_common::workload::train::RankReport;
 use chorus_common::workload::{ListingSummary, ScheduleReport};
 
 /// Generated messages, client and server.
@@ -27,7 +28,7 @@ pub use pb::agent_server::{Agent, AgentServer};
 /// field whose meaning changed, a call an old peer lacks); adding a field
 /// an old peer may safely ignore does not bump it. 0 is what a peer from
 /// before this field sends: proto3 reads a missing field as 0.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest gRPC message either side accepts: a stage's metrics carry one
 /// histogram per op (tens of KiB each), and op-log chunks are 1 MiB.
@@ -212,6 +213,8 @@ pub fn encode_step(s: &StepSpec) -> pb::StageStep {
         duration_ms: s.duration.map_or(0, |d| d.as_millis() as u64),
         ops: s.ops.unwrap_or(0),
         prepares: s.prepares,
+        accelerators: s.accelerators.unwrap_or(0),
+        restores: s.restores,
     }
 }
 
@@ -225,7 +228,41 @@ pub fn decode_step(s: &pb::StageStep) -> StepSpec {
         duration: (s.duration_ms > 0).then(|| std::time::Duration::from_millis(s.duration_ms)),
         ops: (s.ops > 0).then_some(s.ops),
         prepares: s.prepares,
+        accelerators: (s.accelerators > 0).then_some(s.accelerators),
+        restores: s.restores,
     }
+}
+
+pub fn encode_ranks(ranks: &[RankReport]) -> Vec<pb::RankReport> {
+    ranks
+        .iter()
+        .map(|r| pb::RankReport {
+            rank: r.rank,
+            samples: r.samples,
+            bytes: r.bytes,
+            errors: r.errors,
+            steps: r.steps,
+            compute_ns: r.compute_ns,
+            wait_ns: r.wait_ns,
+            wall_ns: r.wall_ns,
+        })
+        .collect()
+}
+
+pub fn decode_ranks(ranks: &[pb::RankReport]) -> Vec<RankReport> {
+    ranks
+        .iter()
+        .map(|r| RankReport {
+            rank: r.rank,
+            samples: r.samples,
+            bytes: r.bytes,
+            errors: r.errors,
+            steps: r.steps,
+            compute_ns: r.compute_ns,
+            wait_ns: r.wait_ns,
+            wall_ns: r.wall_ns,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ pub(super) fn float(v: f64) -> String {
     }
 }
 
-fn size_spec(s: &SizeSpec) -> String {
+pub(super) fn size_spec(s: &SizeSpec) -> String {
     match s {
         SizeSpec::Fixed(b) => format_size(*b),
         SizeSpec::Uniform { min, max } => {
@@ -109,7 +109,10 @@ impl Plan {
             let _ = writeln!(y, "  - name: {}", quote(&s.name));
             let _ = writeln!(y, "    type: {}", s.kind.name());
             let _ = writeln!(y, "    target: {}", quote(&s.target));
-            let _ = writeln!(y, "    concurrency: {}", s.concurrency);
+            // A train or checkpoint stage's workers follow from its ranks.
+            if !matches!(s.kind, super::StageKind::Train | super::StageKind::Checkpoint) {
+                let _ = writeln!(y, "    concurrency: {}", s.concurrency);
+            }
             let o = &s.objects;
             let distribution = match o.distribution {
                 KeyDistribution::Uniform => "uniform".to_string(),
@@ -172,6 +175,7 @@ impl Plan {
             if let Some(replay) = &s.replay {
                 super::replay::emit(replay, &mut y);
             }
+            super::training::emit(&s.training, &mut y);
             if let Pacing::Open { rate, arrivals } = s.pacing {
                 let arrivals = match arrivals {
                     Arrivals::Poisson => "poisson",

@@ -98,6 +98,10 @@ fn writes(stage: &Stage) -> bool {
         // A replay's sizes are its trace's, unknown until it is read: a
         // store's refusal of one is that op's error.
         StageKind::Cleanup | StageKind::Replay => false,
+        // A dataset's files are bounded by its format (`crate::dataset`);
+        // a checkpoint's shards depend on the agent count, and a store's
+        // refusal of one is that op's error.
+        StageKind::Dataset | StageKind::Train | StageKind::Checkpoint => false,
         StageKind::Workload | StageKind::Search => stage
             .mix
             .weights

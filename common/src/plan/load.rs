@@ -17,11 +17,12 @@ use super::error::{PlanError, hint_for};
 use super::options::StageDefaults;
 use super::units::{format_size, parse_duration, parse_size};
 use super::yaml::{self, Entry, Node, NodeKind, Pos};
-use super::{KeySpace, OpMix, Overrides, Plan, SizeSpec, Stage, StageKind, StopCondition};
+use super::{DatasetSpec, KeySpace, OpMix, Overrides, Plan, SizeSpec, Stage, StageKind, StopCondition};
 use crate::op::OpKind;
 use crate::store::uri::TargetUri;
 
-const PLAN_KEYS: [&str; 16] = [
+const PLAN_KEYS: [&str; 17] = [
+    "dataset",
     "name",
     "description",
     "seed",
@@ -39,7 +40,7 @@ const PLAN_KEYS: [&str; 16] = [
     "balance",
     "control",
 ];
-const STAGE_KEYS: [&str; 30] = [
+const STAGE_KEYS: [&str; 33] = [
     "name",
     "type",
     "target",
@@ -70,6 +71,9 @@ const STAGE_KEYS: [&str; 30] = [
     "replay",
     "until",
     "steady",
+    "dataset",
+    "train",
+    "checkpoint",
 ];
 const OBJECTS_KEYS: [&str; 8] = [
     "prefix",
@@ -81,7 +85,16 @@ const OBJECTS_KEYS: [&str; 8] = [
     "partition",
     "naming",
 ];
-const STAGE_TYPES: [&str; 5] = ["prepare", "workload", "cleanup", "search", "replay"];
+const STAGE_TYPES: [&str; 8] = [
+    "prepare",
+    "workload",
+    "cleanup",
+    "search",
+    "replay",
+    "dataset",
+    "train",
+    "checkpoint",
+];
 
 const DEFAULT_SEED: u64 = 1;
 const DEFAULT_CONCURRENCY: u32 = 4;
@@ -138,6 +151,8 @@ pub(super) struct Defaults {
     target: Option<String>,
     concurrency: u32,
     objects: Option<KeySpace>,
+    /// The training dataset `dataset` and `train` stages share.
+    dataset: Option<DatasetSpec>,
     /// Retries, timeouts, endpoints.
     pub(super) stage: StageDefaults,
 }
@@ -337,6 +352,10 @@ impl Decoder<'_> {
                 .transpose()?
                 .unwrap_or(DEFAULT_CONCURRENCY),
             objects: m.get("objects").map(objects).transpose()?,
+            dataset: m
+                .get("dataset")
+                .map(|e| self.dataset(e, "dataset"))
+                .transpose()?,
             stage: self.stage_defaults(&m)?,
         };
         let stages_entry = self.required(&m, "stages")?;
@@ -467,6 +486,9 @@ impl Decoder<'_> {
             "cleanup" => StageKind::Cleanup,
             "search" => StageKind::Search,
             "replay" => StageKind::Replay,
+            "dataset" => StageKind::Dataset,
+            "train" => StageKind::Train,
+            "checkpoint" => StageKind::Checkpoint,
             other => {
                 let message = format!("unknown stage type `{other}`");
                 return Err(self
@@ -493,10 +515,17 @@ impl Decoder<'_> {
         let objects = match m.get("objects") {
             Some(e) => self.objects(&e.value, p("objects"), format!("`objects` of {what}"))?,
             // A replay's objects are those its trace names.
-            None if kind == StageKind::Replay => defaults
+            // So do a replay's and an AI/ML stage's: their own settings.
+            None if matches!(
+                kind,
+                StageKind::Replay | StageKind::Dataset | StageKind::Train | StageKind::Checkpoint
+            ) =>
+            {
+                defaults
                 .objects
                 .clone()
-                .unwrap_or_else(replay_key_space),
+                    .unwrap_or_else(replay_key_space)
+            }
             None => defaults.objects.clone().ok_or_else(|| {
                 let message =
                     format!("missing objects: {what} sets no `objects` and the plan has none");
@@ -588,6 +617,14 @@ impl Decoder<'_> {
             let pos = m.get(key).map_or(node.pos, |e| e.key_pos);
             return Err(self.err(pos, &p(key), message));
         }
+        let training = self.training(&m, &what, kind, defaults.dataset.as_ref())?;
+        // A train stage's workers are its ranks' readers; a checkpoint's,
+        // its ranks.
+        let concurrency = match (&training.train, &training.checkpoint) {
+            (Some(t), _) => t.accelerators * t.read_threads,
+            (_, Some(c)) => c.accelerators,
+            _ => concurrency,
+        };
         let until = self.until(&m, &what, kind, stop.duration.is_some())?;
         let o = self.stage_options(&m, &what, kind, &defaults.stage)?;
         let (ramp, think) = self.ramp_think(&m, &what, kind, &o.pacing, &stop)?;
@@ -639,6 +676,7 @@ impl Decoder<'_> {
             search,
             until,
             replay,
+            training,
         };
         self.check_existing_stage(&stage, &m, node, &what)?;
         self.check_size_limit(&m, node, &stage)?;

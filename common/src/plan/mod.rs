@@ -18,6 +18,7 @@ mod replay;
 mod search;
 mod sizes;
 mod step;
+mod training;
 mod units;
 mod yaml;
 
@@ -36,6 +37,10 @@ pub use search::{
 };
 pub use sizes::SizeSpec;
 pub use step::StepSpec;
+pub use training::{
+    CheckpointSpec, DatasetFormat, DatasetSpec, MAX_ACCELERATORS, MAX_READ_THREADS, RankError,
+    RestoreFrom, TrainSpec, Training, locate,
+};
 pub use units::{format_duration, format_size, parse_duration, parse_size};
 
 /// A whole plan.
@@ -182,6 +187,14 @@ pub enum StageKind {
     Search,
     /// Re-issues a recorded op-log's ops on its schedule (`replay:`).
     Replay,
+    /// Writes a training dataset's files (`dataset:`), split over agents.
+    Dataset,
+    /// Emulates training on a dataset (`train:`): epochs of accelerators
+    /// reading their shards of a shuffled order and computing on batches.
+    Train,
+    /// Every rank writes its shard of a checkpoint at one instant, then
+    /// reads one back (`checkpoint:`).
+    Checkpoint,
 }
 
 impl StageKind {
@@ -192,6 +205,9 @@ impl StageKind {
             StageKind::Cleanup => "cleanup",
             StageKind::Search => "search",
             StageKind::Replay => "replay",
+            StageKind::Dataset => "dataset",
+            StageKind::Train => "train",
+            StageKind::Checkpoint => "checkpoint",
         }
     }
 }
@@ -258,6 +274,8 @@ pub struct Stage {
     /// A replay stage's trace and settings (`Some` exactly for
     /// [`StageKind::Replay`]).
     pub replay: Option<ReplaySpec>,
+    /// The AI/ML stages' settings (`dataset`, `train`, `checkpoint`).
+    pub training: Training,
 }
 
 impl Stage {
@@ -275,7 +293,10 @@ impl Stage {
         match self.kind {
             // A trace may delete anything it names.
             StageKind::Cleanup | StageKind::Replay => true,
-            StageKind::Prepare => false,
+            // Each writes its own objects, in place.
+            StageKind::Prepare | StageKind::Dataset | StageKind::Train | StageKind::Checkpoint => {
+                false
+            }
             StageKind::Workload | StageKind::Search => self
                 .mix
                 .weights

@@ -115,32 +115,43 @@ impl Decoder<'_> {
                          to keep the target rate",
                     ));
                 }
-                Some(self.think(e, &p("think"), what)?)
+                Some(self.pause(e, &p("think"), "think", false)?)
             }
         };
         Ok((ramp, think))
     }
 
-    /// `think: 2ms`, `{exponential: 2ms}`, `{uniform: [1ms, 3ms]}` or
-    /// `{uniform: {min: 1ms, max: 3ms}}`.
-    fn think(&self, e: &Entry, path: &str, what: &str) -> Result<ThinkTime, PlanError> {
+    /// A pause drawn per use (`think`, a train stage's `compute`): `2ms`,
+    /// `{exponential: 2ms}`, `{uniform: [1ms, 3ms]}` or
+    /// `{uniform: {min: 1ms, max: 3ms}}`. `zero_ok`: a fixed `0s` is
+    /// allowed (no pause at all).
+    pub(super) fn pause(
+        &self,
+        e: &Entry,
+        path: &str,
+        name: &str,
+        zero_ok: bool,
+    ) -> Result<ThinkTime, PlanError> {
         let think = match &e.value.kind {
+            NodeKind::Scalar { .. } if zero_ok => {
+                ThinkTime::Fixed(self.duration_node(&e.value, name, path)?)
+            }
             NodeKind::Scalar { .. } => ThinkTime::Fixed(self.duration(e, path)?),
             NodeKind::Seq(_) => return Err(self.wrong(e, path, THINK_FORMS)),
             NodeKind::Map(_) => {
                 let m = self.map(
                     &e.value,
                     path.to_string(),
-                    format!("`think` of {what}"),
+                    format!("`{path}`"),
                     &THINK_KINDS,
-                    "think distribution",
+                    "distribution",
                 )?;
                 let [d] = m.entries else {
                     let message =
-                        "`think` must name exactly one distribution: exponential or uniform";
+                        format!("`{name}` must name exactly one distribution: exponential or uniform");
                     return Err(self
                         .err(e.value.pos, path, message)
-                        .with_hint(format!("`think` is {THINK_FORMS}")));
+                        .with_hint(format!("`{name}` is {THINK_FORMS}")));
                 };
                 let dp = join(path, &d.key);
                 if d.key == "exponential" {
@@ -158,7 +169,7 @@ impl Decoder<'_> {
         };
         if longest > MAX_THINK {
             let message = format!(
-                "`think` must be at most {}, got {}",
+                "`{name}` must be at most {}, got {}",
                 format_duration(MAX_THINK),
                 format_duration(longest)
             );
@@ -236,21 +247,19 @@ pub(super) fn emit(s: &Stage, y: &mut String) {
     if let Some(r) = s.ramp {
         let _ = writeln!(y, "    ramp: {}", format_duration(r));
     }
-    match s.think {
-        None => {}
-        Some(ThinkTime::Fixed(d)) => {
-            let _ = writeln!(y, "    think: {}", format_duration(d));
-        }
-        Some(ThinkTime::Exponential { mean }) => {
-            let _ = writeln!(y, "    think: {{exponential: {}}}", format_duration(mean));
-        }
-        Some(ThinkTime::Uniform { min, max }) => {
-            let _ = writeln!(
-                y,
-                "    think: {{uniform: [{}, {}]}}",
-                format_duration(min),
-                format_duration(max)
-            );
+    if let Some(t) = &s.think {
+        let _ = writeln!(y, "    think: {}", emit_pause(t));
+    }
+}
+
+/// A pause in the canonical form: `2ms`, `{exponential: 2ms}`,
+/// `{uniform: [1ms, 3ms]}`.
+pub(super) fn emit_pause(t: &ThinkTime) -> String {
+    match *t {
+        ThinkTime::Fixed(d) => format_duration(d),
+        ThinkTime::Exponential { mean } => format!("{{exponential: {}}}", format_duration(mean)),
+        ThinkTime::Uniform { min, max } => {
+            format!("{{uniform: [{}, {}]}}", format_duration(min), format_duration(max))
         }
     }
 }

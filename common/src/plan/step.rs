@@ -31,6 +31,11 @@ pub struct StepSpec {
     /// The step makes what the stage's load needs rather than running it:
     /// for a replay, the objects its trace reads before writing them.
     pub prepares: bool,
+    /// Emulated accelerators per agent for this step (a train stage's
+    /// search over them).
+    pub accelerators: Option<u32>,
+    /// A checkpoint stage's restore: the shards are read back, not written.
+    pub restores: bool,
 }
 
 impl Stage {
@@ -54,6 +59,17 @@ impl Stage {
         }
         if let Some(c) = step.concurrency {
             s.concurrency = c;
+        }
+        if let Some(t) = &mut s.training.train {
+            // A train stage's steps are its epochs.
+            t.epoch = step.index.max(1);
+            if let Some(a) = step.accelerators {
+                t.accelerators = a;
+                s.concurrency = a * t.read_threads;
+            }
+        }
+        if let Some(c) = &mut s.training.checkpoint {
+            c.restoring = step.restores;
         }
         if step.duration.is_some() || step.ops.is_some() {
             s.stop = StopCondition {
@@ -95,7 +111,7 @@ mod tests {
             concurrency: Some(8),
             duration: None,
             ops: Some(1000),
-            prepares: false,
+            ..Default::default()
         });
         assert_eq!(step.concurrency, 8);
         assert!(matches!(step.pacing, Pacing::Open { rate, .. } if rate == 500.0));
