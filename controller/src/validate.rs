@@ -11,6 +11,12 @@ use crate::EXIT_BAD_INPUT;
 pub fn validate(path: &Path) -> ExitCode {
     let loaded = plan::load(path).map_err(|e| e.to_string()).and_then(|p| {
         crate::run::kinds::replay::check_traces(&p, path)?;
+        // With the agents the plan names (else one, as the embedded
+        // default runs); `run` checks again with the agents it has.
+        if let Err(e) = p.check_ranks(p.agents.len().max(1) as u32) {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            return Err(plan::locate(&text, &path.display().to_string(), &e).to_string());
+        }
         Ok(p)
     });
     match loaded {
@@ -23,8 +29,15 @@ pub fn validate(path: &Path) -> ExitCode {
             );
             for s in &p.stages {
                 let objects = match (&s.objects.existing, s.kind) {
-                    // A replay's objects are its trace's.
-                    (_, plan::StageKind::Replay) => String::new(),
+                    // A replay's objects are its trace's, an AI/ML
+                    // stage's its settings'.
+                    (
+                        _,
+                        plan::StageKind::Replay
+                        | plan::StageKind::Dataset
+                        | plan::StageKind::Train
+                        | plan::StageKind::Checkpoint,
+                    ) => String::new(),
                     (Some(_), _) => format!(", the objects under `{}` (listed)", s.objects.prefix),
                     (None, _) => format!(", {} objects", s.objects.count),
                 };
@@ -43,6 +56,40 @@ pub fn validate(path: &Path) -> ExitCode {
                         search.to,
                         plan::format_duration(search.step),
                         search.objective
+                    );
+                }
+                if let Some(d) = &s.training.dataset {
+                    println!(
+                        "    dataset: {} samples of {} in {} files of {}, under `{}`",
+                        d.samples,
+                        plan::format_size(d.sample_size.max()),
+                        d.format.name(),
+                        d.samples_per_file,
+                        d.prefix
+                    );
+                }
+                if let Some(t) = &s.training.train {
+                    println!(
+                        "    train: {} epochs, {} accelerators per agent, batch {}, {} read \
+                         threads and {} batches of prefetch per accelerator, AU target {:.0}%",
+                        t.epochs,
+                        t.search.map_or_else(
+                            || t.accelerators.to_string(),
+                            |(a, b)| format!("{a} to {b} (searched)")
+                        ),
+                        t.batch,
+                        t.read_threads,
+                        t.prefetch,
+                        t.au_target * 100.0
+                    );
+                }
+                if let Some(c) = &s.training.checkpoint {
+                    println!(
+                        "    checkpoint: {} over {} accelerators per agent, under `{}`{}",
+                        plan::format_size(c.size),
+                        c.accelerators,
+                        c.prefix,
+                        if c.restore { ", then restored" } else { "" }
                     );
                 }
                 if let Some(r) = &s.replay {

@@ -38,6 +38,12 @@ pub fn for_stage(stage: &Stage) -> &'static dyn StageKindExec {
         | StageKind::Workload
         | StageKind::Cleanup
         | StageKind::Search
-        | StageKind::Replay => &engine::Engine,
+        | StageKind::Replay
+        // The AI/ML stages too: their work sources are a dataset's files,
+        // an epoch's samples (with the accelerators beside the readers),
+        // a checkpoint's shards.
+        | StageKind::Dataset
+        | StageKind::Train
+        | StageKind::Checkpoint => &engine::Engine,
     }
 }

@@ -297,6 +297,7 @@ fn done(
             endpoints: encode_endpoints(&o.endpoints),
             stopped_by: stopped_by.unwrap_or_default(),
             listing: o.listing.as_ref().map(encode_listing),
+            ranks: chorus_proto::encode_ranks(&o.ranks),
         })),
     }
 }

@@ -104,6 +104,18 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The layout of a plan's `dataset:` (see [`Layout::new`]).
+    pub fn for_spec(spec: &crate::plan::DatasetSpec, seed: u64) -> Result<Layout, String> {
+        Layout::new(
+            spec.format,
+            spec.samples,
+            spec.samples_per_file,
+            &spec.sample_size,
+            seed,
+            &spec.prefix,
+        )
+    }
+
     /// A layout, or what makes it impossible: no samples, no samples per
     /// file, a file that could outgrow its format (npz: ZIP without ZIP64,
     /// see [`npz::check`]) or sizes that overflow a byte count. The limits

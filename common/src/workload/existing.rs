@@ -502,6 +502,7 @@ impl Draw {
                 key: self.list_prefix.clone(),
                 size: 0,
                 range: None,
+                content: None,
             },
             _ => {
                 let i = pick(&self.picker, &self.index, op, rng);
@@ -509,6 +510,7 @@ impl Draw {
                     key: self.index.key(i),
                     size: self.index.size(i),
                     range: None,
+                    content: None,
                 }
             }
         };
@@ -516,6 +518,7 @@ impl Draw {
             op,
             target,
             due: None,
+            token: None,
         })
     }
 }

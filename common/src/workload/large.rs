@@ -95,7 +95,10 @@ pub fn attempt_timeout(plan: &OpPlan, stage: &Stage) -> Duration {
 
 /// Whether `plan` is a GET to be read as ranged GETs at once.
 pub fn is_parallel_get(plan: &OpPlan, stage: &Stage) -> bool {
-    plan.op == OpKind::Get && stage.parallel.is_some_and(|p| plan.size > p.part)
+    // Bytes a source made are checked whole (see `ops::verify`).
+    plan.op == OpKind::Get
+        && plan.expect.is_none()
+        && stage.parallel.is_some_and(|p| plan.size > p.part)
 }
 
 /// A GET of `length` bytes at `offset` (a range, or the whole object when

@@ -21,12 +21,14 @@ pub mod existing;
 pub mod keys;
 mod large;
 mod live;
+mod ml;
 mod ops;
 mod outcome;
 pub mod pacer;
 mod pacing;
 pub mod replay;
 mod source;
+pub mod train;
 #[cfg(test)]
 mod tests;
 
@@ -154,6 +156,9 @@ pub struct StageOutcome {
     /// The listing of existing objects this stage made (`None` when it
     /// made none: not an existing key space, or listed by an earlier stage).
     pub listing: Option<ListingSummary>,
+    /// A training epoch: what each of this agent's ranks did (empty for
+    /// other stages).
+    pub ranks: Vec<train::RankReport>,
 }
 
 /// Lists the key space once and marks the objects that exist. Bounded: a
@@ -218,7 +223,18 @@ async fn ensure_ready(run: &StageRun) -> anyhow::Result<()> {
 
 /// Runs this agent's share of the stage and returns when every worker is done.
 pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
-    if run.stage.kind == StageKind::Prepare {
+    // Stages that write first make the bucket if it is missing.
+    let writes_first = match run.stage.kind {
+        StageKind::Prepare | StageKind::Dataset => true,
+        StageKind::Checkpoint => run
+            .stage
+            .training
+            .checkpoint
+            .as_ref()
+            .is_some_and(|c| !c.restoring),
+        _ => false,
+    };
+    if writes_first {
         ensure_ready(&run).await?;
     }
     let prior = run
@@ -227,8 +243,12 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
         .filter(|s| s.count() == run.stage.objects.count);
     let mut listing = None;
     let state = match (run.stage.kind, prior) {
-        // A replay's objects are those its trace names: no listing.
-        (StageKind::Replay, prior) => {
+        // A replay's objects are those its trace names, an AI/ML stage's
+        // those its settings name: no listing.
+        (
+            StageKind::Replay | StageKind::Dataset | StageKind::Train | StageKind::Checkpoint,
+            prior,
+        ) => {
             prior.unwrap_or_else(|| Arc::new(KeyState::new(run.stage.objects.count)))
         }
         // Objects already there: listed once, or as an earlier stage of
@@ -336,9 +356,43 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
             None => tokio::spawn(w.run()),
         });
     }
+    // A training epoch's accelerators, one task per rank beside its
+    // readers.
+    let accelerators: Vec<_> = match &*source {
+        WorkSource::Train(feed) => (0..feed.ranks())
+            .map(|r| {
+                let seed = run.data.seed ^ ((run.stage_index as u64) << 24);
+                let task = feed
+                    .clone()
+                    .run_rank(r, run.start_at, run.stop.clone(), seed);
+                match &run.pools {
+                    Some(p) => p.spawn(r, task),
+                    None => tokio::spawn(task),
+                }
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     let mut total = WorkerOutcome::default();
+    let mut failed = None;
     for w in workers {
-        total.merge(w.await??);
+        match w.await {
+            Ok(Ok(outcome)) => total.merge(outcome),
+            Ok(Err(e)) => drop(failed.get_or_insert(e)),
+            Err(e) => drop(failed.get_or_insert(e.into())),
+        }
+    }
+    if let WorkSource::Train(feed) = &*source {
+        // No batch completes now that does not already: an accelerator
+        // still waiting for one stops.
+        feed.readers_finished();
+    }
+    let mut ranks = Vec::with_capacity(accelerators.len());
+    for a in accelerators {
+        ranks.push(a.await?);
+    }
+    if let Some(e) = failed {
+        return Err(e);
     }
     if let WorkSource::Replay { feed, .. } = &*source
         && let Some(e) = feed.error()
@@ -386,6 +440,7 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
             .flat_map(|m| m.stats_by_endpoint())
             .collect(),
         listing,
+        ranks,
     })
 }
 
@@ -455,7 +510,17 @@ impl Worker {
                 },
                 None => None,
             };
-            let Some(Work { op, target, due }) = self.source.next(&mut rng, run, &self.state)
+            let work = match &*self.source {
+                // A training reader waits for its rank's prefetch window.
+                WorkSource::Train(feed) => feed.next(self.id, &run.stop).await,
+                source => source.next(&mut rng, run, &self.state),
+            };
+            let Some(Work {
+                op,
+                target,
+                due,
+                token,
+            }) = work
             else {
                 break;
             };
@@ -480,11 +545,19 @@ impl Worker {
                     ops::OpPlan::new(op, i, &run.stage, &run.data, &mut rng),
                     Some(i),
                 ),
-                Target::Key { key, size, range } => {
+                Target::Key {
+                    key,
+                    size,
+                    range,
+                    content,
+                } => {
                     let mut plan =
                         ops::OpPlan::for_key(op, key, size, &run.stage, &run.data, &mut rng);
                     if range.is_some() {
                         plan.range = range;
+                    }
+                    if content.is_some() {
+                        plan.set_content(content);
                     }
                     (plan, None)
                 }
@@ -525,6 +598,9 @@ impl Worker {
             };
             if let Some(l) = lease {
                 l.finish(result.as_ref().map_or(0, |d| d.bytes), result.is_ok());
+            }
+            if let (WorkSource::Train(feed), Some(token)) = (&*self.source, token) {
+                feed.done(token, result.as_ref().map_or(0, |d| d.bytes), result.is_ok());
             }
 
             let (done, error) = match result {

@@ -48,6 +48,10 @@ pub struct OpPlan {
     /// clock starts. Larger PUTs are uploaded in parts made as they are
     /// sent (see `large::upload_parts`), so no object is in memory whole.
     pub payload: Option<Bytes>,
+    /// What a verified GET must read, when the generator does not make it
+    /// by key (a dataset file's bytes in their format); `None`: the
+    /// generator's.
+    pub expect: Option<Bytes>,
 }
 
 impl OpPlan {
@@ -104,6 +108,18 @@ impl OpPlan {
             size,
             range,
             payload,
+            expect: None,
+        }
+    }
+
+    /// Bytes the work's source made: what a PUT writes (in one request,
+    /// whatever its size: the bytes are already in memory), or what a GET
+    /// of it must read.
+    pub fn set_content(&mut self, content: Option<Bytes>) {
+        if self.op.writes() {
+            self.payload = content;
+        } else {
+            self.expect = content;
         }
     }
 }
@@ -248,7 +264,9 @@ async fn attempt(
             Box::pin(large::parallel_get(store, plan, stage, data)).await
         }
         OpKind::Get | OpKind::RangeGet
-            if stage.verify && expected_span(plan).1 > large::STREAMED_VERIFY_BYTES =>
+            if stage.verify
+                && plan.expect.is_none()
+                && expected_span(plan).1 > large::STREAMED_VERIFY_BYTES =>
         {
             let span = expected_span(plan);
             let g = Box::pin(large::verified_get(store, key, plan.range, span, data)).await?;
@@ -329,6 +347,23 @@ fn verify(
             "read {} bytes, expected {want_len}",
             got.len()
         )));
+    }
+    if let Some(want) = &plan.expect {
+        // Made by the source for exactly this span.
+        return match got.iter().zip(want.iter()).position(|(a, b)| a != b) {
+            None if got.len() == want.len() => Ok(()),
+            None => Err(fail(format!(
+                "read {} bytes, expected {}",
+                got.len(),
+                want.len()
+            ))),
+            Some(i) => Err(fail(format!(
+                "byte at offset {} is {:#04x}, expected {:#04x}",
+                offset + i as u64,
+                got[i],
+                want[i]
+            ))),
+        };
     }
     datagen::verify(data, &plan.key, offset, got).map_err(|m| {
         fail(format!(

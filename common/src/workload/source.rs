@@ -10,7 +10,11 @@ use std::time::Duration;
 use rand::RngExt;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+use std::sync::Arc;
+
 use super::existing;
+use super::ml;
+use super::train::TrainFeed;
 use super::keys::{KeyPicker, KeyState};
 use super::pacer::Pacer;
 use super::replay::{self, ReplayFeed};
@@ -26,6 +30,9 @@ pub(super) struct Work {
     /// When the op is due, after the stage's start (a replay's ops);
     /// `None`: as soon as a worker takes it (or at its open-loop slot).
     pub(super) due: Option<Duration>,
+    /// The source's own mark of the op, given back when it is done (a
+    /// training sample's rank and position).
+    pub(super) token: Option<u64>,
 }
 
 /// The object an op is on.
@@ -40,6 +47,10 @@ pub(super) enum Target {
         key: String,
         size: u64,
         range: Option<ByteRange>,
+        /// Bytes the source made: a PUT writes them, a verified GET
+        /// expects them (a dataset file in its format); `None`: the
+        /// generator's bytes for the key.
+        content: Option<bytes::Bytes>,
     },
 }
 
@@ -67,6 +78,12 @@ pub(super) enum WorkSource {
     /// Ops drawn by weight as in `Mix`, each on one of the objects this
     /// agent listed before the stage (`objects: {existing: true}`).
     Existing(existing::Draw),
+    /// A dataset's files, this agent's share, each written once.
+    Dataset(ml::DatasetFiles),
+    /// One epoch of a training run: this agent's ranks' samples.
+    Train(Arc<TrainFeed>),
+    /// A checkpoint's shards, one per rank of this agent.
+    Shards(ml::Shards),
 }
 
 /// The mix's weights as running totals, for one draw per op.
@@ -142,6 +159,42 @@ impl WorkSource {
             StageKind::Cleanup => keys(OpKind::Delete, |s, i| {
                 !s.is_present(i) || s.is_preexisting(i)
             }),
+            StageKind::Dataset | StageKind::Train => {
+                let spec = stage.training.dataset.as_ref().ok_or_else(|| {
+                    anyhow::anyhow!("stage `{}` has no `dataset` settings", stage.name)
+                })?;
+                let layout = Arc::new(
+                    crate::dataset::Layout::for_spec(spec, run.data.seed)
+                        .map_err(|e| anyhow::anyhow!("stage `{}`: {e}", stage.name))?,
+                );
+                match &stage.training.train {
+                    Some(train) => WorkSource::Train(Arc::new(TrainFeed::new(
+                        train,
+                        layout,
+                        &run.data,
+                        run.agent_index,
+                        run.agent_count,
+                        stage.verify,
+                    ))),
+                    None => WorkSource::Dataset(ml::DatasetFiles::new(
+                        layout,
+                        &run.data,
+                        run.agent_index,
+                        run.agent_count,
+                    )),
+                }
+            }
+            StageKind::Checkpoint => {
+                let spec = stage.training.checkpoint.as_ref().ok_or_else(|| {
+                    anyhow::anyhow!("stage `{}` has no `checkpoint` settings", stage.name)
+                })?;
+                WorkSource::Shards(ml::Shards::new(
+                    spec,
+                    run.agent_index,
+                    run.agent_count,
+                    spec.restoring,
+                ))
+            }
             StageKind::Workload | StageKind::Search => WorkSource::Mix {
                 cumulative: cumulative(stage),
                 picker: KeyPicker::new(&stage.objects, run.agent_index, run.agent_count),
@@ -173,6 +226,7 @@ impl WorkSource {
                         op: *op,
                         target: Target::Index(index),
                         due: None,
+                        token: None,
                     });
                 }
             },
@@ -187,6 +241,7 @@ impl WorkSource {
                     op,
                     target: Target::Index(index),
                     due: None,
+                    token: None,
                 })
             }
             WorkSource::Replay { feed, pacer } => {
@@ -197,11 +252,17 @@ impl WorkSource {
                         key: op.key,
                         size: op.size,
                         range: op.range,
+                        content: None,
                     },
                     due: pacer.as_ref().map(|_| Duration::from_nanos(op.due_ns)),
+                    token: None,
                 })
             }
             WorkSource::Existing(draw) => draw.next(rng),
+            WorkSource::Dataset(files) => files.next(),
+            WorkSource::Shards(shards) => shards.next(),
+            // Taken asynchronously: see `TrainFeed::next`.
+            WorkSource::Train(_) => None,
         }
     }
 }

@@ -73,8 +73,8 @@ fn verdicts_text(out: &mut String, a: &Analysis) {
     let _ = writeln!(out, "\nAnswers");
     for v in &a.verdicts {
         let _ = writeln!(out, "  {}", v.text);
-        if let Some(r) = &v.replay {
-            out.push_str(&crate::run::kinds::replay::table(r));
+        if let Some(t) = v.table() {
+            out.push_str(&t);
         }
         let Some(search) = &v.search else {
             continue;

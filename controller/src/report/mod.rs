@@ -76,8 +76,7 @@ Latencies are of successful ops; charts use segments of the stage.</p>",
         out.push_str("<h2>Answers</h2><ul>");
         for v in &a.verdicts {
             let _ = write!(out, "<li>{}", escape(&v.text));
-            if let Some(r) = &v.replay {
-                let table = crate::run::kinds::replay::table(r);
+            if let Some(table) = v.table() {
                 let _ = write!(out, "<pre>{}</pre>", escape(&table));
             }
             out.push_str("</li>");

@@ -124,6 +124,20 @@ fn load_plan(args: &RunArgs) -> Result<Plan, RunError> {
     Ok(plan)
 }
 
+/// The plan's checks that need the agent count (a training batch within a
+/// rank's shard, a checkpoint that splits over the ranks), located in the
+/// plan file: bad input, before anything runs.
+fn check_ranks(plan: &Plan, file: &std::path::Path, agents: usize) -> Result<(), RunError> {
+    plan.check_ranks(agents as u32).map_err(|e| {
+        let source = file.display().to_string();
+        let located = match std::fs::read_to_string(file) {
+            Ok(text) => plan::locate(&text, &source, &e).to_string(),
+            Err(_) => format!("{source}: {}", e.message),
+        };
+        RunError::Input(located)
+    })
+}
+
 /// The agents of a run, connected, and how they are reached.
 struct Joined {
     agents: Vec<AgentHandle>,
@@ -218,6 +232,7 @@ fn start_meta(
 async fn run(args: RunArgs, pick: KindPicker) -> Result<std::path::PathBuf, RunError> {
     let plan = load_plan(&args)?;
     let joined = join_agents(&args, &plan).await?;
+    check_ranks(&plan, &args.plan, joined.agents.len())?;
     let (security, forwarded) = (&joined.security, &joined.forwarded);
     let mut agents = joined.agents;
     let started_ns = now_ns();
@@ -348,8 +363,8 @@ async fn finish_run(
     // The stages' answers close the summary: the line a user looks for.
     for v in &meta.verdicts {
         text.push_str(&format!("\n{}\n", v.text));
-        if let Some(r) = &v.replay {
-            text.push_str(&kinds::replay::table(r));
+        if let Some(t) = v.table() {
+            text.push_str(&t);
         }
     }
     dir.write("summary.txt", &text)?;

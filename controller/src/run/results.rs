@@ -270,6 +270,13 @@ pub struct AgentStageMeta {
     /// (absent when it made none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listing: Option<ListingSummary>,
+    /// A training epoch: what each of its emulated accelerators did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ranks: Vec<chorus_common::workload::train::RankReport>,
+    /// Its first op's start and last op's end, controller clock (ns), for
+    /// the stage kind's cluster-wide figures; not written.
+    #[serde(skip)]
+    pub span_ns: Option<(i64, i64)>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Default)]

@@ -61,6 +61,8 @@ pub struct AgentStageResult {
     pub client: Option<ClientHealth>,
     /// The listing of existing objects it made for the stage.
     pub listing: Option<ListingSummary>,
+    /// A training epoch: each of its emulated accelerators.
+    pub ranks: Vec<chorus_common::workload::train::RankReport>,
 }
 
 /// How one agent's stage ended.
@@ -385,6 +387,7 @@ impl Watch {
             stopped: self.stopped(d),
             client: self.client_health(),
             listing: d.listing.as_ref().map(chorus_proto::decode_listing),
+            ranks: chorus_proto::decode_ranks(&d.ranks),
         }))
     }
 

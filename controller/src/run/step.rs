@@ -143,6 +143,12 @@ fn record(
             .iter()
             .filter_map(|a| a.schedule.clone())
             .collect(),
+        ranks: meta
+            .agents
+            .iter()
+            .flat_map(|a| a.ranks.iter().cloned())
+            .collect(),
+        spans: meta.agents.iter().filter_map(|a| a.span_ns).collect(),
     };
     run.meta.stages.push(meta);
     run.outputs.push(StageOutput {
@@ -435,6 +441,8 @@ impl AgentStageMeta {
         self.schedule = r.schedule.clone();
         self.client = r.client.clone();
         self.listing = r.listing.clone();
+        self.ranks = r.ranks.clone();
+        self.span_ns = r.first_op_ns.map(|f| (f - off, r.ended_ns - off));
     }
 }
 

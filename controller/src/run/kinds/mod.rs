@@ -22,6 +22,7 @@
 //! one on the agent (`agent/src/kinds/`, or reuse the engine), its docs in
 //! `docs/plan.md`; nothing in the sequence loop. See docs/ARCHITECTURE.md.
 
+pub mod checkpoint;
 mod engine;
 pub mod replay;
 #[cfg(test)]
@@ -30,6 +31,7 @@ pub mod search;
 pub mod steady;
 #[cfg(test)]
 mod tests;
+pub mod train;
 
 use chorus_common::metrics::StageMetrics;
 use chorus_common::metrics::summary::StageSummary;
@@ -81,6 +83,11 @@ pub struct StepResult {
     pub ended_early: Option<String>,
     /// How each agent kept to its schedule (open loop, replay).
     pub schedules: Vec<chorus_common::workload::ScheduleReport>,
+    /// A training epoch: every agent's emulated accelerators.
+    pub ranks: Vec<chorus_common::workload::train::RankReport>,
+    /// Each agent's first op start and last op end, controller clock (ns):
+    /// the step's cluster-wide span (a checkpoint's time).
+    pub spans: Vec<(i64, i64)>,
 }
 
 /// A kind's answer to a live second.
@@ -117,7 +124,7 @@ pub trait StageKind: Send {
 }
 
 /// A stage kind's answer (`run.json` `verdicts`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Verdict {
     /// The stage's index in the plan and its name.
     pub index: u32,
@@ -130,6 +137,24 @@ pub struct Verdict {
     pub steady: Option<steady::SteadyReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay: Option<replay::ReplayReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train: Option<train::TrainReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<checkpoint::CheckpointReport>,
+}
+
+impl Verdict {
+    /// The answer's table, for a kind that has one (printed under its
+    /// line in the summary, `analyze` and the report).
+    pub fn table(&self) -> Option<String> {
+        if let Some(r) = &self.replay {
+            return Some(replay::table(r));
+        }
+        if let Some(r) = &self.train {
+            return Some(train::table(r));
+        }
+        self.checkpoint.as_ref().map(checkpoint::table)
+    }
 }
 
 /// Picks the driver of a stage; the run takes one so tests can add kinds
@@ -143,6 +168,14 @@ pub fn for_stage(stage: &Stage) -> Box<dyn StageKind> {
         (PlanKind::Workload, _, Some(spec)) => Box::new(steady::Steady::new(spec.clone(), stage)),
         (PlanKind::Replay, _, _) => match &stage.replay {
             Some(spec) => Box::new(replay::Replay::new(spec.clone())),
+            None => Box::new(engine::Engine),
+        },
+        (PlanKind::Train, _, _) => match &stage.training.train {
+            Some(spec) => Box::new(train::Train::new(spec.clone())),
+            None => Box::new(engine::Engine),
+        },
+        (PlanKind::Checkpoint, _, _) => match &stage.training.checkpoint {
+            Some(spec) => Box::new(checkpoint::Checkpoint::new(spec.clone())),
             None => Box::new(engine::Engine),
         },
         _ => Box::new(engine::Engine),

@@ -126,9 +126,8 @@ impl StageKind for Replay {
             index: 0,
             stage: stage.name.clone(),
             text,
-            search: None,
-            steady: None,
             replay: report,
+            ..Verdict::default()
         })
     }
 }

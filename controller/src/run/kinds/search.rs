@@ -393,7 +393,7 @@ impl StageKind for Search {
             concurrency,
             duration: Some(self.settle + self.spec.step),
             ops: None,
-            prepares: false,
+            ..Default::default()
         }))
     }
 
@@ -460,8 +460,7 @@ impl StageKind for Search {
             stage: stage.name.clone(),
             text,
             search: Some(report),
-            steady: None,
-            replay: None,
+            ..Verdict::default()
         })
     }
 }

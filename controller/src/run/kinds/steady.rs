@@ -196,9 +196,8 @@ impl StageKind for Steady {
             index: 0,
             stage: stage.name.clone(),
             text,
-            search: None,
             steady: Some(r),
-            replay: None,
+            ..Verdict::default()
         })
     }
 }
