@@ -117,7 +117,7 @@ impl Layout {
     }
 
     /// A layout, or what makes it impossible: no samples, no samples per
-    /// file, a file that could outgrow its format (npz: ZIP without ZIP64,
+    /// file, a size spec whose min is above its max, a file that could outgrow its format (npz: ZIP without ZIP64,
     /// see [`npz::check`]) or sizes that overflow a byte count. The limits
     /// are checked against the worst case (every sample at the size spec's
     /// maximum), so no file of the layout can break them.
@@ -134,6 +134,13 @@ impl Layout {
         }
         if samples_per_file == 0 {
             return Err("samples_per_file must be at least 1".into());
+        }
+        // The plan never makes such a spec, but `size_of` would underflow
+        // on it.
+        if let SizeSpec::Uniform { min, max } | SizeSpec::Lognormal { min, max, .. } = sample_size
+            && min > max
+        {
+            return Err(format!("sample size min {min} is above max {max}"));
         }
         let max = sample_size.max();
         // Above this, a record's length (base64 is 4/3 of the payload, plus

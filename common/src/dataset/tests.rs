@@ -269,6 +269,8 @@ fn impossible_layouts_are_refused() {
     };
     assert!(err(Format::Raw, 0, 1, &f).contains("at least one sample"));
     assert!(err(Format::Raw, 10, 0, &f).contains("samples_per_file"));
+    let upside_down = SizeSpec::Uniform { min: 10, max: 9 };
+    assert!(err(Format::Raw, 10, 1, &upside_down).contains("above max"));
     // ZIP without ZIP64: members and size.
     assert!(err(Format::Npz, 70_000, 65_535, &f).contains("at most 65534"));
     assert!(Layout::new(Format::Npz, 70_000, 65_534, &f, 0, "").is_ok());
