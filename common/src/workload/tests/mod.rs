@@ -691,3 +691,4 @@ mod open_loop;
 mod ramp;
 mod sizes;
 mod timeouts;
+mod train;
