@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::source::{Target, Work};
-use crate::dataset::Layout;
 use crate::datagen::DataSpec;
+use crate::dataset::Layout;
 use crate::op::OpKind;
 use crate::plan::{CheckpointSpec, RestoreFrom};
 
@@ -26,6 +26,9 @@ pub struct DatasetFiles {
     /// Objects per file: the file, and its index where the format has one.
     per_file: u64,
     next: AtomicU64,
+    /// Objects (file, or its index) already there at their size: one bit
+    /// each of this agent's, skipped.
+    present: Vec<bool>,
 }
 
 impl DatasetFiles {
@@ -38,12 +41,59 @@ impl DatasetFiles {
             agent_count: u64::from(agent_count.max(1)),
             per_file,
             next: AtomicU64::new(0),
+            present: Vec::new(),
         }
+    }
+
+    /// What to list to find the files already there: the prefix, and the
+    /// most entries worth reading (every object of the dataset, and as
+    /// many others).
+    pub fn listing(&self) -> (&str, usize) {
+        let objects = self.layout.files().saturating_mul(self.per_file);
+        let max = objects.saturating_mul(2).saturating_add(1000);
+        (self.layout.prefix(), max.min(usize::MAX as u64) as usize)
+    }
+
+    /// Marks this agent's objects that `found` (a listing of the prefix)
+    /// holds at the size the layout gives them: they are not written again.
+    pub fn skip_existing(&mut self, found: &[crate::store::ObjectMeta]) {
+        let sizes: std::collections::HashMap<&str, u64> =
+            found.iter().map(|m| (m.key.as_str(), m.size)).collect();
+        let mine = self
+            .layout
+            .files()
+            .saturating_sub(self.agent_index)
+            .div_ceil(self.agent_count);
+        self.present = (0..mine * self.per_file)
+            .map(|i| {
+                let file = self.agent_index + (i / self.per_file) * self.agent_count;
+                let (key, size) = match i % self.per_file {
+                    0 => (
+                        self.layout.file_key(file),
+                        Some(self.layout.file_size(file)),
+                    ),
+                    _ => match self.layout.index_key(file) {
+                        Some(k) => (k, None),
+                        None => return false,
+                    },
+                };
+                // An index's size is known only by making it: any size
+                // will do when its file is there at its size.
+                sizes
+                    .get(key.as_str())
+                    .is_some_and(|&s| size.is_none_or(|want| s == want))
+            })
+            .collect();
     }
 
     /// The next object to write, its bytes made; `None` when all are taken.
     pub(super) fn next(&self) -> Option<Work> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        let i = loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            if !self.present.get(i as usize).copied().unwrap_or(false) {
+                break i;
+            }
+        };
         let (nth, part) = (i / self.per_file, i % self.per_file);
         let file = self.agent_index + nth * self.agent_count;
         if file >= self.layout.files() {
@@ -54,10 +104,7 @@ impl DatasetFiles {
                 self.layout.file_key(file),
                 self.layout.file_bytes(&self.data, file),
             ),
-            _ => (
-                self.layout.index_key(file)?,
-                self.layout.index_bytes(file)?,
-            ),
+            _ => (self.layout.index_key(file)?, self.layout.index_bytes(file)?),
         };
         Some(Work {
             op: OpKind::Put,

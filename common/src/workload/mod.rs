@@ -28,9 +28,9 @@ pub mod pacer;
 mod pacing;
 pub mod replay;
 mod source;
-pub mod train;
 #[cfg(test)]
 mod tests;
+pub mod train;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -248,9 +248,7 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
         (
             StageKind::Replay | StageKind::Dataset | StageKind::Train | StageKind::Checkpoint,
             prior,
-        ) => {
-            prior.unwrap_or_else(|| Arc::new(KeyState::new(run.stage.objects.count)))
-        }
+        ) => prior.unwrap_or_else(|| Arc::new(KeyState::new(run.stage.objects.count))),
         // Objects already there: listed once, or as an earlier stage of
         // the session listed them.
         (_, prior) if run.stage.objects.existing.is_some() => {
@@ -277,7 +275,20 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
         }
     };
     let run = Arc::new(run);
-    let source = Arc::new(WorkSource::for_stage(&run, &state)?);
+    let mut source = WorkSource::for_stage(&run, &state)?;
+    if let WorkSource::Dataset(files) = &mut source
+        && !run.stage.overwrite
+    {
+        // Like a prepare: files already there at their size are kept.
+        let timeout = run.stage.retry.timeout;
+        let (prefix, max) = files.listing();
+        match ops::list_all_timed(run.store.as_ref(), prefix, max, timeout).await {
+            Ok(found) => files.skip_existing(&found),
+            Err(e) if e.class == ErrorClass::NotFound => {}
+            Err(e) => anyhow::bail!("listing {}{prefix}: {e}", run.store),
+        }
+    }
+    let source = Arc::new(source);
     let budget = Arc::new(Budget::for_agent(
         &run.stage.stop,
         run.agent_index,
@@ -600,7 +611,11 @@ impl Worker {
                 l.finish(result.as_ref().map_or(0, |d| d.bytes), result.is_ok());
             }
             if let (WorkSource::Train(feed), Some(token)) = (&*self.source, token) {
-                feed.done(token, result.as_ref().map_or(0, |d| d.bytes), result.is_ok());
+                feed.done(
+                    token,
+                    result.as_ref().map_or(0, |d| d.bytes),
+                    result.is_ok(),
+                );
             }
 
             let (done, error) = match result {

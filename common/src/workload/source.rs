@@ -13,11 +13,11 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use std::sync::Arc;
 
 use super::existing;
-use super::ml;
-use super::train::TrainFeed;
 use super::keys::{KeyPicker, KeyState};
+use super::ml;
 use super::pacer::Pacer;
 use super::replay::{self, ReplayFeed};
+use super::train::TrainFeed;
 use super::{StageRun, share};
 use crate::op::OpKind;
 use crate::plan::{ReplayPhase, Stage, StageKind};

@@ -25,8 +25,8 @@ use tokio::sync::Notify;
 
 use super::pacing;
 use super::source::{Target, Work};
-use crate::dataset::Layout;
 use crate::datagen::DataSpec;
+use crate::dataset::Layout;
 use crate::op::OpKind;
 use crate::plan::TrainSpec;
 
@@ -338,11 +338,9 @@ impl TrainFeed {
                 if stop.load(Ordering::Relaxed) || self.readers_gone.load(Ordering::Acquire) {
                     break 'batches;
                 }
-                let _ = tokio::time::timeout(
-                    Duration::from_millis(50),
-                    rank.batch_ready.notified(),
-                )
-                .await;
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(50), rank.batch_ready.notified())
+                        .await;
             }
             let computing = Instant::now();
             report.wait_ns += computing.duration_since(waited).as_nanos() as u64;
@@ -386,7 +384,10 @@ mod tests {
             }
         }
         let id = Shuffle::new(10, 1, true);
-        assert_eq!((0..10).map(|i| id.at(i)).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
+        assert_eq!(
+            (0..10).map(|i| id.at(i)).collect::<Vec<_>>(),
+            (0..10).collect::<Vec<_>>()
+        );
     }
 
     #[test]

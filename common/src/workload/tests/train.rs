@@ -112,3 +112,29 @@ async fn an_epoch_reads_every_sample_once_over_all_agents_ranks() {
     ranks.sort();
     assert_eq!(ranks, (0..6).collect::<Vec<_>>(), "global ranks");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dataset_already_written_is_kept_unless_overwrite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = file_store(dir.path());
+    let spec = "dataset: {samples: 40, sample_size: 2KiB, samples_per_file: 8, format: tfrecord, \
+                prefix: tf/}";
+    let generate = |extra: &str| stage(&format!("{{name: gen, type: dataset, {spec}{extra}}}"));
+    // 5 files and their 5 indexes.
+    let first = run(&generate(""), &files, None).await;
+    assert_eq!(first.count(OpKind::Put), 10);
+    // One file cut short: only it is written again.
+    let victim = dir.path().join("tf/00000002-of-00000005.tfrecord");
+    let len = std::fs::metadata(&victim).expect("file written").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&victim)
+        .and_then(|f| f.set_len(len - 1))
+        .expect("truncate");
+    let again = run(&generate(""), &files, None).await;
+    let keys: Vec<&str> = again.records.iter().map(|r| r.file.as_str()).collect();
+    assert_eq!(keys, ["tf/00000002-of-00000005.tfrecord"]);
+    assert_eq!(std::fs::metadata(&victim).unwrap().len(), len);
+    let all = run(&generate(", overwrite: true"), &files, None).await;
+    assert_eq!(all.count(OpKind::Put), 10);
+}
