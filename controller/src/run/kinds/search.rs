@@ -496,6 +496,8 @@ mod tests {
             client_bound: Vec::new(),
             ended_early: None,
             schedules: Vec::new(),
+            ranks: Vec::new(),
+            spans: Vec::new(),
         }
     }
 

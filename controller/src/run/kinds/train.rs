@@ -152,7 +152,8 @@ impl StageKind for Train {
             Some(a) => format!("{}/accel-{a:03}", stage.name),
             None => format!("{}/epoch-{index}", stage.name),
         };
-        self.tried.push(accelerators.unwrap_or(self.spec.accelerators));
+        self.tried
+            .push(accelerators.unwrap_or(self.spec.accelerators));
         Some(Step::Sub(StepSpec {
             index,
             name,
@@ -200,9 +201,7 @@ impl StageKind for Train {
                     .iter()
                     .filter(|e| e.au >= target && e.samples > 0)
                     .max_by_key(|e| e.accelerators);
-                let agents = done
-                    .last()
-                    .map_or(1, |d| d.summary.agents.max(1));
+                let agents = done.last().map_or(1, |d| d.summary.agents.max(1));
                 TrainReport {
                     au_target: target,
                     overall: best.cloned().unwrap_or_default(),
@@ -320,9 +319,80 @@ mod tests {
         }
     }
 
+    fn au(n: u32, cap: u32) -> f64 {
+        if n <= cap {
+            0.95
+        } else {
+            0.95 * f64::from(cap) / f64::from(n)
+        }
+    }
+
+    /// A step of `n` accelerators per agent on storage that feeds `cap`
+    /// of them fully: AU 95% up to `cap`, falling as `cap / n` above.
+    fn step(n: u32, cap: u32) -> StepResult {
+        use chorus_common::metrics::StageMetrics;
+        use chorus_common::metrics::summary::StageSummary;
+        let ranks = (0..n)
+            .map(|r| RankReport {
+                rank: r,
+                compute_ns: (au(n, cap) * 1e9) as u64,
+                ..rank(0, 0, 1000)
+            })
+            .collect();
+        let metrics = StageMetrics::new();
+        StepResult {
+            step: Step::Whole,
+            summary: StageSummary::from_metrics("t", "train", 1, 1.0, &metrics),
+            metrics,
+            client_bound: Vec::new(),
+            ended_early: None,
+            schedules: Vec::new(),
+            ranks,
+            spans: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_search_finds_the_most_accelerators_that_keep_au() {
+        let plan = chorus_common::plan::parse(
+            "name: p\ntarget: mem://t\nstages:\n  - name: t\n    type: train\n    \
+             dataset: {samples: 10000, sample_size: 1KiB}\n    \
+             train: {accelerators: {min: 1, max: 64}, batch: 1}\n",
+            "p.yaml",
+        )
+        .unwrap();
+        let stage = &plan.stages[0];
+        for cap in [1, 5, 13, 40, 64, 100] {
+            let mut kind = Train::new(stage.training.train.clone().unwrap());
+            let mut done = Vec::new();
+            while let Some(s) = kind.next_step(stage, &done) {
+                let Step::Sub(spec) = &s else { panic!() };
+                let n = spec.accelerators.expect("a search step sets accelerators");
+                assert!((1..=64).contains(&n));
+                done.push(step(n, cap));
+                assert!(done.len() <= 14, "cap {cap}: {:?}", kind.tried);
+            }
+            let v = kind.verdict(stage, &done).unwrap();
+            let r = v.train.unwrap();
+            // AU falls with n: the answer is the last n that holds 90%.
+            let want = (1..=64).rev().find(|&n| au(n, cap) >= 0.9).unwrap();
+            assert_eq!(
+                r.max_accelerators,
+                Some(want),
+                "cap {cap}: {:?}",
+                kind.tried
+            );
+            assert!(r.passed);
+        }
+    }
+
     #[test]
     fn au_is_compute_over_wall_summed_over_ranks() {
-        let e = EpochReport::of("t/epoch-1", 2, &[rank(900, 100, 1000), rank(500, 500, 1000)]);
+        let e = EpochReport::of(
+            "t/epoch-1",
+            2,
+            &[rank(900, 100, 1000), rank(500, 500, 1000)],
+        );
         assert!((e.au - 0.7).abs() < 1e-9, "{}", e.au);
         assert!((e.au_min - 0.5).abs() < 1e-9);
         assert!((e.seconds - 1.0).abs() < 1e-9);
