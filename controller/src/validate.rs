@@ -60,8 +60,12 @@ pub fn validate(path: &Path) -> ExitCode {
                 }
                 if let Some(d) = &s.training.dataset {
                     println!(
-                        "    dataset: {} samples of {} in {} files of {}, under `{}`",
+                        "    dataset: {} samples of {}{} in {} files of {}, under `{}`",
                         d.samples,
+                        match d.sample_size {
+                            plan::SizeSpec::Fixed(_) => "",
+                            _ => "up to ",
+                        },
                         plan::format_size(d.sample_size.max()),
                         d.format.name(),
                         d.samples_per_file,
