@@ -335,8 +335,21 @@ mod tests {
             duration: Some(std::time::Duration::from_secs(30)),
             ops: None,
             prepares: true,
+            accelerators: Some(12),
+            restores: true,
         };
         assert_eq!(decode_step(&encode_step(&s)), s);
+        let ranks = vec![RankReport {
+            rank: 5,
+            samples: 96,
+            bytes: 1 << 20,
+            errors: 1,
+            steps: 24,
+            compute_ns: 900,
+            wait_ns: 100,
+            wall_ns: 1000,
+        }];
+        assert_eq!(decode_ranks(&encode_ranks(&ranks)), ranks);
         let whole = decode_step(&pb::StageStep::default());
         assert_eq!(whole.rate, None);
         assert_eq!(whole.duration, None);

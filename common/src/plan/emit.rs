@@ -110,7 +110,10 @@ impl Plan {
             let _ = writeln!(y, "    type: {}", s.kind.name());
             let _ = writeln!(y, "    target: {}", quote(&s.target));
             // A train or checkpoint stage's workers follow from its ranks.
-            if !matches!(s.kind, super::StageKind::Train | super::StageKind::Checkpoint) {
+            if !matches!(
+                s.kind,
+                super::StageKind::Train | super::StageKind::Checkpoint
+            ) {
                 let _ = writeln!(y, "    concurrency: {}", s.concurrency);
             }
             let o = &s.objects;

@@ -17,7 +17,9 @@ use super::error::{PlanError, hint_for};
 use super::options::StageDefaults;
 use super::units::{format_size, parse_duration, parse_size};
 use super::yaml::{self, Entry, Node, NodeKind, Pos};
-use super::{DatasetSpec, KeySpace, OpMix, Overrides, Plan, SizeSpec, Stage, StageKind, StopCondition};
+use super::{
+    DatasetSpec, KeySpace, OpMix, Overrides, Plan, SizeSpec, Stage, StageKind, StopCondition,
+};
 use crate::op::OpKind;
 use crate::store::uri::TargetUri;
 
@@ -727,7 +729,10 @@ impl Plan {
             if let Some(t) = &o.target {
                 s.target.clone_from(t);
             }
-            if let Some(c) = o.concurrency {
+            // A train or checkpoint stage's workers follow from its ranks.
+            if let Some(c) = o.concurrency
+                && !matches!(s.kind, StageKind::Train | StageKind::Checkpoint)
+            {
                 s.concurrency = c;
             }
             if let (Some(d), StageKind::Workload) = (o.duration, s.kind) {

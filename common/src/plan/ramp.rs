@@ -147,8 +147,9 @@ impl Decoder<'_> {
                     "distribution",
                 )?;
                 let [d] = m.entries else {
-                    let message =
-                        format!("`{name}` must name exactly one distribution: exponential or uniform");
+                    let message = format!(
+                        "`{name}` must name exactly one distribution: exponential or uniform"
+                    );
                     return Err(self
                         .err(e.value.pos, path, message)
                         .with_hint(format!("`{name}` is {THINK_FORMS}")));
@@ -259,7 +260,11 @@ pub(super) fn emit_pause(t: &ThinkTime) -> String {
         ThinkTime::Fixed(d) => format_duration(d),
         ThinkTime::Exponential { mean } => format!("{{exponential: {}}}", format_duration(mean)),
         ThinkTime::Uniform { min, max } => {
-            format!("{{uniform: [{}, {}]}}", format_duration(min), format_duration(max))
+            format!(
+                "{{uniform: [{}, {}]}}",
+                format_duration(min),
+                format_duration(max)
+            )
         }
     }
 }

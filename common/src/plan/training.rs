@@ -23,8 +23,13 @@ use super::yaml::{Entry, NodeKind, quote};
 use super::{Plan, StageKind};
 
 /// Keys of `dataset:`.
-pub(super) const DATASET_KEYS: [&str; 5] =
-    ["samples", "sample_size", "samples_per_file", "format", "prefix"];
+pub(super) const DATASET_KEYS: [&str; 5] = [
+    "samples",
+    "sample_size",
+    "samples_per_file",
+    "format",
+    "prefix",
+];
 /// Keys of `train:`.
 pub(super) const TRAIN_KEYS: [&str; 8] = [
     "epochs",
@@ -256,7 +261,13 @@ impl Decoder<'_> {
         let (accelerators, search) = match m.get("accelerators") {
             Some(e) if matches!(e.value.kind, NodeKind::Map(_)) => {
                 let ap = p("accelerators");
-                let r = self.map(&e.value, ap.clone(), format!("`{ap}`"), &["min", "max"], "key")?;
+                let r = self.map(
+                    &e.value,
+                    ap.clone(),
+                    format!("`{ap}`"),
+                    &["min", "max"],
+                    "key",
+                )?;
                 let bound = |k: &str| -> Result<u32, PlanError> {
                     let e = self.required(&r, k)?;
                     Ok(self.integer(e, &join(&ap, k), 1, u64::from(MAX_ACCELERATORS))? as u32)
@@ -268,7 +279,10 @@ impl Decoder<'_> {
                 }
                 (max, Some((min, max)))
             }
-            _ => (int("accelerators", 1, u64::from(MAX_ACCELERATORS))? as u32, None),
+            _ => (
+                int("accelerators", 1, u64::from(MAX_ACCELERATORS))? as u32,
+                None,
+            ),
         };
         let prefetch = int("prefetch", 2, 1024)? as u32;
         let read_threads = int("read_threads", 1, u64::from(MAX_READ_THREADS))? as u32;
@@ -501,3 +515,6 @@ pub fn locate(text: &str, source: &str, err: &RankError) -> PlanError {
     }
     PlanError::at(source, node.pos, &err.path, err.message.clone())
 }
+
+#[cfg(test)]
+mod tests;

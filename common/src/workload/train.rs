@@ -107,8 +107,9 @@ pub struct RankReport {
     /// Sample reads that failed (the batch still went to compute).
     pub errors: u64,
     pub steps: u64,
-    /// Time the accelerator computed, waited for data, and both in all
-    /// (from the step's start to its last batch's end), ns.
+    /// Time the accelerator computed, waited (for data, or for its task
+    /// to run: any time not computing), and both in all (from the step's
+    /// start to its last batch's end), ns.
     pub compute_ns: u64,
     pub wait_ns: u64,
     pub wall_ns: u64,
@@ -330,10 +331,12 @@ impl TrainFeed {
             ..Default::default()
         };
         tokio::time::sleep_until(start_at.into()).await;
-        let mut last = Instant::now();
+        // The accelerator is computing or idle: every moment since the
+        // start that is not compute is wait (for data, or for this task to
+        // run), so compute + wait is the wall time.
+        let mut last = start_at;
         'batches: for b in 0..rank.done.len() as u64 {
             let want = rank.batch_len(b, batch);
-            let waited = Instant::now();
             while rank.done[b as usize].load(Ordering::Acquire) < want {
                 if stop.load(Ordering::Relaxed) || self.readers_gone.load(Ordering::Acquire) {
                     break 'batches;
@@ -343,7 +346,7 @@ impl TrainFeed {
                         .await;
             }
             let computing = Instant::now();
-            report.wait_ns += computing.duration_since(waited).as_nanos() as u64;
+            report.wait_ns += computing.saturating_duration_since(last).as_nanos() as u64;
             rank.taken.store(b + 1, Ordering::Release);
             rank.batch_taken.notify_waiters();
             let pause = pacing::think_pause(&self.spec.compute, &mut rng);

@@ -34,9 +34,11 @@ async fn epoch(train: &str, store: &Arc<dyn ObjectStore>, a: u32, n: u32) -> Ran
 
 /// AU worked out by hand for one rank with `t` readers, batches of `b`
 /// samples, `steps` batches, each read taking `d` and each batch's compute
-/// `c` (s), prefetch 1: batch k+1 loads while k computes, so a step takes
-/// the longer of the two, plus the first batch's load before any compute
-/// (data-bound: the last compute after the last load).
+/// `c` (s), prefetch 2: the readers never wait for the accelerator (the
+/// batch after next may load while one computes), so a data-bound epoch
+/// is the readers' time plus the last compute, a compute-bound one the
+/// first batch's load plus the computes. Neither counts the moments a
+/// task takes to wake, which a prefetch of 1 would put in every step.
 fn au_by_hand(t: f64, b: f64, steps: f64, d: f64, c: f64) -> f64 {
     let load = (b / t).ceil() * d;
     let wall = if load >= c {
@@ -61,7 +63,7 @@ async fn accelerator_utilization_matches_the_hand_computed_value() {
     for (compute_ms, what) in [(40.0, "data-bound"), (150.0, "compute-bound")] {
         let ran = epoch(
             &format!(
-                "{{accelerators: 1, read_threads: 4, batch: 8, prefetch: 1, compute: {compute_ms}ms}}"
+                "{{accelerators: 1, read_threads: 4, batch: 8, prefetch: 2, compute: {compute_ms}ms}}"
             ),
             &slow,
             0,

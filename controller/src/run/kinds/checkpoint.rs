@@ -122,7 +122,11 @@ impl StageKind for Checkpoint {
                     stage.name,
                     s.errors,
                     s.count,
-                    if op == OpKind::Put { "write" } else { "read back" }
+                    if op == OpKind::Put {
+                        "write"
+                    } else {
+                        "read back"
+                    }
                 );
             }
         }
