@@ -140,3 +140,76 @@ async fn a_dataset_already_written_is_kept_unless_overwrite() {
     let all = run(&generate(", overwrite: true"), &files, None).await;
     assert_eq!(all.count(OpKind::Put), 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_verifies_every_shard_and_catches_a_flipped_byte() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = file_store(dir.path());
+    let s = stage(
+        "{name: ck, type: checkpoint, verify: true, part_size: 1MiB, \
+         checkpoint: {size: 12MiB, accelerators: 3, prefix: ck/}}",
+    );
+    let step = |restores: bool| {
+        s.for_step(&StepSpec {
+            index: 1 + u32::from(restores),
+            name: format!("ck/{}", if restores { "restore" } else { "write" }),
+            restores,
+            ..Default::default()
+        })
+    };
+    let write = run(&step(false), &files, None).await;
+    assert_eq!(write.count(OpKind::Put), 3);
+    assert_eq!(write.out.metrics.ops[&OpKind::Put].bytes, 12 << 20);
+    let restore = run(&step(true), &files, None).await;
+    assert_eq!(restore.count(OpKind::Get), 3);
+    assert!(restore.errors().is_empty(), "{:?}", restore.errors());
+    flip_byte(&dir.path().join("ck/rank-00001-of-00003"), 3 << 20);
+    let restore = run(&step(true), &files, None).await;
+    let errors = restore.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].file, "ck/rank-00001-of-00003");
+    assert!(
+        errors[0].error.starts_with("verification"),
+        "{}",
+        errors[0].error
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verified_sample_reads_catch_a_flipped_byte_in_their_format() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = file_store(dir.path());
+    let spec = "dataset: {samples: 32, sample_size: 3KiB, samples_per_file: 4, format: npz, \
+                prefix: np/}";
+    let generate = stage(&format!("{{name: gen, type: dataset, {spec}}}"));
+    run(&generate, &files, None).await;
+    let train = stage(&format!(
+        "{{name: tr, type: train, verify: true, {spec}, train: {{batch: 2, read_threads: 2}}}}"
+    ))
+    .for_step(&StepSpec {
+        index: 1,
+        name: "tr/epoch-1".into(),
+        ..Default::default()
+    });
+    let clean = run(&train, &files, None).await;
+    assert_eq!(clean.count(OpKind::RangeGet), 32);
+    assert!(clean.errors().is_empty(), "{:?}", clean.errors());
+    // A byte inside the second sample's array of file 3.
+    let layout =
+        crate::dataset::Layout::for_spec(train.training.dataset.as_ref().unwrap(), SEED).unwrap();
+    let range = layout.sample_range(13);
+    let key = layout.file_key(3);
+    flip_byte(
+        &dir.path().join(&key),
+        (range.offset + range.length - 10) as usize,
+    );
+    let ran = run(&train, &files, None).await;
+    let errors = ran.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].file, key);
+    assert!(
+        errors[0].error.starts_with("verification"),
+        "{}",
+        errors[0].error
+    );
+}
