@@ -286,6 +286,14 @@ fn every_sample_is_read_once_per_epoch_in_a_new_order() {
     let au = train["overall"]["au"].as_f64().unwrap();
     assert!(au > 0.0 && au <= 1.0, "overall AU {au}: {train}");
     assert_eq!(train["overall"]["samples"], 288, "{train}");
+    // The report charts AU and data wait per epoch, and the summary ends
+    // with the answer's table.
+    let report = fs::read_to_string(run_dir.join("report.html")).unwrap();
+    for chart in ["train-au-0", "train-wait-0", "train/epoch-3"] {
+        assert!(report.contains(chart), "report.html lacks {chart}");
+    }
+    let summary = fs::read_to_string(run_dir.join("summary.txt")).unwrap();
+    assert!(summary.contains("AU target"), "{summary}");
 }
 
 #[test]

@@ -74,10 +74,13 @@ Latencies are of successful ops; charts use segments of the stage.</p>",
     }
     if !a.verdicts.is_empty() {
         out.push_str("<h2>Answers</h2><ul>");
-        for v in &a.verdicts {
+        for (i, v) in a.verdicts.iter().enumerate() {
             let _ = write!(out, "<li>{}", escape(&v.text));
             if let Some(table) = v.table() {
                 let _ = write!(out, "<pre>{}</pre>", escape(&table));
+            }
+            if let Some(t) = &v.train {
+                train_charts(&mut out, i, t);
             }
             out.push_str("</li>");
         }
@@ -88,6 +91,32 @@ Latencies are of successful ops; charts use segments of the stage.</p>",
     }
     out.push_str("</body></html>\n");
     out
+}
+
+/// A training stage's utilization and data wait, epoch by epoch (or
+/// search step by step).
+fn train_charts(out: &mut String, i: usize, t: &crate::run::kinds::train::TrainReport) {
+    let bars = |f: fn(&crate::run::kinds::train::EpochReport) -> f64| -> Vec<(String, f64)> {
+        t.epochs
+            .iter()
+            .map(|e| (e.step.rsplit('/').next().unwrap_or("").to_string(), f(e)))
+            .collect()
+    };
+    out.push_str(&svg::bar_chart(
+        &format!("train-au-{i}"),
+        &format!(
+            "Accelerator utilization (target {:.0}%)",
+            t.au_target * 100.0
+        ),
+        &Axis::linear("AU %"),
+        &bars(|e| e.au * 100.0),
+    ));
+    out.push_str(&svg::bar_chart(
+        &format!("train-wait-{i}"),
+        "Data wait per rank (mean)",
+        &Axis::linear("s"),
+        &bars(|e| e.wait_mean_s),
+    ));
 }
 
 /// One stage's part of the page, in reading order: heading, figures,
