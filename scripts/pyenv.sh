@@ -15,31 +15,8 @@ log() { echo "pyenv.sh: $*" >&2; }
 
 [ $# -ge 1 ] || { log "usage: pyenv.sh SCRIPT.py ARGS..."; exit 2; }
 
-installed() {
-  [ -x "$VENV/bin/python" ] &&
-    "$VENV/bin/python" - "$NUMPY_VERSION" <<'PY' 2>/dev/null
-import sys
-from importlib.metadata import version
-sys.exit(0 if version("numpy") == sys.argv[1] else 1)
-PY
-}
-
-install() {
-  installed && return 0
-  command -v python3 >/dev/null || { log "python3 not found"; exit 1; }
-  mkdir -p "$(dirname "$VENV")"
-  # Tests run in parallel: one installs, the others wait for it.
-  (
-    flock 9
-    if ! installed; then
-      log "installing numpy==$NUMPY_VERSION into $VENV"
-      [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV" >&2
-      "$VENV/bin/pip" install -q --disable-pip-version-check "numpy==$NUMPY_VERSION" >&2
-    fi
-  ) 9>"$(dirname "$VENV")/.py-venv.lock"
-  installed || { log "install into $VENV failed"; exit 1; }
-}
-
-install
+# shellcheck source=scripts/venv-lib.sh
+. "$(dirname "$0")/venv-lib.sh"
+venv_ensure "$VENV" numpy "$NUMPY_VERSION" pyenv.sh
 # -B: the checkers import a module beside them; no bytecode left in the tree.
 exec "$VENV/bin/python" -B "$@"

@@ -13,10 +13,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use chorus_common::datagen::DataSpec;
-use chorus_common::dataset::{Format, Layout, label};
+use chorus_common::dataset::{Format, Layout};
 use chorus_common::plan::SizeSpec;
 use chorus_tests::repo_root;
-use sha2::{Digest, Sha256};
 
 /// 25 samples 10 to a file: three files, the last with 5; sizes from
 /// empty up, across base64 and varint boundaries.
@@ -39,29 +38,18 @@ fn data() -> DataSpec {
 fn write_dataset(layout: &Layout, dir: &Path) -> std::path::PathBuf {
     let data = data();
     let base = |key: String| key.rsplit('/').next().unwrap_or_default().to_owned();
-    let mut files = serde_json::Map::new();
     for file in 0..layout.files() {
-        let name = base(layout.file_key(file));
-        fs::write(dir.join(&name), layout.file_bytes(&data, file)).unwrap();
+        fs::write(
+            dir.join(base(layout.file_key(file))),
+            layout.file_bytes(&data, file),
+        )
+        .unwrap();
         if let (Some(key), Some(index)) = (layout.index_key(file), layout.index_bytes(file)) {
             fs::write(dir.join(base(key)), index).unwrap();
         }
-        let first = layout.first_sample(file);
-        let samples: Vec<_> = (first..first + u64::from(layout.samples_in_file(file)))
-            .map(|i| {
-                let payload = layout.payload(&data, i);
-                let sha: String = Sha256::digest(&payload)
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
-                serde_json::json!({"id": i, "label": label(i), "len": payload.len(), "sha256": sha})
-            })
-            .collect();
-        files.insert(name, samples.into());
     }
     let expected = dir.join("expected.json");
-    let json = serde_json::json!({ "files": files });
-    fs::write(&expected, serde_json::to_vec(&json).unwrap()).unwrap();
+    chorus_tests::dataset::write_expected(layout, &data, &expected);
     expected
 }
 

@@ -26,11 +26,10 @@ use std::process::{Command, Output};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use chorus_common::datagen::DataSpec;
-use chorus_common::dataset::{Format, Layout, label};
+use chorus_common::dataset::{Format, Layout};
 use chorus_common::plan::SizeSpec;
 use chorus_tests::servers::Server;
 use chorus_tests::{Tsv, bin, only_run_dir, read_json, repo_root, rfc3339_to_ns};
-use sha2::{Digest, Sha256};
 
 /// The plans' seed: the dataset's payloads (and so the checkers' expected
 /// bytes) follow from it.
@@ -101,35 +100,6 @@ fn files(dir: &Path, ext: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// Writes the expected samples of `layout` (the plan's dataset with the
-/// plan's seed) for the checkers in `tests/python/`: per file, each
-/// sample's id, label, length and SHA-256 (see `tests/python/expected.py`).
-fn expected(layout: &Layout, path: &Path) {
-    let data = DataSpec::new(SEED);
-    let mut files = serde_json::Map::new();
-    for file in 0..layout.files() {
-        let key = layout.file_key(file);
-        let name = key.rsplit('/').next().unwrap().to_owned();
-        let first = layout.first_sample(file);
-        let samples: Vec<_> = (first..first + u64::from(layout.samples_in_file(file)))
-            .map(|i| {
-                let payload = layout.payload(&data, i);
-                let sha: String = Sha256::digest(&payload)
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
-                serde_json::json!({"id": i, "label": label(i), "len": payload.len(), "sha256": sha})
-            })
-            .collect();
-        files.insert(name, samples.into());
-    }
-    fs::write(
-        path,
-        serde_json::to_vec(&serde_json::json!({ "files": files })).unwrap(),
-    )
-    .unwrap();
-}
-
 /// Runs checker `script` (in the numpy venv) on the files in `dir` against
 /// `layout`'s expected samples; asserts every one of `samples` checked.
 fn python_check(script: &str, dir: &Path, layout: &Layout, samples: u64) {
@@ -137,7 +107,7 @@ fn python_check(script: &str, dir: &Path, layout: &Layout, samples: u64) {
         .parent()
         .unwrap()
         .join(format!("{script}.expected.json"));
-    expected(layout, &want);
+    chorus_tests::dataset::write_expected(layout, &DataSpec::new(SEED), &want);
     let out = Command::new("bash")
         .arg(repo_root().join("scripts/pyenv.sh"))
         .arg(repo_root().join("tests/python").join(script))
