@@ -334,7 +334,7 @@ impl Layout {
     }
 
     /// The length of sample `sample`'s record.
-    fn record_len(&self, sample: u64) -> u64 {
+    pub fn record_len(&self, sample: u64) -> u64 {
         self.record_len_of(sample, label(sample), self.sample_size(sample))
     }
 

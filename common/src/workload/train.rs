@@ -14,8 +14,8 @@
 //! order that differs by epoch, without a list of the samples in memory.
 
 use std::ops::Range;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
@@ -29,6 +29,7 @@ use crate::datagen::DataSpec;
 use crate::dataset::Layout;
 use crate::op::OpKind;
 use crate::plan::TrainSpec;
+use crate::store::ByteRange;
 
 /// A keyed permutation of `0..n`: a 4-round Feistel network over the
 /// smallest even number of bits covering `n`, walked until it lands in
@@ -168,7 +169,15 @@ pub struct TrainFeed {
     verify: bool,
     /// Every reader has returned: no more samples will be read.
     readers_gone: AtomicBool,
+    /// Each packed file's record offsets, once read (see `sample_range`);
+    /// empty when the dataset has more than [`OFFSET_TABLE_SAMPLES`]
+    /// samples or one sample to a file.
+    offsets: Vec<OnceLock<Box<[u64]>>>,
 }
+
+/// Most samples whose record offsets an agent keeps (8 bytes each: 128 MiB
+/// at most); a larger dataset's offsets are worked out per read.
+const OFFSET_TABLE_SAMPLES: u64 = 16 << 20;
 
 impl TrainFeed {
     /// Epoch `spec.epoch` (1-based) over `layout`, for agent
@@ -182,6 +191,8 @@ impl TrainFeed {
         verify: bool,
     ) -> TrainFeed {
         let n = layout.samples();
+        let files = layout.files();
+        let layout_packed_and_small = layout.samples_per_file() > 1 && n <= OFFSET_TABLE_SAMPLES;
         let k = spec.accelerators;
         let ranks_total = u64::from(agent_count.max(1)) * u64::from(k);
         let batch = u64::from(spec.batch.max(1));
@@ -215,6 +226,11 @@ impl TrainFeed {
             ranks,
             verify,
             readers_gone: AtomicBool::new(false),
+            offsets: if layout_packed_and_small {
+                (0..files).map(|_| OnceLock::new()).collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -256,13 +272,15 @@ impl TrainFeed {
                 .then(|| self.layout.file_bytes(&self.data, file));
             (OpKind::Get, self.layout.file_size(file), None, expect)
         } else {
-            let range = self.layout.sample_range(sample);
+            let range = self.sample_range(file, sample);
             let expect = self
                 .verify
                 .then(|| self.layout.sample_bytes(&self.data, sample));
+            // The read's end stands for the file's size: all a ranged
+            // read's plan needs of it.
             (
                 OpKind::RangeGet,
-                self.layout.file_size(file),
+                range.offset + range.length,
                 Some(range),
                 expect,
             )
@@ -278,6 +296,36 @@ impl TrainFeed {
             due: None,
             token: Some((r as u64) << 40 | p),
         })
+    }
+
+    /// Where `sample`'s record is in `file`: from the file's table of
+    /// record offsets, made by the first read of the file, when the
+    /// dataset is small enough to keep them all; else worked out again
+    /// (O(samples before it in its file)).
+    fn sample_range(&self, file: u64, sample: u64) -> ByteRange {
+        let Some(cell) = self.offsets.get(file as usize) else {
+            return self.layout.sample_range(sample);
+        };
+        let first = self.layout.first_sample(file);
+        let table = cell.get_or_init(|| {
+            let n = u64::from(self.layout.samples_in_file(file));
+            let mut at = 0;
+            let mut table = Vec::with_capacity(n as usize + 1);
+            table.push(0);
+            for i in first..first + n {
+                at += self.layout.record_len(i);
+                table.push(at);
+            }
+            table.into_boxed_slice()
+        });
+        let j = (sample - first) as usize;
+        match (table.get(j), table.get(j + 1)) {
+            (Some(&start), Some(&end)) => ByteRange {
+                offset: start,
+                length: end - start,
+            },
+            _ => self.layout.sample_range(sample),
+        }
     }
 
     /// Reader's report: the sample at `token` was read (or failed).
