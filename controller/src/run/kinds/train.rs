@@ -82,6 +82,9 @@ impl EpochReport {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TrainReport {
     pub au_target: f64,
+    /// Samples in the dataset: what every epoch should read.
+    #[serde(default)]
+    pub dataset_samples: u64,
     /// Every epoch (or search step), in order.
     pub epochs: Vec<EpochReport>,
     /// All epochs together (a search: its last step at the answer).
@@ -172,6 +175,7 @@ impl StageKind for Train {
             .map(|(d, &a)| EpochReport::of(&step_name(d), a, &d.ranks))
             .collect();
         let target = self.spec.au_target;
+        let dataset_samples = stage.training.dataset.as_ref().map_or(0, |d| d.samples);
         let report = match self.spec.search {
             None => {
                 let all: Vec<RankReport> = done.iter().flat_map(|d| d.ranks.clone()).collect();
@@ -189,6 +193,7 @@ impl StageKind for Train {
                 overall.mib_per_s = per_s(overall.bytes as f64 / 1048576.0);
                 TrainReport {
                     au_target: target,
+                    dataset_samples,
                     passed: overall.au >= target,
                     overall,
                     epochs,
@@ -204,6 +209,7 @@ impl StageKind for Train {
                 let agents = done.last().map_or(1, |d| d.summary.agents.max(1));
                 TrainReport {
                     au_target: target,
+                    dataset_samples,
                     overall: best.cloned().unwrap_or_default(),
                     passed: best.is_some(),
                     max_accelerators: Some(best.map_or(0, |e| e.accelerators)),
@@ -233,8 +239,26 @@ fn pct(v: f64) -> String {
     format!("{:.1}%", v * 100.0)
 }
 
-/// The answer in one line.
+/// The answer in one line, and the epochs that did not read the whole
+/// dataset (an agent lost or stopped, reads cut short), if any.
 fn text(stage: &str, r: &TrainReport) -> String {
+    let mut t = answer(stage, r);
+    let short: Vec<String> = r
+        .epochs
+        .iter()
+        .filter(|e| e.samples < r.dataset_samples)
+        .map(|e| format!("{} read {} of {}", e.step, e.samples, r.dataset_samples))
+        .collect();
+    if !short.is_empty() {
+        t.push_str(&format!(
+            "; not every sample was read: {}",
+            short.join(", ")
+        ));
+    }
+    t
+}
+
+fn answer(stage: &str, r: &TrainReport) -> String {
     let o = &r.overall;
     match r.max_accelerators {
         Some(0) => format!(
@@ -384,6 +408,36 @@ mod tests {
             );
             assert!(r.passed);
         }
+    }
+
+    #[test]
+    fn an_epoch_short_of_the_dataset_says_so() {
+        let plan = chorus_common::plan::parse(
+            "name: p\ntarget: mem://t\nstages:\n  - name: t\n    type: train\n    \
+             dataset: {samples: 20, sample_size: 1KiB}\n    train: {epochs: 2}\n",
+            "p.yaml",
+        )
+        .unwrap();
+        let stage = &plan.stages[0];
+        let mut kind = Train::new(stage.training.train.clone().unwrap());
+        let mut done = Vec::new();
+        // Two ranks of 10 samples, then one (its agent lost).
+        for n in [2, 1] {
+            let Some(Step::Sub(spec)) = kind.next_step(stage, &done) else {
+                panic!("an epoch")
+            };
+            let mut d = step(n, 64);
+            d.step = Step::Sub(spec);
+            done.push(d);
+        }
+        assert!(kind.next_step(stage, &done).is_none(), "two epochs");
+        let v = kind.verdict(stage, &done).unwrap();
+        assert!(
+            v.text
+                .ends_with("not every sample was read: t/epoch-2 read 10 of 20"),
+            "{}",
+            v.text
+        );
     }
 
     #[test]
