@@ -45,18 +45,27 @@ impl DatasetFiles {
         }
     }
 
-    /// What to list to find the files already there: the prefix, and the
-    /// most entries worth reading (every object of the dataset, and as
-    /// many others).
-    pub fn listing(&self) -> (&str, usize) {
+    /// Like a prepare, keeps the files already there at their size: one
+    /// listing of the prefix, reading at most every object of the dataset
+    /// and as many others.
+    pub(super) async fn skip_listed(&mut self, run: &super::StageRun) -> anyhow::Result<()> {
         let objects = self.layout.files().saturating_mul(self.per_file);
         let max = objects.saturating_mul(2).saturating_add(1000);
-        (self.layout.prefix(), max.min(usize::MAX as u64) as usize)
+        let max = max.min(usize::MAX as u64) as usize;
+        let prefix = self.layout.prefix().to_string();
+        let timeout = run.stage.retry.timeout;
+        match super::ops::list_all_timed(run.store.as_ref(), &prefix, max, timeout).await {
+            Ok(found) => self.skip_existing(&found),
+            // Nothing there yet (a bucket this stage creates).
+            Err(e) if e.class == crate::store::ErrorClass::NotFound => {}
+            Err(e) => anyhow::bail!("listing {}{prefix}: {e}", run.store),
+        }
+        Ok(())
     }
 
     /// Marks this agent's objects that `found` (a listing of the prefix)
     /// holds at the size the layout gives them: they are not written again.
-    pub fn skip_existing(&mut self, found: &[crate::store::ObjectMeta]) {
+    fn skip_existing(&mut self, found: &[crate::store::ObjectMeta]) {
         let sizes: std::collections::HashMap<&str, u64> =
             found.iter().map(|m| (m.key.as_str(), m.size)).collect();
         let mine = self

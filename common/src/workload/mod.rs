@@ -279,14 +279,7 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
     if let WorkSource::Dataset(files) = &mut source
         && !run.stage.overwrite
     {
-        // Like a prepare: files already there at their size are kept.
-        let timeout = run.stage.retry.timeout;
-        let (prefix, max) = files.listing();
-        match ops::list_all_timed(run.store.as_ref(), prefix, max, timeout).await {
-            Ok(found) => files.skip_existing(&found),
-            Err(e) if e.class == ErrorClass::NotFound => {}
-            Err(e) => anyhow::bail!("listing {}{prefix}: {e}", run.store),
-        }
+        files.skip_listed(&run).await?;
     }
     let source = Arc::new(source);
     let budget = Arc::new(Budget::for_agent(
@@ -369,19 +362,8 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
     }
     // A training epoch's accelerators, one task per rank beside its
     // readers.
-    let accelerators: Vec<_> = match &*source {
-        WorkSource::Train(feed) => (0..feed.ranks())
-            .map(|r| {
-                let seed = run.data.seed ^ ((run.stage_index as u64) << 24);
-                let task = feed
-                    .clone()
-                    .run_rank(r, run.start_at, run.stop.clone(), seed);
-                match &run.pools {
-                    Some(p) => p.spawn(r, task),
-                    None => tokio::spawn(task),
-                }
-            })
-            .collect(),
+    let accelerators = match &*source {
+        WorkSource::Train(feed) => train::spawn_accelerators(feed, &run),
         _ => Vec::new(),
     };
     let mut total = WorkerOutcome::default();

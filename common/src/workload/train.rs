@@ -127,6 +127,26 @@ impl RankReport {
     }
 }
 
+/// Starts one accelerator task per rank of `feed`, on the agent's pools
+/// (rank `r` on pool `r`, as workers are dealt) or the caller's runtime.
+pub(super) fn spawn_accelerators(
+    feed: &Arc<TrainFeed>,
+    run: &super::StageRun,
+) -> Vec<tokio::task::JoinHandle<RankReport>> {
+    let seed = run.data.seed ^ ((run.stage_index as u64) << 24);
+    (0..feed.ranks())
+        .map(|r| {
+            let task = feed
+                .clone()
+                .run_rank(r, run.start_at, run.stop.clone(), seed);
+            match &run.pools {
+                Some(p) => p.spawn(r, task),
+                None => tokio::spawn(task),
+            }
+        })
+        .collect()
+}
+
 /// One rank's epoch on this agent.
 struct Rank {
     global: u32,
