@@ -245,6 +245,7 @@ pub fn encode_ranks(ranks: &[RankReport]) -> Vec<pb::RankReport> {
             compute_ns: r.compute_ns,
             wait_ns: r.wait_ns,
             wall_ns: r.wall_ns,
+            overrun_ns: r.overrun_ns,
         })
         .collect()
 }
@@ -261,6 +262,7 @@ pub fn decode_ranks(ranks: &[pb::RankReport]) -> Vec<RankReport> {
             compute_ns: r.compute_ns,
             wait_ns: r.wait_ns,
             wall_ns: r.wall_ns,
+            overrun_ns: r.overrun_ns,
         })
         .collect()
 }
@@ -348,6 +350,7 @@ mod tests {
             compute_ns: 900,
             wait_ns: 100,
             wall_ns: 1000,
+            overrun_ns: 7,
         }];
         assert_eq!(decode_ranks(&encode_ranks(&ranks)), ranks);
         let whole = decode_step(&pb::StageStep::default());

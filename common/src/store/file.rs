@@ -628,6 +628,12 @@ impl ObjectStore for FileStore {
             plan.done(offset, len, start);
             offset += len;
             parts += 1;
+            // Writes run inline on the runtime thread: between parts, the
+            // thread's other workers (a checkpoint's other ranks) get their
+            // turn, so uploads started together progress together.
+            if offset < size {
+                tokio::task::yield_now().await;
+            }
         }
         Ok(parts.max(1))
     }

@@ -530,6 +530,11 @@ pub async fn get_in_ranges(
         }
         sink(start + bytes, &data)?;
         bytes += data.len() as u64;
+        // Local reads run inline on the runtime thread: between chunks,
+        // its other workers get their turn (see `FileStore::put_multipart`).
+        if bytes < len {
+            tokio::task::yield_now().await;
+        }
     }
     Ok(GetOutcome {
         bytes,

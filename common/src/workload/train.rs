@@ -108,12 +108,16 @@ pub struct RankReport {
     /// Sample reads that failed (the batch still went to compute).
     pub errors: u64,
     pub steps: u64,
-    /// Time the accelerator computed, waited (for data, or for its task
-    /// to run: any time not computing), and both in all (from the step's
-    /// start to its last batch's end), ns.
+    /// Time the accelerator computed (the plan's `compute` per batch),
+    /// waited (for data, or for its task to run), and all its time (from
+    /// the step's start to its last batch's end), ns.
     pub compute_ns: u64,
     pub wait_ns: u64,
     pub wall_ns: u64,
+    /// How much longer than their time the compute pauses took (a busy
+    /// agent's lateness): part of the wall time, neither compute nor wait.
+    #[serde(default)]
+    pub overrun_ns: u64,
 }
 
 impl RankReport {
@@ -399,9 +403,9 @@ impl TrainFeed {
             ..Default::default()
         };
         tokio::time::sleep_until(start_at.into()).await;
-        // The accelerator is computing or idle: every moment since the
-        // start that is not compute is wait (for data, or for this task to
-        // run), so compute + wait is the wall time.
+        // The accelerator is computing, running late, or idle: every
+        // moment since the start that is neither is wait (for data, or for
+        // this task to run), so compute + overrun + wait is the wall time.
         let mut last = start_at;
         'batches: for b in 0..rank.done.len() as u64 {
             let want = rank.batch_len(b, batch);
@@ -422,7 +426,13 @@ impl TrainFeed {
                 pacing::think(pause).await;
             }
             last = Instant::now();
-            report.compute_ns += last.duration_since(computing).as_nanos() as u64;
+            // The accelerator computes for its time: a pause that ends late
+            // (this agent's CPUs busy, the timer's slack) is the emulator's
+            // lateness, not compute, or a busy client would read as busy
+            // accelerators.
+            let took = last.duration_since(computing);
+            report.compute_ns += pause.as_nanos() as u64;
+            report.overrun_ns += took.saturating_sub(pause).as_nanos() as u64;
             report.steps += 1;
             report.samples += u64::from(want);
         }

@@ -42,6 +42,10 @@ pub struct EpochReport {
     /// Time a rank waited for data, s: mean and most over ranks.
     pub wait_mean_s: f64,
     pub wait_max_s: f64,
+    /// How far the compute pauses ran past their time, as a share of the
+    /// ranks' wall time (the agent's CPUs, not the storage).
+    #[serde(default)]
+    pub overrun: f64,
 }
 
 impl EpochReport {
@@ -74,6 +78,11 @@ impl EpochReport {
                 sum(|r| r.wait_ns) as f64 / ranks.len() as f64 / 1e9
             },
             wait_max_s: ranks.iter().map(|r| r.wait_ns).max().unwrap_or(0) as f64 / 1e9,
+            overrun: if wall > 0 {
+                sum(|r| r.overrun_ns) as f64 / wall as f64
+            } else {
+                0.0
+            },
         }
     }
 }
@@ -255,8 +264,23 @@ fn text(stage: &str, r: &TrainReport) -> String {
             short.join(", ")
         ));
     }
+    // The emulator itself late: the agents' CPUs, not the storage, held
+    // the accelerators back this much.
+    let late = r.epochs.iter().map(|e| e.overrun).fold(0.0, f64::max);
+    if late > OVERRUN_WARN {
+        t.push_str(&format!(
+            "; warning: compute ran late by up to {} of the ranks' time, so the agents' CPUs \
+             (not the storage) held AU back that much: fewer accelerators or read threads per \
+             agent, or more agents",
+            pct(late)
+        ));
+    }
     t
 }
+
+/// Compute pauses running later than this share of the ranks' time make
+/// the answer say the client, not the storage, held AU back.
+const OVERRUN_WARN: f64 = 0.05;
 
 fn answer(stage: &str, r: &TrainReport) -> String {
     let o = &r.overall;
@@ -340,6 +364,7 @@ mod tests {
             compute_ns: compute_ms * 1_000_000,
             wait_ns: wait_ms * 1_000_000,
             wall_ns: wall_ms * 1_000_000,
+            overrun_ns: 0,
         }
     }
 
@@ -438,6 +463,19 @@ mod tests {
             "{}",
             v.text
         );
+        // Compute pauses 10% late: the client, not the storage, is named.
+        for d in &mut done {
+            for r in &mut d.ranks {
+                r.overrun_ns = r.wall_ns / 10;
+            }
+        }
+        let v = kind.verdict(stage, &done).unwrap();
+        assert!(
+            v.text.contains("warning: compute ran late by up to 10.0%"),
+            "{}",
+            v.text
+        );
+        assert_eq!(v.train.unwrap().epochs[0].overrun, 0.1);
     }
 
     #[test]
