@@ -175,8 +175,8 @@ stages:
         assert_eq!(
             e.hint.as_deref(),
             Some(
-                "valid keys: name, description, seed, target, concurrency, agents, objects, stages, \
-                 data, pinning, retries, retry_backoff, timeout, endpoints, balance, control"
+                "valid keys: name, description, seed, target, concurrency, agents, objects, dataset, \
+                 stages, data, pinning, retries, retry_backoff, timeout, endpoints, balance, control"
             )
         );
         let e = with("stages:", "stage:");
@@ -387,7 +387,10 @@ stages:
         let e = with("type: workload", "type: benchmark");
         assert_eq!(
             e.hint.as_deref(),
-            Some("valid types: prepare, workload, cleanup, search, replay")
+            Some(
+                "valid types: prepare, workload, cleanup, search, replay, dataset, train, \
+                 checkpoint"
+            )
         );
     }
 

@@ -24,7 +24,6 @@ use crate::op::OpKind;
 use crate::store::uri::TargetUri;
 
 const PLAN_KEYS: [&str; 17] = [
-    "dataset",
     "name",
     "description",
     "seed",
@@ -32,6 +31,7 @@ const PLAN_KEYS: [&str; 17] = [
     "concurrency",
     "agents",
     "objects",
+    "dataset",
     "stages",
     "data",
     "pinning",

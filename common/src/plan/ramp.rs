@@ -144,7 +144,7 @@ impl Decoder<'_> {
                     path.to_string(),
                     format!("`{path}`"),
                     &THINK_KINDS,
-                    "distribution",
+                    &format!("{name} distribution"),
                 )?;
                 let [d] = m.entries else {
                     let message = format!(
