@@ -682,6 +682,13 @@ impl Worker {
                     now = Mono::now();
                 }
             }
+            // An op on a local store (a page-cache read, `mem://`) finishes
+            // without ever waiting, so a worker would keep its runtime
+            // thread for good and a stage with more workers than threads
+            // would leave some idle (seen: 3 workers on 2 threads, one ran
+            // no op in a second). tokio's task budget yields every 128 ops
+            // or so; it costs a counter per op.
+            tokio::task::coop::consume_budget().await;
             // Think time: a pause before the next op, in no op's latency;
             // none that would end past the stage's end.
             if let Some(think) = &think {

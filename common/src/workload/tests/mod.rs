@@ -576,6 +576,30 @@ async fn agent_partition_touches_only_its_slice() {
 
 // ------------------------------------------------------- 8. stop conditions
 
+/// Ops that never wait (a page-cache read, `mem://`) must not let a worker
+/// keep its runtime thread: with more workers than threads, every worker
+/// runs ops, in shares of the same order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_workers_than_threads_all_run_ops() {
+    let store = mem("fair");
+    let keys = prepare(&store, 100, "256B").await;
+    let s = stage(
+        "{name: s, type: workload, concurrency: 5, objects: {count: 100, size: 256B}, \
+         mix: {get: 1}, duration: 300ms}",
+    );
+    let ran = run(&s, &store, Some(keys)).await;
+    let mut per_worker = BTreeMap::new();
+    for r in &ran.records {
+        *per_worker.entry(r.thread).or_insert(0u64) += 1;
+    }
+    assert_eq!(per_worker.len(), 5, "{per_worker:?}");
+    let (least, most) = (
+        per_worker.values().min().copied().unwrap_or(0),
+        per_worker.values().max().copied().unwrap_or(0),
+    );
+    assert!(least * 10 >= most, "shares too uneven: {per_worker:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn op_limit_is_exact_and_split_over_agents() {
     let store = mem("stop-ops");
