@@ -139,6 +139,13 @@ impl AgentService {
         // The plan is checked here, before the agent says it is ready.
         let plan = plan::parse(&req.plan_yaml, "<plan from controller>")
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // This agent's own settings, before its pools are built.
+        let host = crate::host::hostname();
+        let plan = plan.for_agent(&plan::AgentIdentity {
+            id: &req.agent_id,
+            host: &host,
+            index: req.agent_index,
+        });
         if !safe_run_id(&req.run_id) {
             return Err(Status::invalid_argument(format!(
                 "bad run id `{}`",

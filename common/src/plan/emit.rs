@@ -8,7 +8,8 @@ use std::fmt::Write as _;
 use super::units::{format_duration, format_size};
 use super::yaml::quote;
 use super::{
-    Arrivals, ClockCheck, KeyDistribution, Pacing, Partition, Pinning, Plan, RangeSpec, SizeSpec,
+    Arrivals, ClockCheck, DataOptions, EndpointSpec, KeyDistribution, Pacing, Partition, Pinning,
+    Plan, RangeSpec, SizeSpec,
 };
 
 /// A float written so that it parses back to the same value.
@@ -19,6 +20,40 @@ pub(super) fn float(v: f64) -> String {
     } else {
         format!("{s}.0")
     }
+}
+
+/// `data:` in the canonical form.
+pub(super) fn data(d: &DataOptions) -> String {
+    format!(
+        "{{dedup: {}, compress: {}, reuse: {}}}",
+        d.dedup,
+        float(d.compress),
+        d.reuse
+    )
+}
+
+/// `pinning:` in the canonical form.
+pub(super) fn pinning(p: &Pinning) -> String {
+    match p {
+        Pinning::Numa => "numa".into(),
+        Pinning::None => "none".into(),
+        Pinning::CpuSets(sets) => {
+            let sets: Vec<String> = sets.iter().map(|s| quote(s)).collect();
+            format!("[{}]", sets.join(", "))
+        }
+    }
+}
+
+/// An `endpoints:` list in the canonical form.
+pub(super) fn endpoints(list: &[EndpointSpec]) -> String {
+    let eps: Vec<String> = list
+        .iter()
+        .map(|e| match e.pool {
+            None => quote(&e.url),
+            Some(p) => format!("{{url: {}, pool: {p}}}", quote(&e.url)),
+        })
+        .collect();
+    format!("[{}]", eps.join(", "))
 }
 
 pub(super) fn size_spec(s: &SizeSpec) -> String {
@@ -67,21 +102,8 @@ impl Plan {
             let agents: Vec<String> = self.agents.iter().map(|a| quote(a)).collect();
             let _ = writeln!(y, "agents: [{}]", agents.join(", "));
         }
-        let _ = writeln!(
-            y,
-            "data: {{dedup: {}, compress: {}, reuse: {}}}",
-            self.data.dedup,
-            float(self.data.compress),
-            self.data.reuse
-        );
-        match &self.pinning {
-            Pinning::Numa => y.push_str("pinning: numa\n"),
-            Pinning::None => y.push_str("pinning: none\n"),
-            Pinning::CpuSets(sets) => {
-                let sets: Vec<String> = sets.iter().map(|s| quote(s)).collect();
-                let _ = writeln!(y, "pinning: [{}]", sets.join(", "));
-            }
-        }
+        let _ = writeln!(y, "data: {}", data(&self.data));
+        let _ = writeln!(y, "pinning: {}", pinning(&self.pinning));
         let c = &self.control;
         let _ = write!(
             y,
@@ -104,6 +126,7 @@ impl Plan {
             c.collect_interval
                 .map_or_else(|| "off".to_string(), format_duration)
         );
+        super::overrides::emit_overrides(&self.overrides, &mut y);
         y.push_str("stages:\n");
         for s in &self.stages {
             let _ = writeln!(y, "  - name: {}", quote(&s.name));
@@ -224,15 +247,7 @@ impl Plan {
                 let _ = writeln!(y, "    pool: {p}");
             }
             if !s.endpoints.is_empty() {
-                let eps: Vec<String> = s
-                    .endpoints
-                    .iter()
-                    .map(|e| match e.pool {
-                        None => quote(&e.url),
-                        Some(p) => format!("{{url: {}, pool: {p}}}", quote(&e.url)),
-                    })
-                    .collect();
-                let _ = writeln!(y, "    endpoints: [{}]", eps.join(", "));
+                let _ = writeln!(y, "    endpoints: {}", endpoints(&s.endpoints));
             }
             let _ = writeln!(y, "    balance: {}", s.balance);
         }

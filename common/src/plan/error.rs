@@ -176,7 +176,8 @@ stages:
             e.hint.as_deref(),
             Some(
                 "valid keys: name, description, seed, target, concurrency, agents, objects, dataset, \
-                 stages, data, pinning, retries, retry_backoff, timeout, endpoints, balance, control"
+                 stages, data, pinning, retries, retry_backoff, timeout, endpoints, balance, control, \
+                 overrides"
             )
         );
         let e = with("stages:", "stage:");

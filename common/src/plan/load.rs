@@ -23,7 +23,7 @@ use super::{
 use crate::op::OpKind;
 use crate::store::uri::TargetUri;
 
-const PLAN_KEYS: [&str; 17] = [
+const PLAN_KEYS: [&str; 18] = [
     "name",
     "description",
     "seed",
@@ -41,6 +41,7 @@ const PLAN_KEYS: [&str; 17] = [
     "endpoints",
     "balance",
     "control",
+    "overrides",
 ];
 const STAGE_KEYS: [&str; 33] = [
     "name",
@@ -379,7 +380,12 @@ impl Decoder<'_> {
             .enumerate()
             .map(|(i, item)| self.stage(item, i, &defaults, &mut seen))
             .collect::<Result<Vec<_>, _>>()?;
+        let overrides = match m.get("overrides") {
+            Some(e) => self.overrides(e, &stages)?,
+            None => Vec::new(),
+        };
         Ok(Plan {
+            overrides,
             name,
             description: description.transpose()?,
             seed: seed.transpose()?.unwrap_or(DEFAULT_SEED),

@@ -13,6 +13,7 @@ mod existing;
 mod large;
 mod load;
 mod options;
+mod overrides;
 mod ramp;
 mod replay;
 mod search;
@@ -30,6 +31,7 @@ pub use large::{MAX_STREAMS, Parallel, size_limit};
 
 pub use error::PlanError;
 pub use load::{load, parse};
+pub use overrides::{AgentIdentity, AgentOverride, AgentSelect, MAX_OVERRIDES};
 pub use ramp::ThinkTime;
 pub use replay::{MAX_REMAP_ENTRIES, ReplayPhase, ReplaySpec, ReplaySplit};
 pub use search::{
@@ -38,8 +40,8 @@ pub use search::{
 pub use sizes::SizeSpec;
 pub use step::StepSpec;
 pub use training::{
-    CheckpointSpec, DatasetFormat, DatasetSpec, MAX_ACCELERATORS, MAX_READ_THREADS, RankError,
-    RestoreFrom, TrainSpec, Training, locate,
+    AgentsCheckError, CheckpointSpec, DatasetFormat, DatasetSpec, MAX_ACCELERATORS,
+    MAX_READ_THREADS, RestoreFrom, TrainSpec, Training, locate,
 };
 pub use units::{format_duration, format_size, parse_duration, parse_size};
 
@@ -63,6 +65,9 @@ pub struct Plan {
     /// Heartbeats, lost agents, clock thresholds.
     pub control: ControlOptions,
     pub stages: Vec<Stage>,
+    /// Per-agent settings, applied by each agent to itself
+    /// ([`Plan::for_agent`]).
+    pub overrides: Vec<AgentOverride>,
 }
 
 /// What the run does when an agent is lost mid-run.

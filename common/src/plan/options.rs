@@ -172,7 +172,11 @@ impl Decoder<'_> {
     }
 
     /// `endpoints: ["http://a:9000", {url: "http://b{1...2}:9000", pool: 1}]`.
-    fn endpoint_list(&self, e: &Entry, path: &str) -> Result<Vec<EndpointSpec>, PlanError> {
+    pub(super) fn endpoint_list(
+        &self,
+        e: &Entry,
+        path: &str,
+    ) -> Result<Vec<EndpointSpec>, PlanError> {
         let NodeKind::Seq(items) = &e.value.kind else {
             return Err(self.wrong(e, path, "a list of endpoint URLs, templates or {url, pool}"));
         };
@@ -239,30 +243,32 @@ impl Decoder<'_> {
         let Some(e) = m.get("data") else {
             return Ok(DataOptions::default());
         };
+        let path = join(&m.path, "data");
+        let p = |k: &str| join(&path, k);
         let dm = self.map(
             &e.value,
-            "data".into(),
-            "`data`".into(),
+            path.clone(),
+            format!("`{path}`"),
             &["dedup", "compress", "reuse"],
             "key",
         )?;
         let mut d = DataOptions::default();
         if let Some(e) = dm.get("dedup") {
-            d.dedup = self.integer(e, "data.dedup", 1, u64::from(datagen::MAX_DEDUP))? as u32;
+            d.dedup = self.integer(e, &p("dedup"), 1, u64::from(datagen::MAX_DEDUP))? as u32;
         }
         if let Some(e) = dm.get("compress") {
-            d.compress = self.number(e, "data.compress", 1.0, true)?;
+            d.compress = self.number(e, &p("compress"), 1.0, true)?;
             if d.compress > datagen::MAX_COMPRESS {
                 let message = format!(
                     "`compress` must be at most {}, got {}",
                     datagen::MAX_COMPRESS,
                     d.compress
                 );
-                return Err(self.err(e.value.pos, "data.compress", message));
+                return Err(self.err(e.value.pos, &p("compress"), message));
             }
         }
         if let Some(e) = dm.get("reuse") {
-            d.reuse = self.boolean(e, "data.reuse")?;
+            d.reuse = self.boolean(e, &p("reuse"))?;
         }
         Ok(d)
     }
@@ -348,25 +354,26 @@ impl Decoder<'_> {
         let Some(e) = m.get("pinning") else {
             return Ok(Pinning::default());
         };
+        let path = join(&m.path, "pinning");
         if let NodeKind::Seq(_) = &e.value.kind {
-            let sets = self.strings(e, "pinning", "a list of CPU sets like \"0-3\"")?;
+            let sets = self.strings(e, &path, "a list of CPU sets like \"0-3\"")?;
             for (i, set) in sets.iter().enumerate() {
                 if let Err(why) = crate::topology::parse_cpu_list(set) {
                     let message =
-                        format!("`pinning[{i}]`: `{set}` is not a CPU list like `0-3,8`: {why}");
-                    return Err(self.err(e.value.pos, &format!("pinning[{i}]"), message));
+                        format!("`{path}[{i}]`: `{set}` is not a CPU list like `0-3,8`: {why}");
+                    return Err(self.err(e.value.pos, &format!("{path}[{i}]"), message));
                 }
             }
             if sets.is_empty() {
                 return Err(self.err(
                     e.value.pos,
-                    "pinning",
+                    &path,
                     "`pinning` must list at least one CPU set",
                 ));
             }
             return Ok(Pinning::CpuSets(sets));
         }
-        match self.one_of(e, "pinning", &["numa", "none"])?.as_str() {
+        match self.one_of(e, &path, &["numa", "none"])?.as_str() {
             "numa" => Ok(Pinning::Numa),
             _ => Ok(Pinning::None),
         }

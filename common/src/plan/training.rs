@@ -146,9 +146,10 @@ pub struct Training {
     pub checkpoint: Option<CheckpointSpec>,
 }
 
-/// A plan check that needs the agent count failed: where, and why.
+/// A plan check that needs the run's agents failed (a batch larger than a
+/// rank's shard, an override that picks no agent): where, and why.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RankError {
+pub struct AgentsCheckError {
     /// The key's path, e.g. `stages[1].train.batch`.
     pub path: String,
     pub message: String,
@@ -158,7 +159,7 @@ impl Plan {
     /// The checks that need the number of agents: a train stage's batch
     /// must fit in a rank's shard of the samples (else a rank has no full
     /// step), a checkpoint's size must split evenly over its ranks.
-    pub fn check_ranks(&self, agents: u32) -> Result<(), RankError> {
+    pub fn check_ranks(&self, agents: u32) -> Result<(), AgentsCheckError> {
         let agents = agents.max(1);
         for (i, s) in self.stages.iter().enumerate() {
             let at = |k: &str| format!("stages[{i}].{k}");
@@ -166,7 +167,7 @@ impl Plan {
                 let ranks = u64::from(agents) * u64::from(t.accelerators);
                 let shard = d.samples / ranks;
                 if u64::from(t.batch) > shard {
-                    return Err(RankError {
+                    return Err(AgentsCheckError {
                         path: at("train.batch"),
                         message: format!(
                             "stage `{}`: `batch` {} is larger than a rank's shard: {} samples \
@@ -180,7 +181,7 @@ impl Plan {
             if let Some(c) = &s.training.checkpoint {
                 let ranks = u64::from(agents) * u64::from(c.accelerators);
                 if c.size % ranks != 0 || c.size < ranks {
-                    return Err(RankError {
+                    return Err(AgentsCheckError {
                         path: at("checkpoint.size"),
                         message: format!(
                             "stage `{}`: checkpoint `size` {} ({} bytes) does not split evenly \
@@ -494,7 +495,7 @@ pub(super) fn emit(t: &Training, y: &mut String) {
 /// `err` located in the plan `text` (read from `source`): at the value of
 /// its key path, or of the deepest part of the path the text has (a key
 /// left to its default is reported at its stage).
-pub fn locate(text: &str, source: &str, err: &RankError) -> PlanError {
+pub fn locate(text: &str, source: &str, err: &AgentsCheckError) -> PlanError {
     let Ok(Some(root)) = super::yaml::parse(text, source) else {
         return PlanError::unlocated(source, err.message.clone());
     };

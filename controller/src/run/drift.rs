@@ -155,6 +155,7 @@ mod tests {
             clock_start: start,
             clock_end: end,
             drift_ppm: None,
+            overrides: Default::default(),
         }
     }
 

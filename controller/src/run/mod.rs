@@ -128,13 +128,37 @@ fn load_plan(args: &RunArgs) -> Result<Plan, RunError> {
 /// rank's shard, a checkpoint that splits over the ranks), located in the
 /// plan file: bad input, before anything runs.
 fn check_ranks(plan: &Plan, file: &std::path::Path, agents: usize) -> Result<(), RunError> {
-    plan.check_ranks(agents as u32).map_err(|e| {
-        let source = file.display().to_string();
-        let located = match std::fs::read_to_string(file) {
-            Ok(text) => plan::locate(&text, &source, &e).to_string(),
-            Err(_) => format!("{source}: {}", e.message),
-        };
-        RunError::Input(located)
+    plan.check_ranks(agents as u32)
+        .map_err(|e| located(file, &e))
+}
+
+/// An agent as the plan's `overrides` pick it: the same id, host name and
+/// index the agent applies them with.
+fn identity(a: &AgentHandle) -> plan::AgentIdentity<'_> {
+    plan::AgentIdentity {
+        id: &a.id,
+        host: &a.hello.hostname,
+        index: a.index,
+    }
+}
+
+/// Every `overrides` entry picks one of the run's agents, or the plan is
+/// bad input (located), before anything runs.
+fn check_overrides(
+    plan: &Plan,
+    file: &std::path::Path,
+    agents: &[AgentHandle],
+) -> Result<(), RunError> {
+    let who: Vec<plan::AgentIdentity<'_>> = agents.iter().map(identity).collect();
+    plan.check_overrides(&who).map_err(|e| located(file, &e))
+}
+
+/// A check made with the agents, located in the plan file.
+fn located(file: &std::path::Path, e: &plan::AgentsCheckError) -> RunError {
+    let source = file.display().to_string();
+    RunError::Input(match std::fs::read_to_string(file) {
+        Ok(text) => plan::locate(&text, &source, e).to_string(),
+        Err(_) => format!("{source}: {}", e.message),
     })
 }
 
@@ -222,7 +246,7 @@ fn start_meta(
         transport: security.describe().to_string(),
         forwarded_env: forwarded.keys().cloned().collect(),
         status: RunStatus::Running,
-        agents: agent_meta(agents),
+        agents: agent_meta(agents, plan),
         version_warnings: agents::version_warnings(agents),
         ..Default::default()
     }
@@ -233,6 +257,7 @@ async fn run(args: RunArgs, pick: KindPicker) -> Result<std::path::PathBuf, RunE
     let plan = load_plan(&args)?;
     let joined = join_agents(&args, &plan).await?;
     check_ranks(&plan, &args.plan, joined.agents.len())?;
+    check_overrides(&plan, &args.plan, &joined.agents)?;
     let (security, forwarded) = (&joined.security, &joined.forwarded);
     let mut agents = joined.agents;
     let started_ns = now_ns();
@@ -352,7 +377,7 @@ async fn finish_run(
         a.clock_end = agents::measure_clock(a).await.ok();
     }
     meta.ended_at = rfc3339_ns(now_ns());
-    meta.agents = agent_meta(agents);
+    meta.agents = agent_meta(agents, plan);
 
     dir.write("plan.yaml", &plan.to_yaml())?;
     let merged = merge_timeline(&outputs, dir, meta)?;
@@ -445,10 +470,11 @@ fn merge_timeline(
 }
 
 /// What `run.json` says of each agent.
-fn agent_meta(agents: &[AgentHandle]) -> Vec<AgentMeta> {
+fn agent_meta(agents: &[AgentHandle], plan: &Plan) -> Vec<AgentMeta> {
     agents
         .iter()
         .map(|a| AgentMeta {
+            overrides: plan.overrides_for(&identity(a)),
             index: a.index,
             id: a.id.clone(),
             address: a.addr.clone(),

@@ -159,6 +159,10 @@ pub struct AgentMeta {
     pub clock_end: Option<ClockEstimate>,
     #[serde(default)]
     pub drift_ppm: Option<f64>,
+    /// What the plan's `overrides` changed for this agent, key by key
+    /// (`target`, `concurrency`, …); absent when nothing did.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub overrides: std::collections::BTreeMap<String, String>,
 }
 
 /// One entry of `stages[]`: a stage run whole (`step` 0) or one of its
