@@ -27,6 +27,30 @@ pub fn validate(path: &Path) -> ExitCode {
                 p.name,
                 p.stages.len()
             );
+            for (i, o) in p.overrides.iter().enumerate() {
+                let picks = match &o.select {
+                    plan::AgentSelect::Ids(ids) => format!("agents {}", ids.join(", ")),
+                    plan::AgentSelect::Hosts(h) => format!("hosts `{h}`"),
+                    plan::AgentSelect::Index { first, last } => format!("agents {first} to {last}"),
+                };
+                let mut what = Vec::new();
+                if let Some(t) = &o.target {
+                    what.push(format!("target {t}"));
+                }
+                if let Some(c) = o.concurrency {
+                    what.push(format!("{c} workers"));
+                }
+                if o.endpoints.is_some() {
+                    what.push("own endpoints".to_string());
+                }
+                if o.pinning.is_some() {
+                    what.push("own pinning".to_string());
+                }
+                if o.data.is_some() {
+                    what.push("own data".to_string());
+                }
+                println!("  override {i}: {picks}: {}", what.join(", "));
+            }
             for s in &p.stages {
                 let objects = match (&s.objects.existing, s.kind) {
                     // A replay's objects are its trace's, an AI/ML
