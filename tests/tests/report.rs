@@ -82,6 +82,21 @@ fn run_writes_a_self_contained_report_that_renders() {
     let without_ns = html.replace("http://www.w3.org/2000/svg", "");
     assert!(!without_ns.contains("http://") && !without_ns.contains("https://"));
 
+    // It leads with an overview: one row per stage, before the first
+    // stage's section, each linking to its section.
+    let overview = html.find("id=\"overview\"").expect("an overview table");
+    assert!(overview < html.find("id=\"stage-0\"").expect("stage sections"));
+    for stage in 0..3 {
+        assert!(
+            html.contains(&format!("<a href=\"#stage-{stage}\">")),
+            "row {stage}"
+        );
+        assert!(
+            html.contains(&format!("id=\"stage-{stage}\"")),
+            "section {stage}"
+        );
+    }
+
     // `analyze --html` writes the same kind of page.
     let other = tmp.path().join("again.html");
     let out = controller(&[

@@ -23,11 +23,12 @@ use svg::{Axis, Series, escape};
 /// File name of the report in a run directory.
 pub const REPORT_FILE: &str = "report.html";
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}\
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1600px}\
 h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ccc}\
 table{border-collapse:collapse;font-size:13px;margin:8px 0}\
 td,th{padding:2px 8px;text-align:right;border-bottom:1px solid #eee}td:first-child,th:first-child{text-align:left}\
-svg.chart{display:block;margin:12px 0;font-size:11px;background:#fff}\
+svg.chart{display:block;margin:12px 0;font-size:11px;background:#fff;width:100%;max-width:1100px;height:auto}\
+td.bad{color:#a40;font-weight:600}.pair{display:flex;gap:16px}.pair svg.chart{width:50%}\
 svg .title{font-size:13px;font-weight:600}svg .grid{stroke:#eee}svg .axis,svg .tick{stroke:#444;fill:none}\
 svg .key{stroke-width:2}.note{color:#666;font-size:13px}.warning{color:#a40}";
 
@@ -72,6 +73,7 @@ Latencies are of successful ops; charts use segments of the stage.</p>",
             escape(d)
         );
     }
+    overview(&mut out, a);
     if !a.verdicts.is_empty() {
         out.push_str("<h2>Answers</h2><ul>");
         for (i, v) in a.verdicts.iter().enumerate() {
@@ -93,6 +95,36 @@ Latencies are of successful ops; charts use segments of the stage.</p>",
     out
 }
 
+/// Every stage at a glance, first: how long, how fast, how slow at the
+/// tail, how many errors, each row a link to the stage's section.
+fn overview(out: &mut String, a: &Analysis) {
+    out.push_str(
+        "<h2>Overview</h2><table id=\"overview\"><tr><th>stage</th><th>agents</th>\
+<th>seconds</th><th>ops</th><th>ops/s</th><th>MiB/s</th><th>p99 ms</th><th>errors</th></tr>",
+    );
+    for (i, s) in a.stages.iter().enumerate() {
+        let Some(all) = s.ops.iter().find(|r| r.key == "ALL") else {
+            continue;
+        };
+        let name = if s.name.is_empty() { "(none)" } else { &s.name };
+        let _ = write!(
+            out,
+            "<tr><td><a href=\"#stage-{i}\">{}</a></td><td>{}</td><td>{:.3}</td><td>{}</td>\
+<td>{:.1}</td><td>{:.2}</td><td>{:.3}</td><td{}>{}</td></tr>",
+            escape(name),
+            s.agents,
+            s.elapsed_s,
+            all.count,
+            all.ops_per_s,
+            all.mib_per_s,
+            all.latency_us.p99 / 1000.0,
+            if all.errors > 0 { " class=\"bad\"" } else { "" },
+            all.errors
+        );
+    }
+    out.push_str("</table>");
+}
+
 /// A training stage's utilization and data wait, epoch by epoch (or
 /// search step by step).
 fn train_charts(out: &mut String, i: usize, t: &crate::run::kinds::train::TrainReport) {
@@ -102,6 +134,8 @@ fn train_charts(out: &mut String, i: usize, t: &crate::run::kinds::train::TrainR
             .map(|e| (e.step.rsplit('/').next().unwrap_or("").to_string(), f(e)))
             .collect()
     };
+    // Side by side: two small charts of a few bars each.
+    out.push_str("<div class=\"pair\">");
     out.push_str(&svg::bar_chart(
         &format!("train-au-{i}"),
         &format!(
@@ -117,6 +151,7 @@ fn train_charts(out: &mut String, i: usize, t: &crate::run::kinds::train::TrainR
         &Axis::linear("s"),
         &bars(|e| e.wait_mean_s),
     ));
+    out.push_str("</div>");
 }
 
 /// One stage's part of the page, in reading order: heading, figures,
@@ -126,7 +161,7 @@ fn stage_section(out: &mut String, i: usize, s: &StageAnalysis) {
     let name = if s.name.is_empty() { "(none)" } else { &s.name };
     let _ = write!(
         out,
-        "<h2>Stage {}</h2><p class=\"note\">{} agents, {:.3} s from {} to {}; ",
+        "<h2 id=\"stage-{i}\">Stage {}</h2><p class=\"note\">{} agents, {:.3} s from {} to {}; ",
         escape(name),
         s.agents,
         s.elapsed_s,
