@@ -138,6 +138,16 @@ fn run_writes_a_self_contained_report_that_renders() {
             }
         }
     }
+    // Each stage's per-agent heatmap: a row per agent (two), a cell per
+    // segment, each with its value on hover.
+    for stage in 0..3 {
+        let id = format!("id=\"agents-time-{stage}\"");
+        let start = dom_text.find(&id).unwrap_or_else(|| panic!("no {id}"));
+        let svg = &dom_text[start..start + dom_text[start..].find("</svg>").unwrap()];
+        let cells = svg.matches("<rect class=\"cell\"").count();
+        assert!(cells >= 2 && cells.is_multiple_of(2), "{id}: {cells} cells");
+        assert!(svg.contains("ops/s</title>"), "{id}: no values on hover");
+    }
     // The mixed stage has four ops, so several lines per chart.
     assert!(series_paths(&dom_text, "throughput-ops-1").len() >= 4);
 

@@ -105,6 +105,9 @@ pub struct StageAnalysis {
     pub ttfb: Vec<TtfbRow>,
     pub errors: Vec<ErrorRow>,
     pub per_agent: Vec<Row>,
+    /// Each agent's ops/s in each segment (the report's heatmap).
+    #[serde(skip)]
+    pub agent_segments: Vec<AgentSegments>,
     pub per_endpoint: Vec<Row>,
     pub segment_s: f64,
     pub segments: Vec<Segment>,
@@ -147,6 +150,14 @@ pub struct ErrorRow {
     pub class: String,
     pub op: String,
     pub count: u64,
+}
+
+/// One agent's throughput over a stage's segments.
+#[derive(Clone, Debug, Serialize)]
+pub struct AgentSegments {
+    pub agent: String,
+    /// Ops/s in each segment, from segment 0 (ops ending in it).
+    pub ops_per_s: Vec<f64>,
 }
 
 /// One time segment of a stage.
@@ -356,6 +367,9 @@ struct StageAcc {
     segment_ns: i64,
     segment_limit: usize,
     segments: Vec<BTreeMap<OpKind, Tally>>,
+    /// Ops per segment of each agent (the report's heatmap): a counter
+    /// per agent per segment, bounded by `segment_limit` like `segments`.
+    agent_segments: BTreeMap<String, Vec<u64>>,
 }
 
 /// Adds to the tally of `key`, allocating the key only when it is new.
@@ -384,6 +398,7 @@ impl StageAcc {
             segment_ns,
             segment_limit,
             segments: Vec::new(),
+            agent_segments: BTreeMap::new(),
         }
     }
 
@@ -438,6 +453,17 @@ impl StageAcc {
         if self.segments.len() <= index {
             self.segments.resize_with(index + 1, BTreeMap::new);
         }
+        let counts = match self.agent_segments.get_mut(rec.client_id.as_str()) {
+            Some(c) => c,
+            None => self
+                .agent_segments
+                .entry(rec.client_id.clone())
+                .or_default(),
+        };
+        if counts.len() <= index {
+            counts.resize(index + 1, 0);
+        }
+        counts[index] += 1;
         self.segments[index]
             .entry(rec.op)
             .or_insert_with(|| Tally::new(COARSE_SIGFIG))
@@ -448,6 +474,10 @@ impl StageAcc {
     fn coarsen(&mut self) {
         let factor = window::coarsen_factor(self.segment_ns) as usize;
         self.segment_ns *= factor as i64;
+        for counts in self.agent_segments.values_mut() {
+            let merged = counts.chunks(factor).map(|c| c.iter().sum()).collect();
+            *counts = merged;
+        }
         let old = std::mem::take(&mut self.segments);
         for (i, seg) in old.into_iter().enumerate() {
             let j = i / factor;
@@ -550,6 +580,17 @@ impl StageAcc {
             ttfb,
             errors,
             per_agent: rows(&self.agents),
+            agent_segments: self
+                .agent_segments
+                .iter()
+                .map(|(agent, counts)| AgentSegments {
+                    agent: agent.clone(),
+                    ops_per_s: counts
+                        .iter()
+                        .map(|&n| n as f64 * 1e9 / self.segment_ns as f64)
+                        .collect(),
+                })
+                .collect(),
             per_endpoint: rows(&self.endpoints),
             segment_s: self.segment_ns as f64 / 1e9,
             segments,

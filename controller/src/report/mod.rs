@@ -271,6 +271,19 @@ fn stage_section(out: &mut String, i: usize, s: &StageAnalysis) {
         &Axis::linear("ops/s"),
         &bars,
     ));
+    // Every agent over time: a heatmap stays readable at 1,000 agents.
+    let rows: Vec<(String, Vec<f64>)> = s
+        .agent_segments
+        .iter()
+        .map(|a| (a.agent.clone(), a.ops_per_s.clone()))
+        .collect();
+    out.push_str(&svg::heatmap(
+        &format!("agents-time-{i}"),
+        "Throughput per agent over time (ops/s)",
+        "ops/s",
+        s.segment_s,
+        &rows,
+    ));
     out.push_str(&latency_distribution(i, s, &color));
     if let Some(c) = &s.client {
         client_section(out, i, c);

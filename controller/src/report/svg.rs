@@ -200,7 +200,9 @@ fn frame(out: &mut String, id: &str, title: &str, xs: &Scale, ys: &Scale, x: &Ax
         t = escape(title)
     );
     let (x0, x1, y0, y1) = (LEFT, WIDTH - RIGHT, HEIGHT - BOTTOM, TOP);
-    for (v, label) in ys.ticks() {
+    // An axis may name its own ticks (none: a heatmap labels its rows).
+    let yticks = y.ticks.clone().unwrap_or_else(|| ys.ticks());
+    for (v, label) in yticks {
         let py = ys.px(v);
         let _ = write!(
             out,
@@ -307,6 +309,121 @@ pub fn line_chart(id: &str, title: &str, x: &Axis, y: &Axis, series: &[Series]) 
     out
 }
 
+/// Most rows and columns of a heatmap: more agents are averaged in groups
+/// of neighbours (in id order), more segments merged, so a run of 1,000
+/// agents stays one readable picture of at most this many cells a side.
+pub const HEATMAP_CELLS: usize = 100;
+
+/// A heatmap of one value per row and time segment (agents' ops/s over a
+/// stage): rows top to bottom, segments of `segment_s` seconds left to
+/// right, white for 0 to dark blue for the largest value; each cell's
+/// value and row on hover. Rows and segments beyond [`HEATMAP_CELLS`] are
+/// grouped.
+pub fn heatmap(
+    id: &str,
+    title: &str,
+    unit: &str,
+    segment_s: f64,
+    rows: &[(String, Vec<f64>)],
+) -> String {
+    let columns = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    let row_group = rows.len().div_ceil(HEATMAP_CELLS).max(1);
+    let col_group = columns.div_ceil(HEATMAP_CELLS).max(1);
+    // Mean over each group of rows and of columns.
+    let grid: Vec<(String, Vec<f64>)> = rows
+        .chunks(row_group)
+        .map(|g| {
+            let label = match g {
+                [one] => one.0.clone(),
+                [first, .., last] => format!("{} … {}", first.0, last.0),
+                [] => String::new(),
+            };
+            let cells = (0..columns.div_ceil(col_group))
+                .map(|c| {
+                    let (mut sum, mut n) = (0.0, 0usize);
+                    for (_, values) in g {
+                        for col in c * col_group..((c + 1) * col_group).min(columns) {
+                            sum += values.get(col).copied().unwrap_or(0.0);
+                            n += 1;
+                        }
+                    }
+                    if n == 0 { 0.0 } else { sum / n as f64 }
+                })
+                .collect();
+            (label, cells)
+        })
+        .collect();
+    let max = grid
+        .iter()
+        .flat_map(|r| r.1.iter().copied())
+        .fold(0.0, f64::max);
+    let span_s = columns as f64 * segment_s;
+    let xs = Scale::fixed(0.0, span_s.max(segment_s), (LEFT, WIDTH - RIGHT));
+    let ys = Scale::fixed(0.0, 1.0, (HEIGHT - BOTTOM, TOP));
+    let x = Axis::linear("seconds from stage start");
+    let y = Axis {
+        label: String::new(),
+        log: false,
+        ticks: Some(Vec::new()),
+    };
+    let mut out = String::new();
+    // The frame's value ticks would mean nothing here: rows are labelled.
+    frame(&mut out, id, title, &xs, &ys, &x, &y);
+    let (plot_h, plot_w) = (HEIGHT - BOTTOM - TOP, WIDTH - RIGHT - LEFT);
+    let cell_h = plot_h / grid.len().max(1) as f64;
+    let cell_w = plot_w / grid.first().map_or(1, |r| r.1.len()).max(1) as f64;
+    let label_every = (grid.len() / 10).max(1);
+    for (r, (label, cells)) in grid.iter().enumerate() {
+        let top = TOP + r as f64 * cell_h;
+        for (c, v) in cells.iter().enumerate() {
+            let shade = if max > 0.0 { v / max } else { 0.0 };
+            // White to dark blue (#08306b).
+            let mix = |to: f64| (255.0 - (255.0 - to) * shade).round() as u8;
+            let _ = write!(
+                out,
+                r##"<rect class="cell" x="{:.2}" y="{top:.2}" width="{:.2}" height="{:.2}" fill="#{:02x}{:02x}{:02x}"><title>{} at {:.1} s: {} {}</title></rect>"##,
+                LEFT + c as f64 * cell_w,
+                cell_w + 0.05,
+                cell_h + 0.05,
+                mix(8.0),
+                mix(48.0),
+                mix(107.0),
+                escape(label),
+                c as f64 * col_group as f64 * segment_s,
+                short_number(*v),
+                escape(unit)
+            );
+        }
+        if r % label_every == 0 {
+            // The margin holds about 11 characters: ids differ at their
+            // ends, so a long one keeps its end (the hover has it whole).
+            let first = label.split(" … ").next().unwrap_or("");
+            let cut = first.char_indices().rev().nth(10).map_or(0, |(i, _)| i);
+            let short = if cut > 0 {
+                format!("…{}", &first[cut..])
+            } else {
+                first.to_string()
+            };
+            let _ = write!(
+                out,
+                r##"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+                LEFT - 6.0,
+                top + cell_h / 2.0 + 4.0,
+                escape(&short)
+            );
+        }
+    }
+    let _ = write!(
+        out,
+        r##"<text x="{:.1}" y="{:.1}">max {} {}</text></svg>"##,
+        WIDTH - RIGHT + 14.0,
+        TOP + 12.0,
+        short_number(max),
+        escape(unit)
+    );
+    out
+}
+
 /// A bar chart of labelled values (e.g. ops/s per agent).
 pub fn bar_chart(id: &str, title: &str, y: &Axis, bars: &[(String, f64)]) -> String {
     let ys = Scale::new(bars.iter().map(|b| b.1), false, (HEIGHT - BOTTOM, TOP));
@@ -349,6 +466,26 @@ pub fn bar_chart(id: &str, title: &str, y: &Axis, bars: &[(String, f64)]) -> Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_heatmap_of_many_agents_groups_rows_and_columns() {
+        // 1,000 agents over 250 segments: agent a runs a ops/s throughout.
+        let rows: Vec<(String, Vec<f64>)> = (0..1000)
+            .map(|a| (format!("agent-{a:04}"), vec![a as f64; 250]))
+            .collect();
+        let svg = heatmap("h", "H", "ops/s", 1.0, &rows);
+        // Groups of 10 agents, 100 rows; 3 segments a column, 84 columns.
+        assert_eq!(svg.matches("<rect class=\"cell\"").count(), 100 * 84);
+        // The last group averages agents 990 to 999: the largest value,
+        // the darkest cell; the first group (0 to 9) is nearly white.
+        assert!(
+            svg.contains("max 994.5 ops/s"),
+            "{}",
+            &svg[svg.len() - 200..]
+        );
+        assert!(svg.contains("fill=\"#08306b\"><title>agent-0990 … agent-0999 at 0.0 s"));
+        assert!(svg.contains("fill=\"#fefefe\"><title>agent-0000 … agent-0009 at 0.0 s"));
+    }
 
     #[test]
     fn charts_have_ids_and_data() {
