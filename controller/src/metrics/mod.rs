@@ -10,6 +10,8 @@
 //! - `chorus_live_*{stage,agent}`: each agent's progress totals, updated
 //!   every second while a step runs, and its interval latency histograms
 //!   added into fixed buckets (`chorus_live_op_duration_seconds{stage}`).
+//!   Progress counts warm-up ops and times successful ops only; at the
+//!   step's end the counters are raised to the exact totals if below them.
 //! - `chorus_ops_total{stage,op,agent}` and the rest: the step's exact
 //!   figures, the ones `summary.json` is merged from, set when the step
 //!   ends (series appear then).
@@ -217,14 +219,13 @@ impl Metrics {
     pub fn agent_done(&self, stage: &str, agent: &str, metrics: &StageMetrics) {
         self.with(|r| {
             let s = r.stages.entry(stage.to_string()).or_default();
-            s.live.insert(
-                agent.to_string(),
-                Live {
-                    ops: metrics.total_ops(),
-                    bytes: metrics.total_bytes(),
-                    errors: metrics.total_errors(),
-                },
-            );
+            // The ops after the agent's last progress count too. Never
+            // lowered: progress counts warm-up ops the exact figures leave
+            // out, and a counter that goes down reads as a reset.
+            let l = s.live.entry(agent.to_string()).or_default();
+            l.ops = l.ops.max(metrics.total_ops());
+            l.bytes = l.bytes.max(metrics.total_bytes());
+            l.errors = l.errors.max(metrics.total_errors());
             for (op, stats) in &metrics.ops {
                 let name = op.to_string();
                 // Added, not set, as the histogram is: a plan that names

@@ -131,6 +131,16 @@ fn progress_and_agents_render() {
     assert!(!t.contains(r#"chorus_agent_clock_offset_seconds{agent="a2"}"#));
     assert_eq!(value(&t, r#"chorus_agent_cpu_busy_ratio{agent="a1"}"#), 0.5);
     assert_eq!(value(&t, r#"chorus_stage_running{stage="w"}"#), 1.0);
+    // The final figures raise the live ones, never lower them (progress
+    // counted 25 ops, some of them warm-up the exact 20 leave out).
+    let mut exact = StageMetrics::new();
+    for _ in 0..20 {
+        exact.record(OpKind::Get, 1_000_000, 20, true);
+    }
+    m.agent_done("w", "a1", &exact);
+    let t = m.render();
+    assert_eq!(value(&t, &format!("chorus_live_ops_total{l}")), 25.0);
+    assert_eq!(value(&t, &format!("chorus_live_bytes_total{l}")), 400.0);
     m.run_finished();
     assert_eq!(value(&m.render(), "chorus_run_finished"), 1.0);
 }
