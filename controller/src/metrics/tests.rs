@@ -1,5 +1,8 @@
 //! The registry's text: escaping, counters, histogram lines, the bucket
-//! layout, and the responder's routes.
+//! layout, and the responder: its routes, a bound address, a request head
+//! past its bound.
+
+use std::sync::Arc;
 
 use chorus_common::metrics::{StageMetrics, new_latency_histogram};
 use chorus_common::op::OpKind;
@@ -183,4 +186,23 @@ async fn an_address_in_use_is_refused_by_name() {
     assert!(err.contains(&addr), "{err}");
 }
 
-use std::sync::Arc;
+#[tokio::test]
+async fn a_request_head_past_its_bound_is_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = http::MetricsServer::bind("127.0.0.1:0", Arc::new(Metrics::new()))
+        .await
+        .expect("bind");
+    let mut s = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .expect("connect");
+    // A head that never ends: the server stops reading at its bound.
+    let long = format!(
+        "GET /metrics HTTP/1.1\r\nX: {}",
+        "a".repeat(2 * http::MAX_REQUEST_BYTES)
+    );
+    let _ = s.write_all(long.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+}
