@@ -324,6 +324,17 @@ pub struct RunArgs {
     /// still written, and its path printed).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Serve live Prometheus metrics (`GET /metrics`, text format 0.0.4) on
+    /// this address while the run lasts, e.g. 127.0.0.1:9464; see
+    /// docs/metrics.md. Bound before the run starts: an address in use is
+    /// an error.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// How long `/metrics` stays up after the run, with its final figures:
+    /// the default lets a scraper at a 5 s interval (or up to 10 s) take
+    /// them once more. Ctrl-C ends it early.
+    #[arg(long, value_name = "D", default_value = "15s")]
+    pub metrics_linger: String,
     #[command(flatten)]
     pub security: SecurityArgs,
 }

@@ -27,6 +27,7 @@ pub mod compare;
 pub mod discovery;
 pub mod gen_oplog;
 pub mod merge_cmd;
+pub mod metrics;
 pub mod report;
 pub mod run;
 pub mod transport;

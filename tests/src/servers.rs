@@ -22,6 +22,12 @@ pub struct Server {
 impl Server {
     /// Starts server `name`; panics with the script's output if it fails.
     pub fn start(name: &str) -> Server {
+        Server::start_with_env(name, &[])
+    }
+
+    /// [`Server::start`] with `env` set on the start script (what to
+    /// scrape, for Prometheus).
+    pub fn start_with_env(name: &str, env: &[(&str, &str)]) -> Server {
         let dir = tempfile::Builder::new()
             .prefix(&format!("chorus-{name}-"))
             .tempdir()
@@ -33,6 +39,7 @@ impl Server {
             .arg(&script)
             .arg("start")
             .arg(dir.path())
+            .envs(env.iter().copied())
             .output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
         let stdout = String::from_utf8_lossy(&out.stdout);

@@ -84,7 +84,64 @@ fn watch_ctrl_c(stop: Arc<StopSignal>) -> tokio::task::JoinHandle<()> {
 }
 
 pub async fn run_command(args: RunArgs) -> ExitCode {
-    match run(args, kinds::for_stage).await {
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    // Bound before anything runs: an address in use is bad input, not a
+    // run without metrics.
+    let server = match serve_metrics(&args, &metrics).await {
+        Ok(s) => s,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let outcome = run(args, kinds::for_stage, metrics.clone()).await;
+    metrics.run_finished();
+    let code = report_outcome(outcome);
+    if let Some((server, linger)) = server {
+        linger_metrics(&server, linger).await;
+    }
+    code
+}
+
+/// The metrics server of `--metrics-listen` and its linger, or `None`.
+async fn serve_metrics(
+    args: &RunArgs,
+    metrics: &Arc<crate::metrics::Metrics>,
+) -> Result<Option<(crate::metrics::http::MetricsServer, std::time::Duration)>, String> {
+    let Some(addr) = &args.metrics_listen else {
+        return Ok(None);
+    };
+    let linger = plan::parse_duration(&args.metrics_linger)
+        .map_err(|e| format!("--metrics-linger {}: {e}", args.metrics_linger))?;
+    let server = crate::metrics::http::MetricsServer::bind(addr, metrics.clone()).await?;
+    eprintln!(
+        "metrics: http://{}/metrics (for {} s after the run)",
+        server.local_addr(),
+        linger.as_secs_f64()
+    );
+    Ok(Some((server, linger)))
+}
+
+/// Keeps `/metrics` up with the final figures for `linger`, so the next
+/// scrape sees them; Ctrl-C ends it at once.
+async fn linger_metrics(server: &crate::metrics::http::MetricsServer, linger: std::time::Duration) {
+    if linger.is_zero() {
+        return;
+    }
+    eprintln!(
+        "metrics: serving final figures on http://{}/metrics for {} s (Ctrl-C to stop)",
+        server.local_addr(),
+        linger.as_secs_f64()
+    );
+    tokio::select! {
+        _ = tokio::time::sleep(linger) => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// What the command prints and exits with.
+fn report_outcome(outcome: Result<std::path::PathBuf, RunError>) -> ExitCode {
+    match outcome {
         Ok(dir) => {
             println!("results: {}", dir.display());
             ExitCode::SUCCESS
@@ -253,7 +310,11 @@ fn start_meta(
 }
 
 /// The whole run, each stage driven by the kind `pick` gives it.
-async fn run(args: RunArgs, pick: KindPicker) -> Result<std::path::PathBuf, RunError> {
+async fn run(
+    args: RunArgs,
+    pick: KindPicker,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> Result<std::path::PathBuf, RunError> {
     let plan = load_plan(&args)?;
     let joined = join_agents(&args, &plan).await?;
     check_ranks(&plan, &args.plan, joined.agents.len())?;
@@ -325,6 +386,7 @@ async fn run(args: RunArgs, pick: KindPicker) -> Result<std::path::PathBuf, RunE
         stop: Arc::new(StopSignal::default()),
         health: beats.health.clone(),
         series: Arc::new(tokio::sync::Mutex::new(series)),
+        metrics,
     };
     let interrupt = watch_ctrl_c(rc.stop.clone());
     let outcome = run_stages(&plan, &rc, &mut agents, &dir, &mut meta, args.quiet, pick).await;

@@ -38,6 +38,8 @@ pub struct RunControl {
     pub stop: Arc<StopSignal>,
     pub health: Arc<Health>,
     pub series: Arc<Mutex<Series>>,
+    /// What `--metrics-listen` serves (fed whether or not it is served).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A run's stages in progress: what every step reads and adds to.

@@ -175,6 +175,8 @@ pub struct StageContext<'a> {
     /// This step's own: raised by the stage kind.
     pub step_stop: Arc<StopSignal>,
     pub series: Arc<Mutex<Series>>,
+    /// Fed each progress report and each agent's final figures.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Starts the stage on all `agents` at `start_at_ns` (controller clock) and
@@ -226,6 +228,8 @@ pub async fn run_stage(
                 agent_timeout: cx.agent_timeout,
                 totals: totals.clone(),
                 series: cx.series.clone(),
+                metrics: cx.metrics.clone(),
+                stage: cx.stage.name.clone(),
                 stops: [cx.stop.clone(), cx.step_stop.clone()],
                 client: std::sync::Mutex::new(None),
             };
@@ -237,6 +241,7 @@ pub async fn run_stage(
                     // Said at once, not when the stage ends.
                     notifier.notice(&lost_line(&watch.id, *at_ns, &stage_name, reason));
                     watch.set_state(AgentState::Lost).await;
+                    watch.metrics.agent_lost(&watch.id);
                     if abort {
                         stop.raise(StopReason::AgentLost {
                             id: watch.id.clone(),
@@ -269,6 +274,9 @@ struct Watch {
     agent_timeout: Duration,
     totals: Arc<Mutex<Vec<Totals>>>,
     series: Arc<Mutex<Series>>,
+    metrics: Arc<crate::metrics::Metrics>,
+    /// The step's name, the metrics' `stage` label.
+    stage: String,
     /// The run's and the step's stop signals: one raised before this
     /// agent's result came means the agent was told to stop.
     stops: [Arc<StopSignal>; 2],
@@ -351,6 +359,18 @@ impl Watch {
                 .get_or_insert_with(ClientTrack::default)
                 .add(&report.host);
         }
+        // An interval histogram that does not decode is left out of the
+        // metrics as it is out of the series (which warns of it).
+        let latency = (!p.interval_latency_hist.is_empty())
+            .then(|| chorus_common::metrics::histogram_from_bytes(&p.interval_latency_hist).ok())
+            .flatten();
+        self.metrics.progress(
+            &self.stage,
+            &self.id,
+            (p.ops, p.bytes, p.errors),
+            latency.as_ref(),
+            &report.host,
+        );
         if let Err(e) = self.series.lock().await.add(&report) {
             tracing::warn!("series.csv: {e:#}");
         }
@@ -363,6 +383,7 @@ impl Watch {
             Ok(m) => m,
             Err(e) => return Outcome::Failed(e),
         };
+        self.metrics.agent_done(&self.stage, &self.id, &metrics);
         {
             let mut totals = self.totals.lock().await;
             let t = &mut totals[self.index];

@@ -49,6 +49,11 @@ pub async fn run_step(
             return Err(e);
         }
     };
+    for (&k, clock) in live.iter().zip(&clocks) {
+        rc.metrics
+            .agent_clock(&run.agents[k].id, clock.as_ref().ok());
+    }
+    rc.metrics.stage_begins(&staged.name, stage.kind.name());
     let start_at_ns = now_ns() + stage::START_LEAD.as_nanos() as i64;
     meta.start_at = rfc3339_ns(start_at_ns);
     if let Err(e) = rc
@@ -76,6 +81,7 @@ pub async fn run_step(
         stop: rc.stop.clone(),
         step_stop: step_stop.clone(),
         series: rc.series.clone(),
+        metrics: rc.metrics.clone(),
     };
     let refs: Vec<&AgentHandle> = live.iter().map(|&k| &run.agents[k]).collect();
     let collection = StageCollection::start(
@@ -95,6 +101,7 @@ pub async fn run_step(
     if let Err(e) = rc.series.lock().await.end_stage() {
         tracing::warn!("series.csv: {e:#}");
     }
+    rc.metrics.stage_ends(&staged.name);
     meta.ended_early = step_stop
         .reason()
         .or_else(|| rc.stop.reason())

@@ -30,7 +30,13 @@ pub async fn run_plan(
     let (file, results) = (file.to_str().unwrap(), results.to_str().unwrap());
     let cli = Cli::try_parse_from(["run", file, "--results", results, "--quiet"]).unwrap();
     use crate::run::RunError;
-    match crate::run::run(cli.run, pick).await {
+    match crate::run::run(
+        cli.run,
+        pick,
+        std::sync::Arc::new(crate::metrics::Metrics::new()),
+    )
+    .await
+    {
         Ok(dir) => dir,
         Err(RunError::Input(e)) => panic!("bad plan: {e}"),
         Err(RunError::Failed(e)) => panic!("the run failed: {e:#}"),
