@@ -81,6 +81,41 @@ fn query(url: &str, q: &str) -> Option<f64> {
     v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
 }
 
+/// Every query of the Grafana dashboard in deploy/ runs on this Prometheus
+/// (`query` fails the test on an error), and every Chorus metric it names
+/// has series: a renamed metric breaks this, not a user's dashboard.
+fn grafana_dashboard_queries_run(url: &str) {
+    let path = chorus_tests::repo_root().join("deploy/grafana/chorus-run.json");
+    let dash = read_json(&path);
+    let mut names = std::collections::BTreeSet::new();
+    let mut queries = 0;
+    for panel in dash["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().expect("expr");
+            // Grafana's own variable, as it would fill it in.
+            query(url, &expr.replace("$__rate_interval", "5s"));
+            queries += 1;
+            let mut rest = expr;
+            while let Some(at) = rest.find("chorus_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[at + name.len()..];
+                names.insert(name);
+            }
+        }
+    }
+    assert!(queries >= 10, "{queries} queries in {}", path.display());
+    for name in &names {
+        let n = query(url, &format!("count({name})"));
+        assert!(
+            n.is_some_and(|n| n > 0.0),
+            "dashboard metric {name} has no series"
+        );
+    }
+}
+
 /// The GET row of stage `name` in summary.json: count and p99 (µs).
 fn summary_get(run: &Path, name: &str) -> (u64, f64) {
     let s = read_json(&run.join("summary.json"));
@@ -181,6 +216,7 @@ fn prometheus_sees_the_summarys_get_count_and_p99() {
         "Prometheus p99 {p99} s vs exact {exact} s: {:.1}% off",
         err * 100.0
     );
+    grafana_dashboard_queries_run(&url);
     let status = child.wait().expect("wait");
     let mut stderr = String::new();
     child
