@@ -55,7 +55,7 @@ pub enum Command {
     /// tools: `--format parquet` writes typed columns (nanosecond UTC
     /// timestamps, dictionary-encoded op, stage, client id, endpoint and
     /// error class, integer sizes), zstd-compressed, in row groups of at most
-    /// 1 Mi rows or 64 MiB of column data, read and written as a stream so
+    /// 1 Mi rows or 64 MiB of buffered column data, read and written as a stream so
     /// memory stays bounded however long the timeline. See docs/analysis.md.
     ///
     /// Example: `controller export runs/<id>/ --format parquet` writes
