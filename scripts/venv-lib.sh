@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# venv-lib.sh: sourced by scripts/boto3.sh and scripts/pyenv.sh (not run on
+# venv-lib.sh: sourced by scripts/boto3.sh, scripts/pyenv.sh and scripts/pqenv.sh (not run on
 # its own): a Python venv under the user's cache holding one pinned package,
 # created on first use, so the reference reader or client is the same on
 # every machine.

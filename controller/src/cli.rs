@@ -51,6 +51,18 @@ pub enum Command {
     /// file and line on stderr, and the records before the damage are still
     /// merged into OUT.
     Merge(MergeArgs),
+    /// Write a run's merged timeline (or any op-log) in a format for the data
+    /// tools: `--format parquet` writes typed columns (nanosecond UTC
+    /// timestamps, dictionary-encoded op, stage, client id, endpoint and
+    /// error class, integer sizes), zstd-compressed, in row groups of at most
+    /// 1 Mi rows or 64 MiB of buffered column data, read and written as a stream so
+    /// memory stays bounded however long the timeline. See docs/analysis.md.
+    ///
+    /// Example: `controller export runs/<id>/ --format parquet` writes
+    /// `runs/<id>/timeline.parquet`. Exit code 1 when the input is missing or
+    /// damaged (truncated zstd, bad line): the error names the file and
+    /// line, and no output is left; 2 for bad flags.
+    Export(ExportArgs),
     /// Analyze a run's merged timeline (or any op-log): the window where all
     /// agents were active, throughput per time segment, latency percentiles
     /// per op and size, TTFB, errors by class, per agent and endpoint.
@@ -154,6 +166,37 @@ pub struct MergeArgs {
     /// Where sorted runs are spilled (default: next to OUT).
     #[arg(long, value_name = "DIR")]
     pub tmp: Option<PathBuf>,
+}
+
+/// The file formats `export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Parquet,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExportArgs {
+    /// A run directory (uses its timeline.tsv.zst) or an op-log file.
+    pub input: PathBuf,
+    /// The format to write.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// The file to write; appears only when complete (default: the run
+    /// directory's timeline.parquet, or the input's name with .parquet for
+    /// .tsv.zst).
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+}
+
+/// The formats `run` writes the merged timeline in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TimelineFormat {
+    /// timeline.tsv.zst only.
+    #[default]
+    Tsv,
+    /// timeline.tsv.zst, and timeline.parquet beside it (as `export`
+    /// writes it).
+    Parquet,
 }
 
 /// How `analyze` prints.
@@ -335,6 +378,11 @@ pub struct RunArgs {
     /// them once more. Ctrl-C ends it early.
     #[arg(long, value_name = "D", default_value = "15s")]
     pub metrics_linger: String,
+    /// `parquet`: after merging timeline.tsv.zst, also write
+    /// timeline.parquet as `controller export --format parquet` does. The
+    /// TSV stays, since analyze, report and collect read it.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = TimelineFormat::Tsv)]
+    pub timeline_format: TimelineFormat,
     #[command(flatten)]
     pub security: SecurityArgs,
 }

@@ -6,6 +6,7 @@
 //! - [`discovery`]: which agents: `--agents`, `--etcd`, `--slurm`, the plan.
 //! - [`agents_cmd`]: `controller agents` (who they are, their clocks).
 //! - [`merge_cmd`]: `controller merge`.
+//! - [`export`]: `controller export` (the timeline as Parquet).
 //! - [`collect`]: `controller collect` (op-logs left in agents' spools).
 //! - [`analyze`]: `controller analyze` (text, JSON, CSV).
 //! - [`compare`]: `controller compare`.
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod collect;
 pub mod compare;
 pub mod discovery;
+pub mod export;
 pub mod gen_oplog;
 pub mod merge_cmd;
 pub mod metrics;
@@ -63,6 +65,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Run(args) => run::run_command(args).await,
         Command::Agents(args) => agents_cmd::agents_command(args).await,
         Command::Merge(args) => merge_cmd::merge_command(args),
+        Command::Export(args) => export::export_command(args),
         Command::Collect(args) => collect::collect_command(args).await,
         Command::Analyze(args) => analyze::analyze_command(args),
         Command::Compare(args) => compare::compare_command(args),

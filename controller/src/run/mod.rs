@@ -407,6 +407,7 @@ async fn run(
         &mut meta,
         outcome,
         args.quiet,
+        args.timeline_format,
     )
     .await;
     match finish {
@@ -431,6 +432,7 @@ async fn finish_run(
     meta: &mut RunMeta,
     outcome: (Vec<StageOutput>, anyhow::Result<()>),
     quiet: bool,
+    timeline_format: crate::cli::TimelineFormat,
 ) -> anyhow::Result<()> {
     let (outputs, result) = outcome;
     // Agents that left are not measured: a lost one would time out, a
@@ -443,6 +445,16 @@ async fn finish_run(
 
     dir.write("plan.yaml", &plan.to_yaml())?;
     let merged = merge_timeline(&outputs, dir, meta)?;
+    if timeline_format == crate::cli::TimelineFormat::Parquet {
+        // The TSV is the run's record (analyze, report and collect read
+        // it), so a Parquet copy that cannot be written is reported, not a
+        // failed run; `controller export` can write it again later.
+        let out = dir.path.join(crate::export::PARQUET_TIMELINE);
+        let timeline = dir.path.join(&meta.timeline.file);
+        if let Err(e) = crate::export::parquet::export_timeline(&timeline, &out) {
+            tracing::warn!("no {}: {e}", crate::export::PARQUET_TIMELINE);
+        }
+    }
 
     let stages: Vec<StageSummary> = outputs.into_iter().map(|o| o.summary).collect();
     let summary = RunSummary::new(run_id, &plan.name, stages);

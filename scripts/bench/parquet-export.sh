@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Parquet export at scale, against the TSV merge of the same records in the
+# same run.
+#
+#   scripts/bench/parquet-export.sh                    # 10M records
+#   RECORDS=40000000 scripts/bench/parquet-export.sh   # 40M
+#
+# Steps:
+# 1. `controller gen-oplog` writes FILES op-logs of RECORDS/FILES records
+#    each, as agents write them (see merge.sh).
+# 2. `controller merge` of them into timeline.tsv.zst (the TSV merge every
+#    run does), then `zstd -dc` of that timeline (the floor of any reader
+#    of it: decompression only), then `controller export --format parquet`
+#    of it; for each: seconds, records/s and peak RSS (/usr/bin/time -v).
+#    REPEAT times (default 1), interleaved; the best is printed (the
+#    machine may be shared).
+# 3. The sizes of timeline.tsv.zst and timeline.parquet.
+#
+# Needs: zstd, GNU time. Uses WORK (default /tmp/chorus-bench-parquet,
+# ~1.5 GB at 10M records), removed at the end unless KEEP=1.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+FILES=${FILES:-8}
+RECORDS=${RECORDS:-10000000}
+REPEAT=${REPEAT:-1}
+WORK=${WORK:-/tmp/chorus-bench-parquet}
+
+command -v zstd >/dev/null || { echo "zstd missing (apt-get install zstd)" >&2; exit 2; }
+# shellcheck source=scripts/bench/lib.sh
+. scripts/bench/lib.sh
+need_time
+if [ -z "${BIN:-}" ]; then
+  BIN=$(release_bin "$PWD" controller)
+  cargo build --release --bin controller >&2
+fi
+mkdir -p "$WORK"
+[ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$WORK"' EXIT
+
+# Runs "$@" under GNU time; prints "<seconds> <peak RSS KiB>".
+measure() {
+  local log="$WORK/time.log"
+  /usr/bin/time -v -o "$log" "$@" >"$WORK/out.log"
+  local secs rss
+  secs=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,p,":"); s=0; for(i=1;i<=n;i++) s=s*60+p[i]; print s}' "$log")
+  rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$log")
+  echo "$secs $rss"
+}
+rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.2f", n / s / 1e6 }'; }
+min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }
+
+per=$((RECORDS / FILES))
+total=$((per * FILES))
+mkdir -p "$WORK/logs"
+pids=()
+for i in $(seq 0 $((FILES - 1))); do
+  "$BIN" gen-oplog -o "$WORK/logs/agent-$i.tsv.zst" --records "$per" \
+    --client "agent-$i" --seed $((i + 1)) &
+  pids+=($!)
+  if [ ${#pids[@]} -ge 2 ]; then wait "${pids[@]}"; pids=(); fi
+done
+[ ${#pids[@]} -eq 0 ] || wait "${pids[@]}"
+
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) CPUs"
+printf '%-36s %12s %9s %12s %12s\n' "step" "records" "seconds" "M records/s" "peak RSS MiB"
+row() { printf '%-36s %12s %9.2f %12s %12d\n' "$1" "$2" "$3" "$(rate "$2" "$3")" $(($4 / 1024)); }
+
+ms="" mr="" zs="" zr="" es="" er=""
+for _ in $(seq 1 "$REPEAT"); do
+  rm -f "$WORK/timeline.tsv.zst" "$WORK/timeline.parquet"
+  read -r s r < <(measure "$BIN" merge "$WORK"/logs/*.tsv.zst -o "$WORK/timeline.tsv.zst" --tmp "$WORK/tmp")
+  ms=$(min "$s" "$ms"); mr=$r
+  read -r s r < <(measure sh -c "zstd -dc '$WORK/timeline.tsv.zst' >/dev/null")
+  zs=$(min "$s" "$zs"); zr=$r
+  read -r s r < <(measure "$BIN" export "$WORK/timeline.tsv.zst" --format parquet -o "$WORK/timeline.parquet")
+  es=$(min "$s" "$es"); er=$r
+  cat "$WORK/out.log" >&2
+done
+row "controller merge ($FILES logs)" "$total" "$ms" "$mr"
+row "zstd -dc timeline.tsv.zst" "$total" "$zs" "$zr"
+row "controller export --format parquet" "$total" "$es" "$er"
+tsv=$(stat -c %s "$WORK/timeline.tsv.zst")
+pq=$(stat -c %s "$WORK/timeline.parquet")
+awk -v t="$tsv" -v p="$pq" -v n="$total" 'BEGIN {
+  printf "timeline.tsv.zst %d bytes (%.1f B/record), timeline.parquet %d bytes (%.1f B/record), parquet/tsv.zst %.2f\n",
+    t, t / n, p, p / n, p / t }'
