@@ -1,4 +1,5 @@
 # lib.sh: sourced by the bench scripts (not run on its own).
+# shellcheck shell=bash
 
 # release_bin ROOT NAME: the path of binary NAME as `cargo build --release`
 # run in ROOT leaves it: under $CARGO_TARGET_DIR when that is set (absolute,
@@ -50,3 +51,19 @@ release_controller() {
   [ -x "$bin" ] || { echo "no $bin; build with cargo build --release --bins" >&2; return 1; }
   echo "$bin"
 }
+
+# measure CMD...: runs CMD under GNU time (output to $WORK/out.log);
+# prints "<seconds> <peak RSS KiB>". The caller sets WORK.
+measure() {
+  local log="$WORK/time.log"
+  /usr/bin/time -v -o "$log" "$@" >"$WORK/out.log"
+  local secs rss
+  secs=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,p,":"); s=0; for(i=1;i<=n;i++) s=s*60+p[i]; print s}' "$log")
+  rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$log")
+  echo "$secs $rss"
+}
+
+# rate N SECONDS: millions of N per second, two decimals.
+rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.2f", n / s / 1e6 }'; }
+# min A B: the smaller number (A when B is empty).
+min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }

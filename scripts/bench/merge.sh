@@ -46,26 +46,15 @@ WORK=${WORK:-/tmp/chorus-bench-merge}
 
 command -v zstd >/dev/null || { echo "zstd missing (apt-get install zstd)" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "/usr/bin/time missing (apt-get install time)" >&2; exit 2; }
+# shellcheck source=scripts/bench/lib.sh
+. scripts/bench/lib.sh
 if [ -z "${BIN:-}" ]; then
-  . scripts/bench/lib.sh
   BIN=$(release_bin "$PWD" controller)
   cargo build --release --bin controller >&2
 fi
 mkdir -p "$WORK"
 [ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$WORK"' EXIT
 
-# Runs "$@" under GNU time; prints "<seconds> <peak RSS KiB>".
-measure() {
-  local log="$WORK/time.log"
-  /usr/bin/time -v -o "$log" "$@" >"$WORK/out.log"
-  local secs rss
-  secs=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,p,":"); s=0; for(i=1;i<=n;i++) s=s*60+p[i]; print s}' "$log")
-  rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$log")
-  echo "$secs $rss"
-}
-
-rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.2f", n / s / 1e6 }'; }
-min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }
 
 # gen <dir> <records per file> [--sorted --agents 8]: FILES logs, two at a time.
 gen() {

@@ -37,17 +37,6 @@ fi
 mkdir -p "$WORK"
 [ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$WORK"' EXIT
 
-# Runs "$@" under GNU time; prints "<seconds> <peak RSS KiB>".
-measure() {
-  local log="$WORK/time.log"
-  /usr/bin/time -v -o "$log" "$@" >"$WORK/out.log"
-  local secs rss
-  secs=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,p,":"); s=0; for(i=1;i<=n;i++) s=s*60+p[i]; print s}' "$log")
-  rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$log")
-  echo "$secs $rss"
-}
-rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.2f", n / s / 1e6 }'; }
-min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }
 
 per=$((RECORDS / FILES))
 total=$((per * FILES))
