@@ -236,7 +236,7 @@ fn content_seed(seed: u64, key_hash: u64, content: u64) -> u64 {
 /// One SplitMix64 step, as `rand_xoshiro::SplitMix64` does it (which is
 /// how `Xoshiro256PlusPlus::seed_from_u64` expands a seed).
 #[inline(always)]
-fn splitmix64(state: &mut u64) -> u64 {
+pub(crate) fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(GOLDEN_GAMMA);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

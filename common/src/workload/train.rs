@@ -47,15 +47,9 @@ impl Shuffle {
     pub fn new(n: u64, seed: u64, identity: bool) -> Shuffle {
         let bits = (64 - n.saturating_sub(1).leading_zeros()).max(2);
         let half_bits = bits.div_ceil(2);
+        // Independent round keys from one seed.
         let mut s = seed ^ 0x7a11_5eed_0000_0001;
-        let mut next = || {
-            // splitmix64: independent round keys from one seed.
-            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
+        let mut next = || crate::datagen::splitmix64(&mut s);
         Shuffle {
             n,
             half_bits,
