@@ -41,7 +41,7 @@ pub use sizes::SizeSpec;
 pub use step::StepSpec;
 pub use training::{
     AgentsCheckError, CheckpointSpec, DatasetFormat, DatasetSpec, MAX_ACCELERATORS,
-    MAX_READ_THREADS, RestoreFrom, TrainSpec, Training, locate,
+    MAX_READ_THREADS, RestoreFrom, TrainSpec, Training, locate, locate_in_file,
 };
 pub use units::{format_duration, format_size, parse_duration, parse_size};
 

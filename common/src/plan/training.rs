@@ -492,6 +492,17 @@ pub(super) fn emit(t: &Training, y: &mut String) {
     }
 }
 
+/// `err` located in the plan file at `path`, as text (`file:line:column:
+/// message (at `key`)`); the message with the file's name alone when the
+/// file cannot be read again.
+pub fn locate_in_file(path: &std::path::Path, err: &AgentsCheckError) -> String {
+    let source = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => locate(&text, &source, err).to_string(),
+        Err(_) => format!("{source}: {}", err.message),
+    }
+}
+
 /// `err` located in the plan `text` (read from `source`): at the value of
 /// its key path, or of the deepest part of the path the text has (a key
 /// left to its default is reported at its stage).

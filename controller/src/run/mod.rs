@@ -212,11 +212,7 @@ fn check_overrides(
 
 /// A check made with the agents, located in the plan file.
 fn located(file: &std::path::Path, e: &plan::AgentsCheckError) -> RunError {
-    let source = file.display().to_string();
-    RunError::Input(match std::fs::read_to_string(file) {
-        Ok(text) => plan::locate(&text, &source, e).to_string(),
-        Err(_) => format!("{source}: {}", e.message),
-    })
+    RunError::Input(plan::locate_in_file(file, e))
 }
 
 /// The agents of a run, connected, and how they are reached.
