@@ -290,6 +290,21 @@ impl Stage {
         matches!(self.kind, StageKind::Workload | StageKind::Search)
     }
 
+    /// Whether the stage starts by writing objects it makes (a prepare, a
+    /// dataset, a checkpoint's write step): its store is readied first
+    /// (a missing bucket created).
+    pub fn writes_first(&self) -> bool {
+        match self.kind {
+            StageKind::Prepare | StageKind::Dataset => true,
+            StageKind::Checkpoint => self
+                .training
+                .checkpoint
+                .as_ref()
+                .is_some_and(|c| !c.restoring),
+            _ => false,
+        }
+    }
+
     /// Whether an op of this stage can remove an object (or a directory):
     /// a cleanup stage, or a `delete` or `rmdir` with weight in the mix.
     /// PUTs replace an object's bytes, not the object, on every backend

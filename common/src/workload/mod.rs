@@ -223,18 +223,7 @@ async fn ensure_ready(run: &StageRun) -> anyhow::Result<()> {
 
 /// Runs this agent's share of the stage and returns when every worker is done.
 pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
-    // Stages that write first make the bucket if it is missing.
-    let writes_first = match run.stage.kind {
-        StageKind::Prepare | StageKind::Dataset => true,
-        StageKind::Checkpoint => run
-            .stage
-            .training
-            .checkpoint
-            .as_ref()
-            .is_some_and(|c| !c.restoring),
-        _ => false,
-    };
-    if writes_first {
+    if run.stage.writes_first() {
         ensure_ready(&run).await?;
     }
     let prior = run
