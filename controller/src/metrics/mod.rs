@@ -332,9 +332,16 @@ fn render(r: &Registry) -> String {
         "1 once the run is over and the figures are final (served for --metrics-linger).",
     );
     let _ = writeln!(out, "chorus_run_finished {}", u8::from(r.finished));
+    render_stages(&mut out, r);
+    render_agents(&mut out, r);
+    out
+}
 
+/// The stages' families: which exist and run, their live figures, their
+/// exact ones.
+fn render_stages(out: &mut String, r: &Registry) {
     family(
-        &mut out,
+        out,
         "chorus_stage_info",
         "gauge",
         "Each stage (or step) seen so far, with its kind; always 1.",
@@ -344,7 +351,7 @@ fn render(r: &Registry) -> String {
         let _ = writeln!(out, "chorus_stage_info{l} 1");
     }
     family(
-        &mut out,
+        out,
         "chorus_stage_running",
         "gauge",
         "1 for the stage (or step) running now, 0 for the others.",
@@ -373,7 +380,7 @@ fn render(r: &Registry) -> String {
         ),
     ];
     for (name, help, pick) in live {
-        family(&mut out, name, "counter", help);
+        family(out, name, "counter", help);
         for (stage, s) in &r.stages {
             for (agent, l) in &s.live {
                 let lb = labels(&[("stage", stage), ("agent", agent)]);
@@ -382,14 +389,14 @@ fn render(r: &Registry) -> String {
         }
     }
     family(
-        &mut out,
+        out,
         "chorus_live_op_duration_seconds",
         "histogram",
         "Latency of ops of all kinds on all agents, from the agents' interval histograms each second.",
     );
     for (stage, s) in &r.stages {
         histogram(
-            &mut out,
+            out,
             "chorus_live_op_duration_seconds",
             &[("stage", stage)],
             &s.live_latency,
@@ -415,7 +422,7 @@ fn render(r: &Registry) -> String {
         ),
     ];
     for (name, help, pick) in exact {
-        family(&mut out, name, "counter", help);
+        family(out, name, "counter", help);
         for (stage, s) in &r.stages {
             for ((op, agent), e) in &s.exact {
                 let lb = labels(&[("stage", stage), ("op", op), ("agent", agent)]);
@@ -424,7 +431,7 @@ fn render(r: &Registry) -> String {
         }
     }
     family(
-        &mut out,
+        out,
         "chorus_op_duration_seconds",
         "histogram",
         "Latency of the stage's ops by kind, all agents, exact counts in fixed buckets, set when the stage ends.",
@@ -432,16 +439,19 @@ fn render(r: &Registry) -> String {
     for (stage, s) in &r.stages {
         for (op, b) in &s.latency {
             histogram(
-                &mut out,
+                out,
                 "chorus_op_duration_seconds",
                 &[("stage", stage), ("op", op)],
                 b,
             );
         }
     }
+}
 
+/// The agents' families: up or lost, their clocks, their hosts.
+fn render_agents(out: &mut String, r: &Registry) {
     family(
-        &mut out,
+        out,
         "chorus_agent_up",
         "gauge",
         "1 while the agent is connected, 0 once lost.",
@@ -468,7 +478,7 @@ fn render(r: &Registry) -> String {
         ),
     ];
     for (name, help, pick) in clocks {
-        family(&mut out, name, "gauge", help);
+        family(out, name, "gauge", help);
         for (id, a) in &r.agents {
             if let Some(c) = a.clock {
                 let v = float(pick(c) as f64 / 1e9);
@@ -510,14 +520,13 @@ fn render(r: &Registry) -> String {
         ),
     ];
     for (name, help, pick) in host {
-        family(&mut out, name, "gauge", help);
+        family(out, name, "gauge", help);
         for (id, a) in &r.agents {
             if let Some(v) = pick(&a.host) {
                 let _ = writeln!(out, "{name}{} {}", labels(&[("agent", id)]), float(v));
             }
         }
     }
-    out
 }
 
 #[cfg(test)]

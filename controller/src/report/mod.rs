@@ -260,6 +260,16 @@ fn stage_section(out: &mut String, i: usize, s: &StageAnalysis) {
         &Axis::log("latency (µs)"),
         &lat,
     ));
+    agent_charts(out, i, s);
+    out.push_str(&latency_distribution(i, s, &color));
+    if let Some(c) = &s.client {
+        client_section(out, i, c);
+    }
+}
+
+/// Each agent's throughput: over the stage (bars), and over time (a
+/// heatmap, which stays readable at 1,000 agents).
+fn agent_charts(out: &mut String, i: usize, s: &StageAnalysis) {
     let bars: Vec<(String, f64)> = s
         .per_agent
         .iter()
@@ -271,11 +281,10 @@ fn stage_section(out: &mut String, i: usize, s: &StageAnalysis) {
         &Axis::linear("ops/s"),
         &bars,
     ));
-    // Every agent over time: a heatmap stays readable at 1,000 agents.
-    let rows: Vec<(String, Vec<f64>)> = s
+    let rows: Vec<(&str, &[f64])> = s
         .agent_segments
         .iter()
-        .map(|a| (a.agent.clone(), a.ops_per_s.clone()))
+        .map(|a| (a.agent.as_str(), a.ops_per_s.as_slice()))
         .collect();
     out.push_str(&svg::heatmap(
         &format!("agents-time-{i}"),
@@ -284,10 +293,6 @@ fn stage_section(out: &mut String, i: usize, s: &StageAnalysis) {
         s.segment_s,
         &rows,
     ));
-    out.push_str(&latency_distribution(i, s, &color));
-    if let Some(c) = &s.client {
-        client_section(out, i, c);
-    }
 }
 
 /// Each agent's host in the stage: the warnings, a table, the CPU chart.

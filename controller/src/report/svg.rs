@@ -324,7 +324,7 @@ pub fn heatmap(
     title: &str,
     unit: &str,
     segment_s: f64,
-    rows: &[(String, Vec<f64>)],
+    rows: &[(&str, &[f64])],
 ) -> String {
     let columns = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
     let row_group = rows.len().div_ceil(HEATMAP_CELLS).max(1);
@@ -334,7 +334,7 @@ pub fn heatmap(
         .chunks(row_group)
         .map(|g| {
             let label = match g {
-                [one] => one.0.clone(),
+                [one] => one.0.to_string(),
                 [first, .., last] => format!("{} … {}", first.0, last.0),
                 [] => String::new(),
             };
@@ -472,6 +472,10 @@ mod tests {
         // 1,000 agents over 250 segments: agent a runs a ops/s throughout.
         let rows: Vec<(String, Vec<f64>)> = (0..1000)
             .map(|a| (format!("agent-{a:04}"), vec![a as f64; 250]))
+            .collect();
+        let rows: Vec<(&str, &[f64])> = rows
+            .iter()
+            .map(|(a, v)| (a.as_str(), v.as_slice()))
             .collect();
         let svg = heatmap("h", "H", "ops/s", 1.0, &rows);
         // Groups of 10 agents, 100 rows; 3 segments a column, 84 columns.
