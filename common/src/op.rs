@@ -54,6 +54,11 @@ impl OpKind {
         OpKind::PutPart,
     ];
 
+    /// The kind's place in [`OpKind::ALL`], for tables indexed by kind.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The ops a mix may choose: every kind but the parts.
     pub const OPS: [OpKind; 9] = [
         OpKind::Get,
@@ -165,5 +170,15 @@ mod tests {
         assert_eq!(OpKind::from_plan_name("get_part"), None);
         assert_eq!("head".parse::<OpKind>().unwrap(), OpKind::Stat);
         assert!("gett".parse::<OpKind>().is_err());
+    }
+
+    #[test]
+    fn index_is_the_place_in_all() {
+        for (i, k) in OpKind::ALL.into_iter().enumerate() {
+            assert_eq!(k.index(), i);
+        }
+        for (i, c) in crate::store::ErrorClass::ALL.into_iter().enumerate() {
+            assert_eq!(c.index(), i);
+        }
     }
 }

@@ -11,7 +11,8 @@ use chorus_common::op::OpKind;
 use chorus_common::plan::StepSpec;
 use chorus_common::store::multi::EndpointStats;
 use chorus_common::workload::train::RankReport;
-use chorus_common::workload::{ListingSummary, ScheduleReport};
+use chorus_common::store::ErrorClass;
+use chorus_common::workload::{ListingSummary, OpTotals, ScheduleReport};
 
 /// Generated messages, client and server.
 #[allow(clippy::all, missing_docs)]
@@ -28,7 +29,7 @@ pub use pb::agent_server::{Agent, AgentServer};
 /// field whose meaning changed, a call an old peer lacks); adding a field
 /// an old peer may safely ignore does not bump it. 0 is what a peer from
 /// before this field sends: proto3 reads a missing field as 0.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Largest gRPC message either side accepts: a stage's metrics carry one
 /// histogram per op (tens of KiB each), and op-log chunks are 1 MiB.
@@ -203,6 +204,54 @@ pub fn decode_host(s: &pb::HostSample) -> HostSample {
     }
 }
 
+/// Live per-op totals as sent in `Progress.by_op`.
+pub fn encode_op_totals(totals: &[OpTotals]) -> Vec<pb::OpProgress> {
+    totals
+        .iter()
+        .map(|t| pb::OpProgress {
+            op: t.op.log_name().to_string(),
+            ops: t.ops,
+            bytes: t.bytes,
+            errors: t.errors,
+            errors_by_class: t
+                .classes
+                .iter()
+                .map(|(c, n)| pb::ErrorCount {
+                    class: c.name().to_string(),
+                    count: *n,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// The inverse of [`encode_op_totals`]. An op or class name this build
+/// does not know (a newer peer's) is left out rather than misfiled: live
+/// figures are a view, the exact ones come at the step's end.
+pub fn decode_op_totals(by_op: &[pb::OpProgress]) -> Vec<OpTotals> {
+    by_op
+        .iter()
+        .filter_map(|p| {
+            let op = p.op.parse::<OpKind>().ok()?;
+            let classes = p
+                .errors_by_class
+                .iter()
+                .filter_map(|e| {
+                    let class = ErrorClass::ALL.into_iter().find(|c| c.name() == e.class)?;
+                    Some((class, e.count))
+                })
+                .collect();
+            Some(OpTotals {
+                op,
+                ops: p.ops,
+                bytes: p.bytes,
+                errors: p.errors,
+                classes,
+            })
+        })
+        .collect()
+}
+
 /// A stage's sub-step as sent on the wire.
 pub fn encode_step(s: &StepSpec) -> pb::StageStep {
     pb::StageStep {
@@ -289,6 +338,33 @@ mod tests {
             );
             assert_eq!(b.bytes, s.bytes);
         }
+    }
+
+    #[test]
+    fn op_totals_round_trip_and_unknown_names_are_left_out() {
+        let totals = vec![
+            OpTotals {
+                op: OpKind::Get,
+                ops: 10,
+                bytes: 4096,
+                errors: 3,
+                classes: vec![(ErrorClass::NotFound, 2), (ErrorClass::Throttled, 1)],
+            },
+            OpTotals {
+                op: OpKind::RangeGet,
+                ops: 1,
+                bytes: 1,
+                errors: 0,
+                classes: vec![],
+            },
+        ];
+        let mut wire = encode_op_totals(&totals);
+        assert_eq!(decode_op_totals(&wire), totals);
+        wire[0].errors_by_class[1].class = "from_the_future".into();
+        wire[1].op = "TELEPORT".into();
+        let back = decode_op_totals(&wire);
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].classes, vec![(ErrorClass::NotFound, 2)]);
     }
 
     #[test]

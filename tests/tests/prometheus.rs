@@ -3,9 +3,12 @@
 //! scrapes the controller every second during a run of two embedded
 //! agents on a `file://` target; its HTTP API then gives the stage's GET
 //! count, equal to `summary.json`'s, and a `histogram_quantile` p99 within
-//! the documented bucket error of the summary's exact p99. The live
-//! counters are checked by scraping `/metrics` ourselves while the stage
-//! runs. An address in use is refused before anything runs.
+//! the documented bucket error of the summary's exact p99; the live
+//! counters, split by op kind and error class (deletes make later GETs of
+//! their keys fail with `not_found`), add up to the summary's counts. The
+//! live counters and active workers are also checked by scraping
+//! `/metrics` ourselves while the stage runs. An address in use is
+//! refused before anything runs.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -39,7 +42,7 @@ fn plan(dir: &Path) -> std::path::PathBuf {
          objects:\n  prefix: p/\n  count: 300\n  size: 4KiB\n\
          stages:\n\
          \x20 - name: prepare\n    type: prepare\n\
-         \x20 - name: read\n    type: workload\n    mix:\n      get: 100\n    duration: 4s\n",
+         \x20 - name: read\n    type: workload\n    mix:\n      get: 85\n      put: 10\n      delete: 5\n    duration: 4s\n",
         dir.join("data").display()
     );
     let path = dir.join("plan.yaml");
@@ -137,6 +140,26 @@ fn summary_get(run: &Path, name: &str) -> (u64, f64) {
     )
 }
 
+/// Stage `name`'s ops and failed ops in summary.json, all kinds (its
+/// `ALL` row).
+fn summary_totals(run: &Path, name: &str) -> (u64, u64) {
+    let s = read_json(&run.join("summary.json"));
+    let stage = s["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .find(|st| st["name"] == name)
+        .expect("stage");
+    let all = stage["ops"]
+        .as_array()
+        .expect("ops")
+        .iter()
+        .find(|o| o["op"] == "ALL")
+        .expect("ALL row");
+    let n = |key: &str| all[key].as_u64().expect(key);
+    (n("count"), n("errors"))
+}
+
 #[test]
 fn prometheus_sees_the_summarys_get_count_and_p99() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -155,14 +178,20 @@ fn prometheus_sees_the_summarys_get_count_and_p99() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start controller");
-    // Live: while the stage runs, our own scrapes see its ops grow.
+    // Live: while the stage runs, our own scrapes see its ops grow, and
+    // all its workers (2 agents x concurrency 2) running.
     let mut live = Vec::new();
+    let mut active = 0.0f64;
     let deadline = Instant::now() + Duration::from_secs(120);
     while live.len() < 2 && Instant::now() < deadline {
         if let Some(text) = scrape(&addr)
             && text.contains(r#"chorus_stage_running{stage="read"} 1"#)
         {
             let ops = sum_lines(&text, r#"chorus_live_ops_total{stage="read","#);
+            active = active.max(sum_lines(
+                &text,
+                r#"chorus_live_active_workers{stage="read","#,
+            ));
             if ops > 0.0 && live.last().is_none_or(|&l| ops > l) {
                 live.push(ops);
             }
@@ -173,6 +202,7 @@ fn prometheus_sees_the_summarys_get_count_and_p99() {
         live.len() >= 2,
         "live ops never grew during the stage: {live:?}"
     );
+    assert_eq!(active, 4.0, "active workers while the stage ran");
 
     // The results line comes before the linger: Prometheus is asked then,
     // while the controller still serves the final figures.
@@ -202,8 +232,18 @@ fn prometheus_sees_the_summarys_get_count_and_p99() {
         Some(count as f64),
         "Prometheus's GET count"
     );
+    // The live figures by kind and class add up to the exact ones (no
+    // warm-up in this plan, so progress counted the same ops).
+    let live_get = r#"sum(chorus_live_ops_total{stage="read",op="GET"})"#;
+    assert_eq!(query(&url, live_get), Some(count as f64));
+    let (ops, errors) = summary_totals(&run, "read");
     let live_total = r#"sum(chorus_live_ops_total{stage="read"})"#;
-    assert_eq!(query(&url, live_total), Some(count as f64));
+    assert_eq!(query(&url, live_total), Some(ops as f64));
+    assert!(errors > 0, "the plan's deletes should make not_found GETs");
+    let not_found = r#"sum(chorus_live_errors_total{stage="read",class="not_found"})"#;
+    assert_eq!(query(&url, not_found), Some(errors as f64));
+    let done = r#"sum(chorus_live_active_workers{stage="read"})"#;
+    assert_eq!(query(&url, done), Some(0.0), "workers after the stage");
     let p99 = query(
         &url,
         r#"histogram_quantile(0.99, sum by (le) (chorus_op_duration_seconds_bucket{stage="read",op="GET"}))"#,

@@ -9,7 +9,7 @@ use chorus_common::clock::Anchor;
 use chorus_common::metrics::client::HostSample;
 use chorus_common::metrics::histogram_to_bytes;
 use chorus_common::workload::{LagTaken, LiveCounters, StageOutcome, live_histogram};
-use chorus_proto::encode_host;
+use chorus_proto::{encode_host, encode_op_totals};
 use chorus_proto::pb::{self, stage_event::Event};
 use futures::future::BoxFuture;
 use hdrhistogram::Histogram;
@@ -162,6 +162,8 @@ fn progress(
             histogram_to_bytes(&pending.latency)
         },
         host: encode_host(&host),
+        by_op: encode_op_totals(&live.by_op()),
+        active_workers: live.active_workers(),
     };
     (p, reading)
 }

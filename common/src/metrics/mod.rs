@@ -9,6 +9,7 @@
 //! counted in [`OpStats::clamped`], so no op disappears from the counts.
 
 pub mod client;
+pub mod prometheus;
 pub mod summary;
 
 pub use summary::{LatencySummary, OpSummary, RunSummary, StageSummary};

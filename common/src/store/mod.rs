@@ -65,6 +65,24 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// Every class, in declaration order: `ALL[c.index()] == c`.
+    pub const ALL: [ErrorClass; 8] = [
+        ErrorClass::NotFound,
+        ErrorClass::AccessDenied,
+        ErrorClass::Throttled,
+        ErrorClass::Timeout,
+        ErrorClass::Network,
+        ErrorClass::Verification,
+        ErrorClass::NotSupported,
+        ErrorClass::Other,
+    ];
+
+    /// The class's place in [`ErrorClass::ALL`], for tables indexed by
+    /// class.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             ErrorClass::NotFound => "not_found",

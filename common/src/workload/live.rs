@@ -1,7 +1,8 @@
 //! What the agent reads about once a second while a stage runs: op
-//! counts, the interval's latencies and, in open loop, its schedule lag.
-//! Workers add theirs every [`LIVE_FLUSH`], never per op: a shared atomic
-//! write per op is a full barrier on the engine core.
+//! counts (in all, and per op kind with the errors by class), the
+//! workers running, the interval's latencies and, in open loop, its
+//! schedule lag. Workers add theirs every [`LIVE_FLUSH`], never per op: a
+//! shared atomic write per op is a full barrier on the engine core.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,6 +11,11 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use crate::metrics::LATENCY_HIGHEST_NS;
+use crate::op::OpKind;
+use crate::store::ErrorClass;
+
+const KINDS: usize = OpKind::ALL.len();
+const CLASSES: usize = ErrorClass::ALL.len();
 
 /// Counters the agent reads about once a second for live progress, and the
 /// latencies of the ops that ended since it last looked. Workers add to
@@ -19,6 +25,12 @@ pub struct LiveCounters {
     pub ops: AtomicU64,
     pub bytes: AtomicU64,
     pub errors: AtomicU64,
+    /// The same counts per op kind (indexed by [`OpKind::index`]), with the
+    /// errors by class: what live metrics split by.
+    by_op: [OpCounters; KINDS],
+    /// Workers in their op loop now: started (their turn came) and not
+    /// finished.
+    active_workers: AtomicU64,
     /// Workers add their own interval histogram here every [`LIVE_FLUSH`]
     /// (not per op: one lock per worker per flush), and the agent takes it
     /// each second.
@@ -27,6 +39,27 @@ pub struct LiveCounters {
     /// last looked (see [`LiveCounters::take_lag`]), published with the
     /// counts, not per op.
     lag: IntervalLag,
+}
+
+/// One op kind's live counts.
+#[derive(Debug, Default)]
+struct OpCounters {
+    ops: AtomicU64,
+    bytes: AtomicU64,
+    errors: AtomicU64,
+    /// Indexed by [`ErrorClass::index`].
+    classes: [AtomicU64; CLASSES],
+}
+
+/// One op kind's totals since the stage began, as the agent reads them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpTotals {
+    pub op: OpKind,
+    pub ops: u64,
+    pub bytes: u64,
+    pub errors: u64,
+    /// The errors by class; classes with none are left out.
+    pub classes: Vec<(ErrorClass, u64)>,
 }
 
 /// The worst lag, the sum of lags and how many ops they are, in ns.
@@ -45,24 +78,68 @@ pub struct LagTaken {
     pub ops: u64,
 }
 
+/// One op kind's counts in a worker, not yet published.
+#[derive(Clone, Copy, Debug, Default)]
+struct OpDelta {
+    ops: u64,
+    bytes: u64,
+    errors: u64,
+    classes: [u64; CLASSES],
+}
+
 /// One worker's counts not yet added to [`LiveCounters`].
 #[derive(Debug, Default)]
 pub(super) struct LiveDelta {
-    pub(super) ops: u64,
-    pub(super) bytes: u64,
-    pub(super) errors: u64,
+    by_op: [OpDelta; KINDS],
+    /// Whether any `by_op` entry is non-zero: a flush with nothing to add
+    /// touches no shared counter.
+    any: bool,
     lag_max_ns: u64,
     lag_sum_ns: u64,
     lagged: u64,
 }
 
 impl LiveDelta {
+    /// One op done: its kind, bytes, and error class when it failed. A
+    /// few adds in the worker's own memory.
+    pub(super) fn op(&mut self, op: OpKind, bytes: u64, failed: Option<ErrorClass>) {
+        let d = &mut self.by_op[op.index()];
+        d.ops += 1;
+        d.bytes += bytes;
+        if let Some(class) = failed {
+            d.errors += 1;
+            d.classes[class.index()] += 1;
+        }
+        self.any = true;
+    }
+
     /// Adds the counts to `live` and zeroes them.
     pub(super) fn publish(&mut self, live: &LiveCounters) {
-        if self.ops > 0 {
-            live.ops.fetch_add(self.ops, Ordering::Relaxed);
-            live.bytes.fetch_add(self.bytes, Ordering::Relaxed);
-            live.errors.fetch_add(self.errors, Ordering::Relaxed);
+        if self.any {
+            let (mut ops, mut bytes, mut errors) = (0, 0, 0);
+            for (d, shared) in self.by_op.iter().zip(&live.by_op) {
+                if d.ops == 0 {
+                    continue;
+                }
+                ops += d.ops;
+                bytes += d.bytes;
+                errors += d.errors;
+                shared.ops.fetch_add(d.ops, Ordering::Relaxed);
+                shared.bytes.fetch_add(d.bytes, Ordering::Relaxed);
+                if d.errors > 0 {
+                    shared.errors.fetch_add(d.errors, Ordering::Relaxed);
+                    for (n, c) in d.classes.iter().zip(&shared.classes) {
+                        if *n > 0 {
+                            c.fetch_add(*n, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            // The totals after the kinds: a reader that sees a total has
+            // seen the kinds that make it (or more).
+            live.ops.fetch_add(ops, Ordering::Relaxed);
+            live.bytes.fetch_add(bytes, Ordering::Relaxed);
+            live.errors.fetch_add(errors, Ordering::Relaxed);
         }
         if self.lagged > 0 {
             live.lag
@@ -85,6 +162,15 @@ impl LiveDelta {
     }
 }
 
+/// A worker counted in [`LiveCounters::active_workers`] while it lives.
+pub(super) struct ActiveWorker<'a>(&'a LiveCounters);
+
+impl Drop for ActiveWorker<'_> {
+    fn drop(&mut self) {
+        self.0.active_workers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// How often a worker hands its live counts and latencies to
 /// [`LiveCounters`].
 pub const LIVE_FLUSH: Duration = Duration::from_millis(100);
@@ -103,6 +189,8 @@ impl Default for LiveCounters {
             ops: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            by_op: Default::default(),
+            active_workers: AtomicU64::new(0),
             interval_latency: Mutex::new(live_histogram()),
             lag: IntervalLag::default(),
         }
@@ -110,6 +198,42 @@ impl Default for LiveCounters {
 }
 
 impl LiveCounters {
+    /// Each op kind's totals so far, kinds with no op left out, in
+    /// [`OpKind::ALL`]'s order.
+    pub fn by_op(&self) -> Vec<OpTotals> {
+        OpKind::ALL
+            .into_iter()
+            .zip(&self.by_op)
+            .filter_map(|(op, c)| {
+                let ops = c.ops.load(Ordering::Relaxed);
+                (ops > 0).then(|| OpTotals {
+                    op,
+                    ops,
+                    bytes: c.bytes.load(Ordering::Relaxed),
+                    errors: c.errors.load(Ordering::Relaxed),
+                    classes: ErrorClass::ALL
+                        .into_iter()
+                        .zip(&c.classes)
+                        .map(|(class, n)| (class, n.load(Ordering::Relaxed)))
+                        .filter(|(_, n)| *n > 0)
+                        .collect(),
+                })
+            })
+            .collect()
+    }
+
+    /// Workers in their op loop now.
+    pub fn active_workers(&self) -> u64 {
+        self.active_workers.load(Ordering::Relaxed)
+    }
+
+    /// A worker enters its op loop; it counts as active until the guard
+    /// drops (however the loop ends).
+    pub(super) fn worker_active(&self) -> ActiveWorker<'_> {
+        self.active_workers.fetch_add(1, Ordering::Relaxed);
+        ActiveWorker(self)
+    }
+
     /// Takes the latencies added since the last call, leaving an empty one.
     pub fn take_interval(&self) -> Histogram<u64> {
         let mut h = self
@@ -156,10 +280,11 @@ mod tests {
         let live = LiveCounters::default();
         let mut a = LiveDelta::default();
         let mut b = LiveDelta::default();
-        a.ops = 2;
+        a.op(OpKind::Get, 10, None);
+        a.op(OpKind::Get, 0, Some(ErrorClass::Timeout));
         a.lag(Duration::from_millis(3));
         a.lag(Duration::from_millis(40));
-        b.ops = 1;
+        b.op(OpKind::Put, 5, None);
         b.lag(Duration::from_millis(7));
         // Nothing is seen before a flush.
         assert_eq!(live.take_lag(), LagTaken::default());
@@ -171,8 +296,50 @@ mod tests {
         assert_eq!(t.sum, Duration::from_millis(50));
         assert_eq!(live.ops.load(Ordering::Relaxed), 3);
         // Taken means gone; a closed-loop flush adds no lag.
-        b.ops = 5;
+        b.op(OpKind::Put, 5, None);
         b.publish(&live);
         assert_eq!(live.take_lag(), LagTaken::default());
+    }
+
+    #[test]
+    fn kinds_and_classes_add_up_to_the_totals() {
+        let live = LiveCounters::default();
+        let mut a = LiveDelta::default();
+        let mut b = LiveDelta::default();
+        a.op(OpKind::Get, 100, None);
+        a.op(OpKind::Get, 0, Some(ErrorClass::NotFound));
+        a.op(OpKind::Stat, 0, Some(ErrorClass::Throttled));
+        b.op(OpKind::Get, 50, Some(ErrorClass::NotFound));
+        b.op(OpKind::Put, 7, None);
+        // Nothing before a flush.
+        assert!(live.by_op().is_empty());
+        a.publish(&live);
+        b.publish(&live);
+        // Published means zeroed: a second flush adds nothing.
+        a.publish(&live);
+        let by_op = live.by_op();
+        let get = &by_op[0];
+        assert_eq!(get.op, OpKind::Get);
+        assert_eq!((get.ops, get.bytes, get.errors), (3, 150, 2));
+        assert_eq!(get.classes, vec![(ErrorClass::NotFound, 2)]);
+        assert_eq!(by_op[1].op, OpKind::Put);
+        assert_eq!(by_op[2].op, OpKind::Stat);
+        assert_eq!(by_op[2].classes, vec![(ErrorClass::Throttled, 1)]);
+        assert_eq!(by_op.len(), 3);
+        assert_eq!(live.ops.load(Ordering::Relaxed), 5);
+        assert_eq!(live.bytes.load(Ordering::Relaxed), 157);
+        assert_eq!(live.errors.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn active_workers_count_until_the_guard_drops() {
+        let live = LiveCounters::default();
+        let a = live.worker_active();
+        let b = live.worker_active();
+        assert_eq!(live.active_workers(), 2);
+        drop(a);
+        assert_eq!(live.active_workers(), 1);
+        drop(b);
+        assert_eq!(live.active_workers(), 0);
     }
 }

@@ -55,7 +55,7 @@ pub use budget::{Budget, HeldOps, share};
 pub use existing::ListingSummary;
 pub use keys::{KeyPicker, KeyState};
 use live::LiveDelta;
-pub use live::{LIVE_FLUSH, LagTaken, LiveCounters, live_histogram};
+pub use live::{LIVE_FLUSH, LagTaken, LiveCounters, OpTotals, live_histogram};
 pub use ops::{LIST_PAGE_ENTRIES, timed};
 use outcome::{WorkerOutcome, earliest, lag_histogram, per_second};
 pub use pacer::{Pacer, PacerTuning};
@@ -460,6 +460,7 @@ impl Worker {
         if !pacing::await_turn(&run.stage, run.start_at, self.id, &run.stop, &self.budget).await {
             return Ok(out);
         }
+        let _active = run.live.worker_active();
         let think = pacing::closed_loop_think(&run.stage);
         // Op times are `Mono` readings, worked on as integers (see there).
         // Ops in a ramp are flagged like warm-up's.
@@ -589,6 +590,7 @@ impl Worker {
                 );
             }
 
+            let failed = result.as_ref().err().map(|e| e.class);
             let (done, error) = match result {
                 Ok(done) => {
                     if let Some(index) = index {
@@ -627,9 +629,7 @@ impl Worker {
             }
             out.retries += u64::from(retries);
             self.budget.add_bytes(done.bytes);
-            live.ops += 1;
-            live.bytes += done.bytes;
-            live.errors += u64::from(!ok);
+            live.op(op, done.bytes, failed);
             if ok {
                 let latency_ns = ended.ns_since(started);
                 interval.saturating_record(latency_ns.clamp(1_000, LATENCY_HIGHEST_NS));

@@ -4,14 +4,16 @@
 //! serves it. docs/metrics.md lists every metric.
 //!
 //! Two sources, two families, because the agents' once-a-second progress
-//! carries all ops together (no split by op kind) while the histograms an
-//! agent sends at a step's end are per op and exact:
+//! carries counts (per op kind) and one latency histogram of all kinds,
+//! while the histograms an agent sends at a step's end are per op and
+//! exact:
 //!
-//! - `chorus_live_*{stage,agent}`: each agent's progress totals, updated
-//!   every second while a step runs, and its interval latency histograms
-//!   added into fixed buckets (`chorus_live_op_duration_seconds{stage}`).
-//!   Progress counts warm-up ops and times successful ops only; at the
-//!   step's end the counters are raised to the exact totals if below them.
+//! - `chorus_live_*{stage,agent,op}`: each agent's progress totals per op
+//!   kind (errors also by class), updated every second while a step runs,
+//!   its workers running, and its interval latency histograms added into
+//!   fixed buckets (`chorus_live_op_duration_seconds{stage}`). Progress
+//!   counts warm-up ops and times successful ops only; at the step's end
+//!   the counters are raised to the exact totals if below them.
 //! - `chorus_ops_total{stage,op,agent}` and the rest: the step's exact
 //!   figures, the ones `summary.json` is merged from, set when the step
 //!   ends (series appear then).
@@ -20,96 +22,44 @@
 //! op kind, all fixed by the plan and the agent list, so it stays bounded
 //! by the run's shape, not its length.
 
-pub mod http;
-
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use chorus_common::clock::ClockEstimate;
 use chorus_common::metrics::StageMetrics;
 use chorus_common::metrics::client::HostSample;
+use chorus_common::metrics::prometheus::{Buckets, Exposition, family, float, histogram, labels};
+use chorus_common::workload::OpTotals;
 use hdrhistogram::Histogram;
 
-/// Latency buckets per decade: a bucket's upper bound is 10^(1/20) =
-/// 1.122 times its lower one, so a `histogram_quantile` estimate is within
-/// 12.2% of the true value (both lie in the same bucket).
-pub const BUCKETS_PER_DECADE: u32 = 20;
-/// The first bucket's upper bound, 1 µs, as a power of ten of seconds:
-/// a `file://` GET served from the page cache takes a few µs (p99 3.7 µs
-/// measured here), so buckets from 10 µs would leave it all in the first
-/// one, where a quantile is a guess between 0 and the bound.
-const FIRST_BOUND_EXP: i32 = -6;
-/// Finite buckets: 1 µs up to 10^1.8 s = 63.1 s, past 60 s.
-pub const BUCKETS: usize = 157;
-
-/// The buckets' upper bounds: the `le` label text and the bound in
-/// nanoseconds, the same number (the text is rounded to 4 significant
-/// digits and the bound taken from it, so what Prometheus reads is what
-/// was counted against).
-pub fn bounds() -> &'static [(String, u64)] {
-    static BOUNDS: OnceLock<Vec<(String, u64)>> = OnceLock::new();
-    BOUNDS.get_or_init(|| {
-        (0..BUCKETS)
-            .map(|k| {
-                let exp = FIRST_BOUND_EXP as f64 + k as f64 / BUCKETS_PER_DECADE as f64;
-                let text = format!("{:.3e}", 10f64.powf(exp));
-                let secs: f64 = text.parse().unwrap_or(f64::MAX);
-                (text, (secs * 1e9).round() as u64)
-            })
-            .collect()
-    })
-}
-
-/// A latency histogram in the fixed buckets: counts per bucket (not
-/// cumulative; the last slot is past the last bound), sum and count.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Buckets {
-    counts: Vec<u64>,
-    sum_ns: u128,
-    count: u64,
-}
-
-impl Default for Buckets {
-    fn default() -> Self {
-        Buckets {
-            counts: vec![0; BUCKETS + 1],
-            sum_ns: 0,
-            count: 0,
-        }
-    }
-}
-
-impl Buckets {
-    /// Adds every value of an HDR histogram (in ns). An HDR bucket holds
-    /// values equal to within its precision (0.1%); it is placed by its
-    /// lowest value, so a sample exactly on a bound counts as `le` it,
-    /// and one at most 0.1% past a bound may too. The sum takes each HDR
-    /// bucket's middle value.
-    pub fn add_hdr(&mut self, h: &Histogram<u64>) {
-        let bounds = bounds();
-        for v in h.iter_recorded() {
-            let at = v.value_iterated_to();
-            let n = v.count_at_value();
-            let low = h.lowest_equivalent(at);
-            let i = bounds.partition_point(|(_, b)| *b < low);
-            self.counts[i] += n;
-            self.count += n;
-            self.sum_ns += h.median_equivalent(at) as u128 * n as u128;
-        }
-    }
-
-    pub fn count(&self) -> u64 {
-        self.count
-    }
-}
-
-/// One agent's live totals in a step, as its last progress said.
-#[derive(Clone, Copy, Debug, Default)]
+/// One agent's live figures in a step, as its last progress said: per op
+/// kind (op-log name), and its workers running.
+#[derive(Clone, Debug, Default)]
 struct Live {
+    by_op: BTreeMap<String, LiveOp>,
+    active_workers: u64,
+}
+
+/// One op kind's live totals from one agent.
+#[derive(Clone, Debug, Default)]
+struct LiveOp {
     ops: u64,
     bytes: u64,
     errors: u64,
+    /// By class name. Classes with no error have no entry (and no series).
+    classes: BTreeMap<String, u64>,
+}
+
+/// What one agent's progress report says, as the metrics take it.
+pub struct Progress<'a> {
+    /// Totals since the step began, per op kind.
+    pub by_op: &'a [OpTotals],
+    pub active_workers: u64,
+    /// Latencies of the ops that ended in the interval (`None` when none
+    /// did or they could not be decoded).
+    pub latency: Option<&'a Histogram<u64>>,
+    pub host: &'a HostSample,
 }
 
 /// One (op, agent)'s exact figures of a step.
@@ -190,27 +140,29 @@ impl Metrics {
         self.with(|r| r.agents.entry(agent.to_string()).or_default().up = false)
     }
 
-    /// One agent's progress report: its totals since the step began, the
-    /// latencies of the ops that ended in the interval (`None` when none
-    /// did or they could not be decoded), its host.
-    pub fn progress(
-        &self,
-        stage: &str,
-        agent: &str,
-        totals: (u64, u64, u64),
-        latency: Option<&Histogram<u64>>,
-        host: &HostSample,
-    ) {
+    /// One agent's progress report. Totals only go up: a report that
+    /// says less than one before it (the agent's counters are never
+    /// lowered, so only a reordering could) leaves them.
+    pub fn progress(&self, stage: &str, agent: &str, p: Progress<'_>) {
         self.with(|r| {
             let s = r.stages.entry(stage.to_string()).or_default();
-            let (ops, bytes, errors) = totals;
-            s.live
-                .insert(agent.to_string(), Live { ops, bytes, errors });
-            if let Some(h) = latency {
+            let l = s.live.entry(agent.to_string()).or_default();
+            for t in p.by_op {
+                let o = l.by_op.entry(t.op.log_name().to_string()).or_default();
+                o.ops = o.ops.max(t.ops);
+                o.bytes = o.bytes.max(t.bytes);
+                o.errors = o.errors.max(t.errors);
+                for (class, n) in &t.classes {
+                    let c = o.classes.entry(class.name().to_string()).or_default();
+                    *c = (*c).max(*n);
+                }
+            }
+            l.active_workers = p.active_workers;
+            if let Some(h) = p.latency {
                 s.live_latency.add_hdr(h);
             }
-            if !host.is_empty() {
-                r.agents.entry(agent.to_string()).or_default().host = *host;
+            if !p.host.is_empty() {
+                r.agents.entry(agent.to_string()).or_default().host = *p.host;
             }
         })
     }
@@ -223,11 +175,20 @@ impl Metrics {
             // lowered: progress counts warm-up ops the exact figures leave
             // out, and a counter that goes down reads as a reset.
             let l = s.live.entry(agent.to_string()).or_default();
-            l.ops = l.ops.max(metrics.total_ops());
-            l.bytes = l.bytes.max(metrics.total_bytes());
-            l.errors = l.errors.max(metrics.total_errors());
+            // Its workers are done.
+            l.active_workers = 0;
             for (op, stats) in &metrics.ops {
                 let name = op.to_string();
+                let o = l.by_op.entry(name.clone()).or_default();
+                o.ops = o.ops.max(stats.count);
+                o.bytes = o.bytes.max(stats.bytes);
+                // Errors the reports did not class (the last report lost)
+                // are counted, as `unknown`, rather than left out.
+                if stats.errors > o.errors {
+                    let missing = stats.errors - o.errors;
+                    *o.classes.entry("unknown".to_string()).or_default() += missing;
+                    o.errors = stats.errors;
+                }
                 // Added, not set, as the histogram is: a plan that names
                 // two steps alike gets one series holding both.
                 let e = s
@@ -256,71 +217,13 @@ impl Metrics {
     pub fn run_finished(&self) {
         self.with(|r| r.finished = true)
     }
+}
 
+impl Exposition for Metrics {
     /// The text exposition format, version 0.0.4.
-    pub fn render(&self) -> String {
+    fn render(&self) -> String {
         self.with(|r| render(r))
     }
-}
-
-/// A label value escaped as the exposition format wants: backslash,
-/// double quote and line feed.
-pub fn escape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// `{a="x",b="y"}` from pairs, values escaped.
-fn labels(pairs: &[(&str, &str)]) -> String {
-    let inner: Vec<String> = pairs
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-        .collect();
-    format!("{{{}}}", inner.join(","))
-}
-
-/// `# HELP` and `# TYPE` lines of a family.
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// A float as the format writes it (Go's `strconv` forms for the
-/// specials).
-fn float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else {
-        format!("{v}")
-    }
-}
-
-/// A histogram's `_bucket` (cumulative, `+Inf` = count), `_sum` (s) and
-/// `_count` lines.
-fn histogram(out: &mut String, name: &str, pairs: &[(&str, &str)], b: &Buckets) {
-    let mut cumulative = 0;
-    for ((le, _), n) in bounds().iter().zip(&b.counts) {
-        cumulative += n;
-        let mut with = pairs.to_vec();
-        with.push(("le", le));
-        let _ = writeln!(out, "{name}_bucket{} {cumulative}", labels(&with));
-    }
-    let mut with = pairs.to_vec();
-    with.push(("le", "+Inf"));
-    let _ = writeln!(out, "{name}_bucket{} {}", labels(&with), b.count);
-    let l = labels(pairs);
-    let _ = writeln!(out, "{name}_sum{l} {}", float(b.sum_ns as f64 / 1e9));
-    let _ = writeln!(out, "{name}_count{l} {}", b.count);
 }
 
 fn render(r: &Registry) -> String {
@@ -361,31 +264,61 @@ fn render_stages(out: &mut String, r: &Registry) {
         let _ = writeln!(out, "chorus_stage_running{l} {}", u8::from(s.running));
     }
 
-    type Pick = fn(&Live) -> u64;
-    let live: [(&str, &str, Pick); 3] = [
+    type Pick = fn(&LiveOp) -> u64;
+    let live: [(&str, &str, Pick); 2] = [
         (
             "chorus_live_ops_total",
-            "Ops of all kinds so far in the stage, from each agent's progress each second.",
+            "Ops so far in the stage by kind and agent, from each agent's progress each second.",
             |l| l.ops,
         ),
         (
             "chorus_live_bytes_total",
-            "Bytes moved so far in the stage, from each agent's progress each second.",
+            "Bytes moved so far in the stage by op kind and agent, from each agent's progress each second.",
             |l| l.bytes,
-        ),
-        (
-            "chorus_live_errors_total",
-            "Failed ops so far in the stage, from each agent's progress each second.",
-            |l| l.errors,
         ),
     ];
     for (name, help, pick) in live {
         family(out, name, "counter", help);
         for (stage, s) in &r.stages {
             for (agent, l) in &s.live {
-                let lb = labels(&[("stage", stage), ("agent", agent)]);
-                let _ = writeln!(out, "{name}{lb} {}", pick(l));
+                for (op, o) in &l.by_op {
+                    let lb = labels(&[("stage", stage), ("agent", agent), ("op", op)]);
+                    let _ = writeln!(out, "{name}{lb} {}", pick(o));
+                }
             }
+        }
+    }
+    family(
+        out,
+        "chorus_live_errors_total",
+        "counter",
+        "Failed ops so far in the stage by kind, error class and agent, from each agent's progress each second.",
+    );
+    for (stage, s) in &r.stages {
+        for (agent, l) in &s.live {
+            for (op, o) in &l.by_op {
+                for (class, n) in &o.classes {
+                    let lb = labels(&[
+                        ("stage", stage),
+                        ("agent", agent),
+                        ("op", op),
+                        ("class", class),
+                    ]);
+                    let _ = writeln!(out, "chorus_live_errors_total{lb} {n}");
+                }
+            }
+        }
+    }
+    family(
+        out,
+        "chorus_live_active_workers",
+        "gauge",
+        "Workers in their op loop now (started, not finished), by stage and agent.",
+    );
+    for (stage, s) in &r.stages {
+        for (agent, l) in &s.live {
+            let lb = labels(&[("stage", stage), ("agent", agent)]);
+            let _ = writeln!(out, "chorus_live_active_workers{lb} {}", l.active_workers);
         }
     }
     family(

@@ -1,11 +1,14 @@
-//! The registry's text: escaping, counters, histogram lines, the bucket
-//! layout, and the responder: its routes, a bound address, a request head
-//! past its bound.
+//! The registry's text: escaping, counters, histogram lines; and the
+//! shared responder serving it: its routes, a bound address, a request
+//! head past its bound.
 
 use std::sync::Arc;
 
+use chorus_common::metrics::prometheus::{BUCKETS, escape, http};
 use chorus_common::metrics::{StageMetrics, new_latency_histogram};
 use chorus_common::op::OpKind;
+use chorus_common::store::ErrorClass;
+use chorus_common::workload::OpTotals;
 
 use super::*;
 
@@ -20,23 +23,6 @@ fn label_values_are_escaped() {
         text.contains(r#"chorus_stage_info{stage="say \"hi\"\n",kind="workload"} 1"#),
         "{text}"
     );
-}
-
-#[test]
-fn buckets_are_log_spaced_from_1us_past_60s() {
-    let b = bounds();
-    assert_eq!(b.len(), BUCKETS);
-    assert_eq!(b[0], ("1.000e-6".to_string(), 1_000));
-    assert_eq!(b[BUCKETS_PER_DECADE as usize].1, 10_000);
-    assert_eq!(b[3 * BUCKETS_PER_DECADE as usize].1, 1_000_000);
-    assert!(b[BUCKETS - 1].1 >= 60_000_000_000, "{:?}", b[BUCKETS - 1]);
-    assert!(b[BUCKETS - 2].1 < 60_000_000_000);
-    // Each bound within 0.1% of 10^(1/20) times the one before: the
-    // documented 12.2% bound on a quantile's error.
-    for w in b.windows(2) {
-        let ratio = w[1].1 as f64 / w[0].1 as f64;
-        assert!((ratio / 10f64.powf(0.05) - 1.0).abs() < 1e-3, "{w:?}");
-    }
 }
 
 /// The value of the one line that starts with `prefix ` (labels and all).
@@ -115,14 +101,56 @@ fn progress_and_agents_render() {
         cpu_busy_pct: Some(50.0),
         ..Default::default()
     };
-    m.progress("w", "a1", (10, 100, 1), Some(&h), &host);
-    m.progress("w", "a1", (25, 250, 2), None, &host);
+    let get = |ops, bytes, errors, classes| OpTotals {
+        op: OpKind::Get,
+        ops,
+        bytes,
+        errors,
+        classes,
+    };
+    let first = [get(10, 100, 1, vec![(ErrorClass::Timeout, 1)])];
+    let progress = |by_op, active_workers, latency| Progress {
+        by_op,
+        active_workers,
+        latency,
+        host: &host,
+    };
+    m.progress("w", "a1", progress(&first, 4, Some(&h)));
+    let second = [
+        get(
+            25,
+            250,
+            2,
+            vec![(ErrorClass::Timeout, 1), (ErrorClass::NotFound, 1)],
+        ),
+        OpTotals {
+            op: OpKind::Put,
+            ops: 3,
+            bytes: 30,
+            errors: 0,
+            classes: vec![],
+        },
+    ];
+    m.progress("w", "a1", progress(&second, 3, None));
     m.agent_lost("a2");
     let t = m.render();
-    let l = r#"{stage="w",agent="a1"}"#;
+    let l = r#"{stage="w",agent="a1",op="GET"}"#;
     assert_eq!(value(&t, &format!("chorus_live_ops_total{l}")), 25.0);
     assert_eq!(value(&t, &format!("chorus_live_bytes_total{l}")), 250.0);
-    assert_eq!(value(&t, &format!("chorus_live_errors_total{l}")), 2.0);
+    let put = r#"chorus_live_ops_total{stage="w",agent="a1",op="PUT"}"#;
+    assert_eq!(value(&t, put), 3.0);
+    let errors = |class: &str| {
+        let k =
+            format!(r#"chorus_live_errors_total{{stage="w",agent="a1",op="GET",class="{class}"}}"#);
+        value(&t, &k)
+    };
+    assert_eq!(errors("timeout"), 1.0);
+    assert_eq!(errors("not_found"), 1.0);
+    // A class with no error has no series, nor does a kind with none.
+    assert!(!t.contains(r#"class="throttled""#), "{t}");
+    assert!(!t.contains(r#"op="PUT",class"#), "{t}");
+    let active = r#"chorus_live_active_workers{stage="w",agent="a1"}"#;
+    assert_eq!(value(&t, active), 3.0);
     let c = r#"chorus_live_op_duration_seconds_count{stage="w"}"#;
     assert_eq!(value(&t, c), 1.0);
     assert_eq!(value(&t, r#"chorus_agent_up{agent="a1"}"#), 1.0);
@@ -140,10 +168,17 @@ fn progress_and_agents_render() {
     for _ in 0..20 {
         exact.record(OpKind::Get, 1_000_000, 20, true);
     }
+    // Three failed: one more than the reports classed.
+    for _ in 0..3 {
+        exact.record(OpKind::Get, 1_000_000, 0, false);
+    }
     m.agent_done("w", "a1", &exact);
     let t = m.render();
     assert_eq!(value(&t, &format!("chorus_live_ops_total{l}")), 25.0);
     assert_eq!(value(&t, &format!("chorus_live_bytes_total{l}")), 400.0);
+    let unknown = r#"chorus_live_errors_total{stage="w",agent="a1",op="GET",class="unknown"}"#;
+    assert_eq!(value(&t, unknown), 1.0);
+    assert_eq!(value(&t, active), 0.0);
     m.run_finished();
     assert_eq!(value(&m.render(), "chorus_run_finished"), 1.0);
 }

@@ -107,13 +107,21 @@ pub async fn run_command(args: RunArgs) -> ExitCode {
 async fn serve_metrics(
     args: &RunArgs,
     metrics: &Arc<crate::metrics::Metrics>,
-) -> Result<Option<(crate::metrics::http::MetricsServer, std::time::Duration)>, String> {
+) -> Result<
+    Option<(
+        chorus_common::metrics::prometheus::http::MetricsServer,
+        std::time::Duration,
+    )>,
+    String,
+> {
     let Some(addr) = &args.metrics_listen else {
         return Ok(None);
     };
     let linger = plan::parse_duration(&args.metrics_linger)
         .map_err(|e| format!("--metrics-linger {}: {e}", args.metrics_linger))?;
-    let server = crate::metrics::http::MetricsServer::bind(addr, metrics.clone()).await?;
+    let server =
+        chorus_common::metrics::prometheus::http::MetricsServer::bind(addr, metrics.clone())
+            .await?;
     eprintln!(
         "metrics: http://{}/metrics (for {} s after the run)",
         server.local_addr(),
@@ -124,7 +132,10 @@ async fn serve_metrics(
 
 /// Keeps `/metrics` up with the final figures for `linger`, so the next
 /// scrape sees them; Ctrl-C ends it at once.
-async fn linger_metrics(server: &crate::metrics::http::MetricsServer, linger: std::time::Duration) {
+async fn linger_metrics(
+    server: &chorus_common::metrics::prometheus::http::MetricsServer,
+    linger: std::time::Duration,
+) {
     if linger.is_zero() {
         return;
     }

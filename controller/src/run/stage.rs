@@ -21,7 +21,9 @@ use chorus_common::plan::Stage;
 use chorus_common::store::multi::EndpointStats;
 use chorus_common::workload::{ListingSummary, ScheduleReport};
 use chorus_proto::pb::{self, stage_event::Event};
-use chorus_proto::{decode_endpoints, decode_host, decode_metrics, decode_schedule};
+use chorus_proto::{
+    decode_endpoints, decode_host, decode_metrics, decode_op_totals, decode_schedule,
+};
 use tokio::sync::{Mutex, Notify};
 
 use super::agents::AgentHandle;
@@ -367,9 +369,12 @@ impl Watch {
         self.metrics.progress(
             &self.stage,
             &self.id,
-            (p.ops, p.bytes, p.errors),
-            latency.as_ref(),
-            &report.host,
+            crate::metrics::Progress {
+                by_op: &decode_op_totals(&p.by_op),
+                active_workers: p.active_workers,
+                latency: latency.as_ref(),
+                host: &report.host,
+            },
         );
         if let Err(e) = self.series.lock().await.add(&report) {
             tracing::warn!("series.csv: {e:#}");

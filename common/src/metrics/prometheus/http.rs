@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use super::Metrics;
+use super::Exposition;
 
 /// The longest request head read; a scrape's is a few hundred bytes.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
@@ -37,7 +37,7 @@ pub struct MetricsServer {
 
 impl MetricsServer {
     /// Binds `addr` (an error names it) and serves `metrics` on it.
-    pub async fn bind(addr: &str, metrics: Arc<Metrics>) -> Result<MetricsServer, String> {
+    pub async fn bind(addr: &str, metrics: Arc<dyn Exposition>) -> Result<MetricsServer, String> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| format!("--metrics-listen {addr}: cannot listen: {e}"))?;
@@ -60,7 +60,7 @@ impl Drop for MetricsServer {
     }
 }
 
-async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+async fn serve(listener: TcpListener, metrics: Arc<dyn Exposition>) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -77,7 +77,7 @@ async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
         };
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            if let Err(e) = answer(stream, &metrics).await {
+            if let Err(e) = answer(stream, &*metrics).await {
                 tracing::debug!("metrics connection: {e}");
             }
             drop(permit);
@@ -86,7 +86,7 @@ async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
 }
 
 /// Reads one request head and answers it.
-async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
+async fn answer(mut stream: TcpStream, metrics: &dyn Exposition) -> std::io::Result<()> {
     let head = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
         Ok(r) => r?,
         Err(_) => return Ok(()),
@@ -130,7 +130,7 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
 /// The response to a request head: `GET /metrics` (any query) is the
 /// registry, `HEAD` the same without a body, another path 404, another
 /// method 405.
-pub fn respond(head: &[u8], metrics: &Metrics) -> Vec<u8> {
+pub fn respond(head: &[u8], metrics: &dyn Exposition) -> Vec<u8> {
     let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split_whitespace();
