@@ -70,6 +70,9 @@ pub struct AgentConfig {
     pub spool_dir: PathBuf,
     /// Who may talk to the agent: TLS and token checks, or none.
     pub security: ServerSecurity,
+    /// The registry `agent --metrics-listen` serves, fed by each session's
+    /// stages and reset when a session begins; `None` when not served.
+    pub metrics: Option<Arc<chorus_common::metrics::prometheus::Metrics>>,
 }
 
 /// Why and how an agent stops.

@@ -1,8 +1,11 @@
 //! `agent`: serves the Chorus agent protocol on a TCP address.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use chorus_common::metrics::prometheus::Metrics;
+use chorus_common::metrics::prometheus::http::MetricsServer;
 use clap::Parser;
 
 mod register;
@@ -65,6 +68,14 @@ struct Args {
     #[arg(long, value_name = "DURATION", default_value = "20s",
           value_parser = chorus_common::plan::parse_duration)]
     stop_grace: Duration,
+    /// Serve this agent's own figures at `GET /metrics` on ADDR (host:port,
+    /// port 0 picks one) in the Prometheus text format, for long-running
+    /// agents scraped where they run (Kubernetes): each run's live ops,
+    /// bytes and errors by op kind and class, active workers, latency
+    /// histograms and host figures, reset when a run begins. An address
+    /// that cannot be bound is exit code 2 before the agent listens.
+    #[arg(long, value_name = "ADDR", env = "CHORUS_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
 }
 
 /// Exit code for bad flags or files, as clap uses.
@@ -90,6 +101,13 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(EXIT_BAD_INPUT);
         }
     };
+    let (metrics, metrics_server) = match serve_metrics(args.metrics_listen.as_deref()).await {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(EXIT_BAD_INPUT);
+        }
+    };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
@@ -109,10 +127,16 @@ async fn main() -> anyhow::Result<()> {
     let signals = StopSignals::watch()?;
     // Printed on stdout so scripts that start an agent on port 0 learn the port.
     println!("listening on {addr}");
+    // On stderr: scripts read stdout's first line and may close it, and a
+    // second line to a closed pipe would end the agent.
+    if let Some(server) = &metrics_server {
+        tracing::info!("metrics on http://{}/metrics", server.local_addr());
+    }
     let config = chorus_agent::AgentConfig {
         id,
         spool_dir: spool,
         security,
+        metrics,
     };
     let grace = args.stop_grace;
     let (left_tx, left_rx) = tokio::sync::oneshot::channel();
@@ -130,6 +154,19 @@ async fn main() -> anyhow::Result<()> {
     served?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// With `--metrics-listen`: the registry and its server, bound (an
+/// address in use is an error naming it).
+async fn serve_metrics(
+    addr: Option<&str>,
+) -> Result<(Option<Arc<Metrics>>, Option<MetricsServer>), String> {
+    let Some(addr) = addr else {
+        return Ok((None, None));
+    };
+    let metrics = Arc::new(Metrics::new());
+    let server = MetricsServer::bind(addr, metrics.clone()).await?;
+    Ok((Some(metrics), Some(server)))
 }
 
 /// With `--etcd`: registered (exits 1 if that fails, naming why).

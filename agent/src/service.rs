@@ -177,6 +177,7 @@ impl AgentService {
             keys: Default::default(),
             pools,
             env: Arc::new(store::EnvOverlay::new(req.env)),
+            metrics: self.config.metrics.clone(),
         })
     }
 
@@ -305,6 +306,7 @@ impl pb::agent_server::Agent for AgentService {
         }
         let (id, timeout) = (session.id.clone(), session.controller_timeout);
         let stages = session.plan.stages.len() as u32;
+        let agent_id = session.agent_id.clone();
         // Checked again under the lock that sets it: another controller
         // may have come in meanwhile.
         self.session.with(|slot| {
@@ -313,6 +315,11 @@ impl pb::agent_server::Agent for AgentService {
             Ok::<_, Status>(())
         })?;
         self.reset_clock();
+        if let Some(m) = &self.config.metrics {
+            // A new run: what is served is this run's alone.
+            m.reset();
+            m.agent_clock(&agent_id, None);
+        }
         crate::watchdog::spawn(self.session.clone(), id, timeout, &self.shutdown);
         Ok(Response::new(pb::LoadPlanReply { stages }))
     }
@@ -390,6 +397,9 @@ impl pb::agent_server::Agent for AgentService {
             *slot = None;
             Ok(dir)
         })?;
+        if let Some(m) = &self.config.metrics {
+            m.run_finished();
+        }
         // The controller has fetched the logs; the spool copy can go. A
         // stopping agent keeps it: its controller may not have had them
         // all, and `controller collect` can still take them.

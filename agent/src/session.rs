@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use chorus_common::metrics::prometheus::Metrics;
 use chorus_common::plan::{Plan, Stage};
 use chorus_common::pools::Pools;
 use chorus_common::store::EnvOverlay;
@@ -60,6 +61,9 @@ pub struct Session {
     /// Variables the controller forwarded (`--forward-env`), read by the
     /// stores before this process's environment. `Debug` shows names only.
     pub env: Arc<EnvOverlay>,
+    /// The agent's own `/metrics` registry (`agent --metrics-listen`),
+    /// fed by this session's stages; `None` when not served.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// Stages that work on the same objects share one key state.

@@ -16,6 +16,7 @@ fn agent(spool: &Path) -> AgentService {
         id: "t".into(),
         spool_dir: spool.to_path_buf(),
         security: ServerSecurity::insecure(),
+        metrics: None,
     })
 }
 
@@ -198,4 +199,64 @@ async fn a_stop_ends_the_running_stage_with_its_result() {
         .expect_err("no stage while stopping");
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
     assert_eq!(refused.message(), "agent is stopping (SIGTERM)");
+}
+
+/// With `--metrics-listen`, the agent feeds its own registry: after a
+/// stage, its live counters by op kind equal the stage's result, its
+/// workers are done, and a new session starts from nothing.
+#[tokio::test]
+async fn the_agents_own_metrics_follow_its_stages_and_reset_per_run() {
+    use chorus_common::metrics::prometheus::{Exposition, Metrics};
+    let tmp = tempfile::tempdir().unwrap();
+    let metrics = std::sync::Arc::new(Metrics::new());
+    let a = AgentService::new(AgentConfig {
+        id: "t".into(),
+        spool_dir: tmp.path().join("spool"),
+        security: ServerSecurity::insecure(),
+        metrics: Some(metrics.clone()),
+    });
+    load(&a, &tmp.path().join("data")).await;
+    run(&a, 0, None).await;
+    let done = run(&a, 1, None).await;
+    let gets = chorus_proto::decode_metrics(&done.ops).unwrap().total_ops();
+    assert_eq!(gets, 50);
+    let text = metrics.render();
+    let line = |prefix: &str| {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        line(r#"chorus_live_ops_total{stage="w",agent="t",op="GET"}"#),
+        "50"
+    );
+    assert_eq!(
+        line(r#"chorus_live_ops_total{stage="prep",agent="t",op="PUT"}"#),
+        "20"
+    );
+    assert_eq!(
+        line(r#"chorus_ops_total{stage="w",op="GET",agent="t"}"#),
+        "50"
+    );
+    assert_eq!(
+        line(r#"chorus_live_active_workers{stage="w",agent="t"}"#),
+        "0"
+    );
+    assert_eq!(line(r#"chorus_agent_up{agent="t"}"#), "1");
+    assert_eq!(line(r#"chorus_stage_running{stage="w"}"#), "0");
+    // A new run forgets the last one's stages.
+    a.end_session(Request::new(pb::EndSessionRequest {
+        session_id: "s1".into(),
+    }))
+    .await
+    .unwrap();
+    assert!(metrics.render().contains("chorus_run_finished 1"));
+    load(&a, &tmp.path().join("data")).await;
+    let fresh = metrics.render();
+    assert!(!fresh.contains(r#"stage="w""#), "{fresh}");
+    assert!(fresh.contains("chorus_run_finished 0"));
 }

@@ -29,7 +29,6 @@ pub mod discovery;
 pub mod export;
 pub mod gen_oplog;
 pub mod merge_cmd;
-pub mod metrics;
 pub mod report;
 pub mod run;
 pub mod transport;

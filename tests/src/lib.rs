@@ -10,6 +10,7 @@ pub mod agents;
 pub mod dataset;
 pub mod helm;
 pub mod netns;
+pub mod scrape;
 pub mod servers;
 
 /// The path of a workspace binary (`controller`, `agent`). `scripts/test.sh`

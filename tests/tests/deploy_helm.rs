@@ -32,6 +32,7 @@ use chorus_tests::helm::{
     flag_value, has_volume, pod_spec, program_argv, render, render_error, run_agents, run_job,
     run_to_end, secret_items, start_agent, text, volume,
 };
+use chorus_tests::scrape::{scrape, sum_lines};
 use chorus_tests::servers::Server;
 use chorus_tests::{Tsv, bin};
 
@@ -361,6 +362,26 @@ fn statefulset_without_tls_runs_as_rendered() {
     assert_eq!(volume(pod, "spool")["emptyDir"]["medium"], "Memory");
     assert!(!has_volume(pod, "scratch"));
     assert!(volume(job_pod, "results")["emptyDir"].is_object());
+    // metrics.enabled: each agent serves /metrics on its pod IP, announced
+    // by the scrape annotations, on the container and the Service.
+    let agent_args = argv(container(pod, "agent"));
+    assert_eq!(
+        flag_value(&agent_args, "--metrics-listen"),
+        Some("$(POD_IP):9464")
+    );
+    let notes = &sts["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(notes["prometheus.io/scrape"], "true");
+    assert_eq!(notes["prometheus.io/port"], "9464");
+    assert_eq!(notes["prometheus.io/path"], "/metrics");
+    let service = &r.of_kind("Service")[0];
+    assert!(
+        service["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "metrics" && p["port"] == 9464),
+        "{service}"
+    );
 
     let ips = ["127.0.0.21", "127.0.0.22", "127.0.0.23"];
     let mut cluster = Cluster::new(&r, &ips);
@@ -385,6 +406,17 @@ fn statefulset_without_tls_runs_as_rendered() {
     // ops: 300 over three agents, after 60 prepared objects.
     let timeline = Tsv::read_zst(&run.join("timeline.tsv.zst"));
     assert_eq!(timeline.rows.len(), 360);
+    // Each agent's own /metrics keeps the finished run: together, every
+    // GET of the stage, each agent under its own id.
+    let mut gets = 0.0;
+    for (i, ip) in ips.iter().enumerate() {
+        let text = scrape(&format!("{ip}:9464")).expect("an agent's /metrics");
+        assert!(text.contains("chorus_run_finished 1"), "{text}");
+        let mine =
+            format!(r#"chorus_live_ops_total{{stage="reads",agent="chorus-agent-{i}",op="GET"}}"#);
+        gets += sum_lines(&text, &mine);
+    }
+    assert_eq!(gets, 300.0);
 }
 
 #[test]

@@ -16,6 +16,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use chorus_tests::scrape::{scrape, sum_lines};
 use chorus_tests::servers::Server;
 use chorus_tests::{bin, only_run_dir, read_json};
 
@@ -48,26 +49,6 @@ fn plan(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("plan.yaml");
     std::fs::write(&path, yaml).expect("write plan");
     path
-}
-
-/// `GET /metrics` from `addr`: the body, or `None` when nothing answers.
-fn scrape(addr: &str) -> Option<String> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
-    text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
-}
-
-/// The sum of the values of the lines of `text` starting `prefix`.
-fn sum_lines(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// An instant query to Prometheus: the first result's value, if any.
@@ -301,4 +282,25 @@ fn a_metrics_address_in_use_is_refused_before_the_run() {
     assert!(!results.exists(), "a run started");
     assert!(!tmp.path().join("data").exists(), "the target was written");
     drop(taken);
+}
+
+#[test]
+fn an_agents_metrics_address_in_use_is_refused_before_it_listens() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let out = Command::new(bin("agent"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure",
+            "--metrics-listen",
+            &addr,
+        ])
+        .output()
+        .expect("run agent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&addr), "{stderr}");
+    // It never said it listens: nothing would have been measured.
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
 }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use chorus_common::clock::Anchor;
 use chorus_common::datagen::DataSpec;
+use chorus_common::metrics::prometheus::Metrics;
 use chorus_common::oplog::{OpLogSender, OpLogWriter, WriterStats, spawn_writer};
 use chorus_common::plan::Stage;
 use chorus_common::pools::Pools;
@@ -63,6 +64,8 @@ pub struct StageJob {
     stop: Arc<AtomicBool>,
     /// How long the result waits for a controller that does not read it.
     controller_timeout: Duration,
+    /// The agent's `/metrics` registry, when it serves one.
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// Takes what stage `req.stage_index` (or its step `req.step`) needs from
@@ -140,6 +143,7 @@ pub fn begin(
         clock,
         stop,
         controller_timeout: session.controller_timeout,
+        metrics: session.metrics.clone(),
         stage,
     };
     Ok((job, writer, oplog))
@@ -208,12 +212,23 @@ pub async fn run(
         .into_iter()
         .flat_map(|l| l.cpus)
         .collect();
+    if let Some(m) = &job.metrics {
+        m.stage_begins(&job.stage.name, job.stage.kind.name());
+    }
+    let feed = job.metrics.as_deref().map(|metrics| progress::Feed {
+        metrics,
+        stage: &job.stage.name,
+        agent: &job.agent_id,
+    });
     let watched = progress::watch(
         kind.run(cx),
-        &live,
-        &job.stop,
-        &job.clock,
-        &tx,
+        progress::Watch {
+            live: &live,
+            stop: &job.stop,
+            clock: &job.clock,
+            tx: &tx,
+            feed,
+        },
         &mut phase,
         cpus,
     )
@@ -227,6 +242,12 @@ pub async fn run(
         (Err(e), _) => Err(Status::internal(format!("stage task failed: {e}"))),
         (_, Err(e)) => Err(Status::internal(format!("op-log write failed: {e}"))),
     };
+    if let Some(m) = &job.metrics {
+        if let Ok((o, _)) = &outcome {
+            m.agent_done(&job.stage.name, &job.agent_id, &o.metrics);
+        }
+        m.stage_ends(&job.stage.name);
+    }
     release(
         &slot,
         &job,

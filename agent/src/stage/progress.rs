@@ -1,6 +1,7 @@
 //! Live progress while a stage's workers run: a report each second from
-//! the live counters and the host sampler (`crate::sampler`), and the stop
-//! signals the running stage obeys.
+//! the live counters and the host sampler (`crate::sampler`), also fed to
+//! the agent's own `/metrics` when it serves one, and the stop signals the
+//! running stage obeys.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -8,9 +9,10 @@ use std::time::Duration;
 use chorus_common::clock::Anchor;
 use chorus_common::metrics::client::HostSample;
 use chorus_common::metrics::histogram_to_bytes;
+use chorus_common::metrics::prometheus::{Metrics, Progress};
 use chorus_common::workload::{LagTaken, LiveCounters, StageOutcome, live_histogram};
-use chorus_proto::{encode_host, encode_op_totals};
 use chorus_proto::pb::{self, stage_event::Event};
+use chorus_proto::{encode_host, encode_op_totals};
 use futures::future::BoxFuture;
 use hdrhistogram::Histogram;
 use tokio::sync::watch;
@@ -70,6 +72,40 @@ impl Pending {
     }
 }
 
+/// The agent's `/metrics` registry and the names its figures go under.
+pub struct Feed<'a> {
+    pub metrics: &'a Metrics,
+    pub stage: &'a str,
+    pub agent: &'a str,
+}
+
+impl Feed<'_> {
+    /// A delivered report (only those: an undelivered one's latencies stay
+    /// pending and come with the next, so none is counted twice).
+    fn add(&self, p: &pb::Progress, live: &LiveCounters, pending: &Pending, host: &HostSample) {
+        self.metrics.progress(
+            self.stage,
+            self.agent,
+            Progress {
+                by_op: &live.by_op(),
+                active_workers: p.active_workers,
+                latency: (!pending.latency.is_empty()).then_some(&pending.latency),
+                host,
+            },
+        );
+    }
+}
+
+/// What a running stage is watched with.
+pub struct Watch<'a> {
+    pub live: &'a LiveCounters,
+    pub stop: &'a AtomicBool,
+    pub clock: &'a Anchor,
+    pub tx: &'a Events,
+    /// The agent's own `/metrics`, when served.
+    pub feed: Option<Feed<'a>>,
+}
+
 /// Runs `stage` on its own task and reports progress until it ends; a stop
 /// of the agent sets the stage's `stop` flag. The last interval is sent
 /// too, so the per-second series adds up to the stage's totals. `cpus` are
@@ -77,13 +113,17 @@ impl Pending {
 /// busy time the host samples report.
 pub async fn watch(
     stage: BoxFuture<'static, anyhow::Result<StageOutcome>>,
-    live: &LiveCounters,
-    stop: &AtomicBool,
-    clock: &Anchor,
-    tx: &Events,
+    w: Watch<'_>,
     phase: &mut watch::Receiver<Phase>,
     cpus: Vec<usize>,
 ) -> Watched {
+    let Watch {
+        live,
+        stop,
+        clock,
+        tx,
+        feed,
+    } = w;
     let mut pending = Pending {
         latency: live_histogram(),
         lag: LagTaken::default(),
@@ -107,12 +147,16 @@ pub async fn watch(
             }
             _ = ticker.tick() => {
                 let (p, reading) = progress(live, &last, &mut pending, clock);
+                let host = p.host.as_ref().map(chorus_proto::decode_host).unwrap_or_default();
                 let event = pb::StageEvent { event: Some(Event::Progress(p.clone())) };
                 // A slow controller must not stall this loop (it also
                 // collects the stage's end): a report not taken within a
                 // tick is folded into the next.
                 match tokio::time::timeout(PROGRESS_INTERVAL, tx.send(Ok(event))).await {
                     Ok(Ok(())) => {
+                        if let Some(f) = &feed {
+                            f.add(&p, live, &pending, &host);
+                        }
                         last = p;
                         pending.delivered(reading);
                     }
@@ -124,6 +168,15 @@ pub async fn watch(
         }
     };
     let (p, _) = progress(live, &last, &mut pending, clock);
+    // The last figures, delivered or not: nothing comes after them.
+    if let Some(f) = &feed {
+        let host = p
+            .host
+            .as_ref()
+            .map(chorus_proto::decode_host)
+            .unwrap_or_default();
+        f.add(&p, live, &pending, &host);
+    }
     let event = pb::StageEvent {
         event: Some(Event::Progress(p)),
     };

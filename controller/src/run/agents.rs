@@ -111,6 +111,8 @@ pub async fn start_embedded(n: u32) -> anyhow::Result<(Vec<String>, EmbeddedAgen
             spool_dir: spool.clone(),
             // In-process, on loopback, reached only by this controller.
             security: chorus_agent::ServerSecurity::insecure(),
+            // The controller serves the run's metrics itself.
+            metrics: None,
         };
         let (stop_tx, stop_rx) = oneshot::channel();
         tokio::spawn(async move {

@@ -84,7 +84,7 @@ fn watch_ctrl_c(stop: Arc<StopSignal>) -> tokio::task::JoinHandle<()> {
 }
 
 pub async fn run_command(args: RunArgs) -> ExitCode {
-    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let metrics = Arc::new(chorus_common::metrics::prometheus::Metrics::new());
     // Bound before anything runs: an address in use is bad input, not a
     // run without metrics.
     let server = match serve_metrics(&args, &metrics).await {
@@ -106,7 +106,7 @@ pub async fn run_command(args: RunArgs) -> ExitCode {
 /// The metrics server of `--metrics-listen` and its linger, or `None`.
 async fn serve_metrics(
     args: &RunArgs,
-    metrics: &Arc<crate::metrics::Metrics>,
+    metrics: &Arc<chorus_common::metrics::prometheus::Metrics>,
 ) -> Result<
     Option<(
         chorus_common::metrics::prometheus::http::MetricsServer,
@@ -320,7 +320,7 @@ fn start_meta(
 async fn run(
     args: RunArgs,
     pick: KindPicker,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<chorus_common::metrics::prometheus::Metrics>,
 ) -> Result<std::path::PathBuf, RunError> {
     let plan = load_plan(&args)?;
     let joined = join_agents(&args, &plan).await?;

@@ -39,7 +39,7 @@ pub struct RunControl {
     pub health: Arc<Health>,
     pub series: Arc<Mutex<Series>>,
     /// What `--metrics-listen` serves (fed whether or not it is served).
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<chorus_common::metrics::prometheus::Metrics>,
 }
 
 /// A run's stages in progress: what every step reads and adds to.

@@ -178,7 +178,7 @@ pub struct StageContext<'a> {
     pub step_stop: Arc<StopSignal>,
     pub series: Arc<Mutex<Series>>,
     /// Fed each progress report and each agent's final figures.
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<chorus_common::metrics::prometheus::Metrics>,
 }
 
 /// Starts the stage on all `agents` at `start_at_ns` (controller clock) and
@@ -276,7 +276,7 @@ struct Watch {
     agent_timeout: Duration,
     totals: Arc<Mutex<Vec<Totals>>>,
     series: Arc<Mutex<Series>>,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<chorus_common::metrics::prometheus::Metrics>,
     /// The step's name, the metrics' `stage` label.
     stage: String,
     /// The run's and the step's stop signals: one raised before this
@@ -369,7 +369,7 @@ impl Watch {
         self.metrics.progress(
             &self.stage,
             &self.id,
-            crate::metrics::Progress {
+            chorus_common::metrics::prometheus::Progress {
                 by_op: &decode_op_totals(&p.by_op),
                 active_workers: p.active_workers,
                 latency: latency.as_ref(),

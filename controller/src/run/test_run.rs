@@ -33,7 +33,7 @@ pub async fn run_plan(
     match crate::run::run(
         cli.run,
         pick,
-        std::sync::Arc::new(crate::metrics::Metrics::new()),
+        std::sync::Arc::new(chorus_common::metrics::prometheus::Metrics::new()),
     )
     .await
     {

@@ -7,6 +7,9 @@
 //! structures, and the buckets must be the ones docs/metrics.md bounds.
 
 pub mod http;
+mod registry;
+
+pub use registry::{Metrics, Progress};
 
 use std::fmt::Write as _;
 use std::sync::OnceLock;

@@ -1,7 +1,10 @@
-//! Live Prometheus metrics of a run (`controller run --metrics-listen`):
-//! a registry the run feeds from what it already receives, and its
-//! rendering in the Prometheus text exposition format 0.0.4. `http.rs`
-//! serves it. docs/metrics.md lists every metric.
+//! Live Prometheus metrics of a run: a registry fed from what the run
+//! already sees, and its rendering in the Prometheus text exposition
+//! format 0.0.4 (`http.rs` serves it). The controller (`controller run
+//! --metrics-listen`) feeds it from every agent's progress and results;
+//! an agent (`agent --metrics-listen`) feeds its own from its stages, so
+//! the two expose the same families and a dashboard works on either.
+//! docs/metrics.md lists every metric.
 //!
 //! Two sources, two families, because the agents' once-a-second progress
 //! carries counts (per op kind) and one latency histogram of all kinds,
@@ -26,11 +29,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
-use chorus_common::clock::ClockEstimate;
-use chorus_common::metrics::StageMetrics;
-use chorus_common::metrics::client::HostSample;
-use chorus_common::metrics::prometheus::{Buckets, Exposition, family, float, histogram, labels};
-use chorus_common::workload::OpTotals;
+use super::{Buckets, Exposition, family, float, histogram, labels};
+use crate::clock::ClockEstimate;
+use crate::metrics::StageMetrics;
+use crate::metrics::client::HostSample;
+use crate::workload::OpTotals;
 use hdrhistogram::Histogram;
 
 /// One agent's live figures in a step, as its last progress said: per op
@@ -110,6 +113,14 @@ impl Metrics {
 
     fn with<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
         f(&mut self.inner.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Forgets everything: a long-running agent starts each run (session)
+    /// afresh, so what it serves stays bounded by one run's shape however
+    /// many runs it serves. A stage name seen again starts from zero,
+    /// which Prometheus reads as a counter reset.
+    pub fn reset(&self) {
+        self.with(|r| *r = Registry::default())
     }
 
     /// A step begins: it is the running one, the others are not.
@@ -463,4 +474,5 @@ fn render_agents(out: &mut String, r: &Registry) {
 }
 
 #[cfg(test)]
+#[path = "registry_tests.rs"]
 mod tests;

@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use chorus_common::metrics::prometheus::{BUCKETS, escape, http};
-use chorus_common::metrics::{StageMetrics, new_latency_histogram};
-use chorus_common::op::OpKind;
-use chorus_common::store::ErrorClass;
-use chorus_common::workload::OpTotals;
+use crate::metrics::prometheus::{BUCKETS, escape, http};
+use crate::metrics::{StageMetrics, new_latency_histogram};
+use crate::op::OpKind;
+use crate::store::ErrorClass;
+use crate::workload::OpTotals;
 
 use super::*;
 
