@@ -75,10 +75,17 @@ fn run_writes_a_self_contained_report_that_renders() {
     let report = run.join("report.html");
     let html = std::fs::read_to_string(&report).expect("report.html written by the run");
 
-    // Self-contained: no scripts, no external resources.
-    for bad in ["<script", "<link", " src=", "url(", "@import"] {
+    // Self-contained: no external resources; the only scripts are inline,
+    // the charts' data and the one script that reads it.
+    for bad in ["<link", " src=", "url(", "@import"] {
         assert!(!html.contains(bad), "report.html contains {bad}");
     }
+    let data = html
+        .matches("<script type=\"application/json\" class=\"chart-data\"")
+        .count();
+    assert!(data > 0, "no chart data");
+    assert_eq!(html.matches("<script").count(), data + 1, "scripts");
+    assert_eq!(html.matches("<script>").count(), 1, "chart.js inline");
     let without_ns = html.replace("http://www.w3.org/2000/svg", "");
     assert!(!without_ns.contains("http://") && !without_ns.contains("https://"));
 
