@@ -1,7 +1,7 @@
 // chart.js: values on hover and time-range zoom for report.html's line
 // charts. Inlined at the end of the page by controller/src/report/mod.rs;
-// no library, no network. It reads each chart's data (the
-// <script class="chart-data"> after its <svg>, written by data.rs) and
+// no library, no network. It reads each chart's data (the JSON script
+// element of class chart-data after its svg, written by data.rs) and
 // changes nothing until the mouse is over a chart: the page without
 // scripts is the same page.
 //
