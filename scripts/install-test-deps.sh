@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system tools the tests use, where missing. Idempotent.
 #   zstd: to inspect op-logs by hand and in shell checks.
-#   chromium: renders report.html headless in tests/tests/report.rs.
+#   chromium: renders report.html headless in tests/tests/report.rs, and
+#     drives its charts (hover, zoom) over the DevTools protocol there.
 #   iproute2: `ip netns` gives agents their own hosts (tests/src/netns.rs).
 #   faketime: libfaketime skews agents' clocks (tests/src/agents.rs).
 #   util-linux: `taskset` pins agents and a CPU hog (tests/tests/client_health.rs).

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub mod agents;
+pub mod cdp;
 pub mod dataset;
 pub mod helm;
 pub mod netns;

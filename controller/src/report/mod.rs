@@ -1,5 +1,12 @@
-//! `report.html`: one self-contained page (inline CSS and SVG, no scripts,
-//! no network) drawn from an [`Analysis`] of the merged timeline.
+//! `report.html`: one self-contained page (inline CSS, SVG and script, no
+//! network) drawn from an [`Analysis`] of the merged timeline.
+//!
+//! The SVGs are the page: it reads the same without scripts. `chart.js`,
+//! inlined at the end, adds to each line chart that carries its data
+//! ([`data`]) a tooltip naming the values nearest the mouse, and to the
+//! time charts a zoom: drag across a chart to show that time range, in it
+//! and in the stage's other time charts (throughput, latency, client CPU);
+//! double-click or "reset zoom" to show the whole stage again.
 //!
 //! Per stage: the per-op table, then five charts, each an `<svg>` whose id
 //! ends in the stage's position (`-0`, `-1`, …):
@@ -10,6 +17,7 @@
 //! table per agent (warnings first) and `client-cpu-N`, each agent's CPU
 //! busy per second.
 
+pub mod data;
 pub mod svg;
 
 use std::fmt::Write as _;
@@ -18,7 +26,10 @@ use std::path::{Path, PathBuf};
 use crate::analyze::client::StageClients;
 use crate::analyze::{self, Analysis, Config, StageAnalysis};
 use chorus_common::metrics::client::MeanMax;
-use svg::{Axis, Series, escape};
+use svg::{Axis, Hover, Series, escape};
+
+/// The charts' script: hover values and zoom (see the module docs).
+const CHART_JS: &str = include_str!("chart.js");
 
 /// File name of the report in a run directory.
 pub const REPORT_FILE: &str = "report.html";
@@ -30,7 +41,12 @@ td,th{padding:2px 8px;text-align:right;border-bottom:1px solid #eee}td:first-chi
 svg.chart{display:block;margin:12px 0;font-size:11px;background:#fff;width:100%;max-width:1100px;height:auto}\
 td.bad{color:#a40;font-weight:600}.pair{display:flex;gap:16px}.pair svg.chart{width:50%}\
 svg .title{font-size:13px;font-weight:600}svg .grid{stroke:#eee}svg .axis,svg .tick{stroke:#444;fill:none}\
-svg .key{stroke-width:2}.note{color:#666;font-size:13px}.warning{color:#a40}";
+svg .key{stroke-width:2}.note{color:#666;font-size:13px}.warning{color:#a40}\
+svg.zoomable{cursor:crosshair;user-select:none}svg .reset{cursor:pointer}svg .reset rect{fill:#f4f4f4;stroke:#999}\
+.chart-tip{position:fixed;pointer-events:none;z-index:10;background:#fff;border:1px solid #999;\
+box-shadow:0 1px 4px #0003;padding:4px 8px;font-size:12px;white-space:nowrap}\
+.chart-tip table{margin:2px 0 0}.chart-tip td{border:0;padding:0 4px}\
+.chart-tip i{display:inline-block;width:12px;height:3px;vertical-align:middle}";
 
 /// Analyzes `run_dir`'s timeline (automatic segments) and writes
 /// `report.html` into it.
@@ -91,6 +107,8 @@ Latencies are of successful ops; charts use segments of the stage.</p>",
     for (i, s) in a.stages.iter().enumerate() {
         stage_section(&mut out, i, s);
     }
+    // Last, so the charts and their data are in the DOM when it runs.
+    let _ = write!(out, "<script>{CHART_JS}</script>");
     out.push_str("</body></html>\n");
     out
 }
@@ -236,7 +254,7 @@ fn stage_section(out: &mut String, i: usize, s: &StageAnalysis) {
         }
         series
     };
-    let t = Axis::linear("seconds from stage start");
+    let t = Axis::time(time_group(i));
     out.push_str(&svg::line_chart(
         &format!("throughput-ops-{i}"),
         &format!("Throughput over time (ops/s per {} s segment)", s.segment_s),
@@ -265,6 +283,11 @@ fn stage_section(out: &mut String, i: usize, s: &StageAnalysis) {
     if let Some(c) = &s.client {
         client_section(out, i, c);
     }
+}
+
+/// The zoom group of stage `i`'s time charts: zooming one zooms them all.
+fn time_group(i: usize) -> String {
+    format!("time-{i}")
 }
 
 /// Each agent's throughput: over the stage (bars), and over time (a
@@ -360,7 +383,7 @@ fn client_section(out: &mut String, i: usize, c: &StageClients) {
         out.push_str(&svg::line_chart(
             &format!("client-cpu-{i}"),
             "Client CPU busy per agent (% of its CPUs, per second)",
-            &Axis::linear("seconds from stage start"),
+            &Axis::time(time_group(i)),
             &Axis::linear("CPU busy %"),
             &series,
         ));
@@ -395,8 +418,9 @@ fn latency_distribution(i: usize, s: &StageAnalysis, color: &dyn Fn(&str) -> usi
         .collect();
     let x = Axis {
         label: "percentile".into(),
-        log: false,
         ticks: Some(ticks),
+        hover: Hover::Nines,
+        ..Axis::default()
     };
     svg::line_chart(
         &format!("latency-dist-{i}"),

@@ -1,8 +1,13 @@
 //! Inline SVG charts drawn in Rust: line charts (linear or log axes) and
-//! bar charts. No scripts, fonts or network: the markup is the chart.
+//! bar charts. No fonts or network: the markup is the chart, complete
+//! without scripts.
 //!
-//! Every chart is one `<svg id=…>`; data series are `<path class="series">`
-//! and bars `<rect class="bar">`, so a test can check real data was drawn.
+//! Every chart is one `<svg id=…>`; data series are `<path class="series"
+//! data-i="K">` (K: the series' position) and bars `<rect class="bar">`, so a
+//! test can check real data was drawn. X-axis ticks are in one
+//! `<g class="xticks">`. A line chart is followed by its data
+//! ([`super::data`]), which `chart.js` redraws its paths and ticks from
+//! when zoomed.
 
 use std::fmt::Write as _;
 
@@ -18,6 +23,11 @@ const PALETTE: [&str; 8] = [
     "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442",
 ];
 
+/// A series' colour.
+pub fn color(k: usize) -> &'static str {
+    PALETTE[k % PALETTE.len()]
+}
+
 /// One line of a line chart.
 #[derive(Clone, Debug)]
 pub struct Series {
@@ -28,12 +38,40 @@ pub struct Series {
     pub color: usize,
 }
 
-/// An axis: label, scale, and optional fixed ticks (value, label).
+/// An axis: label, scale, and optional fixed ticks (value, label); for an
+/// x axis, also how a value reads on hover and which charts zoom with it.
 #[derive(Clone, Debug, Default)]
 pub struct Axis {
     pub label: String,
     pub log: bool,
     pub ticks: Option<Vec<(f64, String)>>,
+    pub hover: Hover,
+    /// Charts whose x axes have the same group zoom together (a stage's
+    /// time charts); `None`: the chart is not zoomed.
+    pub zoom: Option<String>,
+}
+
+/// How the tooltip names an x value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Hover {
+    /// The number as it is.
+    #[default]
+    Number,
+    /// Seconds (`12.5 s`).
+    Seconds,
+    /// A number of nines, named as the percentile (2 is `p99`).
+    Nines,
+}
+
+impl Hover {
+    /// The name `chart.js` knows it by.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hover::Number => "number",
+            Hover::Seconds => "seconds",
+            Hover::Nines => "nines",
+        }
+    }
 }
 
 impl Axis {
@@ -48,7 +86,18 @@ impl Axis {
         Axis {
             label: label.to_string(),
             log: true,
-            ticks: None,
+            ..Axis::default()
+        }
+    }
+
+    /// Seconds from a stage's start, zoomed with the other charts of
+    /// `group` (one per stage, so zooming one chart zooms its siblings).
+    pub fn time(group: String) -> Axis {
+        Axis {
+            label: "seconds from stage start".to_string(),
+            hover: Hover::Seconds,
+            zoom: Some(group),
+            ..Axis::default()
         }
     }
 }
@@ -212,6 +261,8 @@ fn frame(out: &mut String, id: &str, title: &str, xs: &Scale, ys: &Scale, x: &Ax
             escape(&label)
         );
     }
+    // Grouped, so a zoom can replace them; the rest of the frame stays.
+    out.push_str(r#"<g class="xticks">"#);
     let xticks = x.ticks.clone().unwrap_or_else(|| xs.ticks());
     for (v, label) in xticks {
         let px = xs.px(v);
@@ -222,6 +273,7 @@ fn frame(out: &mut String, id: &str, title: &str, xs: &Scale, ys: &Scale, x: &Ax
             escape(&label)
         );
     }
+    out.push_str("</g>");
     let _ = write!(
         out,
         r##"<path class="axis" d="M{x0:.1} {y1:.1}V{y0:.1}H{x1:.1}"/><text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text><text transform="translate(14 {:.1}) rotate(-90)" text-anchor="middle">{}</text>"##,
@@ -250,7 +302,9 @@ fn legend(out: &mut String, i: usize, name: &str, color: &str, dashed: bool) {
     );
 }
 
-/// A line chart; points outside a log axis's domain (≤ 0) are skipped.
+/// A line chart, then its data for `chart.js` (unless it has more than
+/// [`super::data::MAX_POINTS`]); points outside a log axis's domain (≤ 0)
+/// are skipped.
 pub fn line_chart(id: &str, title: &str, x: &Axis, y: &Axis, series: &[Series]) -> String {
     let usable = |p: &(f64, f64)| p.0.is_finite() && p.1.is_finite() && (!y.log || p.1 > 0.0);
     let xs = Scale::new(
@@ -276,7 +330,7 @@ pub fn line_chart(id: &str, title: &str, x: &Axis, y: &Axis, series: &[Series]) 
     let mut out = String::new();
     frame(&mut out, id, title, &xs, &ys, x, y);
     for (i, s) in series.iter().enumerate() {
-        let color = PALETTE[s.color % PALETTE.len()];
+        let color = color(s.color);
         let pts: Vec<(f64, f64)> = s
             .points
             .iter()
@@ -294,7 +348,7 @@ pub fn line_chart(id: &str, title: &str, x: &Axis, y: &Axis, series: &[Series]) 
         if !d.is_empty() {
             let _ = write!(
                 out,
-                r##"<path class="series" data-name="{}" d="{d}" fill="none" stroke="{color}" stroke-width="1.8"{}/>"##,
+                r##"<path class="series" data-i="{i}" data-name="{}" d="{d}" fill="none" stroke="{color}" stroke-width="1.8"{}/>"##,
                 escape(&s.name),
                 if s.dashed {
                     r#" stroke-dasharray="5 3""#
@@ -306,6 +360,17 @@ pub fn line_chart(id: &str, title: &str, x: &Axis, y: &Axis, series: &[Series]) 
         legend(&mut out, i, &s.name, color, s.dashed);
     }
     out.push_str("</svg>");
+    let frame = super::data::Frame {
+        plot: [LEFT, WIDTH - RIGHT, TOP, HEIGHT - BOTTOM],
+        x: (xs.lo, xs.hi),
+        y: (ys.lo, ys.hi),
+        y_log: ys.log,
+    };
+    let data: Vec<(&Series, Vec<(f64, f64)>)> = series
+        .iter()
+        .map(|s| (s, s.points.iter().copied().filter(|p| usable(p)).collect()))
+        .collect();
+    super::data::write(&mut out, id, x, y, &frame, &data);
     out
 }
 
@@ -362,9 +427,8 @@ pub fn heatmap(
     let ys = Scale::fixed(0.0, 1.0, (HEIGHT - BOTTOM, TOP));
     let x = Axis::linear("seconds from stage start");
     let y = Axis {
-        label: String::new(),
-        log: false,
         ticks: Some(Vec::new()),
+        ..Axis::default()
     };
     let mut out = String::new();
     // The frame's value ticks would mean nothing here: rows are labelled.
@@ -438,9 +502,8 @@ pub fn bar_chart(id: &str, title: &str, y: &Axis, bars: &[(String, f64)]) -> Str
         .map(|(i, b)| (i as f64 + 0.5, b.0.clone()))
         .collect();
     let x = Axis {
-        label: String::new(),
-        log: false,
         ticks: Some(ticks),
+        ..Axis::default()
     };
     let mut out = String::new();
     frame(&mut out, id, title, &xs, &ys, &x, y);
