@@ -9,9 +9,9 @@ use chorus_common::metrics::client::HostSample;
 use chorus_common::metrics::{OpStats, StageMetrics, histogram_from_bytes, histogram_to_bytes};
 use chorus_common::op::OpKind;
 use chorus_common::plan::StepSpec;
+use chorus_common::store::ErrorClass;
 use chorus_common::store::multi::EndpointStats;
 use chorus_common::workload::train::RankReport;
-use chorus_common::store::ErrorClass;
 use chorus_common::workload::{ListingSummary, OpTotals, ScheduleReport};
 
 /// Generated messages, client and server.
