@@ -431,7 +431,42 @@ fn render_agents(out: &mut String, r: &Registry) {
         }
     }
     type PickHost = fn(&HostSample) -> Option<f64>;
-    let host: [(&str, &str, PickHost); 6] = [
+    let host: [(&str, &str, PickHost); 13] = [
+        (
+            "chorus_agent_cpus",
+            "CPUs the agent's workers may run on: the ones its CPU ratios are over.",
+            |h| (h.cpus > 0).then_some(h.cpus as f64),
+        ),
+        (
+            "chorus_agent_cpu_max_core_busy_ratio",
+            "Busy share (0-1) of the busiest of the agent's CPUs over the last second.",
+            |h| h.cpu_max_core_pct.map(|p| p / 100.0),
+        ),
+        (
+            "chorus_agent_cpu_steal_ratio",
+            "Share (0-1) of the agent's CPUs' time the hypervisor gave to others over the last second.",
+            |h| h.cpu_steal_pct.map(|p| p / 100.0),
+        ),
+        (
+            "chorus_agent_process_cpu_wait_cores",
+            "Time the agent's threads waited for a CPU while runnable over the last second, in cores.",
+            |h| h.proc_cpu_wait_pct.map(|p| p / 100.0),
+        ),
+        (
+            "chorus_agent_run_queue",
+            "Runnable tasks on the agent's host (procs_running).",
+            |h| h.run_queue,
+        ),
+        (
+            "chorus_agent_schedule_lag_max_seconds",
+            "Open loop: the worst lag behind the schedule of the ops issued in the last second.",
+            |h| h.sched_lag_ms.map(|m| m / 1e3),
+        ),
+        (
+            "chorus_agent_schedule_lag_mean_seconds",
+            "Open loop: the mean lag behind the schedule of the ops issued in the last second.",
+            |h| h.sched_lag_mean_ms.map(|m| m / 1e3),
+        ),
         (
             "chorus_agent_cpu_busy_ratio",
             "Busy share (0-1) of the agent's CPUs over the last second.",

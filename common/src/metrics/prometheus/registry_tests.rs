@@ -98,7 +98,10 @@ fn progress_and_agents_render() {
     let mut h = new_latency_histogram();
     h.record(2_000_000).unwrap_or_default();
     let host = HostSample {
+        cpus: 2,
         cpu_busy_pct: Some(50.0),
+        proc_cpu_wait_pct: Some(150.0),
+        sched_lag_ms: Some(4.0),
         ..Default::default()
     };
     let get = |ops, bytes, errors, classes| OpTotals {
@@ -161,6 +164,13 @@ fn progress_and_agents_render() {
     assert!((unc - 2e-5).abs() < 1e-12, "{unc}");
     assert!(!t.contains(r#"chorus_agent_clock_offset_seconds{agent="a2"}"#));
     assert_eq!(value(&t, r#"chorus_agent_cpu_busy_ratio{agent="a1"}"#), 0.5);
+    assert_eq!(value(&t, r#"chorus_agent_cpus{agent="a1"}"#), 2.0);
+    let wait = r#"chorus_agent_process_cpu_wait_cores{agent="a1"}"#;
+    assert_eq!(value(&t, wait), 1.5);
+    let lag = r#"chorus_agent_schedule_lag_max_seconds{agent="a1"}"#;
+    assert_eq!(value(&t, lag), 0.004);
+    // A figure not read is absent, not 0.
+    assert!(!t.contains("chorus_agent_cpu_steal_ratio{"), "{t}");
     assert_eq!(value(&t, r#"chorus_stage_running{stage="w"}"#), 1.0);
     // The final figures raise the live ones, never lower them (progress
     // counted 25 ops, some of them warm-up the exact 20 leave out).
