@@ -3,6 +3,7 @@
 //! far ([`parquet`]); `controller run --timeline-format parquet` calls the
 //! same exporter after the run's merge.
 
+mod columns;
 pub mod parquet;
 
 use std::path::{Path, PathBuf};
