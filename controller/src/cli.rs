@@ -51,17 +51,20 @@ pub enum Command {
     /// file and line on stderr, and the records before the damage are still
     /// merged into OUT.
     Merge(MergeArgs),
-    /// Write a run's merged timeline (or any op-log) in a format for the data
-    /// tools: `--format parquet` writes typed columns (nanosecond UTC
-    /// timestamps, dictionary-encoded op, stage, client id, endpoint and
-    /// error class, integer sizes), zstd-compressed, in row groups of at most
-    /// 1 Mi rows or 64 MiB of buffered column data, read and written as a stream so
-    /// memory stays bounded however long the timeline. See docs/analysis.md.
+    /// Write a run's merged timeline and per-second series (or any op-log,
+    /// or a series.csv) in a format for the data tools: `--format parquet`
+    /// writes typed columns (nanosecond UTC timestamps, dictionary-encoded
+    /// names, integer counts and sizes, double rates), zstd-compressed, in
+    /// row groups of at most 1 Mi rows or 64 MiB of buffered column data,
+    /// read and written as a stream so memory stays bounded however long the
+    /// run. See docs/analysis.md.
     ///
     /// Example: `controller export runs/<id>/ --format parquet` writes
-    /// `runs/<id>/timeline.parquet`. Exit code 1 when the input is missing or
-    /// damaged (truncated zstd, bad line): the error names the file and
-    /// line, and no output is left; 2 for bad flags.
+    /// `runs/<id>/timeline.parquet` (from timeline.tsv.zst) and
+    /// `runs/<id>/series.parquet` (from series.csv). Exit code 1 when an
+    /// input is missing or damaged (truncated zstd, bad line): the error
+    /// names the file and line, and that output is not left (the other is
+    /// still written); 2 for bad flags.
     Export(ExportArgs),
     /// Analyze a run's merged timeline (or any op-log): the window where all
     /// agents were active, throughput per time segment, latency percentiles
@@ -176,26 +179,41 @@ pub enum ExportFormat {
 
 #[derive(Args, Debug, Clone)]
 pub struct ExportArgs {
-    /// A run directory (uses its timeline.tsv.zst) or an op-log file.
+    /// A run directory (exports its timeline.tsv.zst and series.csv), an
+    /// op-log or timeline file (.tsv.zst, .tsv), or a series file (.csv).
     pub input: PathBuf,
     /// The format to write.
     #[arg(long, value_enum)]
     pub format: ExportFormat,
-    /// The file to write; appears only when complete (default: the run
-    /// directory's timeline.parquet, or the input's name with .parquet for
-    /// .tsv.zst).
+    /// The file to write when INPUT is a file; appears only when complete
+    /// (default: the input's name with .parquet for .tsv.zst, .tsv or
+    /// .csv). A run directory's files always go into it, as
+    /// timeline.parquet and series.parquet: to write one elsewhere, give
+    /// its file as INPUT.
     #[arg(short, long, value_name = "PATH")]
     pub output: Option<PathBuf>,
 }
 
-/// The formats `run` writes the merged timeline in.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+/// The formats `run` writes the merged timeline in. Kept in run.json under
+/// the flag's own words (`tsv`, `parquet`) for `collect`.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum TimelineFormat {
     /// timeline.tsv.zst only.
     #[default]
     Tsv,
-    /// timeline.tsv.zst, and timeline.parquet beside it (as `export`
-    /// writes it).
+    /// timeline.tsv.zst, and timeline.parquet and series.parquet beside
+    /// it and series.csv (as `export` writes them).
     Parquet,
 }
 
@@ -379,8 +397,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "D", default_value = "15s")]
     pub metrics_linger: String,
     /// `parquet`: after merging timeline.tsv.zst, also write
-    /// timeline.parquet as `controller export --format parquet` does. The
-    /// TSV stays, since analyze, report and collect read it.
+    /// timeline.parquet and series.parquet as `controller export --format
+    /// parquet` does. The TSV and CSV stay, since analyze, report and
+    /// collect read them. Recorded in run.json (`timeline_format`), so
+    /// `controller collect` writes them again.
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = TimelineFormat::Tsv)]
     pub timeline_format: TimelineFormat,
     #[command(flatten)]

@@ -1,8 +1,10 @@
 //! `controller collect RUN_DIR`: fetches the op-logs a run could not fetch
 //! at the time (the controller died, or an agent was unreachable), from the
 //! agents' spools, and finishes the run directory as a run would have:
-//! `run.json`, the merged timeline, `summary.txt/json/csv` and
-//! `report.html`, with `status: collected`.
+//! `run.json`, the merged timeline, `summary.txt/json/csv`, `report.html`
+//! and, for a run made with `--timeline-format parquet` (or a directory
+//! already exported), `timeline.parquet` and `series.parquet`, with
+//! `status: collected`.
 //!
 //! What to fetch comes from the run directory itself: `run.json` names the
 //! agents and their addresses (it is written when the run starts and after
@@ -36,7 +38,8 @@ use chorus_proto::pb;
 
 use crate::EXIT_BAD_INPUT;
 use crate::analyze::{self, Analysis, StageAnalysis};
-use crate::cli::CollectArgs;
+use crate::cli::{CollectArgs, TimelineFormat};
+use crate::export;
 use crate::run::collector::{PART_SUFFIX, PARTIAL_SUFFIX, with_suffix};
 use crate::run::drift::{self, LogToMerge};
 use crate::run::results::{
@@ -194,6 +197,23 @@ async fn collect(run: &Path, sec: &Security) -> anyhow::Result<String> {
     if let Err(e) = crate::report::write_run_report(run) {
         done.problems.push(format!("report.html: {e:#}"));
     }
+    // The Parquet files are copies of the timeline and series: a run made
+    // with `--timeline-format parquet` (run.json says so, from its start, so
+    // a run whose controller died before writing them gets them), or a
+    // directory already exported, has them written again from the timeline
+    // just merged, so they never disagree with it.
+    let mut parquet = Vec::new();
+    if meta.timeline_format == TimelineFormat::Parquet
+        || run.join(export::PARQUET_TIMELINE).exists()
+        || run.join(export::series::SERIES_PARQUET).exists()
+    {
+        for (name, result) in export::write_run_parquet(run, &meta) {
+            match result {
+                Ok(_) => parquet.push(name),
+                Err(e) => done.problems.push(format!("{name}: {e}")),
+            }
+        }
+    }
     // A run whose controller died has no end but its last op (which an
     // earlier `collect`, before every log was here, may have put too soon).
     if meta.ended_at.is_empty() || done.status_before == RunStatus::Running {
@@ -206,7 +226,10 @@ async fn collect(run: &Path, sec: &Security) -> anyhow::Result<String> {
         .chain(&merged.errors)
         .cloned()
         .collect();
-    let report = report_text(&done, &merged, &summary);
+    let mut report = report_text(&done, &merged, &summary);
+    if !parquet.is_empty() {
+        report.push_str(&format!("\nwritten again: {}\n", parquet.join(", ")));
+    }
     meta.collect = Some(done);
     dir.write_meta(&meta)?;
     if !problems.is_empty() {

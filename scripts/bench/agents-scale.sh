@@ -28,40 +28,13 @@ cargo build --release --bins -q
 agent_bin=$(release_bin "$PWD" agent)
 controller_bin=$(release_bin "$PWD" controller)
 work=$(mktemp -d /tmp/chorus-scale.XXXXXX)
-pids=()
 cleanup() {
-  [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null || true
-  wait 2>/dev/null || true
+  stop_agents
   rm -rf "$work"
 }
 trap cleanup EXIT
 # 256 agents each hold a few sockets and files.
 ulimit -n 65536 2>/dev/null || true
-
-start_agents() { # N -> prints comma-separated addresses
-  local n=$1 addrs=() i fifo
-  for ((i = 0; i < n; i++)); do
-    fifo="$work/a$i.out"
-    "$agent_bin" --listen 127.0.0.1:0 --insecure --id "a$i" --spool "$work/spool-$i" \
-      >"$fifo" 2>"$work/a$i.log" &
-    pids+=($!)
-  done
-  for ((i = 0; i < n; i++)); do
-    fifo="$work/a$i.out"
-    for _ in $(seq 200); do
-      grep -q "listening on" "$fifo" 2>/dev/null && break
-      sleep 0.05
-    done
-    addrs+=("$(sed -n 's/^listening on //p' "$fifo" | head -1)")
-  done
-  (IFS=,; echo "${addrs[*]}")
-}
-
-stop_agents() {
-  [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null || true
-  wait 2>/dev/null || true
-  pids=()
-}
 
 printf '%-6s %8s %7s %8s %13s %15s %14s %15s %13s\n' agents cpu_s cpu_% rss_MiB start_skew_ms release_skew_ms max_off_err_ms mean_off_err_ms max_uncert_ms
 declare -A cpu rss
@@ -76,9 +49,9 @@ stages:
   - {name: prepare, type: prepare}
   - {name: load, type: workload, mix: {get: 1}, rate: $rate, arrivals: fixed, duration: 20s}
 EOF
-  addrs=$(start_agents "$n")
+  start_agents "$agent_bin" "$work" "$n"
   /usr/bin/time -f "%U %S %e %M" -o "$work/time-$n" \
-    "$controller_bin" run "$work/plan.yaml" --agents "$addrs" --insecure --quiet \
+    "$controller_bin" run "$work/plan.yaml" --agents "$AGENT_ADDRS" --insecure --quiet \
     --results "$work/runs-$n" >"$work/ctl-$n.out" 2>"$work/ctl-$n.err" \
     || { echo "controller failed with $n agents:"; tail -5 "$work/ctl-$n.err"; exit 1; }
   stop_agents

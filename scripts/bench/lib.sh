@@ -67,3 +67,43 @@ measure() {
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.2f", n / s / 1e6 }'; }
 # min A B: the smaller number (A when B is empty).
 min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }
+
+# start_agents BIN DIR N: starts N `agent` processes (BIN) on loopback
+# ports the kernel picks, ids a0..a<N-1>, plaintext, each with its spool in
+# DIR/spool-<i> and its stdout/stderr in DIR/a<i>.out and DIR/a<i>.log.
+# Appends their pids to AGENT_PIDS and sets AGENT_ADDRS to their addresses,
+# comma-separated, in id order (for --agents). Call it directly, not in
+# $(...): a subshell would keep the pids and the caller could not stop the
+# agents. Returns 1 when an agent has not said where it listens within 10 s.
+# Raise `ulimit -n` first for hundreds of agents.
+AGENT_PIDS=()
+AGENT_ADDRS=""
+start_agents() {
+  local bin=$1 dir=$2 n=$3 i addr addrs=()
+  for ((i = 0; i < n; i++)); do
+    "$bin" --listen 127.0.0.1:0 --insecure --id "a$i" --spool "$dir/spool-$i" \
+      >"$dir/a$i.out" 2>"$dir/a$i.log" &
+    AGENT_PIDS+=($!)
+  done
+  for ((i = 0; i < n; i++)); do
+    addr=""
+    for _ in $(seq 200); do
+      addr=$(sed -n 's/^listening on //p' "$dir/a$i.out" 2>/dev/null | head -1)
+      [ -n "$addr" ] && break
+      sleep 0.05
+    done
+    [ -n "$addr" ] || { echo "agent a$i did not start:" >&2; tail -3 "$dir/a$i.log" >&2; return 1; }
+    addrs+=("$addr")
+  done
+  # shellcheck disable=SC2034 # read by the scripts that source this file
+  AGENT_ADDRS=$(IFS=,; echo "${addrs[*]}")
+}
+
+# stop_agents: stops the agents start_agents started (SIGTERM, then waits
+# for them) and forgets them.
+stop_agents() {
+  [ ${#AGENT_PIDS[@]} -gt 0 ] || return 0
+  kill "${AGENT_PIDS[@]}" 2>/dev/null || true
+  wait "${AGENT_PIDS[@]}" 2>/dev/null || true
+  AGENT_PIDS=()
+}

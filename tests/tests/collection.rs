@@ -35,14 +35,18 @@ fn write_plan(dir: &Path, policy: &str, seconds: u32) -> PathBuf {
     path
 }
 
-/// The controller on `agents`, its output to files under `dir`.
+/// The controller on `agents`, its output to files under `dir`. With
+/// `--timeline-format parquet`, so a run whose controller dies records it
+/// in run.json and `collect` must write the Parquet files the run never
+/// got to.
 fn start_controller(plan: &Path, agents: &str, results: &Path, dir: &Path) -> Child {
     let out = std::fs::File::create(dir.join("controller.out")).unwrap();
     let err = std::fs::File::create(dir.join("controller.err")).unwrap();
     Command::new(bin("controller"))
         .arg("run")
         .arg(plan)
-        .args(["--agents", agents, "--insecure", "--quiet", "--results"])
+        .args(["--agents", agents, "--insecure", "--quiet"])
+        .args(["--timeline-format", "parquet", "--results"])
         .arg(results)
         .stdin(Stdio::null())
         .stdout(out)
@@ -316,11 +320,40 @@ fn collect_continues_a_copy_left_by_a_dead_controller() {
 
 /// A run finished by `collect` is as complete as a normal one: `run.json`
 /// lists the stage the controller died in and says `collected`; the
-/// summary holds the timeline's ops, stage by stage; the report is there;
-/// and `compare` takes the run.
+/// summary holds the timeline's ops, stage by stage; the report is there,
+/// and the Parquet files the run asked for, made from the collected
+/// timeline and series; and `compare` takes the run.
 fn collected_run_is_complete(run: &Path, said_running: bool) {
     let meta = read_json(&run.join("run.json"));
     assert_eq!(meta["status"], "collected", "{meta:#}");
+    assert_eq!(meta["timeline_format"], "parquet", "{meta:#}");
+    // The same bytes `export` writes from the timeline and series now
+    // there (tests/tests/parquet_export.rs reads such files' contents).
+    let exported = run.join("exported");
+    std::fs::create_dir(&exported).unwrap();
+    for (source, file) in [
+        ("timeline.tsv.zst", "timeline.parquet"),
+        ("series.csv", "series.parquet"),
+    ] {
+        let copy = exported.join(file);
+        let out = Command::new(bin("controller"))
+            .args(["export", "--format", "parquet", "-o"])
+            .args([&copy, &run.join(source)])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let collected = std::fs::read(run.join(file))
+            .unwrap_or_else(|e| panic!("collect wrote no {file}: {e}"));
+        assert!(
+            collected == std::fs::read(&copy).unwrap(),
+            "{file} is not the export of the collected {source}"
+        );
+    }
+    std::fs::remove_dir_all(&exported).unwrap();
     assert_eq!(meta["collect"]["status_before"], "running", "{meta:#}");
     assert!(said_running, "collect did not say what the status was");
     // The run ended with its last op (not at an earlier, too early collect).

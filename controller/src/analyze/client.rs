@@ -16,7 +16,7 @@ use chorus_common::metrics::client::{ClientHealth, ClientTrack, HostSample};
 use serde::Serialize;
 
 use crate::run::results;
-use crate::run::series::{CLUSTER, HEADER, TRAFFIC_COLUMNS};
+use crate::run::series::{CLUSTER, HEADER, TRAFFIC_COLUMNS, split_csv};
 
 /// CPU chart points kept per agent and stage.
 pub const MAX_POINTS: usize = 600;
@@ -88,27 +88,6 @@ impl Points {
 struct FromSeries {
     track: ClientTrack,
     cpu: Points,
-}
-
-/// Splits one CSV line (RFC 4180 quotes, as `series.csv` writes names).
-fn split_csv(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => out.push(std::mem::take(&mut cur)),
-            _ => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out
 }
 
 /// Per stage (in first-seen order) and agent, what `series.csv` holds;
@@ -211,11 +190,6 @@ fn row(agent: &str, stage: &str, health: ClientHealth, from: &str) -> ClientRow 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_lines_split_with_quotes() {
-        assert_eq!(split_csv("a,\"b,c\",\"d\"\"e\","), ["a", "b,c", "d\"e", ""]);
-    }
 
     #[test]
     fn series_alone_gives_the_verdict_and_points_are_bounded() {

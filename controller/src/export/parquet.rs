@@ -10,19 +10,14 @@
 //! strings; they are dictionary-encoded in the file all the same (pyarrow
 //! gives `dictionary<string>` with `read_dictionary`, see docs/analysis.md).
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 
-use bytes::Bytes;
 use chorus_common::oplog::{OpLogReader, OpRecord};
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::data_type::{BoolType, ByteArray, ByteArrayType, Int32Type, Int64Type};
-use parquet::file::properties::WriterProperties;
-use parquet::file::writer::{SerializedColumnWriter, SerializedFileWriter};
-use parquet::schema::parser::parse_message_type;
-use parquet::schema::types::ColumnPath;
+use parquet::data_type::{BoolType, Int32Type, Int64Type};
+use parquet::file::writer::SerializedFileWriter;
+
+use super::columns::{self, Strings, write_strings, write_values};
+pub use super::columns::{ExportError, ExportStats};
 
 /// Rows per row group at most: a reader streams a file a row group at a
 /// time, and 1 Mi rows is what DuckDB and pyarrow handle well.
@@ -36,10 +31,6 @@ pub const MAX_ROW_GROUP_ROWS: usize = 1 << 20;
 /// large enough for a reader's column scans, and it keeps the exporter's
 /// memory near the merge's.
 pub const MAX_ROW_GROUP_BYTES: usize = 64 << 20;
-
-/// Values handed to the column writer per call, so the per-call vectors of
-/// `ByteArray` (which point into the buffered strings) stay small.
-const WRITE_BATCH: usize = 64 * 1024;
 
 /// The file's schema; docs/analysis.md lists it for users. Column order is
 /// that of the TSV, with `file` named `key` and the error class split out.
@@ -67,57 +58,6 @@ const SCHEMA: &str = "message timeline {
 /// Columns with few distinct values, dictionary-encoded; the others (keys,
 /// times, numbers) would only fill a dictionary and fall back to plain.
 const DICTIONARY_COLUMNS: [&str; 5] = ["op", "client_id", "endpoint", "error_class", "stage"];
-
-/// What an export did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ExportStats {
-    pub records: u64,
-    pub row_groups: u64,
-    pub bytes_written: u64,
-}
-
-/// Why an export failed: the input's error is located (file and line).
-#[derive(Debug, thiserror::Error)]
-pub enum ExportError {
-    #[error(transparent)]
-    Input(#[from] chorus_common::oplog::OpLogError),
-    #[error("{}:{line}: {msg}", .path.display())]
-    Value {
-        path: PathBuf,
-        line: u64,
-        msg: String,
-    },
-    #[error("{}: {source}", .path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{}: writing Parquet: {source}", .path.display())]
-    Parquet {
-        path: PathBuf,
-        source: parquet::errors::ParquetError,
-    },
-}
-
-/// Strings of one column, packed: one allocation per column, not per value.
-#[derive(Default)]
-struct Strings {
-    data: Vec<u8>,
-    /// End of each value in `data`.
-    ends: Vec<usize>,
-}
-
-impl Strings {
-    fn push(&mut self, s: &str) {
-        self.data.extend_from_slice(s.as_bytes());
-        self.ends.push(self.data.len());
-    }
-
-    fn clear(&mut self) {
-        self.data.clear();
-        self.ends.clear();
-    }
-}
 
 /// One row group's worth of columns.
 #[derive(Default)]
@@ -240,7 +180,7 @@ impl RowGroup {
 
     /// Writes the buffered rows as one row group and empties the buffers
     /// (keeping their capacity for the next one).
-    fn flush<W: Write + Send>(
+    fn flush<W: std::io::Write + Send>(
         &mut self,
         writer: &mut SerializedFileWriter<W>,
     ) -> parquet::errors::Result<()> {
@@ -248,28 +188,28 @@ impl RowGroup {
         let mut n = 0;
         while let Some(mut col) = rg.next_column()? {
             match n {
-                0 => write_i64(&mut col, &self.idx, None)?,
-                1 => write_i64(&mut col, &self.thread, None)?,
+                0 => write_values::<Int64Type>(&mut col, &self.idx, None)?,
+                1 => write_values::<Int64Type>(&mut col, &self.thread, None)?,
                 2 => write_strings(&mut col, &mut self.op, None)?,
                 3 => write_strings(&mut col, &mut self.client_id, None)?,
-                4 => write_i32(&mut col, &self.n_objects)?,
-                5 => write_i64(&mut col, &self.bytes, None)?,
+                4 => write_values::<Int32Type>(&mut col, &self.n_objects, None)?,
+                5 => write_values::<Int64Type>(&mut col, &self.bytes, None)?,
                 6 => write_strings(&mut col, &mut self.endpoint, None)?,
                 7 => write_strings(&mut col, &mut self.key, None)?,
                 8 => write_strings(&mut col, &mut self.error_class, Some(&self.error_class_def))?,
                 9 => write_strings(&mut col, &mut self.error, Some(&self.error_def))?,
-                10 => write_i64(&mut col, &self.start, None)?,
-                11 => write_i64(&mut col, &self.first_byte, Some(&self.first_byte_def))?,
-                12 => write_i64(&mut col, &self.end, None)?,
-                13 => write_i64(&mut col, &self.duration_ns, None)?,
+                10 => write_values::<Int64Type>(&mut col, &self.start, None)?,
+                11 => write_values::<Int64Type>(
+                    &mut col,
+                    &self.first_byte,
+                    Some(&self.first_byte_def),
+                )?,
+                12 => write_values::<Int64Type>(&mut col, &self.end, None)?,
+                13 => write_values::<Int64Type>(&mut col, &self.duration_ns, None)?,
                 14 => write_strings(&mut col, &mut self.stage, None)?,
-                15 => {
-                    for chunk in self.warmup.chunks(WRITE_BATCH) {
-                        col.typed::<BoolType>().write_batch(chunk, None, None)?;
-                    }
-                }
-                16 => write_i32(&mut col, &self.retries)?,
-                17 => write_i64(&mut col, &self.lag_ns, Some(&self.lag_ns_def))?,
+                15 => write_values::<BoolType>(&mut col, &self.warmup, None)?,
+                16 => write_values::<Int32Type>(&mut col, &self.retries, None)?,
+                17 => write_values::<Int64Type>(&mut col, &self.lag_ns, Some(&self.lag_ns_def))?,
                 _ => {
                     return Err(parquet::errors::ParquetError::General(format!(
                         "schema has a column {n} the exporter does not know"
@@ -310,118 +250,11 @@ impl RowGroup {
     }
 }
 
-/// Writes `values` (present values only) with `def` levels when the column
-/// is optional, in batches of [`WRITE_BATCH`] rows.
-fn write_i64(
-    col: &mut SerializedColumnWriter<'_>,
-    values: &[i64],
-    def: Option<&[i16]>,
-) -> parquet::errors::Result<()> {
-    let w = col.typed::<Int64Type>();
-    match def {
-        None => {
-            for chunk in values.chunks(WRITE_BATCH) {
-                w.write_batch(chunk, None, None)?;
-            }
-        }
-        Some(def) => {
-            let mut at = 0;
-            for levels in def.chunks(WRITE_BATCH) {
-                let present = levels.iter().filter(|&&d| d == 1).count();
-                w.write_batch(&values[at..at + present], Some(levels), None)?;
-                at += present;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn write_i32(col: &mut SerializedColumnWriter<'_>, values: &[i32]) -> parquet::errors::Result<()> {
-    for chunk in values.chunks(WRITE_BATCH) {
-        col.typed::<Int32Type>().write_batch(chunk, None, None)?;
-    }
-    Ok(())
-}
-
-/// Writes a string column; its packed data is handed to the writer as
-/// slices of one buffer (no copy per value), then given back for reuse.
-fn write_strings(
-    col: &mut SerializedColumnWriter<'_>,
-    strings: &mut Strings,
-    def: Option<&[i16]>,
-) -> parquet::errors::Result<()> {
-    let data = Bytes::from(std::mem::take(&mut strings.data));
-    let w = col.typed::<ByteArrayType>();
-    let mut batch: Vec<ByteArray> = Vec::with_capacity(WRITE_BATCH.min(strings.ends.len()));
-    let mut begin = 0;
-    let mut value = 0;
-    let rows = def.map_or(strings.ends.len(), <[i16]>::len);
-    let mut row = 0;
-    while row < rows {
-        let levels = def.map(|d| &d[row..(row + WRITE_BATCH).min(rows)]);
-        let n_rows = levels.map_or(WRITE_BATCH.min(rows - row), <[i16]>::len);
-        let present = levels.map_or(n_rows, |l| l.iter().filter(|&&d| d == 1).count());
-        batch.clear();
-        for &end in &strings.ends[value..value + present] {
-            batch.push(ByteArray::from(data.slice(begin..end)));
-            begin = end;
-        }
-        w.write_batch(&batch, levels, None)?;
-        value += present;
-        row += n_rows;
-    }
-    drop(batch);
-    // Every slice is gone, so the buffer comes back without a copy.
-    strings.data = match data.try_into_mut() {
-        Ok(m) => Vec::from(m),
-        Err(_) => Vec::new(),
-    };
-    Ok(())
-}
-
-fn properties(max_rows: usize) -> WriterProperties {
-    let mut b = WriterProperties::builder()
-        // Level 3, zstd's default: most of its ratio at a fraction of the
-        // time of higher levels (the TSV timeline uses the same).
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_dictionary_enabled(false)
-        // Our own flush ends every row group; this only must not end one
-        // sooner.
-        .set_max_row_group_row_count(Some(max_rows.max(1)))
-        .set_created_by(format!("chorus {}", env!("CARGO_PKG_VERSION")));
-    for c in DICTIONARY_COLUMNS {
-        b = b.set_column_dictionary_enabled(ColumnPath::from(c), true);
-    }
-    b.build()
-}
-
 /// Exports the op-log or timeline `input` to the Parquet file `output`.
 /// The file appears under its name only when complete; on any error (a
 /// damaged input included, located by file and line) nothing is left.
 pub fn export_timeline(input: &Path, output: &Path) -> Result<ExportStats, ExportError> {
-    let tmp = output.with_file_name(format!(
-        ".{}.{}.tmp",
-        output
-            .file_name()
-            .map_or("timeline.parquet".into(), |n| n.to_string_lossy()),
-        std::process::id()
-    ));
-    let result = write_file(input, &tmp, MAX_ROW_GROUP_ROWS);
-    let stats = match result {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-    };
-    std::fs::rename(&tmp, output).map_err(|source| {
-        let _ = std::fs::remove_file(&tmp);
-        ExportError::Io {
-            path: output.to_path_buf(),
-            source,
-        }
-    })?;
-    Ok(stats)
+    columns::atomically(output, |tmp| write_file(input, tmp, MAX_ROW_GROUP_ROWS))
 }
 
 /// Writes `input` to `tmp` in row groups of at most `max_rows` rows (a
@@ -432,17 +265,7 @@ fn write_file(input: &Path, tmp: &Path, max_rows: usize) -> Result<ExportStats, 
         source,
     };
     let mut reader = OpLogReader::open(input)?;
-    let file = File::create(tmp).map_err(|source| ExportError::Io {
-        path: tmp.to_path_buf(),
-        source,
-    })?;
-    let schema = Arc::new(parse_message_type(SCHEMA).map_err(pq_err)?);
-    let mut writer = SerializedFileWriter::new(
-        BufWriter::with_capacity(1 << 20, file),
-        schema,
-        Arc::new(properties(max_rows)),
-    )
-    .map_err(pq_err)?;
+    let mut writer = columns::create(tmp, SCHEMA, max_rows, &DICTIONARY_COLUMNS)?;
     let mut group = RowGroup::default();
     let mut stats = ExportStats::default();
     while let Some(record) = reader.next() {
@@ -458,22 +281,7 @@ fn write_file(input: &Path, tmp: &Path, max_rows: usize) -> Result<ExportStats, 
         group.flush(&mut writer).map_err(pq_err)?;
         stats.row_groups += 1;
     }
-    let inner = writer.into_inner().map_err(pq_err)?;
-    let file = inner.into_inner().map_err(|e| ExportError::Io {
-        path: tmp.to_path_buf(),
-        source: e.into_error(),
-    })?;
-    file.sync_all().map_err(|source| ExportError::Io {
-        path: tmp.to_path_buf(),
-        source,
-    })?;
-    stats.bytes_written = file
-        .metadata()
-        .map_err(|source| ExportError::Io {
-            path: tmp.to_path_buf(),
-            source,
-        })?
-        .len();
+    stats.bytes_written = columns::finish(writer, tmp)?;
     Ok(stats)
 }
 
@@ -484,6 +292,7 @@ mod tests {
     use chorus_common::oplog::write_records;
     use parquet::file::reader::{FileReader, SerializedFileReader};
     use parquet::record::Field;
+    use std::fs::File;
 
     fn record(n: u64) -> OpRecord {
         let start_ns = 1_795_471_005_000_000_000 + n as i64 * 1_000_000;

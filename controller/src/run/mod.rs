@@ -312,6 +312,7 @@ fn start_meta(
         status: RunStatus::Running,
         agents: agent_meta(agents, plan),
         version_warnings: agents::version_warnings(agents),
+        timeline_format: args.timeline_format,
         ..Default::default()
     }
 }
@@ -414,7 +415,6 @@ async fn run(
         &mut meta,
         outcome,
         args.quiet,
-        args.timeline_format,
     )
     .await;
     match finish {
@@ -439,7 +439,6 @@ async fn finish_run(
     meta: &mut RunMeta,
     outcome: (Vec<StageOutput>, anyhow::Result<()>),
     quiet: bool,
-    timeline_format: crate::cli::TimelineFormat,
 ) -> anyhow::Result<()> {
     let (outputs, result) = outcome;
     // Agents that left are not measured: a lost one would time out, a
@@ -452,14 +451,14 @@ async fn finish_run(
 
     dir.write("plan.yaml", &plan.to_yaml())?;
     let merged = merge_timeline(&outputs, dir, meta)?;
-    if timeline_format == crate::cli::TimelineFormat::Parquet {
-        // The TSV is the run's record (analyze, report and collect read
-        // it), so a Parquet copy that cannot be written is reported, not a
-        // failed run; `controller export` can write it again later.
-        let out = dir.path.join(crate::export::PARQUET_TIMELINE);
-        let timeline = dir.path.join(&meta.timeline.file);
-        if let Err(e) = crate::export::parquet::export_timeline(&timeline, &out) {
-            tracing::warn!("no {}: {e}", crate::export::PARQUET_TIMELINE);
+    if meta.timeline_format == crate::cli::TimelineFormat::Parquet {
+        // The TSV and CSV are the run's record (analyze, report and collect
+        // read them), so a Parquet copy that cannot be written is reported,
+        // not a failed run; `controller export` can write it again later.
+        for (name, result) in crate::export::write_run_parquet(&dir.path, meta) {
+            if let Err(e) = result {
+                tracing::warn!("no {name}: {e}");
+            }
         }
     }
 

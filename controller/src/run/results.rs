@@ -123,6 +123,12 @@ pub struct RunMeta {
     pub verdicts: Vec<super::kinds::Verdict>,
     #[serde(default)]
     pub timeline: TimelineMeta,
+    /// `run --timeline-format`: `parquet` when the run writes the Parquet
+    /// timeline and series beside the TSV and CSV. Written when the run
+    /// starts, so `collect` of a run whose controller died writes them too;
+    /// `tsv` for a run.json from before this field.
+    #[serde(default)]
+    pub timeline_format: crate::cli::TimelineFormat,
     /// Set by `controller collect`: what it found and did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collect: Option<CollectMeta>,
