@@ -267,9 +267,14 @@ fn analyze_agrees_with_summary_and_compare_with_itself_is_no_change() {
                 compared += 1;
             }
         }
-        // Segments, the common window and breakdowns are there.
+        // Segments, the common window and breakdowns are there. The
+        // prepare's 150 PUTs per agent may all end before the other agent
+        // starts on a loaded machine (seen under two parallel builds): its
+        // agents need not overlap. The 1.5 s workload's do.
         assert!(!mine["segments"].as_array().unwrap().is_empty());
-        assert!(mine["common_window"]["seconds"].as_f64().unwrap() > 0.0);
+        if name == "mixed" {
+            assert!(mine["common_window"]["seconds"].as_f64().unwrap() > 0.0);
+        }
         assert!(mine["steady"]["fastest"]["ops_per_s"].as_f64().unwrap() > 0.0);
         let agents = mine["per_agent"].as_array().unwrap();
         assert_eq!(agents.len(), 2);

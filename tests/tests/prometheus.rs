@@ -100,8 +100,9 @@ fn grafana_dashboard_queries_run(url: &str) {
     }
 }
 
-/// The GET row of stage `name` in summary.json: count and p99 (µs).
-fn summary_get(run: &Path, name: &str) -> (u64, f64) {
+/// The row of op `op` (`GET`, or `ALL` for all kinds) of stage `name` in
+/// summary.json.
+fn summary_row(run: &Path, name: &str, op: &str) -> serde_json::Value {
     let s = read_json(&run.join("summary.json"));
     let stage = s["stages"]
         .as_array()
@@ -109,34 +110,27 @@ fn summary_get(run: &Path, name: &str) -> (u64, f64) {
         .iter()
         .find(|st| st["name"] == name)
         .expect("stage");
-    let get = stage["ops"]
+    stage["ops"]
         .as_array()
         .expect("ops")
         .iter()
-        .find(|o| o["op"] == "GET")
-        .expect("GET row");
+        .find(|o| o["op"] == op)
+        .unwrap_or_else(|| panic!("no {op} row"))
+        .clone()
+}
+
+/// The GET row of stage `name`: count and p99 (µs).
+fn summary_get(run: &Path, name: &str) -> (u64, f64) {
+    let get = summary_row(run, name, "GET");
     (
         get["count"].as_u64().expect("count"),
         get["latency_us"]["p99"].as_f64().expect("p99"),
     )
 }
 
-/// Stage `name`'s ops and failed ops in summary.json, all kinds (its
-/// `ALL` row).
+/// Stage `name`'s ops and failed ops, all kinds (its `ALL` row).
 fn summary_totals(run: &Path, name: &str) -> (u64, u64) {
-    let s = read_json(&run.join("summary.json"));
-    let stage = s["stages"]
-        .as_array()
-        .expect("stages")
-        .iter()
-        .find(|st| st["name"] == name)
-        .expect("stage");
-    let all = stage["ops"]
-        .as_array()
-        .expect("ops")
-        .iter()
-        .find(|o| o["op"] == "ALL")
-        .expect("ALL row");
+    let all = summary_row(run, name, "ALL");
     let n = |key: &str| all[key].as_u64().expect(key);
     (n("count"), n("errors"))
 }
