@@ -109,6 +109,21 @@
 #                  "seq1m-read seq1m-write"); only their objects are prepared
 #   BACKENDS       the backends to run ("file direct",     file direct
 #                  "direct")
+#   ENGINE         Chorus's I/O engine (engine= on the       (the store's
+#                  file:// and direct:// URI): psync,         default)
+#                  io_uring or auto
+#   BEFORE_ENGINE  with it, the "before" side is the same controller (or
+#                  BASELINE if set) with this engine: psync vs io_uring in
+#                  one build, against the same fio runs
+#   FIO_ENGINE     fio's ioengine: psync (iodepth 1, numjobs  psync
+#                  $JOBS) or io_uring (numjobs $FIO_JOBS, iodepth
+#                  $JOBS / $FIO_JOBS, so fio's total queue depth is Chorus's
+#                  worker count)
+#   FIO_JOBS       fio's numjobs with FIO_ENGINE=io_uring     CPUs
+#
+# io_uring mode (issue 20): ENGINE=io_uring FIO_ENGINE=io_uring
+# BEFORE_ENGINE=psync compares Chorus's io_uring engine with fio's at the
+# same total queue depth, its psync engine beside.
 #
 # Why NICE: on a shared machine, background jobs (builds) take CPU from
 # whichever side is running, and not equally: fio runs $JOBS processes while
@@ -138,6 +153,23 @@ fi
 PHASES=${PHASES:-seq1m-read seq1m-write seq1m-write-reuse rand4k-read small4k-read small4k-write}
 BACKENDS=${BACKENDS:-file direct}
 FIO_FILES=${FIO_FILES:-random}
+ENGINE=${ENGINE:-}
+BEFORE_ENGINE=${BEFORE_ENGINE:-}
+FIO_ENGINE=${FIO_ENGINE:-psync}
+FIO_JOBS=${FIO_JOBS:-$(nproc)}
+case "$FIO_ENGINE" in
+  psync) FIO_NUMJOBS=$JOBS; FIO_IODEPTH=1 ;;
+  io_uring)
+    [ "$FIO_JOBS" -le "$JOBS" ] || FIO_JOBS=$JOBS
+    FIO_NUMJOBS=$FIO_JOBS; FIO_IODEPTH=$((JOBS / FIO_JOBS))
+    [ $((FIO_NUMJOBS * FIO_IODEPTH)) = "$JOBS" ] \
+      || { echo "fio-compare: JOBS ($JOBS) must be a multiple of FIO_JOBS ($FIO_JOBS)" >&2; exit 1; } ;;
+  *) echo "fio-compare: FIO_ENGINE is psync or io_uring, not $FIO_ENGINE" >&2; exit 1 ;;
+esac
+# The before side: another binary, or this one with another engine.
+if [ -n "$BEFORE_ENGINE" ] && [ -z "$BASELINE" ]; then BASELINE=$CONTROLLER; fi
+# engine_query ENGINE -> the URI query that asks for it ("" for the default).
+engine_query() { [ -z "$1" ] || echo "?engine=$1"; }
 wanted() { case " $PHASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 die() { echo "fio-compare: $*" >&2; exit 1; }
@@ -213,15 +245,15 @@ start_state() {
   if [ "$scheme" = file ] && [ "$CACHE" = warm ]; then prime "$sub" 0; else prime "$sub" 1; fi
 }
 
-# chorus BINARY PLAN SCHEME TAG -> prints "ops_per_s mib_per_s" of the plan's
+# chorus BINARY PLAN SCHEME TAG [ENGINE] -> prints "ops_per_s mib_per_s" of the plan's
 # last stage (its "ALL" row). Fails loudly when the run fails or has op
 # errors.
 chorus() {
-  local bin=$1 plan=$2 scheme=$3 tag=$4
+  local bin=$1 plan=$2 scheme=$3 tag=$4 engine=${5:-}
   local res="$OUT/chorus-$(basename "$plan" .yaml)-$scheme-$tag"
   rm -rf "$res"; mkdir -p "$res"
   if ! nice -n "$NICE" "$bin" run "$PLANS/$plan" --embedded 1 --concurrency "$JOBS" \
-      --target "$scheme://$BENCH_DIR" --duration "${PHASE_SECONDS}s" \
+      --target "$scheme://$BENCH_DIR$(engine_query "$engine")" --duration "${PHASE_SECONDS}s" \
       --results "$res" --quiet >"$res/stdout" 2>"$res/stderr"; then
     cat "$res/stderr" >&2
     die "chorus run of $plan on $scheme:// failed"
@@ -257,7 +289,8 @@ fio_run() {
   local name=$1 direct=$2 rw=$3 bs=$4 sub=$5 tag=$6; shift 6
   local json="$OUT/fio-$name-direct$direct-$tag.json"
   nice -n "$NICE" fio --name="$name" --opendir="$BENCH_DIR/$sub" --rw="$rw" --bs="$bs" \
-      --direct="$direct" --ioengine=psync --iodepth=1 --numjobs="$JOBS" \
+      --direct="$direct" --ioengine="$FIO_ENGINE" --iodepth="$FIO_IODEPTH" \
+      --numjobs="$FIO_NUMJOBS" \
       --group_reporting --time_based --runtime="$PHASE_SECONDS" --invalidate=0 \
       --iomem="$FIO_IOMEM" --output-format=json --output="$json" "$@" >/dev/null \
     || die "fio $name failed (see $json)"
@@ -294,11 +327,11 @@ phase() {
       pair=$(fio_run "$workload" "$direct" "$rw" "$bs" "$sub" "$round" "$@")
       record "$workload" "$scheme://" fio "$round" "$pair"
       start_state "$sub" "$scheme"
-      pair=$(chorus "$CONTROLLER" "$plan" "$scheme" "$round")
+      pair=$(chorus "$CONTROLLER" "$plan" "$scheme" "$round" "$ENGINE")
       record "$workload" "$scheme://" chorus "$round" "$pair"
       if [ -n "$BASELINE" ]; then
         start_state "$sub" "$scheme"
-        pair=$(chorus "$BASELINE" "$plan" "$scheme" "before-$round")
+        pair=$(chorus "$BASELINE" "$plan" "$scheme" "before-$round" "$BEFORE_ENGINE")
         record "$workload" "$scheme://" before "$round" "$pair"
       fi
     done
@@ -367,5 +400,7 @@ PY
   fi
   echo "fs: $fstype on $(df --output=source "$BENCH_DIR" | tail -1); fio $(fio --version); $(nproc) CPUs."
   echo "fio and Chorus ran at nice $NICE; fio's buffers: --iomem=$FIO_IOMEM."
+  echo "fio ioengine=$FIO_ENGINE, numjobs=$FIO_NUMJOBS, iodepth=$FIO_IODEPTH; Chorus $JOBS workers, \
+engine ${ENGINE:-default}${BASELINE:+; before: $BASELINE${BEFORE_ENGINE:+ engine $BEFORE_ENGINE}}."
   echo "load average at the start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
 } | tee "$OUT/table.txt"

@@ -108,6 +108,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use super::uring::{Engine, parse_engine, resolve};
 use super::{
     ByteRange, ChunkSink, ErrorClass, GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta,
     ObjectStore, PartPlan, PartSource, StoreError, StoreResult, clamp_range, get_in_ranges,
@@ -116,8 +117,11 @@ use super::{
 use crate::clock::Mono;
 
 mod open_files;
+mod ring;
+mod walk;
 pub use open_files::{DEFAULT_OPEN_FILES, MAX_OPEN_FILES};
 pub(super) use open_files::{OpenFiles, Reader, open_files_for, with_fds};
+use walk::Walk;
 
 /// Most bytes one read syscall asks for on GET: large enough that big
 /// objects take few syscalls (fio's `bs=1M`), small enough that the
@@ -168,35 +172,48 @@ pub struct FileStore {
     /// Files GETs keep open (see "Open files" in the module docs); `None`
     /// when every GET opens its file.
     fds: Option<Arc<OpenFiles>>,
+    /// GET and PUT data go through this thread's io_uring ([`ring`]), as
+    /// `engine=` and [`super::uring::resolve`] decided at open.
+    uring: bool,
 }
 
 impl FileStore {
     /// Opens the store for the part of a `file://` URI after the scheme: an
     /// absolute root path (made if missing), optionally followed by
-    /// `?open_files=<n>` (see "Open files" in the module docs).
+    /// `?open_files=<n>` (see "Open files" in the module docs) and
+    /// `engine=psync|io_uring|auto` (see [`ring`]), joined by `&`.
     pub fn new(rest: &str) -> StoreResult<FileStore> {
         let uri = format!("file://{rest}");
         let (root, query) = match rest.split_once('?') {
             Some((r, q)) => (r, Some(q)),
             None => (rest, None),
         };
-        let mut open_files = DEFAULT_OPEN_FILES;
+        let (mut open_files, mut engine) = (DEFAULT_OPEN_FILES, Engine::DEFAULT);
         for param in query.into_iter().flat_map(|q| q.split('&')) {
             match param.split_once('=') {
                 Some(("open_files", v)) => open_files = parse_open_files(v, &uri)?,
+                Some(("engine", v)) => engine = parse_engine(v, &uri)?,
                 _ => {
                     return Err(StoreError::new(
                         ErrorClass::Other,
                         &uri,
                         format!(
-                            "unknown parameter `{param}`; the only one is `open_files=<n>` \
-                             (e.g. file:///mnt/x?open_files=0)"
+                            "unknown parameter `{param}`; the ones here are `open_files=<n>` \
+                             and `engine=psync|io_uring|auto` \
+                             (e.g. file:///mnt/x?open_files=0&engine=io_uring)"
                         ),
                     ));
                 }
             }
         }
-        Self::build(root, uri, open_files)
+        let mut store = Self::build(root, uri, open_files)?;
+        store.uring = resolve(engine, &store.uri)?;
+        Ok(store)
+    }
+
+    /// The engine this store's GETs and PUTs use: `psync` or `io_uring`.
+    pub fn engine(&self) -> &'static str {
+        if self.uring { "io_uring" } else { "psync" }
     }
 
     /// A store on `root` whose URI (in errors) is `uri`, keeping up to
@@ -215,6 +232,7 @@ impl FileStore {
             local,
             fds: open_files_for(local, open_files),
             uri: uri.into(),
+            uring: false,
         })
     }
 
@@ -509,6 +527,9 @@ impl ObjectStore for FileStore {
 
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
         let path = self.path(key)?;
+        if self.uring {
+            return ring::put(self, key, &path, data).await;
+        }
         let (key, this_err, fds) = (key.to_string(), self.err_fn(), self.fds.clone());
         self.run(move |_| {
             let write = || overwrite(&with_fds(fds.as_deref(), || open_for_put(&path))?, &data);
@@ -520,6 +541,9 @@ impl ObjectStore for FileStore {
     async fn get(&self, key: &str, opts: &GetOptions) -> StoreResult<GetOutcome> {
         // The key is checked (`key_is_safe`, in `get_file`) only when its
         // file is opened: a kept file's key was checked then.
+        if self.uring {
+            return ring::get(self, key, opts).await;
+        }
         if self.exec() == Exec::Inline {
             // On this thread: nothing to copy for a closure.
             let fds = self.fds.as_deref();
@@ -670,43 +694,9 @@ fn get_file(
     exec: Exec,
 ) -> StoreResult<GetOutcome> {
     let err = |e: io::Error| StoreError::new(class_of(&e), uri, format!("`{key}`: {e}"));
-    // The path is only made (and the key checked) when the file is not
-    // kept open already; no file of a bad key is ever kept.
-    let open = || match key_is_safe(key) {
-        true => fs::File::open(root.join(key)),
-        false => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a relative path inside the root",
-        )),
-    };
-    let reader = Reader::open(fds, key, open).map_err(err)?;
+    let (reader, offset, len) = open_span(fds, root, uri, key, opts)?;
     let file = reader.file.file();
     let mut first_byte = None;
-    // The span to read: a range as asked (clamped to the object later, by
-    // the reads themselves), or the object's size. The hint is what a
-    // freshly opened file would get.
-    let (offset, len, advice) = match opts.range {
-        Some(range) if opts.keep_data => {
-            // The exact size is needed up front for the buffer.
-            let size = reader.size().map_err(err)?;
-            let (offset, len) = clamp_range(range, size, uri, key)?;
-            (offset, len, libc::POSIX_FADV_NORMAL)
-        }
-        Some(range) if range.length <= READ_CHUNK_BYTES as u64 => {
-            (range.offset, range.length, libc::POSIX_FADV_RANDOM)
-        }
-        Some(range) => (range.offset, range.length, libc::POSIX_FADV_NORMAL),
-        None => {
-            let size = reader.size().map_err(err)?;
-            let advice = if size > DEFAULT_READAHEAD_BYTES {
-                libc::POSIX_FADV_SEQUENTIAL
-            } else {
-                libc::POSIX_FADV_NORMAL
-            };
-            (0, size, advice)
-        }
-    };
-    reader.file.advise(advice);
     if opts.keep_data {
         // The bytes leave the store: read them into their own buffer,
         // exactly sized, with no second copy.
@@ -735,62 +725,60 @@ fn get_file(
     })
 }
 
+/// Opens (or reuses) the file of a GET of `key` and works out the span to
+/// read, `(reader, offset, len)`, giving the file the fadvise hint the
+/// span wants. Shared by both engines.
+fn open_span(
+    fds: Option<&OpenFiles>,
+    root: &Path,
+    uri: &str,
+    key: &str,
+    opts: &GetOptions,
+) -> StoreResult<(Reader, u64, u64)> {
+    let err = |e: io::Error| StoreError::new(class_of(&e), uri, format!("`{key}`: {e}"));
+    // The path is only made (and the key checked) when the file is not
+    // kept open already; no file of a bad key is ever kept.
+    let open = || match key_is_safe(key) {
+        true => fs::File::open(root.join(key)),
+        false => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a relative path inside the root",
+        )),
+    };
+    let reader = Reader::open(fds, key, open).map_err(err)?;
+    // The span to read: a range as asked (clamped to the object later, by
+    // the reads themselves), or the object's size. The hint is what a
+    // freshly opened file would get.
+    let (offset, len, advice) = match opts.range {
+        Some(range) if opts.keep_data => {
+            // The exact size is needed up front for the buffer.
+            let size = reader.size().map_err(err)?;
+            let (offset, len) = clamp_range(range, size, uri, key)?;
+            (offset, len, libc::POSIX_FADV_NORMAL)
+        }
+        Some(range) if range.length <= READ_CHUNK_BYTES as u64 => {
+            (range.offset, range.length, libc::POSIX_FADV_RANDOM)
+        }
+        Some(range) => (range.offset, range.length, libc::POSIX_FADV_NORMAL),
+        None => {
+            let size = reader.size().map_err(err)?;
+            let advice = if size > DEFAULT_READAHEAD_BYTES {
+                libc::POSIX_FADV_SEQUENTIAL
+            } else {
+                libc::POSIX_FADV_NORMAL
+            };
+            (0, size, advice)
+        }
+    };
+    reader.file.advise(advice);
+    Ok((reader, offset, len))
+}
+
 impl FileStore {
     /// An owned error builder for closures sent to the blocking pool.
     fn err_fn(&self) -> impl Fn(&str, io::Error) -> StoreError + Send + 'static {
         let uri = self.uri.clone();
         move |key, e| StoreError::new(class_of(&e), &*uri, format!("`{key}`: {e}"))
-    }
-}
-
-/// A walk of a directory tree in key order.
-struct Walk<'a> {
-    prefix: &'a str,
-    /// Keys up to and including this one are skipped (continuation).
-    after: &'a str,
-    /// With `/` as delimiter, a directory below the prefix is one entry
-    /// (`dir/`) and is not descended into.
-    roll_dirs: bool,
-    /// Stop once this many keys are collected.
-    cap: usize,
-    out: Vec<(String, u64)>,
-}
-
-impl Walk<'_> {
-    fn dir(&mut self, dir: &Path, base: &str) -> io::Result<()> {
-        let mut entries = Vec::new();
-        for entry in fs::read_dir(dir)? {
-            let entry = entry?;
-            let Ok(name) = entry.file_name().into_string() else {
-                continue; // not a valid key; such files were not written by us
-            };
-            let is_dir = entry.file_type()?.is_dir();
-            // Sort as the keys sort: a directory's keys all start `name/`.
-            let sort_key = if is_dir { format!("{name}/") } else { name };
-            entries.push((sort_key, is_dir));
-        }
-        entries.sort();
-        for (name, is_dir) in entries {
-            if self.out.len() >= self.cap {
-                return Ok(());
-            }
-            let key = format!("{base}{name}");
-            if is_dir {
-                let below_prefix = key.starts_with(self.prefix) && key.len() > self.prefix.len();
-                if self.roll_dirs && below_prefix {
-                    // `key` ends in '/': it rolls up to itself.
-                    if key.as_str() > self.after {
-                        self.out.push((key, 0));
-                    }
-                } else if key.starts_with(self.prefix) || self.prefix.starts_with(&key) {
-                    self.dir(&dir.join(name.trim_end_matches('/')), &key)?;
-                }
-            } else if key.starts_with(self.prefix) && key.as_str() > self.after {
-                let size = fs::metadata(dir.join(&name))?.len();
-                self.out.push((key, size));
-            }
-        }
-        Ok(())
     }
 }
 

@@ -34,6 +34,7 @@ pub mod memory;
 pub mod multi;
 pub mod s3;
 pub mod uri;
+pub mod uring;
 
 use std::fmt;
 use std::sync::Arc;

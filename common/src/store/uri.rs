@@ -48,11 +48,29 @@ impl TargetUri {
             }
             _ => {}
         }
+        if matches!(scheme, "file" | "direct") {
+            check_engine(rest)?;
+        }
         Ok(TargetUri {
             scheme: scheme.to_string(),
             rest: rest.to_string(),
         })
     }
+}
+
+/// Refuses a bad `engine=` in a local target's query at plan load, so the
+/// error points at the plan (the store checks its other parameters, and
+/// whether io_uring is there, when it opens on the agent).
+fn check_engine(rest: &str) -> Result<(), String> {
+    let query = rest.split_once('?').map_or("", |(_, q)| q);
+    for value in query.split('&').filter_map(|p| p.strip_prefix("engine=")) {
+        if super::uring::Engine::parse(value).is_none() {
+            return Err(format!(
+                "invalid `engine`: `{value}`; it is one of `psync`, `io_uring`, `auto`"
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl fmt::Display for TargetUri {
@@ -81,6 +99,10 @@ mod tests {
         assert!(e.contains("unknown URI scheme `ftp`"), "{e}");
         assert!(TargetUri::parse("/tmp/x").is_err());
         assert!(TargetUri::parse("file://relative").is_err());
+        assert!(TargetUri::parse("file:///x?engine=io_uring").is_ok());
+        assert!(TargetUri::parse("direct:///x?io_size=4KiB&engine=auto").is_ok());
+        let e = TargetUri::parse("direct:///x?engine=uring").unwrap_err();
+        assert!(e.contains("invalid `engine`"), "{e}");
         assert!(TargetUri::parse("s3://").is_err());
     }
 }

@@ -52,6 +52,7 @@ use super::file::{
     DEFAULT_OPEN_FILES, FileStore, OpenFiles, Reader, class_of, open_files_for, parse_open_files,
     with_fds,
 };
+use super::uring::{Engine, parse_engine, resolve};
 use super::{
     ByteRange, ChunkSink, ErrorClass, GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta,
     ObjectStore, OpenOptions, PartPlan, PartSource, StoreError, StoreResult, clamp_range,
@@ -93,6 +94,7 @@ const MAX_POOL_BYTES: u64 = 4 << 30;
 
 mod align;
 mod pool;
+mod ring;
 #[cfg(test)]
 mod tests;
 
@@ -136,6 +138,9 @@ pub struct DirectStore {
     /// Stat, delete, list, mkdir and rmdir move no data: the file store
     /// does them on the same root.
     meta: FileStore,
+    /// GET and PUT data go through this thread's io_uring ([`ring`]), as
+    /// `engine=` and [`super::uring::resolve`] decided at open.
+    uring: bool,
 }
 
 impl DirectStore {
@@ -154,6 +159,7 @@ impl DirectStore {
             buffers: opts.concurrency.max(1) as usize,
             open_files: DEFAULT_OPEN_FILES,
         };
+        let mut engine = Engine::DEFAULT;
         for param in query.into_iter().flat_map(|q| q.split('&')) {
             let bad = |m: String| StoreError::new(ErrorClass::Other, &uri, m);
             match param.split_once('=') {
@@ -162,15 +168,24 @@ impl DirectStore {
                     dopts.io_size = usize::try_from(n).unwrap_or(usize::MAX);
                 }
                 Some(("open_files", v)) => dopts.open_files = parse_open_files(v, &uri)?,
+                Some(("engine", v)) => engine = parse_engine(v, &uri)?,
                 _ => {
                     return Err(bad(format!(
-                        "unknown parameter `{param}`; the ones here are `io_size=<size>` and \
-                         `open_files=<n>` (e.g. direct:///mnt/x?io_size=4MiB&open_files=0)"
+                        "unknown parameter `{param}`; the ones here are `io_size=<size>`, \
+                         `open_files=<n>` and `engine=psync|io_uring|auto` \
+                         (e.g. direct:///mnt/x?io_size=4MiB&open_files=0&engine=io_uring)"
                     )));
                 }
             }
         }
-        Self::build(root, uri, &dopts)
+        let mut store = Self::build(root, uri, &dopts)?;
+        store.uring = resolve(engine, &store.uri)?;
+        Ok(store)
+    }
+
+    /// The engine this store's GETs and PUTs use: `psync` or `io_uring`.
+    pub fn engine(&self) -> &'static str {
+        if self.uring { "io_uring" } else { "psync" }
     }
 
     /// A store rooted at `root` (made if missing). Fails with class
@@ -229,6 +244,7 @@ impl DirectStore {
             pool: Arc::new(pool),
             fds: open_files_for(meta.is_local(), opts.open_files),
             meta,
+            uring: false,
         })
     }
 
@@ -604,6 +620,9 @@ impl ObjectStore for DirectStore {
     }
 
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        if self.uring {
+            return ring::put(self, key, data).await;
+        }
         let path = self.path(key)?;
         let setup = self.write_setup();
         let buf = match setup.needs_buffer(&data) {
@@ -621,6 +640,9 @@ impl ObjectStore for DirectStore {
     }
 
     async fn get(&self, key: &str, opts: &GetOptions) -> StoreResult<GetOutcome> {
+        if self.uring {
+            return ring::get(self, key, opts).await;
+        }
         let path = self.path(key)?;
         let mut buf = self.buffer().await?;
         let (key, uri, err, opts) = (key.to_string(), self.uri.clone(), self.err_fn(), *opts);

@@ -78,3 +78,15 @@ impl Drop for PoolBuf {
         }
     }
 }
+
+// SAFETY: the pooled `AlignedBuf` is heap memory that stays put when the
+// `PoolBuf` moves, and is not handed back to the pool before the PoolBuf
+// is dropped.
+unsafe impl crate::store::uring::StableBuf for PoolBuf {
+    fn bytes(&self) -> &[u8] {
+        self.buf.as_ref().map_or(&[], |b| b.as_slice())
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self.as_mut_slice()
+    }
+}

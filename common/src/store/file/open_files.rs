@@ -76,6 +76,13 @@ impl OpenFile {
     }
 }
 
+/// The fd an io_uring read of the file uses ([`crate::store::uring`]).
+impl AsRawFd for OpenFile {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.file.as_raw_fd()
+    }
+}
+
 /// A bounded map from object key to open file.
 #[derive(Debug)]
 pub struct OpenFiles {

@@ -251,3 +251,102 @@ async fn kept_files_are_checked_once_per_stage_that_removes_nothing() {
         "the stale file was dropped"
     );
 }
+
+/// The io_uring engine passes the suite on both runtimes tokio has (the
+/// agent's multi-thread one, and the current-thread one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_with_io_uring() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let store = FileStore::new(&format!("{root}?engine=io_uring")).unwrap();
+    assert_eq!(store.engine(), "io_uring");
+    conformance_on(&store).await;
+    let store = FileStore::new(&format!("{root}?engine=io_uring&open_files=0")).unwrap();
+    conformance_on(&store).await;
+}
+
+#[tokio::test]
+async fn conformance_with_io_uring_on_a_current_thread_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let store = FileStore::new(&format!("{root}?engine=io_uring")).unwrap();
+    conformance_on(&store).await;
+}
+
+/// Many workers at once on few threads: every GET sees its own bytes (no
+/// completion handed to the wrong op).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn io_uring_many_workers_get_their_own_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let store = Arc::new(FileStore::new(&format!("{root}?engine=io_uring")).unwrap());
+    for i in 0..64u8 {
+        let data = Bytes::from(vec![i; 4096 + i as usize]);
+        store.put(&format!("k{i}"), data).await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for w in 0..64u8 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for round in 0..20u8 {
+                let i = w.wrapping_add(round.wrapping_mul(7)) % 64;
+                let got = s.get(&format!("k{i}"), &GetOptions::keep()).await;
+                let got = got.unwrap().data.unwrap();
+                assert_eq!(got.len(), 4096 + i as usize);
+                assert!(got.iter().all(|&b| b == i), "key k{i}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// `engine=`: bad values are refused; `auto` and `psync` always open.
+#[tokio::test]
+async fn engine_parameter() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    assert_eq!(FileStore::new(root).unwrap().engine(), "psync");
+    let s = FileStore::new(&format!("{root}?engine=psync")).unwrap();
+    assert_eq!(s.engine(), "psync");
+    FileStore::new(&format!("{root}?engine=auto")).unwrap();
+    for bad in ["?engine=uring", "?engine=", "?engine=IO_URING"] {
+        let e = FileStore::new(&format!("{root}{bad}")).unwrap_err();
+        assert_eq!(e.class, ErrorClass::Other, "{bad}: {e}");
+        assert!(e.message.contains("psync"), "{bad}: {e}");
+    }
+}
+
+/// With io_uring disabled (the environment switch, set in a child process
+/// so other tests are not affected): `engine=io_uring` fails at open with
+/// a stated reason, `auto` falls back to psync and works.
+#[test]
+fn io_uring_disabled_falls_back_or_fails() {
+    use crate::store::uring::DISABLE_ENV;
+    if std::env::var_os(DISABLE_ENV).is_none() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "store::file::tests::io_uring_disabled_falls_back_or_fails",
+            ])
+            .env(DISABLE_ENV, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "the child ran the test: {text}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let e = FileStore::new(&format!("{root}?engine=io_uring")).unwrap_err();
+    assert_eq!(e.class, ErrorClass::NotSupported, "{e}");
+    assert!(e.message.contains(DISABLE_ENV), "{e}");
+    let s = FileStore::new(&format!("{root}?engine=auto")).unwrap();
+    assert_eq!(s.engine(), "psync");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(conformance_on(&s));
+}
