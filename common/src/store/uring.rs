@@ -642,6 +642,31 @@ unsafe impl StableBuf for bytes::Bytes {
     }
 }
 
+/// Runs `entry` holding `file` and `buf` until its completion ([`run`]):
+/// the op's result with both given back, or an error when the ring broke
+/// and they could not be.
+///
+/// # Safety
+/// As [`run`]: `entry` may point only into `buf` and at `file`'s fd.
+async unsafe fn run_held<F, B>(
+    entry: squeue::Entry,
+    file: F,
+    buf: B,
+) -> io::Result<(io::Result<usize>, F, B)>
+where
+    F: AsRawFd + Send + 'static,
+    B: StableBuf,
+{
+    // SAFETY: passed on from the caller.
+    let (r, keep) = unsafe { run(entry, (file, buf)) }.await;
+    match keep {
+        Some((file, buf)) => Ok((r, file, buf)),
+        None => Err(r
+            .err()
+            .unwrap_or_else(|| io::Error::other("io_uring ring broke"))),
+    }
+}
+
 /// Reads up to `len` bytes at `offset` of `file` into `buf[at..]` through
 /// this thread's ring; gives back the count, the file and the buffer.
 /// `EINTR` and `EAGAIN` (never expected from a ring read) are retried.
@@ -667,13 +692,8 @@ where
         );
         // SAFETY: the entry points into `buf` and at `file`'s fd; both are
         // held by the slot until the completion.
-        let (r, keep) = unsafe { run(entry, (file, buf)) }.await;
-        let Some((f, b)) = keep else {
-            return Err(r
-                .err()
-                .unwrap_or_else(|| io::Error::other("io_uring ring broke")));
-        };
-        (file, buf) = (f, b);
+        let r;
+        (r, file, buf) = unsafe { run_held(entry, file, buf) }.await?;
         match r {
             Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EAGAIN)) => {}
             r => return r.map(|n| (n, file, buf)),
@@ -700,13 +720,8 @@ where
         let src = &buf.bytes()[from..to];
         let entry = write_entry(file.as_raw_fd(), src.as_ptr(), src.len(), offset);
         // SAFETY: as in `read_at`.
-        let (r, keep) = unsafe { run(entry, (file, buf)) }.await;
-        let Some((f, b)) = keep else {
-            return Err(r
-                .err()
-                .unwrap_or_else(|| io::Error::other("io_uring ring broke")));
-        };
-        (file, buf) = (f, b);
+        let r;
+        (r, file, buf) = unsafe { run_held(entry, file, buf) }.await?;
         match r {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
