@@ -55,6 +55,36 @@ fn give_buf(buf: Vec<u8>) {
     });
 }
 
+/// Reads `len` bytes at `offset` of `file` through the ring, at most
+/// [`READ_CHUNK_BYTES`] a read, until they are all read or the file ends:
+/// each at its place in `buf` when `keep` (`buf` holds `len`), else each
+/// over the start of `buf` (a scratch buffer, the data not kept).
+/// `first_byte` is set at the first completion. Gives back the count, the
+/// file and the buffer.
+async fn read_span<F: AsRawFd + Send + 'static>(
+    mut file: F,
+    mut buf: Vec<u8>,
+    offset: u64,
+    len: u64,
+    keep: bool,
+    first_byte: &mut Option<Mono>,
+) -> io::Result<(u64, F, Vec<u8>)> {
+    let mut total = 0u64;
+    while total < len {
+        let at = if keep { total as usize } else { 0 };
+        let room = (buf.len() - at).min(READ_CHUNK_BYTES) as u64;
+        let want = room.min(len - total) as usize;
+        let n;
+        (n, file, buf) = uring::read_at(file, buf, at, want, offset + total).await?;
+        first_byte.get_or_insert_with(Mono::now);
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+    }
+    Ok((total, file, buf))
+}
+
 /// A GET of `key` with the data read through the ring.
 pub(super) async fn get(
     store: &FileStore,
@@ -64,25 +94,14 @@ pub(super) async fn get(
     let uri = &*store.uri;
     let err = |e: io::Error| StoreError::new(class_of(&e), uri, format!("`{key}`: {e}"));
     let (reader, offset, len) = open_span(store.fds.as_deref(), &store.root, uri, key, opts)?;
-    let mut file = reader.file.clone();
+    let file = reader.file.clone();
     let mut first_byte = None;
-    let mut total = 0u64;
     if opts.keep_data {
         // Exactly sized (the span is clamped to the object), as psync's.
-        let mut kept = vec![0u8; usize::try_from(len).unwrap_or(0)];
-        while total < len {
-            let at = total as usize;
-            let want = (kept.len() - at).min(READ_CHUNK_BYTES);
-            let n;
-            (n, file, kept) = uring::read_at(file, kept, at, want, offset + total)
-                .await
-                .map_err(err)?;
-            first_byte.get_or_insert_with(Mono::now);
-            if n == 0 {
-                break;
-            }
-            total += n as u64;
-        }
+        let kept = vec![0u8; usize::try_from(len).unwrap_or(0)];
+        let (total, _, mut kept) = read_span(file, kept, offset, len, true, &mut first_byte)
+            .await
+            .map_err(err)?;
         kept.truncate(total as usize);
         return Ok(GetOutcome {
             bytes: total,
@@ -90,19 +109,9 @@ pub(super) async fn get(
             data: Some(Bytes::from(kept)),
         });
     }
-    let mut buf = take_buf(len);
-    while total < len {
-        let want = (buf.len() as u64).min(len - total) as usize;
-        let n;
-        (n, file, buf) = uring::read_at(file, buf, 0, want, offset + total)
-            .await
-            .map_err(err)?;
-        first_byte.get_or_insert_with(Mono::now);
-        if n == 0 {
-            break;
-        }
-        total += n as u64;
-    }
+    let (total, _, buf) = read_span(file, take_buf(len), offset, len, false, &mut first_byte)
+        .await
+        .map_err(err)?;
     give_buf(buf);
     if let (0, Some(range)) = (total, opts.range) {
         // Nothing there: past the end (an error) or an empty object.
