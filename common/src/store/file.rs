@@ -713,9 +713,24 @@ fn get_file(
         read_span(file, buf, offset, len, exec, &mut first_byte)
     })
     .map_err(err)?;
+    unkept_outcome(total, first_byte, &reader, opts, uri, key)
+}
+
+/// The outcome of a GET of `key` whose `total` bytes were read and not
+/// kept. A range of which nothing was read is past the end (an error) or
+/// of an empty object: the file's size tells. Shared by both engines.
+fn unkept_outcome(
+    total: u64,
+    first_byte: Option<Mono>,
+    reader: &Reader,
+    opts: &GetOptions,
+    uri: &str,
+    key: &str,
+) -> StoreResult<GetOutcome> {
     if let (0, Some(range)) = (total, opts.range) {
-        // Nothing there: past the end (an error) or an empty object.
-        let size = reader.size().map_err(err)?;
+        let size = reader
+            .size()
+            .map_err(|e| StoreError::new(class_of(&e), uri, format!("`{key}`: {e}")))?;
         clamp_range(range, size, uri, key)?;
     }
     Ok(GetOutcome {

@@ -113,16 +113,7 @@ pub(super) async fn get(
         .await
         .map_err(err)?;
     give_buf(buf);
-    if let (0, Some(range)) = (total, opts.range) {
-        // Nothing there: past the end (an error) or an empty object.
-        let size = reader.size().map_err(err)?;
-        clamp_range(range, size, uri, key)?;
-    }
-    Ok(GetOutcome {
-        bytes: total,
-        first_byte,
-        data: None,
-    })
+    unkept_outcome(total, first_byte, &reader, opts, uri, key)
 }
 
 /// A PUT of `data` as `key` (at `path`): opened and sized inline, written
