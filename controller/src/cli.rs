@@ -175,6 +175,9 @@ pub struct MergeArgs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormat {
     Parquet,
+    /// zstd TSV of an op-log (an agent's binary spool, say), or of every
+    /// agent log of a run directory, beside it.
+    Tsv,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -311,6 +314,9 @@ pub struct GenOplogArgs {
     /// merged timeline of several agents has; 1 writes `<client>` alone.
     #[arg(long, default_value_t = 1)]
     pub agents: u64,
+    /// Write an agent's binary spool (docs/oplog.md) instead of zstd TSV.
+    #[arg(long)]
+    pub spool: bool,
 }
 
 /// Where the agents are: shared by `run` and `agents`. At most one of

@@ -37,7 +37,7 @@ pub use batch::{EntryKey, LogBatch, LogContext, LogEntry};
 pub use merge::{MergeInput, MergeStats, merge_files, write_records};
 pub use reader::{OpLogError, OpLogReader};
 pub use record::{HEADER, OpRecord, header_line};
-pub use spool::{LogEncoding, SpoolWriter, is_spool};
+pub use spool::{LogEncoding, SpoolWriter, is_spool, open_log_text};
 pub use writer::{
     OpLogClosed, OpLogFormat, OpLogSender, OpLogWriter, WriterStats, spawn_writer, spawn_writer_as,
 };

@@ -122,6 +122,18 @@ pub fn is_spool(path: &Path) -> io::Result<bool> {
     Ok(got == 4 && head == SKIPPABLE_MAGIC)
 }
 
+/// The TSV text of the log at `path`, whatever its encoding (a spool, zstd
+/// or plain TSV): what `controller export --format tsv` writes, and what
+/// tools that want text read.
+pub fn open_log_text(path: &Path) -> Result<Box<dyn Read + Send>, OpLogError> {
+    let file = std::fs::File::open(path).map_err(|source| OpLogError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let raw = io::BufReader::with_capacity(256 * 1024, file);
+    Ok(open_text(path, raw)?.0)
+}
+
 /// A log's bytes as TSV text: a spool decoded and formatted, a zstd log
 /// decompressed, a plain one as it is; told apart by the first bytes
 /// (which `raw` must have buffered, or be at its end). Errors name `path`
