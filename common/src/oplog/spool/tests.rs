@@ -187,6 +187,10 @@ fn merged_timeline_is_byte_identical_from_tsv_and_spools() {
     assert!(t == s, "compressed timelines differ");
     // A standard zstd TSV, not a spool.
     assert!(!is_spool(&s_out).unwrap());
+    // A fast level is the same text, smaller or not.
+    let fast = dir.path().join("f.tsv.zst");
+    crate::oplog::merge::merge_files_at_level(&spool_in, &fast, dir.path(), -3).unwrap();
+    assert!(zstd::decode_all(&t[..]).unwrap() == text_of(&fast));
 }
 
 /// A spool with its decompressed stream edited by `edit`.
