@@ -175,6 +175,26 @@ pub(crate) fn open_text<R: BufRead + Send + 'static>(
             line: 1,
             msg: format!("byte {offset}: {msg}"),
         })?;
+        // A stage without ops leaves the header alone: no frame to decode
+        // (zstd's decoder calls an empty stream an incomplete frame).
+        let empty = loop {
+            match raw.fill_buf() {
+                Ok(b) => break b.is_empty(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(OpLogError::Read {
+                        path: path.to_path_buf(),
+                        line: 2,
+                        what: "read failed",
+                        source,
+                    });
+                }
+            }
+        };
+        if empty {
+            let text = SpoolText::new(path, io::empty());
+            return Ok((Box::new(text), LogEncoding::Spool));
+        }
         let decoder = zstd::Decoder::with_buffer(raw).map_err(start_err)?;
         let text = SpoolText::new(path, decoder);
         return Ok((Box::new(text), LogEncoding::Spool));

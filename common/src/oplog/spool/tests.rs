@@ -304,3 +304,17 @@ fn a_cut_spool_reads_to_its_last_whole_record_then_says_so() {
         }
     }
 }
+
+#[test]
+fn a_spool_without_records_reads_as_the_header_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("empty.spool.zst");
+    SpoolWriter::create(&p).unwrap().finish().unwrap();
+    assert_eq!(std::fs::metadata(&p).unwrap().len(), HEADER_BYTES as u64);
+    let (got, err) = read_records(&p);
+    assert!(got.is_empty() && err.is_none(), "{err:?}");
+    assert_eq!(
+        text_of(&p),
+        crate::oplog::record::header_line().into_bytes()
+    );
+}
