@@ -3,7 +3,7 @@
 //! writer's own `LineFormatter`, so the text is exactly what the TSV writer
 //! would have written for the same ops, and every TSV reader works on it.
 
-use super::{NO_FIRST_BYTE, NO_LAG, RECORD_BYTES, TAG_BATCH, TAG_CONTEXT, TAG_STRING};
+use super::{NO_FIRST_BYTE, NO_LAG, TAG_BATCH, TAG_CONTEXT, TAG_STRING};
 use crate::op::OpKind;
 use crate::oplog::batch::{FAILED, LogBatch, LogContext, NO_TIME, Slot, TEXT_KEY};
 use crate::oplog::reader::MAX_LINE_BYTES;
@@ -20,6 +20,12 @@ const READ_BYTES: usize = 256 * 1024;
 /// `SEND_BATCH_RECORDS`, low enough that a corrupt count cannot make the
 /// reader reserve gigabytes.
 const MAX_BATCH_RECORDS: u32 = 1 << 20;
+
+/// The signed value of a zigzag-encoded varint.
+#[inline]
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
 
 /// A spool's records as TSV text, header first.
 pub(crate) struct SpoolText<R> {
@@ -133,6 +139,21 @@ impl<R: Read> SpoolText<R> {
             .map(|b| u32::from_le_bytes(b.try_into().expect("4")))
     }
 
+    /// A LEB128 varint; None if the stream ends first.
+    fn varint(&mut self, rec_at: usize) -> io::Result<Option<u64>> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let Some(b) = self.u8() else {
+                return Ok(None);
+            };
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                return Ok(Some(v));
+            }
+        }
+        Err(self.corrupt(rec_at, "varint longer than 10 bytes"))
+    }
+
     /// A `len: u32` and UTF-8 text.
     fn text_field(&mut self) -> io::Result<Option<String>> {
         let at = self.pos;
@@ -244,35 +265,59 @@ impl<R: Read> SpoolText<R> {
         let mut cut = None;
         for i in 0..n {
             let rec_at = self.pos;
-            let Some(r) = self.take(RECORD_BYTES) else {
+            let Some(head) = self.take(2) else {
                 cut = Some(self.cut_short());
                 break;
             };
-            let i64_at = |o: usize| i64::from_le_bytes(r[o..o + 8].try_into().expect("8"));
-            let u64_at = |o: usize| u64::from_le_bytes(r[o..o + 8].try_into().expect("8"));
-            let u32_at = |o: usize| u32::from_le_bytes(r[o..o + 4].try_into().expect("4"));
-            let start_ns = prev.wrapping_add(i64_at(0));
-            let flags = r[63];
-            let op_byte = r[62];
-            let endpoint = u16::from_le_bytes([r[60], r[61]]);
+            let (flags, op_byte) = (head[0], head[1]);
+            let mut v = [0u64; 10];
+            let mut short = false;
+            for (f, slot) in v.iter_mut().enumerate() {
+                let absent = (f == 2 && flags & NO_FIRST_BYTE != 0)
+                    || (f == 4 && flags & TEXT_KEY != 0)
+                    || (f == 5 && flags & NO_LAG != 0);
+                if absent {
+                    continue;
+                }
+                match self.varint(rec_at)? {
+                    Some(x) => *slot = x,
+                    None => {
+                        short = true;
+                        break;
+                    }
+                }
+            }
+            if short {
+                cut = Some(self.cut_short());
+                break;
+            }
+            let narrow = |x: u64, what: &str| {
+                u32::try_from(x).map_err(|_| self.corrupt(rec_at, format!("{what} {x} too large")))
+            };
+            let thread = narrow(v[6], "thread")?;
+            let retries = narrow(v[7], "retries")?;
+            let n_objects = narrow(v[8], "n_objects")?;
+            let endpoint = u16::try_from(v[9])
+                .map_err(|_| self.corrupt(rec_at, format!("endpoint {} too large", v[9])))?;
+            let start_ns = prev.wrapping_add(unzigzag(v[0]));
             let slot = Slot {
                 start_ns,
-                end_ns: start_ns.wrapping_add(i64_at(8)),
+                end_ns: start_ns.wrapping_add(unzigzag(v[1])),
                 first_byte_ns: if flags & NO_FIRST_BYTE != 0 {
                     NO_TIME
                 } else {
-                    start_ns.wrapping_add(i64_at(16))
+                    start_ns.wrapping_add(unzigzag(v[2]))
                 },
-                bytes: u64_at(24),
-                key: u64_at(32),
+                bytes: v[3],
+                key: v[4],
                 lag_ns: if flags & NO_LAG != 0 {
                     crate::oplog::batch::NO_LAG
                 } else {
-                    u64_at(40)
+                    v[5]
                 },
-                thread: u32_at(48),
-                retries: u32_at(52),
-                n_objects: u32_at(56),
+                thread,
+                retries,
+                n_objects,
                 endpoint,
                 op: OpKind::ALL[0],
                 flags: flags & !(NO_FIRST_BYTE | NO_LAG),

@@ -29,19 +29,20 @@
 //!      numbers; already sanitized as [`super::LogContext`] holds them),
 //!      `width: u8, fanout: u32` (0: none). Numbered 0, 1, … like strings.
 //!    - `3` batch: `context: u32, first_idx: u64, n: u32, n_endpoints: u16`,
-//!      `n_endpoints × u32` string numbers, then `n` records of
-//!      [`RECORD_BYTES`] each followed by its text key and error when its
-//!      flags say so (`len: u32`, UTF-8, at most
-//!      [`super::record::MAX_FIELD_BYTES`]).
+//!      `n_endpoints × u32` string numbers, then `n` records, each
+//!      followed by its text key and error when its flags say so
+//!      (`len: u32`, UTF-8, at most [`super::record::MAX_FIELD_BYTES`]).
 //!
-//!    A record, little-endian: `start_ns - previous start_ns` (the batch's
-//!    previous record; the first is absolute) i64, `end_ns - start_ns` i64,
-//!    `first_byte_ns - start_ns` i64 (0 when none), `bytes` u64, key index
-//!    u64 (0 for a text key), `lag_ns` u64 (0 when none), `thread`,
-//!    `retries`, `n_objects` u32, endpoint (position in the batch's list)
-//!    u16, op u8 (`OpKind as u8`), flags u8 (1 warm-up, 2 text key,
-//!    4 failed, 8 no first byte, 16 no lag). Differences keep the high
-//!    bytes zero, which zstd compresses to almost nothing.
+//!    A record: flags u8 (1 warm-up, 2 text key, 4 failed, 8 no first
+//!    byte, 16 no lag), op u8 (`OpKind as u8`), then LEB128 varints
+//!    (signed ones zigzag-encoded): `start_ns - previous start_ns` (the
+//!    batch's previous record; the first from 0), `end_ns - start_ns`,
+//!    `first_byte_ns - start_ns` (absent with flag 8), `bytes`, key index
+//!    (absent for a text key), `lag_ns` (absent with flag 16), `thread`,
+//!    `retries`, `n_objects`, endpoint (position in the batch's list).
+//!    Varints rather than fixed-width fields: a record is ~20 bytes
+//!    instead of 64, and zstd's time (most of the writer's) goes by bytes
+//!    (measured: 105 ns per record with 64-byte fixed records).
 //!
 //! `idx` is `first_idx` plus the record's position in its batch. A record
 //! is decoded as soon as its bytes are there, so a spool cut short (an
@@ -75,8 +76,9 @@ pub const SPOOL_VERSION: u32 = 1;
 /// version.
 pub(crate) const HEADER_BYTES: usize = 4 + 4 + SPOOL_MAGIC.len() + 4;
 
-/// Fixed part of a record.
-pub const RECORD_BYTES: usize = 64;
+/// Most bytes of a record's fixed part: flags, op and ten varints of at
+/// most ten bytes each.
+pub const RECORD_BYTES: usize = 2 + 10 * 10;
 
 pub(crate) const TAG_STRING: u8 = 1;
 pub(crate) const TAG_CONTEXT: u8 = 2;

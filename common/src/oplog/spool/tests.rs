@@ -274,7 +274,9 @@ fn a_cut_spool_reads_to_its_last_whole_record_then_says_so() {
     let mut last = 0;
     // Cut at many places: the records read only grow with the length, and
     // a cut anywhere but the end is reported.
-    for cut in (HEADER_BYTES..bytes.len())
+    // (The header alone is a stage without ops, read without error: see
+    // the test below. These records fit one frame: other cuts are inside.)
+    for cut in (HEADER_BYTES + 1..bytes.len())
         .step_by(bytes.len() / 23)
         .chain([bytes.len()])
     {
