@@ -1,4 +1,4 @@
-//! Writing a spool: [`LogBatch`]es as fixed-width records (see the
+//! Writing a spool: [`LogBatch`]es as compact varint records (see the
 //! module docs of `spool` for the layout), compressed per ~1 MiB into
 //! independent zstd frames, as the TSV writer does, so a file only grows by
 //! whole frames and any prefix of it (the controller's copy during a
