@@ -1,6 +1,6 @@
 //! The agent's binary op-log ("spool"): what the writer thread writes while
 //! a stage runs, instead of TSV, so that logging an op costs a few
-//! few varint stores and a fast compressor rather than formatting ~200
+//! varint stores and a fast compressor rather than formatting ~200
 //! bytes of text (three RFC 3339 times, a dozen integers) per op.
 //!
 //! Text is made later, where CPU is cheap: a spool read through
