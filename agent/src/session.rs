@@ -110,13 +110,13 @@ impl Session {
 }
 
 /// The spool file name of the op-log of stage `index`, step `step`:
-/// `stage-NN.tsv.zst` for the stage run whole (the name runs before steps
+/// `stage-NN.spool.zst` for the stage run whole (the name runs before steps
 /// existed have, so `controller collect` still finds theirs), and
-/// `stage-NN-sMM.tsv.zst` for its step MM.
+/// `stage-NN-sMM.spool.zst` for its step MM.
 pub fn oplog_file_name(index: u32, step: u32) -> String {
     match step {
-        0 => format!("stage-{index:02}.tsv.zst"),
-        s => format!("stage-{index:02}-s{s:02}.tsv.zst"),
+        0 => format!("stage-{index:02}.spool.zst"),
+        s => format!("stage-{index:02}-s{s:02}.spool.zst"),
     }
 }
 
@@ -162,8 +162,8 @@ mod tests {
 
     #[test]
     fn step_logs_have_their_own_names_and_step_0_keeps_the_old_one() {
-        assert_eq!(oplog_file_name(3, 0), "stage-03.tsv.zst");
-        assert_eq!(oplog_file_name(3, 2), "stage-03-s02.tsv.zst");
-        assert_eq!(oplog_file_name(12, 140), "stage-12-s140.tsv.zst");
+        assert_eq!(oplog_file_name(3, 0), "stage-03.spool.zst");
+        assert_eq!(oplog_file_name(3, 2), "stage-03-s02.spool.zst");
+        assert_eq!(oplog_file_name(12, 140), "stage-12-s140.spool.zst");
     }
 }

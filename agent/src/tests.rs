@@ -125,8 +125,8 @@ async fn steps_run_with_their_own_settings_and_logs() {
     // The spool keeps each step's file under its own name; an agent with
     // no session serves them from there by (stage, step), as `controller
     // collect` asks.
-    assert!(spool.join("run1/stage-01-s02.tsv.zst").exists());
-    assert!(spool.join("run1/stage-00.tsv.zst").exists());
+    assert!(spool.join("run1/stage-01-s02.spool.zst").exists());
+    assert!(spool.join("run1/stage-00.spool.zst").exists());
     let later = agent(&spool);
     let two_log = stages(tmp.path(), fetch(&later, "", 1, 2).await);
     assert_eq!(two_log, vec!["w/step-02"; 11]);

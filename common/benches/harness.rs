@@ -25,7 +25,9 @@
 //! `CHORUS_HARNESS_ROUNDS` (default 5), `CHORUS_HARNESS_CONCURRENCY`
 //! (workers, default 32), `CHORUS_HARNESS_MIX` (`all`, `get90`, `get100`,
 //! or `writer` for the writer-alone measurement only),
-//! `CHORUS_HARNESS_LOG` (`both`, `on` or `off`).
+//! `CHORUS_HARNESS_LOG` (`both`, `on` or `off`), `CHORUS_HARNESS_FORMAT`
+//! (`spool`, the agent's, or `tsv`, the text writer it had before; the
+//! writer-alone measurement always runs both, alternating).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -34,7 +36,8 @@ use std::time::{Duration, Instant};
 use chorus_common::datagen::DataSpec;
 use chorus_common::op::OpKind;
 use chorus_common::oplog::{
-    EntryKey, LogBatch, LogContext, LogEntry, OpLogSender, WriterStats, spawn_writer,
+    EntryKey, LogBatch, LogContext, LogEntry, OpLogFormat, OpLogSender, WriterStats,
+    spawn_writer_as,
 };
 use chorus_common::plan::{self, Plan, Stage};
 use chorus_common::pools::{PoolSpec, Pools};
@@ -169,6 +172,8 @@ struct Bench {
     keys: Arc<KeyState>,
     tick: f64,
     dir: tempfile::TempDir,
+    /// What the op-log writer writes in the engine runs.
+    format: OpLogFormat,
 }
 
 impl Bench {
@@ -198,10 +203,10 @@ impl Bench {
     }
 
     async fn run(&self, index: usize, log: bool, ops: Option<u64>) -> Sample {
-        let path = self.dir.path().join(format!("s{index}.tsv.zst"));
+        let path = self.dir.path().join(format!("s{index}.log.zst"));
         let cpu0 = process_cpu();
         let writer = if log {
-            Some(spawn_writer(&path).expect("op-log writer starts"))
+            Some(spawn_writer_as(&path, self.format).expect("op-log writer starts"))
         } else {
             None
         };
@@ -302,10 +307,15 @@ fn synthetic_batches(records: u64) -> Vec<LogBatch> {
 
 /// The writer alone: `batches` sent as fast as the channel takes them.
 /// Returns writer-thread CPU ns per record and compressed bytes per record.
-async fn writer_alone(dir: &std::path::Path, batches: Vec<LogBatch>, tick: f64) -> (f64, f64) {
-    let path = dir.join("writer.tsv.zst");
+async fn writer_alone(
+    dir: &std::path::Path,
+    batches: Vec<LogBatch>,
+    tick: f64,
+    format: OpLogFormat,
+) -> (f64, f64) {
+    let path = dir.join("writer.log.zst");
     let records: usize = batches.iter().map(|b| b.len()).sum();
-    let (writer, sender) = spawn_writer(&path).expect("op-log writer starts");
+    let (writer, sender) = spawn_writer_as(&path, format).expect("op-log writer starts");
     for b in batches {
         sender.send_log_batch(b).await.expect("writer runs");
     }
@@ -335,6 +345,10 @@ fn main() {
     let concurrency: u32 = env_or("CHORUS_HARNESS_CONCURRENCY", 32);
     let which: String = env_or("CHORUS_HARNESS_MIX", "all".to_string());
     let log_modes: String = env_or("CHORUS_HARNESS_LOG", "both".to_string());
+    let format = match env_or("CHORUS_HARNESS_FORMAT", "spool".to_string()).as_str() {
+        "tsv" => OpLogFormat::Tsv,
+        _ => OpLogFormat::Spool,
+    };
 
     let topo = Topology::detect();
     // The main thread (and the writer threads it starts, which inherit its
@@ -379,6 +393,7 @@ fn main() {
             keys: Arc::new(KeyState::new(0)),
             tick,
             dir: tempfile::tempdir().expect("temp dir"),
+            format,
         };
         // Prepare (no log): 1000 objects.
         let mut prep = bench.stage_run(0, None, None);
@@ -393,24 +408,34 @@ fn main() {
 
         // The writer alone first: its CPU per record caps the ops/s an agent
         // can log, whatever the engine does.
-        let mut writer_ns = Vec::new();
-        let mut writer_bytes = 0.0;
+        // Both formats, alternating round by round: the spool the agent
+        // writes, and the TSV it wrote before (issue 20's baseline).
         let writer_rounds = if log_modes == "off" { 0 } else { rounds };
+        let formats = [("spool", OpLogFormat::Spool), ("tsv", OpLogFormat::Tsv)];
+        let mut writer_ns = [Vec::new(), Vec::new()];
+        let mut writer_bytes = [0.0; 2];
         for _ in 0..writer_rounds {
-            let batches = synthetic_batches(ops);
-            let (ns, bytes) = writer_alone(bench.dir.path(), batches, tick).await;
-            writer_ns.push(ns);
-            writer_bytes = bytes;
+            for (i, (_, f)) in formats.iter().enumerate() {
+                let batches = synthetic_batches(ops);
+                let (ns, bytes) = writer_alone(bench.dir.path(), batches, tick, *f).await;
+                writer_ns[i].push(ns);
+                writer_bytes[i] = bytes;
+            }
         }
-        if writer_rounds > 0 {
+        for (i, (name, _)) in formats.iter().enumerate() {
+            if writer_rounds == 0 {
+                break;
+            }
+            let ns = &writer_ns[i];
             println!(
-            "op-log writer alone ({ops} synthetic get90-put10 records, {rounds} rounds): \
-             median {:.0} ns of writer-thread CPU per record (min {:.0}), {writer_bytes:.1} B/record \
-             -> one writer thread logs up to {:.2}M ops/s",
-            median(writer_ns.clone()),
-            writer_ns.iter().copied().fold(f64::INFINITY, f64::min),
-            1e3 / median(writer_ns.clone()),
-        );
+                "op-log writer alone, {name} ({ops} synthetic get90-put10 records, {rounds} rounds): \
+                 median {:.0} ns of writer-thread CPU per record (min {:.0}), {:.1} B/record \
+                 -> one writer thread logs up to {:.2}M ops/s",
+                median(ns.clone()),
+                ns.iter().copied().fold(f64::INFINITY, f64::min),
+                writer_bytes[i],
+                1e3 / median(ns.clone()),
+            );
         }
         if which == "writer" {
             return;
@@ -430,8 +455,9 @@ fn main() {
         println!(
             "harness bench: mem://, {} objects of 0-64 B, {concurrency} workers on one pool \
              pinned to CPU {ENGINE_CPU}, op-log writer thread on CPUs {writer_cpus}; \
-             {ops} ops per run, {rounds} rounds (+1 warm-up), log on/off alternating",
-            bench.plan.stages[1].objects.count
+             {ops} ops per run, {rounds} rounds (+1 warm-up), log ({:?}) on/off alternating",
+            bench.plan.stages[1].objects.count,
+            bench.format
         );
         // Warm-up round: allocator, page cache, CPU frequency.
         for &s in &stages {

@@ -160,7 +160,7 @@ pub struct SecurityArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct MergeArgs {
-    /// Op-log files to merge (.tsv.zst or .tsv).
+    /// Op-log files to merge (.spool.zst, .tsv.zst or .tsv).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
     /// The merged timeline to write (zstd TSV); appears only when complete.
@@ -169,12 +169,22 @@ pub struct MergeArgs {
     /// Where sorted runs are spilled (default: next to OUT).
     #[arg(long, value_name = "DIR")]
     pub tmp: Option<PathBuf>,
+    /// zstd level of OUT: 1 (the default) compresses timeline text about
+    /// as well as level 3; negative levels (zstd's `--fast=N`) trade size
+    /// for speed (docs/oplog.md, "Merge", has measurements). Any level
+    /// writes a standard zstd TSV.
+    #[arg(long, value_name = "N", default_value_t = 1, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i32).range(-7..=19))]
+    pub zstd_level: i32,
 }
 
 /// The file formats `export` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormat {
     Parquet,
+    /// zstd TSV of an op-log (an agent's binary spool, say), or of every
+    /// agent log of a run directory, beside it.
+    Tsv,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -311,6 +321,9 @@ pub struct GenOplogArgs {
     /// merged timeline of several agents has; 1 writes `<client>` alone.
     #[arg(long, default_value_t = 1)]
     pub agents: u64,
+    /// Write an agent's binary spool (docs/oplog.md) instead of zstd TSV.
+    #[arg(long)]
+    pub spool: bool,
 }
 
 /// Where the agents are: shared by `run` and `agents`. At most one of

@@ -8,7 +8,9 @@
 //! are only nearly sorted, out of place by up to a batch per worker. With
 //! `--sorted` lines are in start order, as a merged timeline is. The file
 //! is compressed as the agent's writer does (zstd level 1, small window and
-//! table). The mix, sizes, latencies and a few errors resemble a
+//! table), or with `--spool` written as an agent's binary spool of the
+//! same batches (`controller export --format tsv` turns it into the TSV an
+//! agent's text writer would have written). The mix, sizes, latencies and a few errors resemble a
 //! small-object workload.
 //!
 //! `CHORUS_GEN_OPLOG_SLOW_PPM=N` (a benchmark knob) makes N ops per million
@@ -20,9 +22,12 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use chorus_common::clock::format_rfc3339_ns;
-use chorus_common::oplog::header_line;
+use chorus_common::op::OpKind;
 use chorus_common::oplog::writer::SEND_BATCH_RECORDS;
+use chorus_common::oplog::{EntryKey, LogBatch, LogContext, LogEntry, SpoolWriter, header_line};
+use chorus_common::plan::KeyNaming;
 use chorus_common::workload::LIVE_FLUSH;
+use std::sync::Arc;
 
 use crate::cli::GenOplogArgs;
 
@@ -112,6 +117,97 @@ pub fn gen_oplog_command(args: GenOplogArgs) -> ExitCode {
     }
 }
 
+/// Where the ops go: zstd TSV lines, or a binary spool of batches as an
+/// agent's writer gets them (`--spool`).
+enum Emit {
+    Text {
+        enc: zstd::Encoder<'static, std::io::BufWriter<std::fs::File>>,
+        buf: String,
+    },
+    Spool {
+        w: SpoolWriter,
+        /// One context per client id.
+        contexts: Vec<Arc<LogContext>>,
+    },
+}
+
+impl Emit {
+    /// Ops `ops` as one batch (one worker's send) from `*idx` on.
+    fn ops(
+        &mut self,
+        args: &GenOplogArgs,
+        idx: &mut u64,
+        ops: &[(Pending, u64)],
+    ) -> std::io::Result<()> {
+        match self {
+            Emit::Text { enc, buf } => {
+                for (p, r) in ops {
+                    format_line(buf, args, *idx, p, *r);
+                    *idx += 1;
+                }
+                if buf.len() >= FLUSH_BYTES {
+                    enc.write_all(buf.as_bytes())?;
+                    buf.clear();
+                }
+            }
+            Emit::Spool { w, contexts } => {
+                let Some((first, _)) = ops.first() else {
+                    return Ok(());
+                };
+                let ctx = contexts[(first.worker % contexts.len() as u64) as usize].clone();
+                let mut b = LogBatch::with_capacity(ctx, ops.len());
+                for (p, r) in ops {
+                    let (op, bytes, first_byte) = match r % 100 {
+                        0..=59 => (OpKind::Get, 16_384u64, true),
+                        60..=84 => (OpKind::Put, 16_384, false),
+                        85..=94 => (OpKind::Stat, 0, false),
+                        _ => (OpKind::List, 0, false),
+                    };
+                    let error =
+                        (r >> 20).is_multiple_of(1000) || p.end_ns - p.start_ns == TIMEOUT_NS;
+                    let ep = b.endpoint_id(&format!("http://10.0.0.{}:9000", (r >> 8) % 4 + 1));
+                    b.push(
+                        LogEntry {
+                            thread: p.worker as u32,
+                            op,
+                            warmup: false,
+                            retries: 0,
+                            n_objects: 1,
+                            bytes: if error { 0 } else { bytes },
+                            start_ns: p.start_ns,
+                            first_byte_ns: (first_byte && !error)
+                                .then_some(p.start_ns + (p.end_ns - p.start_ns) / 2),
+                            end_ns: p.end_ns,
+                            lag_ns: None,
+                            key: EntryKey::Index((r >> 12) % 100_000),
+                            error: if error {
+                                "timeout: no response in 30s".to_string()
+                            } else {
+                                String::new()
+                            },
+                        },
+                        ep,
+                    );
+                }
+                b.set_first_idx(*idx);
+                *idx += ops.len() as u64;
+                w.write_batch(&b)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            Emit::Text { mut enc, buf } => {
+                enc.write_all(buf.as_bytes())?;
+                enc.finish()?.flush()
+            }
+            Emit::Spool { w, .. } => w.finish().map(|_| ()),
+        }
+    }
+}
+
 /// Appends one line for op `p` with sequence number `idx`; `r` picks its
 /// fields.
 fn format_line(buf: &mut String, args: &GenOplogArgs, idx: u64, p: &Pending, r: u64) {
@@ -161,10 +257,37 @@ fn generate(args: &GenOplogArgs) -> std::io::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let file = std::fs::File::create(&args.output)?;
-    let mut enc = zstd::Encoder::new(std::io::BufWriter::new(file), ZSTD_LEVEL)?;
-    enc.window_log(ZSTD_WINDOW_LOG)?;
-    enc.set_parameter(zstd::zstd_safe::CParameter::HashLog(ZSTD_HASH_LOG))?;
+    let mut out = if args.spool {
+        let clients = args.agents.max(1);
+        let contexts = (0..clients)
+            .map(|a| {
+                let client = if args.agents > 1 {
+                    format!("{}-{a}", args.client)
+                } else {
+                    args.client.clone()
+                };
+                Arc::new(LogContext::new(
+                    &client,
+                    "bench",
+                    "bench/obj-",
+                    KeyNaming::default(),
+                ))
+            })
+            .collect();
+        Emit::Spool {
+            w: SpoolWriter::create(&args.output)?,
+            contexts,
+        }
+    } else {
+        let file = std::fs::File::create(&args.output)?;
+        let mut enc = zstd::Encoder::new(std::io::BufWriter::new(file), ZSTD_LEVEL)?;
+        enc.window_log(ZSTD_WINDOW_LOG)?;
+        enc.set_parameter(zstd::zstd_safe::CParameter::HashLog(ZSTD_HASH_LOG))?;
+        Emit::Text {
+            enc,
+            buf: header_line(),
+        }
+    };
     let mut rng = Rng(args.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0x1234_5678);
     let workers = args.workers.max(1);
     let flush_ns = LIVE_FLUSH.as_nanos() as i64;
@@ -178,7 +301,6 @@ fn generate(args: &GenOplogArgs) -> std::io::Result<()> {
             next_flush_ns: start + flush_ns,
         });
     }
-    let mut buf = header_line();
     let mut idx = 0u64;
     for _ in 0..args.records {
         let Some(p) = heap.pop() else { break };
@@ -186,8 +308,7 @@ fn generate(args: &GenOplogArgs) -> std::io::Result<()> {
         let gap = (rng.next() % 20_000) as i64;
         let next = pending(&mut rng, p.worker, p.end_ns + gap, args.sorted, slow_ppm);
         if args.sorted {
-            format_line(&mut buf, args, idx, &p, r);
-            idx += 1;
+            out.ops(args, &mut idx, &[(p, r)])?;
         } else {
             // As the agent's worker: batch, send when full or at the live
             // flush; the batch takes its idx range when sent.
@@ -195,29 +316,19 @@ fn generate(args: &GenOplogArgs) -> std::io::Result<()> {
             let end = p.end_ns;
             b.ops.push((p, r));
             if b.ops.len() >= SEND_BATCH_RECORDS || end >= b.next_flush_ns {
-                for (p, r) in b.ops.drain(..) {
-                    format_line(&mut buf, args, idx, &p, r);
-                    idx += 1;
-                }
+                out.ops(args, &mut idx, &b.ops)?;
+                b.ops.clear();
                 b.next_flush_ns = end + flush_ns;
             }
-        }
-        if buf.len() >= FLUSH_BYTES {
-            enc.write_all(buf.as_bytes())?;
-            buf.clear();
         }
         heap.push(next);
     }
     // Workers end: each sends what it holds.
     for b in &mut batches {
-        for (p, r) in b.ops.drain(..) {
-            format_line(&mut buf, args, idx, &p, r);
-            idx += 1;
-        }
+        out.ops(args, &mut idx, &b.ops)?;
+        b.ops.clear();
     }
-    enc.write_all(buf.as_bytes())?;
-    enc.finish()?.flush()?;
-    Ok(())
+    out.finish()
 }
 
 #[cfg(test)]
@@ -234,6 +345,7 @@ mod tests {
             workers: 32,
             sorted,
             agents: 1,
+            spool: false,
         }
     }
 

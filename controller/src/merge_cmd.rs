@@ -8,7 +8,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use chorus_common::oplog::merge::{MergeInput, merge_files};
+use chorus_common::oplog::merge::{MergeInput, merge_files_at_level};
 
 use crate::cli::MergeArgs;
 
@@ -30,7 +30,7 @@ pub fn merge_command(args: MergeArgs) -> ExitCode {
     });
     let made_tmp = args.tmp.is_none();
     let started = Instant::now();
-    let result = merge_files(&inputs, &args.output, &tmp);
+    let result = merge_files_at_level(&inputs, &args.output, &tmp, args.zstd_level);
     if made_tmp {
         let _ = std::fs::remove_dir_all(&tmp);
     }

@@ -94,10 +94,10 @@ pub struct Tsv {
 impl Tsv {
     /// Reads a zstd-compressed TSV file.
     pub fn read_zst(path: &Path) -> Tsv {
-        let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        // Any op-log: an agent's binary spool is read as its TSV text.
         let mut text = String::new();
-        zstd::Decoder::new(file)
-            .unwrap()
+        chorus_common::oplog::open_log_text(path)
+            .unwrap_or_else(|e| panic!("{e}"))
             .read_to_string(&mut text)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let mut lines = text.lines();

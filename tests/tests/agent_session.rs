@@ -188,7 +188,7 @@ fn sigterm_mid_stage_is_a_clean_stop() {
         .path()
         .join("spool-b")
         .join(run_id)
-        .join("stage-01.tsv.zst");
+        .join("stage-01.spool.zst");
     assert!(spooled.exists(), "{} kept", spooled.display());
     assert!(b_log.contains("SIGTERM"), "{b_log}");
     // Told apart from an agent that ran to its limits (the controller
@@ -283,7 +283,7 @@ fn a_second_sigterm_exits_at_once() {
         .path()
         .join("spool")
         .join(run_id)
-        .join("stage-01.tsv.zst");
+        .join("stage-01.spool.zst");
     let records = Tsv::read_zst(&log).rows.len();
     assert!(
         records > 0,

@@ -54,10 +54,19 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// Records of a TSV op-log (plain or zstd), comment lines left out.
+/// Records of an op-log (plain or zstd TSV, or an agent's spool read as
+/// its TSV text), comment lines left out.
 fn records(path: &Path) -> Vec<Vec<String>> {
     let bytes = std::fs::read(path).unwrap();
-    let text = if bytes.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]) {
+    let text = if chorus_common::oplog::is_spool(path).unwrap() {
+        let mut t = String::new();
+        std::io::Read::read_to_string(
+            &mut chorus_common::oplog::open_log_text(path).unwrap(),
+            &mut t,
+        )
+        .unwrap();
+        t
+    } else if bytes.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]) {
         String::from_utf8(zstd::decode_all(&bytes[..]).unwrap()).unwrap()
     } else {
         String::from_utf8(bytes).unwrap()

@@ -121,7 +121,7 @@ fn raw_logs(run: &Path, id: &str) -> Tsv {
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".tsv.zst"))
+        .filter(|p| p.to_string_lossy().ends_with(".spool.zst"))
         .collect();
     files.sort();
     assert!(!files.is_empty(), "no op-logs in {}", dir.display());

@@ -74,19 +74,24 @@ fn output(dir: &Path) -> String {
     format!("{}\n{}", read("controller.out"), read("controller.err"))
 }
 
-/// Size of `agents/<id>/01-load.tsv.zst<suffix>` in the one run directory.
+/// Size of `agents/<id>/01-load.spool.zst<suffix>` in the one run directory.
 fn load_log_size(results: &Path, id: &str, suffix: &str) -> Option<u64> {
     let run = std::fs::read_dir(results).ok()?.next()?.ok()?.path();
-    let path = run.join(format!("agents/{id}/01-load.tsv.zst{suffix}"));
+    let path = run.join(format!("agents/{id}/01-load.spool.zst{suffix}"));
     std::fs::metadata(path).ok().map(|m| m.len())
 }
 
-/// Records in a zstd TSV file, counted without the code under test; a file
-/// cut short counts the lines of its whole frames.
+/// Records in an op-log (a zstd TSV file counted without the code under
+/// test, an agent's binary spool as the readers' TSV text); a file cut
+/// short counts the lines of its whole frames (records, for a spool).
 fn records(path: &Path) -> u64 {
     use std::io::Read;
     let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut dec = zstd::Decoder::new(file).unwrap();
+    let mut dec: Box<dyn Read> = if chorus_common::oplog::is_spool(path).unwrap() {
+        chorus_common::oplog::open_log_text(path).unwrap()
+    } else {
+        Box::new(zstd::Decoder::new(file).unwrap())
+    };
     let mut text = Vec::new();
     // A cut-off last frame ends the stream with an error; what came before
     // is whole.
@@ -146,8 +151,8 @@ fn logs_are_copied_while_the_stage_runs() {
             .find(|m| m["id"] == id)
             .unwrap();
         assert_eq!(m["oplog_bytes_collected"], size, "{m:#}");
-        assert_eq!(m["oplog"], format!("agents/{id}/01-load.tsv.zst"));
-        let path = run.join(format!("agents/{id}/01-load.tsv.zst"));
+        assert_eq!(m["oplog"], format!("agents/{id}/01-load.spool.zst"));
+        let path = run.join(format!("agents/{id}/01-load.spool.zst"));
         assert_eq!(records(&path), m["records_logged"].as_u64().unwrap());
     }
     // The copy grew while the stage ran: two sizes seen before agent a
@@ -217,8 +222,8 @@ fn a_killed_agent_leaves_what_was_copied_of_its_log() {
         .unwrap()
         .clone();
     assert_eq!(m["status"], "lost");
-    assert_eq!(m["oplog"], "agents/b/01-load.tsv.zst.partial", "{m:#}");
-    let partial = run.join("agents/b/01-load.tsv.zst.partial");
+    assert_eq!(m["oplog"], "agents/b/01-load.spool.zst.partial", "{m:#}");
+    let partial = run.join("agents/b/01-load.spool.zst.partial");
     let size = std::fs::metadata(&partial).unwrap().len();
     assert!(size > 0);
     assert_eq!(m["oplog_bytes_collected"], size, "{m:#}");
@@ -303,8 +308,8 @@ fn collect_continues_a_copy_left_by_a_dead_controller() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("`load` (continued from byte"), "{text}");
     // Byte for byte the agent's file, though most of it came mid-stage.
-    let copy = std::fs::read(run.join("agents/a/01-load.tsv.zst")).unwrap();
-    let original = std::fs::read(spool.join(&run_id).join("stage-01.tsv.zst")).unwrap();
+    let copy = std::fs::read(run.join("agents/a/01-load.spool.zst")).unwrap();
+    let original = std::fs::read(spool.join(&run_id).join("stage-01.spool.zst")).unwrap();
     println!(
         "{held} of {} bytes were copied before the controller died",
         copy.len()
@@ -373,7 +378,7 @@ fn collected_run_is_complete(run: &Path, said_running: bool) {
     );
     assert_eq!(load["agents"][0]["id"], "a");
     assert_eq!(load["agents"][0]["status"], "stopped", "{load:#}");
-    assert_eq!(load["agents"][0]["oplog"], "agents/a/01-load.tsv.zst");
+    assert_eq!(load["agents"][0]["oplog"], "agents/a/01-load.spool.zst");
     assert!(load["agents"][0]["clock"].is_object(), "{load:#}");
     assert_eq!(meta["collect"]["recovered_stages"][0], "stage 1 `load`");
 
@@ -463,7 +468,7 @@ fn collect_finds_the_steps_of_a_search_the_controller_died_in() {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(step3, "01.03-find_03-rate-400.tsv.zst.part");
+    assert_eq!(step3, "01.03-find_03-rate-400.spool.zst.part");
     ctl.kill().unwrap();
     ctl.wait().unwrap();
 

@@ -37,6 +37,26 @@ impl LogContext {
         }
     }
 
+    /// A context from parts already sanitized (a spool's, read back).
+    pub(crate) fn from_parts(
+        client_id: Box<[u8]>,
+        stage: Box<[u8]>,
+        key_prefix: Box<[u8]>,
+        naming: KeyNaming,
+    ) -> LogContext {
+        LogContext {
+            client_id,
+            stage,
+            key_prefix,
+            naming,
+        }
+    }
+
+    /// The key prefix (sanitized) and naming, which a spool records.
+    pub(crate) fn key_parts(&self) -> (&[u8], KeyNaming) {
+        (&self.key_prefix, self.naming)
+    }
+
     /// The key of object `index`, as bytes appended to `out`.
     pub(crate) fn push_key(&self, index: u64, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.key_prefix);
@@ -163,6 +183,55 @@ impl LogBatch {
             errors: Vec::new(),
             prefetch,
         }
+    }
+
+    /// A batch from decoded parts (a spool's, read back); side tables in
+    /// slot order.
+    pub(crate) fn from_parts(
+        context: Arc<LogContext>,
+        first_idx: u64,
+        slots: Vec<Slot>,
+        endpoints: Vec<Box<str>>,
+        text_keys: Vec<(u32, String)>,
+        errors: Vec<(u32, String)>,
+    ) -> LogBatch {
+        LogBatch {
+            context,
+            first_idx,
+            slots,
+            endpoints,
+            last_endpoint: 0,
+            text_keys,
+            errors,
+            prefetch: false,
+        }
+    }
+
+    /// A one-entry batch of a whole record (tests send records).
+    #[cfg(test)]
+    pub(crate) fn from_record(r: &OpRecord) -> LogBatch {
+        let ctx = LogContext::new(&r.client_id, &r.stage, "", KeyNaming::default());
+        let mut b = LogBatch::with_capacity(Arc::new(ctx), 1);
+        let ep = b.endpoint_id(&r.endpoint);
+        b.push(
+            LogEntry {
+                thread: r.thread as u32,
+                op: r.op,
+                warmup: r.warmup,
+                retries: r.retries,
+                n_objects: r.n_objects,
+                bytes: r.bytes,
+                start_ns: r.start_ns,
+                first_byte_ns: r.first_byte_ns,
+                end_ns: r.end_ns,
+                lag_ns: r.lag_ns,
+                key: EntryKey::Text(r.file.clone()),
+                error: r.error.clone(),
+            },
+            ep,
+        );
+        b.set_first_idx(r.idx);
+        b
     }
 
     /// The position of `endpoint` in this batch's endpoint table, added if

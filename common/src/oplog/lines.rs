@@ -1,12 +1,12 @@
-//! The lines of a log file, plain or zstd (told apart by the magic number),
+//! The lines of a log file, plain, zstd or a binary spool made text (told
+//! apart by the magic number),
 //! each bounded by [`MAX_LINE_BYTES`] and counted, so whatever parses them
 //! can name the file and line of a fault. Shared by [`super::OpLogReader`]
 //! and [`crate::trace::TraceReader`].
 
-use super::ZSTD_MAGIC;
 use super::reader::{MAX_LINE_BYTES, OpLogError};
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 /// Read buffer for decompressed text: large, because lines are short and a
@@ -39,33 +39,11 @@ impl LineReader {
         raw: R,
     ) -> Result<Self, OpLogError> {
         let path = name.to_path_buf();
-        let mut raw = BufReader::with_capacity(READ_BUFFER_BYTES, raw);
-        let head = loop {
-            match raw.fill_buf() {
-                Ok(b) => break b,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => {
-                    return Err(OpLogError::Read {
-                        path,
-                        line: 1,
-                        what: "read failed",
-                        source,
-                    });
-                }
-            }
-        };
-        let compressed = head.starts_with(&ZSTD_MAGIC);
-        let input: Box<dyn BufRead + Send> = if compressed {
-            let decoder = zstd::Decoder::with_buffer(raw).map_err(|source| OpLogError::Read {
-                path: path.clone(),
-                line: 1,
-                what: "cannot start zstd decoder",
-                source,
-            })?;
-            Box::new(BufReader::with_capacity(READ_BUFFER_BYTES, decoder))
-        } else {
-            Box::new(raw)
-        };
+        let raw = BufReader::with_capacity(READ_BUFFER_BYTES, raw);
+        let (text, encoding) = super::spool::open_text(&path, raw)?;
+        let compressed = encoding != super::spool::LogEncoding::Plain;
+        let input: Box<dyn BufRead + Send> =
+            Box::new(BufReader::with_capacity(READ_BUFFER_BYTES, text));
         Ok(LineReader {
             path,
             input,

@@ -30,13 +30,17 @@ pub mod merge;
 mod prefetch;
 pub mod reader;
 pub mod record;
+pub mod spool;
 pub mod writer;
 
 pub use batch::{EntryKey, LogBatch, LogContext, LogEntry};
 pub use merge::{MergeInput, MergeStats, merge_files, write_records};
 pub use reader::{OpLogError, OpLogReader};
 pub use record::{HEADER, OpRecord, header_line};
-pub use writer::{OpLogClosed, OpLogSender, OpLogWriter, WriterStats, spawn_writer};
+pub use spool::{LogEncoding, SpoolWriter, is_spool, open_log_text};
+pub use writer::{
+    OpLogClosed, OpLogFormat, OpLogSender, OpLogWriter, WriterStats, spawn_writer, spawn_writer_as,
+};
 
 /// The first four bytes of every zstd frame (RFC 8878), used to tell a
 /// compressed log from a plain TSV one.

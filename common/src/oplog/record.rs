@@ -309,7 +309,7 @@ pub fn header_line() -> String {
 }
 
 /// `s` cut to [`MAX_FIELD_BYTES`] at a character boundary.
-fn cut(s: &str) -> &str {
+pub(crate) fn cut(s: &str) -> &str {
     if s.len() <= MAX_FIELD_BYTES {
         return s;
     }

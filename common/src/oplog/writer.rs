@@ -22,6 +22,7 @@ use super::batch::{LogBatch, LogContext, Slot};
 #[cfg(test)]
 use super::record::OpRecord;
 use super::record::{LineFormatter, header_line};
+use super::spool::SpoolWriter;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{self, Write};
@@ -87,6 +88,69 @@ const OPLOG_ZSTD_HASH_LOG: u32 = 12;
 /// at ~40% less CPU per record, and the writer thread's CPU is what caps
 /// the op rate an agent can log.
 pub(crate) const OPLOG_ZSTD_LEVEL: i32 = 1;
+
+/// What the writer writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OpLogFormat {
+    /// A binary spool (`super::spool`): the agent's format, ~4x less CPU
+    /// per op; readers turn it into the TSV below.
+    #[default]
+    Spool,
+    /// zstd TSV, as every op-log was before spools (for measurements and
+    /// tools that want text straight away).
+    Tsv,
+}
+
+/// The writer thread's file, in either format.
+enum Sink {
+    Tsv(TsvZstdFile),
+    Spool(SpoolWriter),
+}
+
+impl Sink {
+    fn create(path: &Path, format: OpLogFormat) -> io::Result<Self> {
+        Ok(match format {
+            OpLogFormat::Tsv => Sink::Tsv(TsvZstdFile::create(path, OPLOG_ZSTD_LEVEL)?),
+            OpLogFormat::Spool => Sink::Spool(SpoolWriter::create(path)?),
+        })
+    }
+
+    #[cfg(test)]
+    fn write(&mut self, rec: &OpRecord) -> io::Result<()> {
+        match self {
+            Sink::Tsv(f) => f.write(rec),
+            Sink::Spool(f) => f.write_batch(&LogBatch::from_record(rec)),
+        }
+    }
+
+    fn write_batch(&mut self, batch: &LogBatch) -> io::Result<()> {
+        match self {
+            Sink::Tsv(f) => f.write_batch(batch),
+            Sink::Spool(f) => f.write_batch(batch),
+        }
+    }
+
+    fn pending_age(&self) -> Option<Duration> {
+        match self {
+            Sink::Tsv(f) => f.pending_age(),
+            Sink::Spool(f) => f.pending_age(),
+        }
+    }
+
+    fn compress(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Tsv(f) => f.compress(),
+            Sink::Spool(f) => f.compress(),
+        }
+    }
+
+    fn finish(self) -> io::Result<(u64, u64)> {
+        match self {
+            Sink::Tsv(f) => f.finish(),
+            Sink::Spool(f) => f.finish(),
+        }
+    }
+}
 
 /// What the writer did, returned by [`OpLogWriter::finish`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -263,9 +327,19 @@ impl OpLogWriter {
 /// Creates (truncating) `path`, writes the header and starts the writer
 /// thread. Open errors are returned here, before any op runs.
 pub fn spawn_writer(path: &Path) -> io::Result<(OpLogWriter, OpLogSender)> {
+    spawn_writer_as(path, OpLogFormat::default())
+}
+
+/// [`spawn_writer`] writing `format`.
+pub fn spawn_writer_as(path: &Path, format: OpLogFormat) -> io::Result<(OpLogWriter, OpLogSender)> {
     // The channel carries batches: its bound in records is
     // OPLOG_CHANNEL_RECORDS.
-    spawn_writer_with(path, OPLOG_CHANNEL_RECORDS / SEND_BATCH_RECORDS, None)
+    spawn_writer_with(
+        path,
+        format,
+        OPLOG_CHANNEL_RECORDS / SEND_BATCH_RECORDS,
+        None,
+    )
 }
 
 /// [`spawn_writer`] with a chosen capacity in messages (batches), and for
@@ -273,10 +347,11 @@ pub fn spawn_writer(path: &Path) -> io::Result<(OpLogWriter, OpLogSender)> {
 /// can fill the channel).
 pub(crate) fn spawn_writer_with(
     path: &Path,
+    format: OpLogFormat,
     capacity: usize,
     gate: Option<std::sync::mpsc::Receiver<()>>,
 ) -> io::Result<(OpLogWriter, OpLogSender)> {
-    let sink = TsvZstdFile::create(path, OPLOG_ZSTD_LEVEL)?;
+    let sink = Sink::create(path, format)?;
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let pool = Arc::new(SlotPool::default());
     let writer_pool = pool.clone();
@@ -315,7 +390,7 @@ pub(crate) fn spawn_writer_with(
 /// the worker's core) per batch, and an idle one costs no polling.
 fn drain(
     mut rx: mpsc::Receiver<Message>,
-    mut sink: TsvZstdFile,
+    mut sink: Sink,
     pool: &SlotPool,
 ) -> io::Result<(u64, u64)> {
     let mut messages = Vec::with_capacity(RECV_BATCHES);
@@ -562,7 +637,8 @@ mod tests {
         let path = dir.path().join("bp.tsv.zst");
         let (gate_tx, gate_rx) = std::sync::mpsc::channel();
         let capacity = 4;
-        let (writer, sender) = spawn_writer_with(&path, capacity, Some(gate_rx)).unwrap();
+        let (writer, sender) =
+            spawn_writer_with(&path, OpLogFormat::default(), capacity, Some(gate_rx)).unwrap();
 
         // The thread is held at the gate: the first `capacity` sends fit…
         for n in 0..capacity as u64 {
@@ -675,8 +751,10 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn buffered_lines_are_written_after_a_second_without_finishing() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("slow.tsv.zst");
+        let path = dir.path().join("slow.spool.zst");
         let (writer, sender) = spawn_writer(&path).unwrap();
+        // The spool header is written on creation; records come later.
+        let header = crate::oplog::spool::HEADER_BYTES as u64;
         let ctx = ctx("a", "s", "k/");
         let mut b = log_batch(&sender, &ctx, 0, 5, 0);
         b.set_first_idx(0);
@@ -684,11 +762,11 @@ mod tests {
         tokio::time::sleep(IDLE_NAP * 20).await;
         assert_eq!(
             std::fs::metadata(&path).unwrap().len(),
-            0,
+            header,
             "not yet a second old"
         );
         let deadline = Instant::now() + FRAME_MAX_AGE * 3;
-        while std::fs::metadata(&path).unwrap().len() == 0 {
+        while std::fs::metadata(&path).unwrap().len() == header {
             assert!(Instant::now() < deadline, "lines still buffered");
             tokio::time::sleep(PENDING_NAP).await;
         }

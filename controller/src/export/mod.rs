@@ -8,6 +8,7 @@
 mod columns;
 pub mod parquet;
 pub mod series;
+pub mod tsv;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -141,6 +142,9 @@ pub fn write_run_parquet(
 }
 
 pub fn export_command(args: ExportArgs) -> ExitCode {
+    if args.format == ExportFormat::Tsv {
+        return tsv_command(&args);
+    }
     let jobs = match jobs(&args.input, args.output.as_deref()) {
         Ok(j) => j,
         Err(e) => {
@@ -148,9 +152,6 @@ pub fn export_command(args: ExportArgs) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    // Parquet is the one format: the binding fails to compile when another
-    // is added, which then needs its own writers.
-    let ExportFormat::Parquet = args.format;
     if args.input.is_dir() && jobs.len() == 1 {
         eprintln!(
             "note: no {} in {}: only the timeline is exported",
@@ -181,6 +182,56 @@ pub fn export_command(args: ExportArgs) -> ExitCode {
             Err(e) => {
                 // The other file is still written: they do not depend on
                 // each other.
+                eprintln!("error: {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `export --format tsv`: an op-log file, or every agent log of a run
+/// directory (`agents/*/*.spool.zst`), as zstd TSV beside it.
+fn tsv_command(args: &ExportArgs) -> ExitCode {
+    let mut jobs = Vec::new();
+    if args.input.is_dir() {
+        if args.output.is_some() {
+            eprintln!("error: -o names one file; give an agent's log as INPUT");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+        let agents = args.input.join("agents");
+        for dir in std::fs::read_dir(&agents).into_iter().flatten().flatten() {
+            for f in std::fs::read_dir(dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let p = f.path();
+                if p.to_string_lossy().ends_with(".spool.zst") {
+                    jobs.push((tsv::default_output(&p), p));
+                }
+            }
+        }
+        jobs.sort();
+        if jobs.is_empty() {
+            eprintln!("note: no agents/*/*.spool.zst in {}", args.input.display());
+        }
+    } else {
+        let out = args
+            .output
+            .clone()
+            .unwrap_or_else(|| tsv::default_output(&args.input));
+        jobs.push((out, args.input.clone()));
+    }
+    let mut failed = false;
+    for (output, input) in &jobs {
+        match tsv::export_tsv(input, output) {
+            Ok(n) => println!("exported {n} bytes of TSV -> {}", output.display()),
+            Err(e) => {
                 eprintln!("error: {e}");
                 failed = true;
             }

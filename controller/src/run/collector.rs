@@ -4,10 +4,10 @@
 //! An agent's log only grows, by whole zstd frames, so any prefix of it can
 //! be copied and later continued from the same byte: every
 //! `control.collect_interval` a per-agent task asks for the bytes past what
-//! it holds and appends them to `agents/<id>/<NN>-<stage>.tsv.zst.part`.
+//! it holds and appends them to `agents/<id>/<NN>-<stage>.spool.zst.part`.
 //! When the stage ends, an agent that finished it gets a last fetch from
 //! there and the `.part` takes the log's final name; one that was lost (or
-//! whose stage failed) keeps what was copied as `….tsv.zst.partial`. So a
+//! whose stage failed) keeps what was copied as `….spool.zst.partial`. So a
 //! long stage's logs are mostly across before it ends, and a killed agent
 //! leaves what it logged up to the last copy instead of nothing.
 //!
@@ -49,7 +49,7 @@ pub const PART_SUFFIX: &str = "part";
 /// completed (its agent was lost, or its stage failed).
 pub const PARTIAL_SUFFIX: &str = "partial";
 
-/// `path` with `.suffix` added (`x.tsv.zst` -> `x.tsv.zst.part`).
+/// `path` with `.suffix` added (`x.spool.zst` -> `x.spool.zst.part`).
 pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_os_string();
     s.push(".");
@@ -364,14 +364,14 @@ mod tests {
 
     #[test]
     fn suffixes_are_added_not_replaced() {
-        let p = Path::new("runs/r/agents/a/01-load.tsv.zst");
+        let p = Path::new("runs/r/agents/a/01-load.spool.zst");
         assert_eq!(
             with_suffix(p, PART_SUFFIX),
-            Path::new("runs/r/agents/a/01-load.tsv.zst.part")
+            Path::new("runs/r/agents/a/01-load.spool.zst.part")
         );
         assert_eq!(
             with_suffix(p, PARTIAL_SUFFIX),
-            Path::new("runs/r/agents/a/01-load.tsv.zst.partial")
+            Path::new("runs/r/agents/a/01-load.spool.zst.partial")
         );
     }
 }

@@ -270,7 +270,7 @@ pub struct AgentStageMeta {
     pub error: Option<String>,
     /// This stage's op-log in the run directory, relative to it: the
     /// whole log, or for an agent lost (or failed) mid-stage the part
-    /// copied before (`….tsv.zst.partial`); `None` when nothing came.
+    /// copied before (`….spool.zst.partial`); `None` when nothing came.
     #[serde(default)]
     pub oplog: Option<String>,
     /// Bytes of the agent's op-log copied into `oplog`.
@@ -375,7 +375,7 @@ impl RunDir {
     ) -> anyhow::Result<PathBuf> {
         let dir = self.agent_dir(id)?;
         Ok(dir.join(format!(
-            "{}{}.tsv.zst",
+            "{}{}.spool.zst",
             oplog_prefix(index, step),
             sanitize(stage)
         )))

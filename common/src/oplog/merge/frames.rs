@@ -33,7 +33,8 @@ const QUEUE_BLOCKS: usize = 1;
 /// A compression context at `level`, tuned for timeline text at level 1.
 fn compressor(level: i32) -> io::Result<zstd::bulk::Compressor<'static>> {
     let mut cctx = zstd::bulk::Compressor::new(level)?;
-    if level == 1 {
+    // The fast levels (negative) take the same small window and table.
+    if level <= 1 {
         cctx.set_parameter(zstd::zstd_safe::CParameter::WindowLog(WINDOW_LOG))?;
         cctx.set_parameter(zstd::zstd_safe::CParameter::HashLog(HASH_LOG))?;
     }

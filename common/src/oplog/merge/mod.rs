@@ -165,6 +165,21 @@ pub fn merge_files(
     merge_files_with(inputs, out, tmp_dir, &MergeConfig::default())
 }
 
+/// [`merge_files`] with the output compressed at zstd `level` (negative:
+/// zstd's fast levels, `--fast=N`); still a standard zstd TSV.
+pub fn merge_files_at_level(
+    inputs: &[MergeInput],
+    out: &Path,
+    tmp_dir: &Path,
+    level: i32,
+) -> Result<MergeStats, OpLogError> {
+    let cfg = MergeConfig {
+        level,
+        ..MergeConfig::default()
+    };
+    merge_files_with(inputs, out, tmp_dir, &cfg)
+}
+
 /// Writes `records` in order to `path` as a zstd op-log; returns how many.
 pub fn write_records(path: &Path, records: impl IntoIterator<Item = OpRecord>) -> io::Result<u64> {
     let opts = SinkOptions {
@@ -221,6 +236,9 @@ pub(crate) struct MergeConfig {
     pub compress_threads: usize,
     /// Decompress each log on a thread of its own.
     pub read_thread: bool,
+    /// zstd level of the output (the final file; temp runs stay at
+    /// [`OPLOG_ZSTD_LEVEL`]).
+    pub level: i32,
 }
 
 impl Default for MergeConfig {
@@ -239,6 +257,7 @@ impl Default for MergeConfig {
             probe_bytes: PROBE_BYTES,
             compress_threads: default_compress_threads(cpus),
             read_thread: cpus > 1,
+            level: OPLOG_ZSTD_LEVEL,
         }
     }
 }
@@ -337,7 +356,7 @@ fn merge_into(
     late: &mut Late,
 ) -> Result<u64, OpLogError> {
     let final_opts = SinkOptions {
-        level: OPLOG_ZSTD_LEVEL,
+        level: cfg.level,
         threads: cfg.compress_threads,
         sync: true,
         hold_bytes: cfg.hold_bytes,
@@ -356,7 +375,7 @@ fn merge_into(
             &pass.frames,
             &mut late_lines,
             second,
-            OPLOG_ZSTD_LEVEL,
+            cfg.level,
             true,
         )?;
         let _ = std::fs::remove_file(first);

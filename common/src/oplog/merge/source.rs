@@ -20,11 +20,10 @@ use super::entries::{
 use super::late::{Late, LateLines};
 use super::line::{FIELDS, LineKey, Split, TimeCodec, fast_line, slow_line, split_line};
 use super::text::TextSource;
-use crate::oplog::ZSTD_MAGIC;
 use crate::oplog::reader::{Columns, MAX_LINE_BYTES, OpLogError};
 use std::cmp::Ordering;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 /// Compressed bytes read from the file at a time.
@@ -201,33 +200,9 @@ impl Source {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut raw = BufReader::with_capacity(FILE_BUFFER_BYTES, file);
-        let compressed = loop {
-            match raw.fill_buf() {
-                Ok(b) => break b.starts_with(&ZSTD_MAGIC),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => {
-                    return Err(OpLogError::Read {
-                        path: path.to_path_buf(),
-                        line: 1,
-                        what: "read failed",
-                        source,
-                    });
-                }
-            }
-        };
-        let input: Box<dyn Read + Send> = if compressed {
-            Box::new(
-                zstd::Decoder::with_buffer(raw).map_err(|source| OpLogError::Read {
-                    path: path.to_path_buf(),
-                    line: 1,
-                    what: "cannot start zstd decoder",
-                    source,
-                })?,
-            )
-        } else {
-            Box::new(raw)
-        };
+        let raw = BufReader::with_capacity(FILE_BUFFER_BYTES, file);
+        let (input, encoding) = crate::oplog::spool::open_text(path, raw)?;
+        let compressed = encoding != crate::oplog::spool::LogEncoding::Plain;
         let text =
             TextSource::new(input, sizes.chunk_bytes.max(64), sizes.thread).map_err(|source| {
                 OpLogError::Io {

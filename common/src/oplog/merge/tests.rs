@@ -38,6 +38,7 @@ fn tiny(thread: bool) -> MergeConfig {
         // alternate between them, so the writer's ordering is exercised.
         compress_threads: if thread { 2 } else { 0 },
         read_thread: thread,
+        level: OPLOG_ZSTD_LEVEL,
     }
 }
 
