@@ -3,7 +3,7 @@
 //! writer's own `LineFormatter`, so the text is exactly what the TSV writer
 //! would have written for the same ops, and every TSV reader works on it.
 
-use super::{NO_FIRST_BYTE, NO_LAG, TAG_BATCH, TAG_CONTEXT, TAG_STRING};
+use super::{NO_FIRST_BYTE, NO_LAG, RECORD_BYTES, TAG_BATCH, TAG_CONTEXT, TAG_STRING};
 use crate::op::OpKind;
 use crate::oplog::batch::{FAILED, LogBatch, LogContext, NO_TIME, Slot, TEXT_KEY};
 use crate::oplog::reader::MAX_LINE_BYTES;
@@ -25,6 +25,48 @@ const MAX_BATCH_RECORDS: u32 = 1 << 20;
 #[inline]
 fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// Whether varint `f` of a record (see the module docs of `spool`) is
+/// left out by its flags.
+#[inline]
+fn absent(flags: u8, f: usize) -> bool {
+    (f == 2 && flags & NO_FIRST_BYTE != 0)
+        || (f == 4 && flags & TEXT_KEY != 0)
+        || (f == 5 && flags & NO_LAG != 0)
+}
+
+/// Decodes a record's fixed part (flags, op, its varints into `v`) from
+/// `rec`, which holds at least [`RECORD_BYTES`] bytes (the most a fixed part
+/// takes); the bytes it used, or None for a varint longer than 10 bytes.
+#[inline]
+pub(super) fn decode_fixed(rec: &[u8], v: &mut [u64; 10]) -> Option<usize> {
+    let rec = &rec[..RECORD_BYTES];
+    let flags = rec[0];
+    let mut at = 2;
+    for (f, slot) in v.iter_mut().enumerate() {
+        if absent(flags, f) {
+            continue;
+        }
+        let mut x = 0u64;
+        let mut i = 0;
+        loop {
+            // In bounds: at most 10 varints of at most 10 bytes follow the
+            // two head bytes, and RECORD_BYTES is that.
+            let b = rec[at];
+            at += 1;
+            x |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                break;
+            }
+            i += 1;
+            if i == 10 {
+                return None;
+            }
+        }
+        *slot = x;
+    }
+    Some(at)
 }
 
 /// A spool's records as TSV text, header first.
@@ -51,6 +93,8 @@ pub(crate) struct SpoolText<R> {
     deferred: Option<io::Error>,
     /// Decoding has ended (cleanly or not).
     done: bool,
+    /// The op kind of each op byte.
+    ops: [Option<OpKind>; 256],
 }
 
 impl<R: Read> SpoolText<R> {
@@ -72,6 +116,13 @@ impl<R: Read> SpoolText<R> {
             records: 0,
             deferred: None,
             done: false,
+            ops: {
+                let mut ops = [None; 256];
+                for k in OpKind::ALL {
+                    ops[k as usize] = Some(k);
+                }
+                ops
+            },
         }
     }
 
@@ -265,32 +316,45 @@ impl<R: Read> SpoolText<R> {
         let mut cut = None;
         for i in 0..n {
             let rec_at = self.pos;
-            let Some(head) = self.take(2) else {
-                cut = Some(self.cut_short());
-                break;
-            };
-            let (flags, op_byte) = (head[0], head[1]);
             let mut v = [0u64; 10];
-            let mut short = false;
-            for (f, slot) in v.iter_mut().enumerate() {
-                let absent = (f == 2 && flags & NO_FIRST_BYTE != 0)
-                    || (f == 4 && flags & TEXT_KEY != 0)
-                    || (f == 5 && flags & NO_LAG != 0);
-                if absent {
-                    continue;
+            // Nearly every record: its fixed part is in memory, so it is
+            // decoded from the slice, without a bounds check per byte (the
+            // reader's main cost before). Near the end of what is
+            // decompressed, byte by byte.
+            let (flags, op_byte) = if self.raw.len() - self.pos >= RECORD_BYTES {
+                let rec = &self.raw[self.pos..self.pos + RECORD_BYTES];
+                match decode_fixed(rec, &mut v) {
+                    Some(used) => {
+                        self.pos += used;
+                        (rec[0], rec[1])
+                    }
+                    None => return Err(self.corrupt(rec_at, "varint longer than 10 bytes")),
                 }
-                match self.varint(rec_at)? {
-                    Some(x) => *slot = x,
-                    None => {
-                        short = true;
-                        break;
+            } else {
+                let Some(head) = self.take(2) else {
+                    cut = Some(self.cut_short());
+                    break;
+                };
+                let (flags, op_byte) = (head[0], head[1]);
+                let mut short = false;
+                for (f, slot) in v.iter_mut().enumerate() {
+                    if absent(flags, f) {
+                        continue;
+                    }
+                    match self.varint(rec_at)? {
+                        Some(x) => *slot = x,
+                        None => {
+                            short = true;
+                            break;
+                        }
                     }
                 }
-            }
-            if short {
-                cut = Some(self.cut_short());
-                break;
-            }
+                if short {
+                    cut = Some(self.cut_short());
+                    break;
+                }
+                (flags, op_byte)
+            };
             let narrow = |x: u64, what: &str| {
                 u32::try_from(x).map_err(|_| self.corrupt(rec_at, format!("{what} {x} too large")))
             };
@@ -323,7 +387,7 @@ impl<R: Read> SpoolText<R> {
                 flags: flags & !(NO_FIRST_BYTE | NO_LAG),
             };
             prev = start_ns;
-            let Some(op) = OpKind::ALL.iter().copied().find(|k| *k as u8 == op_byte) else {
+            let Some(op) = self.ops[usize::from(op_byte)] else {
                 return Err(self.corrupt(rec_at, format!("op {op_byte} unknown")));
             };
             if usize::from(endpoint) >= endpoints.len() {

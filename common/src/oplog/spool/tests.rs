@@ -320,3 +320,49 @@ fn a_spool_without_records_reads_as_the_header_alone() {
         crate::oplog::record::header_line().into_bytes()
     );
 }
+
+/// LEB128 of `v`.
+fn leb(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+#[test]
+fn a_record_decoded_from_memory_is_the_record_decoded_byte_by_byte() {
+    use super::decode::decode_fixed;
+    use super::{NO_FIRST_BYTE, NO_LAG, RECORD_BYTES};
+    use crate::oplog::batch::TEXT_KEY;
+    let values = [0, 1, 127, 128, 300, 1 << 35, u64::MAX, 42, 7, 65535];
+    for flags in [
+        0,
+        NO_FIRST_BYTE,
+        NO_LAG | TEXT_KEY,
+        NO_FIRST_BYTE | NO_LAG | TEXT_KEY,
+    ] {
+        let mut rec = vec![flags, 3];
+        let mut want = [0u64; 10];
+        for (f, v) in values.iter().enumerate() {
+            let left_out = (f == 2 && flags & NO_FIRST_BYTE != 0)
+                || (f == 4 && flags & TEXT_KEY != 0)
+                || (f == 5 && flags & NO_LAG != 0);
+            if !left_out {
+                leb(*v, &mut rec);
+                want[f] = *v;
+            }
+        }
+        let used = rec.len();
+        // What follows the record (the next one) is not read.
+        rec.resize(RECORD_BYTES, 0xff);
+        let mut got = [0u64; 10];
+        assert_eq!(decode_fixed(&rec, &mut got), Some(used), "flags {flags}");
+        assert_eq!(got, want, "flags {flags}");
+    }
+    // A varint of 11 bytes is damage, not a value.
+    let mut rec = vec![0, 3];
+    rec.extend([0xff; 11]);
+    rec.resize(RECORD_BYTES, 0);
+    assert_eq!(decode_fixed(&rec, &mut [0; 10]), None);
+}
