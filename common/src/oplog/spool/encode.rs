@@ -21,7 +21,7 @@ const FRAME_BYTES: usize = 1 << 20;
 /// zstd level of spools. Binary records are ~3x smaller than their TSV
 /// lines and mostly zero high bytes; see docs/oplog.md ("Spool") for the
 /// levels measured.
-pub(crate) const SPOOL_ZSTD_LEVEL: i32 = 1;
+pub(crate) const SPOOL_ZSTD_LEVEL: i32 = -3;
 /// Window and hash table (log2): as the TSV writer's, a small table that
 /// stays in L2 cache; records repeat within a few hundred bytes.
 const SPOOL_WINDOW_LOG: u32 = 17;
