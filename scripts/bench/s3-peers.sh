@@ -4,8 +4,9 @@
 # 4 KiB, 1 MiB and 64 MiB objects at several concurrencies, with ops/s,
 # MiB/s, the client's CPU per op and the RGW cluster's CPU per op.
 #
-#   scripts/bench/s3-peers.sh                 # all sizes, ~45 min after the build
-#   SHORT=1 scripts/bench/s3-peers.sh         # 4 KiB, concurrency 1 and 16, ~3 min
+#   scripts/bench/s3-peers.sh                 # all sizes, ~40 min after the build
+#   PHASE_SECONDS=5 scripts/bench/s3-peers.sh # ~25 min (docs/backends.md's table)
+#   SHORT=1 scripts/bench/s3-peers.sh         # 4 KiB, concurrency 1 and 16, ~2 min
 #   SIZES=4k CLIENTS="chorus awscrt" REPEAT=5 scripts/bench/s3-peers.sh
 #
 # Clients (each issues one HTTP request per object op; none lists or HEADs
