@@ -28,7 +28,7 @@
 #           GET into a tmpfs folder, PUT from tmpfs hard links of one file.
 #           Passes repeat (new processes) until PHASE_SECONDS; each pass
 #           lists the source once (one LIST per 1000 keys) and its start
-#           (~50 ms) counts.
+#           (~0.08 s of CPU) counts.
 # Every client picks keys at random (rclone: all of them, in its order);
 # PUT overwrites the prepared keys. Rounds (REPEAT) interleave the clients,
 # in a rotated order each round, and the table takes each client's median;
@@ -37,8 +37,8 @@
 # CPU: the client's user+sys seconds per op. Chorus and rclone: the whole
 # process (/usr/bin/time), start-up included (tens of ms: against Chorus
 # and rclone, not for them). boto3 and awscrt: getrusage over the timed
-# window only (the interpreter's import takes ~0.3 s that would otherwise
-# swamp small runs). Server: CPU ticks of the RGW, OSD and mon processes
+# window only (importing boto3 and making its client take ~0.3 s of CPU,
+# awscrt's import ~0.08 s, which would otherwise swamp short phases). Server: CPU ticks of the RGW, OSD and mon processes
 # (/proc/PID/stat) over the client's whole process. Client and server share
 # this machine's cores.
 #
