@@ -2,7 +2,9 @@
 # s3-small-objects.sh: small-object (4 KiB) PUT and GET against a local Ceph
 # RGW through the s3:// backend, at several concurrencies, with the client's
 # CPU per op, so we know when the client and not the server is the limit
-# (issue 3, "Measured").
+# (issue 3, "Measured"). Chorus alone; scripts/bench/s3-peers.sh runs
+# other S3 clients (boto3, awscrt, rclone) on the same RGW and objects, at
+# 4 KiB, 1 MiB and 64 MiB, for the comparison (issue 20).
 #
 #   scripts/bench/s3-small-objects.sh        # ~2 minutes after the build
 #

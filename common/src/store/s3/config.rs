@@ -14,8 +14,10 @@
 //! stalled-stream watchdog (the engine's op timer is the one bound on a
 //! request; the client has only a connect timeout), checksums only where an
 //! operation requires one (S3-compatible servers such as Ceph RGW reject the
-//! SDK's default `aws-chunked` trailing checksums), and path-style
-//! addressing for custom endpoints (which rarely have wildcard DNS).
+//! SDK's default `aws-chunked` trailing checksums), bodies signed as
+//! `UNSIGNED-PAYLOAD` (no SHA-256 of each body on either side; see
+//! `unsigned.rs`), and path-style addressing for custom endpoints (which
+//! rarely have wildcard DNS).
 
 use std::fmt;
 
@@ -236,6 +238,8 @@ pub(crate) async fn build_client(config: &S3Config, opts: &OpenOptions) -> Built
     if config.uses_path_style() {
         s3 = s3.force_path_style(true);
     }
+    // UNSIGNED-PAYLOAD: no SHA-256 of each body on either side (unsigned.rs).
+    s3 = s3.interceptor(super::unsigned::UnsignedPayload);
     let endpoint = match sdk.endpoint_url().or(config.endpoint_url.as_deref()) {
         Some(e) => without_userinfo(e),
         None => format!("https://s3.{region}.amazonaws.com"),

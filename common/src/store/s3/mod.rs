@@ -18,6 +18,7 @@
 
 pub mod config;
 mod error;
+mod unsigned;
 
 use std::collections::HashMap;
 use std::fmt;
