@@ -40,6 +40,22 @@ start_rgw() {
   echo "RGW at $AWS_ENDPOINT_URL"
 }
 
+# rgw_server_ticks: CPU ticks (user+sys, in units of `getconf CLK_TCK`) of
+# the RGW cluster's daemons (RGW, OSD, mon) started by start_rgw, so far.
+rgw_server_ticks() {
+  local total=0 f pid stat
+  for f in "$RGW_DIR"/pids/*.pid; do
+    pid=$(cat "$f")
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+    # Fields after the ")" closing the command name: utime is the 12th,
+    # stime the 13th.
+    # shellcheck disable=SC2086 # split into fields on purpose
+    set -- ${stat##*) }
+    total=$((total + ${12} + ${13}))
+  done
+  echo "$total"
+}
+
 # release_controller ROOT: builds the release binaries (unless
 # SKIP_BUILD=1) and prints the controller's path; fails if it is missing.
 release_controller() {

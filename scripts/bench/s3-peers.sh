@@ -128,17 +128,6 @@ export RCLONE_CONFIG_RGW_REGION=${AWS_REGION:-us-east-1}
 export RCLONE_CONFIG=/dev/null
 
 TICKS=$(getconf CLK_TCK)
-server_ticks() {
-  local total=0 f pid stat
-  for f in "$RGW_DIR"/pids/*.pid; do
-    pid=$(cat "$f")
-    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-    # shellcheck disable=SC2086 # split into fields on purpose
-    set -- ${stat##*) }
-    total=$((total + ${12} + ${13}))
-  done
-  echo "$total"
-}
 
 # write_plan FILE NAME SIZE_LABEL STAGE: a Chorus plan over the size's key space.
 write_plan() {
@@ -238,14 +227,14 @@ phase() {
   local label=$1 op=$2 conc=$3 client=$4 round=$5
   local dir="$OUT/$label-$op-c$conc-$client-r$round" before after line
   mkdir -p "$dir"
-  before=$(server_ticks)
+  before=$(rgw_server_ticks)
   case "$client" in
     chorus) line=$(run_chorus "$label" "$op" "$conc" "$dir") ;;
     boto3 | awscrt) line=$(run_py "$client" "$label" "$op" "$conc" "$dir") ;;
     rclone) line=$(run_rclone "$label" "$op" "$conc" "$dir") ;;
     *) die "unknown client $client" ;;
   esac
-  after=$(server_ticks)
+  after=$(rgw_server_ticks)
   local server
   server=$(awk -v t="$((after - before))" -v hz="$TICKS" 'BEGIN { printf "%.3f", t / hz }')
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$op" "$conc" "$client" "$round" \

@@ -49,18 +49,6 @@ start_rgw "$ROOT" "$OUT/rgw-start.log" || die "RGW did not start"
 echo "results in $OUT"
 
 TICKS=$(getconf CLK_TCK)
-# CPU ticks (user+sys) of the RGW cluster's daemons so far.
-server_ticks() {
-  local total=0 f pid stat
-  for f in "$RGW_DIR"/pids/*.pid; do
-    pid=$(cat "$f")
-    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-    # Fields after the ")" closing the command name: utime is the 12th, stime the 13th.
-    set -- ${stat##*) }
-    total=$((total + ${12} + ${13}))
-  done
-  echo "$total"
-}
 
 # run NAME PLAN CONCURRENCY: one controller run; prints nothing, leaves
 # $OUT/NAME/{summary path,time,server}.
@@ -68,7 +56,7 @@ run() {
   local name=$1 plan=$2 conc=$3 res="$OUT/$1"
   mkdir -p "$res"
   local before after
-  before=$(server_ticks)
+  before=$(rgw_server_ticks)
   if ! /usr/bin/time -f "%U %S %e" -o "$res/time" "$CONTROLLER" run "$PLANS/$plan" \
       --embedded 1 --concurrency "$conc" --target "$TARGET" \
       --duration "${PHASE_SECONDS}s" --results "$res/runs" --quiet \
@@ -76,7 +64,7 @@ run() {
     cat "$res/stderr" >&2
     die "run $name ($plan) failed"
   fi
-  after=$(server_ticks)
+  after=$(rgw_server_ticks)
   echo "$(( after - before )) $TICKS" >"$res/server"
 }
 
