@@ -462,15 +462,11 @@ fn drain(
 /// ~9% less zstd CPU, same size at 1 MiB per frame), and a file cut short
 /// (a crash) still decodes up to its last whole frame.
 pub(crate) struct TsvZstdFile {
-    file: File,
-    zstd: zstd::bulk::Compressor<'static>,
+    out: FrameFile,
     /// Formatted lines not yet compressed.
     buf: Vec<u8>,
-    /// One compressed frame.
-    frame: Vec<u8>,
     format: LineFormatter,
     records: u64,
-    bytes: u64,
     /// When the first line now in `buf` was added.
     pending_since: Option<Instant>,
 }
@@ -487,13 +483,10 @@ impl TsvZstdFile {
         let mut buf = Vec::with_capacity(WRITE_BUFFER_BYTES + 64 * 1024);
         buf.extend_from_slice(header_line().as_bytes());
         Ok(TsvZstdFile {
-            file,
-            zstd,
+            out: FrameFile::new(file, zstd, 0),
             buf,
-            frame: Vec::new(),
             format: LineFormatter::new(),
             records: 0,
-            bytes: 0,
             pending_since: None,
         })
     }
@@ -529,16 +522,7 @@ impl TsvZstdFile {
 
     /// The buffered lines as one frame, written to the file.
     fn compress(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        self.frame.clear();
-        self.frame
-            .reserve(zstd::zstd_safe::compress_bound(self.buf.len()));
-        self.zstd.compress_to_buffer(&self.buf, &mut self.frame)?;
-        self.file.write_all(&self.frame)?;
-        self.bytes += self.frame.len() as u64;
-        self.buf.clear();
+        self.out.write(&mut self.buf)?;
         self.pending_since = None;
         Ok(())
     }
@@ -547,8 +531,53 @@ impl TsvZstdFile {
     /// (records, file bytes).
     pub(crate) fn finish(mut self) -> io::Result<(u64, u64)> {
         self.compress()?;
+        Ok((self.records, self.out.sync()?))
+    }
+}
+
+/// A file written as independent zstd frames, one per [`FrameFile::write`]:
+/// what both op-log writers (TSV and spool) put on disk, so that a file
+/// only grows by whole frames (the collection copies any prefix of it).
+pub(crate) struct FrameFile {
+    file: File,
+    zstd: zstd::bulk::Compressor<'static>,
+    /// One compressed frame (reused).
+    frame: Vec<u8>,
+    /// Bytes in the file.
+    bytes: u64,
+}
+
+impl FrameFile {
+    /// `file` already holds `bytes` (a header).
+    pub(crate) fn new(file: File, zstd: zstd::bulk::Compressor<'static>, bytes: u64) -> Self {
+        FrameFile {
+            file,
+            zstd,
+            frame: Vec::new(),
+            bytes,
+        }
+    }
+
+    /// Compresses `buf` into one frame, writes it and empties `buf`;
+    /// nothing for an empty `buf`.
+    pub(crate) fn write(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        self.frame.clear();
+        self.frame
+            .reserve(zstd::zstd_safe::compress_bound(buf.len()));
+        self.zstd.compress_to_buffer(buf, &mut self.frame)?;
+        self.file.write_all(&self.frame)?;
+        self.bytes += self.frame.len() as u64;
+        buf.clear();
+        Ok(())
+    }
+
+    /// fsyncs; the file's bytes.
+    pub(crate) fn sync(&mut self) -> io::Result<u64> {
         self.file.sync_all()?;
-        Ok((self.records, self.bytes))
+        Ok(self.bytes)
     }
 }
 

@@ -7,6 +7,7 @@
 use super::{NO_FIRST_BYTE, NO_LAG, RECORD_BYTES, TAG_BATCH, TAG_CONTEXT, TAG_STRING, header};
 use crate::oplog::batch::{FAILED, LogBatch, LogContext, NO_TIME, TEXT_KEY};
 use crate::oplog::record::cut;
+use crate::oplog::writer::FrameFile;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
@@ -205,14 +206,11 @@ fn side<'a>(table: &mut std::slice::Iter<'a, (u32, String)>, i: usize) -> &'a st
 
 /// A spool being written: header on creation, then batches.
 pub struct SpoolWriter {
-    file: File,
-    zstd: zstd::bulk::Compressor<'static>,
+    out: FrameFile,
     tables: Tables,
     /// Encoded blocks not yet compressed.
     buf: Vec<u8>,
-    frame: Vec<u8>,
     records: u64,
-    bytes: u64,
     pending_since: Option<Instant>,
 }
 
@@ -233,13 +231,10 @@ impl SpoolWriter {
         let h = header();
         file.write_all(&h)?;
         Ok(SpoolWriter {
-            file,
-            zstd,
+            out: FrameFile::new(file, zstd, h.len() as u64),
             tables: Tables::default(),
             buf: Vec::with_capacity(FRAME_BYTES + 64 * 1024),
-            frame: Vec::new(),
             records: 0,
-            bytes: h.len() as u64,
             pending_since: None,
         })
     }
@@ -268,16 +263,7 @@ impl SpoolWriter {
 
     /// The buffered blocks as one frame, written to the file.
     pub(crate) fn compress(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        self.frame.clear();
-        self.frame
-            .reserve(zstd::zstd_safe::compress_bound(self.buf.len()));
-        self.zstd.compress_to_buffer(&self.buf, &mut self.frame)?;
-        self.file.write_all(&self.frame)?;
-        self.bytes += self.frame.len() as u64;
-        self.buf.clear();
+        self.out.write(&mut self.buf)?;
         self.pending_since = None;
         Ok(())
     }
@@ -286,7 +272,6 @@ impl SpoolWriter {
     /// (records, file bytes).
     pub fn finish(mut self) -> io::Result<(u64, u64)> {
         self.compress()?;
-        self.file.sync_all()?;
-        Ok((self.records, self.bytes))
+        Ok((self.records, self.out.sync()?))
     }
 }
