@@ -25,6 +25,7 @@
 //! (13 columns, `HEAD` for a stat, local `+HH:MM` offsets), plain or zstd.
 
 mod batch;
+mod frames;
 pub(crate) mod lines;
 pub mod merge;
 mod prefetch;

@@ -19,13 +19,14 @@
 //! dropped.
 
 use super::batch::{LogBatch, LogContext, Slot};
+use super::frames::FrameFile;
 #[cfg(test)]
 use super::record::OpRecord;
 use super::record::{LineFormatter, header_line};
 use super::spool::SpoolWriter;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -51,11 +52,6 @@ const RECV_BATCHES: usize = 64;
 /// until woken (see `drain`). At 3M ops/s that is ~12 batches, far below the
 /// channel's bound, so it never makes a worker wait.
 const IDLE_NAP: Duration = Duration::from_millis(1);
-
-/// Uncompressed bytes of lines per zstd frame: zstd works on large blocks
-/// instead of one short line at a time, and frames this size compress as
-/// well as one long stream (the window is far smaller).
-const WRITE_BUFFER_BYTES: usize = 1 << 20;
 
 /// Oldest buffered line before its frame is written anyway: a slow stage
 /// (a few hundred ops/s) would otherwise fill a frame only every few
@@ -130,23 +126,17 @@ impl Sink {
         }
     }
 
-    fn pending_age(&self) -> Option<Duration> {
+    /// The frames both formats write.
+    fn frames(&mut self) -> &mut FrameFile {
         match self {
-            Sink::Tsv(f) => f.pending_age(),
-            Sink::Spool(f) => f.pending_age(),
-        }
-    }
-
-    fn compress(&mut self) -> io::Result<()> {
-        match self {
-            Sink::Tsv(f) => f.compress(),
-            Sink::Spool(f) => f.compress(),
+            Sink::Tsv(f) => &mut f.out,
+            Sink::Spool(f) => f.frames(),
         }
     }
 
     fn finish(self) -> io::Result<(u64, u64)> {
         match self {
-            Sink::Tsv(f) => f.finish(),
+            Sink::Tsv(f) => f.out.finish(),
             Sink::Spool(f) => f.finish(),
         }
     }
@@ -412,9 +402,9 @@ fn drain(
             if closed {
                 break;
             }
-            if let Some(age) = sink.pending_age() {
+            if let Some(age) = sink.frames().pending_age() {
                 if age >= FRAME_MAX_AGE {
-                    sink.compress()?;
+                    sink.frames().compress()?;
                 } else {
                     std::thread::sleep(pending_nap.min(FRAME_MAX_AGE - age));
                     pending_nap = (pending_nap * 2).min(PENDING_NAP);
@@ -446,29 +436,22 @@ fn drain(
                 }
             }
         }
-        if sink.pending_age().is_some_and(|age| age >= FRAME_MAX_AGE) {
-            sink.compress()?;
+        if sink
+            .frames()
+            .pending_age()
+            .is_some_and(|age| age >= FRAME_MAX_AGE)
+        {
+            sink.frames().compress()?;
         }
     }
     sink.finish()
 }
 
-/// The writer's zstd TSV file: header on creation, one line per record.
-/// Lines are formatted into a buffer; each [`WRITE_BUFFER_BYTES`] of them
-/// is compressed in one call into one zstd frame and written, so the file
-/// is a sequence of independent frames (zstd's multi-frame format, which
-/// every zstd decoder reads as one stream). One-shot compression skips the
-/// streaming encoder's copy of the input into its own window (measured:
-/// ~9% less zstd CPU, same size at 1 MiB per frame), and a file cut short
-/// (a crash) still decodes up to its last whole frame.
+/// The writer's zstd TSV file: the header, then one line per record,
+/// formatted into [`FrameFile`]'s buffer (see there for the frames).
 pub(crate) struct TsvZstdFile {
     out: FrameFile,
-    /// Formatted lines not yet compressed.
-    buf: Vec<u8>,
     format: LineFormatter,
-    records: u64,
-    /// When the first line now in `buf` was added.
-    pending_since: Option<Instant>,
 }
 
 impl TsvZstdFile {
@@ -480,104 +463,31 @@ impl TsvZstdFile {
             zstd.set_parameter(CParameter::WindowLog(OPLOG_ZSTD_WINDOW_LOG))?;
             zstd.set_parameter(CParameter::HashLog(OPLOG_ZSTD_HASH_LOG))?;
         }
-        let mut buf = Vec::with_capacity(WRITE_BUFFER_BYTES + 64 * 1024);
-        buf.extend_from_slice(header_line().as_bytes());
+        // The header goes out in the first frame, with the first lines.
+        let mut out = FrameFile::new(file, zstd, 0);
+        out.buf.extend_from_slice(header_line().as_bytes());
         Ok(TsvZstdFile {
-            out: FrameFile::new(file, zstd, 0),
-            buf,
+            out,
             format: LineFormatter::new(),
-            records: 0,
-            pending_since: None,
         })
-    }
-
-    /// How long lines have waited in the buffer; `None` when it is empty.
-    fn pending_age(&self) -> Option<Duration> {
-        self.pending_since.map(|t| t.elapsed())
     }
 
     #[cfg(test)]
     pub(crate) fn write(&mut self, rec: &OpRecord) -> io::Result<()> {
-        self.format.record(rec, &mut self.buf);
-        self.records += 1;
-        self.compress_if_full()
+        self.format.record(rec, &mut self.out.buf);
+        self.out.added(1)
     }
 
     pub(crate) fn write_batch(&mut self, batch: &LogBatch) -> io::Result<()> {
-        self.format.batch(batch, &mut self.buf);
-        self.records += batch.len() as u64;
-        self.compress_if_full()
-    }
-
-    #[inline]
-    fn compress_if_full(&mut self) -> io::Result<()> {
-        if self.pending_since.is_none() {
-            self.pending_since = Some(Instant::now());
-        }
-        if self.buf.len() >= WRITE_BUFFER_BYTES {
-            self.compress()?;
-        }
-        Ok(())
-    }
-
-    /// The buffered lines as one frame, written to the file.
-    fn compress(&mut self) -> io::Result<()> {
-        self.out.write(&mut self.buf)?;
-        self.pending_since = None;
-        Ok(())
+        self.format.batch(batch, &mut self.out.buf);
+        self.out.added(batch.len() as u64)
     }
 
     /// Compresses and writes what is buffered, and fsyncs; returns
     /// (records, file bytes).
-    pub(crate) fn finish(mut self) -> io::Result<(u64, u64)> {
-        self.compress()?;
-        Ok((self.records, self.out.sync()?))
-    }
-}
-
-/// A file written as independent zstd frames, one per [`FrameFile::write`]:
-/// what both op-log writers (TSV and spool) put on disk, so that a file
-/// only grows by whole frames (the collection copies any prefix of it).
-pub(crate) struct FrameFile {
-    file: File,
-    zstd: zstd::bulk::Compressor<'static>,
-    /// One compressed frame (reused).
-    frame: Vec<u8>,
-    /// Bytes in the file.
-    bytes: u64,
-}
-
-impl FrameFile {
-    /// `file` already holds `bytes` (a header).
-    pub(crate) fn new(file: File, zstd: zstd::bulk::Compressor<'static>, bytes: u64) -> Self {
-        FrameFile {
-            file,
-            zstd,
-            frame: Vec::new(),
-            bytes,
-        }
-    }
-
-    /// Compresses `buf` into one frame, writes it and empties `buf`;
-    /// nothing for an empty `buf`.
-    pub(crate) fn write(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
-        if buf.is_empty() {
-            return Ok(());
-        }
-        self.frame.clear();
-        self.frame
-            .reserve(zstd::zstd_safe::compress_bound(buf.len()));
-        self.zstd.compress_to_buffer(buf, &mut self.frame)?;
-        self.file.write_all(&self.frame)?;
-        self.bytes += self.frame.len() as u64;
-        buf.clear();
-        Ok(())
-    }
-
-    /// fsyncs; the file's bytes.
-    pub(crate) fn sync(&mut self) -> io::Result<u64> {
-        self.file.sync_all()?;
-        Ok(self.bytes)
+    #[cfg(test)]
+    pub(crate) fn finish(self) -> io::Result<(u64, u64)> {
+        self.out.finish()
     }
 }
 

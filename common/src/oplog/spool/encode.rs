@@ -6,18 +6,13 @@
 
 use super::{NO_FIRST_BYTE, NO_LAG, RECORD_BYTES, TAG_BATCH, TAG_CONTEXT, TAG_STRING, header};
 use crate::oplog::batch::{FAILED, LogBatch, LogContext, NO_TIME, TEXT_KEY};
+use crate::oplog::frames::FrameFile;
 use crate::oplog::record::cut;
-use crate::oplog::writer::FrameFile;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// Uncompressed bytes per zstd frame (as the TSV writer's: frames this
-/// size compress as well as one stream, and bound what a crash loses).
-const FRAME_BYTES: usize = 1 << 20;
 
 /// zstd level of spools. Binary records are ~3x smaller than their TSV
 /// lines and mostly zero high bytes; see docs/oplog.md ("Spool") for the
@@ -204,14 +199,11 @@ fn side<'a>(table: &mut std::slice::Iter<'a, (u32, String)>, i: usize) -> &'a st
     }
 }
 
-/// A spool being written: header on creation, then batches.
+/// A spool being written: header on creation, then batches, encoded into
+/// [`FrameFile`]'s buffer (see there for the frames).
 pub struct SpoolWriter {
     out: FrameFile,
     tables: Tables,
-    /// Encoded blocks not yet compressed.
-    buf: Vec<u8>,
-    records: u64,
-    pending_since: Option<Instant>,
 }
 
 impl SpoolWriter {
@@ -233,45 +225,27 @@ impl SpoolWriter {
         Ok(SpoolWriter {
             out: FrameFile::new(file, zstd, h.len() as u64),
             tables: Tables::default(),
-            buf: Vec::with_capacity(FRAME_BYTES + 64 * 1024),
-            records: 0,
-            pending_since: None,
         })
     }
 
-    /// Appends a batch; a frame is written once [`FRAME_BYTES`] are
+    /// Appends a batch; a frame is written once a frame's worth is
     /// buffered.
     pub fn write_batch(&mut self, batch: &LogBatch) -> io::Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        encode_batch(&mut self.tables, batch, &mut self.buf);
-        self.records += batch.len() as u64;
-        if self.pending_since.is_none() {
-            self.pending_since = Some(Instant::now());
-        }
-        if self.buf.len() >= FRAME_BYTES {
-            self.compress()?;
-        }
-        Ok(())
+        encode_batch(&mut self.tables, batch, &mut self.out.buf);
+        self.out.added(batch.len() as u64)
     }
 
-    /// How long records have waited in the buffer; `None` when empty.
-    pub(crate) fn pending_age(&self) -> Option<Duration> {
-        self.pending_since.map(|t| t.elapsed())
-    }
-
-    /// The buffered blocks as one frame, written to the file.
-    pub(crate) fn compress(&mut self) -> io::Result<()> {
-        self.out.write(&mut self.buf)?;
-        self.pending_since = None;
-        Ok(())
+    /// The frames being written (the op-log writer ages them).
+    pub(crate) fn frames(&mut self) -> &mut FrameFile {
+        &mut self.out
     }
 
     /// Compresses and writes what is buffered, and fsyncs; returns
     /// (records, file bytes).
-    pub fn finish(mut self) -> io::Result<(u64, u64)> {
-        self.compress()?;
-        Ok((self.records, self.out.sync()?))
+    pub fn finish(self) -> io::Result<(u64, u64)> {
+        self.out.finish()
     }
 }
