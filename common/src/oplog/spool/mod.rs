@@ -113,14 +113,7 @@ pub enum LogEncoding {
 /// Whether the file at `path` is a spool (by its first bytes).
 pub fn is_spool(path: &Path) -> io::Result<bool> {
     let mut head = [0u8; 4];
-    let mut f = std::fs::File::open(path)?;
-    let mut got = 0;
-    while got < 4 {
-        match f.read(&mut head[got..])? {
-            0 => break,
-            n => got += n,
-        }
-    }
+    let got = read_full(&mut std::fs::File::open(path)?, &mut head)?;
     Ok(got == 4 && head == SKIPPABLE_MAGIC)
 }
 
@@ -144,20 +137,7 @@ pub(crate) fn open_text<R: BufRead + Send + 'static>(
     path: &Path,
     mut raw: R,
 ) -> Result<(Box<dyn Read + Send>, LogEncoding), OpLogError> {
-    let head = loop {
-        match raw.fill_buf() {
-            Ok(b) => break b,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(source) => {
-                return Err(OpLogError::Read {
-                    path: path.to_path_buf(),
-                    line: 1,
-                    what: "read failed",
-                    source,
-                });
-            }
-        }
-    };
+    let head = peek(&mut raw, path, 1)?;
     let start_err = |source| OpLogError::Read {
         path: path.to_path_buf(),
         line: 1,
@@ -179,21 +159,7 @@ pub(crate) fn open_text<R: BufRead + Send + 'static>(
         })?;
         // A stage without ops leaves the header alone: no frame to decode
         // (zstd's decoder calls an empty stream an incomplete frame).
-        let empty = loop {
-            match raw.fill_buf() {
-                Ok(b) => break b.is_empty(),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => {
-                    return Err(OpLogError::Read {
-                        path: path.to_path_buf(),
-                        line: 2,
-                        what: "read failed",
-                        source,
-                    });
-                }
-            }
-        };
-        if empty {
+        if peek(&mut raw, path, 2)?.is_empty() {
             let text = SpoolText::new(path, io::empty());
             return Ok((Box::new(text), LogEncoding::Spool));
         }
@@ -206,6 +172,26 @@ pub(crate) fn open_text<R: BufRead + Send + 'static>(
         return Ok((Box::new(decoder), LogEncoding::Zstd));
     }
     Ok((Box::new(raw), LogEncoding::Plain))
+}
+
+/// The first (up to) four bytes `raw` has buffered, filling its buffer if
+/// empty (none at the end): enough to tell the encodings apart. Read
+/// errors name `path` and the `line` being read.
+fn peek(raw: &mut impl BufRead, path: &Path, line: u64) -> Result<Vec<u8>, OpLogError> {
+    loop {
+        match raw.fill_buf() {
+            Ok(b) => return Ok(b[..b.len().min(4)].to_vec()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(OpLogError::Read {
+                    path: path.to_path_buf(),
+                    line,
+                    what: "read failed",
+                    source,
+                });
+            }
+        }
+    }
 }
 
 /// Reads until `buf` is full or the input ends; the bytes read.
