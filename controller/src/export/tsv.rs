@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use chorus_common::oplog::open_log_text;
 
+use super::columns::{self, ExportError};
+
 /// zstd level of the output: 1, as the agent's and merge's logs.
 const LEVEL: i32 = 1;
 
@@ -28,7 +30,8 @@ pub fn default_output(input: &Path) -> PathBuf {
 }
 
 /// Writes `input` as zstd TSV to `output` (through a temp file renamed
-/// when complete); returns the bytes of text written.
+/// when complete, [`columns::atomically`]); returns the bytes of text
+/// written.
 pub fn export_tsv(input: &Path, output: &Path) -> Result<u64, String> {
     if output == input {
         return Err(format!(
@@ -37,34 +40,92 @@ pub fn export_tsv(input: &Path, output: &Path) -> Result<u64, String> {
         ));
     }
     let mut text = open_log_text(input).map_err(|e| e.to_string())?;
-    let tmp = output.with_file_name(format!(
-        ".{}.tmp",
-        output
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-    ));
-    let mut write = || -> io::Result<u64> {
-        let file = std::fs::File::create(&tmp)?;
-        let mut enc = zstd::Encoder::new(io::BufWriter::new(file), LEVEL)?;
-        let n = io::copy(&mut text, &mut enc)?;
-        enc.finish()?.flush()?;
-        Ok(n)
-    };
-    match write() {
-        Ok(n) => {
-            std::fs::rename(&tmp, output).map_err(|e| format!("{}: {e}", output.display()))?;
+    // Under a temporary name until complete, as the Parquet exports.
+    columns::atomically(output, |tmp| {
+        let mut write = || -> io::Result<u64> {
+            let file = std::fs::File::create(tmp)?;
+            let mut enc = zstd::Encoder::new(io::BufWriter::new(file), LEVEL)?;
+            let n = io::copy(&mut text, &mut enc)?;
+            enc.finish()?.flush()?;
             Ok(n)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(format!("{}: {e}", input.display()))
-        }
-    }
+        };
+        // Reading a damaged log fails here as well: the input is named.
+        write().map_err(|source| ExportError::Io {
+            path: input.to_path_buf(),
+            source,
+        })
+    })
+    .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use chorus_common::op::OpKind;
+    use chorus_common::oplog::{EntryKey, LogBatch, LogContext, LogEntry, SpoolWriter};
+    use chorus_common::plan::KeyNaming;
+    use std::io::Read;
+    use std::sync::Arc;
+
+    /// A spool of `n` GETs by one worker.
+    fn spool(path: &Path, n: u64) {
+        let ctx = LogContext::new("agent-0", "load", "obj/", KeyNaming::default());
+        let mut b = LogBatch::with_capacity(Arc::new(ctx), n as usize);
+        let ep = b.endpoint_id("file:///data");
+        for i in 0..n {
+            let start_ns = 1_700_000_000_000_000_000 + i as i64 * 1_000;
+            b.push(
+                LogEntry {
+                    thread: 0,
+                    op: OpKind::Get,
+                    warmup: false,
+                    retries: 0,
+                    n_objects: 1,
+                    bytes: 4096,
+                    start_ns,
+                    first_byte_ns: Some(start_ns + 200),
+                    end_ns: start_ns + 500,
+                    lag_ns: None,
+                    key: EntryKey::Index(i),
+                    error: String::new(),
+                },
+                ep,
+            );
+        }
+        b.set_first_idx(0);
+        let mut w = SpoolWriter::create(path).unwrap();
+        w.write_batch(&b).unwrap();
+        w.finish().unwrap();
+    }
+
+    #[test]
+    fn a_spool_is_exported_as_the_text_its_reader_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("01-load.spool.zst");
+        spool(&input, 100);
+        let output = default_output(&input);
+        let n = export_tsv(&input, &output).unwrap();
+        let mut want = Vec::new();
+        open_log_text(&input)
+            .unwrap()
+            .read_to_end(&mut want)
+            .unwrap();
+        let got = zstd::decode_all(std::fs::File::open(&output).unwrap()).unwrap();
+        assert_eq!(got, want);
+        assert_eq!(n, want.len() as u64);
+        assert_eq!(
+            got.iter().filter(|&&b| b == b'\n').count(),
+            101,
+            "header + 100"
+        );
+        // Only the output is left: no temp file beside it.
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        // The input is never the output.
+        let same = export_tsv(&output, &output).unwrap_err();
+        assert!(same.contains("is the input"), "{same}");
+    }
 
     #[test]
     fn default_names() {
