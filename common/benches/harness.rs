@@ -44,7 +44,7 @@ use chorus_common::pools::{PoolSpec, Pools};
 use chorus_common::store::ObjectStore;
 use chorus_common::store::memory::MemoryStore;
 use chorus_common::topology::{Topology, pin_current_thread};
-use chorus_common::workload::{KeyState, LiveCounters, StageOutcome, StageRun, run_stage};
+use chorus_common::workload::{Deal, KeyState, LiveCounters, StageOutcome, StageRun, run_stage};
 
 /// mimalloc: records made on worker threads are freed on the op-log
 /// writer's thread, which glibc malloc serializes on arena locks.
@@ -184,8 +184,7 @@ impl Bench {
             stage.stop.ops = ops;
         }
         StageRun {
-            agent_index: 0,
-            agent_count: 1,
+            deal: Deal::whole(0, 1),
             agent_id: "harness-agent".to_string(),
             data: self.data,
             stage_index: index,

@@ -29,7 +29,7 @@ use chorus_common::plan::{self, Stage};
 use chorus_common::pools::{PoolSpec, Pools};
 use chorus_common::store::{self, ObjectStore, OpenOptions};
 use chorus_common::topology::Topology;
-use chorus_common::workload::{KeyState, LiveCounters, StageRun, run_stage};
+use chorus_common::workload::{Deal, KeyState, LiveCounters, StageRun, run_stage};
 
 mod support;
 use support::{env_or, process_cpu};
@@ -50,8 +50,7 @@ async fn run(
     keys: Option<Arc<KeyState>>,
 ) -> (Row, Arc<KeyState>) {
     let run = StageRun {
-        agent_index: 0,
-        agent_count: 1,
+        deal: Deal::whole(0, 1),
         agent_id: "bench".into(),
         data: DataSpec::new(7),
         stage_index: 1,

@@ -264,6 +264,8 @@ pub fn encode_step(s: &StepSpec) -> pb::StageStep {
         prepares: s.prepares,
         accelerators: s.accelerators.unwrap_or(0),
         restores: s.restores,
+        bytes: s.bytes.unwrap_or(0),
+        handover: s.handover,
     }
 }
 
@@ -279,6 +281,8 @@ pub fn decode_step(s: &pb::StageStep) -> StepSpec {
         prepares: s.prepares,
         accelerators: (s.accelerators > 0).then_some(s.accelerators),
         restores: s.restores,
+        bytes: (s.bytes > 0).then_some(s.bytes),
+        handover: s.handover,
     }
 }
 
@@ -415,6 +419,8 @@ mod tests {
             prepares: true,
             accelerators: Some(12),
             restores: true,
+            bytes: Some(1 << 30),
+            handover: true,
         };
         assert_eq!(decode_step(&encode_step(&s)), s);
         let ranks = vec![RankReport {

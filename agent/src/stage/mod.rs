@@ -25,7 +25,7 @@ use chorus_common::oplog::{OpLogSender, OpLogWriter, WriterStats, spawn_writer};
 use chorus_common::plan::Stage;
 use chorus_common::pools::Pools;
 use chorus_common::store::EnvOverlay;
-use chorus_common::workload::{KeyState, LiveCounters, StageOutcome};
+use chorus_common::workload::{Deal, KeyState, LiveCounters, StageOutcome};
 use chorus_proto::pb::{self, stage_event::Event};
 use chorus_proto::{
     decode_step, encode_endpoints, encode_listing, encode_metrics, encode_schedule,
@@ -49,8 +49,8 @@ pub struct StageJob {
     stage: Stage,
     /// Its key space, under which its key state is kept.
     space: String,
-    agent_index: u32,
-    agent_count: u32,
+    /// Its split over the run's agents, departed ones left out.
+    deal: Deal,
     agent_id: String,
     data: DataSpec,
     keys: Option<Arc<KeyState>>,
@@ -85,6 +85,14 @@ pub fn begin(
         .stages
         .get(index as usize)
         .ok_or_else(|| Status::invalid_argument(format!("no stage {index}")))?;
+    let handover = req.step.as_ref().is_some_and(|s| s.handover);
+    let deal = Deal::new(
+        session.agent_index,
+        session.agent_count,
+        req.departed.clone(),
+        handover,
+    )
+    .map_err(|m| Status::invalid_argument(format!("stage `{}`: {m}", whole.name)))?;
     let (stage, step) = match &req.step {
         None => (whole.clone(), 0),
         Some(s) if s.index == 0 => {
@@ -126,8 +134,7 @@ pub fn begin(
         index,
         keys: session.keys.get(&space).cloned(),
         space,
-        agent_index: session.agent_index,
-        agent_count: session.agent_count,
+        deal,
         agent_id: session.agent_id.clone(),
         data: DataSpec {
             seed: session.plan.seed,
@@ -191,8 +198,7 @@ pub async fn run(
     let cx = KindContext {
         stage: job.stage.clone(),
         stage_index: job.index as usize,
-        agent_index: job.agent_index,
-        agent_count: job.agent_count,
+        deal: job.deal.clone(),
         agent_id: job.agent_id.clone(),
         data: job.data,
         store,

@@ -36,6 +36,12 @@ pub struct StepSpec {
     pub accelerators: Option<u32>,
     /// A checkpoint stage's restore: the shards are read back, not written.
     pub restores: bool,
+    /// Stop after this many bytes over all agents.
+    pub bytes: Option<u64>,
+    /// The step takes over what agents that left in the stage did not do:
+    /// the controller's hand-over (the agent walks only departed agents'
+    /// keys, see `workload::Deal`).
+    pub handover: bool,
 }
 
 impl Stage {
@@ -71,11 +77,11 @@ impl Stage {
         if let Some(c) = &mut s.training.checkpoint {
             c.restoring = step.restores;
         }
-        if step.duration.is_some() || step.ops.is_some() {
+        if step.duration.is_some() || step.ops.is_some() || step.bytes.is_some() {
             s.stop = StopCondition {
                 duration: step.duration,
                 ops: step.ops,
-                bytes: None,
+                bytes: step.bytes,
             };
         }
         s

@@ -340,7 +340,9 @@ pub async fn list_share(run: &StageRun) -> anyhow::Result<ExistingIndex> {
     let prefix = stage.objects.prefix.as_str();
     let store = run.store.as_ref();
     let policy = stage.retry;
-    let (agent, agents) = (run.agent_index, run.agent_count.max(1));
+    // Dealt over the agents still in the run when the listing is made.
+    let (agent, agents) = run.deal.live();
+    let agents = agents.max(1);
     let fail = |m: String| anyhow::anyhow!("stage `{}`: {m}", stage.name);
 
     // The top level: sub-prefixes, and objects dealt by position.

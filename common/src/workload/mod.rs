@@ -17,6 +17,7 @@
 //! - `live.rs`: the counters the agent reads each second.
 
 mod budget;
+mod deal;
 pub mod existing;
 pub mod keys;
 mod large;
@@ -52,6 +53,7 @@ use crate::store::multi::{EndpointStats, MultiStore};
 use crate::store::{ErrorClass, ObjectStore};
 
 pub use budget::{Budget, HeldOps, share};
+pub use deal::{Deal, Slice};
 pub use existing::ListingSummary;
 pub use keys::{KeyPicker, KeyState};
 use live::LiveDelta;
@@ -69,8 +71,9 @@ pub const LATE_AFTER: Duration = Duration::from_millis(1);
 
 /// Everything one agent needs to run its share of a stage.
 pub struct StageRun {
-    pub agent_index: u32,
-    pub agent_count: u32,
+    /// This agent's place in the run, and which agents left before this
+    /// stage: how the stage is split (`deal.rs`).
+    pub deal: Deal,
     /// The op-log `client_id` of this agent.
     pub agent_id: String,
     /// Seed and shape of payloads.
@@ -271,17 +274,19 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
         files.skip_listed(&run).await?;
     }
     let source = Arc::new(source);
+    // What the stage spends is split over the agents still in the run.
+    let (live_index, live_count) = run.deal.live();
     let budget = Arc::new(Budget::for_agent(
         &run.stage.stop,
-        run.agent_index,
-        run.agent_count,
+        live_index,
+        live_count,
         run.start_at,
     ));
     let open = match run.stage.pacing {
         Pacing::Closed => None,
         Pacing::Open { rate, arrivals } => {
-            let agent_rate = rate / f64::from(run.agent_count.max(1));
-            let seed = run.data.seed ^ (u64::from(run.agent_index) << 32) ^ run.stage_index as u64;
+            let agent_rate = rate / f64::from(live_count.max(1));
+            let seed = run.data.seed ^ (u64::from(run.deal.index) << 32) ^ run.stage_index as u64;
             let schedule =
                 Schedule::new(run.start_at, agent_rate, arrivals, seed).with_ramp(run.stage.ramp);
             let open = OpenLoop::new(schedule, run.stop.clone())
@@ -452,7 +457,7 @@ impl Worker {
         let run = &self.run;
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(
             run.data.seed
-                ^ (u64::from(run.agent_index) << 40)
+                ^ (u64::from(run.deal.index) << 40)
                 ^ ((run.stage_index as u64) << 24)
                 ^ u64::from(self.id),
         );
@@ -496,7 +501,7 @@ impl Worker {
             let work = match &*self.source {
                 // A training reader waits for its rank's prefetch window.
                 WorkSource::Train(feed) => feed.next(self.id, &run.stop).await,
-                source => source.next(&mut rng, run, &self.state),
+                source => source.next(&mut rng, &self.state),
             };
             let Some(Work {
                 op,

@@ -18,7 +18,7 @@ use super::ml;
 use super::pacer::Pacer;
 use super::replay::{self, ReplayFeed};
 use super::train::TrainFeed;
-use super::{StageRun, share};
+use super::{Slice, StageRun};
 use crate::op::OpKind;
 use crate::plan::{ReplayPhase, Stage, StageKind};
 use crate::store::ByteRange;
@@ -56,12 +56,13 @@ pub(super) enum Target {
 
 /// Where a worker's next op comes from.
 pub(super) enum WorkSource {
-    /// Each key of this agent's slice once (PUT or DELETE), skipping those
-    /// `skip` says are done.
+    /// Each key of this agent's slices once (PUT or DELETE), skipping
+    /// those `skip` says are done: its own part of the key space and its
+    /// part of departed agents' (`Deal::key_slices`).
     Keys {
         op: OpKind,
         next: AtomicU64,
-        slice_len: u64,
+        slices: Vec<Slice>,
         skip: fn(&KeyState, u64) -> bool,
     },
     /// Ops drawn by weight, keys by the key space's distribution.
@@ -101,6 +102,18 @@ pub(super) fn cumulative(stage: &Stage) -> Vec<(u64, OpKind)> {
         .collect()
 }
 
+/// The `i`-th key of `slices` walked one after another; `None` past
+/// their end. A slice or two (more only after departures): a scan.
+fn nth_key(slices: &[Slice], mut i: u64) -> Option<u64> {
+    for s in slices {
+        if i < s.len {
+            return Some(s.key(i));
+        }
+        i -= s.len;
+    }
+    None
+}
+
 /// One op drawn by weight from running totals.
 pub(super) fn draw_op(
     cumulative: &[(u64, OpKind)],
@@ -122,11 +135,12 @@ impl WorkSource {
         }
         let count = stage.objects.count;
         // Keys are dealt round-robin: agent i owns indexes i, i+n, i+2n, …
-        let slice_len = share(count, run.agent_index, run.agent_count);
+        let slices = run.deal.key_slices(count);
+        let (live_index, live_count) = run.deal.live();
         let keys = |op, skip| WorkSource::Keys {
             op,
             next: AtomicU64::new(0),
-            slice_len,
+            slices: slices.clone(),
             skip,
         };
         Ok(match stage.kind {
@@ -136,10 +150,8 @@ impl WorkSource {
                 let replay = stage.replay.as_ref().ok_or_else(|| {
                     anyhow::anyhow!("stage `{}` has no `replay` settings", stage.name)
                 })?;
-                let share = replay::Share {
-                    index: run.agent_index,
-                    count: run.agent_count,
-                };
+                let (index, count) = run.deal.live();
+                let share = replay::Share { index, count };
                 let feed = ReplayFeed::start(
                     std::path::Path::new(&replay.trace),
                     stage,
@@ -172,15 +184,12 @@ impl WorkSource {
                         train,
                         layout,
                         &run.data,
-                        run.agent_index,
-                        run.agent_count,
+                        live_index,
+                        live_count,
                         stage.verify,
                     ))),
                     None => WorkSource::Dataset(ml::DatasetFiles::new(
-                        layout,
-                        &run.data,
-                        run.agent_index,
-                        run.agent_count,
+                        layout, &run.data, live_index, live_count,
                     )),
                 }
             }
@@ -190,37 +199,28 @@ impl WorkSource {
                 })?;
                 WorkSource::Shards(ml::Shards::new(
                     spec,
-                    run.agent_index,
-                    run.agent_count,
+                    live_index,
+                    live_count,
                     spec.restoring,
                 ))
             }
             StageKind::Workload | StageKind::Search => WorkSource::Mix {
                 cumulative: cumulative(stage),
-                picker: KeyPicker::new(&stage.objects, run.agent_index, run.agent_count),
+                picker: KeyPicker::new(&stage.objects, run.deal.index, run.deal.count),
             },
         })
     }
 
     /// The next op, or None when the source is used up.
-    pub(super) fn next(
-        &self,
-        rng: &mut Xoshiro256PlusPlus,
-        run: &StageRun,
-        state: &KeyState,
-    ) -> Option<Work> {
+    pub(super) fn next(&self, rng: &mut Xoshiro256PlusPlus, state: &KeyState) -> Option<Work> {
         match self {
             WorkSource::Keys {
                 op,
                 next,
-                slice_len,
+                slices,
                 skip,
             } => loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= *slice_len {
-                    return None;
-                }
-                let index = u64::from(run.agent_index) + i * u64::from(run.agent_count);
+                let index = nth_key(slices, next.fetch_add(1, Ordering::Relaxed))?;
                 if !skip(state, index) {
                     return Some(Work {
                         op: *op,

@@ -11,6 +11,8 @@
 //! - `health.rs`: heartbeats to every agent for the whole session.
 //! - `sequence.rs`: the stages in order, each driven by its kind as one or
 //!   more steps; departed agents and the lost-agent policy.
+//! - `handover.rs`: what the agents still in take over when others leave
+//!   mid-stage, and what the summary says was not done.
 //! - `kinds/`: one module per stage kind: which steps, when to stop early,
 //!   the stage's verdict.
 //! - `step.rs`: one step on all live agents: clocks, start, watch, collect,
@@ -26,6 +28,7 @@
 pub(crate) mod agents;
 pub(crate) mod collector;
 pub(crate) mod drift;
+mod handover;
 mod health;
 pub(crate) mod kinds;
 mod progress;

@@ -121,6 +121,10 @@ pub struct RunMeta {
     /// capacity, a steady state), in stage order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub verdicts: Vec<super::kinds::Verdict>,
+    /// What agents still in the run took over from agents that left
+    /// mid-stage, or what was not done (see `handover.rs`), in stage order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub handovers: Vec<super::handover::HandoverMeta>,
     #[serde(default)]
     pub timeline: TimelineMeta,
     /// `run --timeline-format`: `parquet` when the run writes the Parquet

@@ -14,8 +14,9 @@ use tokio::sync::{Mutex, Semaphore};
 
 use super::agents::AgentHandle;
 use super::collector;
+use super::handover;
 use super::health::{Health, Lost};
-use super::kinds::{KindPicker, StageKind, StepResult};
+use super::kinds::{KindPicker, StageKind, Step, StepResult};
 use super::progress::LiveView;
 use super::results::{LostAgentMeta, RunDir, RunMeta};
 use super::series::Series;
@@ -98,11 +99,15 @@ impl RunState<'_> {
         kind: &mut dyn StageKind,
     ) -> anyhow::Result<()> {
         let mut done: Vec<StepResult> = Vec::new();
+        // Agents that left during the stage's steps, and whether the last
+        // step lost one (what a hand-over follows).
+        let (mut left, mut lost_last) = (Vec::new(), false);
         loop {
             self.between_steps(&stage.name)?;
             let Some(next) = kind.next_step(stage, &done) else {
                 break;
             };
+            let live = self.live();
             let ran = step::run_step(self, index, stage, next, kind).await;
             match ran {
                 Ok(r) => done.push(r),
@@ -112,9 +117,80 @@ impl RunState<'_> {
                     return Err(e);
                 }
             }
+            lost_last = self.left_since(&live, &mut left);
+        }
+        if lost_last {
+            self.hand_over(index, stage, kind, &done, left).await?;
         }
         self.verdict(index, stage, kind, &done);
         kind.judge(stage, &done)
+    }
+
+    /// After a stage whose last step lost agents (`left`: all that left
+    /// during it), hand-over steps on the others until the stage's budget
+    /// is done or nothing more can be taken over; said in the summary and
+    /// `run.json` (see `handover.rs`).
+    async fn hand_over(
+        &mut self,
+        index: u32,
+        stage: &Stage,
+        kind: &mut dyn StageKind,
+        done: &[StepResult],
+        mut left: Vec<String>,
+    ) -> anyhow::Result<()> {
+        let mut extra: Vec<StepResult> = Vec::new();
+        let mut given = None;
+        let mut next_index = done.iter().map(|r| r.step.index()).max().unwrap_or(0) + 1;
+        // Until a hand-over loses no one.
+        let mut lost_last = true;
+        let text = loop {
+            if !lost_last {
+                break None;
+            }
+            let all: Vec<&StepResult> = done.iter().chain(&extra).collect();
+            match handover::next(stage, &all, &left, next_index) {
+                handover::Next::Done => break None,
+                handover::Next::NotDone(why) => break Some(why),
+                handover::Next::Step(spec) => {
+                    self.between_steps(&stage.name)?;
+                    let live = self.live();
+                    let step = Step::Sub(spec.clone());
+                    extra.push(step::run_step(self, index, stage, step, kind).await?);
+                    lost_last = self.left_since(&live, &mut left);
+                    given = Some(spec);
+                    next_index += 1;
+                }
+            }
+        };
+        let all: Vec<&StepResult> = done.iter().chain(&extra).collect();
+        let mut meta = handover::record(index, stage, &left, given.as_ref(), &all);
+        if let Some(why) = text {
+            meta.text = why;
+        }
+        if meta.text.is_empty() {
+            return Ok(());
+        }
+        self.view.notice(&format!("note: {}", meta.text));
+        if let Some(out) = self.outputs.last_mut() {
+            out.summary.warnings.push(meta.text.clone());
+        }
+        self.meta.handovers.push(meta);
+        if let Err(e) = self.dir.write_meta(self.meta) {
+            tracing::warn!("run.json: {e:#}");
+        }
+        Ok(())
+    }
+
+    /// Adds to `left` the ids of agents of `live` (run indices) that have
+    /// left since; whether any had.
+    fn left_since(&self, live: &[usize], left: &mut Vec<String>) -> bool {
+        let before = left.len();
+        for &k in live {
+            if self.gone[k].is_some() {
+                left.push(self.agents[k].id.clone());
+            }
+        }
+        left.len() > before
     }
 
     /// Files the kind's answer, if it gives one: in `run.json` at once, and
@@ -152,6 +228,17 @@ impl RunState<'_> {
             Some(reason) => Err(reason.into()),
             None => Ok(()),
         }
+    }
+
+    /// The LoadPlan places of the agents that left (what a step's
+    /// `departed` says).
+    pub fn departed(&self) -> Vec<u32> {
+        self.agents
+            .iter()
+            .zip(&self.gone)
+            .filter(|(_, g)| g.is_some())
+            .map(|(a, _)| a.index)
+            .collect()
     }
 
     /// Run indices of the agents still taking part.

@@ -165,6 +165,9 @@ pub struct StageContext<'a> {
     pub stage: &'a Stage,
     /// The sub-step to run; `None` for the stage whole.
     pub step: Option<pb::StageStep>,
+    /// The LoadPlan places of the agents that left the run before this
+    /// step: the others split its budget and walk their keys.
+    pub departed: Vec<u32>,
     /// Controller clock.
     pub start_at_ns: i64,
     /// Each agent's clock offset measured for this stage, in agent order.
@@ -221,6 +224,7 @@ pub async fn run_stage(
                 start_at_ns: cx.start_at_ns,
                 offset_ns: cx.offsets[i],
                 step: cx.step.clone(),
+                departed: cx.departed.clone(),
             };
             let watch = Watch {
                 index: i,

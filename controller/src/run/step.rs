@@ -73,6 +73,7 @@ pub async fn run_step(
             Step::Whole => None,
             Step::Sub(s) => Some(encode_step(s)),
         },
+        departed: run.departed(),
         start_at_ns,
         offsets,
         agent_timeout: run.plan.control.agent_timeout,

@@ -182,8 +182,7 @@ async fn an_empty_prefix_is_an_error_before_any_op() {
          mix: {get: 1}, ops: 5}",
     );
     let run = StageRun {
-        agent_index: 0,
-        agent_count: 1,
+        deal: Deal::whole(0, 1),
         agent_id: "agent-0".into(),
         data: DataSpec::new(SEED),
         stage_index: 0,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{KeyState, LiveCounters, StageOutcome, StageRun, run_stage, share};
+use super::{Deal, KeyState, LiveCounters, StageOutcome, StageRun, run_stage, share};
 use crate::datagen::{self, DataSpec};
 use crate::op::OpKind;
 use crate::oplog::{OpLogReader, OpRecord, spawn_writer};
@@ -125,16 +125,8 @@ async fn run_as(
     agent_count: u32,
     log: bool,
 ) -> Ran {
-    run_on(
-        stage,
-        store,
-        Vec::new(),
-        keys,
-        agent_index,
-        agent_count,
-        log,
-    )
-    .await
+    let deal = Deal::whole(agent_index, agent_count);
+    run_on(stage, store, Vec::new(), keys, deal, log).await
 }
 
 /// [`run_as`] with the endpoints of a multi-endpoint stage.
@@ -143,8 +135,7 @@ async fn run_on(
     store: &Arc<dyn ObjectStore>,
     multi: Vec<Arc<MultiStore>>,
     keys: Option<Arc<KeyState>>,
-    agent_index: u32,
-    agent_count: u32,
+    deal: Deal,
     log: bool,
 ) -> Ran {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -157,9 +148,8 @@ async fn run_on(
     };
     let live = Arc::new(LiveCounters::default());
     let run = StageRun {
-        agent_index,
-        agent_count,
-        agent_id: format!("agent-{agent_index}"),
+        agent_id: format!("agent-{}", deal.index),
+        deal,
         data: DataSpec::new(SEED),
         stage_index: 0,
         stage: stage.clone(),
@@ -669,7 +659,15 @@ async fn op_log_names_each_ops_endpoint_and_key_with_unique_idx() {
     );
     // Known keys: no discovery listing, so every request is a logged op.
     let keys = Some(Arc::new(KeyState::new(200)));
-    let ran = run_on(&s, &store, vec![multi.clone()], keys, 1, 2, true).await;
+    let ran = run_on(
+        &s,
+        &store,
+        vec![multi.clone()],
+        keys,
+        Deal::whole(1, 2),
+        true,
+    )
+    .await;
     assert_eq!(ran.records.len(), 1500);
 
     // Every idx of the stage exactly once.
@@ -707,6 +705,7 @@ async fn op_log_names_each_ops_endpoint_and_key_with_unique_idx() {
     );
 }
 
+mod departed;
 mod existing;
 mod kept_files;
 mod large;

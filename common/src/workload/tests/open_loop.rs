@@ -205,8 +205,7 @@ async fn open_loop_stop_ends_long_waits() {
     );
     let stop = Arc::new(AtomicBool::new(false));
     let run = StageRun {
-        agent_index: 0,
-        agent_count: 1,
+        deal: Deal::whole(0, 1),
         agent_id: "agent-0".into(),
         data: DataSpec::new(SEED),
         stage_index: 0,

@@ -62,8 +62,7 @@ wrapper_store!(SlowReady {
 /// (so it starts with a listing), and returns its error.
 async fn stage_error(stage: &Stage, store: Arc<dyn ObjectStore>) -> String {
     let run = StageRun {
-        agent_index: 0,
-        agent_count: 1,
+        deal: Deal::whole(0, 1),
         agent_id: "agent-0".into(),
         data: DataSpec::new(SEED),
         stage_index: 0,
