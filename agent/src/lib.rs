@@ -68,6 +68,10 @@ pub struct AgentConfig {
     pub id: String,
     /// Where op-logs are written while a run goes on; one folder per run.
     pub spool_dir: PathBuf,
+    /// Keep a run's spool folder after its controller fetched the logs
+    /// (`--keep-spool`): an audit trail of what the agent did, which the
+    /// chaos test compares with the merged timeline.
+    pub keep_spool: bool,
     /// Who may talk to the agent: TLS and token checks, or none.
     pub security: ServerSecurity,
     /// The registry `agent --metrics-listen` serves, fed by each session's

@@ -30,6 +30,11 @@ struct Args {
     /// system temp directory).
     #[arg(long)]
     spool: Option<PathBuf>,
+    /// Keep each run's op-logs in the spool after the controller has
+    /// fetched them (by default they are removed then): a record of every
+    /// op this agent performed, to check a run's timeline against.
+    #[arg(long)]
+    keep_spool: bool,
     /// Print the host topology this agent sees (NUMA nodes, allowed CPUs)
     /// and the pinned pools it would run with `pinning: numa`, check the
     /// pinning, then exit.
@@ -135,6 +140,7 @@ async fn main() -> anyhow::Result<()> {
     let config = chorus_agent::AgentConfig {
         id,
         spool_dir: spool,
+        keep_spool: args.keep_spool,
         security,
         metrics,
     };

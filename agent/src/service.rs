@@ -403,7 +403,7 @@ impl pb::agent_server::Agent for AgentService {
         // The controller has fetched the logs; the spool copy can go. A
         // stopping agent keeps it: its controller may not have had them
         // all, and `controller collect` can still take them.
-        if self.shutdown.stopping().is_none() {
+        if self.shutdown.stopping().is_none() && !self.config.keep_spool {
             let _ = std::fs::remove_dir_all(&dir);
         }
         Ok(Response::new(pb::EndSessionReply {}))

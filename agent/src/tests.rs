@@ -15,6 +15,7 @@ fn agent(spool: &Path) -> AgentService {
     AgentService::new(AgentConfig {
         id: "t".into(),
         spool_dir: spool.to_path_buf(),
+        keep_spool: false,
         security: ServerSecurity::insecure(),
         metrics: None,
     })
@@ -212,6 +213,7 @@ async fn the_agents_own_metrics_follow_its_stages_and_reset_per_run() {
     let a = AgentService::new(AgentConfig {
         id: "t".into(),
         spool_dir: tmp.path().join("spool"),
+        keep_spool: false,
         security: ServerSecurity::insecure(),
         metrics: Some(metrics.clone()),
     });

@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 
 pub mod agents;
 pub mod cdp;
+pub mod chaos;
 pub mod dataset;
 pub mod helm;
 pub mod netns;

@@ -109,6 +109,7 @@ pub async fn start_embedded(n: u32) -> anyhow::Result<(Vec<String>, EmbeddedAgen
         let config = chorus_agent::AgentConfig {
             id: format!("local-{i}"),
             spool_dir: spool.clone(),
+            keep_spool: false,
             // In-process, on loopback, reached only by this controller.
             security: chorus_agent::ServerSecurity::insecure(),
             // The controller serves the run's metrics itself.

@@ -18,7 +18,7 @@
 use chorus_common::plan::{Stage, StageKind as PlanKind, StepSpec};
 use serde::{Deserialize, Serialize};
 
-use super::kinds::StepResult;
+use super::kinds::{Step, StepResult};
 
 /// One stage's hand-over (`run.json` `handovers`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -94,13 +94,23 @@ pub fn next(stage: &Stage, done: &[&StepResult], departed: &[String], next_index
         return Next::Done;
     }
     let who = departed.join(", ");
-    let step = |ops: Option<u64>, bytes: Option<u64>, handover: bool| {
+    // The first is `<stage>/handover`, a second (another loss in it)
+    // `<stage>/handover-2`: each step's name is its own in the summary.
+    let earlier = done
+        .iter()
+        .filter(|r| matches!(&r.step, Step::Sub(s) if s.handover))
+        .count();
+    let name = match earlier {
+        0 => format!("{}/handover", stage.name),
+        n => format!("{}/handover-{}", stage.name, n + 1),
+    };
+    let step = |ops: Option<u64>, bytes: Option<u64>| {
         Next::Step(StepSpec {
             index: next_index,
-            name: format!("{}/handover", stage.name),
+            name: name.clone(),
             ops,
             bytes,
-            handover,
+            handover: true,
             ..Default::default()
         })
     };
@@ -135,7 +145,7 @@ pub fn next(stage: &Stage, done: &[&StepResult], departed: &[String], next_index
     }
     let left = Left::of(stage, done);
     if key_walk {
-        return step(left.ops, left.bytes, true);
+        return step(left.ops, left.bytes);
     }
     if stage.stop.duration.is_some() {
         return Next::NotDone(format!(
@@ -144,7 +154,7 @@ pub fn next(stage: &Stage, done: &[&StepResult], departed: &[String], next_index
         ));
     }
     if left.short() {
-        return step(left.ops, left.bytes, false);
+        return step(left.ops, left.bytes);
     }
     Next::Done
 }
@@ -215,8 +225,6 @@ mod tests {
     use chorus_common::metrics::summary::StageSummary;
     use chorus_common::op::OpKind;
 
-    use super::super::kinds::Step;
-
     fn stage(yaml_stage: &str) -> Stage {
         let plan = chorus_common::plan::parse(
             &format!(
@@ -255,7 +263,7 @@ mod tests {
         };
         assert_eq!(step.ops, Some(100));
         assert_eq!(step.name, "w/handover");
-        assert!(!step.handover);
+        assert!(step.handover);
         let second = ran(100, 10, None);
         // Another loss in the hand-over, its budget done anyway: nothing.
         assert_eq!(next(&s, &[&first, &second], &who, 2), Next::Done);
@@ -267,6 +275,13 @@ mod tests {
             "{}",
             m.text
         );
+        // Another loss in the hand-over, short of its budget: a second.
+        let mut cut = ran(60, 10, None);
+        cut.step = Step::Sub(step.clone());
+        let Next::Step(again) = next(&s, &[&first, &cut], &who, 2) else {
+            panic!("no second hand-over");
+        };
+        assert_eq!((again.name.as_str(), again.ops), ("w/handover-2", Some(40)));
         // Short after the hand-over (another agent left in it): said.
         let m = record(3, &s, &who, Some(&step), &[&first, &ran(60, 10, None)]);
         assert_eq!(m.ops_not_done, 40);
