@@ -29,7 +29,9 @@ pub use pb::agent_server::{Agent, AgentServer};
 /// field whose meaning changed, a call an old peer lacks); adding a field
 /// an old peer may safely ignore does not bump it. 0 is what a peer from
 /// before this field sends: proto3 reads a missing field as 0.
-pub const PROTOCOL_VERSION: u32 = 4;
+// 5: RunStageRequest.departed and StageStep.bytes/handover (an older agent
+// would split a stage over agents that left).
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Largest gRPC message either side accepts: a stage's metrics carry one
 /// histogram per op (tens of KiB each), and op-log chunks are 1 MiB.
