@@ -131,6 +131,14 @@ impl KeyState {
         }
     }
 
+    /// Adds what `other` (a listing) found present to what this state
+    /// knows exists.
+    pub fn add_present(&self, other: &KeyState) {
+        for (mine, theirs) in self.present.0.iter().zip(&other.present.0) {
+            mine.fetch_or(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
     pub fn present_count(&self) -> u64 {
         self.present.ones()
     }

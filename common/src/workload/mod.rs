@@ -259,6 +259,12 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
             }
             Arc::new(now)
         }
+        // A prepare that walks keys of agents that left: which of theirs
+        // exist, only a listing tells (they may have written all of them).
+        (StageKind::Prepare, Some(s)) if !run.deal.departed.is_empty() => {
+            s.add_present(&discover(&run).await?);
+            s
+        }
         (_, Some(s)) => s,
         (_, None) => {
             let s = discover(&run).await?;

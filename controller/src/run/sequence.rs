@@ -99,9 +99,8 @@ impl RunState<'_> {
         kind: &mut dyn StageKind,
     ) -> anyhow::Result<()> {
         let mut done: Vec<StepResult> = Vec::new();
-        // Agents that left during the stage's steps, and whether the last
-        // step lost one (what a hand-over follows).
-        let (mut left, mut lost_last) = (Vec::new(), false);
+        // Agents that left during the stage's steps.
+        let mut left = Vec::new();
         loop {
             self.between_steps(&stage.name)?;
             let Some(next) = kind.next_step(stage, &done) else {
@@ -117,17 +116,16 @@ impl RunState<'_> {
                     return Err(e);
                 }
             }
-            lost_last = self.left_since(&live, &mut left);
+            self.left_since(&live, &mut left);
         }
-        if lost_last {
+        if !left.is_empty() {
             self.hand_over(index, stage, kind, &done, left).await?;
         }
         self.verdict(index, stage, kind, &done);
         kind.judge(stage, &done)
     }
 
-    /// After a stage whose last step lost agents (`left`: all that left
-    /// during it), hand-over steps on the others until the stage's budget
+    /// After a stage that lost agents in its steps (`left`), hand-over steps on the others until the stage's budget
     /// is done or nothing more can be taken over; said in the summary and
     /// `run.json` (see `handover.rs`).
     async fn hand_over(

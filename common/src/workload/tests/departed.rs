@@ -53,6 +53,12 @@ async fn a_hand_over_writes_the_departed_agents_keys_and_cleanup_removes_them() 
     }
     let theirs: BTreeSet<u64> = (0..31).filter(|i| i % 3 == 1).collect();
     assert_eq!(handed, theirs);
+    // Agent 2 lost too, in the hand-over: agent 0 takes over 1's and 2's
+    // keys, most of which it never wrote; a listing shows they are there,
+    // so none is written twice.
+    let alone = Deal::new(0, 3, vec![1, 2], true).unwrap();
+    let ran = run_on(&p, &store, Vec::new(), Some(states[0].clone()), alone, true).await;
+    assert_eq!(ran.records.len(), 0, "{:?}", ran.records.first());
     for i in 0..31 {
         assert!(store.stat(&p.objects.key(i)).await.is_ok(), "object {i}");
     }
