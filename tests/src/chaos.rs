@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::agents::{AgentProc, AgentSpec};
 use crate::netns::Net;
-use crate::{Tsv, bin, read_json, rfc3339_to_ns};
+use crate::{bin, read_json, rfc3339_to_ns, timeline_counts};
 
 /// What the chaos plan's control section says; the audit's bound uses it.
 const CONTROLLER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -417,14 +417,7 @@ pub fn audit(
         breaks.push(format!("run status `{status}`: {}", meta["error"]));
     }
     let summary = read_json(&run.join("summary.json"));
-    let t = Tsv::read_zst(&run.join("timeline.tsv.zst"));
-    let (stage_col, client_col) = (t.col("stage"), t.col("client_id"));
-    let mut timeline: BTreeMap<(String, String), u64> = BTreeMap::new();
-    for r in &t.rows {
-        *timeline
-            .entry((r[stage_col].clone(), r[client_col].clone()))
-            .or_default() += 1;
-    }
+    let timeline = timeline_counts(run);
     let empty = Vec::new();
     let stages = meta["stages"].as_array().unwrap_or(&empty);
     let mut w_total = 0;

@@ -195,6 +195,19 @@ pub fn rfc3339_to_ns(s: &str) -> i64 {
     (days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]) * 1_000_000_000 + nanos
 }
 
+/// A run's timeline records per (stage, client_id).
+pub fn timeline_counts(run: &Path) -> std::collections::BTreeMap<(String, String), u64> {
+    let t = Tsv::read_zst(&run.join("timeline.tsv.zst"));
+    let (stage, client) = (t.col("stage"), t.col("client_id"));
+    let mut counts = std::collections::BTreeMap::new();
+    for r in &t.rows {
+        *counts
+            .entry((r[stage].clone(), r[client].clone()))
+            .or_insert(0) += 1;
+    }
+    counts
+}
+
 /// The `ALL` row's count of stage `name` in summary.json.
 pub fn summary_ops(run: &Path, name: &str) -> u64 {
     let s = read_json(&run.join("summary.json"));

@@ -3,7 +3,7 @@
 //! their load within the bound and keep their logs for `controller
 //! collect`), and Ctrl-C on the controller.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,7 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chorus_tests::agents::{AgentProc, start_agent};
 use chorus_tests::{
-    Tsv, bin, controller, only_run_dir, read_json, rfc3339_to_ns, summary_ops, wait_for_stage,
+    Tsv, bin, controller, only_run_dir, read_json, rfc3339_to_ns, summary_ops, timeline_counts,
+    wait_for_stage,
 };
 
 /// A controller process whose stderr lines arrive with the instant each
@@ -126,19 +127,6 @@ fn now_ns() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_nanos() as i64
-}
-
-/// Timeline records per (stage, client_id).
-fn timeline_counts(run: &Path) -> BTreeMap<(String, String), u64> {
-    let t = Tsv::read_zst(&run.join("timeline.tsv.zst"));
-    let (stage, client) = (t.col("stage"), t.col("client_id"));
-    let mut counts = BTreeMap::new();
-    for r in &t.rows {
-        *counts
-            .entry((r[stage].clone(), r[client].clone()))
-            .or_insert(0) += 1;
-    }
-    counts
 }
 
 #[test]

@@ -3,26 +3,12 @@
 //! still performs its whole budget (the rest in a hand-over step), and the
 //! stages after it split ops, rate and keys over the agents still in.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chorus_tests::agents::start_agent;
-use chorus_tests::{Tsv, bin, only_run_dir, read_json, summary_ops, wait_for_stage};
-
-/// Timeline records per (stage, client_id).
-fn timeline_counts(run: &Path) -> BTreeMap<(String, String), u64> {
-    let t = Tsv::read_zst(&run.join("timeline.tsv.zst"));
-    let (stage, client) = (t.col("stage"), t.col("client_id"));
-    let mut counts = BTreeMap::new();
-    for r in &t.rows {
-        *counts
-            .entry((r[stage].clone(), r[client].clone()))
-            .or_insert(0) += 1;
-    }
-    counts
-}
+use chorus_tests::{bin, only_run_dir, read_json, summary_ops, timeline_counts, wait_for_stage};
 
 /// Files under `dir`, recursively (0 when it does not exist).
 fn files_under(dir: &Path) -> usize {
