@@ -17,6 +17,7 @@ fn agent(spool: &Path) -> AgentService {
         spool_dir: spool.to_path_buf(),
         security: ServerSecurity::insecure(),
         metrics: None,
+        shared_pools: None,
     })
 }
 
@@ -214,6 +215,7 @@ async fn the_agents_own_metrics_follow_its_stages_and_reset_per_run() {
         spool_dir: tmp.path().join("spool"),
         security: ServerSecurity::insecure(),
         metrics: Some(metrics.clone()),
+        shared_pools: None,
     });
     load(&a, &tmp.path().join("data")).await;
     run(&a, 0, None).await;
