@@ -13,9 +13,10 @@
 #
 # The plan sets `collect_interval: off` (op-logs fetched whole at the end:
 # the stage's traffic is the control plane's alone, and collection is timed
-# as one step) and `agent_timeout: 30s` (thousands of simulated agents
-# start a stage on two shared cores, and their first reports can be seconds
-# late, which is the simulator's cost, not a lost agent).
+# as one step), `agent_timeout: 30s` and `controller_timeout: 60s`
+# (thousands of simulated agents start a stage on two shared cores, and
+# their reports and heartbeats can be seconds late either way, which is
+# the simulator's cost, not a lost agent or controller).
 #
 # Reported per N:
 #   startup_s     launch of `controller run` to the first stage's start
@@ -107,7 +108,7 @@ name: scale-$n
 target: mem://scale
 concurrency: 1
 objects: {count: 100, size: 1KiB}
-control: {collect_interval: off, agent_timeout: 30s}
+control: {collect_interval: off, agent_timeout: 30s, controller_timeout: 60s}
 stages:
   - {name: prepare, type: prepare}
   - {name: load, type: workload, mix: {get: 1}, rate: $((n * per_agent_rate)), arrivals: fixed, duration: ${duration}s}
