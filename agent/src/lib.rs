@@ -20,6 +20,9 @@
 //!   of a stage, for the controller's client-bound verdict.
 //! - [`auth`]: who may talk to the agent (mTLS, token, or plaintext).
 //! - [`watchdog`]: ends a session whose controller went silent.
+//! - [`simulate`]: many agents in one process (`agent --simulate N`), each
+//!   on its own port with its own id, clock and spool: a test and
+//!   benchmark aid for driving a controller with thousands of agents.
 //!
 //! The controller embeds this crate to run agents in-process when none are
 //! named (`controller run plan.yaml` on one host); remote agents are the
@@ -34,6 +37,7 @@ pub mod sampler;
 pub mod service;
 pub mod session;
 pub mod shutdown;
+pub mod simulate;
 pub mod stage;
 pub mod trace;
 pub mod watchdog;
@@ -77,6 +81,10 @@ pub struct AgentConfig {
     /// The registry `agent --metrics-listen` serves, fed by each session's
     /// stages and reset when a session begins; `None` when not served.
     pub metrics: Option<Arc<chorus_common::metrics::prometheus::Metrics>>,
+    /// Pools every session of this agent runs on instead of building its
+    /// own: the simulator's sessions share one process's threads
+    /// ([`simulate`]); `None` builds a session's pools from its plan.
+    pub shared_pools: Option<Arc<chorus_common::pools::Pools>>,
 }
 
 /// Why and how an agent stops.

@@ -81,6 +81,17 @@ struct Args {
     /// that cannot be bound is exit code 2 before the agent listens.
     #[arg(long, value_name = "ADDR", env = "CHORUS_METRICS_LISTEN")]
     metrics_listen: Option<String>,
+    /// Test and benchmark aid: serve N independent agents from this one
+    /// process, on --listen's port and the N−1 after it (each on a free
+    /// port of its own with port 0), each with its own id (`--id` then
+    /// `-PORT`, or `<hostname>:PORT`), session, clock and spool folder
+    /// (`--spool`/PORT). They share the process's threads, so a controller
+    /// can be driven with thousands of agents on one host. Prints
+    /// `listening on LIST`, LIST as `controller run --agents` takes it.
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=chorus_agent::simulate::MAX_SIMULATED as i64),
+          conflicts_with_all = ["etcd", "advertise", "metrics_listen", "topology"])]
+    simulate: Option<u32>,
 }
 
 /// Exit code for bad flags or files, as clap uses.
@@ -106,6 +117,9 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(EXIT_BAD_INPUT);
         }
     };
+    if let Some(n) = args.simulate {
+        return simulate(&args, n as usize, security).await;
+    }
     let (metrics, metrics_server) = match serve_metrics(args.metrics_listen.as_deref()).await {
         Ok(m) => m,
         Err(e) => {
@@ -143,6 +157,7 @@ async fn main() -> anyhow::Result<()> {
         keep_spool: args.keep_spool,
         security,
         metrics,
+        shared_pools: None,
     };
     let grace = args.stop_grace;
     let (left_tx, left_rx) = tokio::sync::oneshot::channel();
@@ -158,6 +173,53 @@ async fn main() -> anyhow::Result<()> {
         let _ = leaving.await;
     }
     served?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// `--simulate N`: N agents in this process (`chorus_agent::simulate`),
+/// stopped together by the first signal.
+async fn simulate(
+    args: &Args,
+    n: usize,
+    security: chorus_agent::ServerSecurity,
+) -> anyhow::Result<()> {
+    // Each agent holds a listener, its controller's connection and its
+    // spool files: thousands of them need more than the usual soft 1024.
+    match chorus_common::limits::raise_nofile() {
+        Ok(Some(limit)) if limit < 4 * n as u64 + 64 => tracing::warn!(
+            "open-file limit {limit} may be too low for {n} simulated agents (about 4 each): \
+             raise it (ulimit -Hn)"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
+    let listeners = match chorus_agent::simulate::bind(&args.listen, n).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(EXIT_BAD_INPUT);
+        }
+    };
+    let list = chorus_agent::simulate::agents_arg(&listeners)?;
+    let spool = args.spool.clone().unwrap_or_else(|| {
+        let port = listeners[0].local_addr().map_or(0, |a| a.port());
+        std::env::temp_dir().join(format!("chorus-agent-sim-{port}"))
+    });
+    tracing::info!(agents = n, spool = %spool.display(), %security, "simulated agents listening");
+    let signals = StopSignals::watch()?;
+    println!("listening on {list}");
+    let config = chorus_agent::simulate::SimulateConfig {
+        id_prefix: args.id.clone(),
+        spool,
+        security,
+    };
+    let grace = args.stop_grace;
+    let stop = async move {
+        let reason = signals.first().await;
+        chorus_agent::Stop { reason, grace }
+    };
+    chorus_agent::simulate::serve(listeners, config, stop).await?;
     tracing::info!("stopped");
     Ok(())
 }

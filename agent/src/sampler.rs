@@ -15,7 +15,12 @@
 //! nothing here panics on what the kernel writes.
 //!
 //! Embedded agents share the controller's process, so their process CPU
-//! is that process's: all of them together.
+//! is that process's: all of them together. So do simulated agents
+//! (`crate::simulate`), and for them a reading is shared: every stage of
+//! the process takes the last reading when it is at most
+//! [`SHARED_READING_AGE`] old, so a thousand sessions read `/proc` about
+//! once per report, not a thousand times (each reading is a file per
+//! thread, and a thousand stages have a thousand op-log writer threads).
 
 use std::time::Instant;
 
@@ -32,6 +37,12 @@ const MAX_INTERFACES: usize = 4096;
 /// Threads whose `schedstat` is read at most: an agent has a few per CPU
 /// plus blocking-pool threads; past this the wait is a lower bound.
 const MAX_THREADS: usize = 1024;
+
+/// How old a reading another stage of the process took may be and still
+/// serve: well under the reports' second, so an interval is off by at
+/// most this much, and its figures are rates over the readings' own
+/// times, so they stay right.
+const SHARED_READING_AGE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Fewer clock ticks per CPU than this in an interval (USER_HZ is 100, so
 /// 200 ms) give percentages too coarse to mean anything (the last, partial
@@ -181,7 +192,26 @@ pub struct Reading {
     net: Option<(u64, u64)>,
 }
 
+/// The process's last reading, for [`Reading::shared`].
+static LAST_READING: std::sync::Mutex<Option<Reading>> = std::sync::Mutex::new(None);
+
 impl Reading {
+    /// The process's last reading if it is at most [`SHARED_READING_AGE`]
+    /// old, else a new one (kept for the others). The lock is held while
+    /// reading, so stages asking at once wait for one reading instead of
+    /// each making its own.
+    pub fn shared() -> Reading {
+        let mut last = LAST_READING.lock().unwrap_or_else(|p| p.into_inner());
+        match last.as_ref() {
+            Some(r) if r.at.elapsed() <= SHARED_READING_AGE => r.clone(),
+            _ => {
+                let r = Reading::now();
+                *last = Some(r.clone());
+                r
+            }
+        }
+    }
+
     /// Reads `/proc` now; what cannot be read is unknown.
     pub fn now() -> Reading {
         let read = |p: &str| std::fs::read_to_string(p).ok();
@@ -212,7 +242,7 @@ impl Sampler {
         cpus.dedup();
         Sampler {
             cpus,
-            last: Reading::now(),
+            last: Reading::shared(),
         }
     }
 
@@ -220,7 +250,7 @@ impl Sampler {
     /// reading becomes the base only when [`Sampler::commit`]ted, so a
     /// report that is not delivered is folded into the next one.
     pub fn measure(&self) -> (HostSample, Reading) {
-        let now = Reading::now();
+        let now = Reading::shared();
         (sample_between(&self.last, &now, &self.cpus), now)
     }
 

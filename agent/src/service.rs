@@ -155,7 +155,10 @@ impl AgentService {
         let dir = self.config.spool_dir.join(&req.run_id);
         std::fs::create_dir_all(&dir)
             .map_err(|e| Status::internal(format!("cannot create {}: {e}", dir.display())))?;
-        let pools = build_pools(&plan)?;
+        let pools = match &self.config.shared_pools {
+            Some(shared) => shared_pools(&plan, shared)?,
+            None => build_pools(&plan)?,
+        };
         Ok(Session {
             id: req.session_id,
             run_id: req.run_id,
@@ -237,6 +240,27 @@ fn build_pools(plan: &plan::Plan) -> Result<Arc<Pools>, Status> {
         .map_err(|e| Status::invalid_argument(format!("pinning: {e}")))?;
     let pools = Pools::build(&spec, &topo)
         .map_err(|e| Status::failed_precondition(format!("pinning: {e}")))?;
+    check_stage_pools(plan, &pools)?;
+    Ok(Arc::new(pools))
+}
+
+/// The process's shared pools (one per NUMA node) for a session of the
+/// simulator, whose thousands of sessions cannot each start a runtime.
+/// `pinning: numa` (the default) and `none` run on them; CPU sets name
+/// pools of their own and are refused rather than run on other CPUs.
+fn shared_pools(plan: &plan::Plan, shared: &Arc<Pools>) -> Result<Arc<Pools>, Status> {
+    if let plan::Pinning::CpuSets(_) = plan.pinning {
+        return Err(Status::invalid_argument(
+            "pinning: simulated agents (agent --simulate) share the process's NUMA pools; \
+             CPU sets need real agents",
+        ));
+    }
+    check_stage_pools(plan, shared)?;
+    Ok(shared.clone())
+}
+
+/// Every stage bound to a pool names one these pools have.
+fn check_stage_pools(plan: &plan::Plan, pools: &Pools) -> Result<(), Status> {
     for s in &plan.stages {
         if let Some(p) = s.pool.filter(|&p| p as usize >= pools.len()) {
             return Err(Status::invalid_argument(format!(
@@ -247,7 +271,7 @@ fn build_pools(plan: &plan::Plan) -> Result<Arc<Pools>, Status> {
             )));
         }
     }
-    Ok(Arc::new(pools))
+    Ok(())
 }
 
 #[tonic::async_trait]

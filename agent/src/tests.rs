@@ -18,6 +18,7 @@ fn agent(spool: &Path) -> AgentService {
         keep_spool: false,
         security: ServerSecurity::insecure(),
         metrics: None,
+        shared_pools: None,
     })
 }
 
@@ -216,6 +217,7 @@ async fn the_agents_own_metrics_follow_its_stages_and_reset_per_run() {
         keep_spool: false,
         security: ServerSecurity::insecure(),
         metrics: Some(metrics.clone()),
+        shared_pools: None,
     });
     load(&a, &tmp.path().join("data")).await;
     run(&a, 0, None).await;

@@ -14,6 +14,7 @@
 //! - [`trace`]: traces (Chorus, warp, s3dlio op-logs) read one op at a time for replay.
 //! - [`dataset`]: training-dataset files (raw, npz, tfrecord, jsonl): layout and bytes.
 //! - [`aligned`]: the aligned heap buffer `direct://` and payloads use.
+//! - [`limits`]: the open-file limit raised to what the system allows.
 //!
 //! Nothing here knows the wire format; `chorus-proto` converts these types.
 
@@ -22,6 +23,7 @@ pub mod clock;
 pub mod datagen;
 pub mod dataset;
 pub mod discovery;
+pub mod limits;
 pub mod metrics;
 pub mod op;
 pub mod oplog;

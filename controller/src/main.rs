@@ -12,6 +12,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = chorus_controller::cli::Cli::parse();
     chorus_controller::logging(cli.verbose);
+    // A connection per agent, and a file per agent's op-log while they are
+    // collected and merged: a thousand agents outgrow the usual soft 1024.
+    if let Err(e) = chorus_common::limits::raise_nofile() {
+        tracing::warn!("cannot raise the open-file limit: {e}");
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

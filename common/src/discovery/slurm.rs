@@ -303,7 +303,7 @@ mod tests {
         let e = err("n[1-99999999]");
         assert!(e.contains(&MAX_AGENTS.to_string()), "{e}");
         err("a[1-1000]b[1-1000]");
-        err("a[1-4000],b[1-100]");
+        err("a[1-16000],b[1-400]");
         err("a[0-9999999999]b[0-9999999999]c[0-9999999999]");
         assert_eq!(ok(&format!("h[1-{MAX_AGENTS}]")).len(), MAX_AGENTS);
     }

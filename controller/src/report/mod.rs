@@ -16,6 +16,13 @@
 //! For a run directory whose agents sampled their hosts, a client-health
 //! table per agent (warnings first) and `client-cpu-N`, each agent's CPU
 //! busy per second.
+//!
+//! Past [`TOP_AGENTS`] agents a per-agent list stops being read, so the
+//! page shows the aggregate and the agents that matter: `agents-N` the
+//! slowest, with the spread over all of them in a line above; the client
+//! table, its warnings and its CPU chart the first [`TOP_AGENTS`] rows
+//! (warned agents come first), with a count of the rest. The heatmap
+//! (`agents-time-N`) groups rows itself and keeps every agent.
 
 pub mod data;
 pub mod svg;
@@ -30,6 +37,10 @@ use svg::{Axis, Hover, Series, escape};
 
 /// The charts' script: hover values and zoom (see the module docs).
 const CHART_JS: &str = include_str!("chart.js");
+
+/// Agents listed one by one at most, per chart or table (see the module
+/// docs).
+const TOP_AGENTS: usize = 20;
 
 /// File name of the report in a run directory.
 pub const REPORT_FILE: &str = "report.html";
@@ -293,14 +304,29 @@ fn time_group(i: usize) -> String {
 /// Each agent's throughput: over the stage (bars), and over time (a
 /// heatmap, which stays readable at 1,000 agents).
 fn agent_charts(out: &mut String, i: usize, s: &StageAnalysis) {
-    let bars: Vec<(String, f64)> = s
+    let all: Vec<(String, f64)> = s
         .per_agent
         .iter()
         .map(|r| (r.key.clone(), r.ops_per_s))
         .collect();
+    let (bars, title) = match slowest(&all, TOP_AGENTS) {
+        Some(slow) => {
+            out.push_str(&spread_note(&all));
+            let title = format!(
+                "Throughput of the {} slowest of {} agents (ops/s over the stage)",
+                slow.len(),
+                all.len()
+            );
+            (slow, title)
+        }
+        None => (
+            all,
+            "Throughput per agent (ops/s over the stage)".to_string(),
+        ),
+    };
     out.push_str(&svg::bar_chart(
         &format!("agents-{i}"),
-        "Throughput per agent (ops/s over the stage)",
+        &title,
         &Axis::linear("ops/s"),
         &bars,
     ));
@@ -324,11 +350,24 @@ fn client_section(out: &mut String, i: usize, c: &StageClients) {
         return;
     }
     out.push_str("<h3>Client health</h3>");
-    for w in c.rows.iter().flat_map(|r| &r.warnings) {
+    // Rows come warned agents first, so the first ones shown are those.
+    let shown = &c.rows[..c.rows.len().min(TOP_AGENTS)];
+    let warned = c.rows.iter().filter(|r| !r.warnings.is_empty()).count();
+    for w in shown.iter().flat_map(|r| &r.warnings) {
         let _ = write!(
             out,
             "<p class=\"warning\"><strong>Warning:</strong> {}</p>",
             escape(w)
+        );
+    }
+    if shown.len() < c.rows.len() {
+        let _ = write!(
+            out,
+            "<p class=\"note\">{} agents, {warned} of them warned: the first {} are shown \
+             (warned ones first); every agent is in <code>run.json</code> and \
+             <code>summary.json</code>.</p>",
+            c.rows.len(),
+            shown.len()
         );
     }
     out.push_str(
@@ -340,7 +379,7 @@ fn client_section(out: &mut String, i: usize, c: &StageClients) {
     let mm =
         |v: Option<MeanMax>| v.map_or("-".to_string(), |m| format!("{:.0} / {:.0}", m.mean, m.max));
     let mean = |v: Option<MeanMax>| v.map_or("-".to_string(), |m| format!("{:.1}", m.mean));
-    for r in &c.rows {
+    for r in shown {
         let h = &r.health;
         let verdict = match (&h.bottleneck, &h.behind_schedule) {
             (Some(why), _) => format!("client-bound: {}", why.join(", ")),
@@ -371,7 +410,9 @@ fn client_section(out: &mut String, i: usize, c: &StageClients) {
         .cpu_busy
         .iter()
         .enumerate()
-        .filter(|(_, (_, points))| !points.is_empty())
+        .filter(|(_, (agent, points))| {
+            !points.is_empty() && shown.iter().any(|r| &r.agent == agent)
+        })
         .map(|(k, (agent, points))| Series {
             name: agent.clone(),
             points: points.clone(),
@@ -388,6 +429,37 @@ fn client_section(out: &mut String, i: usize, c: &StageClients) {
             &series,
         ));
     }
+}
+
+/// The `n` slowest of `all` (ops/s ascending, ties by name), or `None`
+/// when all of them fit.
+fn slowest(all: &[(String, f64)], n: usize) -> Option<Vec<(String, f64)>> {
+    if all.len() <= n {
+        return None;
+    }
+    let mut sorted = all.to_vec();
+    sorted.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    sorted.truncate(n);
+    Some(sorted)
+}
+
+/// One line on all agents' throughput: min, median, mean, max.
+fn spread_note(all: &[(String, f64)]) -> String {
+    let mut v: Vec<f64> = all.iter().map(|a| a.1).collect();
+    v.sort_by(f64::total_cmp);
+    let (Some(min), Some(max)) = (v.first(), v.last()) else {
+        return String::new();
+    };
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    format!(
+        "<p class=\"note\">Throughput per agent over the stage, {} agents: min {}, \
+         median {}, mean {}, max {} ops/s.</p>",
+        v.len(),
+        svg::short_number(*min),
+        svg::short_number(v[v.len() / 2]),
+        svg::short_number(mean),
+        svg::short_number(*max)
+    )
 }
 
 /// The percentile curve: x is the number of nines (0 = p0, 2 = p99, …).
@@ -455,4 +527,32 @@ fn ops_table(out: &mut String, s: &StageAnalysis) {
         );
     }
     out.push_str("</table>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn many_agents_are_shown_as_their_spread_and_the_slowest() {
+        let few: Vec<(String, f64)> = (0..TOP_AGENTS)
+            .map(|a| (format!("a{a}"), a as f64))
+            .collect();
+        assert_eq!(slowest(&few, TOP_AGENTS), None);
+        // 1,000 agents, agent k doing (k * 7) % 1000 ops/s: the slowest are
+        // those doing 0, 1, 2, … whatever their place in the list.
+        let many: Vec<(String, f64)> = (0..1000)
+            .map(|a| (format!("agent-{a:04}"), ((a * 7) % 1000) as f64))
+            .collect();
+        let slow = slowest(&many, TOP_AGENTS).unwrap();
+        assert_eq!(slow.len(), TOP_AGENTS);
+        assert_eq!(slow[0], ("agent-0000".to_string(), 0.0));
+        assert_eq!(slow[1].1, 1.0);
+        assert_eq!(slow[TOP_AGENTS - 1].1, (TOP_AGENTS - 1) as f64);
+        let note = spread_note(&many);
+        assert!(
+            note.contains("1000 agents: min 0, median 500, mean 499.5, max 999 ops/s"),
+            "{note}"
+        );
+    }
 }

@@ -114,6 +114,7 @@ pub async fn start_embedded(n: u32) -> anyhow::Result<(Vec<String>, EmbeddedAgen
             security: chorus_agent::ServerSecurity::insecure(),
             // The controller serves the run's metrics itself.
             metrics: None,
+            shared_pools: None,
         };
         let (stop_tx, stop_rx) = oneshot::channel();
         tokio::spawn(async move {
@@ -319,7 +320,7 @@ async fn open_session(
 /// Ends the sessions of `agents`, at once (bounded), each within
 /// [`transport::END_SESSION_TIMEOUT`]; failures are logged: the agent frees
 /// itself after its controller timeout anyway.
-async fn end_sessions<'a>(agents: impl Iterator<Item = &'a mut AgentHandle>, session_id: &str) {
+pub async fn end_sessions<'a>(agents: impl Iterator<Item = &'a mut AgentHandle>, session_id: &str) {
     futures::stream::iter(agents)
         .for_each_concurrent(STARTUP_FANOUT, |a| async move {
             let who = a.name();

@@ -48,7 +48,6 @@ use chorus_common::clock::{drift_ppm, now_ns, rfc3339_ns};
 use chorus_common::metrics::summary::{RunSummary, StageSummary};
 use chorus_common::oplog::merge::merge_files;
 use chorus_common::plan::{self, Overrides, Plan};
-use chorus_proto::pb;
 
 use crate::EXIT_BAD_INPUT;
 use crate::cli::RunArgs;
@@ -445,9 +444,20 @@ async fn finish_run(
 ) -> anyhow::Result<()> {
     let (outputs, result) = outcome;
     // Agents that left are not measured: a lost one would time out, a
-    // stopped one is on its way out.
-    for (a, _) in agents.iter_mut().zip(gone).filter(|(_, g)| g.is_none()) {
-        a.clock_end = agents::measure_clock(a).await.ok();
+    // stopped one is on its way out. Measured as at start-up, a bounded
+    // number at a time: one after another, each agent added its 32
+    // round trips to the end of the run.
+    {
+        use futures::StreamExt;
+        let ends = agents
+            .iter_mut()
+            .zip(gone)
+            .filter(|(_, g)| g.is_none())
+            .map(|(a, _)| async move { a.clock_end = agents::measure_clock(a).await.ok() });
+        futures::stream::iter(ends)
+            .buffer_unordered(agents::STARTUP_FANOUT)
+            .collect::<Vec<()>>()
+            .await;
     }
     meta.ended_at = rfc3339_ns(now_ns());
     meta.agents = agent_meta(agents, plan);
@@ -503,16 +513,16 @@ async fn finish_run(
     }
     dir.write_meta(meta)?;
 
-    // A stopped agent waits for this (or its grace) before it exits.
+    // A stopped agent waits for this (or its grace) before it exits. At
+    // once (bounded), as at start-up: one after another, each agent's
+    // round trip and spool removal added to the end of the run.
     let ended = gone.iter().map(|g| g.as_ref().is_none_or(|l| l.stopped));
-    for (a, _) in agents.iter_mut().zip(ended).filter(|(_, e)| *e) {
-        let end = a.client.end_session(pb::EndSessionRequest {
-            session_id: session_id.to_string(),
-        });
-        if let Err(e) = tokio::time::timeout(crate::transport::END_SESSION_TIMEOUT, end).await {
-            tracing::warn!("agent {} did not end its session: {e}", a.id);
-        }
-    }
+    let to_end = agents
+        .iter_mut()
+        .zip(ended)
+        .filter(|(_, e)| *e)
+        .map(|(a, _)| a);
+    agents::end_sessions(to_end, session_id).await;
     result?;
     if !merged.errors.is_empty() {
         anyhow::bail!("damaged op-logs: {}", merged.errors.join("; "));

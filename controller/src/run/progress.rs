@@ -2,6 +2,11 @@
 //! the last complete second (from the per-second series, so the numbers on
 //! screen are the ones `series.csv` keeps), errors, and how many agents are
 //! starting, running, done or lost. Redrawn a few times a second.
+//!
+//! The line stays one line whatever the number of agents: agents are
+//! counted by state, never listed, and with more than [`SLOWEST_SHOWN`]
+//! agents the line names the few running ones with the fewest ops so far
+//! (the ones holding a stage back), found in one pass over the agents.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +21,10 @@ use super::series::Series;
 
 /// How often the view is redrawn.
 const REDRAW: Duration = Duration::from_millis(250);
+
+/// Running agents named on the line as the slowest, when there are more
+/// agents than this.
+const SLOWEST_SHOWN: usize = 3;
 
 /// Where one agent is in the current stage.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -57,6 +66,7 @@ impl LiveView {
         stage: &Stage,
         start_at_ns: i64,
         totals: Arc<Mutex<Vec<Totals>>>,
+        ids: Vec<String>,
         series: Arc<Mutex<Series>>,
     ) {
         if self.quiet {
@@ -110,9 +120,10 @@ impl LiveView {
                     None => "-".into(),
                 };
                 b.set_message(format!(
-                    "{rate}, {} errors, agents: {}",
+                    "{rate}, {} errors, agents: {}{}",
                     sum.errors,
-                    states(&all)
+                    states(&all),
+                    slowest(&all, &ids, SLOWEST_SHOWN)
                 ));
                 if by_ops {
                     b.set_position(sum.ops);
@@ -190,6 +201,35 @@ fn states(all: &[Totals]) -> String {
     parts.join(", ")
 }
 
+/// `; slowest: a 10 ops, b 12 ops` naming the `n` running agents with
+/// the fewest ops, when there are more than `n` agents; else nothing.
+fn slowest(all: &[Totals], ids: &[String], n: usize) -> String {
+    if all.len() <= n {
+        return String::new();
+    }
+    let mut running: Vec<usize> = (0..all.len())
+        .filter(|&k| all[k].state == AgentState::Running)
+        .collect();
+    if running.is_empty() {
+        return String::new();
+    }
+    let key = |&k: &usize| (all[k].ops, k);
+    // Linear: the n smallest are put first, then only they are sorted.
+    if running.len() > n {
+        running.select_nth_unstable_by_key(n - 1, key);
+        running.truncate(n);
+    }
+    running.sort_unstable_by_key(key);
+    let named: Vec<String> = running
+        .iter()
+        .map(|&k| {
+            let id = ids.get(k).map_or("?", String::as_str);
+            format!("{id} {} ops", all[k].ops)
+        })
+        .collect();
+    format!("; slowest: {}", named.join(", "))
+}
+
 /// A latency in the unit that reads best.
 fn micros(us: f64) -> String {
     if us >= 1e6 {
@@ -218,5 +258,28 @@ mod tests {
         ];
         assert_eq!(states(&all), "2 running, 1 lost");
         assert_eq!(micros(1500.0), "1.50 ms");
+    }
+
+    #[test]
+    fn the_slowest_running_agents_are_named_when_there_are_many() {
+        let t = |ops, state| Totals {
+            ops,
+            state,
+            ..Default::default()
+        };
+        let ids: Vec<String> = (0..1000).map(|k| format!("a{k}")).collect();
+        // Agent k has done 1000 - k ops; the last three are the slowest,
+        // but a999 (1 op) is done and a0 lost, so neither is named.
+        let mut all: Vec<Totals> = (0..1000)
+            .map(|k| t(1000 - k as u64, AgentState::Running))
+            .collect();
+        all[999].state = AgentState::Done;
+        all[0] = t(0, AgentState::Lost);
+        let line = slowest(&all, &ids, 3);
+        assert_eq!(line, "; slowest: a998 2 ops, a997 3 ops, a996 4 ops");
+        // A few agents are all on the line already by their states.
+        assert_eq!(slowest(&all[..3], &ids, 3), "");
+        let done = vec![t(5, AgentState::Done); 10];
+        assert_eq!(slowest(&done, &ids, 3), "");
     }
 }

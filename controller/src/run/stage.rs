@@ -192,7 +192,14 @@ pub async fn run_stage(
     view: &LiveView,
 ) -> Vec<Outcome> {
     let totals = Arc::new(Mutex::new(vec![Totals::default(); agents.len()]));
-    view.start_stage(cx.stage, cx.start_at_ns, totals.clone(), cx.series.clone());
+    let ids = agents.iter().map(|a| a.id.clone()).collect();
+    view.start_stage(
+        cx.stage,
+        cx.start_at_ns,
+        totals.clone(),
+        ids,
+        cx.series.clone(),
+    );
 
     // Whoever raises the stop signal, every agent is told at once.
     let clients: Vec<_> = agents.iter().map(|a| a.client.clone()).collect();

@@ -502,17 +502,29 @@ fn spread_ms(times: &[i64]) -> Option<f64> {
     Some((max - min) as f64 / 1e6)
 }
 
-/// Measures the clocks of agents `live` (run indices) all at once.
+/// Measures the clocks of agents `live` (run indices), in `live`'s order,
+/// [`agents::STARTUP_FANOUT`] at a time: a thousand measurements at once
+/// would crowd each other's samples (and the host) and widen every
+/// round trip. Which agents are live is looked up in a mask, not by a
+/// scan of `live` per agent.
 async fn measure_clocks(
     agents: &mut [AgentHandle],
     live: &[usize],
 ) -> Vec<anyhow::Result<ClockEstimate>> {
+    use futures::StreamExt;
+    let mut is_live = vec![false; agents.len()];
+    for &k in live {
+        is_live[k] = true;
+    }
     let calls = agents
         .iter_mut()
-        .enumerate()
-        .filter(|(k, _)| live.contains(k))
-        .map(|(_, a)| agents::measure_clock(a));
-    futures::future::join_all(calls).await
+        .zip(is_live)
+        .filter(|(_, live)| *live)
+        .map(|(a, _)| agents::measure_clock(a));
+    futures::stream::iter(calls)
+        .buffered(agents::STARTUP_FANOUT)
+        .collect()
+        .await
 }
 
 /// A clock past the plan's limits, in words; `None` when within them.

@@ -36,7 +36,9 @@ use super::{
     ObjectStore, PartPlan, PartSource, StoreError, StoreResult,
 };
 
-pub use template::{count_template, endpoints_from_file, expand_all, expand_template};
+pub use template::{
+    count_template, endpoints_from_file, expand_all, expand_all_up_to, expand_template,
+};
 
 /// Most endpoints one multi-endpoint store (and one expanded list) may have.
 /// Real clusters have at most a few hundred gateways; a list far longer is

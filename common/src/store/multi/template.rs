@@ -88,6 +88,11 @@ fn range(inner: &str) -> Result<Part<'static>, String> {
 
 /// Parses `t` and counts its endpoints, without making them.
 fn checked(t: &str) -> Result<(Vec<Part<'_>>, usize), String> {
+    checked_up_to(t, MAX_ENDPOINTS)
+}
+
+/// [`checked`] with a bound of `max` entries.
+fn checked_up_to(t: &str, max: usize) -> Result<(Vec<Part<'_>>, usize), String> {
     let bad = |why: String| format!("endpoint template `{t}`: {why}");
     if t.trim().is_empty() {
         return Err("empty endpoint".to_string());
@@ -99,11 +104,11 @@ fn checked(t: &str) -> Result<(Vec<Part<'_>>, usize), String> {
         if let Part::Range { first, last, .. } = p {
             count = count
                 .checked_mul(last - first + 1)
-                .filter(|&c| c <= MAX_ENDPOINTS as u64)
-                .ok_or_else(|| bad(format!("more than {MAX_ENDPOINTS} endpoints")))?;
+                .filter(|&c| c <= max as u64)
+                .ok_or_else(|| bad(format!("more than {max} endpoints")))?;
         }
     }
-    // At most MAX_ENDPOINTS, checked above.
+    // At most `max`, checked above.
     Ok((parts, count as usize))
 }
 
@@ -117,7 +122,12 @@ pub fn count_template(t: &str) -> Result<usize, String> {
 
 /// Expands one template into its endpoints, in order.
 pub fn expand_template(t: &str) -> Result<Vec<String>, String> {
-    let (parts, _) = checked(t)?;
+    expand_template_up_to(t, MAX_ENDPOINTS)
+}
+
+/// [`expand_template`] with a bound of `max` entries.
+fn expand_template_up_to(t: &str, max: usize) -> Result<Vec<String>, String> {
+    let (parts, _) = checked_up_to(t, max)?;
     let mut out = vec![String::new()];
     for p in &parts {
         out = match *p {
@@ -134,17 +144,23 @@ pub fn expand_template(t: &str) -> Result<Vec<String>, String> {
 /// Expands every entry of a list (each may be a template), in order,
 /// keeping duplicates. Errors beyond [`MAX_ENDPOINTS`] in all.
 pub fn expand_all(list: &[String]) -> Result<Vec<String>, String> {
+    expand_all_up_to(list, MAX_ENDPOINTS)
+}
+
+/// [`expand_all`] with a bound of `max` entries in all: agent lists
+/// (`chorus_common::discovery::MAX_AGENTS`) have their own.
+pub fn expand_all_up_to(list: &[String], max: usize) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     for t in list {
-        append(&mut out, expand_template(t.trim())?)?;
+        append(&mut out, expand_template_up_to(t.trim(), max)?, max)?;
     }
     Ok(out)
 }
 
-fn append(out: &mut Vec<String>, more: Vec<String>) -> Result<(), String> {
-    if out.len() + more.len() > MAX_ENDPOINTS {
+fn append(out: &mut Vec<String>, more: Vec<String>, max: usize) -> Result<(), String> {
+    if out.len() + more.len() > max {
         return Err(format!(
-            "more than {MAX_ENDPOINTS} endpoints in the list ({} and {} more)",
+            "more than {max} endpoints in the list ({} and {} more)",
             out.len(),
             more.len()
         ));
@@ -186,7 +202,7 @@ pub fn endpoints_from_file(path: impl AsRef<Path>) -> Result<Vec<String>, String
             ));
         }
         let at = |e: String| format!("endpoint file `{shown}` line {}: {e}", n + 1);
-        append(&mut out, expand_template(line).map_err(at)?).map_err(at)?;
+        append(&mut out, expand_template(line).map_err(at)?, MAX_ENDPOINTS).map_err(at)?;
     }
     Ok(out)
 }
