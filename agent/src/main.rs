@@ -212,6 +212,7 @@ async fn simulate(
     let config = chorus_agent::simulate::SimulateConfig {
         id_prefix: args.id.clone(),
         spool,
+        keep_spool: args.keep_spool,
         security,
     };
     let grace = args.stop_grace;

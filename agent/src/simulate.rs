@@ -72,6 +72,8 @@ pub struct SimulateConfig {
     pub id_prefix: Option<String>,
     /// Each agent spools to `<spool>/<port>`.
     pub spool: PathBuf,
+    /// `--keep-spool`, for every agent.
+    pub keep_spool: bool,
     pub security: ServerSecurity,
 }
 
@@ -122,6 +124,7 @@ pub async fn serve(
         let config = AgentConfig {
             id: id_of(config.id_prefix.as_deref(), addr),
             spool_dir: spool_of(&config.spool, addr),
+            keep_spool: config.keep_spool,
             security: config.security.clone(),
             metrics: None,
             shared_pools: Some(pools.clone()),
