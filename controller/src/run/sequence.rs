@@ -53,6 +53,9 @@ pub struct RunState<'a> {
     pub view: LiveView,
     /// Agents that left so far (lost or stopped), by run index.
     pub gone: Vec<Option<Lost>>,
+    /// How far ahead of now the next step's start is set
+    /// (`stage::next_lead`).
+    pub lead: std::time::Duration,
     /// Shared by every step's log copying: a bound on fetches at once.
     pub permits: Arc<Semaphore>,
     pub outputs: Vec<StageOutput>,
@@ -77,6 +80,7 @@ pub async fn run_stages(
         dir,
         meta,
         view: LiveView::new(quiet),
+        lead: stage::START_LEAD,
         permits: Arc::new(Semaphore::new(collector::MAX_CONCURRENT_FETCHES)),
         outputs: Vec::new(),
     };

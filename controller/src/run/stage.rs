@@ -35,6 +35,21 @@ use crate::transport::Client;
 /// RunStage call to reach every agent (and open its store) before it.
 pub const START_LEAD: Duration = Duration::from_millis(500);
 
+/// The longest lead a step is given (see [`next_lead`]).
+pub const MAX_START_LEAD: Duration = Duration::from_secs(30);
+
+/// The lead of the next step, from this one's: an agent released later
+/// than the start (its RunStage arrived, or its store opened, after it:
+/// many agents on few cores, a slow store) shows the lead was short, and
+/// the next step gets twice that lateness more, up to [`MAX_START_LEAD`];
+/// a step on time brings it halfway back toward [`START_LEAD`].
+pub fn next_lead(lead: Duration, late: Option<Duration>) -> Duration {
+    match late {
+        Some(late) if late > Duration::from_millis(10) => (lead + late * 2).min(MAX_START_LEAD),
+        _ => START_LEAD.max(lead.saturating_sub((lead.saturating_sub(START_LEAD)) / 2)),
+    }
+}
+
 /// How long a StopStage or a confirming heartbeat may take.
 const CONTROL_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -499,5 +514,24 @@ fn status_text(status: &tonic::Status) -> String {
         format!("{:?}", status.code())
     } else {
         format!("{:?}: {}", status.code(), status.message())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_step_lengthens_the_next_lead_and_an_on_time_one_shortens_it() {
+        let ms = Duration::from_millis;
+        // On time: the lead stays at its least.
+        assert_eq!(next_lead(START_LEAD, None), START_LEAD);
+        assert_eq!(next_lead(START_LEAD, Some(ms(5))), START_LEAD);
+        // 2 s late: 4 s more, then halfway back once on time.
+        let long = next_lead(START_LEAD, Some(ms(2000)));
+        assert_eq!(long, ms(4500));
+        assert_eq!(next_lead(long, Some(ms(1))), ms(2500));
+        // Never past the most.
+        assert_eq!(next_lead(long, Some(ms(60_000))), MAX_START_LEAD);
     }
 }

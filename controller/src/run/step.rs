@@ -54,7 +54,7 @@ pub async fn run_step(
             .agent_clock(&run.agents[k].id, clock.as_ref().ok());
     }
     rc.metrics.stage_begins(&staged.name, stage.kind.name());
-    let start_at_ns = now_ns() + stage::START_LEAD.as_nanos() as i64;
+    let start_at_ns = now_ns() + run.lead.as_nanos() as i64;
     meta.start_at = rfc3339_ns(start_at_ns);
     if let Err(e) = rc
         .series
@@ -108,6 +108,7 @@ pub async fn run_step(
         .or_else(|| rc.stop.reason())
         .map(|r| r.to_string());
     let mut judged = judge(run, &live, &outcomes, &clocks, &cx, &mut meta);
+    run.lead = stage::next_lead(run.lead, judged.late);
     let (oplogs, collect_failure) = collect(run, collection, &outcomes, &mut meta).await;
     let failure = judged.failure.take().or(collect_failure);
     let result = record(run, step, meta, judged, oplogs);
@@ -268,6 +269,8 @@ struct Judged {
     /// Agents that left in this step: run index, why, whether to say so
     /// (a loss was said when it happened).
     departed: Vec<(usize, Lost, bool)>,
+    /// How much later than the start the last agent was released.
+    late: Option<std::time::Duration>,
 }
 
 /// Judges every agent's outcome of the step (see [`Judged`]); fills the
@@ -335,12 +338,18 @@ fn judge(
     }
     meta.start_skew_ms = spread_ms(&tally.first_ops);
     meta.release_skew_ms = spread_ms(&tally.releases);
+    let late = tally
+        .releases
+        .iter()
+        .max()
+        .map(|&r| std::time::Duration::from_nanos((r - cx.start_at_ns).max(0) as u64));
     let (summary, metrics) = tally.summary(meta, outcomes, cx.stage.warmup_window());
     Judged {
         summary,
         metrics,
         failure,
         departed,
+        late,
     }
 }
 
