@@ -184,9 +184,50 @@ pub fn histogram_to_bytes(h: &Histogram<u64>) -> Vec<u8> {
     out
 }
 
-/// Decodes bytes written by [`histogram_to_bytes`] (or any V2 encoder, with
-/// or without deflate).
+/// HdrHistogram's V2 cookie (uncompressed), what [`histogram_to_bytes`]
+/// writes.
+const V2_COOKIE: u32 = 0x1c84_9303 | 0x10;
+
+/// Bytes of a V2 header: cookie, payload length, normalizing offset,
+/// significant digits (u32 each), lowest and highest (u64), ratio (f64).
+const V2_HEADER_BYTES: usize = 40;
+
+/// Decodes bytes written by [`histogram_to_bytes`] (or any uncompressed V2
+/// encoder). The bytes come from a peer, so what they claim is checked
+/// before the decoder acts on it: the payload must be there (the decoder
+/// would otherwise reserve the claimed length, up to 4 GiB, first), and at
+/// most [`LATENCY_SIGFIG`] significant digits (the counts array, whatever
+/// the range, is then at most ~450 KiB; five digits would be ~50 MiB).
+/// The deflated form is refused: its payload cannot be checked before it
+/// is inflated, and Chorus never writes it.
 pub fn histogram_from_bytes(bytes: &[u8]) -> Result<Histogram<u64>, MetricsError> {
+    let word = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")))
+    };
+    let bad = |m: String| Err(MetricsError::Decode(m));
+    match word(0) {
+        Some(V2_COOKIE) => {}
+        Some(c) => {
+            return bad(format!(
+                "not an uncompressed V2 histogram (cookie {c:#010x})"
+            ));
+        }
+        None => return bad(format!("{} bytes, shorter than a V2 header", bytes.len())),
+    }
+    let (Some(payload), Some(digits)) = (word(4), word(12)) else {
+        return bad(format!("{} bytes, shorter than a V2 header", bytes.len()));
+    };
+    let room = bytes.len().saturating_sub(V2_HEADER_BYTES);
+    if payload as usize > room {
+        return bad(format!("payload of {payload} bytes claimed, {room} there"));
+    }
+    if digits > u32::from(LATENCY_SIGFIG) {
+        return bad(format!(
+            "{digits} significant digits (at most {LATENCY_SIGFIG} accepted)"
+        ));
+    }
     let mut reader = bytes;
     Deserializer::new()
         .deserialize(&mut reader)
@@ -274,6 +315,26 @@ mod tests {
         assert!(histogram_from_bytes(&[]).is_err());
         assert!(histogram_from_bytes(&bytes[..bytes.len() / 2]).is_err());
         assert!(histogram_from_bytes(b"definitely not a histogram").is_err());
+    }
+
+    #[test]
+    fn what_a_histogram_claims_is_checked_before_it_is_decoded() {
+        let bytes = histogram_to_bytes(&new_latency_histogram());
+        let with = |at: usize, v: u32| {
+            let mut b = bytes.clone();
+            b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+            histogram_from_bytes(&b).unwrap_err().to_string()
+        };
+        // A payload far longer than the bytes: refused, not reserved.
+        let e = with(4, u32::MAX);
+        assert!(e.contains("payload of 4294967295 bytes claimed"), "{e}");
+        // Five significant digits: a 50 MiB counts array from 40 bytes.
+        let e = with(12, 5);
+        assert!(e.contains("5 significant digits"), "{e}");
+        // The deflated form (its cookie) is refused by name.
+        let e = with(0, 0x1c84_9304 | 0x10);
+        assert!(e.contains("not an uncompressed V2 histogram"), "{e}");
+        assert!(histogram_from_bytes(&bytes[..12]).is_err());
     }
 
     #[test]
