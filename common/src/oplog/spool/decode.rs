@@ -311,11 +311,9 @@ impl<R: Read> SpoolText<R> {
             width,
             fanout: (fanout != 0).then_some(fanout),
         };
-        let (client, stage, prefix): (Box<[u8]>, Box<[u8]>, Box<[u8]>) = (
-            self.string_ref(at, client)?.as_bytes().into(),
-            self.string_ref(at, stage)?.as_bytes().into(),
-            self.string_ref(at, prefix)?.as_bytes().into(),
-        );
+        let client: Box<[u8]> = self.string_ref(at, client)?.as_bytes().into();
+        let stage: Box<[u8]> = self.string_ref(at, stage)?.as_bytes().into();
+        let prefix: Box<[u8]> = self.string_ref(at, prefix)?.as_bytes().into();
         self.hold_table(at, client.len() + stage.len() + prefix.len())?;
         let ctx = LogContext::from_parts(client, stage, prefix, naming);
         self.contexts.push(Arc::new(ctx));
