@@ -184,6 +184,39 @@ pub fn histogram_to_bytes(h: &Histogram<u64>) -> Vec<u8> {
     out
 }
 
+/// Whether a V2 counts payload (zigzag LEB128 varints of up to 9 bytes,
+/// the ninth taken whole) holds the one value hdrhistogram's decoder
+/// cannot take: a run of `-i64::MIN` zeros, which it negates (a panic
+/// where overflow is checked, as in debug builds).
+fn runs_past_i64(payload: &[u8]) -> bool {
+    let mut at = 0;
+    while at < payload.len() {
+        let mut v = 0u64;
+        let mut i = 0;
+        loop {
+            let Some(&b) = payload.get(at + i) else {
+                return false;
+            };
+            if i == 8 {
+                v |= u64::from(b) << 56;
+                i += 1;
+                break;
+            }
+            v |= u64::from(b & 0x7f) << (7 * i);
+            i += 1;
+            if b < 0x80 {
+                break;
+            }
+        }
+        // i64::MIN zigzag-encoded.
+        if v == u64::MAX {
+            return true;
+        }
+        at += i;
+    }
+    false
+}
+
 /// HdrHistogram's V2 cookie (uncompressed), what [`histogram_to_bytes`]
 /// writes.
 const V2_COOKIE: u32 = 0x1c84_9303 | 0x10;
@@ -227,6 +260,9 @@ pub fn histogram_from_bytes(bytes: &[u8]) -> Result<Histogram<u64>, MetricsError
         return bad(format!(
             "{digits} significant digits (at most {LATENCY_SIGFIG} accepted)"
         ));
+    }
+    if runs_past_i64(&bytes[V2_HEADER_BYTES..V2_HEADER_BYTES + payload as usize]) {
+        return bad("a run of 2^63 empty buckets in the counts".into());
     }
     let mut reader = bytes;
     Deserializer::new()
@@ -335,6 +371,24 @@ mod tests {
         let e = with(0, 0x1c84_9304 | 0x10);
         assert!(e.contains("not an uncompressed V2 histogram"), "{e}");
         assert!(histogram_from_bytes(&bytes[..12]).is_err());
+    }
+
+    /// The input afl found (through a `StageEvent`): hdrhistogram negates
+    /// a zero run of i64::MIN, a panic where overflow is checked.
+    #[test]
+    fn a_zero_run_of_i64_min_is_an_error_not_a_panic() {
+        let mut h = new_latency_histogram();
+        h.record(1_000).unwrap();
+        let mut bytes = histogram_to_bytes(&h);
+        // u64::MAX as the format's varint: eight continued bytes, then a
+        // ninth taken whole.
+        let run = [0xff; 9];
+        bytes.extend(run);
+        let payload = u32::from_be_bytes(bytes[4..8].try_into().unwrap()) + 9;
+        bytes[4..8].copy_from_slice(&payload.to_be_bytes());
+        let e = histogram_from_bytes(&bytes).unwrap_err().to_string();
+        assert!(e.contains("2^63 empty buckets"), "{e}");
+        assert!(!runs_past_i64(&histogram_to_bytes(&h)[V2_HEADER_BYTES..]));
     }
 
     #[test]
