@@ -64,13 +64,32 @@ case "${1:-}" in
     queue=$out/$t/default/queue
     [ -d "$queue" ] || { echo "no queue at $queue: run $0 $t first" >&2; exit 2; }
     build
+    # afl-cmin.bash, not `cargo afl cmin`: AFL++ 4.40's Python afl-cmin
+    # finds no tuples in these persistent-mode targets and keeps nothing.
+    ver=$(rustc -vV | awk '/^release:/ { r = $2 } /^commit-hash:/ { c = substr($2, 1, 7) }
+                           END { print "rustc-" r "-" c }')
+    afl_bin=$(ls -d "${XDG_DATA_HOME:-$HOME/.local/share}"/afl.rs/"$ver"/afl.rs-*/afl/bin | tail -1)
     all=$(mktemp -d)
-    cp "$fuzz/corpus/$t"/* "$queue"/id:* "$all"/ 2>/dev/null || true
-    rm -rf "$fuzz/corpus/$t.min"
-    TMPDIR=${TMPDIR:-/dev/shm} AFL_SKIP_CPUFREQ=1 cargo afl cmin -m "$memory" -t "$timeout" \
-      -i "$all" -o "$fuzz/corpus/$t.min" -- "$(bin "$t")"
-    rm -rf "$all" "$fuzz/corpus/$t"
-    mv "$fuzz/corpus/$t.min" "$fuzz/corpus/$t"
+    min=$(mktemp -d)
+    rmdir "$min"
+    cp "$fuzz/corpus/$t"/* "$all"/
+    # The queue's `orig:` entries are the corpus's own files, copied above.
+    for f in "$queue"/id:*; do
+      [[ $f == *orig:* ]] || cp "$f" "$all/q-$(basename "$f" | cut -c4-9)"
+    done
+    TMPDIR=${TMPDIR:-/dev/shm} AFL_PATH=$afl_bin PATH=$afl_bin:$PATH AFL_SKIP_CPUFREQ=1 \
+      "$afl_bin/afl-cmin.bash" -m "$memory" -t "$timeout" -i "$all" -o "$min" \
+      -- "$(bin "$t")" >"$out/$t.cmin.log" 2>&1 || { tail -5 "$out/$t.cmin.log" >&2; exit 1; }
+    [ -n "$(ls "$min")" ] || { echo "afl-cmin kept nothing; $fuzz/corpus/$t left as it was" >&2; exit 1; }
+    # Seeds keep their names; a found input is named by its content.
+    rm -rf "${fuzz:?}/corpus/$t"
+    mkdir -p "$fuzz/corpus/$t"
+    for f in "$min"/*; do
+      name=$(basename "$f")
+      [[ $name == q-* ]] && name=found-$(sha1sum "$f" | cut -c1-12)
+      cp "$f" "$fuzz/corpus/$t/$name"
+    done
+    rm -rf "$all" "$min"
     echo "$t: $(ls "$fuzz/corpus/$t" | wc -l) files, $(du -sh "$fuzz/corpus/$t" | cut -f1)"
     exit 0
     ;;
