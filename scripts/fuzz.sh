@@ -90,7 +90,7 @@ case "${1:-}" in
       cp "$f" "$fuzz/corpus/$t/$name"
     done
     rm -rf "$all" "$min"
-    echo "$t: $(ls "$fuzz/corpus/$t" | wc -l) files, $(du -sh "$fuzz/corpus/$t" | cut -f1)"
+    echo "$t: $(ls "$fuzz/corpus/$t" | wc -l) files, $(du -sh --apparent-size "$fuzz/corpus/$t" | cut -f1)B"
     exit 0
     ;;
 esac
