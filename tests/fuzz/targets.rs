@@ -253,14 +253,21 @@ fn split<'a>(data: &'a [u8], sep: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 
     })
 }
 
-/// A directory of its own under the system's temporary directory
-/// (`TMPDIR`: `scripts/fuzz.sh` points it at a tmpfs), removed on drop.
+/// A directory of its own under `/dev/shm` where there is one (a tmpfs:
+/// the merge fsyncs its output, free there and slow on a disk), else the
+/// system's temporary directory; removed on drop.
 struct TempDir(PathBuf);
 
 impl TempDir {
     fn new() -> Self {
         static SEQ: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
+        let shm = Path::new("/dev/shm");
+        let base = if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = base.join(format!(
             "chorus-fuzz-{}-{}",
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
