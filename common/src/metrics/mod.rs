@@ -148,15 +148,15 @@ impl StageMetrics {
     }
 
     pub fn total_ops(&self) -> u64 {
-        self.ops.values().map(|s| s.count).sum()
+        self.ops.values().fold(0, |n, s| n.saturating_add(s.count))
     }
 
     pub fn total_errors(&self) -> u64 {
-        self.ops.values().map(|s| s.errors).sum()
+        self.ops.values().fold(0, |n, s| n.saturating_add(s.errors))
     }
 
     pub fn total_bytes(&self) -> u64 {
-        self.ops.values().map(|s| s.bytes).sum()
+        self.ops.values().fold(0, |n, s| n.saturating_add(s.bytes))
     }
 
     /// All ops folded into one [`OpStats`] (the "ALL" row of a summary).
@@ -252,7 +252,10 @@ pub fn histogram_from_bytes(bytes: &[u8]) -> Result<Histogram<u64>, MetricsError
     let (Some(payload), Some(digits)) = (word(4), word(12)) else {
         return bad(format!("{} bytes, shorter than a V2 header", bytes.len()));
     };
-    let room = bytes.len().saturating_sub(V2_HEADER_BYTES);
+    if bytes.len() < V2_HEADER_BYTES {
+        return bad(format!("{} bytes, shorter than a V2 header", bytes.len()));
+    }
+    let room = bytes.len() - V2_HEADER_BYTES;
     if payload as usize > room {
         return bad(format!("payload of {payload} bytes claimed, {room} there"));
     }
@@ -265,10 +268,22 @@ pub fn histogram_from_bytes(bytes: &[u8]) -> Result<Histogram<u64>, MetricsError
         return bad("a run of 2^63 empty buckets in the counts".into());
     }
     let mut reader = bytes;
-    Deserializer::new()
+    let h: Histogram<u64> = Deserializer::new()
         .deserialize(&mut reader)
-        .map_err(|e| MetricsError::Decode(format!("{e:?}")))
+        .map_err(|e| MetricsError::Decode(format!("{e:?}")))?;
+    // Its total saturates where the counts' sum would overflow.
+    if h.len() > MAX_HISTOGRAM_COUNT {
+        return bad(format!("{} samples, above {MAX_HISTOGRAM_COUNT}", h.len()));
+    }
+    Ok(h)
 }
+
+/// Most samples a decoded histogram may hold: 2^44 (1.8e13, twenty days
+/// of 10M ops/s on one agent). hdrhistogram sums counts unchecked when it
+/// reads percentiles, so counts from a peer that add up past u64 would
+/// panic where overflow is checked and give a wrong percentile where it
+/// wraps; 2^20 histograms at this bound still add up within u64.
+pub const MAX_HISTOGRAM_COUNT: u64 = 1 << 44;
 
 #[cfg(test)]
 mod tests {
@@ -371,6 +386,30 @@ mod tests {
         let e = with(0, 0x1c84_9304 | 0x10);
         assert!(e.contains("not an uncompressed V2 histogram"), "{e}");
         assert!(histogram_from_bytes(&bytes[..12]).is_err());
+    }
+
+    /// Inputs afl found: counts that add up past u64 (hdrhistogram's
+    /// percentile sums overflow), and fewer bytes than a header.
+    #[test]
+    fn counts_past_the_bound_and_short_headers_are_errors() {
+        let mut h = Histogram::<u64>::new_with_bounds(1, LATENCY_HIGHEST_NS, 3).unwrap();
+        h.record_n(10, MAX_HISTOGRAM_COUNT).unwrap();
+        assert_eq!(
+            histogram_from_bytes(&histogram_to_bytes(&h)).unwrap().len(),
+            MAX_HISTOGRAM_COUNT
+        );
+        h.record_n(1_000, i64::MAX as u64).unwrap();
+        h.record_n(2_000, i64::MAX as u64).unwrap();
+        let e = histogram_from_bytes(&histogram_to_bytes(&h))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("samples, above"), "{e}");
+        // A cookie and a zero payload length in 19 bytes.
+        let bytes = histogram_to_bytes(&new_latency_histogram());
+        let mut short = bytes[..19].to_vec();
+        short[4..8].copy_from_slice(&0u32.to_be_bytes());
+        let e = histogram_from_bytes(&short).unwrap_err().to_string();
+        assert!(e.contains("shorter than a V2 header"), "{e}");
     }
 
     /// The input afl found (through a `StageEvent`): hdrhistogram negates
