@@ -148,15 +148,15 @@ impl StageMetrics {
     }
 
     pub fn total_ops(&self) -> u64 {
-        self.ops.values().map(|s| s.count).sum()
+        self.ops.values().fold(0, |n, s| n.saturating_add(s.count))
     }
 
     pub fn total_errors(&self) -> u64 {
-        self.ops.values().map(|s| s.errors).sum()
+        self.ops.values().fold(0, |n, s| n.saturating_add(s.errors))
     }
 
     pub fn total_bytes(&self) -> u64 {
-        self.ops.values().map(|s| s.bytes).sum()
+        self.ops.values().fold(0, |n, s| n.saturating_add(s.bytes))
     }
 
     /// All ops folded into one [`OpStats`] (the "ALL" row of a summary).
@@ -184,14 +184,106 @@ pub fn histogram_to_bytes(h: &Histogram<u64>) -> Vec<u8> {
     out
 }
 
-/// Decodes bytes written by [`histogram_to_bytes`] (or any V2 encoder, with
-/// or without deflate).
-pub fn histogram_from_bytes(bytes: &[u8]) -> Result<Histogram<u64>, MetricsError> {
-    let mut reader = bytes;
-    Deserializer::new()
-        .deserialize(&mut reader)
-        .map_err(|e| MetricsError::Decode(format!("{e:?}")))
+/// Whether a V2 counts payload (zigzag LEB128 varints of up to 9 bytes,
+/// the ninth taken whole) holds the one value hdrhistogram's decoder
+/// cannot take: a run of `-i64::MIN` zeros, which it negates (a panic
+/// where overflow is checked, as in debug builds).
+fn runs_past_i64(payload: &[u8]) -> bool {
+    let mut at = 0;
+    while at < payload.len() {
+        let mut v = 0u64;
+        let mut i = 0;
+        loop {
+            let Some(&b) = payload.get(at + i) else {
+                return false;
+            };
+            if i == 8 {
+                v |= u64::from(b) << 56;
+                i += 1;
+                break;
+            }
+            v |= u64::from(b & 0x7f) << (7 * i);
+            i += 1;
+            if b < 0x80 {
+                break;
+            }
+        }
+        // i64::MIN zigzag-encoded.
+        if v == u64::MAX {
+            return true;
+        }
+        at += i;
+    }
+    false
 }
+
+/// HdrHistogram's V2 cookie (uncompressed), what [`histogram_to_bytes`]
+/// writes.
+const V2_COOKIE: u32 = 0x1c84_9303 | 0x10;
+
+/// Bytes of a V2 header: cookie, payload length, normalizing offset,
+/// significant digits (u32 each), lowest and highest (u64), ratio (f64).
+const V2_HEADER_BYTES: usize = 40;
+
+/// Decodes bytes written by [`histogram_to_bytes`] (or any uncompressed V2
+/// encoder). The bytes come from a peer, so what they claim is checked
+/// before the decoder acts on it: the payload must be there (the decoder
+/// would otherwise reserve the claimed length, up to 4 GiB, first), and at
+/// most [`LATENCY_SIGFIG`] significant digits (the counts array, whatever
+/// the range, is then at most ~450 KiB; five digits would be ~50 MiB).
+/// The deflated form is refused: its payload cannot be checked before it
+/// is inflated, and Chorus never writes it.
+pub fn histogram_from_bytes(bytes: &[u8]) -> Result<Histogram<u64>, MetricsError> {
+    let word = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")))
+    };
+    let bad = |m: String| Err(MetricsError::Decode(m));
+    match word(0) {
+        Some(V2_COOKIE) => {}
+        Some(c) => {
+            return bad(format!(
+                "not an uncompressed V2 histogram (cookie {c:#010x})"
+            ));
+        }
+        None => return bad(format!("{} bytes, shorter than a V2 header", bytes.len())),
+    }
+    let (Some(payload), Some(digits)) = (word(4), word(12)) else {
+        return bad(format!("{} bytes, shorter than a V2 header", bytes.len()));
+    };
+    if bytes.len() < V2_HEADER_BYTES {
+        return bad(format!("{} bytes, shorter than a V2 header", bytes.len()));
+    }
+    let room = bytes.len() - V2_HEADER_BYTES;
+    if payload as usize > room {
+        return bad(format!("payload of {payload} bytes claimed, {room} there"));
+    }
+    if digits > u32::from(LATENCY_SIGFIG) {
+        return bad(format!(
+            "{digits} significant digits (at most {LATENCY_SIGFIG} accepted)"
+        ));
+    }
+    if runs_past_i64(&bytes[V2_HEADER_BYTES..V2_HEADER_BYTES + payload as usize]) {
+        return bad("a run of 2^63 empty buckets in the counts".into());
+    }
+    let mut reader = bytes;
+    let h: Histogram<u64> = Deserializer::new()
+        .deserialize(&mut reader)
+        .map_err(|e| MetricsError::Decode(format!("{e:?}")))?;
+    // Its total saturates where the counts' sum would overflow.
+    if h.len() > MAX_HISTOGRAM_COUNT {
+        return bad(format!("{} samples, above {MAX_HISTOGRAM_COUNT}", h.len()));
+    }
+    Ok(h)
+}
+
+/// Most samples a decoded histogram may hold: 2^44 (1.8e13, twenty days
+/// of 10M ops/s on one agent). hdrhistogram sums counts unchecked when it
+/// reads percentiles, so counts from a peer that add up past u64 would
+/// panic where overflow is checked and give a wrong percentile where it
+/// wraps; 2^20 histograms at this bound still add up within u64.
+pub const MAX_HISTOGRAM_COUNT: u64 = 1 << 44;
 
 #[cfg(test)]
 mod tests {
@@ -274,6 +366,68 @@ mod tests {
         assert!(histogram_from_bytes(&[]).is_err());
         assert!(histogram_from_bytes(&bytes[..bytes.len() / 2]).is_err());
         assert!(histogram_from_bytes(b"definitely not a histogram").is_err());
+    }
+
+    #[test]
+    fn what_a_histogram_claims_is_checked_before_it_is_decoded() {
+        let bytes = histogram_to_bytes(&new_latency_histogram());
+        let with = |at: usize, v: u32| {
+            let mut b = bytes.clone();
+            b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+            histogram_from_bytes(&b).unwrap_err().to_string()
+        };
+        // A payload far longer than the bytes: refused, not reserved.
+        let e = with(4, u32::MAX);
+        assert!(e.contains("payload of 4294967295 bytes claimed"), "{e}");
+        // Five significant digits: a 50 MiB counts array from 40 bytes.
+        let e = with(12, 5);
+        assert!(e.contains("5 significant digits"), "{e}");
+        // The deflated form (its cookie) is refused by name.
+        let e = with(0, 0x1c84_9304 | 0x10);
+        assert!(e.contains("not an uncompressed V2 histogram"), "{e}");
+        assert!(histogram_from_bytes(&bytes[..12]).is_err());
+    }
+
+    /// Inputs afl found: counts that add up past u64 (hdrhistogram's
+    /// percentile sums overflow), and fewer bytes than a header.
+    #[test]
+    fn counts_past_the_bound_and_short_headers_are_errors() {
+        let mut h = Histogram::<u64>::new_with_bounds(1, LATENCY_HIGHEST_NS, 3).unwrap();
+        h.record_n(10, MAX_HISTOGRAM_COUNT).unwrap();
+        assert_eq!(
+            histogram_from_bytes(&histogram_to_bytes(&h)).unwrap().len(),
+            MAX_HISTOGRAM_COUNT
+        );
+        h.record_n(1_000, i64::MAX as u64).unwrap();
+        h.record_n(2_000, i64::MAX as u64).unwrap();
+        let e = histogram_from_bytes(&histogram_to_bytes(&h))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("samples, above"), "{e}");
+        // A cookie and a zero payload length in 19 bytes.
+        let bytes = histogram_to_bytes(&new_latency_histogram());
+        let mut short = bytes[..19].to_vec();
+        short[4..8].copy_from_slice(&0u32.to_be_bytes());
+        let e = histogram_from_bytes(&short).unwrap_err().to_string();
+        assert!(e.contains("shorter than a V2 header"), "{e}");
+    }
+
+    /// The input afl found (through a `StageEvent`): hdrhistogram negates
+    /// a zero run of i64::MIN, a panic where overflow is checked.
+    #[test]
+    fn a_zero_run_of_i64_min_is_an_error_not_a_panic() {
+        let mut h = new_latency_histogram();
+        h.record(1_000).unwrap();
+        let mut bytes = histogram_to_bytes(&h);
+        // u64::MAX as the format's varint: eight continued bytes, then a
+        // ninth taken whole.
+        let run = [0xff; 9];
+        bytes.extend(run);
+        let payload = u32::from_be_bytes(bytes[4..8].try_into().unwrap()) + 9;
+        bytes[4..8].copy_from_slice(&payload.to_be_bytes());
+        let e = histogram_from_bytes(&bytes).unwrap_err().to_string();
+        assert!(e.contains("2^63 empty buckets"), "{e}");
+        assert!(!runs_past_i64(&histogram_to_bytes(&h)[V2_HEADER_BYTES..]));
     }
 
     #[test]

@@ -279,7 +279,7 @@ stages:
         let e = with("name: demo\n", "name: demo\nconcurrency: 99999999999\n");
         check(
             &e,
-            "`concurrency` is too large: 99999999999 is above 4294967295",
+            "`concurrency` is too large: 99999999999 is above 65536",
             "concurrency",
             2,
             14,

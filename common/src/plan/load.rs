@@ -103,6 +103,22 @@ const DEFAULT_SEED: u64 = 1;
 const DEFAULT_CONCURRENCY: u32 = 4;
 const DEFAULT_PREFIX: &str = "obj/";
 
+/// Most workers one agent runs in a stage (`concurrency`, an override's,
+/// a search's `to`): each is a task with its own op state and, for a
+/// PUT, a payload buffer of up to [`MAX_PART_SIZE`], so this bounds what a
+/// plan can make an agent hold. Far above what one host drives.
+pub const MAX_CONCURRENCY: u32 = 1 << 16;
+
+/// Most objects in a key space (`objects.count`): every agent keeps three
+/// bits per object (which exist, which it made, which were there before),
+/// 1.5 GiB at this bound.
+pub const MAX_OBJECTS: u64 = 1 << 32;
+
+/// Largest `part_size`: one PUT request's payload is made whole in memory
+/// (an object up to `part_size`, or one part of a larger one), so this
+/// bounds each worker's payload buffer. S3's largest part and single PUT.
+pub const MAX_PART_SIZE: u64 = 5 << 30;
+
 /// Reads and loads the plan file at `path`; errors name the file as given.
 pub fn load(path: &Path) -> Result<Plan, PlanError> {
     let file = path.display().to_string();
@@ -315,7 +331,7 @@ impl Decoder<'_> {
     }
 
     fn concurrency(&self, e: &Entry, path: &str) -> Result<u32, PlanError> {
-        Ok(self.integer(e, path, 1, u64::from(u32::MAX))? as u32)
+        Ok(self.integer(e, path, 1, u64::from(MAX_CONCURRENCY))? as u32)
     }
 
     fn name(&self, e: &Entry, path: &str, what: &str) -> Result<String, PlanError> {
@@ -410,7 +426,7 @@ impl Decoder<'_> {
             self.required(&m, "count")?,
             &join(&m.path, "count"),
             1,
-            u64::MAX,
+            MAX_OBJECTS,
         )?;
         let size = self.size_spec(self.required(&m, "size")?, &join(&m.path, "size"))?;
         Ok(KeySpace {

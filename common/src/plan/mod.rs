@@ -30,7 +30,7 @@ use crate::op::OpKind;
 pub use large::{MAX_STREAMS, Parallel, size_limit};
 
 pub use error::PlanError;
-pub use load::{load, parse};
+pub use load::{MAX_CONCURRENCY, MAX_OBJECTS, MAX_PART_SIZE, load, parse};
 pub use overrides::{AgentIdentity, AgentOverride, AgentSelect, MAX_OVERRIDES};
 pub use ramp::ThinkTime;
 pub use replay::{MAX_REMAP_ENTRIES, ReplayPhase, ReplaySpec, ReplaySplit};
@@ -40,7 +40,7 @@ pub use search::{
 pub use sizes::SizeSpec;
 pub use step::StepSpec;
 pub use training::{
-    AgentsCheckError, CheckpointSpec, DatasetFormat, DatasetSpec, MAX_ACCELERATORS,
+    AgentsCheckError, CheckpointSpec, DatasetFormat, DatasetSpec, MAX_ACCELERATORS, MAX_BATCHES,
     MAX_READ_THREADS, RestoreFrom, TrainSpec, Training, locate, locate_in_file,
 };
 pub use units::{format_duration, format_size, parse_duration, parse_size};

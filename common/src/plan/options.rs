@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use super::error::{PlanError, hint_for};
-use super::load::{Decoder, Map, join};
-use super::units::{format_duration, parse_duration};
+use super::load::{Decoder, MAX_PART_SIZE, Map, join};
+use super::units::{format_duration, format_size, parse_duration};
 use super::yaml::{Entry, NodeKind, Pos};
 use super::{
     AgentLossPolicy, Arrivals, ClockCheck, ControlOptions, DataOptions, EndpointSpec,
@@ -617,11 +617,21 @@ impl Decoder<'_> {
                 }
             }
         };
-        let part_size = m
-            .get("part_size")
-            .map(|e| self.size(e, &p("part_size"), 1))
-            .transpose()?
-            .unwrap_or(DEFAULT_PART_SIZE);
+        let part_size = match m.get("part_size") {
+            None => DEFAULT_PART_SIZE,
+            Some(e) => {
+                let size = self.size(e, &p("part_size"), 1)?;
+                if size > MAX_PART_SIZE {
+                    let message = format!(
+                        "`part_size` {} is above {}: a part is made whole in memory",
+                        format_size(size),
+                        format_size(MAX_PART_SIZE)
+                    );
+                    return Err(self.err(e.value.pos, &p("part_size"), message));
+                }
+                size
+            }
+        };
         let list = match m.get("list") {
             None => ListSpec::default(),
             Some(e) => {

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 
 use super::emit;
 use super::error::PlanError;
-use super::load::{Decoder, join};
+use super::load::{Decoder, MAX_CONCURRENCY, join};
 use super::yaml::{Entry, NodeKind, quote};
 use super::{AgentsCheckError, DataOptions, EndpointSpec, Pinning, Plan, StageKind};
 
@@ -310,7 +310,7 @@ impl Decoder<'_> {
                 .transpose()?;
             let concurrency = m
                 .get("concurrency")
-                .map(|e| self.integer(e, &p("concurrency"), 1, u64::from(u32::MAX)))
+                .map(|e| self.integer(e, &p("concurrency"), 1, u64::from(MAX_CONCURRENCY)))
                 .transpose()?
                 .map(|c| c as u32);
             let endpoints = match m.get("endpoints") {

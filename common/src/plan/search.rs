@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::error::PlanError;
-use super::load::{Decoder, Map, join};
+use super::load::{Decoder, MAX_CONCURRENCY, Map, join};
 use super::units::format_duration;
 use super::yaml::{Entry, NodeKind};
 use super::{Arrivals, OpMix, StageKind};
@@ -216,7 +216,9 @@ impl Decoder<'_> {
             let e = self.required(&m, key)?;
             match vary {
                 Vary::Rate => self.number(e, &p(key), 0.0, true),
-                Vary::Concurrency => Ok(self.integer(e, &p(key), 1, 1_000_000)? as f64),
+                Vary::Concurrency => {
+                    Ok(self.integer(e, &p(key), 1, u64::from(MAX_CONCURRENCY))? as f64)
+                }
             }
         };
         let (from, to) = (load("from")?, load("to")?);

@@ -54,6 +54,11 @@ pub const MAX_READ_THREADS: u32 = 256;
 /// their range, never held in a list, so this bounds nothing but u64 sums.
 pub const MAX_SAMPLES: u64 = 1 << 40;
 
+/// Most batches of an epoch (`samples` over `batch`): each agent keeps a
+/// word per batch of its ranks to hand batches to them in order, 1 GiB at
+/// this bound.
+pub const MAX_BATCHES: u64 = 1 << 28;
+
 /// How a dataset's files are laid out inside: `crate::dataset`'s formats.
 pub use crate::dataset::Format as DatasetFormat;
 
@@ -403,6 +408,18 @@ impl Decoder<'_> {
             (None, StageKind::Train) => return Err(self.missing(m, "train")),
             _ => None,
         };
+        if let (Some(t), Some(d), Some(e)) = (&train, &dataset, m.get("train")) {
+            // Each agent tracks its ranks' batches of an epoch, one word
+            // each: their number bounds what a plan makes it hold.
+            let batches = d.samples.div_ceil(u64::from(t.batch.max(1)));
+            if batches > MAX_BATCHES {
+                let message = format!(
+                    "{batches} batches an epoch (`dataset.samples` over `train.batch`) is above \
+                     {MAX_BATCHES}: raise `batch`"
+                );
+                return Err(self.err(e.value.pos, &p("train.batch"), message));
+            }
+        }
         let checkpoint = match (m.get("checkpoint"), kind) {
             (Some(e), StageKind::Checkpoint) => Some(self.checkpoint(e, &p("checkpoint"))?),
             (None, StageKind::Checkpoint) => return Err(self.missing(m, "checkpoint")),

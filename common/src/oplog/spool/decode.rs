@@ -7,7 +7,7 @@ use super::{NO_FIRST_BYTE, NO_LAG, RECORD_BYTES, TAG_BATCH, TAG_CONTEXT, TAG_STR
 use crate::op::OpKind;
 use crate::oplog::batch::{FAILED, LogBatch, LogContext, NO_TIME, Slot, TEXT_KEY};
 use crate::oplog::reader::MAX_LINE_BYTES;
-use crate::oplog::record::{LineFormatter, header_line};
+use crate::oplog::record::{LineFormatter, MAX_FIELD_BYTES, header_line};
 use crate::plan::KeyNaming;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -20,6 +20,23 @@ const READ_BYTES: usize = 256 * 1024;
 /// `SEND_BATCH_RECORDS`, low enough that a corrupt count cannot make the
 /// reader reserve gigabytes.
 const MAX_BATCH_RECORDS: u32 = 1 << 20;
+
+/// Slots reserved for a batch before its records are read: a batch's
+/// count is only a claim until its records are there, so the rest grow
+/// as they come (the writer's batches are `SEND_BATCH_RECORDS`, 256).
+const RESERVE_RECORDS: usize = 4096;
+
+/// Most bytes of text keys and errors one batch may hold: the writer's
+/// batches (256 records, each field cut to [`MAX_FIELD_BYTES`]) hold at
+/// most 32 MiB, and `SpoolWriter` cuts larger batches into blocks of 256
+/// records. Above it a batch is corrupt: its text, decoded whole, could
+/// otherwise be made terabytes by a few bytes of zstd.
+pub(super) const MAX_BATCH_TEXT_BYTES: usize = 64 << 20;
+
+/// Most bytes the string and context tables of one spool may hold
+/// (strings, and each context's copies of its three): a spool's tables
+/// are its agent id, stages, key prefixes and endpoints, a few KiB.
+const MAX_TABLE_BYTES: usize = 64 << 20;
 
 /// The signed value of a zigzag-encoded varint.
 #[inline]
@@ -87,6 +104,8 @@ pub(crate) struct SpoolText<R> {
     format: LineFormatter,
     strings: Vec<Box<str>>,
     contexts: Vec<Arc<LogContext>>,
+    /// Bytes held by `strings` and `contexts`, at most [`MAX_TABLE_BYTES`].
+    table_bytes: usize,
     /// Records decoded (for error locations: record n is line n + 1).
     records: u64,
     /// The error that ended decoding, handed out after the text before it.
@@ -113,6 +132,7 @@ impl<R: Read> SpoolText<R> {
             format: LineFormatter::new(),
             strings: Vec::new(),
             contexts: Vec::new(),
+            table_bytes: 0,
             records: 0,
             deferred: None,
             done: false,
@@ -205,13 +225,13 @@ impl<R: Read> SpoolText<R> {
         Err(self.corrupt(rec_at, "varint longer than 10 bytes"))
     }
 
-    /// A `len: u32` and UTF-8 text.
-    fn text_field(&mut self) -> io::Result<Option<String>> {
+    /// A `len: u32` and UTF-8 text of at most `max` bytes.
+    fn text_field(&mut self, max: usize) -> io::Result<Option<String>> {
         let at = self.pos;
         let Some(len) = self.u32() else {
             return Ok(None);
         };
-        if len as usize > MAX_LINE_BYTES {
+        if len as usize > max {
             return Err(self.corrupt(at, format!("text of {len} bytes (corrupt length)")));
         }
         let Some(b) = self.take(len as usize) else {
@@ -244,8 +264,11 @@ impl<R: Read> SpoolText<R> {
             };
         };
         match tag {
-            TAG_STRING => match self.text_field()? {
-                Some(s) => self.strings.push(s.into()),
+            TAG_STRING => match self.text_field(MAX_LINE_BYTES)? {
+                Some(s) => {
+                    self.hold_table(at, s.len())?;
+                    self.strings.push(s.into());
+                }
                 None => return Err(self.cut_short()),
             },
             TAG_CONTEXT => self.context(at)?,
@@ -253,6 +276,19 @@ impl<R: Read> SpoolText<R> {
             t => return Err(self.corrupt(at, format!("unknown block tag {t}"))),
         }
         Ok(true)
+    }
+
+    /// Counts `bytes` more of the string and context tables against
+    /// [`MAX_TABLE_BYTES`] (each entry with its own overhead).
+    fn hold_table(&mut self, at: usize, bytes: usize) -> io::Result<()> {
+        self.table_bytes += bytes + 64;
+        if self.table_bytes > MAX_TABLE_BYTES {
+            return Err(self.corrupt(
+                at,
+                format!("string and context tables over {MAX_TABLE_BYTES} bytes (corrupt spool)"),
+            ));
+        }
+        Ok(())
     }
 
     fn string_ref(&self, at: usize, id: u32) -> io::Result<&str> {
@@ -275,12 +311,11 @@ impl<R: Read> SpoolText<R> {
             width,
             fanout: (fanout != 0).then_some(fanout),
         };
-        let ctx = LogContext::from_parts(
-            self.string_ref(at, client)?.as_bytes().into(),
-            self.string_ref(at, stage)?.as_bytes().into(),
-            self.string_ref(at, prefix)?.as_bytes().into(),
-            naming,
-        );
+        let client: Box<[u8]> = self.string_ref(at, client)?.as_bytes().into();
+        let stage: Box<[u8]> = self.string_ref(at, stage)?.as_bytes().into();
+        let prefix: Box<[u8]> = self.string_ref(at, prefix)?.as_bytes().into();
+        self.hold_table(at, client.len() + stage.len() + prefix.len())?;
+        let ctx = LogContext::from_parts(client, stage, prefix, naming);
         self.contexts.push(Arc::new(ctx));
         Ok(())
     }
@@ -310,8 +345,9 @@ impl<R: Read> SpoolText<R> {
             };
             endpoints.push(Box::<str>::from(self.string_ref(at, id)?));
         }
-        let mut slots = Vec::with_capacity(n as usize);
+        let mut slots = Vec::with_capacity((n as usize).min(RESERVE_RECORDS));
         let (mut text_keys, mut errors) = (Vec::new(), Vec::new());
+        let mut text_bytes = 0usize;
         let mut prev = 0i64;
         let mut cut = None;
         for i in 0..n {
@@ -399,8 +435,11 @@ impl<R: Read> SpoolText<R> {
                 return Err(self.corrupt(rec_at, format!("flags {flags:#x} unknown")));
             }
             if flags & TEXT_KEY != 0 {
-                match self.text_field()? {
-                    Some(k) => text_keys.push((i, k)),
+                match self.text_field(MAX_FIELD_BYTES)? {
+                    Some(k) => {
+                        text_bytes += k.len();
+                        text_keys.push((i, k));
+                    }
                     None => {
                         cut = Some(self.cut_short());
                         break;
@@ -408,13 +447,22 @@ impl<R: Read> SpoolText<R> {
                 }
             }
             if flags & FAILED != 0 {
-                match self.text_field()? {
-                    Some(e) => errors.push((i, e)),
+                match self.text_field(MAX_FIELD_BYTES)? {
+                    Some(e) => {
+                        text_bytes += e.len();
+                        errors.push((i, e));
+                    }
                     None => {
                         cut = Some(self.cut_short());
                         break;
                     }
                 }
+            }
+            if text_bytes > MAX_BATCH_TEXT_BYTES {
+                let msg = format!(
+                    "batch holds over {MAX_BATCH_TEXT_BYTES} bytes of keys and errors (corrupt spool)"
+                );
+                return Err(self.corrupt(rec_at, msg));
             }
             slots.push(Slot { op, ..slot });
             self.records += 1;

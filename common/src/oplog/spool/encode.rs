@@ -116,8 +116,15 @@ fn push_text(s: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(s.as_bytes());
 }
 
+/// Most records one batch block holds: the writer's batches
+/// (`SEND_BATCH_RECORDS`, 256) are one block each; a larger `LogBatch` is
+/// cut into blocks, so that a block's keys and errors (each cut to
+/// `MAX_FIELD_BYTES`) stay under what the decoder reads as one batch
+/// (`decode::MAX_BATCH_TEXT_BYTES`).
+pub(super) const BLOCK_RECORDS: usize = 256;
+
 /// Appends the blocks of `batch` (string and context definitions it needs
-/// first, then the batch).
+/// first, then the batch in blocks of at most [`BLOCK_RECORDS`]).
 fn encode_batch(tables: &mut Tables, batch: &LogBatch, out: &mut Vec<u8>) {
     let ctx = tables.context(&batch.context, out);
     tables.endpoint_ids.clear();
@@ -125,63 +132,67 @@ fn encode_batch(tables: &mut Tables, batch: &LogBatch, out: &mut Vec<u8>) {
         let id = tables.string(e.as_bytes(), out);
         tables.endpoint_ids.push(id);
     }
-    out.push(TAG_BATCH);
-    out.extend_from_slice(&ctx.to_le_bytes());
-    out.extend_from_slice(&batch.first_idx.to_le_bytes());
-    out.extend_from_slice(&(batch.slots.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(tables.endpoint_ids.len() as u16).to_le_bytes());
-    for id in &tables.endpoint_ids {
-        out.extend_from_slice(&id.to_le_bytes());
-    }
-    out.reserve(batch.slots.len() * RECORD_BYTES);
     let (mut keys, mut errors) = (batch.text_keys.iter(), batch.errors.iter());
-    let mut prev = 0i64;
-    for (i, s) in batch.slots.iter().enumerate() {
-        let mut flags = s.flags;
-        let first_byte = if s.first_byte_ns == NO_TIME {
-            flags |= NO_FIRST_BYTE;
-            0
-        } else {
-            s.first_byte_ns.wrapping_sub(s.start_ns)
-        };
-        let lag = if s.lag_ns == crate::oplog::batch::NO_LAG {
-            flags |= NO_LAG;
-            0
-        } else {
-            s.lag_ns
-        };
-        // flags and op, then the fields as LEB128 varints (signed ones
-        // zigzag-encoded): ~20 bytes instead of 64 fixed, which is what
-        // zstd's time goes by.
-        let mut r = [0u8; RECORD_BYTES];
-        r[0] = flags;
-        r[1] = s.op as u8;
-        let mut n = 2;
-        n = put(&mut r, n, zigzag(s.start_ns.wrapping_sub(prev)));
-        n = put(&mut r, n, zigzag(s.end_ns.wrapping_sub(s.start_ns)));
-        if flags & NO_FIRST_BYTE == 0 {
-            n = put(&mut r, n, zigzag(first_byte));
+    for (block, slots) in batch.slots.chunks(BLOCK_RECORDS).enumerate() {
+        let base = block * BLOCK_RECORDS;
+        out.push(TAG_BATCH);
+        out.extend_from_slice(&ctx.to_le_bytes());
+        out.extend_from_slice(&(batch.first_idx + base as u64).to_le_bytes());
+        out.extend_from_slice(&(slots.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(tables.endpoint_ids.len() as u16).to_le_bytes());
+        for id in &tables.endpoint_ids {
+            out.extend_from_slice(&id.to_le_bytes());
         }
-        n = put(&mut r, n, s.bytes);
-        if flags & TEXT_KEY == 0 {
-            n = put(&mut r, n, s.key);
-        }
-        if flags & NO_LAG == 0 {
-            n = put(&mut r, n, lag);
-        }
-        n = put(&mut r, n, u64::from(s.thread));
-        n = put(&mut r, n, u64::from(s.retries));
-        n = put(&mut r, n, u64::from(s.n_objects));
-        n = put(&mut r, n, u64::from(s.endpoint));
-        out.extend_from_slice(&r[..n]);
-        prev = s.start_ns;
-        // Side tables are in slot order: the next entry is this slot's or
-        // a later one's.
-        if flags & TEXT_KEY != 0 {
-            push_text(side(&mut keys, i), out);
-        }
-        if flags & FAILED != 0 {
-            push_text(side(&mut errors, i), out);
+        out.reserve(slots.len() * RECORD_BYTES);
+        let mut prev = 0i64;
+        for (j, s) in slots.iter().enumerate() {
+            let i = base + j;
+            let mut flags = s.flags;
+            let first_byte = if s.first_byte_ns == NO_TIME {
+                flags |= NO_FIRST_BYTE;
+                0
+            } else {
+                s.first_byte_ns.wrapping_sub(s.start_ns)
+            };
+            let lag = if s.lag_ns == crate::oplog::batch::NO_LAG {
+                flags |= NO_LAG;
+                0
+            } else {
+                s.lag_ns
+            };
+            // flags and op, then the fields as LEB128 varints (signed ones
+            // zigzag-encoded): ~20 bytes instead of 64 fixed, which is what
+            // zstd's time goes by.
+            let mut r = [0u8; RECORD_BYTES];
+            r[0] = flags;
+            r[1] = s.op as u8;
+            let mut n = 2;
+            n = put(&mut r, n, zigzag(s.start_ns.wrapping_sub(prev)));
+            n = put(&mut r, n, zigzag(s.end_ns.wrapping_sub(s.start_ns)));
+            if flags & NO_FIRST_BYTE == 0 {
+                n = put(&mut r, n, zigzag(first_byte));
+            }
+            n = put(&mut r, n, s.bytes);
+            if flags & TEXT_KEY == 0 {
+                n = put(&mut r, n, s.key);
+            }
+            if flags & NO_LAG == 0 {
+                n = put(&mut r, n, lag);
+            }
+            n = put(&mut r, n, u64::from(s.thread));
+            n = put(&mut r, n, u64::from(s.retries));
+            n = put(&mut r, n, u64::from(s.n_objects));
+            n = put(&mut r, n, u64::from(s.endpoint));
+            out.extend_from_slice(&r[..n]);
+            prev = s.start_ns;
+            // Side tables are in slot order: the next entry is this slot's or
+            // a later one's.
+            if flags & TEXT_KEY != 0 {
+                push_text(side(&mut keys, i), out);
+            }
+            if flags & FAILED != 0 {
+                push_text(side(&mut errors, i), out);
+            }
         }
     }
 }

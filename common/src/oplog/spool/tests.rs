@@ -4,7 +4,7 @@
 use super::*;
 use crate::oplog::batch::{EntryKey, LogBatch, LogContext, LogEntry};
 use crate::oplog::merge::{MergeInput, merge_files};
-use crate::oplog::reader::OpLogReader;
+use crate::oplog::reader::{MAX_LINE_BYTES, OpLogReader};
 use crate::oplog::record::{MAX_FIELD_BYTES, OpRecord};
 use crate::oplog::writer::TsvZstdFile;
 use crate::plan::KeyNaming;
@@ -365,4 +365,159 @@ fn a_record_decoded_from_memory_is_the_record_decoded_byte_by_byte() {
     rec.extend([0xff; 11]);
     rec.resize(RECORD_BYTES, 0);
     assert_eq!(decode_fixed(&rec, &mut [0; 10]), None);
+}
+
+#[test]
+fn a_batch_larger_than_a_block_is_cut_into_blocks_and_reads_the_same() {
+    use super::encode::BLOCK_RECORDS;
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = Arc::new(LogContext::new("big", "load", "obj/", KeyNaming::default()));
+    let n = BLOCK_RECORDS * 3 + 17;
+    let mut b = LogBatch::with_capacity(ctx, n);
+    for i in 0..n as u64 {
+        let ep = b.endpoint_id(["mem://a", "mem://b"][(i % 2) as usize]);
+        let start = 1_795_471_005_000_000_000 + (i as i64 % 97) * 1_000;
+        b.push(
+            LogEntry {
+                thread: (i % 8) as u32,
+                op: crate::op::OpKind::ALL[(i % 11) as usize],
+                warmup: false,
+                retries: 0,
+                n_objects: 1,
+                bytes: i,
+                start_ns: start,
+                first_byte_ns: None,
+                end_ns: start + 10,
+                lag_ns: None,
+                key: if i % 5 == 0 {
+                    EntryKey::Text(format!("text key {i}"))
+                } else {
+                    EntryKey::Index(i)
+                },
+                error: if i % 7 == 0 {
+                    format!("io: {i}")
+                } else {
+                    String::new()
+                },
+            },
+            ep,
+        );
+    }
+    b.set_first_idx(5);
+    let (tsv, spool) = write_both(dir.path(), "big", std::slice::from_ref(&b));
+    assert!(text_of(&tsv) == text_of(&spool), "texts differ");
+    let (got, err) = read_records(&spool);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(got.len(), n);
+    assert_eq!(got.last().unwrap().idx, 5 + n as u64 - 1);
+    // The first batch block (after the strings and the context it names)
+    // holds BLOCK_RECORDS records, not the whole batch.
+    let body = zstd::decode_all(&std::fs::read(&spool).unwrap()[HEADER_BYTES..]).unwrap();
+    let mut at = 0;
+    let first_n = loop {
+        match body[at] {
+            TAG_STRING => {
+                let len = u32::from_le_bytes(body[at + 1..at + 5].try_into().unwrap());
+                at += 5 + len as usize;
+            }
+            TAG_CONTEXT => at += 1 + 17,
+            TAG_BATCH => break u32::from_le_bytes(body[at + 13..at + 17].try_into().unwrap()),
+            t => panic!("block tag {t}"),
+        }
+    };
+    assert_eq!(first_n as usize, BLOCK_RECORDS);
+}
+
+/// A spool made of `body` (the decompressed blocks) behind a valid header.
+fn spool_of(dir: &std::path::Path, name: &str, body: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    let mut bytes = header().to_vec();
+    bytes.extend(zstd::encode_all(body, 1).unwrap());
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// A string block.
+fn string_block(s: &[u8], out: &mut Vec<u8>) {
+    out.push(TAG_STRING);
+    out.extend((s.len() as u32).to_le_bytes());
+    out.extend(s);
+}
+
+/// String 0, context 0 on it, and a batch of `n` records claimed, with
+/// one endpoint (string 0): what precedes the records of a batch.
+fn batch_head(n: u32, out: &mut Vec<u8>) {
+    string_block(b"a", out);
+    out.push(TAG_CONTEXT);
+    for _ in 0..3 {
+        out.extend(0u32.to_le_bytes());
+    }
+    out.push(1);
+    out.extend(0u32.to_le_bytes());
+    out.push(TAG_BATCH);
+    out.extend(0u32.to_le_bytes());
+    out.extend(0u64.to_le_bytes());
+    out.extend(n.to_le_bytes());
+    out.extend(1u16.to_le_bytes());
+    out.extend(0u32.to_le_bytes());
+}
+
+/// A GET with a text key of `key_len` bytes, no first byte, no lag.
+fn text_key_record(key_len: usize, out: &mut Vec<u8>) {
+    use crate::oplog::batch::TEXT_KEY;
+    out.extend([TEXT_KEY | NO_FIRST_BYTE | NO_LAG, 0]);
+    for _ in 0..7 {
+        leb(0, out);
+    }
+    out.extend((key_len as u32).to_le_bytes());
+    out.resize(out.len() + key_len, b'k');
+}
+
+#[test]
+fn what_a_spool_claims_cannot_make_its_reader_allocate_without_bound() {
+    use super::decode::MAX_BATCH_TEXT_BYTES;
+    let dir = tempfile::tempdir().unwrap();
+    let error_of = |path: &std::path::Path| {
+        let (_, err) = read_records(path);
+        err.expect("an error").to_string()
+    };
+
+    // A key longer than any the writer writes is corrupt, not read.
+    let mut body = Vec::new();
+    batch_head(1, &mut body);
+    text_key_record(MAX_FIELD_BYTES + 1, &mut body);
+    let msg = error_of(&spool_of(dir.path(), "long-key.spool.zst", &body));
+    assert!(msg.contains("corrupt length"), "{msg}");
+
+    // Keys of a batch past the bound: the batch is refused before more of
+    // it is held (a few bytes of zstd would otherwise decode to any size).
+    let n = MAX_BATCH_TEXT_BYTES / MAX_FIELD_BYTES + 1;
+    let mut body = Vec::new();
+    batch_head(n as u32, &mut body);
+    for _ in 0..n {
+        text_key_record(MAX_FIELD_BYTES, &mut body);
+    }
+    let path = spool_of(dir.path(), "keys.spool.zst", &body);
+    assert!(std::fs::metadata(&path).unwrap().len() < (1 << 20));
+    let msg = error_of(&path);
+    assert!(msg.contains("bytes of keys and errors"), "{msg}");
+    assert!(msg.contains("keys.spool.zst"), "{msg}");
+
+    // Strings past the tables' bound.
+    let mut body = Vec::new();
+    let big = vec![b's'; MAX_LINE_BYTES];
+    for _ in 0..65 {
+        string_block(&big, &mut body);
+    }
+    let msg = error_of(&spool_of(dir.path(), "strings.spool.zst", &body));
+    assert!(msg.contains("string and context tables"), "{msg}");
+
+    // A count far above the records there: the batch reads as cut short,
+    // without reserving room for the count.
+    let mut body = Vec::new();
+    batch_head(1 << 20, &mut body);
+    text_key_record(3, &mut body);
+    let (got, err) = read_records(&spool_of(dir.path(), "count.spool.zst", &body));
+    assert_eq!(got.len(), 1);
+    assert!(err.expect("an error").to_string().contains("cut short"));
 }

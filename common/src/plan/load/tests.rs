@@ -352,3 +352,61 @@ fn collect_interval_is_a_duration_or_off() {
     .unwrap_err();
     assert_eq!(e.hint.as_deref(), Some("did you mean `collect_interval`?"));
 }
+
+/// What a plan says cannot make an agent allocate without bound: each
+/// count or size that sizes memory is refused past its bound, at its key.
+#[test]
+fn sizes_that_size_memory_are_bounded_where_they_are_written() {
+    let stage = |line: &str| {
+        format!(
+            "name: p\ntarget: file:///tmp/x\nobjects: {{count: 10, size: 1KiB}}\nstages:\n  \
+             - name: s\n    type: workload\n    mix: {{put: 1}}\n    duration: 1s\n    {line}\n"
+        )
+    };
+    let err = |text: &str| parse(text, "b.yaml").unwrap_err();
+
+    let at_bound = format!("concurrency: {MAX_CONCURRENCY}");
+    assert_eq!(
+        plan(&stage(&at_bound)).stages[0].concurrency,
+        MAX_CONCURRENCY
+    );
+    let e = err(&stage(&format!("concurrency: {}", MAX_CONCURRENCY + 1)));
+    assert_eq!(
+        (e.line, e.key.as_str()),
+        (9, "stages[0].concurrency"),
+        "{e}"
+    );
+    assert!(e.message.contains("too large"), "{e}");
+
+    let at_bound = format!("objects: {{count: {MAX_OBJECTS}, size: 1KiB}}");
+    assert_eq!(plan(&stage(&at_bound)).stages[0].objects.count, MAX_OBJECTS);
+    let e = err(&stage(&format!(
+        "objects: {{count: {}, size: 1KiB}}",
+        MAX_OBJECTS + 1
+    )));
+    assert_eq!(
+        (e.line, e.key.as_str()),
+        (9, "stages[0].objects.count"),
+        "{e}"
+    );
+
+    assert_eq!(
+        plan(&stage("part_size: 5GiB")).stages[0].part_size,
+        MAX_PART_SIZE
+    );
+    let e = err(&stage("part_size: 6GiB"));
+    assert_eq!(
+        (e.line, e.column, e.key.as_str()),
+        (9, 16, "stages[0].part_size"),
+        "{e}"
+    );
+    assert!(e.message.contains("made whole in memory"), "{e}");
+    assert!(e.to_string().starts_with("b.yaml:9:16: "), "{e}");
+
+    let search = format!(
+        "search: {{vary: concurrency, from: 1, to: {}, step: 1s}}",
+        MAX_CONCURRENCY + 1
+    );
+    let e = err(&stage(&search).replace("type: workload", "type: search"));
+    assert_eq!(e.key, "stages[0].search.to", "{e}");
+}

@@ -155,3 +155,22 @@ fn rank_checks_name_the_key_where_it_is() {
     assert_eq!(located.line, 15, "{located}");
     assert!(located.to_string().starts_with("ml.yaml:15:"), "{located}");
 }
+
+#[test]
+fn batches_an_epoch_are_bounded_at_the_train_key() {
+    let plan = |samples: u64, batch: u64| {
+        format!(
+            "name: ml\ntarget: file:///tmp/ml\ndataset: {{samples: {samples}, sample_size: 1KiB}}\n\
+             stages:\n  - name: tr\n    type: train\n    train: {{batch: {batch}, accelerators: 1}}\n"
+        )
+    };
+    assert!(parse(&plan(MAX_BATCHES, 1), "ml.yaml").is_ok());
+    assert!(parse(&plan(MAX_SAMPLES, MAX_SAMPLES / MAX_BATCHES), "ml.yaml").is_ok());
+    let e = parse(&plan(MAX_BATCHES + 1, 1), "ml.yaml").unwrap_err();
+    assert_eq!(
+        (e.line, e.column, e.key.as_str()),
+        (7, 12, "stages[0].train.batch"),
+        "{e}"
+    );
+    assert!(e.message.contains("raise `batch`"), "{e}");
+}

@@ -1,0 +1,9 @@
+//! afl entry point of the `merge` fuzz target (see `targets.rs`).
+
+#[path = "../../targets.rs"]
+#[allow(dead_code)]
+mod targets;
+
+fn main() {
+    afl::fuzz!(|data: &[u8]| targets::merge(data));
+}
