@@ -94,6 +94,14 @@ pub enum Outcome {
         at_ns: i64,
         reason: String,
     },
+    /// The agent is stopping (SIGTERM, `why`) and refused the step before
+    /// it began: it left cleanly, as one stopped in a stage does, having
+    /// done nothing of this step (a signal just before a step reaches the
+    /// agent before its heartbeat says so).
+    Refused {
+        at_ns: i64,
+        why: String,
+    },
 }
 
 /// Why a stage (or step) was stopped on every agent before its limits.
@@ -475,6 +483,14 @@ impl Watch {
                 | Code::PermissionDenied
                 | Code::ResourceExhausted
         );
+        if status.code() == Code::FailedPrecondition
+            && let Some(why) = self.stopping(client.clone()).await
+        {
+            return Outcome::Refused {
+                at_ns: now_ns(),
+                why,
+            };
+        }
         if answered {
             return Outcome::Failed(anyhow::anyhow!(
                 "agent {} {what}: {}",
@@ -484,6 +500,17 @@ impl Watch {
         }
         self.lost_unless_heard(client, format!("{what}: {}", status_text(&status)))
             .await
+    }
+
+    /// Why the agent is stopping, if its heartbeat says it is.
+    async fn stopping(&self, mut client: Client) -> Option<String> {
+        let beat = client.heartbeat(pb::HeartbeatRequest {
+            session_id: self.session_id.clone(),
+        });
+        match tokio::time::timeout(CONTROL_CALL_TIMEOUT, beat).await {
+            Ok(Ok(r)) => Some(r.into_inner().stopping).filter(|s| !s.is_empty()),
+            _ => None,
+        }
     }
 
     /// One heartbeat decides: an agent that answers it is not lost (its

@@ -318,6 +318,18 @@ fn judge(
                 let name = &cx.stage.name;
                 failure.get_or_insert_with(|| anyhow::anyhow!("stage `{name}`: {e:#}"));
             }
+            Outcome::Refused { at_ns, why } => {
+                m.status = AgentStageStatus::Stopped;
+                m.stopped_by = Some(why.clone());
+                m.error = Some(format!("refused the step: agent is stopping ({why})"));
+                tally.left(&m, 0.0);
+                let l = Lost {
+                    at_ns: *at_ns,
+                    reason: format!("stopped ({why})"),
+                    stopped: true,
+                };
+                departed.push((k, l, true));
+            }
             Outcome::Lost { at_ns, reason } => {
                 m.status = AgentStageStatus::Lost;
                 m.error = Some(format!("lost: {reason}"));
