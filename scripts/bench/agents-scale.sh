@@ -75,13 +75,7 @@ start_simulated() {
     "$agent_bin" --simulate "$k" --listen "127.0.0.1:$port" --insecure --id "s$i" \
       --spool "$work/spool-s$i" >"$work/s$i.out" 2>"$work/s$i.log" &
     AGENT_PIDS+=($!)
-    addr=""
-    for _ in $(seq 600); do
-      addr=$(sed -n 's/^listening on //p' "$work/s$i.out" 2>/dev/null | head -1)
-      [ -n "$addr" ] && break
-      sleep 0.05
-    done
-    [ -n "$addr" ] || { echo "simulator s$i did not start:" >&2; tail -3 "$work/s$i.log" >&2; return 1; }
+    addr=$(listening_addr "$work/s$i.out" "$work/s$i.log" "simulator s$i" 600) || return 1
     addrs+=("$addr")
     n=$((n - k)); port=$((port + k)); i=$((i + 1))
   done

@@ -84,6 +84,20 @@ rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.2f", n / s / 1e6 }'; }
 # min A B: the smaller number (A when B is empty).
 min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }
 
+# The address an agent (or simulator) printed on its first stdout line
+# (`listening on ADDR`) in OUT, waiting up to TRIES x 50 ms; on timeout,
+# says NAME did not start with LOG's last lines, and fails.
+listening_addr() {
+  local out=$1 log=$2 name=$3 tries=$4 addr=""
+  for _ in $(seq "$tries"); do
+    addr=$(sed -n 's/^listening on //p' "$out" 2>/dev/null | head -1)
+    [ -n "$addr" ] && break
+    sleep 0.05
+  done
+  [ -n "$addr" ] || { echo "$name did not start:" >&2; tail -3 "$log" >&2; return 1; }
+  echo "$addr"
+}
+
 # start_agents BIN DIR N: starts N `agent` processes (BIN) on loopback
 # ports the kernel picks, ids a0..a<N-1>, plaintext, each with its spool in
 # DIR/spool-<i> and its stdout/stderr in DIR/a<i>.out and DIR/a<i>.log.
@@ -94,6 +108,7 @@ min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }
 # Raise `ulimit -n` first for hundreds of agents.
 AGENT_PIDS=()
 AGENT_ADDRS=""
+
 start_agents() {
   local bin=$1 dir=$2 n=$3 i addr addrs=()
   for ((i = 0; i < n; i++)); do
@@ -102,13 +117,7 @@ start_agents() {
     AGENT_PIDS+=($!)
   done
   for ((i = 0; i < n; i++)); do
-    addr=""
-    for _ in $(seq 200); do
-      addr=$(sed -n 's/^listening on //p' "$dir/a$i.out" 2>/dev/null | head -1)
-      [ -n "$addr" ] && break
-      sleep 0.05
-    done
-    [ -n "$addr" ] || { echo "agent a$i did not start:" >&2; tail -3 "$dir/a$i.log" >&2; return 1; }
+    addr=$(listening_addr "$dir/a$i.out" "$dir/a$i.log" "agent a$i" 200) || return 1
     addrs+=("$addr")
   done
   # shellcheck disable=SC2034 # read by the scripts that source this file
