@@ -56,7 +56,6 @@ const CONTROL_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// What one agent reported for a stage. Times are on the agent's clock.
 #[derive(Debug)]
 pub struct AgentStageResult {
-    pub metrics: StageMetrics,
     pub started_ns: i64,
     pub first_op_ns: Option<i64>,
     /// When the first op was really issued (open loop: after its slot).
@@ -207,14 +206,26 @@ pub struct StageContext<'a> {
     pub metrics: Arc<chorus_common::metrics::prometheus::Metrics>,
 }
 
+/// What a step's agents ended with: each one's outcome, in agent order,
+/// and the metrics of those that finished (or were stopped in) it, merged
+/// as each result came.
+pub struct StageOutcomes {
+    pub outcomes: Vec<Outcome>,
+    pub merged: StageMetrics,
+}
+
 /// Starts the stage on all `agents` at `start_at_ns` (controller clock) and
-/// waits for all of them. The result is in agent order.
+/// waits for all of them.
 pub async fn run_stage(
     cx: &StageContext<'_>,
     agents: &[&AgentHandle],
     view: &LiveView,
-) -> Vec<Outcome> {
+) -> StageOutcomes {
     let totals = Arc::new(Mutex::new(vec![Totals::default(); agents.len()]));
+    // Each agent's histograms are added here as its result comes and then
+    // dropped: a histogram is ~260 KiB decoded, so keeping every agent's
+    // until the step ends cost 260 MiB at 1,000 agents.
+    let merged = Arc::new(std::sync::Mutex::new(StageMetrics::new()));
     let ids = agents.iter().map(|a| a.id.clone()).collect();
     view.start_stage(
         cx.stage,
@@ -263,6 +274,7 @@ pub async fn run_stage(
                 session_id: cx.session_id.to_string(),
                 agent_timeout: cx.agent_timeout,
                 totals: totals.clone(),
+                merged: merged.clone(),
                 series: cx.series.clone(),
                 metrics: cx.metrics.clone(),
                 stage: cx.stage.name.clone(),
@@ -298,7 +310,15 @@ pub async fn run_stage(
     }
     stopper.abort();
     view.finish_stage().await;
-    results
+    // Every task has ended, so no other holder is left.
+    let merged = match Arc::try_unwrap(merged) {
+        Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
+        Err(shared) => shared.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+    };
+    StageOutcomes {
+        outcomes: results,
+        merged,
+    }
 }
 
 /// One agent's side of a stage.
@@ -309,6 +329,8 @@ struct Watch {
     session_id: String,
     agent_timeout: Duration,
     totals: Arc<Mutex<Vec<Totals>>>,
+    /// The finished agents' metrics of the step, merged.
+    merged: Arc<std::sync::Mutex<StageMetrics>>,
     series: Arc<Mutex<Series>>,
     metrics: Arc<chorus_common::metrics::prometheus::Metrics>,
     /// The step's name, the metrics' `stage` label.
@@ -430,8 +452,13 @@ impl Watch {
             t.bytes = metrics.total_bytes();
             t.errors = metrics.total_errors();
         }
+        // A finished agent's ops always count (see `step::judge`).
+        self.merged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .merge(&metrics);
+        drop(metrics);
         Outcome::Done(Box::new(AgentStageResult {
-            metrics,
             started_ns: d.started_ns,
             first_op_ns: (d.first_op_ns != 0).then_some(d.first_op_ns),
             first_issued_ns: (d.first_issued_ns != 0).then_some(d.first_issued_ns),

@@ -98,7 +98,8 @@ pub async fn run_step(
         run.dir,
     );
     let running = stage::run_stage(&cx, &refs, &run.view);
-    let outcomes = watched(running, kind, &rc.series, &step_stop).await;
+    let stage::StageOutcomes { outcomes, merged } =
+        watched(running, kind, &rc.series, &step_stop).await;
     if let Err(e) = rc.series.lock().await.end_stage() {
         tracing::warn!("series.csv: {e:#}");
     }
@@ -107,7 +108,7 @@ pub async fn run_step(
         .reason()
         .or_else(|| rc.stop.reason())
         .map(|r| r.to_string());
-    let mut judged = judge(run, &live, &outcomes, &clocks, &cx, &mut meta);
+    let mut judged = judge(run, &live, &outcomes, merged, &clocks, &cx, &mut meta);
     run.lead = stage::next_lead(run.lead, judged.late);
     let (oplogs, collect_failure) = collect(run, collection, &outcomes, &mut meta).await;
     let failure = judged.failure.take().or(collect_failure);
@@ -196,11 +197,11 @@ impl StageMeta {
 /// Waits for the step while showing its kind each new cluster second; a
 /// [`Watch::Stop`] stops the step on every agent.
 async fn watched(
-    running: impl Future<Output = Vec<Outcome>>,
+    running: impl Future<Output = stage::StageOutcomes>,
     kind: &mut dyn StageKind,
     series: &Mutex<Series>,
     step_stop: &StopSignal,
-) -> Vec<Outcome> {
+) -> stage::StageOutcomes {
     let mut running = std::pin::pin!(running);
     let mut tick = tokio::time::interval(WATCH_EVERY);
     let mut seen = 0;
@@ -279,11 +280,15 @@ fn judge(
     run: &RunState<'_>,
     live: &[usize],
     outcomes: &[Outcome],
+    merged: StageMetrics,
     clocks: &[anyhow::Result<ClockEstimate>],
     cx: &StageContext<'_>,
     meta: &mut StageMeta,
 ) -> Judged {
-    let mut tally = Tally::default();
+    let mut tally = Tally {
+        merged,
+        ..Tally::default()
+    };
     let mut departed = Vec::new();
     let mut failure = None;
     for (i, ((&k, outcome), clock)) in live.iter().zip(outcomes).zip(clocks).enumerate() {
@@ -369,6 +374,8 @@ fn judge(
 /// the controller's clock).
 #[derive(Default)]
 struct Tally {
+    /// The metrics of the agents that finished, merged as they came
+    /// (`stage::StageOutcomes::merged`).
     merged: StageMetrics,
     first: Option<i64>,
     last: Option<i64>,
@@ -382,7 +389,6 @@ impl Tally {
     /// count.
     fn done(&mut self, m: &AgentStageMeta, r: &stage::AgentStageResult, off: i64, start: i64) {
         let (started, ended) = (r.started_ns - off, r.ended_ns - off);
-        self.merged.merge(&r.metrics);
         self.first = Some(self.first.map_or(started, |f| f.min(started)));
         self.last = Some(self.last.map_or(ended, |l| l.max(ended)));
         self.releases.push(started);

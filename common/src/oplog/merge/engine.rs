@@ -5,7 +5,7 @@ use super::clock::ClockCorrection;
 use super::entries::{Cursor, cmp_entries};
 use super::late::{HoldOrKeep, Late};
 use super::sink::Sink;
-use super::source::{Sizes, Source};
+use super::source::{MIN_CHUNK_BYTES, Sizes, Source};
 use crate::oplog::reader::OpLogError;
 use std::cmp::Ordering;
 use std::path::PathBuf;
@@ -19,6 +19,11 @@ pub(super) struct Waiting {
     pub open_at: i64,
     /// Bytes of lines per block it is read in.
     pub block_bytes: usize,
+    /// Its whole text's size, when the probe read it to the end: a log
+    /// that small is read in one chunk its size, on the merge's thread
+    /// (a thousand agents' short logs would otherwise hold a thousand
+    /// full-size chunks and decompressor threads).
+    pub whole_bytes: Option<usize>,
     /// Which input it is (errors are its, and reported in input order), or
     /// None for a run of ours (whose errors are the merge's).
     pub input: Option<usize>,
@@ -164,9 +169,16 @@ pub(super) fn merge_pass(
             Slot::Done => break,
             Slot::Waiting(wait) => {
                 let input = wait.input;
-                let sizes = Sizes {
-                    block_bytes: wait.block_bytes,
-                    ..ctx.sizes
+                let sizes = match wait.whole_bytes {
+                    Some(whole) => Sizes {
+                        block_bytes: wait.block_bytes,
+                        chunk_bytes: whole.clamp(MIN_CHUNK_BYTES, ctx.sizes.chunk_bytes),
+                        thread: false,
+                    },
+                    None => Sizes {
+                        block_bytes: wait.block_bytes,
+                        ..ctx.sizes
+                    },
                 };
                 match Source::open(&wait.path, wait.clock, sizes) {
                     Ok(src) => {

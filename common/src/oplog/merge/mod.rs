@@ -93,6 +93,10 @@ const HOLD_BYTES: usize = 64 << 20;
 /// Late lines kept in memory before they are spilled to a sorted run.
 const LATE_BYTES: usize = 64 << 20;
 
+/// Added to a short log's lines to size its one chunk: its header lines.
+/// (Too small is only slower: the chunk grows or a second one is read.)
+const WHOLE_MARGIN_BYTES: usize = 4 << 10;
+
 /// Text read to probe a log for its first start and its disorder.
 const PROBE_BYTES: usize = 4 << 20;
 
@@ -308,11 +312,12 @@ pub(crate) fn merge_files_with(
     let mut slots = Vec::with_capacity(inputs.len());
     for (i, input) in inputs.iter().enumerate() {
         match probe(input, cfg, inputs.len()) {
-            Ok((open_at, block_bytes)) => slots.push(Slot::Waiting(Waiting {
+            Ok((open_at, block_bytes, whole_bytes)) => slots.push(Slot::Waiting(Waiting {
                 path: input.path.clone(),
                 clock: input.clock,
                 open_at,
                 block_bytes,
+                whole_bytes,
                 input: Some(i),
             })),
             Err(e) => ctx.errors.push((i, e.to_string())),
@@ -414,6 +419,7 @@ fn late_stream(
                         clock: ClockCorrection::NONE,
                         open_at,
                         block_bytes: cfg.min_block_bytes,
+                        whole_bytes: None,
                         input: None,
                     })
                 })
@@ -466,6 +472,7 @@ fn merge_all(
                 clock: ClockCorrection::NONE,
                 open_at: first.unwrap_or(i64::MIN),
                 block_bytes: cfg.min_block_bytes,
+                whole_bytes: None,
                 input: None,
             }));
         }
@@ -477,7 +484,13 @@ fn merge_all(
 /// Opens a log, checks its header, and reads its first lines: the merge
 /// opens it a little before the smallest start among them, and reads it in
 /// blocks large enough for how far out of order they are.
-fn probe(input: &MergeInput, cfg: &MergeConfig, inputs: usize) -> Result<(i64, usize), OpLogError> {
+/// Where a log opens, its block size, and its whole text's size if the
+/// probe read it all.
+fn probe(
+    input: &MergeInput,
+    cfg: &MergeConfig,
+    inputs: usize,
+) -> Result<(i64, usize, Option<usize>), OpLogError> {
     let sizes = Sizes {
         block_bytes: cfg.probe_bytes,
         chunk_bytes: cfg.chunk_bytes,
@@ -505,7 +518,9 @@ fn probe(input: &MergeInput, cfg: &MergeConfig, inputs: usize) -> Result<(i64, u
         block,
         "merge: probed"
     );
-    Ok((open_at, block))
+    // The header's lines are not in `p.bytes`; they are short.
+    let whole = p.ended.then(|| p.bytes + WHOLE_MARGIN_BYTES);
+    Ok((open_at, block, whole))
 }
 
 /// `out` with `.{suffix}` appended to its file name.

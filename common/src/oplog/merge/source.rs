@@ -29,6 +29,9 @@ use std::path::{Path, PathBuf};
 /// Compressed bytes read from the file at a time.
 const FILE_BUFFER_BYTES: usize = 256 * 1024;
 
+/// The smallest chunk a short log is read in (see `Waiting::whole_bytes`).
+pub(super) const MIN_CHUNK_BYTES: usize = 4 << 10;
+
 /// How a log is read: bytes of lines per block (the window), of text per
 /// chunk, and whether it is decompressed on a thread of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -200,7 +203,13 @@ impl Source {
             path: path.to_path_buf(),
             source,
         })?;
-        let raw = BufReader::with_capacity(FILE_BUFFER_BYTES, file);
+        // A short log's buffer is its size: a thousand open logs of a few
+        // KiB must not hold a thousand full buffers.
+        let len = file.metadata().map_or(u64::MAX, |m| m.len());
+        let buffer = usize::try_from(len).map_or(FILE_BUFFER_BYTES, |l| {
+            l.clamp(MIN_CHUNK_BYTES, FILE_BUFFER_BYTES)
+        });
+        let raw = BufReader::with_capacity(buffer, file);
         let (input, encoding) = crate::oplog::spool::open_text(path, raw)?;
         let compressed = encoding != crate::oplog::spool::LogEncoding::Plain;
         let text =

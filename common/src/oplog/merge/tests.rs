@@ -660,3 +660,37 @@ fn late_lines_tied_with_held_lines_are_ordered_by_client_and_idx() {
         assert_eq!(read_all(&out), want);
     }
 }
+
+#[test]
+fn a_log_the_probe_reads_whole_is_read_in_one_chunk_its_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    let (mut inputs, expected) = make_inputs(dir.path(), 20);
+    // One log longer than the probe reads.
+    let long: Vec<OpRecord> = (0..2_000).map(|n| record(n, "agent-long")).collect();
+    let path = dir.path().join("long.tsv.zst");
+    write_records(&path, long.clone()).unwrap();
+    inputs.push(MergeInput::new(path, 0));
+    let cfg = MergeConfig {
+        probe_bytes: 16 << 10,
+        ..MergeConfig::default()
+    };
+    let whole: Vec<Option<usize>> = inputs
+        .iter()
+        .map(|i| probe(i, &cfg, inputs.len()).unwrap().2)
+        .collect();
+    // 20 lines of ~100 bytes, and the header's margin: far below a chunk.
+    for w in &whole[..3] {
+        let w = w.expect("a 20-line log is read whole by the probe");
+        assert!(w > 20 * 50 && w < 20 * 300 + WHOLE_MARGIN_BYTES, "{w}");
+    }
+    assert_eq!(whole[3], None, "a log past the probe's bytes is not whole");
+    // The merge reads the short ones inline in their one chunk, with the
+    // same timeline as ever.
+    let out = dir.path().join("merged.tsv.zst");
+    let stats = merge_files_with(&inputs, &out, &tmp, &cfg).unwrap();
+    assert_eq!(stats.records_out, 2_060);
+    let mut want = expected;
+    want.extend(long);
+    assert_eq!(read_all(&out), sorted(want));
+}
