@@ -436,13 +436,7 @@ impl Tally {
             .count() as u32;
         let (name, kind) = (&meta.name, &meta.kind);
         let mut summary = StageSummary::from_metrics(name, kind, finished, elapsed_s, &self.merged);
-        // The client-health warnings of each agent, in agent order.
-        summary.warnings = meta
-            .agents
-            .iter()
-            .filter_map(|a| Some(a.client.as_ref()?.warnings(&a.id, name)))
-            .flatten()
-            .collect();
+        summary.warnings = client_warnings(meta);
         summary.endpoints = sum_endpoints(outcomes.iter().filter_map(|o| match o {
             Outcome::Done(r) => Some(r.as_ref()),
             _ => None,
@@ -577,6 +571,44 @@ pub fn clock_warning(id: &str, c: &ClockEstimate, control: &ControlOptions) -> O
     (!why.is_empty()).then(|| format!("agent {id} clock: {}", why.join(", ")))
 }
 
+/// Agents whose client-health warnings are given one by one; past that
+/// many, the rest are counted in one line (a thousand agents on one busy
+/// host would otherwise bury the summary in a thousand alike lines).
+const WARNED_AGENTS: usize = 5;
+
+/// The client-health warnings of each agent, in agent order: those of the
+/// first [`WARNED_AGENTS`], then a count of the others.
+fn client_warnings(meta: &StageMeta) -> Vec<String> {
+    let health: Vec<_> = meta
+        .agents
+        .iter()
+        .filter_map(|a| Some((a.id.as_str(), a.client.as_ref()?)))
+        .filter(|(_, c)| {
+            c.bottleneck.as_ref().is_some_and(|b| !b.is_empty()) || c.behind_schedule.is_some()
+        })
+        .collect();
+    let mut out: Vec<String> = health
+        .iter()
+        .take(WARNED_AGENTS)
+        .flat_map(|(id, c)| c.warnings(id, &meta.name))
+        .collect();
+    let rest = &health[health.len().min(WARNED_AGENTS)..];
+    if !rest.is_empty() {
+        let bound = rest
+            .iter()
+            .filter(|(_, c)| c.bottleneck.as_ref().is_some_and(|b| !b.is_empty()))
+            .count();
+        let behind = rest.iter().filter(|(_, c)| c.behind_schedule.is_some()).count();
+        out.push(format!(
+            "{} more agents in stage `{}`: {bound} client-bound, {behind} behind their \
+             schedule (each agent's figures: run.json, the stage's agents' `client`)",
+            rest.len(),
+            meta.name
+        ));
+    }
+    out
+}
+
 /// Per-endpoint counters of all agents, summed by endpoint, in first-seen
 /// order.
 fn sum_endpoints<'a>(
@@ -605,6 +637,49 @@ fn sum_endpoints<'a>(
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn past_five_warned_agents_the_rest_are_counted_in_one_line() {
+        use chorus_common::metrics::client::ClientHealth;
+        let agent = |i: usize, bound: bool, behind: bool| AgentStageMeta {
+            id: format!("a{i}"),
+            client: Some(ClientHealth {
+                bottleneck: bound.then(|| vec!["CPU 97% busy".to_string()]),
+                behind_schedule: behind.then(|| "lag grew".to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut meta = StageMeta {
+            name: "load".to_string(),
+            ..Default::default()
+        };
+        // A healthy agent first: it is not among the five.
+        meta.agents.push(agent(0, false, false));
+        meta.agents.extend((1..=4).map(|i| agent(i, true, false)));
+        let w = client_warnings(&meta);
+        assert_eq!(w.len(), 4, "{w:?}");
+        assert!(w[0].starts_with("agent a1 was client-bound in stage `load`"));
+        meta.agents.extend((5..=1000).map(|i| agent(i, i % 2 == 0, i % 3 == 0)));
+        let w = client_warnings(&meta);
+        // a1..a4 and a6 (a5 is healthy; a6 has both) one by one, then one
+        // line for the rest.
+        assert_eq!(w.len(), 7, "{w:?}");
+        assert!(w[4].starts_with("agent a6 was client-bound"), "{w:?}");
+        assert!(w[5].starts_with("agent a6 fell behind"), "{w:?}");
+        let last = w.last().unwrap();
+        let rest = (7..=1000).filter(|i| i % 2 == 0 || i % 3 == 0);
+        let bound = (7..=1000).filter(|i| i % 2 == 0).count();
+        let behind = (7..=1000).filter(|i| i % 3 == 0).count();
+        assert_eq!(
+            last,
+            &format!(
+                "{} more agents in stage `load`: {bound} client-bound, {behind} behind their \
+                 schedule (each agent's figures: run.json, the stage's agents' `client`)",
+                rest.count()
+            )
+        );
+    }
 
     #[test]
     fn clock_limits_are_checked_both_ways() {
