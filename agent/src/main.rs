@@ -194,6 +194,11 @@ async fn simulate(
         Ok(_) => {}
         Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
     }
+    // Thousands of sessions, each with threads of its own (log writer,
+    // pacer): without this each thread holds a huge page of its own.
+    if let Err(e) = chorus_common::limits::no_huge_pages() {
+        tracing::warn!("cannot turn transparent huge pages off: {e}");
+    }
     let listeners = match chorus_agent::simulate::bind(&args.listen, n).await {
         Ok(l) => l,
         Err(e) => {

@@ -1,7 +1,8 @@
-//! Process limits a binary raises for itself: the open-file limit, which
+//! Process limits a binary sets for itself: the open-file limit, which
 //! a controller of thousands of agents (a socket each) or an agent
 //! simulating thousands of sessions (a listener, a connection and spool
-//! files each) outgrows at the usual soft default of 1024.
+//! files each) outgrows at the usual soft default of 1024; and whether
+//! the process's memory may be backed by transparent huge pages.
 
 /// The soft `RLIMIT_NOFILE` raised to the hard one, so a process needing
 /// many descriptors gets what the administrator allows without a
@@ -25,8 +26,34 @@ pub fn raise_nofile() -> std::io::Result<Option<u64>> {
     Ok((lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur as u64))
 }
 
+/// Turns transparent huge pages off for this process (`PR_SET_THP_DISABLE`),
+/// for pages touched from now on. The allocator (mimalloc) asks for huge
+/// pages on its arenas, and each thread allocates from pages of its own,
+/// so a process of thousands of threads that each touch a little memory
+/// holds a 2 MiB page per thread: measured with 1,000 simulated agents
+/// (a log writer thread each), 1.8 GiB with huge pages, 0.58 GiB without.
+/// A process of a few threads and large buffers (a real agent) gains from
+/// them and keeps them.
+pub fn no_huge_pages() -> std::io::Result<()> {
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no
+    // memory of ours.
+    if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn huge_pages_can_be_turned_off() {
+        // In a thread of its own process state is shared, so only the
+        // flag is checked: PR_GET_THP_DISABLE says it is set.
+        super::no_huge_pages().expect("prctl works on Linux");
+        // SAFETY: as in no_huge_pages.
+        assert_eq!(unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) }, 1);
+    }
+
     #[test]
     fn the_soft_limit_ends_at_the_hard_one() {
         let now = super::raise_nofile().expect("getrlimit works on Linux");
