@@ -3,13 +3,17 @@
 # their clocks and starts line up.
 #
 # For each N: N agents on loopback, one `controller run` of a prepare and a
-# 20 s open-loop mem:// workload under /usr/bin/time. Up to REAL_MAX agents
+# 20 s mem:// workload under /usr/bin/time, on a pseudo-terminal (`script`)
+# so that its live view is drawn as a user sees it. Up to REAL_MAX agents
 # (default 256) are real `agent` processes; above, simulated ones (`agent
 # --simulate`, at most SIM_PER_PROC sessions a process): one process
 # serving many agents, each with its own port, gRPC server, session, clock
 # and spool. The load stays light so the agents do not starve the
-# controller of the host's cores: 20 ops/s per agent up to 1,000 agents,
-# 2 ops/s per agent above (20,000 ops/s in all at 10,000).
+# controller of the host's cores: one worker per agent pausing 50 ms after
+# each op (~20 ops/s per agent) up to 1,000 agents, 500 ms above (~2 ops/s,
+# 20,000 ops/s in all at 10,000). Closed loop with `think`, not a `rate`:
+# an open-loop stage has a pacer thread per agent, which thousands of
+# simulated agents on two cores cannot all run.
 #
 # The plan sets `collect_interval: off` (op-logs fetched whole at the end:
 # the stage's traffic is the control plane's alone, and collection is timed
@@ -27,6 +31,8 @@
 #   rel_max       its release skew (workers released), max, ms
 #   prog/s        progress messages per second at the controller (series.csv
 #                 rows of the stage over its duration); heartbeats are N/s
+#   draws/s, cols the live view during the stage: redraws per second, and
+#                 the widest draw in characters (160 columns: one line)
 #   io_KiB/s      the controller's socket and file bytes (rchar + wchar from
 #                 /proc) per second in the middle of the stage
 #   collect_s     the stage's end to the controller's exit: op-logs fetched,
@@ -52,6 +58,7 @@ SIM_PORT=${SIM_PORT:-20000}
 cargo build --release --bins -q
 . scripts/bench/lib.sh
 need_time
+command -v script >/dev/null || { echo "agents-scale.sh needs script (util-linux)"; exit 1; }
 agent_bin=$(release_bin "$PWD" agent)
 controller_bin=$(release_bin "$PWD" controller)
 work=$(mktemp -d /tmp/chorus-scale.XXXXXX)
@@ -96,7 +103,7 @@ duration=20
 rows="$work/rows.tsv"
 : >"$rows"
 for n in "${counts[@]}"; do
-  per_agent_rate=$((n > 1000 ? 2 : 20))
+  think=$((n > 1000 ? 500 : 50))
   cat >"$work/plan.yaml" <<EOF
 name: scale-$n
 target: mem://scale
@@ -105,7 +112,7 @@ objects: {count: 100, size: 1KiB}
 control: {collect_interval: off, agent_timeout: 30s, controller_timeout: 60s}
 stages:
   - {name: prepare, type: prepare}
-  - {name: load, type: workload, mix: {get: 1}, rate: $((n * per_agent_rate)), arrivals: fixed, duration: ${duration}s}
+  - {name: load, type: workload, mix: {get: 1}, think: ${think}ms, duration: ${duration}s}
 EOF
   if [ "$n" -le "$REAL_MAX" ]; then
     kind=real
@@ -116,29 +123,35 @@ EOF
   fi
   : >"$work/io-$n"
   t0=$(date +%s.%N)
+  # The live view and the notes (stderr) go to the terminal `script`
+  # gives it (160 columns), recorded in tty-N; the summary to ctl-N.out. The
+  # time's CPU and peak RSS are the controller's (script's are small).
+  printf '%s\n' "stty cols 160 rows 50" \
+    "exec $controller_bin run $work/plan.yaml --agents '$AGENT_ADDRS' --insecure --results $work/runs-$n >$work/ctl-$n.out" \
+    >"$work/ctl-$n.sh"
   /usr/bin/time -f "%U %S %e %M" -o "$work/time-$n" \
-    "$controller_bin" run "$work/plan.yaml" --agents "$AGENT_ADDRS" --insecure --quiet \
-    --results "$work/runs-$n" >"$work/ctl-$n.out" 2>"$work/ctl-$n.err" &
+    script -qefc "sh $work/ctl-$n.sh" "$work/tty-$n" >/dev/null &
   timer=$!
   ctl=""
-  for _ in $(seq 100); do
-    ctl=$(pgrep -P "$timer" || true)
+  for _ in $(seq 200); do
+    ctl=$(pgrep -x controller || true)
     [ -n "$ctl" ] && break
     sleep 0.02
   done
   [ -n "$ctl" ] && sample_io "$ctl" "$work/io-$n" &
   sampler=$!
-  wait "$timer" || { echo "controller failed with $n agents:"; tail -5 "$work/ctl-$n.err"; exit 1; }
+  wait "$timer" || { echo "controller failed with $n agents:"; tail -c 2000 "$work/tty-$n"; exit 1; }
   wait "$sampler" 2>/dev/null || true
   stop_agents
   read -r user sys wall maxkb <"$work/time-$n"
   run=$(ls -d "$work/runs-$n"/*/)
-  python3 - "$run" "$n" "$kind" "$t0" "$user" "$sys" "$wall" "$maxkb" "$work/io-$n" "$duration" >>"$rows" <<'PY'
-import csv, json, sys
+  python3 - "$run" "$n" "$kind" "$t0" "$user" "$sys" "$wall" "$maxkb" "$work/io-$n" "$duration" \
+    "$work/tty-$n" >>"$rows" <<'PY'
+import csv, json, re, sys
 from datetime import datetime, timezone
 run, n, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 t0, user, sys_, wall, maxkb = map(float, sys.argv[4:9])
-io_file, duration = sys.argv[9], float(sys.argv[10])
+io_file, duration, tty = sys.argv[9], float(sys.argv[10]), sys.argv[11]
 
 def ts(s):
     # RFC 3339 with nanoseconds: seconds from the epoch, to the microsecond.
@@ -177,20 +190,29 @@ prog = rows / duration
 samples = [tuple(map(float, l.split())) for l in open(io_file) if l.strip()]
 mid = [s for s in samples if start + 3 <= s[0] <= start + duration - 2]
 io = (mid[-1][1] - mid[0][1]) / (mid[-1][0] - mid[0][0]) / 1024 if len(mid) > 1 else float("nan")
+# The live view: each draw clears the line (ESC[2K) and writes the bar;
+# the load stage's draws are those of its bar.
+ansi = re.compile(rb"\x1b\[[0-9;]*[A-Za-z]")
+draws = [ansi.sub(b"", d.split(b"\n")[0]).replace(b"\r", b"").rstrip()
+         for d in open(tty, "rb").read().split(b"\x1b[2K")]
+draws = [d for d in draws if d.lstrip().startswith(b"load [")]
+draws_s = len(draws) / duration
+cols = max((len(d) for d in draws), default=0)
 print("\t".join(str(x) for x in [
     n, kind, f"{startup:.2f}", f"{user + sys_:.2f}", f"{maxkb / 1024:.0f}",
     f"{pct(skews, 0.5):.2f}", f"{pct(skews, 0.99):.2f}", f"{max(skews):.2f}",
-    f"{rel_max:.2f}", f"{prog:.0f}", f"{io:.0f}", f"{collect:.2f}"]))
+    f"{rel_max:.2f}", f"{prog:.0f}", f"{io:.0f}", f"{collect:.2f}",
+    f"{draws_s:.1f}", cols]))
 PY
   tail -1 "$rows"
 done
 
 echo
-printf '%-7s %-5s %9s %7s %8s %9s %9s %9s %9s %7s %9s %9s\n' agents kind startup_s cpu_s rss_MiB \
-  skew_p50 skew_p99 skew_max rel_max prog/s io_KiB/s collect_s
-while IFS=$'\t' read -r n kind su cpu rss p50 p99 max rel prog io col; do
-  printf '%-7s %-5s %9s %7s %8s %9s %9s %9s %9s %7s %9s %9s\n' \
-    "$n" "$kind" "$su" "$cpu" "$rss" "$p50" "$p99" "$max" "$rel" "$prog" "$io" "$col"
+printf '%-7s %-5s %9s %7s %8s %9s %9s %9s %9s %7s %9s %9s %7s %5s\n' agents kind startup_s cpu_s \
+  rss_MiB skew_p50 skew_p99 skew_max rel_max prog/s io_KiB/s collect_s draws/s cols
+while IFS=$'\t' read -r n kind su cpu rss p50 p99 max rel prog io col draws cols; do
+  printf '%-7s %-5s %9s %7s %8s %9s %9s %9s %9s %7s %9s %9s %7s %5s\n' \
+    "$n" "$kind" "$su" "$cpu" "$rss" "$p50" "$p99" "$max" "$rel" "$prog" "$io" "$col" "$draws" "$cols"
 done <"$rows"
 echo
 echo "per extra agent, against N=1 (flat or falling as N grows: linear in agents):"

@@ -83,13 +83,15 @@ impl LiveView {
             ),
         };
         let (len, template) = match (by_time, ops_goal) {
-            (_, Some(ops)) => (ops, "{prefix:>12} [{bar:30}] {pos}/{len} ops {msg}"),
+            (_, Some(ops)) => (ops, "{prefix:>12} [{bar:30}] {pos}/{len} ops {wide_msg}"),
             (Some(d), None) => (
                 d.as_millis() as u64,
-                "{prefix:>12} [{bar:30}] {elapsed} {msg}",
+                "{prefix:>12} [{bar:30}] {elapsed} {wide_msg}",
             ),
-            (None, None) => (0, "{prefix:>12} {spinner} {msg}"),
+            (None, None) => (0, "{prefix:>12} {spinner} {wide_msg}"),
         };
+        // `wide_msg`: the message is cut at the terminal's width, so the
+        // line stays one line however long the agents' names it ends with.
         let bar = ProgressBar::new(len);
         bar.set_style(
             ProgressStyle::with_template(template)
