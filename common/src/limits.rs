@@ -32,8 +32,8 @@ pub fn raise_nofile() -> std::io::Result<Option<u64>> {
 /// so a process of thousands of threads that each touch a little memory
 /// holds a 2 MiB page per thread: measured with 1,000 simulated agents
 /// (a log writer thread each), 1.8 GiB with huge pages, 0.58 GiB without.
-/// A process of a few threads and large buffers (a real agent) gains from
-/// them and keeps them.
+/// The controller and simulated agents turn them off; a real agent, a
+/// process of a few threads and large buffers, keeps them.
 pub fn no_huge_pages() -> std::io::Result<()> {
     // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no
     // memory of ours.
@@ -51,7 +51,10 @@ mod tests {
         // flag is checked: PR_GET_THP_DISABLE says it is set.
         super::no_huge_pages().expect("prctl works on Linux");
         // SAFETY: as in no_huge_pages.
-        assert_eq!(unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) }, 1);
+        assert_eq!(
+            unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) },
+            1
+        );
     }
 
     #[test]

@@ -17,6 +17,13 @@ fn main() -> ExitCode {
     if let Err(e) = chorus_common::limits::raise_nofile() {
         tracing::warn!("cannot raise the open-file limit: {e}");
     }
+    // A connection's buffers, a merge's readers, a spawn_blocking thread:
+    // many small heaps, which huge pages make 2 MiB each. Measured with
+    // 1,000 simulated agents: 11% less RSS and system CPU without them
+    // (the kernel zeroing huge pages was 10% of the controller's CPU).
+    if let Err(e) = chorus_common::limits::no_huge_pages() {
+        tracing::warn!("cannot turn transparent huge pages off: {e}");
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -29,6 +29,10 @@
 #   skew p50/p99/max  the workload stage's start skew: each agent's first op
 #                 issued (clock-corrected) after the earliest one, ms
 #   rel_max       its release skew (workers released), max, ms
+#   req_lead      how long before the start the last agent's RunStage request
+#                 reached it, ms (run.json `request_lead_ms`; negative: after
+#                 it). Positive: the controller did its part in time, and the
+#                 skew is the agents' own hosts (here, two shared cores)
 #   prog/s        progress messages per second at the controller (series.csv
 #                 rows of the stage over its duration); heartbeats are N/s
 #   draws/s, cols the live view during the stage: redraws per second, and
@@ -72,6 +76,11 @@ trap cleanup EXIT
 # soft limit to the hard one; this raises the hard one where allowed (root).
 ulimit -Hn 1048576 2>/dev/null || true
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+# A simulated agent holds about 4 descriptors (listener, connection, spool
+# files): a process of more sessions than its limit allows fails them
+# (EMFILE), so processes get at most limit/4 each.
+nofile=$(ulimit -n)
+[ "$nofile" = unlimited ] || SIM_PER_PROC=$((SIM_PER_PROC < (nofile - 64) / 4 ? SIM_PER_PROC : (nofile - 64) / 4))
 
 # start_simulated N: N simulated agents on SIM_PORT.., in processes of at
 # most SIM_PER_PROC; sets AGENT_ADDRS (templates, comma separated).
@@ -108,7 +117,7 @@ for n in "${counts[@]}"; do
 name: scale-$n
 target: mem://scale
 concurrency: 1
-objects: {count: 100, size: 1KiB}
+objects: {count: $((n > 100 ? n : 100)), size: 1KiB}
 control: {collect_interval: off, agent_timeout: 30s, controller_timeout: 60s}
 stages:
   - {name: prepare, type: prepare}
@@ -178,6 +187,8 @@ issued = corrected("first_issued")
 released = corrected("started")
 skews = [(t - min(issued)) * 1e3 for t in issued]
 rel_max = (max(released) - min(released)) * 1e3
+lead = load.get("request_lead_ms")
+lead = float("nan") if lead is None else lead
 ended = max(corrected("ended"))
 collect = t0 + wall - ended
 start = ts(load["start_at"])
@@ -201,19 +212,19 @@ cols = max((len(d) for d in draws), default=0)
 print("\t".join(str(x) for x in [
     n, kind, f"{startup:.2f}", f"{user + sys_:.2f}", f"{maxkb / 1024:.0f}",
     f"{pct(skews, 0.5):.2f}", f"{pct(skews, 0.99):.2f}", f"{max(skews):.2f}",
-    f"{rel_max:.2f}", f"{prog:.0f}", f"{io:.0f}", f"{collect:.2f}",
+    f"{rel_max:.2f}", f"{lead:.1f}", f"{prog:.0f}", f"{io:.0f}", f"{collect:.2f}",
     f"{draws_s:.1f}", cols]))
 PY
   tail -1 "$rows"
 done
 
 echo
-printf '%-7s %-5s %9s %7s %8s %9s %9s %9s %9s %7s %9s %9s %7s %5s\n' agents kind startup_s cpu_s \
-  rss_MiB skew_p50 skew_p99 skew_max rel_max prog/s io_KiB/s collect_s draws/s cols
-while IFS=$'\t' read -r n kind su cpu rss p50 p99 max rel prog io col draws cols; do
-  printf '%-7s %-5s %9s %7s %8s %9s %9s %9s %9s %7s %9s %9s %7s %5s\n' \
-    "$n" "$kind" "$su" "$cpu" "$rss" "$p50" "$p99" "$max" "$rel" "$prog" "$io" "$col" "$draws" "$cols"
-done <"$rows"
+printf '%-7s %-5s %9s %7s %8s %9s %9s %9s %9s %8s %7s %9s %9s %7s %5s\n' agents kind startup_s \
+  cpu_s rss_MiB skew_p50 skew_p99 skew_max rel_max req_lead prog/s io_KiB/s collect_s draws/s cols
+while IFS=$'\t' read -r n kind su cpu rss p50 p99 max rel lead prog io col draws cols; do
+  printf '%-7s %-5s %9s %7s %8s %9s %9s %9s %9s %8s %7s %9s %9s %7s %5s\n' "$n" "$kind" "$su" \
+    "$cpu" "$rss" "$p50" "$p99" "$max" "$rel" "$lead" "$prog" "$io" "$col" "$draws" "$cols"
+done <"$rows""
 echo
 echo "per extra agent, against N=1 (flat or falling as N grows: linear in agents):"
 python3 - "$rows" <<'PY'
@@ -225,6 +236,6 @@ print(f"{'agents':<7} {'startup_ms':>10} {'cpu_ms':>8} {'rss_KiB':>8} {'io_B/s':
 for r in rows[1:]:
     n = int(r[0]) - 1
     print(f"{r[0]:<7} {(f(r, 2) - f(one, 2)) * 1e3 / n:>10.2f} {(f(r, 3) - f(one, 3)) * 1e3 / n:>8.2f} "
-          f"{(f(r, 4) - f(one, 4)) * 1024 / n:>8.0f} {(f(r, 10) - f(one, 10)) * 1024 / n:>8.0f} "
-          f"{(f(r, 11) - f(one, 11)) * 1e3 / n:>10.2f}")
+          f"{(f(r, 4) - f(one, 4)) * 1024 / n:>8.0f} {(f(r, 11) - f(one, 11)) * 1024 / n:>8.0f} "
+          f"{(f(r, 12) - f(one, 12)) * 1e3 / n:>10.2f}")
 PY

@@ -109,11 +109,18 @@ fn a_thousand_simulated_agents_run_a_stage_and_lose_no_record() {
     let skew = load["start_skew_ms"].as_f64().expect("start_skew_ms");
     assert!(skew >= 0.0, "{skew}");
     assert!(load["release_skew_ms"].as_f64().is_some(), "{load:#}");
+    // How long before the start the last RunStage came: the controller's
+    // part of the skew (negative when late, so only its presence is sure).
+    assert!(load["request_lead_ms"].as_f64().is_some(), "{load:#}");
     let stage_agents = load["agents"].as_array().unwrap();
     assert_eq!(stage_agents.len(), AGENTS);
     for a in stage_agents {
         assert!(a["clock"].is_object(), "{a:#}");
         assert!(a["first_issued"].is_string(), "{a:#}");
+        // The request came before the agent released its workers (both on
+        // its clock, corrected alike; the times are of one fixed width).
+        let (received, started) = (a["received"].as_str(), a["started"].as_str());
+        assert!(received.is_some() && received <= started, "{a:#}");
     }
 
     // The report lists the slowest agents, not a thousand bars.

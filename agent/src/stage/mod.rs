@@ -59,6 +59,8 @@ pub struct StageJob {
     /// Endpoint lists of its balancers (see [`endpoint_groups`]).
     groups: Vec<Vec<String>>,
     log_path: PathBuf,
+    /// When its RunStage request came (see `StageDone.received_ns`).
+    received: Instant,
     start_at: Instant,
     clock: Anchor,
     stop: Arc<AtomicBool>,
@@ -146,6 +148,7 @@ pub fn begin(
         env: session.env.clone(),
         groups,
         log_path,
+        received: Instant::now(),
         start_at: local_start(req, &clock),
         clock,
         stop,
@@ -262,7 +265,9 @@ pub async fn run(
     if let Some(reason) = &watched.stopped_by {
         tracing::info!(stage = %job.stage.name, "stage stopped ({reason}), op-log flushed");
     }
-    let event = outcome.map(|(o, stats)| done(&o, &stats, &job.log_path, watched.stopped_by));
+    let received_ns = job.clock.wall_ns(job.received);
+    let event =
+        outcome.map(|(o, stats)| done(&o, &stats, &job.log_path, watched.stopped_by, received_ns));
     // The result is also in the spool; a controller gone silent must not
     // hold this task (and a stopping agent's exit) forever.
     let _ = tokio::time::timeout(job.controller_timeout, tx.send(event)).await;
@@ -306,6 +311,7 @@ fn done(
     stats: &WriterStats,
     log_path: &std::path::Path,
     stopped_by: Option<String>,
+    received_ns: i64,
 ) -> pb::StageEvent {
     pb::StageEvent {
         event: Some(Event::Done(pb::StageDone {
@@ -325,6 +331,7 @@ fn done(
             stopped_by: stopped_by.unwrap_or_default(),
             listing: o.listing.as_ref().map(encode_listing),
             ranks: chorus_proto::encode_ranks(&o.ranks),
+            received_ns,
         })),
     }
 }

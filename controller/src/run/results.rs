@@ -201,6 +201,12 @@ pub struct StageMeta {
     /// clock-corrected: how well they woke up together.
     #[serde(default)]
     pub release_skew_ms: Option<f64>,
+    /// How long before the start the last agent's RunStage request reached
+    /// it, clock-corrected; negative when one came after the start. The
+    /// controller's part of a skew: with a positive lead every agent knew
+    /// the start in time, and a late release was the agent's own.
+    #[serde(default)]
+    pub request_lead_ms: Option<f64>,
     /// Why the stage (or step) was stopped before its limits, if it was:
     /// the stage kind's reason (steady state…), Ctrl-C, an abort.
     #[serde(default)]
@@ -247,6 +253,10 @@ pub struct AgentStageMeta {
     /// the step's `start_skew_ms` is the spread of these.
     #[serde(default)]
     pub first_issued: Option<String>,
+    /// When its RunStage request reached it; absent from agents that do
+    /// not say.
+    #[serde(default)]
+    pub received: Option<String>,
     #[serde(default)]
     pub ended: String,
     /// As the agent reported it; 0 for a stage recovered by `collect`

@@ -60,6 +60,8 @@ pub struct AgentStageResult {
     pub first_op_ns: Option<i64>,
     /// When the first op was really issued (open loop: after its slot).
     pub first_issued_ns: Option<i64>,
+    /// When its RunStage request reached it (agent clock).
+    pub received_ns: Option<i64>,
     pub ended_ns: i64,
     pub records_logged: u64,
     /// Size of the agent's op-log file of the stage.
@@ -462,6 +464,7 @@ impl Watch {
             started_ns: d.started_ns,
             first_op_ns: (d.first_op_ns != 0).then_some(d.first_op_ns),
             first_issued_ns: (d.first_issued_ns != 0).then_some(d.first_issued_ns),
+            received_ns: (d.received_ns != 0).then_some(d.received_ns),
             ended_ns: d.ended_ns,
             records_logged: d.records_logged,
             oplog_bytes: d.oplog_bytes,

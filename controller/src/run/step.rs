@@ -188,6 +188,7 @@ impl StageMeta {
             start_at: String::new(),
             start_skew_ms: None,
             release_skew_ms: None,
+            request_lead_ms: None,
             ended_early: None,
             agents: Vec::new(),
         }
@@ -355,6 +356,11 @@ fn judge(
     }
     meta.start_skew_ms = spread_ms(&tally.first_ops);
     meta.release_skew_ms = spread_ms(&tally.releases);
+    meta.request_lead_ms = tally
+        .received
+        .iter()
+        .max()
+        .map(|&r| (cx.start_at_ns - r) as f64 / 1e6);
     let late = tally
         .releases
         .iter()
@@ -381,6 +387,8 @@ struct Tally {
     last: Option<i64>,
     first_ops: Vec<i64>,
     releases: Vec<i64>,
+    /// When each agent's RunStage request reached it.
+    received: Vec<i64>,
     coverage: Vec<AgentCoverage>,
 }
 
@@ -392,6 +400,7 @@ impl Tally {
         self.first = Some(self.first.map_or(started, |f| f.min(started)));
         self.last = Some(self.last.map_or(ended, |l| l.max(ended)));
         self.releases.push(started);
+        self.received.extend(r.received_ns.map(|t| t - off));
         // Issued, not scheduled: every agent's first slot is the start.
         self.first_ops.extend(r.first_issued_ns.map(|f| f - off));
         let secs = |t: i64| (t - start) as f64 / 1e9;
@@ -461,6 +470,7 @@ impl AgentStageMeta {
         self.started = rfc3339_ns(r.started_ns - off);
         self.first_op = r.first_op_ns.map(|f| rfc3339_ns(f - off));
         self.first_issued = r.first_issued_ns.map(|f| rfc3339_ns(f - off));
+        self.received = r.received_ns.map(|t| rfc3339_ns(t - off));
         self.ended = rfc3339_ns(r.ended_ns - off);
         self.records_logged = r.records_logged;
         self.log_backpressure_waits = r.log_backpressure_waits;
@@ -598,7 +608,10 @@ fn client_warnings(meta: &StageMeta) -> Vec<String> {
             .iter()
             .filter(|(_, c)| c.bottleneck.as_ref().is_some_and(|b| !b.is_empty()))
             .count();
-        let behind = rest.iter().filter(|(_, c)| c.behind_schedule.is_some()).count();
+        let behind = rest
+            .iter()
+            .filter(|(_, c)| c.behind_schedule.is_some())
+            .count();
         out.push(format!(
             "{} more agents in stage `{}`: {bound} client-bound, {behind} behind their \
              schedule (each agent's figures: run.json, the stage's agents' `client`)",
@@ -660,7 +673,8 @@ mod tests {
         let w = client_warnings(&meta);
         assert_eq!(w.len(), 4, "{w:?}");
         assert!(w[0].starts_with("agent a1 was client-bound in stage `load`"));
-        meta.agents.extend((5..=1000).map(|i| agent(i, i % 2 == 0, i % 3 == 0)));
+        meta.agents
+            .extend((5..=1000).map(|i| agent(i, i % 2 == 0, i % 3 == 0)));
         let w = client_warnings(&meta);
         // a1..a4 and a6 (a5 is healthy; a6 has both) one by one, then one
         // line for the rest.
