@@ -13,7 +13,9 @@
 # each op (~20 ops/s per agent) up to 1,000 agents, 500 ms above (~2 ops/s,
 # 20,000 ops/s in all at 10,000). Closed loop with `think`, not a `rate`:
 # an open-loop stage has a pacer thread per agent, which thousands of
-# simulated agents on two cores cannot all run.
+# simulated agents on two cores cannot all run. Each agent reads objects
+# of its own (N of them, at least 100): simulated agents in different
+# processes do not share a mem:// store.
 #
 # The plan sets `collect_interval: off` (op-logs fetched whole at the end:
 # the stage's traffic is the control plane's alone, and collection is timed
@@ -224,7 +226,7 @@ printf '%-7s %-5s %9s %7s %8s %9s %9s %9s %9s %8s %7s %9s %9s %7s %5s\n' agents 
 while IFS=$'\t' read -r n kind su cpu rss p50 p99 max rel lead prog io col draws cols; do
   printf '%-7s %-5s %9s %7s %8s %9s %9s %9s %9s %8s %7s %9s %9s %7s %5s\n' "$n" "$kind" "$su" \
     "$cpu" "$rss" "$p50" "$p99" "$max" "$rel" "$lead" "$prog" "$io" "$col" "$draws" "$cols"
-done <"$rows""
+done <"$rows"
 echo
 echo "per extra agent, against N=1 (flat or falling as N grows: linear in agents):"
 python3 - "$rows" <<'PY'
