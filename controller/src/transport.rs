@@ -14,8 +14,8 @@
 //! applied with [`call`], whose error names the agent and the call. Every
 //! connection sends HTTP/2 keep-alive PINGs, so a peer that goes silent
 //! under a stream (`RunStage`, `FetchOpLog`) fails it after at most
-//! [`KEEP_ALIVE_INTERVAL`] plus [`KEEP_ALIVE_TIMEOUT`], whoever waits on
-//! it. The calls made while stages run are bounded where they are made:
+//! [`KEEP_ALIVE_INTERVAL`] plus [`KEEP_ALIVE_TIMEOUT`] (or a run's
+//! `control.agent_timeout` when longer), whoever waits on it. The calls made while stages run are bounded where they are made:
 //! a stage's silence by `control.agent_timeout` (`run/stage.rs`,
 //! `run/health.rs`), `StopStage` by `run/stage.rs`'s
 //! `CONTROL_CALL_TIMEOUT`, op-log chunks by `run/collector.rs`'s
@@ -129,6 +129,9 @@ pub struct Security {
     /// The embedded agents: in-process, so they read this process's
     /// environment and need nothing forwarded.
     loopback: bool,
+    /// How long a keep-alive PING may go unanswered; `None`:
+    /// [`KEEP_ALIVE_TIMEOUT`] (see [`Security::patient`]).
+    keep_alive_timeout: Option<Duration>,
 }
 
 impl Security {
@@ -149,7 +152,22 @@ impl Security {
             token,
             insecure: args.insecure,
             loopback: false,
+            keep_alive_timeout: None,
         })
+    }
+
+    /// PINGs as patient as the plan's `agent_timeout` when that is longer
+    /// than [`KEEP_ALIVE_TIMEOUT`]: a connection closed for an unanswered
+    /// PING fails every call on it, which would lose an agent sooner than
+    /// the plan allows. (10,000 simulated agents on two cores answered
+    /// PINGs late and lost their connections under a 30 s `agent_timeout`.)
+    pub fn patient(mut self, agent_timeout: Duration) -> Security {
+        self.keep_alive_timeout = Some(agent_timeout.max(KEEP_ALIVE_TIMEOUT));
+        self
+    }
+
+    fn keep_alive_timeout(&self) -> Duration {
+        self.keep_alive_timeout.unwrap_or(KEEP_ALIVE_TIMEOUT)
     }
 
     /// For the embedded agents: plaintext on loopback, nothing forwarded.
@@ -300,7 +318,7 @@ pub async fn connect(addr: &str, sec: &Security) -> anyhow::Result<Client> {
         .with_context(|| format!("bad agent address `{addr}`"))?
         .connect_timeout(CONNECT_TIMEOUT)
         .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
-        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+        .keep_alive_timeout(sec.keep_alive_timeout())
         // PINGs with no call open too: a connection that died while idle
         // is then known dead before the next call waits on it.
         .keep_alive_while_idle(true);
@@ -527,6 +545,16 @@ fn forwarded_env_from(
 mod tests {
     use super::*;
     use std::ffi::OsString;
+
+    #[test]
+    fn pings_wait_as_long_as_the_plan_lets_agents_be_silent() {
+        let sec = Security::default();
+        assert_eq!(sec.keep_alive_timeout(), KEEP_ALIVE_TIMEOUT);
+        let short = Security::default().patient(Duration::from_secs(3));
+        assert_eq!(short.keep_alive_timeout(), KEEP_ALIVE_TIMEOUT);
+        let long = Security::default().patient(Duration::from_secs(30));
+        assert_eq!(long.keep_alive_timeout(), Duration::from_secs(30));
+    }
 
     fn with_tls() -> Security {
         Security {

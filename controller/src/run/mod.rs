@@ -263,7 +263,8 @@ async fn join_agents(args: &RunArgs, plan: &Plan) -> Result<Joined, RunError> {
         (addrs, None)
     };
     let security = crate::transport::Security::for_run(&args.security, embedded.is_none())
-        .map_err(RunError::Input)?;
+        .map_err(RunError::Input)?
+        .patient(plan.control.agent_timeout);
     let forwarded = crate::transport::forwarded_env(&args.security.forward_env, &security)
         .map_err(|e| RunError::Input(format!("{e:#}")))?;
     // etcd lists an agent until its lease runs out: one that died a moment
