@@ -157,6 +157,7 @@ fn main() {
             prepares: true,
             accelerators: None,
             restores: false,
+            ..Default::default()
         })),
         ..Default::default()
     };
