@@ -15,11 +15,11 @@
 //! connection sends HTTP/2 keep-alive PINGs, so a peer that goes silent
 //! under a stream (`RunStage`, `FetchOpLog`) fails it after at most
 //! [`KEEP_ALIVE_INTERVAL`] plus [`KEEP_ALIVE_TIMEOUT`] (or a run's
-//! `control.agent_timeout` when longer), whoever waits on it. The calls made while stages run are bounded where they are made:
-//! a stage's silence by `control.agent_timeout` (`run/stage.rs`,
-//! `run/health.rs`), `StopStage` by `run/stage.rs`'s
-//! `CONTROL_CALL_TIMEOUT`, op-log chunks by `run/collector.rs`'s
-//! `CHUNK_TIMEOUT`. There is no channel-wide request timeout: `RunStage`
+//! `control.agent_timeout` when longer), whoever waits on it. The calls
+//! made while stages run are bounded where they are made: a stage's
+//! silence by `control.agent_timeout` (`run/stage.rs`, `run/health.rs`),
+//! `StopStage` by `run/stage.rs`'s `CONTROL_CALL_TIMEOUT`, op-log chunks
+//! by `run/collector.rs`'s `CHUNK_TIMEOUT`. There is no channel-wide request timeout: `RunStage`
 //! answers only once the agent has opened its stores, which may take as
 //! long as the plan's own timeouts allow.
 

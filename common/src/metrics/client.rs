@@ -304,6 +304,11 @@ pub struct ClientHealth {
 }
 
 impl ClientHealth {
+    /// This client was the limit (a bottleneck rule met).
+    pub fn is_client_bound(&self) -> bool {
+        self.bottleneck.as_ref().is_some_and(|r| !r.is_empty())
+    }
+
     /// The summary's warnings (without `warning: `): that this client was
     /// the limit, and that it fell behind its schedule for another reason.
     pub fn warnings(&self, agent: &str, stage: &str) -> Vec<String> {

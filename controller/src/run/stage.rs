@@ -312,11 +312,8 @@ pub async fn run_stage(
     }
     stopper.abort();
     view.finish_stage().await;
-    // Every task has ended, so no other holder is left.
-    let merged = match Arc::try_unwrap(merged) {
-        Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
-        Err(shared) => shared.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-    };
+    // Every task has ended: nothing is added after this.
+    let merged = std::mem::take(&mut *merged.lock().unwrap_or_else(|p| p.into_inner()));
     StageOutcomes {
         outcomes: results,
         merged,

@@ -593,9 +593,7 @@ fn client_warnings(meta: &StageMeta) -> Vec<String> {
         .agents
         .iter()
         .filter_map(|a| Some((a.id.as_str(), a.client.as_ref()?)))
-        .filter(|(_, c)| {
-            c.bottleneck.as_ref().is_some_and(|b| !b.is_empty()) || c.behind_schedule.is_some()
-        })
+        .filter(|(_, c)| c.is_client_bound() || c.behind_schedule.is_some())
         .collect();
     let mut out: Vec<String> = health
         .iter()
@@ -604,10 +602,7 @@ fn client_warnings(meta: &StageMeta) -> Vec<String> {
         .collect();
     let rest = &health[health.len().min(WARNED_AGENTS)..];
     if !rest.is_empty() {
-        let bound = rest
-            .iter()
-            .filter(|(_, c)| c.bottleneck.as_ref().is_some_and(|b| !b.is_empty()))
-            .count();
+        let bound = rest.iter().filter(|(_, c)| c.is_client_bound()).count();
         let behind = rest
             .iter()
             .filter(|(_, c)| c.behind_schedule.is_some())

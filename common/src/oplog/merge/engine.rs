@@ -169,17 +169,14 @@ pub(super) fn merge_pass(
             Slot::Done => break,
             Slot::Waiting(wait) => {
                 let input = wait.input;
-                let sizes = match wait.whole_bytes {
-                    Some(whole) => Sizes {
-                        block_bytes: wait.block_bytes,
-                        chunk_bytes: whole.clamp(MIN_CHUNK_BYTES, ctx.sizes.chunk_bytes),
-                        thread: false,
-                    },
-                    None => Sizes {
-                        block_bytes: wait.block_bytes,
-                        ..ctx.sizes
-                    },
+                let mut sizes = Sizes {
+                    block_bytes: wait.block_bytes,
+                    ..ctx.sizes
                 };
+                if let Some(whole) = wait.whole_bytes {
+                    sizes.chunk_bytes = whole.clamp(MIN_CHUNK_BYTES, ctx.sizes.chunk_bytes);
+                    sizes.thread = false;
+                }
                 match Source::open(&wait.path, wait.clock, sizes) {
                     Ok(src) => {
                         let mut src = Box::new(src);

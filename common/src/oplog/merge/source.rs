@@ -206,9 +206,7 @@ impl Source {
         // A short log's buffer is its size: a thousand open logs of a few
         // KiB must not hold a thousand full buffers.
         let len = file.metadata().map_or(u64::MAX, |m| m.len());
-        let buffer = usize::try_from(len).map_or(FILE_BUFFER_BYTES, |l| {
-            l.clamp(MIN_CHUNK_BYTES, FILE_BUFFER_BYTES)
-        });
+        let buffer = len.clamp(MIN_CHUNK_BYTES as u64, FILE_BUFFER_BYTES as u64) as usize;
         let raw = BufReader::with_capacity(buffer, file);
         let (input, encoding) = crate::oplog::spool::open_text(path, raw)?;
         let compressed = encoding != crate::oplog::spool::LogEncoding::Plain;
