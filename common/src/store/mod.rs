@@ -18,6 +18,7 @@
 //! with the `test-support` feature (which the `chorus-tests` crate's and
 //! the controller's tests enable): no binary can reach them.
 
+pub mod api;
 pub mod azure;
 #[cfg(any(test, feature = "test-support"))]
 pub mod capacity;
@@ -47,6 +48,7 @@ use uri::TargetUri;
 
 use crate::clock::Mono;
 
+pub use api::{BucketSetup, CopyPlan, Tags, VersionMeta, VersionPage};
 pub use env::EnvOverlay;
 
 /// What kind of failure an op had; the op-log's `error` column starts with
@@ -384,11 +386,105 @@ pub trait ObjectStore: Send + Sync + fmt::Display + fmt::Debug {
     }
 
     /// Removes many keys; one result per key, in order. The default deletes
-    /// one by one; object stores replace it with their batch call.
+    /// one by one; object stores replace it with their batch call (or
+    /// deletes in parallel where there is none).
     async fn delete_many(&self, keys: &[String]) -> StoreResult<Vec<StoreResult<()>>> {
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
             out.push(self.delete(k).await);
+        }
+        Ok(out)
+    }
+
+    /// Most keys one [`Self::delete_many`] request takes: S3's
+    /// DeleteObjects 1,000, an Azure batch 256; 1 where there is no batch
+    /// call. A `delete_batch` op or a cleanup's batch is at most this.
+    fn batch_limit(&self) -> usize {
+        1
+    }
+
+    /// Copies `src` to `dst` on the server (S3 CopyObject, UploadPartCopy
+    /// above `plan.part_size`; Azure Copy Blob; GCS rewrite; a local
+    /// `copy_file_range`). Returns the bytes copied.
+    async fn copy(&self, src: &str, dst: &str, plan: CopyPlan) -> StoreResult<u64> {
+        let _ = (dst, plan);
+        Err(api::not_supported(self.endpoint(), "COPY", src))
+    }
+
+    /// Appends `data` to `key`, creating it when missing (an Azure append
+    /// blob; a local file opened to append; S3 where the server has it).
+    async fn append(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        let _ = data;
+        Err(api::not_supported(self.endpoint(), "APPEND", key))
+    }
+
+    /// Replaces `key`'s tags with `tags` (S3 object tagging, Azure blob
+    /// index tags).
+    async fn put_tags(&self, key: &str, tags: &[(String, String)]) -> StoreResult<()> {
+        let _ = tags;
+        Err(api::not_supported(self.endpoint(), "TAG", key))
+    }
+
+    /// `key`'s tags.
+    async fn get_tags(&self, key: &str) -> StoreResult<Tags> {
+        Err(api::not_supported(self.endpoint(), "GET_TAGS", key))
+    }
+
+    /// Sets `key`'s object-lock retention, governance mode, until `until`
+    /// (so a cleanup that bypasses governance can remove it).
+    async fn put_retention(&self, key: &str, until: std::time::SystemTime) -> StoreResult<()> {
+        let _ = until;
+        Err(api::not_supported(self.endpoint(), "RETENTION", key))
+    }
+
+    /// Whether the bucket keeps versions; `not_supported` where the
+    /// backend has none.
+    async fn versioning_enabled(&self) -> StoreResult<bool> {
+        Err(api::not_supported(self.endpoint(), "GET VERSIONING", ""))
+    }
+
+    /// A PUT that returns the version id it made (`None` when the server
+    /// gave none: versioning is off).
+    async fn put_versioned(&self, key: &str, data: Bytes) -> StoreResult<Option<String>> {
+        let _ = data;
+        Err(api::not_supported(self.endpoint(), "PUT", key))
+    }
+
+    /// Reads one version of `key`.
+    async fn get_version(
+        &self,
+        key: &str,
+        version: &str,
+        opts: &GetOptions,
+    ) -> StoreResult<GetOutcome> {
+        let _ = (version, opts);
+        Err(api::not_supported(self.endpoint(), "GET_VERSION", key))
+    }
+
+    /// Removes one version of `key` for good (bypassing governance
+    /// retention).
+    async fn delete_version(&self, key: &str, version: &str) -> StoreResult<()> {
+        let _ = version;
+        Err(api::not_supported(self.endpoint(), "DELETE_VERSION", key))
+    }
+
+    /// One page of the versions (and delete markers) of keys starting
+    /// with `prefix`; `opts.delimiter` is ignored.
+    async fn list_versions(&self, prefix: &str, opts: &ListOptions) -> StoreResult<VersionPage> {
+        let _ = opts;
+        Err(api::not_supported(self.endpoint(), "LIST_VERSIONS", prefix))
+    }
+
+    /// Removes many `(key, version)` pairs for good, bypassing governance
+    /// retention: at most [`Self::batch_limit`] in one request. One result
+    /// per pair, in order. The default removes them one by one.
+    async fn delete_versions(
+        &self,
+        items: &[(String, String)],
+    ) -> StoreResult<Vec<StoreResult<()>>> {
+        let mut out = Vec::with_capacity(items.len());
+        for (k, v) in items {
+            out.push(self.delete_version(k, v).await);
         }
         Ok(out)
     }
@@ -407,6 +503,16 @@ pub trait ObjectStore: Send + Sync + fmt::Display + fmt::Debug {
     /// prepare stage; the default does nothing.
     async fn ensure_ready(&self) -> StoreResult<()> {
         Ok(())
+    }
+
+    /// [`Self::ensure_ready`] for a plan whose ops need `setup`: a bucket
+    /// Chorus creates gets it (object lock is set only at creation); one
+    /// that exists is checked, and lacking it is an error that says so.
+    /// The default readies the store as `ensure_ready` does and checks
+    /// nothing (a backend without these features is refused at plan load).
+    async fn ensure_ready_with(&self, setup: BucketSetup) -> StoreResult<()> {
+        let _ = setup;
+        self.ensure_ready().await
     }
 
     /// Removes an empty directory, where the backend has them.

@@ -32,8 +32,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ByteRange, ChunkSink, ErrorClass, GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta,
-    ObjectStore, PartPlan, PartSource, StoreError, StoreResult,
+    BucketSetup, ByteRange, ChunkSink, CopyPlan, ErrorClass, GetOptions, GetOutcome, ListOptions,
+    ListPage, ObjectMeta, ObjectStore, PartPlan, PartSource, StoreError, StoreResult, Tags,
+    VersionPage,
 };
 
 pub use template::{
@@ -442,6 +443,101 @@ impl ObjectStore for MultiStore {
         r
     }
 
+    fn batch_limit(&self) -> usize {
+        self.slots
+            .iter()
+            .map(|s| s.store.batch_limit())
+            .min()
+            .unwrap_or(1)
+    }
+
+    async fn copy(&self, src: &str, dst: &str, plan: CopyPlan) -> StoreResult<u64> {
+        let lease = self.pick();
+        let r = lease.store().copy(src, dst, plan).await;
+        record(lease, &r, |&b| b);
+        r
+    }
+
+    async fn append(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        let lease = self.pick();
+        let len = data.len() as u64;
+        let r = lease.store().append(key, data).await;
+        record(lease, &r, |_| len);
+        r
+    }
+
+    async fn put_tags(&self, key: &str, tags: &[(String, String)]) -> StoreResult<()> {
+        let lease = self.pick();
+        let r = lease.store().put_tags(key, tags).await;
+        record(lease, &r, |_| 0);
+        r
+    }
+
+    async fn get_tags(&self, key: &str) -> StoreResult<Tags> {
+        let lease = self.pick();
+        let r = lease.store().get_tags(key).await;
+        record(lease, &r, |_| 0);
+        r
+    }
+
+    async fn put_retention(&self, key: &str, until: std::time::SystemTime) -> StoreResult<()> {
+        let lease = self.pick();
+        let r = lease.store().put_retention(key, until).await;
+        record(lease, &r, |_| 0);
+        r
+    }
+
+    /// Asked of the first endpoint: endpoints serve one bucket.
+    async fn versioning_enabled(&self) -> StoreResult<bool> {
+        let lease = self.pick();
+        lease.store().versioning_enabled().await
+    }
+
+    async fn put_versioned(&self, key: &str, data: Bytes) -> StoreResult<Option<String>> {
+        let lease = self.pick();
+        let len = data.len() as u64;
+        let r = lease.store().put_versioned(key, data).await;
+        record(lease, &r, |_| len);
+        r
+    }
+
+    async fn get_version(
+        &self,
+        key: &str,
+        version: &str,
+        opts: &GetOptions,
+    ) -> StoreResult<GetOutcome> {
+        let lease = self.pick();
+        let r = lease.store().get_version(key, version, opts).await;
+        record(lease, &r, |o| o.bytes);
+        r
+    }
+
+    async fn delete_version(&self, key: &str, version: &str) -> StoreResult<()> {
+        let lease = self.pick();
+        let r = lease.store().delete_version(key, version).await;
+        record(lease, &r, |_| 0);
+        r
+    }
+
+    async fn list_versions(&self, prefix: &str, opts: &ListOptions) -> StoreResult<VersionPage> {
+        let lease = self.pick();
+        let r = lease.store().list_versions(prefix, opts).await;
+        record(lease, &r, |_| 0);
+        r
+    }
+
+    async fn delete_versions(
+        &self,
+        items: &[(String, String)],
+    ) -> StoreResult<Vec<StoreResult<()>>> {
+        let lease = self.pick();
+        let r = lease.store().delete_versions(items).await;
+        let ok = r.as_ref().is_ok_and(|each| each.iter().all(|e| e.is_ok()));
+        lease.finish(0, ok);
+        r
+    }
+
     async fn mkdir(&self, path: &str) -> StoreResult<()> {
         let lease = self.pick();
         let r = lease.store().mkdir(path).await;
@@ -462,6 +558,13 @@ impl ObjectStore for MultiStore {
     async fn ensure_ready(&self) -> StoreResult<()> {
         for s in &self.slots {
             s.store.ensure_ready().await?;
+        }
+        Ok(())
+    }
+
+    async fn ensure_ready_with(&self, setup: BucketSetup) -> StoreResult<()> {
+        for s in &self.slots {
+            s.store.ensure_ready_with(setup).await?;
         }
         Ok(())
     }
