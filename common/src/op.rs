@@ -2,9 +2,15 @@
 //! and op-logs.
 //!
 //! Op-log names follow warp and s3dlio (`GET`, `PUT`, `STAT`, `DELETE`,
-//! `LIST`) so their tools can read our logs; ops they do not have get names
-//! of the same style (`RANGE_GET`, `MULTIPART_PUT`, `MKDIR`, `RMDIR`).
-//! Plan names are lower case.
+//! `LIST`, warp's `APPEND` and `RETENTION`) so their tools can read our
+//! logs; ops they do not have get names of the same style (`RANGE_GET`,
+//! `MULTIPART_PUT`, `MKDIR`, `RMDIR`, `COPY`, `DELETE_BATCH`, …). Plan
+//! names are lower case.
+//!
+//! The object API past the core (copy, append, batch delete, tags,
+//! retention, versions) came after the part kinds: they are declared
+//! after them so a kind's number (its place, which the agent's spool
+//! writes) stays what it was.
 //!
 //! Two kinds are not ops but parts of one: `GET_PART` (one ranged request
 //! of a `parallel` GET) and `PUT_PART` (one part of an upload in parts).
@@ -35,12 +41,31 @@ pub enum OpKind {
     GetPart,
     /// One part of an upload in parts (not an op: see the module docs).
     PutPart,
+    /// A server-side copy of an existing object to a new key.
+    Copy,
+    /// Bytes appended to an object (created when missing).
+    Append,
+    /// One multi-object delete of up to the stage's `batch` keys.
+    DeleteBatch,
+    /// An object's tags set.
+    Tag,
+    /// An object's tags read.
+    GetTags,
+    /// Object-lock retention (governance) set on an object.
+    Retention,
+    /// A GET of one version the agent wrote.
+    GetVersion,
+    /// One version the agent wrote removed for good.
+    DeleteVersion,
+    /// One page of a versions listing.
+    ListVersions,
 }
 
 impl OpKind {
-    /// Every kind a log may hold, in the order summaries print them: the
-    /// ops ([`OpKind::OPS`]), then the parts.
-    pub const ALL: [OpKind; 11] = [
+    /// Every kind a log may hold, in the order summaries print them (parts
+    /// are never counted, so never printed), which is their declaration
+    /// order.
+    pub const ALL: [OpKind; 20] = [
         OpKind::Get,
         OpKind::RangeGet,
         OpKind::Put,
@@ -52,6 +77,15 @@ impl OpKind {
         OpKind::Rmdir,
         OpKind::GetPart,
         OpKind::PutPart,
+        OpKind::Copy,
+        OpKind::Append,
+        OpKind::DeleteBatch,
+        OpKind::Tag,
+        OpKind::GetTags,
+        OpKind::Retention,
+        OpKind::GetVersion,
+        OpKind::DeleteVersion,
+        OpKind::ListVersions,
     ];
 
     /// The kind's place in [`OpKind::ALL`], for tables indexed by kind.
@@ -60,7 +94,7 @@ impl OpKind {
     }
 
     /// The ops a mix may choose: every kind but the parts.
-    pub const OPS: [OpKind; 9] = [
+    pub const OPS: [OpKind; 18] = [
         OpKind::Get,
         OpKind::RangeGet,
         OpKind::Put,
@@ -70,6 +104,15 @@ impl OpKind {
         OpKind::List,
         OpKind::Mkdir,
         OpKind::Rmdir,
+        OpKind::Copy,
+        OpKind::Append,
+        OpKind::DeleteBatch,
+        OpKind::Tag,
+        OpKind::GetTags,
+        OpKind::Retention,
+        OpKind::GetVersion,
+        OpKind::DeleteVersion,
+        OpKind::ListVersions,
     ];
 
     /// The lower-case name used as a key in plan files (`mix: {get: 70}`).
@@ -86,6 +129,15 @@ impl OpKind {
             OpKind::Rmdir => "rmdir",
             OpKind::GetPart => "get_part",
             OpKind::PutPart => "put_part",
+            OpKind::Copy => "copy",
+            OpKind::Append => "append",
+            OpKind::DeleteBatch => "delete_batch",
+            OpKind::Tag => "tag",
+            OpKind::GetTags => "get_tags",
+            OpKind::Retention => "retention",
+            OpKind::GetVersion => "get_version",
+            OpKind::DeleteVersion => "delete_version",
+            OpKind::ListVersions => "list_versions",
         }
     }
 
@@ -103,6 +155,15 @@ impl OpKind {
             OpKind::Rmdir => "RMDIR",
             OpKind::GetPart => "GET_PART",
             OpKind::PutPart => "PUT_PART",
+            OpKind::Copy => "COPY",
+            OpKind::Append => "APPEND",
+            OpKind::DeleteBatch => "DELETE_BATCH",
+            OpKind::Tag => "TAG",
+            OpKind::GetTags => "GET_TAGS",
+            OpKind::Retention => "RETENTION",
+            OpKind::GetVersion => "GET_VERSION",
+            OpKind::DeleteVersion => "DELETE_VERSION",
+            OpKind::ListVersions => "LIST_VERSIONS",
         }
     }
 
@@ -111,11 +172,47 @@ impl OpKind {
         matches!(self, OpKind::GetPart | OpKind::PutPart)
     }
 
-    /// True for ops that read an object that must exist.
+    /// True for ops on an object that must exist (a copy's source).
     pub fn reads_existing(self) -> bool {
         matches!(
             self,
-            OpKind::Get | OpKind::RangeGet | OpKind::Stat | OpKind::Delete
+            OpKind::Get
+                | OpKind::RangeGet
+                | OpKind::Stat
+                | OpKind::Delete
+                | OpKind::Copy
+                | OpKind::Tag
+                | OpKind::GetTags
+                | OpKind::Retention
+        )
+    }
+
+    /// True for ops on versions the agent wrote (they need a stage with
+    /// `versioning: true`).
+    pub fn on_versions(self) -> bool {
+        matches!(
+            self,
+            OpKind::GetVersion | OpKind::DeleteVersion | OpKind::ListVersions
+        )
+    }
+
+    /// Whether a traced op of this kind is issued again by a replay: not a
+    /// part (its op is), and not one whose keys or version ids were the
+    /// traced server's (a batch's keys are not in the log, a version id
+    /// exists only where it was made).
+    pub fn replayable(self) -> bool {
+        !self.is_part()
+            && !matches!(
+                self,
+                OpKind::DeleteBatch | OpKind::GetVersion | OpKind::DeleteVersion
+            )
+    }
+
+    /// True for ops that may remove an object or a version of one.
+    pub fn removes(self) -> bool {
+        matches!(
+            self,
+            OpKind::Delete | OpKind::DeleteBatch | OpKind::DeleteVersion
         )
     }
 

@@ -568,6 +568,8 @@ fn stage_summary(name: &str, kind: &str, found: Option<&StageAnalysis>) -> Stage
             ops_per_s: r.ops_per_s,
             mib_per_s: r.mib_per_s,
             latency_us: r.latency_us,
+            objects: r.objects,
+            objects_per_s: r.objects_per_s,
         })
         .collect();
     StageSummary {

@@ -31,7 +31,10 @@ pub use pb::agent_server::{Agent, AgentServer};
 /// before this field sends: proto3 reads a missing field as 0.
 // 5: RunStageRequest.departed and StageStep.bytes/handover (an older agent
 // would split a stage over agents that left).
-pub const PROTOCOL_VERSION: u32 = 5;
+// 6: op kinds past PUT_PART (COPY, APPEND, DELETE_BATCH, …) in spools and
+// metrics, OpMetrics.objects (an older controller would refuse the names,
+// an older agent's spools would lack them).
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Largest gRPC message either side accepts: a stage's metrics carry one
 /// histogram per op (tens of KiB each), and op-log chunks are 1 MiB.
@@ -59,6 +62,7 @@ pub fn encode_metrics(m: &StageMetrics) -> Vec<pb::OpMetrics> {
             bytes: s.bytes,
             clamped: s.clamped,
             latency_hist: histogram_to_bytes(&s.latency),
+            objects: s.objects,
         })
         .collect()
 }
@@ -77,6 +81,7 @@ pub fn decode_metrics(ops: &[pb::OpMetrics]) -> anyhow::Result<StageMetrics> {
             bytes: o.bytes,
             latency,
             clamped: o.clamped,
+            objects: o.objects,
         };
         // Merge (not insert) so a repeated op adds up instead of replacing.
         let mut one = StageMetrics::default();

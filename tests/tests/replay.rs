@@ -242,8 +242,8 @@ fn row(v: &serde_json::Value, op: &str) -> (u64, u64, u64, u64) {
 fn a_warp_op_log_replays_and_its_unknown_ops_are_counted() {
     let tmp = tempfile::tempdir().unwrap();
     let v = replay_fixture("warp-mixed-2025.csv.zst", tmp.path());
-    // Two clients over two agents; RETENTION has no Chorus op: counted,
-    // reported, not replayed.
+    // Two clients over two agents; RETENTION is an op file:// has not:
+    // counted, reported, not replayed.
     assert_eq!(v["trace_ops"], 5, "{v}");
     assert_eq!(v["replay_ops"], 4, "{v}");
     assert_eq!(v["unknown_ops"], serde_json::json!({"RETENTION": 1}), "{v}");

@@ -55,6 +55,10 @@ pub struct OpStats {
     pub latency: Histogram<u64>,
     /// Successful ops slower than [`LATENCY_HIGHEST_NS`], recorded as that.
     pub clamped: u64,
+    /// Objects the successful ops of a kind that names several removed
+    /// (`delete_batch`); 0 for every other kind, whose ops are one object
+    /// each.
+    pub objects: u64,
 }
 
 impl Default for OpStats {
@@ -69,6 +73,7 @@ impl PartialEq for OpStats {
             && self.errors == other.errors
             && self.bytes == other.bytes
             && self.clamped == other.clamped
+            && self.objects == other.objects
             && self.latency == other.latency
     }
 }
@@ -81,6 +86,7 @@ impl OpStats {
             bytes: 0,
             latency: new_latency_histogram(),
             clamped: 0,
+            objects: 0,
         }
     }
 
@@ -106,6 +112,7 @@ impl OpStats {
         self.errors = self.errors.saturating_add(other.errors);
         self.bytes = self.bytes.saturating_add(other.bytes);
         self.clamped = self.clamped.saturating_add(other.clamped);
+        self.objects = self.objects.saturating_add(other.objects);
         if self.latency.add(&other.latency).is_err() {
             // `other` came from elsewhere (decoded bytes) with a wider range:
             // add value by value, clamping like `record` does.
@@ -138,6 +145,12 @@ impl StageMetrics {
             .entry(op)
             .or_default()
             .record(latency_ns, bytes, ok);
+    }
+
+    /// Adds `n` objects to `op`'s (a successful multi-object op).
+    pub fn add_objects(&mut self, op: OpKind, n: u64) {
+        let stats = self.ops.entry(op).or_default();
+        stats.objects = stats.objects.saturating_add(n);
     }
 
     /// Adds `other` into `self`: counts summed, histograms added.

@@ -71,6 +71,20 @@ pub struct OpSummary {
     pub ops_per_s: f64,
     pub mib_per_s: f64,
     pub latency_us: LatencySummary,
+    /// A multi-object kind (`DELETE_BATCH`): objects its successful ops
+    /// removed, and how many a second.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub objects: u64,
+    #[serde(default, skip_serializing_if = "is_zero_f")]
+    pub objects_per_s: f64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero_f(n: &f64) -> bool {
+    *n == 0.0
 }
 
 impl OpSummary {
@@ -92,6 +106,8 @@ impl OpSummary {
             ops_per_s: rate(stats.count as f64),
             mib_per_s: rate(stats.bytes as f64 / BYTES_PER_MIB),
             latency_us: LatencySummary::from_histogram(&stats.latency),
+            objects: stats.objects,
+            objects_per_s: rate(stats.objects as f64),
         }
     }
 }
@@ -336,6 +352,17 @@ impl RunSummary {
                 })
                 .collect();
             write_table(&mut out, &COLUMNS, &rows);
+            for r in stage
+                .ops
+                .iter()
+                .filter(|r| r.objects > 0 && r.op != ALL_OPS_ROW)
+            {
+                let _ = writeln!(
+                    out,
+                    "  {}: {} objects, {:.1} objects/s",
+                    r.op, r.objects, r.objects_per_s
+                );
+            }
             for w in &stage.warnings {
                 let _ = writeln!(out, "warning: {w}");
             }

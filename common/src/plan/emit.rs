@@ -228,6 +228,7 @@ impl Plan {
             if let Some(p) = &s.parallel {
                 super::large::emit(&mut y, p);
             }
+            super::api::emit(&s.api, &mut y);
             let mut list = Vec::new();
             if let Some(p) = &s.list.prefix {
                 list.push(format!("prefix: {}", quote(p)));

@@ -217,7 +217,11 @@ stages:
         let e = with("{get: 1}", "{read: 1}");
         assert_eq!(
             e.hint.as_deref(),
-            Some("valid ops: get, range_get, put, multipart_put, stat, delete, list, mkdir, rmdir")
+            Some(
+                "valid ops: get, range_get, put, multipart_put, stat, delete, list, mkdir, rmdir, \
+                 copy, append, delete_batch, tag, get_tags, retention, get_version, \
+                 delete_version, list_versions"
+            )
         );
     }
 

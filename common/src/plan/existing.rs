@@ -132,6 +132,20 @@ impl Decoder<'_> {
                 }
                 // Parts of a large op, never in a mix (the mix refuses them).
                 OpKind::GetPart | OpKind::PutPart => None,
+                OpKind::GetTags => None,
+                OpKind::DeleteBatch => Some(
+                    "is not done on listed objects (its keys are the key space's); \
+                     use `delete` with `allow_delete: true`",
+                ),
+                OpKind::Copy | OpKind::Append => {
+                    Some("would write objects beside ones Chorus did not write")
+                }
+                OpKind::Tag | OpKind::Retention => {
+                    Some("would change objects Chorus did not write")
+                }
+                OpKind::GetVersion | OpKind::DeleteVersion | OpKind::ListVersions => {
+                    Some("acts on versions Chorus wrote, and listed objects have none")
+                }
             };
             if let Some(why) = refused {
                 let key = op.plan_name();

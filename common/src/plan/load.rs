@@ -43,7 +43,7 @@ const PLAN_KEYS: [&str; 18] = [
     "control",
     "overrides",
 ];
-const STAGE_KEYS: [&str; 33] = [
+const STAGE_KEYS: [&str; 37] = [
     "name",
     "type",
     "target",
@@ -77,6 +77,10 @@ const STAGE_KEYS: [&str; 33] = [
     "dataset",
     "train",
     "checkpoint",
+    "versioning",
+    "batch",
+    "tags",
+    "retention",
 ];
 const OBJECTS_KEYS: [&str; 8] = [
     "prefix",
@@ -391,11 +395,12 @@ impl Decoder<'_> {
                 .with_hint("add e.g. `- {name: load, type: workload, ...}`; see docs/plan.md"));
         }
         let mut seen = HashMap::new();
-        let stages = items
+        let mut stages = items
             .iter()
             .enumerate()
             .map(|(i, item)| self.stage(item, i, &defaults, &mut seen))
             .collect::<Result<Vec<_>, _>>()?;
+        self.link_object_api(&mut stages, items)?;
         let overrides = match m.get("overrides") {
             Some(e) => self.overrides(e, &stages)?,
             None => Vec::new(),
@@ -661,6 +666,7 @@ impl Decoder<'_> {
             return Err(self.err(e.value.pos, &p("verify"), message));
         }
         let parallel = self.parallel(&m)?;
+        let api = self.object_api(&m, kind)?;
         // Endpoints replace a network backend's endpoint; a local target
         // has none to replace.
         if !o.endpoints.is_empty()
@@ -701,8 +707,10 @@ impl Decoder<'_> {
             until,
             replay,
             training,
+            api,
         };
         self.check_existing_stage(&stage, &m, node, &what)?;
+        self.check_object_api(&stage, &m, node)?;
         self.check_size_limit(&m, node, &stage)?;
         Ok(stage)
     }

@@ -7,6 +7,7 @@
 //! form back out (the "plan as run" of a results directory), and that text
 //! loads again to an equal plan, which is also how a plan travels to agents.
 
+mod api;
 mod emit;
 mod error;
 mod existing;
@@ -27,6 +28,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::op::OpKind;
+pub use api::{DEFAULT_RETENTION, MAX_BATCH, ObjectApi, feature_of};
 pub use large::{MAX_STREAMS, Parallel, size_limit};
 
 pub use error::PlanError;
@@ -281,6 +283,9 @@ pub struct Stage {
     pub replay: Option<ReplaySpec>,
     /// The AI/ML stages' settings (`dataset`, `train`, `checkpoint`).
     pub training: Training,
+    /// The object API's settings (`versioning`, `batch`, `tags`,
+    /// `retention`).
+    pub api: ObjectApi,
 }
 
 impl Stage {
@@ -306,7 +311,8 @@ impl Stage {
     }
 
     /// Whether an op of this stage can remove an object (or a directory):
-    /// a cleanup stage, or a `delete` or `rmdir` with weight in the mix.
+    /// a cleanup stage, or a `delete`, `delete_batch`, `delete_version` or
+    /// `rmdir` with weight in the mix.
     /// PUTs replace an object's bytes, not the object, on every backend
     /// where that difference shows (local files are written in place).
     pub fn removes_objects(&self) -> bool {
@@ -321,7 +327,7 @@ impl Stage {
                 .mix
                 .weights
                 .iter()
-                .any(|(op, &w)| w > 0 && matches!(op, OpKind::Delete | OpKind::Rmdir)),
+                .any(|(op, &w)| w > 0 && (op.removes() || *op == OpKind::Rmdir)),
         }
     }
 }

@@ -110,12 +110,13 @@ use bytes::Bytes;
 
 use super::uring::{Engine, parse_engine, resolve};
 use super::{
-    ByteRange, ChunkSink, ErrorClass, GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta,
-    ObjectStore, PartPlan, PartSource, StoreError, StoreResult, clamp_range, get_in_ranges,
-    page_from_sorted,
+    ByteRange, ChunkSink, CopyPlan, ErrorClass, GetOptions, GetOutcome, ListOptions, ListPage,
+    ObjectMeta, ObjectStore, PartPlan, PartSource, StoreError, StoreResult, clamp_range,
+    get_in_ranges, page_from_sorted,
 };
 use crate::clock::Mono;
 
+pub(crate) mod more;
 mod open_files;
 mod ring;
 mod walk;
@@ -578,6 +579,19 @@ impl ObjectStore for FileStore {
         }
         let (key, this_err) = (key.to_string(), self.err_fn());
         self.blocking(move || fs::remove_file(&path).map_err(|e| this_err(&key, e)))
+            .await
+    }
+
+    async fn copy(&self, src: &str, dst: &str, _plan: CopyPlan) -> StoreResult<u64> {
+        let (from, to, this_err) = (self.path(src)?, self.path(dst)?, self.err_fn());
+        let src = src.to_string();
+        self.blocking(move || more::copy(&from, &to).map_err(|e| this_err(&src, e)))
+            .await
+    }
+
+    async fn append(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        let (path, key, this_err) = (self.path(key)?, key.to_string(), self.err_fn());
+        self.run(move |_| more::append(&path, &data, 0).map_err(|e| this_err(&key, e)))
             .await
     }
 

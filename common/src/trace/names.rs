@@ -11,13 +11,17 @@ pub(super) fn op_kind(format: TraceFormat, name: &str) -> TraceOpKind {
     let known = match format {
         // Our own names (and `HEAD`), case-insensitive as the reader is.
         TraceFormat::Chorus => OpKind::from_str(name).ok(),
-        // warp's `OpType`s: http.MethodGet/Put/Delete and "STAT", "LIST".
+        // warp's `OpType`s: http.MethodGet/Put/Delete and "STAT", "LIST",
+        // its append benchmark's "APPEND" and its retention benchmark's
+        // "RETENTION" (a PutObjectRetention on an object it wrote).
         TraceFormat::Warp => match name {
             "GET" => Some(OpKind::Get),
             "PUT" => Some(OpKind::Put),
             "DELETE" => Some(OpKind::Delete),
             "STAT" => Some(OpKind::Stat),
             "LIST" => Some(OpKind::List),
+            "APPEND" => Some(OpKind::Append),
+            "RETENTION" => Some(OpKind::Retention),
             _ => None,
         },
         // s3dlio's `log_operation`/`LogContext` names.
@@ -50,7 +54,9 @@ mod tests {
         };
         assert_eq!(known(Warp, "STAT"), Some(OpKind::Stat));
         assert_eq!(known(Warp, "PUTPART"), None);
-        assert_eq!(known(Warp, "RETENTION"), None);
+        assert_eq!(known(Warp, "RETENTION"), Some(OpKind::Retention));
+        assert_eq!(known(Warp, "APPEND"), Some(OpKind::Append));
+        assert_eq!(known(Warp, "VERSIONED"), None);
         assert_eq!(known(Warp, "get"), None);
         assert_eq!(known(S3dlio, "HEAD"), Some(OpKind::Stat));
         assert_eq!(known(S3dlio, "GET_RANGE"), Some(OpKind::RangeGet));
@@ -60,8 +66,8 @@ mod tests {
         }
         assert_eq!(known(Chorus, "GET_RANGE"), None);
         assert_eq!(
-            op_kind(Warp, "APPEND"),
-            TraceOpKind::Unknown("APPEND".to_string())
+            op_kind(Warp, "MULTIPART"),
+            TraceOpKind::Unknown("MULTIPART".to_string())
         );
     }
 }

@@ -51,6 +51,14 @@ impl Slice {
     pub fn key(&self, j: u64) -> u64 {
         self.offset + j * self.stride
     }
+
+    /// Whether key `i` is one of the slice's.
+    pub fn contains(&self, i: u64) -> bool {
+        let stride = self.stride.max(1);
+        i >= self.offset
+            && (i - self.offset).is_multiple_of(stride)
+            && (i - self.offset) / stride < self.len
+    }
 }
 
 impl Deal {

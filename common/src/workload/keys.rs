@@ -13,6 +13,7 @@ use rand::Rng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::existing::ExistingIndex;
+use super::versions::VersionBook;
 use crate::plan::{KeyDistribution, KeySpace, Partition};
 
 /// Draws a read op makes looking for an existing key before it settles for
@@ -61,6 +62,13 @@ pub struct KeyState {
     /// Objects that were there before the run touched the key space: a
     /// cleanup leaves them alone.
     preexisting: Bits,
+    /// Keys whose side objects exist: a `copy`'s destination
+    /// (`<key>.copy`) and an `append`'s object (`<key>.append`), which a
+    /// cleanup removes too.
+    copied: Bits,
+    appended: Bits,
+    /// Versions the agent's puts made (`versioning: true`).
+    versions: VersionBook,
     /// An existing key space's listed objects (`count` is then 0).
     existing: Option<Arc<ExistingIndex>>,
 }
@@ -73,6 +81,9 @@ impl KeyState {
             present: Bits::new(count),
             created: Bits::new(count),
             preexisting: Bits::new(count),
+            copied: Bits::new(count),
+            appended: Bits::new(count),
+            versions: VersionBook::default(),
             existing: None,
         }
     }
@@ -139,12 +150,69 @@ impl KeyState {
         }
     }
 
+    /// Whether key `i`'s side object `side` exists.
+    pub fn has_side(&self, i: u64, side: Side) -> bool {
+        self.side_bits(side).get(i)
+    }
+
+    pub fn set_side(&self, i: u64, side: Side, on: bool) {
+        self.side_bits(side).set(i, on);
+    }
+
+    fn side_bits(&self, side: Side) -> &Bits {
+        match side {
+            Side::Copy => &self.copied,
+            Side::Append => &self.appended,
+        }
+    }
+
+    /// The versions this agent's puts made.
+    pub fn versions(&self) -> &VersionBook {
+        &self.versions
+    }
+
     pub fn present_count(&self) -> u64 {
         self.present.ones()
     }
 
     pub fn created_count(&self) -> u64 {
         self.created.ones()
+    }
+}
+
+/// An object beside a key-space object, made by an op on it: it has its
+/// own key (`<key>.copy`, `<key>.append`) so the key's bytes stay what
+/// the generator makes (a verified GET of the key stays right), and an
+/// Azure append blob never meets a block blob's key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Copy,
+    Append,
+}
+
+impl Side {
+    pub const ALL: [Side; 2] = [Side::Copy, Side::Append];
+
+    fn suffix(self) -> &'static str {
+        match self {
+            Side::Copy => ".copy",
+            Side::Append => ".append",
+        }
+    }
+
+    /// The side object's key for `key`.
+    pub fn key(self, key: &str) -> String {
+        let mut k = String::with_capacity(key.len() + 7);
+        k.push_str(key);
+        k.push_str(self.suffix());
+        k
+    }
+
+    /// The key-space key a side object's key belongs to, and which side.
+    pub fn parse(key: &str) -> Option<(&str, Side)> {
+        Side::ALL
+            .into_iter()
+            .find_map(|s| key.strip_suffix(s.suffix()).map(|k| (k, s)))
     }
 }
 

@@ -67,6 +67,7 @@ pub async fn upload(
         n_objects: 1,
         first_byte: None,
         parts: times.into_inner().unwrap_or_else(|e| e.into_inner()),
+        version: None,
     })
 }
 
@@ -198,5 +199,6 @@ pub async fn parallel_get(
         n_objects: 1,
         first_byte: parts.iter().filter_map(|t| t.first_byte).min(),
         parts,
+        version: None,
     })
 }

@@ -32,12 +32,13 @@ mod source;
 #[cfg(test)]
 mod tests;
 pub mod train;
+pub mod versions;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
@@ -50,11 +51,12 @@ use crate::oplog::{EntryKey, LogBatch, LogContext, LogEntry, OpLogSender};
 use crate::plan::{Pacing, Stage, StageKind};
 use crate::pools::Pools;
 use crate::store::multi::{EndpointStats, MultiStore};
-use crate::store::{ErrorClass, ObjectStore};
+use crate::store::{BucketSetup, ErrorClass, ObjectStore};
 
 pub use budget::{Budget, HeldOps, share};
 pub use deal::{Deal, Slice};
 pub use existing::ListingSummary;
+use keys::Side;
 pub use keys::{KeyPicker, KeyState};
 use live::LiveDelta;
 pub use live::{LIVE_FLUSH, LagTaken, LiveCounters, OpTotals, live_histogram};
@@ -169,9 +171,10 @@ pub struct StageOutcome {
 async fn discover(run: &StageRun) -> anyhow::Result<KeyState> {
     let objects = &run.stage.objects;
     let state = KeyState::new(objects.count);
+    // Each key may have two side objects (`Side`).
     let max = objects
         .count
-        .saturating_mul(2)
+        .saturating_mul(4)
         .saturating_add(1000)
         .min(usize::MAX as u64) as usize;
     let timeout = run.stage.retry.timeout;
@@ -182,6 +185,13 @@ async fn discover(run: &StageRun) -> anyhow::Result<KeyState> {
         Err(e) => anyhow::bail!("listing {}{}: {e}", run.store, objects.prefix),
     };
     for meta in found {
+        // What ops made beside a key: a cleanup removes it too.
+        if let Some((base, side)) = Side::parse(&meta.key)
+            && let Some(i) = objects.index_of(base)
+        {
+            state.set_side(i, side, true);
+            continue;
+        }
         if let Some(i) = objects.index_of(&meta.key) {
             // An object of the wrong size is rewritten by a prepare stage.
             if meta.size == objects.size.size_of(run.data.seed, i) {
@@ -209,17 +219,39 @@ async fn ensure_ready(run: &StageRun) -> anyhow::Result<()> {
     let mut seen = std::collections::HashSet::new();
     stores.retain(|s| seen.insert(s.endpoint().to_string()));
     let timeout = run.stage.retry.timeout;
+    let setup = run.stage.api.bucket_setup();
     for store in stores {
         let what = store.to_string();
-        ops::timed(
-            store.as_ref(),
-            "PREPARE",
-            &what,
-            timeout,
-            store.ensure_ready(),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("preparing {store}: {e}"))?;
+        let ready = async {
+            if setup == BucketSetup::default() {
+                store.ensure_ready().await
+            } else {
+                store.ensure_ready_with(setup).await
+            }
+        };
+        ops::timed(store.as_ref(), "PREPARE", &what, timeout, ready)
+            .await
+            .map_err(|e| anyhow::anyhow!("preparing {store}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// A stage with `versioning: true` on a bucket that keeps no versions is
+/// refused before it starts, saying so.
+async fn check_versioning(run: &StageRun) -> anyhow::Result<()> {
+    let store = run.store.as_ref();
+    let what = store.to_string();
+    let on = ops::timed(
+        store,
+        "GET VERSIONING",
+        &what,
+        run.stage.retry.timeout,
+        store.versioning_enabled(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("asking whether {store} keeps versions: {e}"))?;
+    if !on {
+        anyhow::bail!("{}", versions::unversioned(store, &run.stage.name).message);
     }
     Ok(())
 }
@@ -228,6 +260,9 @@ async fn ensure_ready(run: &StageRun) -> anyhow::Result<()> {
 pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
     if run.stage.writes_first() {
         ensure_ready(&run).await?;
+    }
+    if run.stage.api.versioning {
+        check_versioning(&run).await?;
     }
     let prior = run
         .keys
@@ -507,6 +542,19 @@ impl Worker {
             let work = match &*self.source {
                 // A training reader waits for its rank's prefetch window.
                 WorkSource::Train(feed) => feed.next(self.id, &run.stop).await,
+                // A versioned cleanup waits for the listing's next batch.
+                WorkSource::Sweep(sweep) => match sweep.next().await {
+                    Some(Ok(items)) => Some(Work {
+                        op: OpKind::DeleteBatch,
+                        target: Target::Versions(items),
+                        due: None,
+                        token: None,
+                    }),
+                    Some(Err(e)) => {
+                        anyhow::bail!("listing the versions of {}: {e}", run.store)
+                    }
+                    None => None,
+                },
                 source => source.next(&mut rng, &self.state),
             };
             let Some(Work {
@@ -555,6 +603,7 @@ impl Worker {
                     }
                     (plan, None)
                 }
+                target => (self.plan_other(op, target, &mut rng), None),
             };
             let issued = Mono::now();
             let started = slot.map_or(issued, |(_, at_mono)| at_mono);
@@ -607,9 +656,18 @@ impl Worker {
                     if let Some(index) = index {
                         if op.writes() {
                             self.state.set_created(index);
+                            if let Some(v) = &done.version {
+                                self.state.versions().record(index, v, rng.next_u64());
+                            }
                         } else if op == OpKind::Delete {
                             self.state.set_present(index, false);
+                        } else if op == OpKind::Copy {
+                            self.state.set_side(index, Side::Copy, true);
+                        } else if op == OpKind::Append {
+                            self.state.set_side(index, Side::Append, true);
                         }
+                    } else if op == OpKind::DeleteBatch {
+                        self.batch_deleted(&plan);
                     }
                     (done, String::new())
                 }
@@ -623,7 +681,7 @@ impl Worker {
                     }
                     (
                         ops::OpDone {
-                            n_objects: 1,
+                            n_objects: plan.n_objects(),
                             ..Default::default()
                         },
                         e.log_text(),
@@ -637,6 +695,9 @@ impl Worker {
             } else {
                 let latency_ns = ended.ns_since(started);
                 out.metrics.record(op, latency_ns, done.bytes, ok);
+                if ok && op == OpKind::DeleteBatch {
+                    out.metrics.add_objects(op, u64::from(done.n_objects));
+                }
             }
             out.retries += u64::from(retries);
             self.budget.add_bytes(done.bytes);
@@ -666,8 +727,16 @@ impl Worker {
             out.last_end_ns = out.last_end_ns.max(end_ns);
             if let Some(log) = &run.oplog {
                 let times = (start_ns, end_ns, lag_ns);
+                // An op whose `file` is not its key-space key (a copy's
+                // source and destination, a batch, a side object) is
+                // logged by name.
+                let (index, key) = match plan.log_key() {
+                    Some(text) => (None, text),
+                    None if op == OpKind::Append => (None, plan.key),
+                    None => (index, plan.key),
+                };
                 self.log_op(
-                    &mut batch, endpoint, op, index, plan.key, &done, error, times, retries, warmup,
+                    &mut batch, endpoint, op, index, key, &done, error, times, retries, warmup,
                 );
                 // Sent in batches: one channel message (and one `idx`
                 // reservation) per SEND_BATCH_RECORDS ops, or sooner at each
@@ -708,6 +777,50 @@ impl Worker {
         Ok(out)
     }
 
+    /// The plan of an op on a batch or a version (see [`Target`]).
+    #[cold]
+    fn plan_other(&self, op: OpKind, target: Target, rng: &mut Xoshiro256PlusPlus) -> ops::OpPlan {
+        let run = &self.run;
+        match target {
+            Target::Batch(indexes) => {
+                let mut keys = Vec::with_capacity(indexes.len());
+                for &i in &indexes {
+                    if run.stage.kind == StageKind::Cleanup {
+                        source::cleanup_keys(&run.stage, &self.state, i, &mut keys);
+                    } else {
+                        keys.push(run.stage.objects.key(i));
+                    }
+                }
+                let mut plan = ops::OpPlan::batch(keys);
+                plan.indexes = indexes;
+                plan
+            }
+            Target::Version { index, version } => {
+                let mut plan = ops::OpPlan::new(op, index, &run.stage, &run.data, rng);
+                plan.version = Some(version);
+                plan
+            }
+            Target::Versions(items) => ops::OpPlan::version_batch(items),
+            Target::Index(i) => ops::OpPlan::new(op, i, &run.stage, &run.data, rng),
+            Target::Key { key, size, .. } => {
+                ops::OpPlan::for_key(op, key, size, &run.stage, &run.data, rng)
+            }
+        }
+    }
+
+    /// A `delete_batch` of key-space objects went: none of them (nor, in
+    /// a cleanup, their side objects) exists now.
+    fn batch_deleted(&self, plan: &ops::OpPlan) {
+        for &i in &plan.indexes {
+            self.state.set_present(i, false);
+            if self.run.stage.kind == StageKind::Cleanup {
+                for side in Side::ALL {
+                    self.state.set_side(i, side, false);
+                }
+            }
+        }
+    }
+
     /// Adds the op's entry to the batch. Out of line, so the op loop is
     /// the same with and without a log.
     #[inline(never)]
@@ -730,7 +843,12 @@ impl Worker {
         // here; only other keys (a list prefix, a directory, an object
         // outside the key space) travel as text.
         let key = match index {
-            Some(index) if !matches!(op, OpKind::List | OpKind::Mkdir | OpKind::Rmdir) => {
+            Some(index)
+                if !matches!(
+                    op,
+                    OpKind::List | OpKind::ListVersions | OpKind::Mkdir | OpKind::Rmdir
+                ) =>
+            {
                 debug_assert_eq!(key, self.run.stage.objects.key(index));
                 EntryKey::Index(index)
             }

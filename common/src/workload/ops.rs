@@ -10,14 +10,16 @@ use bytes::Bytes;
 use rand::Rng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+use super::keys::Side;
 use super::large;
 use crate::clock::Mono;
 use crate::datagen::{self, DataSpec};
 use crate::op::OpKind;
 use crate::plan::{RangeSpec, RetryPolicy, Stage};
+use crate::store::api;
 use crate::store::{
-    ByteRange, ErrorClass, GetOptions, ListOptions, ObjectMeta, ObjectStore, PartTime, StoreError,
-    StoreResult,
+    ByteRange, CopyPlan, ErrorClass, GetOptions, ListOptions, ObjectMeta, ObjectStore, PartTime,
+    StoreError, StoreResult,
 };
 
 /// Most entries one LIST op asks for: one page, as S3's default.
@@ -34,6 +36,8 @@ pub struct OpDone {
     /// the op-log's part records; empty for a one-request op. One entry
     /// per part: bounded by the object's size over its part size.
     pub parts: Vec<PartTime>,
+    /// The version a PUT made, on a stage with `versioning: true`.
+    pub version: Option<String>,
 }
 
 /// One op, fully decided before the clock starts.
@@ -52,6 +56,17 @@ pub struct OpPlan {
     /// by key (a dataset file's bytes in their format); `None`: the
     /// generator's.
     pub expect: Option<Bytes>,
+    /// A copy's destination.
+    pub dst: Option<String>,
+    /// A `delete_batch`'s keys (`key` is the first).
+    pub keys: Vec<String>,
+    /// A `delete_batch` of versions: `(key, version)` pairs.
+    pub items: Vec<(String, String)>,
+    /// The version a `get_version` or `delete_version` is on.
+    pub version: Option<Box<str>>,
+    /// A `delete_batch`'s key-space indexes (for the agent's record of
+    /// what exists), when its keys are the key space's.
+    pub indexes: Vec<u64>,
 }
 
 impl OpPlan {
@@ -65,16 +80,70 @@ impl OpPlan {
     ) -> OpPlan {
         let objects = &stage.objects;
         let key = match op {
-            OpKind::List => stage
+            OpKind::List | OpKind::ListVersions => stage
                 .list
                 .prefix
                 .clone()
                 .unwrap_or_else(|| objects.prefix.clone()),
             OpKind::Mkdir | OpKind::Rmdir => format!("{}dir{index:08}", objects.prefix),
+            OpKind::Append => Side::Append.key(&objects.key(index)),
             _ => objects.key(index),
         };
         let size = objects.size.size_of(data.seed, index);
         OpPlan::for_key(op, key, size, stage, data, rng)
+    }
+
+    /// A `delete_batch` of `keys` (at least one).
+    pub fn batch(keys: Vec<String>) -> OpPlan {
+        OpPlan {
+            key: keys.first().cloned().unwrap_or_default(),
+            keys,
+            ..OpPlan::bare(OpKind::DeleteBatch)
+        }
+    }
+
+    /// A `delete_batch` of versions (at least one).
+    pub fn version_batch(items: Vec<(String, String)>) -> OpPlan {
+        OpPlan {
+            key: items.first().map(|(k, _)| k.clone()).unwrap_or_default(),
+            items,
+            ..OpPlan::bare(OpKind::DeleteBatch)
+        }
+    }
+
+    fn bare(op: OpKind) -> OpPlan {
+        OpPlan {
+            op,
+            key: String::new(),
+            size: 0,
+            range: None,
+            payload: None,
+            expect: None,
+            dst: None,
+            keys: Vec::new(),
+            items: Vec::new(),
+            version: None,
+            indexes: Vec::new(),
+        }
+    }
+
+    /// Objects the op names: a batch's keys, else one.
+    pub fn n_objects(&self) -> u32 {
+        (self.keys.len() + self.items.len()).max(1) as u32
+    }
+
+    /// The op-log's `file` column for the op when it is not the key: a
+    /// copy's `source -> destination`, a batch's first key and count, a
+    /// version's `key?versionId=…` (S3's way to name one).
+    pub fn log_key(&self) -> Option<String> {
+        if let Some(dst) = &self.dst {
+            return Some(format!("{} -> {dst}", self.key));
+        }
+        if let Some(v) = &self.version {
+            return Some(format!("{}?versionId={v}", self.key));
+        }
+        let n = self.keys.len() + self.items.len();
+        (n > 1).then(|| format!("{} (+{} more)", self.key, n - 1))
     }
 
     /// Decides the range and payload of `op` on the object `key` of `size`
@@ -100,15 +169,25 @@ impl OpPlan {
         });
         // Multipart payloads, and those of PUTs larger than a part, are
         // made part by part during the op instead: memory stays bounded.
-        let payload = (op == OpKind::Put && size <= stage.part_size)
+        let payload = ((op == OpKind::Put && size <= stage.part_size) || op == OpKind::Append)
             .then(|| datagen::object(data, &key, size));
+        // A copy goes to `<key>.copy`, or where a replayed trace's copy
+        // went (its log names `source -> destination`).
+        let (key, dst) = match (op, key.split_once(" -> ")) {
+            (OpKind::Copy, Some((src, dst))) => (src.to_string(), Some(dst.to_string())),
+            (OpKind::Copy, None) => {
+                let dst = Side::Copy.key(&key);
+                (key, Some(dst))
+            }
+            _ => (key, None),
+        };
         OpPlan {
-            op,
             key,
             size,
             range,
             payload,
-            expect: None,
+            dst,
+            ..OpPlan::bare(op)
         }
     }
 
@@ -240,15 +319,25 @@ async fn attempt(
         bytes,
         n_objects: 1,
         first_byte,
-        parts: Vec::new(),
+        ..OpDone::default()
     };
     match plan.op {
         // The small-object paths first, as they were: a PUT whose payload
         // was made, a GET of a stage that neither verifies nor splits.
-        OpKind::Put if plan.payload.is_some() => {
+        OpKind::Put if plan.payload.is_some() && !stage.api.versioning => {
             let payload = plan.payload.clone().unwrap_or_default();
             let len = payload.len() as u64;
             store.put(key, payload).await.map(|()| one(len, None))
+        }
+        // A versioned PUT: the version it made is recorded.
+        OpKind::Put if plan.payload.is_some() => {
+            let payload = plan.payload.clone().unwrap_or_default();
+            let len = payload.len() as u64;
+            let version = store.put_versioned(key, payload).await?;
+            Ok(OpDone {
+                version,
+                ..one(len, None)
+            })
         }
         OpKind::Get | OpKind::RangeGet if !stage.verify && stage.parallel.is_none() => {
             let opts = GetOptions {
@@ -302,10 +391,79 @@ async fn attempt(
                 continuation: None,
             };
             store.list(key, &opts).await.map(|p| OpDone {
-                bytes: 0,
                 n_objects: (p.entries.len() + p.prefixes.len()) as u32,
-                first_byte: None,
-                parts: Vec::new(),
+                ..OpDone::default()
+            })
+        }
+        OpKind::Copy => {
+            let dst = plan.dst.as_deref().unwrap_or_default();
+            let copy = CopyPlan {
+                size: plan.size,
+                part_size: stage.part_size,
+            };
+            store.copy(key, dst, copy).await.map(|b| one(b, None))
+        }
+        OpKind::Append => {
+            let payload = plan.payload.clone().unwrap_or_default();
+            let len = payload.len() as u64;
+            store.append(key, payload).await.map(|()| one(len, None))
+        }
+        OpKind::Tag => {
+            let tags = stage.api.tags_for(&stage.name);
+            store.put_tags(key, &tags).await.map(|()| one(0, None))
+        }
+        OpKind::GetTags => store.get_tags(key).await.map(|_| one(0, None)),
+        OpKind::Retention => {
+            let until = api::retain_until(stage.api.retention.as_secs());
+            store.put_retention(key, until).await.map(|()| one(0, None))
+        }
+        OpKind::GetVersion | OpKind::DeleteVersion if plan.version.as_deref() == Some("") => {
+            Err(StoreError::new(
+                ErrorClass::NotFound,
+                store.endpoint(),
+                "no version is recorded to draw: this agent's puts with `versioning: true` \
+                 made none yet",
+            ))
+        }
+        OpKind::GetVersion => {
+            let version = plan.version.as_deref().unwrap_or_default();
+            let opts = GetOptions {
+                range: None,
+                keep_data: stage.verify,
+            };
+            let g = store.get_version(key, version, &opts).await?;
+            if stage.verify {
+                verify(store, plan, data, g.data.as_deref().unwrap_or_default())?;
+            }
+            Ok(one(g.bytes, g.first_byte))
+        }
+        OpKind::DeleteVersion => {
+            let version = plan.version.as_deref().unwrap_or_default();
+            store
+                .delete_version(key, version)
+                .await
+                .map(|()| one(0, None))
+        }
+        OpKind::ListVersions => {
+            let opts = ListOptions {
+                delimiter: None,
+                limit: LIST_PAGE_ENTRIES,
+                continuation: None,
+            };
+            store.list_versions(key, &opts).await.map(|p| OpDone {
+                n_objects: p.entries.len() as u32,
+                ..OpDone::default()
+            })
+        }
+        OpKind::DeleteBatch => {
+            let each = if plan.items.is_empty() {
+                store.delete_many(&plan.keys).await?
+            } else {
+                store.delete_versions(&plan.items).await?
+            };
+            api::batch_result(&each, store.endpoint()).map(|()| OpDone {
+                n_objects: plan.n_objects(),
+                ..OpDone::default()
             })
         }
         // Never planned: parts are logged beside their op, not chosen.

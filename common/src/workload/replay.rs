@@ -82,6 +82,17 @@ impl std::fmt::Debug for ReplayFeed {
     }
 }
 
+/// Whether a replay on `target` issues a traced op of kind `op`: one
+/// [`OpKind::replayable`] whose backend feature the target's scheme does
+/// not certainly lack (warp's `RETENTION` is not sent to `file://`). The
+/// controller counts the others as not replayed.
+pub fn replays(op: OpKind, target: &str) -> bool {
+    let scheme = target.split("://").next().unwrap_or("");
+    op.replayable()
+        && crate::plan::feature_of(op)
+            .is_none_or(|f| crate::store::api::scheme_has(scheme, f).is_ok())
+}
+
 /// Which agent, of how many, reads the share.
 #[derive(Clone, Copy, Debug)]
 pub struct Share {
@@ -109,6 +120,7 @@ impl ReplayFeed {
         let job = Job {
             path: path.to_path_buf(),
             spec,
+            target: stage.target.clone(),
             share,
             stop,
             closed: closed.clone(),
@@ -180,6 +192,8 @@ impl Drop for ReplayFeed {
 struct Job {
     path: PathBuf,
     spec: ReplaySpec,
+    /// The stage's target, which says which op kinds are replayed.
+    target: String,
     share: Share,
     /// The stage's stop flag: the stage ended early.
     stop: Arc<AtomicBool>,
@@ -281,10 +295,10 @@ impl Job {
             let op = item.map_err(|e| e.to_string())?;
             first = first.min(op.start_ns);
             let kind = match &op.op {
-                TraceOpKind::Known(k) => *k,
+                TraceOpKind::Known(k) if replays(*k, &self.target) => *k,
                 // Counted and reported by the controller's scan of the
                 // trace; nothing to issue.
-                TraceOpKind::Unknown(_) => continue,
+                _ => continue,
             };
             let Some(key) = self.mine(&mut clients, &op)? else {
                 continue;
@@ -326,6 +340,11 @@ impl Job {
             let Some(key) = self.mine(&mut clients, &op)? else {
                 continue;
             };
+            // A copy needs its source, the key before ` -> `.
+            let key = match (kind, key.split_once(" -> ")) {
+                (OpKind::Copy, Some((src, _))) => src.to_string(),
+                _ => key,
+            };
             let h = key_hash(&key);
             if !seen.contains_key(&h) && seen.len() >= MAX_PREPARE_KEYS {
                 return Err(format!(
@@ -347,11 +366,20 @@ impl Job {
                 OpKind::Put | OpKind::MultipartPut => s.written = true,
                 // A read or delete that failed says the object was not
                 // there: the replay should find it missing too.
-                OpKind::Get | OpKind::RangeGet | OpKind::Stat | OpKind::Delete if !op.failed => {
+                OpKind::Get
+                | OpKind::RangeGet
+                | OpKind::Stat
+                | OpKind::Delete
+                | OpKind::Copy
+                | OpKind::Tag
+                | OpKind::GetTags
+                | OpKind::Retention
+                    if !op.failed =>
+                {
                     s.needed = true;
                     // What a read moved; a STAT's bytes are the object's
                     // size where the tool logs it (warp does).
-                    if kind != OpKind::Delete {
+                    if !matches!(kind, OpKind::Delete | OpKind::Tag | OpKind::Retention) {
                         s.size = s.size.max(op.size);
                     }
                 }
@@ -377,6 +405,10 @@ impl Job {
             }
             let Some(key) = self.mine(&mut clients, &op)? else {
                 continue;
+            };
+            let key = match key.split_once(" -> ") {
+                Some((src, _)) if op.op == TraceOpKind::Known(OpKind::Copy) => src.to_string(),
+                _ => key,
             };
             let Some(s) = seen.get_mut(&key_hash(&key)) else {
                 continue;

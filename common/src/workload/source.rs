@@ -7,18 +7,20 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rand::RngExt;
+use rand::{Rng, RngExt};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use std::sync::Arc;
 
+use super::StageRun;
+use super::deal::Slice;
 use super::existing;
-use super::keys::{KeyPicker, KeyState};
+use super::keys::{KeyPicker, KeyState, Side};
 use super::ml;
 use super::pacer::Pacer;
 use super::replay::{self, ReplayFeed};
 use super::train::TrainFeed;
-use super::{Slice, StageRun};
+use super::versions::{Sweep, SweepSpec, VersionBatch};
 use crate::op::OpKind;
 use crate::plan::{ReplayPhase, Stage, StageKind};
 use crate::store::ByteRange;
@@ -52,6 +54,13 @@ pub(super) enum Target {
         /// generator's bytes for the key.
         content: Option<bytes::Bytes>,
     },
+    /// Objects of the key space deleted in one request (`delete_batch`):
+    /// in a cleanup, with their side objects.
+    Batch(Vec<u64>),
+    /// One version this agent's puts made.
+    Version { index: u64, version: Box<str> },
+    /// Versions a versioned cleanup listed.
+    Versions(VersionBatch),
 }
 
 /// Where a worker's next op comes from.
@@ -69,7 +78,20 @@ pub(super) enum WorkSource {
     Mix {
         cumulative: Vec<(u64, OpKind)>,
         picker: KeyPicker,
+        /// Keys per `delete_batch`.
+        batch: usize,
     },
+    /// A cleanup in batches: `per_claim` keys of this agent's slices at a
+    /// time, those with something to delete (the object the run made, its
+    /// side objects) in one `delete_batch` (a `delete` when that is one
+    /// object).
+    Cleanup {
+        next: AtomicU64,
+        slices: Vec<Slice>,
+        per_claim: u64,
+    },
+    /// A versioned cleanup: batches of versions as the listing finds them.
+    Sweep(Sweep),
     /// A trace's ops, this agent's share, each due at its time (run
     /// phase, with the pacer that wakes workers then) or at once (prepare).
     Replay {
@@ -114,6 +136,35 @@ fn nth_key(slices: &[Slice], mut i: u64) -> Option<u64> {
     None
 }
 
+/// Whether a cleanup has something to delete of key `i`: the object, if
+/// the run made it, or an object an op made beside it.
+pub(super) fn cleans(state: &KeyState, i: u64) -> bool {
+    (state.is_present(i) && !state.is_preexisting(i))
+        || Side::ALL.iter().any(|&d| state.has_side(i, d))
+}
+
+/// The keys a cleanup deletes of key `i`, added to `keys`.
+pub(super) fn cleanup_keys(stage: &Stage, state: &KeyState, i: u64, keys: &mut Vec<String>) {
+    let key = stage.objects.key(i);
+    for side in Side::ALL {
+        if state.has_side(i, side) {
+            keys.push(side.key(&key));
+        }
+    }
+    if state.is_present(i) && !state.is_preexisting(i) {
+        keys.push(key);
+    }
+}
+
+/// Keys per multi-object delete: the stage's `batch`, else the most the
+/// store takes in one request.
+fn batch_size(run: &StageRun) -> usize {
+    match run.stage.api.batch {
+        Some(b) => b as usize,
+        None => run.store.batch_limit().max(1),
+    }
+}
+
 /// One op drawn by weight from running totals.
 pub(super) fn draw_op(
     cumulative: &[(u64, OpKind)],
@@ -125,7 +176,7 @@ pub(super) fn draw_op(
 }
 
 impl WorkSource {
-    pub(super) fn for_stage(run: &StageRun, state: &KeyState) -> anyhow::Result<WorkSource> {
+    pub(super) fn for_stage(run: &StageRun, state: &Arc<KeyState>) -> anyhow::Result<WorkSource> {
         let stage = &run.stage;
         if let Some(index) = state.existing() {
             return Ok(WorkSource::Existing(existing::Draw::new(
@@ -167,10 +218,30 @@ impl WorkSource {
                     };
                 WorkSource::Replay { feed, pacer }
             }
-            // What the run created: present now, and not there before.
-            StageKind::Cleanup => keys(OpKind::Delete, |s, i| {
-                !s.is_present(i) || s.is_preexisting(i)
-            }),
+            // Every version of what the run created.
+            StageKind::Cleanup if stage.api.versioning => WorkSource::Sweep(Sweep::start(
+                run.store.clone(),
+                state.clone(),
+                SweepSpec {
+                    objects: stage.objects.clone(),
+                    slices,
+                    batch: batch_size(run),
+                    timeout: stage.retry.timeout,
+                },
+            )),
+            // What the run created: present now, and not there before; and
+            // what ops made beside it.
+            StageKind::Cleanup => {
+                let batch = batch_size(run) as u64;
+                // Room for a key's side objects in a batch.
+                let sides = (0..count).any(|i| Side::ALL.iter().any(|&d| state.has_side(i, d)));
+                let per_claim = if sides { (batch / 3).max(1) } else { batch };
+                WorkSource::Cleanup {
+                    next: AtomicU64::new(0),
+                    slices,
+                    per_claim,
+                }
+            }
             StageKind::Dataset | StageKind::Train => {
                 let spec = stage.training.dataset.as_ref().ok_or_else(|| {
                     anyhow::anyhow!("stage `{}` has no `dataset` settings", stage.name)
@@ -207,6 +278,7 @@ impl WorkSource {
             StageKind::Workload | StageKind::Search => WorkSource::Mix {
                 cumulative: cumulative(stage),
                 picker: KeyPicker::new(&stage.objects, run.deal.index, run.deal.count),
+                batch: batch_size(run),
             },
         })
     }
@@ -230,20 +302,72 @@ impl WorkSource {
                     });
                 }
             },
-            WorkSource::Mix { cumulative, picker } => {
+            WorkSource::Mix {
+                cumulative,
+                picker,
+                batch,
+            } => {
                 let op = draw_op(cumulative, rng)?;
-                let index = if op.reads_existing() {
-                    picker.existing(rng, state)
-                } else {
-                    picker.any(rng)
+                let target = match op {
+                    OpKind::DeleteBatch => {
+                        let mut keys: Vec<u64> =
+                            (0..*batch).map(|_| picker.existing(rng, state)).collect();
+                        keys.sort_unstable();
+                        keys.dedup();
+                        Target::Batch(keys)
+                    }
+                    OpKind::GetVersion | OpKind::DeleteVersion => {
+                        let book = state.versions();
+                        let drawn = if op == OpKind::GetVersion {
+                            book.pick(rng.next_u64())
+                        } else {
+                            book.take(rng.next_u64())
+                        };
+                        // None recorded: the op fails `not_found`, saying so.
+                        let (index, version) = drawn.unwrap_or((0, Box::from("")));
+                        Target::Version { index, version }
+                    }
+                    _ if op.reads_existing() => Target::Index(picker.existing(rng, state)),
+                    _ => Target::Index(picker.any(rng)),
                 };
                 Some(Work {
                     op,
-                    target: Target::Index(index),
+                    target,
                     due: None,
                     token: None,
                 })
             }
+            WorkSource::Cleanup {
+                next,
+                slices,
+                per_claim,
+            } => loop {
+                let from = next.fetch_add(*per_claim, Ordering::Relaxed);
+                nth_key(slices, from)?;
+                let batch: Vec<u64> = (from..from + per_claim)
+                    .map_while(|j| nth_key(slices, j))
+                    .filter(|&i| cleans(state, i))
+                    .collect();
+                let target = match batch[..] {
+                    [] => continue,
+                    // One object: a plain DELETE, as a cleanup of one key
+                    // at a time always was.
+                    [i] if !Side::ALL.iter().any(|&d| state.has_side(i, d)) => Target::Index(i),
+                    _ => Target::Batch(batch),
+                };
+                let op = match target {
+                    Target::Index(_) => OpKind::Delete,
+                    _ => OpKind::DeleteBatch,
+                };
+                return Some(Work {
+                    op,
+                    target,
+                    due: None,
+                    token: None,
+                });
+            },
+            // Taken asynchronously: see `Sweep::next`.
+            WorkSource::Sweep(_) => None,
             WorkSource::Replay { feed, pacer } => {
                 let op = feed.next()?;
                 Some(Work {

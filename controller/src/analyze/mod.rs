@@ -405,10 +405,11 @@ impl StageAcc {
     fn add(&mut self, rec: &OpRecord) {
         let ok = !rec.is_error();
         let latency_ns = rec.duration_ns().max(0) as u64;
-        self.ops
-            .entry(rec.op)
-            .or_default()
-            .record(latency_ns, rec.bytes, ok);
+        let stats = self.ops.entry(rec.op).or_default();
+        stats.record(latency_ns, rec.bytes, ok);
+        if ok && rec.op == OpKind::DeleteBatch {
+            stats.objects = stats.objects.saturating_add(u64::from(rec.n_objects));
+        }
         if ok && let Some(fb) = rec.first_byte_ns {
             let h = self
                 .ttfb

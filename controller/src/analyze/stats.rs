@@ -137,6 +137,20 @@ pub struct Row {
     pub ops_per_s: f64,
     pub mib_per_s: f64,
     pub latency_us: LatencySummary,
+    /// Objects a multi-object kind's successful ops removed
+    /// (`DELETE_BATCH`'s `n_objects`), and how many a second.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub objects: u64,
+    #[serde(skip_serializing_if = "is_zero_f")]
+    pub objects_per_s: f64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero_f(n: &f64) -> bool {
+    *n == 0.0
 }
 
 impl Row {
@@ -163,19 +177,26 @@ impl Row {
             ops_per_s: rate(count as f64),
             mib_per_s: rate(bytes as f64 / BYTES_PER_MIB),
             latency_us: LatencySummary::from_histogram(latency),
+            objects: 0,
+            objects_per_s: 0.0,
         }
     }
 
     /// A row of one op from the summary's own statistics.
     pub fn from_op_stats(key: &str, stats: &OpStats, elapsed_s: f64) -> Row {
-        Row::new(
+        let mut row = Row::new(
             key,
             stats.count,
             stats.errors,
             stats.bytes,
             &stats.latency,
             elapsed_s,
-        )
+        );
+        if stats.objects > 0 && elapsed_s.is_finite() && elapsed_s > 0.0 {
+            row.objects = stats.objects;
+            row.objects_per_s = stats.objects as f64 / elapsed_s;
+        }
+        row
     }
 }
 

@@ -318,6 +318,15 @@ fn is_op_name(f: &[u8]) -> bool {
             | b"RMDIR"
             | b"GET_PART"
             | b"PUT_PART"
+            | b"COPY"
+            | b"APPEND"
+            | b"DELETE_BATCH"
+            | b"TAG"
+            | b"GET_TAGS"
+            | b"RETENTION"
+            | b"GET_VERSION"
+            | b"DELETE_VERSION"
+            | b"LIST_VERSIONS"
     )
 }
 

@@ -639,6 +639,37 @@ impl ObjectStore for DirectStore {
         .await
     }
 
+    /// Whole blocks only: `O_DIRECT` writes at the file's end, which must
+    /// stay block-aligned. Sent through a pool buffer, a buffer at a time.
+    async fn append(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        let block = self.align.offset;
+        let path = self.path(key)?;
+        let (key, err) = (key.to_string(), self.err_fn());
+        if !data.len().is_multiple_of(block.max(1)) {
+            let e = io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "direct:// appends whole blocks: {} bytes is not a multiple of the \
+                     device's {block}-byte block (use such sizes, or file://)",
+                    data.len()
+                ),
+            );
+            return Err(err(&key, &path, e));
+        }
+        let mut buf = self.buffer().await?;
+        self.blocking(move || {
+            let room = buf.as_mut_slice().len().max(1);
+            for chunk in data.chunks(room) {
+                let b = &mut buf.as_mut_slice()[..chunk.len()];
+                b.copy_from_slice(chunk);
+                crate::store::file::more::append(&path, b, libc::O_DIRECT)
+                    .map_err(|e| err(&key, &path, e))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn get(&self, key: &str, opts: &GetOptions) -> StoreResult<GetOutcome> {
         if self.uring {
             return ring::get(self, key, opts).await;

@@ -710,6 +710,7 @@ mod existing;
 mod kept_files;
 mod large;
 mod naming;
+mod object_api;
 mod open_loop;
 mod ramp;
 mod sizes;

@@ -16,6 +16,7 @@ use chorus_common::metrics::OpStats;
 use chorus_common::op::OpKind;
 use chorus_common::plan::{ReplaySpec, Stage, StepSpec};
 use chorus_common::trace::TraceStats;
+use chorus_common::workload::replay::replays;
 use serde::{Deserialize, Serialize};
 
 use super::{StageKind, Step, StepResult, Verdict};
@@ -109,7 +110,7 @@ impl StageKind for Replay {
         };
         let (text, report) = match TraceStats::scan(Path::new(&self.spec.trace)) {
             Ok(stats) => {
-                let r = report(&self.spec, &stats, replay, prepared);
+                let r = report(&self.spec, &stage.target, &stats, replay, prepared);
                 (text(&stage.name, &r), Some(r))
             }
             Err(e) => (
@@ -142,6 +143,7 @@ fn ms(stats: &OpStats, q: f64) -> f64 {
 /// The trace's figures beside the replay step's.
 pub fn report(
     spec: &ReplaySpec,
+    target: &str,
     stats: &TraceStats,
     replay: &StepResult,
     prepared: u64,
@@ -185,7 +187,7 @@ pub fn report(
         speed: spec.speed,
         trace_ops: stats.ops,
         replay_ops: replay.metrics.total_ops(),
-        unknown_ops: stats.unknown.clone(),
+        unknown_ops: not_replayed(stats, target),
         prepared,
         trace_span_s: stats.span_ns() as f64 / 1e9,
         replay_span_s: replay.summary.elapsed_s,
@@ -197,6 +199,19 @@ pub fn report(
         late_ops: replay.schedules.iter().map(|s| s.late_ops).sum(),
         rows,
     }
+}
+
+/// Ops of the trace a replay does not issue, by name: kinds Chorus has
+/// not, kinds whose keys or version ids were the traced server's, and
+/// kinds the target's backend has not (`workload::replay::replays`).
+fn not_replayed(stats: &TraceStats, target: &str) -> BTreeMap<String, u64> {
+    let mut out = stats.unknown.clone();
+    for (op, s) in &stats.metrics.ops {
+        if !replays(*op, target) && !op.is_part() {
+            *out.entry(op.log_name().to_string()).or_default() += s.count;
+        }
+    }
+    out
 }
 
 /// The answer in words (one line; [`table`] has the figures).
@@ -228,7 +243,7 @@ pub fn text(stage: &str, r: &ReplayReport) -> String {
             .map(|(n, c)| format!("{n} ×{c}"))
             .collect();
         t.push_str(&format!(
-            "; {unknown} ops of kinds Chorus has not were not replayed ({})",
+            "; {unknown} ops Chorus cannot replay here were not replayed ({})",
             names.join(", ")
         ));
     }
