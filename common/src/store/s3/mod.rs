@@ -11,14 +11,16 @@
 //! CreateMultipartUpload / UploadPart / CompleteMultipartUpload (aborted on
 //! failure, so no parts are left billed), batch delete is DeleteObjects.
 //! The object API past the core ops (copy, tags, retention, versions, a
-//! bucket made with versioning or object lock) is in [`more`]; the trait
-//! impl here forwards to it.
+//! bucket made with versioning or object lock) is in [`more`], appends
+//! (RGW's appendable objects) in [`append`]; the trait impl here forwards
+//! to them.
 //!
 //! Two S3 semantics differ from the trait's wording, on purpose: DELETE of
 //! a missing key succeeds (S3 does not say whether the key existed, and a
 //! HEAD first would double the requests a benchmark measures), and a LIST
 //! page holds at most 1000 entries whatever the limit (S3's cap).
 
+mod append;
 pub mod config;
 mod error;
 mod more;
@@ -607,6 +609,10 @@ impl ObjectStore for S3Store {
 
     async fn copy(&self, src: &str, dst: &str, plan: CopyPlan) -> StoreResult<u64> {
         self.copy_object(src, dst, plan).await
+    }
+
+    async fn append(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        self.append_at_end(key, data).await
     }
 
     async fn put_tags(&self, key: &str, tags: &[(String, String)]) -> StoreResult<()> {
