@@ -3,8 +3,8 @@
 //! object's current length), with S3 Express's `x-amz-write-offset-bytes`
 //! sent alongside for servers that know that form instead.
 //!
-//! Tried on RGW (Reef): an append at the current length answers 200 with
-//! `x-rgw-next-append-position`; at any other position 409
+//! Tried on RGW (Ceph 16.2, Pacific): an append at the current length
+//! answers 200 with `x-rgw-next-append-position`; at any other position 409
 //! `PositionNotEqualToLength` (nothing written); onto an object a plain PUT
 //! wrote 409 `ObjectNotAppendable`; in a versioned bucket 409
 //! `InvalidBucketState`. RGW ignores `x-amz-write-offset-bytes` (a PUT
