@@ -51,6 +51,9 @@ pub(crate) fn classify(code: Option<&str>, status: Option<u16>) -> ErrorClass {
         // S3 closed a connection on which the request body did not arrive
         // in time: a timeout, though the server noticed it.
         Some("RequestTimeout") => Some(ErrorClass::Timeout),
+        // The server lacks the op (or a header of it): not a failure a
+        // retry could mend.
+        Some("NotImplemented") => Some(ErrorClass::NotSupported),
         _ => None,
     };
     by_code.unwrap_or(match status {
@@ -58,6 +61,7 @@ pub(crate) fn classify(code: Option<&str>, status: Option<u16>) -> ErrorClass {
         Some(401 | 403) => ErrorClass::AccessDenied,
         Some(429 | 503) => ErrorClass::Throttled,
         Some(408) => ErrorClass::Timeout,
+        Some(501) => ErrorClass::NotSupported,
         _ => ErrorClass::Other,
     })
 }
@@ -206,6 +210,11 @@ mod tests {
         assert_eq!(classify(Some("Whatever"), Some(429)), ErrorClass::Throttled);
         assert_eq!(classify(None, Some(503)), ErrorClass::Throttled);
         assert_eq!(classify(None, Some(500)), ErrorClass::Other);
+        assert_eq!(classify(None, Some(501)), ErrorClass::NotSupported);
+        assert_eq!(
+            classify(Some("NotImplemented"), Some(501)),
+            ErrorClass::NotSupported
+        );
         assert_eq!(classify(None, None), ErrorClass::Other);
     }
 

@@ -10,26 +10,30 @@
 //! Native forms replace the trait's defaults: multipart PUT is
 //! CreateMultipartUpload / UploadPart / CompleteMultipartUpload (aborted on
 //! failure, so no parts are left billed), batch delete is DeleteObjects.
+//! The object API past the core ops (copy, tags, retention, versions, a
+//! bucket made with versioning or object lock) is in [`more`], appends
+//! (RGW's appendable objects) in [`append`]; the trait impl here forwards
+//! to them.
 //!
 //! Two S3 semantics differ from the trait's wording, on purpose: DELETE of
 //! a missing key succeeds (S3 does not say whether the key existed, and a
 //! HEAD first would double the requests a benchmark measures), and a LIST
 //! page holds at most 1000 entries whatever the limit (S3's cap).
 
+mod append;
 pub mod config;
 mod error;
+mod more;
 mod unsigned;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{
-    BucketLocationConstraint, CompletedMultipartUpload, CompletedPart, CreateBucketConfiguration,
-    Delete, ObjectIdentifier,
-};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
 
@@ -37,8 +41,9 @@ pub use config::{DEFAULT_REGION, S3Config, S3Credentials};
 use error::ErrorMapper;
 
 use super::{
-    ByteRange, ChunkSink, ErrorClass, GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta,
-    ObjectStore, OpenOptions, PartPlan, PartSource, StoreError, StoreResult, clamp_range,
+    BucketSetup, ByteRange, ChunkSink, CopyPlan, ErrorClass, GetOptions, GetOutcome, ListOptions,
+    ListPage, ObjectMeta, ObjectStore, OpenOptions, PartPlan, PartSource, StoreError, StoreResult,
+    Tags, VersionPage, clamp_range,
 };
 use crate::clock::Mono;
 
@@ -154,9 +159,26 @@ impl S3Store {
     }
 
     /// The zero-length range: S3 cannot express it, so check the offset
-    /// against the size and read nothing.
-    async fn empty_range(&self, key: &str, range: ByteRange) -> StoreResult<GetOutcome> {
-        let size = self.stat(key).await?.size;
+    /// against the size (of `version`, when one is named) and read nothing.
+    async fn empty_range(
+        &self,
+        key: &str,
+        range: ByteRange,
+        version: Option<&str>,
+    ) -> StoreResult<GetOutcome> {
+        let full = self.full_key(key);
+        let size = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .set_version_id(version.map(String::from))
+            .send()
+            .await
+            .map_err(|e| self.errors.sdk(&self.what("HEAD", &full), &e))?
+            .content_length
+            .unwrap_or(0)
+            .max(0) as u64;
         clamp_range(range, size, self.endpoint(), key)?;
         Ok(GetOutcome {
             bytes: 0,
@@ -216,20 +238,30 @@ impl S3Store {
     }
 
     /// A GET whose body goes to `sink` when there is one, else is counted
-    /// and dropped, or kept when `keep` (the one body loop of both forms).
+    /// and dropped, or kept when `keep` (the one body loop of every form):
+    /// of the current object, or of `version` when one is named.
     async fn get_body(
         &self,
         key: &str,
         range: Option<ByteRange>,
         keep: bool,
         mut sink: Option<ChunkSink<'_>>,
+        version: Option<&str>,
     ) -> StoreResult<GetOutcome> {
         let full = self.full_key(key);
-        let what = self.what("GET", &full);
-        let mut req = self.client.get_object().bucket(&self.bucket).key(&full);
+        let what = match version {
+            None => self.what("GET", &full),
+            Some(v) => format!("{} version `{v}`", self.what("GET", &full)),
+        };
+        let mut req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .set_version_id(version.map(String::from));
         if let Some(range) = range {
             if range.length == 0 {
-                return self.empty_range(key, range).await;
+                return self.empty_range(key, range, version).await;
             }
             req = req.range(range_header(range));
         }
@@ -293,13 +325,24 @@ impl S3Store {
         })
     }
 
-    /// One DeleteObjects request for at most [`DELETE_BATCH`] keys.
-    async fn delete_batch(&self, keys: &[String]) -> Vec<StoreResult<()>> {
+    /// One DeleteObjects request for at most [`DELETE_BATCH`] keys, each
+    /// of its current object or of one version; `bypass` removes versions
+    /// under governance retention too. One result per item, in order.
+    async fn delete_batch(
+        &self,
+        items: &[(&str, Option<&str>)],
+        bypass: bool,
+    ) -> Vec<StoreResult<()>> {
         let what = self.what("DELETE OBJECTS", &self.prefix);
-        let fail_all = |e: StoreError| keys.iter().map(|_| Err(e.clone())).collect();
-        let objects: Result<Vec<ObjectIdentifier>, _> = keys
+        let fail_all = |e: StoreError| items.iter().map(|_| Err(e.clone())).collect();
+        let objects: Result<Vec<ObjectIdentifier>, _> = items
             .iter()
-            .map(|k| ObjectIdentifier::builder().key(self.full_key(k)).build())
+            .map(|(k, v)| {
+                ObjectIdentifier::builder()
+                    .key(self.full_key(k))
+                    .set_version_id(v.map(String::from))
+                    .build()
+            })
             .collect();
         // Quiet: the answer lists only failures, not every deleted key.
         let delete =
@@ -310,37 +353,46 @@ impl S3Store {
                 return fail_all(self.errors.error(ErrorClass::Other, format!("{what}: {e}")));
             }
         };
-        let out = match self
+        let mut req = self
             .client
             .delete_objects()
             .bucket(&self.bucket)
-            .delete(delete)
-            .send()
-            .await
-        {
+            .delete(delete);
+        if bypass {
+            req = req.bypass_governance_retention(true);
+        }
+        let out = match req.send().await {
             Ok(o) => o,
             Err(e) => return fail_all(self.errors.sdk(&what, &e)),
         };
-        let failed: HashMap<&str, StoreError> = out
+        // Failures by (full key, version): a key may be named once per
+        // version in one request.
+        let failed: HashMap<(&str, Option<&str>), StoreError> = out
             .errors()
             .iter()
             .filter_map(|e| {
                 let key = e.key()?;
                 let class = error::classify(e.code(), None);
-                let message = format!(
-                    "{}: {}: {}",
-                    self.what("DELETE", key),
+                let mut message = self.what("DELETE", key);
+                if let Some(v) = e.version_id() {
+                    message.push_str(&format!(" version `{v}`"));
+                }
+                message.push_str(&format!(
+                    ": {}: {}",
                     e.code().unwrap_or("no S3 error code"),
                     e.message().unwrap_or("")
-                );
-                Some((key, self.errors.error(class, message)))
+                ));
+                Some(((key, e.version_id()), self.errors.error(class, message)))
             })
             .collect();
-        keys.iter()
-            .map(|k| match failed.get(self.full_key(k).as_str()) {
-                Some(e) => Err(e.clone()),
-                None => Ok(()),
-            })
+        items
+            .iter()
+            .map(
+                |(k, v)| match failed.get(&(self.full_key(k).as_str(), *v)) {
+                    Some(e) => Err(e.clone()),
+                    None => Ok(()),
+                },
+            )
             .collect()
     }
 }
@@ -383,7 +435,8 @@ impl ObjectStore for S3Store {
     }
 
     async fn get(&self, key: &str, opts: &GetOptions) -> StoreResult<GetOutcome> {
-        self.get_body(key, opts.range, opts.keep_data, None).await
+        self.get_body(key, opts.range, opts.keep_data, None, None)
+            .await
     }
 
     async fn get_chunks(
@@ -392,7 +445,7 @@ impl ObjectStore for S3Store {
         range: Option<ByteRange>,
         sink: ChunkSink<'_>,
     ) -> StoreResult<GetOutcome> {
-        self.get_body(key, range, false, Some(sink)).await
+        self.get_body(key, range, false, Some(sink), None).await
     }
 
     async fn stat(&self, key: &str) -> StoreResult<ObjectMeta> {
@@ -535,46 +588,86 @@ impl ObjectStore for S3Store {
     async fn delete_many(&self, keys: &[String]) -> StoreResult<Vec<StoreResult<()>>> {
         let mut out = Vec::with_capacity(keys.len());
         for batch in keys.chunks(DELETE_BATCH) {
-            out.extend(self.delete_batch(batch).await);
+            let items: Vec<(&str, Option<&str>)> =
+                batch.iter().map(|k| (k.as_str(), None)).collect();
+            out.extend(self.delete_batch(&items, false).await);
         }
         Ok(out)
     }
 
     async fn ensure_ready(&self) -> StoreResult<()> {
-        let what = format!("CREATE BUCKET `{}`", self.bucket);
-        match self.client.head_bucket().bucket(&self.bucket).send().await {
-            Ok(_) => return Ok(()),
-            Err(e) => {
-                let e = self
-                    .errors
-                    .sdk(&format!("HEAD BUCKET `{}`", self.bucket), &e);
-                if e.class != ErrorClass::NotFound {
-                    return Err(e);
-                }
-            }
+        self.ready_bucket(false).await.map(|_| ())
+    }
+
+    async fn ensure_ready_with(&self, setup: BucketSetup) -> StoreResult<()> {
+        self.ready_bucket_with(setup).await
+    }
+
+    fn batch_limit(&self) -> usize {
+        DELETE_BATCH
+    }
+
+    async fn copy(&self, src: &str, dst: &str, plan: CopyPlan) -> StoreResult<u64> {
+        self.copy_object(src, dst, plan).await
+    }
+
+    async fn append(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        self.append_at_end(key, data).await
+    }
+
+    async fn put_tags(&self, key: &str, tags: &[(String, String)]) -> StoreResult<()> {
+        self.put_tag_set(key, tags).await
+    }
+
+    async fn get_tags(&self, key: &str) -> StoreResult<Tags> {
+        self.get_tag_set(key).await
+    }
+
+    async fn put_retention(&self, key: &str, until: SystemTime) -> StoreResult<()> {
+        self.put_governance(key, until).await
+    }
+
+    async fn versioning_enabled(&self) -> StoreResult<bool> {
+        self.bucket_versioning()
+            .await
+            .map(|status| status.is_some_and(|s| s == "Enabled"))
+    }
+
+    async fn put_versioned(&self, key: &str, data: Bytes) -> StoreResult<Option<String>> {
+        self.put_with_version(key, data).await
+    }
+
+    async fn get_version(
+        &self,
+        key: &str,
+        version: &str,
+        opts: &GetOptions,
+    ) -> StoreResult<GetOutcome> {
+        self.get_body(key, opts.range, opts.keep_data, None, Some(version))
+            .await
+    }
+
+    async fn delete_version(&self, key: &str, version: &str) -> StoreResult<()> {
+        self.delete_one_version(key, version).await
+    }
+
+    async fn list_versions(&self, prefix: &str, opts: &ListOptions) -> StoreResult<VersionPage> {
+        self.list_version_page(prefix, opts).await
+    }
+
+    async fn delete_versions(
+        &self,
+        items: &[(String, String)],
+    ) -> StoreResult<Vec<StoreResult<()>>> {
+        let mut out = Vec::with_capacity(items.len());
+        for batch in items.chunks(DELETE_BATCH) {
+            let items: Vec<(&str, Option<&str>)> = batch
+                .iter()
+                .map(|(k, v)| (k.as_str(), Some(v.as_str())))
+                .collect();
+            out.extend(self.delete_batch(&items, true).await);
         }
-        let mut create = self.client.create_bucket().bucket(&self.bucket);
-        // us-east-1 is the one region that takes no location constraint.
-        if self.region != DEFAULT_REGION {
-            create = create.create_bucket_configuration(
-                CreateBucketConfiguration::builder()
-                    .location_constraint(BucketLocationConstraint::from(self.region.as_str()))
-                    .build(),
-            );
-        }
-        match create.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("BucketAlreadyOwnedByYou") => Ok(()),
-            // Another agent may have created it between our HEAD and
-            // CREATE; some servers then say "exists". Ours if we can HEAD it.
-            Err(e) if e.code() == Some("BucketAlreadyExists") => {
-                match self.client.head_bucket().bucket(&self.bucket).send().await {
-                    Ok(_) => Ok(()),
-                    Err(_) => Err(self.errors.sdk(&what, &e)),
-                }
-            }
-            Err(e) => Err(self.errors.sdk(&what, &e)),
-        }
+        Ok(out)
     }
 }
 
