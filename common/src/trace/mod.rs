@@ -37,7 +37,7 @@
 //!   the file is zstd. warp sorts ops by start before writing
 //!   (`SortByStartTime` in `cli/benchmark.go`, `benchserver.go`,
 //!   `merge.go`): **sorted**. Its op names: `GET PUT DELETE STAT LIST`
-//!   (known) and `POST PUTPART RETENTION APPEND SELECT UPLOAD COMMIT` and
+//!   and `APPEND RETENTION` (known) and `POST PUTPART SELECT UPLOAD COMMIT` and
 //!   the Iceberg `NS_*`, `TABLE_*`, `VIEW_*` ops (unknown).
 //! - **s3dlio** (`src/s3_logger.rs`, `src/object_store_logger.rs`,
 //!   `src/s3_ops.rs`): the same thirteen columns, zstd, times from
@@ -48,8 +48,8 @@
 //!   much. Before v0.9.22 (2025-11) `client_id` was empty for object-store
 //!   ops. Unless `S3DLIO_OPLOG_LOSSLESS=1`, s3dlio drops records when its
 //!   channel is full, without a mark (`idx` is numbered at write): such a
-//!   trace lacks ops and nothing here can tell. Its op names: `GET PUT DELETE LIST HEAD STAT GET_RANGE` (known)
-//!   and `DELETE_BATCH DELETE_PREFIX CREATE_CONTAINER DELETE_CONTAINER`
+//!   trace lacks ops and nothing here can tell. Its op names: `GET PUT DELETE LIST HEAD STAT GET_RANGE DELETE_BATCH`
+//!   (known) and `DELETE_PREFIX CREATE_CONTAINER DELETE_CONTAINER`
 //!   (unknown).
 //! - **Chorus** (`oplog::record::HEADER`): the thirteen columns plus
 //!   `stage`, `warmup`, `retries`; a timeline is sorted by start, an

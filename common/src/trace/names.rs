@@ -32,6 +32,8 @@ pub(super) fn op_kind(format: TraceFormat, name: &str) -> TraceOpKind {
             "DELETE" => Some(OpKind::Delete),
             "HEAD" | "STAT" => Some(OpKind::Stat),
             "LIST" => Some(OpKind::List),
+            // One multi-object delete, its `n_objects` keys.
+            "DELETE_BATCH" => Some(OpKind::DeleteBatch),
             _ => None,
         },
     };
@@ -60,7 +62,8 @@ mod tests {
         assert_eq!(known(Warp, "get"), None);
         assert_eq!(known(S3dlio, "HEAD"), Some(OpKind::Stat));
         assert_eq!(known(S3dlio, "GET_RANGE"), Some(OpKind::RangeGet));
-        assert_eq!(known(S3dlio, "DELETE_BATCH"), None);
+        assert_eq!(known(S3dlio, "DELETE_BATCH"), Some(OpKind::DeleteBatch));
+        assert_eq!(known(S3dlio, "DELETE_PREFIX"), None);
         for k in OpKind::ALL {
             assert_eq!(known(Chorus, k.log_name()), Some(k));
         }
