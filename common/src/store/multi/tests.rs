@@ -358,3 +358,38 @@ async fn least_connections_sends_less_to_a_slow_endpoint() {
     // cut off: least-connections is not a health check.
     assert!(stats[1].requests > 0, "{stats:?}");
 }
+
+/// The object API's ops go through the balancer like the core ops: each
+/// to one endpoint, counted there (a store left on the trait's default
+/// would answer `not_supported`).
+#[tokio::test]
+async fn the_object_api_is_forwarded_and_counted() {
+    let shared: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new("shared"));
+    let m = MultiStore::new(vec![shared.clone(); 2], Balance::RoundRobin).unwrap();
+    m.put("k", Bytes::from_static(b"abc")).await.unwrap();
+    let plan = CopyPlan {
+        size: 3,
+        part_size: 8,
+    };
+    assert_eq!(m.copy("k", "k.copy", plan).await.unwrap(), 3);
+    m.append("a", Bytes::from_static(b"xy")).await.unwrap();
+    m.append("a", Bytes::from_static(b"z")).await.unwrap();
+    assert_eq!(shared.stat("a").await.unwrap().size, 3);
+    let tags = vec![("t".to_string(), "v".to_string())];
+    m.put_tags("k", &tags).await.unwrap();
+    assert_eq!(m.get_tags("k").await.unwrap(), tags);
+    m.put_retention("k", std::time::SystemTime::now()).await.unwrap();
+    assert!(m.versioning_enabled().await.unwrap());
+    let v = m.put_versioned("v", Bytes::from_static(b"1")).await.unwrap().unwrap();
+    let got = m.get_version("v", &v, &GetOptions::keep()).await.unwrap();
+    assert_eq!(got.data.as_deref(), Some(&b"1"[..]));
+    let page = m.list_versions("v", &ListOptions::default()).await.unwrap();
+    assert_eq!(page.entries.len(), 1);
+    let each = m.delete_versions(&[("v".to_string(), v)]).await.unwrap();
+    assert!(each.iter().all(|r| r.is_ok()));
+    assert!(shared.stat("v").await.is_err(), "the last version went");
+    // put, copy, 2 appends, 2 tag ops, retention, put_versioned,
+    // get_version, list_versions, delete_versions; versioning is setup.
+    assert_eq!(requests(&m).iter().sum::<u64>(), 11);
+    assert_eq!(m.batch_limit(), 1);
+}
