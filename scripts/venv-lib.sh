@@ -1,8 +1,8 @@
 # shellcheck shell=bash
-# venv-lib.sh: sourced by scripts/boto3.sh, scripts/pyenv.sh and scripts/pqenv.sh (not run on
-# its own): a Python venv under the user's cache holding one pinned package,
-# created on first use, so the reference reader or client is the same on
-# every machine.
+# venv-lib.sh: sourced by scripts/boto3.sh, azsdk.sh, gcssdk.sh, pyenv.sh
+# and pqenv.sh (not run on its own): a Python venv under the user's cache
+# holding one pinned package, created on first use, so the reference reader
+# or client is the same on every machine.
 
 # venv_ensure VENV PACKAGE VERSION LOG_NAME: makes VENV hold PACKAGE at
 # VERSION, installing it if needed; tests run in parallel, so one installs

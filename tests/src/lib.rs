@@ -13,6 +13,7 @@ pub mod dataset;
 pub mod helm;
 pub mod netns;
 pub mod scrape;
+pub mod sdk;
 pub mod servers;
 
 /// The path of a workspace binary (`controller`, `agent`). `scripts/test.sh`

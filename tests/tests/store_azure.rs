@@ -17,6 +17,7 @@ use chorus_common::store::azure::{AzureConfig, AzureCredential, AzureStore, EMUL
 use chorus_common::store::conformance;
 use chorus_common::store::{ErrorClass, GetOptions, ObjectStore, OpenOptions, StoreError};
 use chorus_common::workload::timed;
+use chorus_tests::sdk;
 use chorus_tests::servers::Server;
 use chorus_tests::{read_json, run_quickstart};
 
@@ -257,4 +258,177 @@ fn quickstart_runs_unchanged_against_azurite() {
         let text = std::fs::read_to_string(run.join(f)).unwrap();
         assert!(!text.contains(key), "{f} holds the account key");
     }
+}
+
+/// Reads what [`object_api_is_what_the_azure_sdk_sees`] made, with
+/// azure-storage-blob: argv is the connection string, the container, the
+/// store's prefix and a JSON request (blobs to download, to read tags of,
+/// to tag, a prefix to list); prints what the SDK saw as JSON.
+const AZ_SDK_SCRIPT: &str = r#"
+import hashlib, json, sys
+from azure.storage.blob import BlobServiceClient
+conn, container, prefix, ask = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+c = BlobServiceClient.from_connection_string(conn).get_container_client(container)
+blob = lambda name: c.get_blob_client(prefix + name)
+out = {"blobs": {}, "tags": {}}
+for name in ask.get("download", []):
+    data = blob(name).download_blob().readall()
+    props = blob(name).get_blob_properties()
+    out["blobs"][name] = {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+        "type": getattr(props.blob_type, "value", str(props.blob_type)),
+        "blocks": props.append_blob_committed_block_count,
+    }
+for name, tags in ask.get("set_tags", {}).items():
+    blob(name).set_blob_tags(tags)
+for name in ask.get("tags", []):
+    out["tags"][name] = blob(name).get_blob_tags()
+if "list" in ask:
+    out["listed"] = sorted(
+        b.name[len(prefix):] for b in c.list_blobs(name_starts_with=prefix + ask["list"])
+    )
+json.dump(out, sys.stdout)
+"#;
+
+/// Asks the Azure SDK about `container` (see [`AZ_SDK_SCRIPT`]).
+fn azure_sdk(server: &Server, container: &str, ask: serde_json::Value) -> serde_json::Value {
+    let conn = format!(
+        "DefaultEndpointsProtocol=http;AccountName={};AccountKey={};BlobEndpoint={};",
+        server.get("AZURE_STORAGE_ACCOUNT"),
+        server.get("AZURE_STORAGE_KEY"),
+        server.get("AZURE_STORAGE_ENDPOINT"),
+    );
+    let ask = ask.to_string();
+    sdk::run_python(
+        "azsdk.sh",
+        AZ_SDK_SCRIPT,
+        &[&conn, container, "p/", &ask],
+        &[],
+    )
+}
+
+/// Copy, append, tags and batch delete through Chorus, each checked with
+/// the Azure SDK for Python: what a user's own code would read back.
+#[test]
+fn object_api_is_what_the_azure_sdk_sees() {
+    use chorus_common::store::CopyPlan;
+    let server = azurite();
+    let container = unique("api");
+    runtime().block_on(async {
+        let store = open(&container, config(&server), LONG_TIMEOUT);
+        store.ensure_ready().await.expect("create container");
+
+        // Copy: a server-side copy of 300 KiB, the size returned.
+        let src = sdk::payload(1, 300 << 10);
+        store.put("src", src.clone()).await.expect("put source");
+        let plan = CopyPlan {
+            size: src.len() as u64,
+            part_size: 8 << 20,
+        };
+        let copied = store.copy("src", "dst", plan).await.expect("copy");
+        assert_eq!(copied, src.len() as u64);
+
+        // Append: a new blob, then distinct data, then more than one 4 MiB
+        // block's worth (two Append Block calls).
+        let parts = [
+            sdk::payload(2, 1000),
+            sdk::payload(3, 777),
+            sdk::payload(4, (4 << 20) + 5),
+        ];
+        for p in &parts {
+            store.append("log", p.clone()).await.expect("append");
+        }
+        let whole: Vec<u8> = parts.concat();
+        // Appending to a block blob is the service's error, not ours.
+        let e = store
+            .append("src", Bytes::from_static(b"x"))
+            .await
+            .unwrap_err();
+        eprintln!("{e}");
+        assert_eq!(e.class, ErrorClass::Other, "{e}");
+        assert!(e.message.contains("409"), "{e}");
+
+        // Tags: set by Chorus on one blob, by the SDK on another.
+        let tags = vec![
+            ("team".to_string(), "chorus".to_string()),
+            ("stage".to_string(), "copy-1".to_string()),
+        ];
+        store.put_tags("dst", &tags).await.expect("put tags");
+        store
+            .put("tagged-by-sdk", Bytes::from_static(b"t"))
+            .await
+            .expect("put");
+
+        // Batch delete: 10 of 13 keys, and one that never existed.
+        for i in 0..13 {
+            let data = Bytes::from(format!("d{i}"));
+            store.put(&format!("del/{i:02}"), data).await.expect("put");
+        }
+        assert_eq!(store.batch_limit(), 256);
+        let mut doomed: Vec<String> = (0..10).map(|i| format!("del/{i:02}")).collect();
+        doomed.push("del/never".to_string());
+        let results = store.delete_many(&doomed).await.expect("delete_many");
+        assert_eq!(results.len(), doomed.len());
+        for (k, r) in doomed.iter().zip(&results) {
+            match k.as_str() {
+                "del/never" => assert_eq!(r.as_ref().unwrap_err().class, ErrorClass::NotFound),
+                _ => assert!(r.is_ok(), "{k}: {r:?}"),
+            }
+        }
+
+        let seen = azure_sdk(
+            &server,
+            &container,
+            serde_json::json!({
+                "download": ["src", "dst", "log"],
+                "set_tags": {"tagged-by-sdk": {"owner": "sdk", "n": "2"}},
+                "tags": ["dst", "tagged-by-sdk"],
+                "list": "del/",
+            }),
+        );
+        let blob = |name: &str| &seen["blobs"][name];
+        assert_eq!(blob("dst")["sha256"], sdk::sha256_hex(&src), "{seen:#}");
+        assert_eq!(blob("dst")["sha256"], blob("src")["sha256"]);
+        assert_eq!(blob("log")["sha256"], sdk::sha256_hex(&whole), "{seen:#}");
+        assert_eq!(blob("log")["size"], whole.len());
+        assert_eq!(blob("log")["type"], "AppendBlob", "{seen:#}");
+        // 4 MiB at most per block (Azurite takes larger ones; Azure not).
+        assert_eq!(blob("log")["blocks"], 4, "{seen:#}");
+        assert_eq!(blob("src")["type"], "BlockBlob", "{seen:#}");
+        assert_eq!(
+            seen["tags"]["dst"],
+            serde_json::json!({"team": "chorus", "stage": "copy-1"})
+        );
+        let listed: Vec<&str> = seen["listed"]
+            .as_array()
+            .expect("listed")
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(listed, ["del/10", "del/11", "del/12"]);
+
+        // get_tags agrees with the SDK, on both blobs.
+        let sorted = |mut t: Vec<(String, String)>| {
+            t.sort();
+            t
+        };
+        let ours = store.get_tags("dst").await.expect("get tags");
+        assert_eq!(sorted(ours), sorted(tags));
+        let ours = store.get_tags("tagged-by-sdk").await.expect("get tags");
+        let theirs: Vec<(String, String)> = seen["tags"]["tagged-by-sdk"]
+            .as_object()
+            .expect("tags")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+            .collect();
+        assert_eq!(theirs.len(), 2, "{seen:#}");
+        assert_eq!(sorted(ours), sorted(theirs));
+
+        // Missing blobs are not_found for every new op.
+        let e = store.get_tags("nope").await.unwrap_err();
+        assert_eq!(e.class, ErrorClass::NotFound, "{e}");
+        let e = store.copy("nope", "x", plan).await.unwrap_err();
+        assert_eq!(e.class, ErrorClass::NotFound, "{e}");
+    });
 }

@@ -20,6 +20,7 @@ use chorus_common::store::{
     ErrorClass, GetOptions, ObjectStore, OpenOptions, PartPlan, StoreError,
 };
 use chorus_common::workload::timed;
+use chorus_tests::sdk;
 use chorus_tests::servers::Server;
 use chorus_tests::{read_json, run_quickstart};
 
@@ -206,4 +207,89 @@ fn quickstart_runs_unchanged_against_fake_gcs() {
         total_ops > 2000,
         "prepare alone is 2000 ops; got {total_ops}"
     );
+}
+
+/// Reads what [`object_api_is_what_the_gcs_sdk_sees`] made, with
+/// google-cloud-storage against the emulator (`STORAGE_EMULATOR_HOST`,
+/// anonymous credentials): argv is the bucket, the store's prefix and a
+/// JSON request (objects to download, a prefix to list); prints what the
+/// SDK saw as JSON.
+const GCS_SDK_SCRIPT: &str = r#"
+import hashlib, json, sys
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+bucket, prefix, ask = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+client = storage.Client(project="chorus-test", credentials=AnonymousCredentials())
+b = client.bucket(bucket)
+out = {"objects": {}}
+for name in ask.get("download", []):
+    data = b.blob(prefix + name).download_as_bytes()
+    out["objects"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+if "list" in ask:
+    out["listed"] = sorted(
+        o.name[len(prefix):] for o in client.list_blobs(bucket, prefix=prefix + ask["list"])
+    )
+json.dump(out, sys.stdout)
+"#;
+
+/// Copy and batch delete through Chorus, each checked with the GCS SDK
+/// for Python: what a user's own code would read back.
+#[test]
+fn object_api_is_what_the_gcs_sdk_sees() {
+    use chorus_common::store::CopyPlan;
+    let server = fake_gcs();
+    let ep = endpoint(&server);
+    let bucket = unique("api");
+    runtime().block_on(async {
+        let store = open(&bucket, &ep, LONG_TIMEOUT).await;
+        store.ensure_ready().await.expect("create bucket");
+
+        // Copy: a server-side rewrite of 300 KiB, the size returned.
+        let src = sdk::payload(1, 300 << 10);
+        store.put("src", src.clone()).await.expect("put source");
+        let plan = CopyPlan {
+            size: src.len() as u64,
+            part_size: 8 << 20,
+        };
+        let copied = store.copy("src", "dst", plan).await.expect("copy");
+        assert_eq!(copied, src.len() as u64);
+        let e = store.copy("nope", "x", plan).await.unwrap_err();
+        check(&e, ErrorClass::NotFound, &ep);
+
+        // Batch delete: 10 of 13 keys, and one that never existed.
+        for i in 0..13 {
+            let data = Bytes::from(format!("d{i}"));
+            store.put(&format!("del/{i:02}"), data).await.expect("put");
+        }
+        assert_eq!(store.batch_limit(), 100);
+        let mut doomed: Vec<String> = (0..10).map(|i| format!("del/{i:02}")).collect();
+        doomed.push("del/never".to_string());
+        let results = store.delete_many(&doomed).await.expect("delete_many");
+        assert_eq!(results.len(), doomed.len());
+        for (k, r) in doomed.iter().zip(&results) {
+            match k.as_str() {
+                "del/never" => assert_eq!(r.as_ref().unwrap_err().class, ErrorClass::NotFound),
+                _ => assert!(r.is_ok(), "{k}: {r:?}"),
+            }
+        }
+
+        let ask = serde_json::json!({"download": ["src", "dst"], "list": "del/"}).to_string();
+        let seen = sdk::run_python(
+            "gcssdk.sh",
+            GCS_SDK_SCRIPT,
+            &[&bucket, "p/", &ask],
+            &[("STORAGE_EMULATOR_HOST", &ep)],
+        );
+        let object = |name: &str| &seen["objects"][name];
+        assert_eq!(object("dst")["sha256"], sdk::sha256_hex(&src), "{seen:#}");
+        assert_eq!(object("dst")["size"], src.len());
+        assert_eq!(object("src")["sha256"], object("dst")["sha256"]);
+        let listed: Vec<&str> = seen["listed"]
+            .as_array()
+            .expect("listed")
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(listed, ["del/10", "del/11", "del/12"]);
+    });
 }

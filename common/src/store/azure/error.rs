@@ -21,6 +21,16 @@ pub(crate) fn status_of(e: &azure_core::Error) -> Option<azure_core::StatusCode>
     }
 }
 
+/// The service's error code (`BlobNotFound`, `ContainerNotFound`, …) of
+/// `e`, when it answered with one: what tells a missing blob from a
+/// missing container, both 404.
+pub(crate) fn code_of(e: &azure_core::Error) -> Option<&str> {
+    match e.kind() {
+        ErrorKind::HttpResponse { error_code, .. } => error_code.as_deref(),
+        _ => None,
+    }
+}
+
 /// Turns `e`, from doing `what` against `endpoint`, into a [`StoreError`].
 pub(crate) fn map(e: &azure_core::Error, endpoint: &str, what: &str) -> StoreError {
     match e.kind() {

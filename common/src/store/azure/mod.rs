@@ -17,11 +17,14 @@
 //!   CRC64 of small ranges; see `policy.rs`), streamed and dropped unless
 //!   asked to keep it; the first byte is the first body chunk.
 //! - Multipart PUT is the native block blob form: one `Put Block` per part,
-//!   then `Put Block List`. Batch delete keeps the trait's one-by-one
-//!   default: this crate has no `Blob Batch` call.
+//!   then `Put Block List`.
+//! - Copy (`Copy Blob`), append (append blobs), blob index tags and batch
+//!   delete are in `more.rs`. Batch delete deletes in parallel, bounded:
+//!   this crate has no `Blob Batch` call.
 
 mod config;
 pub(crate) mod error;
+mod more;
 mod policy;
 
 use std::fmt;
@@ -41,8 +44,8 @@ use futures::{StreamExt, TryStreamExt, stream};
 pub use config::{AzureConfig, AzureCredential, EMULATOR_ACCOUNT};
 
 use super::{
-    ByteRange, ChunkSink, ErrorClass, GetOptions, GetOutcome, ListOptions, ListPage, ObjectMeta,
-    ObjectStore, OpenOptions, PartPlan, PartSource, StoreError, StoreResult,
+    ByteRange, ChunkSink, CopyPlan, ErrorClass, GetOptions, GetOutcome, ListOptions, ListPage,
+    ObjectMeta, ObjectStore, OpenOptions, PartPlan, PartSource, StoreError, StoreResult, Tags,
 };
 use crate::clock::Mono;
 
@@ -76,6 +79,9 @@ pub struct AzureStore {
     prefix: String,
     /// Scrubbed from every error message, whatever layer produced it.
     secret: Option<String>,
+    /// The SAS (no `?`) when the store was opened with one: a copy's
+    /// source URL carries it, as Azure authorizes the source by it.
+    source_sas: Option<String>,
 }
 
 impl fmt::Debug for AzureStore {
@@ -202,6 +208,10 @@ impl AzureStore {
             endpoint,
             prefix,
             secret: config.credential.secret().map(str::to_string),
+            source_sas: match &config.credential {
+                AzureCredential::Sas(s) => Some(s.trim_start_matches('?').to_string()),
+                _ => None,
+            },
         })
     }
 
@@ -473,6 +483,31 @@ impl ObjectStore for AzureStore {
             .await
             .map_err(|e| self.err(&e, &what))?;
         Ok(parts)
+    }
+
+    /// In parallel, bounded (`more.rs`): this crate has no `Blob Batch`.
+    async fn delete_many(&self, keys: &[String]) -> StoreResult<Vec<StoreResult<()>>> {
+        Ok(self.delete_parallel(keys).await)
+    }
+
+    fn batch_limit(&self) -> usize {
+        more::BATCH_LIMIT
+    }
+
+    async fn copy(&self, src: &str, dst: &str, plan: CopyPlan) -> StoreResult<u64> {
+        self.copy_blob(src, dst, plan).await
+    }
+
+    async fn append(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        self.append_blob(key, data).await
+    }
+
+    async fn put_tags(&self, key: &str, tags: &[(String, String)]) -> StoreResult<()> {
+        self.set_blob_tags(key, tags).await
+    }
+
+    async fn get_tags(&self, key: &str) -> StoreResult<Tags> {
+        self.blob_tags(key).await
     }
 
     /// Creates the container, tolerating one that exists (409), and one we
