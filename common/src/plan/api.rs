@@ -46,6 +46,10 @@ pub struct ObjectApi {
     /// bucket Chorus creates for it has object lock (derived at load, not
     /// a key).
     pub lock: bool,
+    /// A stage of the plan keeps versions in this stage's bucket, so a
+    /// bucket Chorus creates for it (a prepare before that stage) keeps
+    /// versions (derived at load, not a key).
+    pub versioned_bucket: bool,
 }
 
 impl Default for ObjectApi {
@@ -56,6 +60,7 @@ impl Default for ObjectApi {
             tags: Vec::new(),
             retention: DEFAULT_RETENTION,
             lock: false,
+            versioned_bucket: false,
         }
     }
 }
@@ -64,7 +69,7 @@ impl ObjectApi {
     /// What the stage's bucket must have.
     pub fn bucket_setup(&self) -> BucketSetup {
         BucketSetup {
-            versioning: self.versioning || self.lock,
+            versioning: self.versioning || self.versioned_bucket || self.lock,
             object_lock: self.lock,
         }
     }
@@ -190,7 +195,9 @@ fn bucket_of(target: &str) -> &str {
 impl Decoder<'_> {
     /// What the plan's stages need of each other's buckets: every stage on
     /// a bucket that a stage sets retention on has `lock` (its prepare
-    /// creates the bucket with object lock), and a cleanup of a key space
+    /// creates the bucket with object lock), every stage on a bucket a
+    /// stage keeps versions in has `versioned_bucket` (its prepare creates
+    /// the bucket keeping versions), and a cleanup of a key space
     /// a stage kept versions of (or locked) must remove versions, or it
     /// would leave them behind: refused at the cleanup unless it has
     /// `versioning: true`.
@@ -209,8 +216,14 @@ impl Decoder<'_> {
             })
             .map(|s| bucket_of(&s.target).to_string())
             .collect();
+        let versioned: Vec<String> = stages
+            .iter()
+            .filter(|s| s.api.versioning)
+            .map(|s| bucket_of(&s.target).to_string())
+            .collect();
         for s in stages.iter_mut() {
             s.api.lock = locked.iter().any(|b| b == bucket_of(&s.target));
+            s.api.versioned_bucket = versioned.iter().any(|b| b == bucket_of(&s.target));
         }
         for (i, c) in stages.iter().enumerate() {
             if c.kind != StageKind::Cleanup || c.api.versioning {
@@ -325,6 +338,18 @@ mod tests {
             }
         );
         assert_eq!(load(&p.to_yaml()).unwrap(), p, "canonical YAML keeps them");
+        // A prepare before a stage that keeps versions makes the bucket
+        // keep them, though it has no `versioning` of its own.
+        let p = load(&plan(
+            "s3://b/x",
+            "{get_version: 1}",
+            "versioning: true",
+            ", versioning: true",
+        ))
+        .unwrap();
+        assert!(!p.stages[0].api.versioning);
+        assert!(p.stages[0].api.bucket_setup().versioning);
+        assert!(!p.stages[0].api.bucket_setup().object_lock);
         let plain = load(&plan("s3://b", "{get: 1}", "", "")).unwrap();
         assert!(
             !plain.to_yaml().contains("versioning"),

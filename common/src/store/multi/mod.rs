@@ -487,10 +487,12 @@ impl ObjectStore for MultiStore {
         r
     }
 
-    /// Asked of the first endpoint: endpoints serve one bucket.
+    /// Asked of one endpoint: endpoints serve one bucket.
     async fn versioning_enabled(&self) -> StoreResult<bool> {
         let lease = self.pick();
-        lease.store().versioning_enabled().await
+        let r = lease.store().versioning_enabled().await;
+        record(lease, &r, |_| 0);
+        r
     }
 
     async fn put_versioned(&self, key: &str, data: Bytes) -> StoreResult<Option<String>> {
