@@ -102,7 +102,7 @@ use std::io::{self, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -116,10 +116,14 @@ use super::{
 };
 use crate::clock::Mono;
 
+mod keys;
 pub(crate) mod more;
 mod open_files;
 mod ring;
 mod walk;
+
+use keys::key_is_safe;
+pub(super) use keys::{class_of, key_path};
 pub use open_files::{DEFAULT_OPEN_FILES, MAX_OPEN_FILES};
 pub(super) use open_files::{OpenFiles, Reader, open_files_for, with_fds};
 use walk::Walk;
@@ -336,44 +340,6 @@ fn is_local_fs(root: &Path) -> bool {
             | libc::TMPFS_MAGIC
             | libc::OVERLAYFS_SUPER_MAGIC
     )
-}
-
-/// The path of `key` under `root`, refusing keys that would leave it
-/// (empty, absolute, or with `..`): the rule of every local store.
-pub(super) fn key_path(root: &Path, uri: &str, key: &str) -> StoreResult<PathBuf> {
-    check_key(uri, key)?;
-    Ok(root.join(key))
-}
-
-/// Refuses keys that would leave the root: empty, absolute, or with `..`.
-fn check_key(uri: &str, key: &str) -> StoreResult<()> {
-    if !key_is_safe(key) {
-        return Err(StoreError::new(
-            ErrorClass::Other,
-            uri,
-            format!("key `{key}` is not a relative path inside the root"),
-        ));
-    }
-    Ok(())
-}
-
-/// Whether `key` names a path inside the root: not empty, not absolute,
-/// no `..` (nor `.`) component.
-fn key_is_safe(key: &str) -> bool {
-    !key.is_empty()
-        && Path::new(key)
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)))
-}
-
-/// The error class of a local I/O error.
-pub(super) fn class_of(e: &io::Error) -> ErrorClass {
-    match e.kind() {
-        io::ErrorKind::NotFound => ErrorClass::NotFound,
-        io::ErrorKind::PermissionDenied => ErrorClass::AccessDenied,
-        io::ErrorKind::TimedOut => ErrorClass::Timeout,
-        _ => ErrorClass::Other,
-    }
 }
 
 impl fmt::Display for FileStore {
