@@ -279,6 +279,40 @@ json.dump({k: s3.get_object(Bucket=bucket, Key=k)["Body"].read().decode() for k 
 }
 
 #[test]
+fn appends_at_once_to_one_object_all_land() {
+    let server = rgw();
+    let bucket = Bucket::new(&server, "appends");
+    runtime().block_on(async {
+        let store = Arc::new(bucket.store("c").await);
+        store.ensure_ready().await.expect("create bucket");
+        // Eight workers of one agent append to one object at once: each
+        // must aim at the end the one before it left (RGW refuses an
+        // append at a stale position).
+        let tasks: Vec<_> = (0..8u8)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(
+                    async move { store.append("log", Bytes::from(vec![b'a' + i; 1000])).await },
+                )
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().expect("every append lands");
+        }
+    });
+    const RUNS: &str = r#"
+import itertools
+body = s3.get_object(Bucket=sys.argv[1], Key=sys.argv[2])["Body"].read()
+json.dump([[chr(c), len(list(g))] for c, g in itertools.groupby(body)], sys.stdout)
+"#;
+    let runs: Vec<(String, u64)> = serde_json::from_value(bucket.boto3(RUNS, &["c/log"])).unwrap();
+    assert_eq!(runs.len(), 8, "{runs:?}");
+    assert!(runs.iter().all(|(_, n)| *n == 1000), "{runs:?}");
+    let letters: std::collections::BTreeSet<&str> = runs.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(letters.len(), 8, "each append once: {runs:?}");
+}
+
+#[test]
 fn tags_set_are_what_boto3_reads() {
     let server = rgw();
     let bucket = Bucket::new(&server, "tags");

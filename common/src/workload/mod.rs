@@ -580,6 +580,11 @@ impl Worker {
                 }
                 _ => slot,
             };
+            // The key a version op is on (its plan names the version).
+            let version_of = match &target {
+                Target::Version { index, .. } => Some(*index),
+                _ => None,
+            };
             // Payloads are made before the clock starts: generating data is
             // not part of the storage latency.
             let (plan, index) = match target {
@@ -668,6 +673,14 @@ impl Worker {
                         }
                     } else if op == OpKind::DeleteBatch {
                         self.batch_deleted(&plan);
+                    } else if op == OpKind::DeleteVersion
+                        && let Some(i) = version_of
+                    {
+                        // The version may have been the key's current one,
+                        // or its only one: the key is taken as gone until
+                        // a put makes it again, so no read of it fails
+                        // `not_found` for a version the agent removed.
+                        self.state.set_present(i, false);
                     }
                     (done, String::new())
                 }

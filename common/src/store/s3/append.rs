@@ -13,8 +13,17 @@
 //! an append is never trusted blindly: an answer without RGW's next
 //! position is checked with a HEAD, and a size other than old + appended
 //! is an error (`not_supported`), never a silent overwrite.
+//!
+//! The position comes from a HEAD just before, so two appends to one
+//! object at once would both aim at the same end and one be refused. A
+//! process's appends to one object therefore take turns ([`Turn`]): an
+//! agent's workers (and its endpoints' stores) never refuse each other,
+//! and the wait for a turn is part of the op's latency. Writers in other
+//! processes (other agents, with `partition: shared`) still can: the
+//! server's refusal is then the op's error.
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use aws_sdk_s3::config::interceptors::{
     BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
@@ -72,6 +81,53 @@ impl Intercept for RgwAppend {
     }
 }
 
+/// The objects this process is appending to, by `bucket/key`: the lock
+/// their appends take turns on and how many appends hold or wait for it.
+/// An entry per object with an append in flight or waiting (so at most one
+/// per worker), removed by the last.
+type Turns = HashMap<String, (Arc<tokio::sync::Mutex<()>>, usize)>;
+static TURNS: LazyLock<Mutex<Turns>> = LazyLock::new(Default::default);
+
+/// One append's turn at an object: held from before its HEAD to after its
+/// answer; dropped (done, failed, or cut short by the op's timeout while it
+/// waited or ran), the next append to the object goes.
+struct Turn {
+    object: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Turn {
+    async fn take(object: String) -> Turn {
+        let lock = {
+            let mut turns = TURNS.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = turns.entry(object.clone()).or_default();
+            entry.1 += 1;
+            entry.0.clone()
+        };
+        // Counted before the wait, so a wait cut short is uncounted by
+        // the drop.
+        let mut turn = Turn {
+            object,
+            guard: None,
+        };
+        turn.guard = Some(lock.lock_owned().await);
+        turn
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut turns = TURNS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = turns.get_mut(&self.object) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                turns.remove(&self.object);
+            }
+        }
+    }
+}
+
 /// Whether an append's failure means the server cannot append here: no
 /// appends at all (501 `NotImplemented`, as AWS answers the write-offset
 /// header on a general-purpose bucket), an object a plain PUT made, or a
@@ -85,13 +141,15 @@ fn refuses_appends(code: Option<&str>, status: Option<u16>) -> bool {
 
 impl S3Store {
     /// Appends `data` at the object's end: its length from a HEAD (0 when
-    /// missing, which creates it), then the append at that position. A
-    /// writer that appended in between makes the server refuse it
-    /// (`PositionNotEqualToLength`, class `other`); the engine's retry
-    /// reads the new length.
+    /// missing, which creates it), then the append at that position, in
+    /// this process's turn at the object ([`Turn`]). A writer elsewhere
+    /// that appended in between makes the server refuse it
+    /// (`PositionNotEqualToLength`, class `other`, which the engine does
+    /// not retry).
     pub(super) async fn append_at_end(&self, key: &str, data: Bytes) -> StoreResult<()> {
         let full = self.full_key(key);
         let what = self.what("APPEND", &full);
+        let _turn = Turn::take(format!("{}/{full}", self.bucket)).await;
         let position = match self.stat(key).await {
             Ok(meta) => meta.size,
             Err(e) if e.class == ErrorClass::NotFound => 0,
@@ -161,6 +219,49 @@ impl S3Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_to_one_object_take_turns_and_leave_no_entry() {
+        let inside = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let inside = inside.clone();
+            // Two objects: turns are per object.
+            let object = format!("turns-test/{}", i % 2);
+            tasks.push(tokio::spawn(async move {
+                let _turn = Turn::take(object).await;
+                let n = inside.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                inside.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                n
+            }));
+        }
+        let mut most = 0;
+        for t in tasks {
+            most = most.max(t.await.unwrap());
+        }
+        assert!(most <= 1, "{} appenders inside at once", most + 1);
+        // A wait cut short (its op timed out) leaves nothing behind, and
+        // the next goes.
+        let object = || "turns-test/cut".to_string();
+        let held = Turn::take(object()).await;
+        let short = std::time::Duration::from_millis(5);
+        assert!(
+            tokio::time::timeout(short, Turn::take(object()))
+                .await
+                .is_err()
+        );
+        let waiting = tokio::spawn(Turn::take(object()));
+        tokio::time::sleep(short).await;
+        drop(held);
+        drop(waiting.await.unwrap());
+        let turns = TURNS.lock().unwrap();
+        assert!(
+            !turns.keys().any(|k| k.starts_with("turns-test/")),
+            "{:?}",
+            turns.keys().collect::<Vec<_>>()
+        );
+    }
 
     #[test]
     fn refusals_of_appends_are_told_apart() {

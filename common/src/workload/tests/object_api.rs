@@ -266,3 +266,30 @@ async fn ops_a_backend_lacks_fail_not_supported() {
         e[0].error
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_version_is_no_key_to_read() {
+    let (_, store) = mem_store("api-delete-version");
+    // Each key has one version: deleting it removes the object, so the
+    // agent must stop counting it as there (reads of it would fail).
+    let p = stage(&format!(
+        "{{name: p, type: prepare, {OBJECTS}, versioning: true}}"
+    ));
+    let keys = run(&p, &store, None).await.out.keys.clone();
+    let w = stage(&format!(
+        "{{name: w, type: workload, concurrency: 1, {OBJECTS}, ops: 80, versioning: true, \
+         mix: {{delete_version: 1, get: 1, copy: 1, tag: 1}}}}"
+    ));
+    let ran = run(&w, &store, Some(keys)).await;
+    assert!(ran.count(OpKind::DeleteVersion) > 5);
+    assert!(ran.errors().is_empty(), "{:?}", ran.errors().first());
+    // What the agent holds as there is there.
+    for i in 0..20 {
+        let key = w.objects.key(i);
+        assert_eq!(
+            ran.out.keys.is_present(i),
+            store.stat(&key).await.is_ok(),
+            "{key}"
+        );
+    }
+}
