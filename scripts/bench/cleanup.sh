@@ -4,7 +4,7 @@
 # list + delete_objects, each on the same count of objects written anew,
 # in the same run, with the prefix checked empty after each delete.
 #
-#   scripts/bench/cleanup.sh                      # ~20 minutes after the build
+#   scripts/bench/cleanup.sh                      # ~25 minutes after the build
 #   CLEANUP_OBJECTS=2000 scripts/bench/cleanup.sh # ~1 minute
 #
 # Steps: start RGW with scripts/servers/rgw.sh (stopped on exit), build the
@@ -36,6 +36,15 @@
 # tool always runs first or after the same neighbour; each tool deletes
 # objects written just before it, by the same writer, at the same keys.
 # The table takes each tool's median over the rounds.
+#
+# Measured once (2026-12-06, this 2-core machine, load average ~5 from
+# other work; RGW and the clients share the cores), 100000 x 1 KiB,
+# concurrency 32 (seconds, objects/s; docs/backends.md has the table):
+#   chorus (batch 1000) 74.10 s 1349/s, + list 76.38 s 1309/s
+#   boto3 delete_objects in sequence 77.25 s 1294/s, x32 76.35 s 1310/s
+#   aws s3 rm 314.44 s 318/s; chorus (batch 1) 99.97 s 1000/s
+# RGW is the limit for batched deletes: one DeleteObjects at a time goes
+# as fast as 32.
 #
 # Settings (environment):
 #   CLEANUP_OBJECTS      objects written and deleted per tool     100000
