@@ -159,6 +159,11 @@ impl KeyState {
         self.side_bits(side).set(i, on);
     }
 
+    /// Whether any key has a side object.
+    pub fn has_sides(&self) -> bool {
+        self.copied.ones() + self.appended.ones() > 0
+    }
+
     fn side_bits(&self, side: Side) -> &Bits {
         match side {
             Side::Copy => &self.copied,

@@ -293,3 +293,50 @@ async fn a_deleted_version_is_no_key_to_read() {
         );
     }
 }
+
+/// A store that takes batches of 1,000 keys, as S3 does.
+#[derive(Debug)]
+struct Batching {
+    inner: Arc<dyn ObjectStore>,
+}
+
+impl fmt::Display for Batching {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "batching({})", self.inner)
+    }
+}
+
+wrapper_store!(Batching {
+    async fn get(&self, key: &str, opts: &GetOptions) -> StoreResult<GetOutcome> {
+        self.inner.get(key, opts).await
+    }
+    fn batch_limit(&self) -> usize {
+        1000
+    }
+});
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_cleanup_spreads_its_keys_over_every_worker() {
+    let store: Arc<dyn ObjectStore> = Arc::new(Batching {
+        inner: mem("api-small-cleanup"),
+    });
+    let keys = prepare(&store, 200, "1KiB").await;
+    // 200 keys, 4 workers, no `batch`: batches of 50, not one of 200.
+    let c = stage("{name: c, type: cleanup, concurrency: 4, objects: {count: 200, size: 1KiB}}");
+    let cleaned = run(&c, &store, Some(keys)).await;
+    assert!(
+        cleaned.errors().is_empty(),
+        "{:?}",
+        cleaned.errors().first()
+    );
+    let sizes: Vec<u32> = cleaned.records.iter().map(|r| r.n_objects).collect();
+    assert_eq!(sizes, [50, 50, 50, 50], "{sizes:?}");
+    // With `batch` set, it is what the plan says.
+    let keys = prepare(&store, 200, "1KiB").await;
+    let c = stage(
+        "{name: c, type: cleanup, concurrency: 4, batch: 200, objects: {count: 200, size: 1KiB}}",
+    );
+    let cleaned = run(&c, &store, Some(keys)).await;
+    let sizes: Vec<u32> = cleaned.records.iter().map(|r| r.n_objects).collect();
+    assert_eq!(sizes, [200]);
+}
