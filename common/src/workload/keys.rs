@@ -195,8 +195,8 @@ impl Side {
 
     fn suffix(self) -> &'static str {
         match self {
-            Side::Copy => ".copy",
-            Side::Append => ".append",
+            Side::Copy => crate::store::api::COPY_SUFFIX,
+            Side::Append => crate::store::api::APPEND_SUFFIX,
         }
     }
 
