@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt, stream};
 
 use super::api::{base_key, not_supported};
 use super::{
@@ -37,6 +38,9 @@ use super::{
 
 /// Most buckets one stage may spread over.
 pub const MAX_BUCKETS: u32 = 1000;
+
+/// Buckets readied (HEAD, CREATE) at once by `ensure_ready`.
+const READY_AT_ONCE: usize = 16;
 
 /// What `{n}` in a bucket name stands for: the bucket's number, 1..=N.
 pub const BUCKET_NUMBER: &str = "{n}";
@@ -456,19 +460,26 @@ impl ObjectStore for BucketSet {
         self.route(path).rmdir(path).await
     }
 
-    /// Readies every bucket, in turn.
+    /// Readies every bucket, [`READY_AT_ONCE`] at a time (a thousand
+    /// buckets one after the other would outlast the op timer).
     async fn ensure_ready(&self) -> StoreResult<()> {
-        for s in &self.stores {
-            s.ensure_ready().await?;
-        }
-        Ok(())
+        let each: Vec<_> = self.stores.iter().map(|s| s.ensure_ready()).collect();
+        stream::iter(each)
+            .buffer_unordered(READY_AT_ONCE)
+            .try_collect::<()>()
+            .await
     }
 
     async fn ensure_ready_with(&self, setup: BucketSetup) -> StoreResult<()> {
-        for s in &self.stores {
-            s.ensure_ready_with(setup).await?;
-        }
-        Ok(())
+        let each: Vec<_> = self
+            .stores
+            .iter()
+            .map(|s| s.ensure_ready_with(setup))
+            .collect();
+        stream::iter(each)
+            .buffer_unordered(READY_AT_ONCE)
+            .try_collect::<()>()
+            .await
     }
 
     fn stage_begins(&self, removes_objects: bool) {
