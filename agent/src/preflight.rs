@@ -53,6 +53,7 @@ pub async fn check_existing(
             concurrency: 1,
             timeout,
             env: Some(env.clone()),
+            buckets: stage.api.buckets,
             ..Default::default()
         };
         let groups = endpoint_groups(&stage.endpoints, pools)

@@ -70,6 +70,7 @@ async fn open_stores(job: &StageJob) -> Result<Stores, Status> {
         // The plan's per-attempt timeout is also the connect timeout.
         timeout: stage.retry.timeout,
         env: Some(job.env.clone()),
+        buckets: stage.api.buckets,
         ..Default::default()
     };
     let fail =

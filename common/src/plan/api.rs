@@ -1,7 +1,8 @@
 //! The keys of the object API's ops past the core: `versioning` (a stage
 //! on versions), `batch` (keys per multi-object delete), `tags` (what a
-//! `tag` op sets) and `retention` (how long a `retention` op locks an
-//! object), and the check that the stage's backend has each op its mix
+//! `tag` op sets), `retention` (how long a `retention` op locks an
+//! object) and `buckets` (the key space spread over N buckets named from
+//! the target, `store::buckets`), and the check that the stage's backend has each op its mix
 //! names (`store::api::scheme_has`), refused at the op's key when the
 //! target makes the lack certain.
 
@@ -16,6 +17,7 @@ use super::{Stage, StageKind};
 use crate::op::OpKind;
 use crate::store::BucketSetup;
 use crate::store::api::{Feature, scheme_has};
+use crate::store::buckets::{MAX_BUCKETS, bucket_targets};
 
 /// Most keys one `delete_batch` may name: S3's DeleteObjects limit, the
 /// largest of any backend's.
@@ -50,6 +52,10 @@ pub struct ObjectApi {
     /// bucket Chorus creates for it (a prepare before that stage) keeps
     /// versions (derived at load, not a key).
     pub versioned_bucket: bool,
+    /// `buckets: N`: the key space spread over N buckets (containers)
+    /// named from the target (`store::buckets::bucket_targets`); 1, the
+    /// target's one bucket, when not set.
+    pub buckets: u32,
 }
 
 impl Default for ObjectApi {
@@ -61,6 +67,7 @@ impl Default for ObjectApi {
             retention: DEFAULT_RETENTION,
             lock: false,
             versioned_bucket: false,
+            buckets: 1,
         }
     }
 }
@@ -107,6 +114,10 @@ impl Decoder<'_> {
         }
         if let Some(e) = m.get("batch") {
             api.batch = Some(self.integer(e, &join(&m.path, "batch"), 1, MAX_BATCH)? as u32);
+        }
+        if let Some(e) = m.get("buckets") {
+            api.buckets =
+                self.integer(e, &join(&m.path, "buckets"), 1, u64::from(MAX_BUCKETS))? as u32;
         }
         if let Some(e) = m.get("retention") {
             api.retention = self.duration(e, &join(&m.path, "retention"))?;
@@ -178,7 +189,26 @@ impl Decoder<'_> {
             let message = format!("`versioning: true` on {}: {why}", m.what);
             return Err(self.err(e.value.pos, &join(&m.path, "versioning"), message));
         }
-        Ok(())
+        self.check_buckets(stage, m, node)
+    }
+
+    /// `buckets` on a target that names a bucket, and `{n}` only with it:
+    /// refused at `buckets`, else at the stage's `target` (or the stage).
+    fn check_buckets(&self, stage: &Stage, m: &Map, node: &Node) -> Result<(), PlanError> {
+        let Err(why) = bucket_targets(&stage.target, stage.api.buckets) else {
+            return Ok(());
+        };
+        let message = format!("{}: {why}", m.what);
+        let (pos, key) = match (m.get("buckets"), m.get("target")) {
+            (Some(e), _) => (e.value.pos, "buckets"),
+            (None, Some(e)) => (e.value.pos, "target"),
+            (None, None) => (node.pos, "target"),
+        };
+        Err(self.err(pos, &join(&m.path, key), message).with_hint(
+            "`buckets: N` spreads the key space over N buckets of an s3://, az:// or gs:// \
+             target: `{n}` in the bucket name numbers them (s3://run-{n}/x), else `-1` … `-N` \
+             is appended",
+        ))
     }
 }
 
@@ -286,6 +316,9 @@ pub(super) fn emit(api: &ObjectApi, y: &mut String) {
     if api.retention != DEFAULT_RETENTION {
         let _ = writeln!(y, "    retention: {}", format_duration(api.retention));
     }
+    if api.buckets > 1 {
+        let _ = writeln!(y, "    buckets: {}", api.buckets);
+    }
 }
 
 #[cfg(test)]
@@ -389,6 +422,42 @@ mod tests {
         assert!(e.message.contains("would leave versions behind"), "{e}");
         let e = load(&plan("s3://b", "{retention: 1}", "", "")).unwrap_err();
         assert!(e.message.contains("sets retention"), "{e}");
+    }
+
+    #[test]
+    fn buckets_decode_round_trip_and_are_located() {
+        let text = |target: &str, extra: &str| {
+            format!(
+                "name: b\n\
+                 target: {target}\n\
+                 objects: {{count: 10, size: 1KiB}}\n\
+                 stages:\n\
+                 \x20 - {{name: p, type: prepare{extra}}}\n"
+            )
+        };
+        let p = load(&text("s3://run-{n}/x", ", buckets: 4")).unwrap();
+        assert_eq!(p.stages[0].api.buckets, 4);
+        assert!(p.to_yaml().contains("buckets: 4"));
+        assert_eq!(load(&p.to_yaml()).unwrap(), p, "canonical YAML keeps it");
+        let plain = load(&text("s3://run/x", "")).unwrap();
+        assert_eq!(plain.stages[0].api.buckets, 1);
+        assert!(!plain.to_yaml().contains("buckets"), "1 stays unwritten");
+        assert!(load(&text("mem://t", ", buckets: 2")).is_ok());
+        let e = load(&text("file:///tmp/x", ", buckets: 2")).unwrap_err();
+        assert_eq!(e.key, "stages[0].buckets");
+        assert_eq!((e.line, e.column), (5, 39), "{e}");
+        assert!(e.message.contains("not `file://`"), "{e}");
+        let e = load(&text("s3://b", ", buckets: 1001")).unwrap_err();
+        assert_eq!(e.key, "stages[0].buckets");
+        let e = load(&text("s3://b", ", buckets: 0")).unwrap_err();
+        assert_eq!(e.key, "stages[0].buckets");
+        // `{n}` without `buckets` is refused at the stage's target.
+        let e = load(&text("s3://b-{n}", ", target: 's3://b-{n}/y'")).unwrap_err();
+        assert_eq!(e.key, "stages[0].target");
+        assert!(e.message.contains("set `buckets` above 1"), "{e}");
+        let e = load(&text("s3://b-{n}", "")).unwrap_err();
+        assert_eq!(e.key, "stages[0].target");
+        assert_eq!(e.line, 5, "{e}");
     }
 
     #[test]

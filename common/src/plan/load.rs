@@ -43,7 +43,7 @@ const PLAN_KEYS: [&str; 18] = [
     "control",
     "overrides",
 ];
-const STAGE_KEYS: [&str; 37] = [
+const STAGE_KEYS: [&str; 38] = [
     "name",
     "type",
     "target",
@@ -81,6 +81,7 @@ const STAGE_KEYS: [&str; 37] = [
     "batch",
     "tags",
     "retention",
+    "buckets",
 ];
 const OBJECTS_KEYS: [&str; 8] = [
     "prefix",
@@ -744,6 +745,10 @@ impl Plan {
             super::ramp::check_duration_override(&self.stages, d)?;
         }
         if let Some(t) = &o.target {
+            for s in &self.stages {
+                crate::store::buckets::bucket_targets(t, s.api.buckets)
+                    .map_err(|why| format!("stage `{}` on `{t}`: {why}", s.name))?;
+            }
             // The new target's object-size limits, as loading checks them.
             for s in &self.stages {
                 let moved = Stage {

@@ -10,6 +10,26 @@ use std::time::SystemTime;
 
 use super::{ErrorClass, StoreError, StoreResult};
 
+/// The suffix of a `copy`'s destination beside its source key
+/// (`<key>.copy`): a side object, which the engine keeps, cleans up and
+/// [`super::buckets`] routes with its key.
+pub const COPY_SUFFIX: &str = ".copy";
+
+/// The suffix of an `append`'s object beside its key (`<key>.append`).
+pub const APPEND_SUFFIX: &str = ".append";
+
+/// Every side-object suffix.
+pub const SIDE_SUFFIXES: [&str; 2] = [COPY_SUFFIX, APPEND_SUFFIX];
+
+/// The key a side object belongs to (`k` for `k.copy` or `k.append`), or
+/// `key` itself.
+pub fn base_key(key: &str) -> &str {
+    SIDE_SUFFIXES
+        .iter()
+        .find_map(|s| key.strip_suffix(s))
+        .unwrap_or(key)
+}
+
 /// A tag set: `key=value` pairs, in the order they were set.
 pub type Tags = Vec<(String, String)>;
 

@@ -11,7 +11,8 @@
 //! (`gs://`), [`file`] (`file://`, buffered), [`direct`] (`direct://`,
 //! O_DIRECT) and [`memory`] (`mem://`, in-process, for harness tests and
 //! overhead measurement). Wrappers that stack on any store: [`multi`] (one
-//! store per endpoint, balanced), `delay` (injected latency, for tests)
+//! store per endpoint, balanced), [`buckets`] (a key space spread over N
+//! buckets, one store each), `delay` (injected latency, for tests)
 //! and `capacity` (a `mem://` store of known capacity, for tests of the
 //! capacity search). `conformance` is the suite every backend's tests run.
 //! Those three are test support, built only for this crate's tests and
@@ -20,6 +21,7 @@
 
 pub mod api;
 pub mod azure;
+pub mod buckets;
 #[cfg(any(test, feature = "test-support"))]
 pub mod capacity;
 #[cfg(any(test, feature = "test-support"))]
@@ -534,6 +536,23 @@ pub trait ObjectStore: Send + Sync + fmt::Display + fmt::Debug {
     fn stage_begins(&self, removes_objects: bool) {
         let _ = removes_objects;
     }
+
+    /// The buckets (containers) this store instance created in
+    /// [`Self::ensure_ready`] or [`Self::ensure_ready_with`], by name (not
+    /// one that was there, nor one another agent created first): what a
+    /// cleanup may remove, as Chorus removes only what it made. The
+    /// default: none.
+    fn buckets_made(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Removes each of this store's buckets whose name is in `names`; a
+    /// bucket must be empty (one that is not is an error, and stays).
+    /// Returns how many were removed. The default removes none.
+    async fn remove_buckets(&self, names: &[String]) -> StoreResult<u32> {
+        let _ = names;
+        Ok(0)
+    }
 }
 
 /// Lists every object under `prefix` page by page, at most `max` of them
@@ -709,6 +728,10 @@ pub struct OpenOptions {
     /// their credentials and endpoints here first, then in the process
     /// environment (see [`OpenOptions::var`]).
     pub env: Option<Arc<EnvOverlay>>,
+    /// The stage's `buckets`: above 1, [`open`] makes a
+    /// [`buckets::BucketSet`] over that many buckets named from the
+    /// target ([`buckets::bucket_targets`]); 0 and 1 open the target's one.
+    pub buckets: u32,
 }
 
 impl Default for OpenOptions {
@@ -718,6 +741,7 @@ impl Default for OpenOptions {
             timeout: DEFAULT_TIMEOUT,
             endpoint: None,
             env: None,
+            buckets: 1,
         }
     }
 }
@@ -745,8 +769,43 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Opens the store a target URI names. Credentials come from the
 /// environment of the process (each ecosystem's standard variables), or
 /// the variables the controller forwarded in `opts.env`, never from the URI
-/// or the plan.
+/// or the plan. With `opts.buckets` above 1, a [`buckets::BucketSet`]
+/// over one store per bucket.
 pub async fn open(target: &str, opts: &OpenOptions) -> StoreResult<Arc<dyn ObjectStore>> {
+    if opts.buckets <= 1 {
+        return open_one(target, opts).await;
+    }
+    let targets = buckets::bucket_targets(target, opts.buckets)
+        .map_err(|m| StoreError::new(ErrorClass::Other, target.to_string(), m))?;
+    let mut stores = Vec::with_capacity(targets.len());
+    // An S3 store per bucket shares the first one's client (and so its
+    // connection pool): N buckets are not N pools.
+    let mut first_s3: Option<Arc<s3::S3Store>> = None;
+    for t in &targets {
+        let store: Arc<dyn ObjectStore> = match (&first_s3, t.strip_prefix("s3://")) {
+            (Some(first), Some(rest)) => Arc::new(first.sibling(rest)?),
+            (None, Some(rest)) => {
+                let s = Arc::new(open_s3(rest, opts).await?);
+                first_s3 = Some(s.clone());
+                s
+            }
+            _ => open_one(t, opts).await?,
+        };
+        stores.push(store);
+    }
+    Ok(Arc::new(buckets::BucketSet::new(target, stores)?))
+}
+
+async fn open_s3(rest: &str, opts: &OpenOptions) -> StoreResult<s3::S3Store> {
+    let mut config = s3::S3Config::from_lookup(|name| opts.var(name));
+    if let Some(e) = &opts.endpoint {
+        config.endpoint_url = Some(e.clone());
+    }
+    s3::S3Store::open(rest, &config, opts).await
+}
+
+/// [`open`] of one target, one bucket.
+async fn open_one(target: &str, opts: &OpenOptions) -> StoreResult<Arc<dyn ObjectStore>> {
     let uri = TargetUri::parse(target)
         .map_err(|m| StoreError::new(ErrorClass::Other, target.to_string(), m))?;
     if opts.endpoint.is_some() && !matches!(uri.scheme.as_str(), "s3" | "az" | "gs") {
@@ -768,13 +827,7 @@ pub async fn open(target: &str, opts: &OpenOptions) -> StoreResult<Arc<dyn Objec
         )),
         #[cfg(not(any(test, feature = "test-support")))]
         "mem" => Ok(memory::MemoryStore::named(&uri.rest)),
-        "s3" => {
-            let mut config = s3::S3Config::from_lookup(|name| opts.var(name));
-            if let Some(e) = &opts.endpoint {
-                config.endpoint_url = Some(e.clone());
-            }
-            Ok(Arc::new(s3::S3Store::open(&uri.rest, &config, opts).await?))
-        }
+        "s3" => Ok(Arc::new(open_s3(&uri.rest, opts).await?)),
         other => Err(StoreError::new(
             ErrorClass::NotSupported,
             uri.to_string(),

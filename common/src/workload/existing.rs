@@ -380,6 +380,11 @@ pub async fn list_share(run: &StageRun) -> anyhow::Result<ExistingIndex> {
             None => break,
         }
     }
+    // Over several buckets (`buckets: N`) a sub-prefix is named once per
+    // bucket that has keys under it: listed once (each listing walks every
+    // bucket), in one order on every agent.
+    subprefixes.sort();
+    subprefixes.dedup();
     report.subprefixes = subprefixes.len() as u64;
     if report.seen == 0 && subprefixes.is_empty() {
         return Err(fail(format!(

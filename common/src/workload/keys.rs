@@ -6,8 +6,8 @@
 //! kept current by the agent's own PUTs and DELETEs. Reads pick keys that
 //! exist; cleanup deletes what the run created.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rand::Rng;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -15,6 +15,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use super::existing::ExistingIndex;
 use super::versions::VersionBook;
 use crate::plan::{KeyDistribution, KeySpace, Partition};
+use crate::store::buckets::MAX_BUCKETS;
 
 /// Draws a read op makes looking for an existing key before it settles for
 /// a missing one (and records the NotFound that follows honestly).
@@ -71,6 +72,12 @@ pub struct KeyState {
     versions: VersionBook,
     /// An existing key space's listed objects (`count` is then 0).
     existing: Option<Arc<ExistingIndex>>,
+    /// Buckets of a `buckets: N` stage that this agent created while
+    /// readying the store for a prepare (each name once, at most
+    /// [`MAX_BUCKETS`]): the ones its cleanup removes, as Chorus removes
+    /// only what it made. Store instances are per stage; this outlives
+    /// them.
+    buckets_made: Mutex<Vec<String>>,
 }
 
 impl KeyState {
@@ -85,6 +92,7 @@ impl KeyState {
             appended: Bits::new(count),
             versions: VersionBook::default(),
             existing: None,
+            buckets_made: Mutex::new(Vec::new()),
         }
     }
 
@@ -171,6 +179,34 @@ impl KeyState {
         }
     }
 
+    fn made(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.buckets_made.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Notes buckets this agent created (each once; past [`MAX_BUCKETS`]
+    /// names, the rest are not kept).
+    pub fn note_buckets_made(&self, names: impl IntoIterator<Item = String>) {
+        let mut made = self.made();
+        for name in names {
+            if made.len() >= MAX_BUCKETS as usize {
+                break;
+            }
+            if !made.contains(&name) {
+                made.push(name);
+            }
+        }
+    }
+
+    /// The buckets this agent created, not yet removed.
+    pub fn buckets_made(&self) -> Vec<String> {
+        self.made().clone()
+    }
+
+    /// Forgets `names` (removed, or given up on).
+    pub fn forget_buckets_made(&self, names: &[String]) {
+        self.made().retain(|n| !names.contains(n));
+    }
+
     /// The versions this agent's puts made.
     pub fn versions(&self) -> &VersionBook {
         &self.versions
@@ -200,8 +236,8 @@ impl Side {
 
     fn suffix(self) -> &'static str {
         match self {
-            Side::Copy => ".copy",
-            Side::Append => ".append",
+            Side::Copy => crate::store::api::COPY_SUFFIX,
+            Side::Append => crate::store::api::APPEND_SUFFIX,
         }
     }
 

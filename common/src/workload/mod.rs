@@ -205,8 +205,8 @@ async fn discover(run: &StageRun) -> anyhow::Result<KeyState> {
 /// Readies the store for a prepare stage (creates its bucket if missing):
 /// each endpoint of every pool's balancer, else the one store, each under
 /// the op timer ([`ops::timed`]) on its own, so many endpoints do not
-/// share one attempt's time.
-async fn ensure_ready(run: &StageRun) -> anyhow::Result<()> {
+/// share one attempt's time. Returns the buckets the stores created.
+async fn ensure_ready(run: &StageRun) -> anyhow::Result<Vec<String>> {
     let mut stores: Vec<&Arc<dyn ObjectStore>> = run
         .multi
         .iter()
@@ -220,6 +220,7 @@ async fn ensure_ready(run: &StageRun) -> anyhow::Result<()> {
     stores.retain(|s| seen.insert(s.endpoint().to_string()));
     let timeout = run.stage.retry.timeout;
     let setup = run.stage.api.bucket_setup();
+    let mut made = Vec::new();
     for store in stores {
         let what = store.to_string();
         let ready = async {
@@ -232,8 +233,58 @@ async fn ensure_ready(run: &StageRun) -> anyhow::Result<()> {
         ops::timed(store.as_ref(), "PREPARE", &what, timeout, ready)
             .await
             .map_err(|e| anyhow::anyhow!("preparing {store}: {e}"))?;
+        made.extend(store.buckets_made());
     }
-    Ok(())
+    Ok(made)
+}
+
+/// How often a cleanup asks again to remove a bucket it made that is not
+/// empty yet (other agents may still be deleting its objects).
+const BUCKET_RETRY: Duration = Duration::from_millis(250);
+
+/// At the end of a cleanup of a `buckets: N` stage: removes the buckets
+/// this agent made, each retried every [`BUCKET_RETRY`] while it fails (not
+/// empty yet), up to the stage's per-attempt `timeout` in all. A bucket
+/// that will not go is a warning naming it, never the stage's failure: its
+/// measured ops stand.
+async fn remove_made_buckets(run: &StageRun, state: &KeyState) {
+    let names = state.buckets_made();
+    if names.is_empty() {
+        return;
+    }
+    let store = run.store.as_ref();
+    let deadline = Instant::now() + run.stage.retry.timeout;
+    for name in &names {
+        let one = std::slice::from_ref(name);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let r = ops::timed(
+                store,
+                "DELETE BUCKET",
+                name,
+                left,
+                store.remove_buckets(one),
+            )
+            .await;
+            let e = match r {
+                Ok(_) => break,
+                // Gone already.
+                Err(e) if e.class == ErrorClass::NotFound => break,
+                Err(e) => e,
+            };
+            let hopeless = matches!(e.class, ErrorClass::AccessDenied | ErrorClass::NotSupported);
+            if hopeless || Instant::now() + BUCKET_RETRY >= deadline {
+                tracing::warn!(
+                    bucket = %name,
+                    stage = %run.stage.name,
+                    "cleanup leaves bucket `{name}`, which Chorus made: {e}"
+                );
+                break;
+            }
+            tokio::time::sleep(BUCKET_RETRY).await;
+        }
+    }
+    state.forget_buckets_made(&names);
 }
 
 /// A stage with `versioning: true` on a bucket that keeps no versions is
@@ -258,9 +309,11 @@ async fn check_versioning(run: &StageRun) -> anyhow::Result<()> {
 
 /// Runs this agent's share of the stage and returns when every worker is done.
 pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
-    if run.stage.writes_first() {
-        ensure_ready(&run).await?;
-    }
+    let made = if run.stage.writes_first() {
+        ensure_ready(&run).await?
+    } else {
+        Vec::new()
+    };
     if run.stage.api.versioning {
         check_versioning(&run).await?;
     }
@@ -291,6 +344,7 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
             let now = discover(&run).await?;
             if let Some(prior) = prior {
                 now.copy_preexisting(&prior);
+                now.note_buckets_made(prior.buckets_made());
             }
             Arc::new(now)
         }
@@ -307,6 +361,11 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
             Arc::new(s)
         }
     };
+    // Only a stage over several buckets removes what it made: one bucket
+    // stays, as it always has.
+    if run.stage.api.buckets > 1 {
+        state.note_buckets_made(made);
+    }
     let run = Arc::new(run);
     let mut source = WorkSource::for_stage(&run, &state)?;
     if let WorkSource::Dataset(files) = &mut source
@@ -448,9 +507,13 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
         }
         _ => None,
     };
+    let stopped_early = run.stop.load(Ordering::Relaxed);
+    if run.stage.kind == StageKind::Cleanup && run.stage.api.buckets > 1 && !stopped_early {
+        remove_made_buckets(&run, &state).await;
+    }
     Ok(StageOutcome {
         records: idx.load(Ordering::Relaxed),
-        stopped_early: run.stop.load(Ordering::Relaxed),
+        stopped_early,
         metrics: total.metrics,
         started_ns,
         first_op_ns: total.first_op_ns,

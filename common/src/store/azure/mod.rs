@@ -30,6 +30,7 @@ mod policy;
 use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use azure_core::prelude::{Delimiter, MaxResults, NextMarker, Prefix};
@@ -82,6 +83,8 @@ pub struct AzureStore {
     /// The SAS (no `?`) when the store was opened with one: a copy's
     /// source URL carries it, as Azure authorizes the source by it.
     source_sas: Option<String>,
+    /// This instance created the container (not one that was there).
+    made: AtomicBool,
 }
 
 impl fmt::Debug for AzureStore {
@@ -212,6 +215,7 @@ impl AzureStore {
                 AzureCredential::Sas(s) => Some(s.trim_start_matches('?').to_string()),
                 _ => None,
             },
+            made: AtomicBool::new(false),
         })
     }
 
@@ -516,7 +520,10 @@ impl ObjectStore for AzureStore {
     async fn ensure_ready(&self) -> StoreResult<()> {
         let what = format!("create container `{}`", self.container.container_name());
         let created = match self.container.create().await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.made.store(true, Ordering::Relaxed);
+                Ok(())
+            }
             Err(e) if error::status_of(&e) == Some(StatusCode::Conflict) => Ok(()),
             Err(e) => Err(self.err(&e, &what)),
         };
@@ -527,6 +534,46 @@ impl ObjectStore for AzureStore {
             }
             other => other,
         }
+    }
+
+    fn buckets_made(&self) -> Vec<String> {
+        if self.made.load(Ordering::Relaxed) {
+            vec![self.container.container_name().to_string()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Deletes the container when it holds no blob at all (Azure would
+    /// delete one with blobs in it, under other agents' deletes).
+    async fn remove_buckets(&self, names: &[String]) -> StoreResult<u32> {
+        let name = self.container.container_name().to_string();
+        if !names.contains(&name) {
+            return Ok(0);
+        }
+        let what = format!("delete container `{name}`");
+        let one = self
+            .container
+            .list_blobs()
+            .max_results(MaxResults::new(NonZeroU32::MIN))
+            .into_stream()
+            .next()
+            .await;
+        if let Some(page) = one {
+            let page = page.map_err(|e| self.err(&e, &what))?;
+            if page.blobs.blobs().next().is_some() {
+                return Err(StoreError::new(
+                    ErrorClass::Other,
+                    &self.endpoint,
+                    format!("{what}: the container is not empty"),
+                ));
+            }
+        }
+        self.container
+            .delete()
+            .await
+            .map_err(|e| self.err(&e, &what))?;
+        Ok(1)
     }
 }
 

@@ -27,12 +27,14 @@ mod config;
 pub(crate) mod error;
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, stream};
 use gcloud_storage::client::google_cloud_auth::credentials::CredentialsFile;
 use gcloud_storage::client::{Client, ClientConfig};
+use gcloud_storage::http::buckets::delete::DeleteBucketRequest;
 use gcloud_storage::http::buckets::get::GetBucketRequest;
 use gcloud_storage::http::buckets::insert::{InsertBucketParam, InsertBucketRequest};
 use gcloud_storage::http::objects::delete::DeleteObjectRequest;
@@ -83,6 +85,8 @@ pub struct GcsStore {
     prefix: String,
     /// Project for bucket creation.
     project: Option<String>,
+    /// This instance created the bucket (not one that was there).
+    made: AtomicBool,
 }
 
 impl fmt::Debug for GcsStore {
@@ -193,6 +197,7 @@ impl GcsStore {
             endpoint,
             prefix,
             project,
+            made: AtomicBool::new(false),
         })
     }
 
@@ -505,7 +510,10 @@ impl ObjectStore for GcsStore {
             ..Default::default()
         };
         let created = match self.client.insert_bucket(&req).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.made.store(true, Ordering::Relaxed);
+                Ok(())
+            }
             Err(e) if error::status_of(&e) == Some(409) => Ok(()),
             Err(e) => Err(self.err(&e, &what)),
         };
@@ -520,6 +528,30 @@ impl ObjectStore for GcsStore {
             }
             other => other,
         }
+    }
+
+    fn buckets_made(&self) -> Vec<String> {
+        if self.made.load(Ordering::Relaxed) {
+            vec![self.bucket.clone()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Deletes the bucket, which GCS refuses (409) while it holds objects.
+    async fn remove_buckets(&self, names: &[String]) -> StoreResult<u32> {
+        if !names.contains(&self.bucket) {
+            return Ok(0);
+        }
+        let req = DeleteBucketRequest {
+            bucket: self.bucket.clone(),
+            ..Default::default()
+        };
+        self.client
+            .delete_bucket(&req)
+            .await
+            .map_err(|e| self.err(&e, &format!("delete bucket `{}`", self.bucket)))?;
+        Ok(1)
     }
 }
 

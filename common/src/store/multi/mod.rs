@@ -576,6 +576,23 @@ impl ObjectStore for MultiStore {
             s.store.stage_begins(removes_objects);
         }
     }
+
+    /// What any endpoint's store made, each name once.
+    fn buckets_made(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for name in self.slots.iter().flat_map(|s| s.store.buckets_made()) {
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        out
+    }
+
+    /// Through the first endpoint: endpoints serve one namespace. Not
+    /// counted: it is teardown, not load.
+    async fn remove_buckets(&self, names: &[String]) -> StoreResult<u32> {
+        self.slots[0].store.remove_buckets(names).await
+    }
 }
 
 #[cfg(test)]

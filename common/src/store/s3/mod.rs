@@ -28,6 +28,7 @@ mod unsigned;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -71,6 +72,9 @@ pub struct S3Store {
     uri: String,
     region: String,
     errors: ErrorMapper,
+    /// This instance created the bucket (CreateBucket succeeded; not a
+    /// bucket that was there, nor one another agent made first).
+    made: AtomicBool,
 }
 
 /// Splits `bucket/prefix` into the bucket and the key prefix (empty, or
@@ -123,6 +127,24 @@ impl S3Store {
             prefix,
             region,
             errors: ErrorMapper::new(built.endpoint, config.secrets()),
+            made: AtomicBool::new(false),
+        })
+    }
+
+    /// A store on another `bucket/prefix` of the same server, sharing this
+    /// one's client (its connection pool and credentials): one per bucket
+    /// of a `buckets: N` stage.
+    pub fn sibling(&self, rest: &str) -> StoreResult<S3Store> {
+        let (bucket, prefix) = split_target(rest)
+            .map_err(|m| StoreError::new(ErrorClass::Other, format!("s3://{rest}"), m))?;
+        Ok(S3Store {
+            client: self.client.clone(),
+            uri: format!("s3://{bucket}/{prefix}"),
+            bucket,
+            prefix,
+            region: self.region.clone(),
+            errors: self.errors.clone(),
+            made: AtomicBool::new(false),
         })
     }
 
@@ -601,6 +623,32 @@ impl ObjectStore for S3Store {
 
     async fn ensure_ready_with(&self, setup: BucketSetup) -> StoreResult<()> {
         self.ready_bucket_with(setup).await
+    }
+
+    fn buckets_made(&self) -> Vec<String> {
+        if self.made.load(Ordering::Relaxed) {
+            vec![self.bucket.clone()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// DeleteBucket, which S3 refuses (`BucketNotEmpty`) while objects or
+    /// versions remain.
+    async fn remove_buckets(&self, names: &[String]) -> StoreResult<u32> {
+        if !names.contains(&self.bucket) {
+            return Ok(0);
+        }
+        self.client
+            .delete_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(|e| {
+                self.errors
+                    .sdk(&format!("DELETE BUCKET `{}`", self.bucket), &e)
+            })?;
+        Ok(1)
     }
 
     fn batch_limit(&self) -> usize {

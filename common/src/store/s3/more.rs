@@ -449,7 +449,10 @@ impl S3Store {
             create = create.object_lock_enabled_for_bucket(true);
         }
         match create.send().await {
-            Ok(_) => Ok(Readied::Made),
+            Ok(_) => {
+                self.made.store(true, std::sync::atomic::Ordering::Relaxed);
+                Ok(Readied::Made)
+            }
             Err(e) if e.code() == Some("BucketAlreadyOwnedByYou") => Ok(Readied::Raced),
             // Another agent may have created it between our HEAD and
             // CREATE; some servers then say "exists". Ours if we can HEAD it.

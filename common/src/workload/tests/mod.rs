@@ -705,6 +705,7 @@ async fn op_log_names_each_ops_endpoint_and_key_with_unique_idx() {
     );
 }
 
+mod buckets;
 mod departed;
 mod existing;
 mod kept_files;
