@@ -28,6 +28,7 @@ mod outcome;
 pub mod pacer;
 mod pacing;
 pub mod replay;
+mod setup;
 mod source;
 #[cfg(test)]
 mod tests;
@@ -40,18 +41,17 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use serde::{Deserialize, Serialize};
 
 use crate::clock::{Anchor, Mono};
 use crate::datagen::DataSpec;
-use crate::metrics::{LATENCY_HIGHEST_NS, StageMetrics};
+use crate::metrics::LATENCY_HIGHEST_NS;
 use crate::op::OpKind;
 use crate::oplog::writer::SEND_BATCH_RECORDS;
 use crate::oplog::{EntryKey, LogBatch, LogContext, LogEntry, OpLogSender};
 use crate::plan::{Pacing, Stage, StageKind};
 use crate::pools::Pools;
-use crate::store::multi::{EndpointStats, MultiStore};
-use crate::store::{BucketSetup, ErrorClass, ObjectStore};
+use crate::store::multi::MultiStore;
+use crate::store::{ErrorClass, ObjectStore};
 
 pub use budget::{Budget, HeldOps, share};
 pub use deal::{Deal, Slice};
@@ -61,10 +61,12 @@ pub use keys::{KeyPicker, KeyState};
 use live::LiveDelta;
 pub use live::{LIVE_FLUSH, LagTaken, LiveCounters, OpTotals, live_histogram};
 pub use ops::{LIST_PAGE_ENTRIES, timed};
+pub use outcome::{ScheduleReport, StageOutcome};
 use outcome::{WorkerOutcome, earliest, lag_histogram, per_second};
 pub use pacer::{Pacer, PacerTuning};
 pub use pacing::{OpenLoop, Schedule};
 pub use replay::ReplayFeed;
+use setup::{check_versioning, discover, ensure_ready, remove_made_buckets};
 use source::{Target, Work, WorkSource};
 
 /// An open-loop op that starts later than this after its scheduled time is
@@ -106,205 +108,6 @@ pub struct StageRun {
     pub live: Arc<LiveCounters>,
     /// Set to stop the stage early (controller lost, Ctrl-C, abort).
     pub stop: Arc<AtomicBool>,
-}
-
-/// How an open-loop stage kept to its schedule (in `run.json`, written
-/// and read back).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct ScheduleReport {
-    /// This agent's target, ops/s.
-    pub target_rate: f64,
-    /// Ops issued over the scheduled span, ops/s; a ramp's part of the
-    /// span counts for what was due in it, so keeping up with a ramped
-    /// schedule reports `target_rate` too.
-    pub achieved_rate: f64,
-    pub ops: u64,
-    /// Ops that started more than [`LATE_AFTER`] after their slot.
-    pub late_ops: u64,
-    pub max_lag_ms: f64,
-    pub mean_lag_ms: f64,
-    /// Median and 99th percentile of how late ops started (this agent's;
-    /// every agent's p99 under a bound puts the cluster's under it too).
-    #[serde(default)]
-    pub p50_lag_ms: f64,
-    #[serde(default)]
-    pub p99_lag_ms: f64,
-}
-
-/// What one agent did in one stage.
-#[derive(Debug)]
-pub struct StageOutcome {
-    /// Ops outside warm-up.
-    pub metrics: StageMetrics,
-    /// Agent wall clock (ns) when workers were released.
-    pub started_ns: i64,
-    /// Agent wall clock (ns) when the first op began, if any op ran: its
-    /// start as logged (in open loop, its scheduled slot).
-    pub first_op_ns: Option<i64>,
-    /// When the first op was really issued: in closed loop its start, in
-    /// open loop later than its slot by the lag. Start skew is measured
-    /// from this, since every agent's first slot is the stage's start.
-    pub first_issued_ns: Option<i64>,
-    /// Agent wall clock (ns) when the last op ended (or `started_ns`).
-    pub ended_ns: i64,
-    /// Op-log records sent, warm-up included.
-    pub records: u64,
-    pub warmup_ops: u64,
-    pub retries: u64,
-    /// True when the stage was stopped from outside before its limits.
-    pub stopped_early: bool,
-    pub schedule: Option<ScheduleReport>,
-    /// The key space as this agent knows it now, for the next stage.
-    pub keys: Arc<KeyState>,
-    /// Per-endpoint counters of a multi-endpoint stage (empty otherwise).
-    pub endpoints: Vec<EndpointStats>,
-    /// The listing of existing objects this stage made (`None` when it
-    /// made none: not an existing key space, or listed by an earlier stage).
-    pub listing: Option<ListingSummary>,
-    /// A training epoch: what each of this agent's ranks did (empty for
-    /// other stages).
-    pub ranks: Vec<train::RankReport>,
-}
-
-/// Lists the key space once and marks the objects that exist. Bounded: a
-/// prefix holding far more than the key space is not read to its end.
-async fn discover(run: &StageRun) -> anyhow::Result<KeyState> {
-    let objects = &run.stage.objects;
-    let state = KeyState::new(objects.count);
-    // Each key may have two side objects (`Side`).
-    let max = objects
-        .count
-        .saturating_mul(4)
-        .saturating_add(1000)
-        .min(usize::MAX as u64) as usize;
-    let timeout = run.stage.retry.timeout;
-    let found = match ops::list_all_timed(run.store.as_ref(), &objects.prefix, max, timeout).await {
-        Ok(found) => found,
-        // Nothing there yet (e.g. a bucket a prepare stage will create).
-        Err(e) if e.class == ErrorClass::NotFound => Vec::new(),
-        Err(e) => anyhow::bail!("listing {}{}: {e}", run.store, objects.prefix),
-    };
-    for meta in found {
-        // What ops made beside a key: a cleanup removes it too.
-        if let Some((base, side)) = Side::parse(&meta.key)
-            && let Some(i) = objects.index_of(base)
-        {
-            state.set_side(i, side, true);
-            continue;
-        }
-        if let Some(i) = objects.index_of(&meta.key) {
-            // An object of the wrong size is rewritten by a prepare stage.
-            if meta.size == objects.size.size_of(run.data.seed, i) {
-                state.set_present(i, true);
-            }
-        }
-    }
-    Ok(state)
-}
-
-/// Readies the store for a prepare stage (creates its bucket if missing):
-/// each endpoint of every pool's balancer, else the one store, each under
-/// the op timer ([`ops::timed`]) on its own, so many endpoints do not
-/// share one attempt's time. Returns the buckets the stores created.
-async fn ensure_ready(run: &StageRun) -> anyhow::Result<Vec<String>> {
-    let mut stores: Vec<&Arc<dyn ObjectStore>> = run
-        .multi
-        .iter()
-        .flat_map(|m| (0..).map_while(|i| m.endpoint_store(i)))
-        .collect();
-    if stores.is_empty() {
-        stores.push(&run.store);
-    }
-    // An endpoint unbound to a pool is in every pool's balancer: once.
-    let mut seen = std::collections::HashSet::new();
-    stores.retain(|s| seen.insert(s.endpoint().to_string()));
-    let timeout = run.stage.retry.timeout;
-    let setup = run.stage.api.bucket_setup();
-    let mut made = Vec::new();
-    for store in stores {
-        let what = store.to_string();
-        let ready = async {
-            if setup == BucketSetup::default() {
-                store.ensure_ready().await
-            } else {
-                store.ensure_ready_with(setup).await
-            }
-        };
-        ops::timed(store.as_ref(), "PREPARE", &what, timeout, ready)
-            .await
-            .map_err(|e| anyhow::anyhow!("preparing {store}: {e}"))?;
-        made.extend(store.buckets_made());
-    }
-    Ok(made)
-}
-
-/// How often a cleanup asks again to remove a bucket it made that is not
-/// empty yet (other agents may still be deleting its objects).
-const BUCKET_RETRY: Duration = Duration::from_millis(250);
-
-/// At the end of a cleanup of a `buckets: N` stage: removes the buckets
-/// this agent made, each retried every [`BUCKET_RETRY`] while it fails (not
-/// empty yet), up to the stage's per-attempt `timeout` in all. A bucket
-/// that will not go is a warning naming it, never the stage's failure: its
-/// measured ops stand.
-async fn remove_made_buckets(run: &StageRun, state: &KeyState) {
-    let names = state.buckets_made();
-    if names.is_empty() {
-        return;
-    }
-    let store = run.store.as_ref();
-    let deadline = Instant::now() + run.stage.retry.timeout;
-    for name in &names {
-        let one = std::slice::from_ref(name);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let r = ops::timed(
-                store,
-                "DELETE BUCKET",
-                name,
-                left,
-                store.remove_buckets(one),
-            )
-            .await;
-            let e = match r {
-                Ok(_) => break,
-                // Gone already.
-                Err(e) if e.class == ErrorClass::NotFound => break,
-                Err(e) => e,
-            };
-            let hopeless = matches!(e.class, ErrorClass::AccessDenied | ErrorClass::NotSupported);
-            if hopeless || Instant::now() + BUCKET_RETRY >= deadline {
-                tracing::warn!(
-                    bucket = %name,
-                    stage = %run.stage.name,
-                    "cleanup leaves bucket `{name}`, which Chorus made: {e}"
-                );
-                break;
-            }
-            tokio::time::sleep(BUCKET_RETRY).await;
-        }
-    }
-    state.forget_buckets_made(&names);
-}
-
-/// A stage with `versioning: true` on a bucket that keeps no versions is
-/// refused before it starts, saying so.
-async fn check_versioning(run: &StageRun) -> anyhow::Result<()> {
-    let store = run.store.as_ref();
-    let what = store.to_string();
-    let on = ops::timed(
-        store,
-        "GET VERSIONING",
-        &what,
-        run.stage.retry.timeout,
-        store.versioning_enabled(),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("asking whether {store} keeps versions: {e}"))?;
-    if !on {
-        anyhow::bail!("{}", versions::unversioned(store, &run.stage.name).message);
-    }
-    Ok(())
 }
 
 /// Runs this agent's share of the stage and returns when every worker is done.
@@ -671,7 +474,10 @@ impl Worker {
                     }
                     (plan, None)
                 }
-                target => (self.plan_other(op, target, &mut rng), None),
+                target => (
+                    source::plan_of(run, &self.state, op, target, &mut rng),
+                    None,
+                ),
             };
             let issued = Mono::now();
             let started = slot.map_or(issued, |(_, at_mono)| at_mono);
@@ -851,37 +657,6 @@ impl Worker {
             self.send_log(log, batch).await?;
         }
         Ok(out)
-    }
-
-    /// The plan of an op on a batch or a version (see [`Target`]).
-    #[cold]
-    fn plan_other(&self, op: OpKind, target: Target, rng: &mut Xoshiro256PlusPlus) -> ops::OpPlan {
-        let run = &self.run;
-        match target {
-            Target::Batch(indexes) => {
-                let mut keys = Vec::with_capacity(indexes.len());
-                for &i in &indexes {
-                    if run.stage.kind == StageKind::Cleanup {
-                        source::cleanup_keys(&run.stage, &self.state, i, &mut keys);
-                    } else {
-                        keys.push(run.stage.objects.key(i));
-                    }
-                }
-                let mut plan = ops::OpPlan::batch(keys);
-                plan.indexes = indexes;
-                plan
-            }
-            Target::Version { index, version } => {
-                let mut plan = ops::OpPlan::new(op, index, &run.stage, &run.data, rng);
-                plan.version = Some(version);
-                plan
-            }
-            Target::Versions(items) => ops::OpPlan::version_batch(items),
-            Target::Index(i) => ops::OpPlan::new(op, i, &run.stage, &run.data, rng),
-            Target::Key { key, size, .. } => {
-                ops::OpPlan::for_key(op, key, size, &run.stage, &run.data, rng)
-            }
-        }
     }
 
     /// A `delete_batch` of key-space objects went: none of them (nor, in

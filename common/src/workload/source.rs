@@ -17,6 +17,7 @@ use super::deal::Slice;
 use super::existing;
 use super::keys::{KeyPicker, KeyState, Side};
 use super::ml;
+use super::ops::OpPlan;
 use super::pacer::Pacer;
 use super::replay::{self, ReplayFeed};
 use super::train::TrainFeed;
@@ -400,5 +401,40 @@ impl WorkSource {
             // Taken asynchronously: see `TrainFeed::next`.
             WorkSource::Train(_) => None,
         }
+    }
+}
+
+/// The plan of an op on a batch or a version (see [`Target`]); the
+/// other targets' plans are made inline in the worker's loop.
+#[cold]
+pub(super) fn plan_of(
+    run: &StageRun,
+    state: &KeyState,
+    op: OpKind,
+    target: Target,
+    rng: &mut Xoshiro256PlusPlus,
+) -> OpPlan {
+    match target {
+        Target::Batch(indexes) => {
+            let mut keys = Vec::with_capacity(indexes.len());
+            for &i in &indexes {
+                if run.stage.kind == StageKind::Cleanup {
+                    cleanup_keys(&run.stage, state, i, &mut keys);
+                } else {
+                    keys.push(run.stage.objects.key(i));
+                }
+            }
+            let mut plan = OpPlan::batch(keys);
+            plan.indexes = indexes;
+            plan
+        }
+        Target::Version { index, version } => {
+            let mut plan = OpPlan::new(op, index, &run.stage, &run.data, rng);
+            plan.version = Some(version);
+            plan
+        }
+        Target::Versions(items) => OpPlan::version_batch(items),
+        Target::Index(i) => OpPlan::new(op, i, &run.stage, &run.data, rng),
+        Target::Key { key, size, .. } => OpPlan::for_key(op, key, size, &run.stage, &run.data, rng),
     }
 }
