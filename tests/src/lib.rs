@@ -12,6 +12,7 @@ pub mod chaos;
 pub mod dataset;
 pub mod helm;
 pub mod netns;
+pub mod s3;
 pub mod scrape;
 pub mod sdk;
 pub mod servers;

@@ -4,46 +4,12 @@
 //! key space over them; the cleanup empties them and removes them, as
 //! Chorus made them.
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use chorus_tests::s3::boto3;
 use chorus_tests::servers::Server;
-use chorus_tests::{bin, only_run_dir, read_json, repo_root, wait_for_stage};
-use serde_json::Value;
-
-/// Runs `script` (Python, boto3 client `s3` ready, `args` in `sys.argv[1:]`)
-/// against `server`; it prints one JSON value, returned.
-fn boto3(server: &Server, script: &str, args: &[&str]) -> Value {
-    let prelude = "import json, sys\nimport boto3\ns3 = boto3.client('s3')\n";
-    let mut child = Command::new("bash")
-        .arg(repo_root().join("scripts/boto3.sh"))
-        .args(args)
-        .envs(&server.env)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn boto3.sh");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{prelude}{script}").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().expect("wait for boto3.sh");
-    assert!(
-        out.status.success(),
-        "boto3 failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "boto3 printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
+use chorus_tests::{bin, only_run_dir, read_json, wait_for_stage};
 
 /// Per bucket named in `sys.argv[1:]`: its keys under `run/`, or `null`
 /// when HEAD BUCKET says it is not there (404).

@@ -17,134 +17,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex, Weak};
+use std::process::{Command, Output};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use chorus_tests::s3::{TestBucket, shared_rgw};
 use chorus_tests::servers::Server;
-use chorus_tests::{Tsv, bin, only_run_dir, read_json, repo_root, rfc3339_to_ns};
+use chorus_tests::{Tsv, bin, only_run_dir, read_json, rfc3339_to_ns};
 use serde_json::Value;
 
 /// Objects of each plan, and their size.
 const OBJECTS: u64 = 20;
 const SIZE: u64 = 4096;
-
-/// The shared RGW, started by the first test that asks.
-fn rgw() -> Arc<Server> {
-    static SHARED: Mutex<Weak<Server>> = Mutex::new(Weak::new());
-    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(s) = shared.upgrade() {
-        return s;
-    }
-    let s = Arc::new(Server::start("rgw"));
-    *shared = Arc::downgrade(&s);
-    s
-}
-
-const PRELUDE: &str = "import json, sys\nimport boto3\ns3 = boto3.client('s3')\n";
-
-/// Runs `script` (Python, boto3 client `s3` ready, `args` in `sys.argv[1:]`)
-/// against `server`.
-fn boto3_output(server: &Server, script: &str, args: &[&str]) -> std::io::Result<Output> {
-    use std::io::Write;
-    let mut child = Command::new("bash")
-        .arg(repo_root().join("scripts/boto3.sh"))
-        .args(args)
-        .envs(&server.env)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PRELUDE}{script}").as_bytes())?;
-    child.wait_with_output()
-}
-
-/// [`boto3_output`] that must succeed and print one JSON value, returned.
-fn boto3(server: &Server, script: &str, args: &[&str]) -> Value {
-    let out = boto3_output(server, script, args).expect("run boto3.sh");
-    assert!(
-        out.status.success(),
-        "boto3 failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "boto3 printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
-/// A bucket of one test, named so no other test (or earlier run) uses it:
-/// removed with every version of every object (bypassing governance
-/// retention) when dropped.
-struct Bucket {
-    server: Arc<Server>,
-    name: String,
-}
-
-impl Bucket {
-    fn new(server: &Arc<Server>, test: &str) -> Bucket {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        Bucket {
-            server: server.clone(),
-            name: format!(
-                "oar-{test}-{}-{}",
-                std::process::id(),
-                nanos % 1_000_000_000
-            ),
-        }
-    }
-
-    fn boto3(&self, script: &str, args: &[&str]) -> Value {
-        let mut all = vec![self.name.as_str()];
-        all.extend_from_slice(args);
-        boto3(&self.server, script, &all)
-    }
-
-    /// Every version and delete marker under `prefix`: (key, version id,
-    /// is a delete marker, size).
-    fn versions(&self, prefix: &str) -> Vec<(String, String, bool, u64)> {
-        const LIST: &str = r#"
-bucket, prefix = sys.argv[1], sys.argv[2]
-out = []
-for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
-    out += [[v["Key"], v["VersionId"], False, v["Size"]] for v in page.get("Versions", [])]
-    out += [[m["Key"], m["VersionId"], True, 0] for m in page.get("DeleteMarkers", [])]
-json.dump(sorted(out), sys.stdout)
-"#;
-        serde_json::from_value(self.boto3(LIST, &[prefix])).unwrap()
-    }
-}
-
-impl Drop for Bucket {
-    fn drop(&mut self) {
-        const NUKE: &str = r#"
-bucket = sys.argv[1]
-try:
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-        objs = [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
-        if objs:
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": objs, "Quiet": True},
-                              BypassGovernanceRetention=True)
-    s3.delete_bucket(Bucket=bucket)
-except s3.exceptions.NoSuchBucket:
-    pass
-print("null")
-"#;
-        // Not `boto3()`: a failed cleanup must not panic while a failed
-        // test unwinds.
-        let _ = boto3_output(&self.server, NUKE, &[&self.name]);
-    }
-}
 
 /// `controller run` of `plan` (two embedded agents, the RGW's endpoint and
 /// credentials in the controller's environment only) into
@@ -277,8 +160,8 @@ fn assert_cleanup_removed(run: &Path, listed: usize) {
 
 #[test]
 fn versions_tags_retention_copies_and_batches_then_a_versioned_cleanup() {
-    let server = rgw();
-    let bucket = Bucket::new(&server, "api");
+    let server = shared_rgw();
+    let bucket = TestBucket::new(&server, "oar-api");
     let tmp = tempfile::tempdir().unwrap();
     let b = &bucket.name;
     // The example's stages but small, and no cleanup yet. Batches of 3 so
@@ -451,8 +334,8 @@ json.dump(out, sys.stdout)
 
     // Puts made versions: more of them than objects.
     let before = bucket.versions("run/");
-    let keys: BTreeSet<&str> = before.iter().map(|v| v.0.as_str()).collect();
-    let contents = before.iter().filter(|v| !v.2).count();
+    let keys: BTreeSet<&str> = before.iter().map(|v| v.key.as_str()).collect();
+    let contents = before.iter().filter(|v| !v.delete_marker).count();
     assert!(
         contents > keys.len(),
         "{contents} versions of {} keys",
@@ -460,7 +343,7 @@ json.dump(out, sys.stdout)
     );
     assert!(keys.iter().any(|k| k.ends_with(".copy")));
     // The delete_batch ops left delete markers.
-    assert!(before.iter().any(|v| v.2), "no delete marker");
+    assert!(before.iter().any(|v| v.delete_marker), "no delete marker");
 
     // The versioned cleanup: every version and delete marker goes, past
     // governance retention, in DELETE_BATCH ops that say how many.
@@ -477,8 +360,8 @@ json.dump(out, sys.stdout)
 
 #[test]
 fn appends_and_copies_on_an_unversioned_bucket_then_a_plain_cleanup() {
-    let server = rgw();
-    let bucket = Bucket::new(&server, "append");
+    let server = shared_rgw();
+    let bucket = TestBucket::new(&server, "oar-append");
     let tmp = tempfile::tempdir().unwrap();
     let b = &bucket.name;
     // Four workers on each agent's own keys: appends to one object from
@@ -563,8 +446,8 @@ json.dump(out, sys.stdout)
 
 #[test]
 fn versioning_on_a_bucket_that_keeps_none_fails_before_the_stage() {
-    let server = rgw();
-    let bucket = Bucket::new(&server, "plain");
+    let server = shared_rgw();
+    let bucket = TestBucket::new(&server, "oar-plain");
     let tmp = tempfile::tempdir().unwrap();
     let b = &bucket.name;
     const CREATE: &str = r#"
@@ -573,12 +456,24 @@ json.dump(s3.get_bucket_versioning(Bucket=sys.argv[1]).get("Status"), sys.stdout
 "#;
     assert_eq!(bucket.boto3(CREATE, &[]), Value::Null, "made unversioned");
 
-    // A workload with `versioning: true` after a plain prepare: the
-    // prepare writes, the workload stops before its first op.
+    // A plain prepare writes the objects; a plan whose workload has
+    // `versioning: true` then stops before its first op. (In one plan the
+    // prepare itself would refuse the bucket: a prepare before a stage
+    // that keeps versions readies the bucket for them.)
+    let prepare = format!(
+        "name: plain\ntarget: s3://{b}/w\nconcurrency: 2\n\
+         objects: {{count: {OBJECTS}, size: {SIZE}}}\nstages:\n\
+         \x20 - {{name: prepare, type: prepare}}\n"
+    );
+    let (out, _) = run_plan(&server, tmp.path(), "plain-prepare", &prepare);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let plan = format!(
         "name: unversioned\ntarget: s3://{b}/w\nconcurrency: 2\n\
          objects: {{count: {OBJECTS}, size: {SIZE}}}\nstages:\n\
-         \x20 - {{name: prepare, type: prepare}}\n\
          \x20 - {{name: versions, type: workload, ops: 50, versioning: true, \
          mix: {{put: 1, get_version: 1}}}}\n"
     );
@@ -603,10 +498,6 @@ json.dump(s3.get_bucket_versioning(Bucket=sys.argv[1]).get("Status"), sys.stdout
         "{meta:#}"
     );
     let rows = timeline(&run);
-    assert_eq!(
-        rows.iter().filter(|r| r["stage"] == "prepare").count(),
-        OBJECTS as usize
-    );
     assert!(
         rows.iter().all(|r| r["stage"] != "versions"),
         "the stage ran ops"

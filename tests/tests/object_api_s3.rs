@@ -8,9 +8,8 @@
 //! test ends (pass or fail). RGW is shared as in `store_s3.rs`: the last
 //! test to finish stops it.
 
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use chorus_common::store::api::retain_until;
@@ -18,154 +17,37 @@ use chorus_common::store::s3::{S3Config, S3Store};
 use chorus_common::store::{
     BucketSetup, CopyPlan, ErrorClass, GetOptions, ListOptions, ObjectStore, OpenOptions,
 };
-use chorus_tests::repo_root;
-use chorus_tests::servers::Server;
+use chorus_tests::s3::{TestBucket, shared_rgw};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 const MIB: u64 = 1 << 20;
 
-/// The shared RGW, started by the first test that asks.
-fn rgw() -> Arc<Server> {
-    static SHARED: Mutex<Weak<Server>> = Mutex::new(Weak::new());
-    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(s) = shared.upgrade() {
-        return s;
-    }
-    let s = Arc::new(Server::start("rgw"));
-    *shared = Arc::downgrade(&s);
-    s
+/// A store on `bucket` under `prefix/`, with the RGW's credentials.
+async fn store(bucket: &TestBucket, prefix: &str) -> S3Store {
+    let s = &bucket.server;
+    let cfg = S3Config::custom(
+        s.get("AWS_ENDPOINT_URL"),
+        s.get("AWS_ACCESS_KEY_ID"),
+        s.get("AWS_SECRET_ACCESS_KEY"),
+    )
+    .with_region(s.get("AWS_REGION"));
+    let opts = OpenOptions {
+        timeout: Duration::from_secs(30),
+        ..Default::default()
+    };
+    S3Store::open(&format!("{}/{prefix}", bucket.name), &cfg, &opts)
+        .await
+        .expect("open store")
 }
 
-/// Runs `script` (Python, boto3 client `s3` ready, `args` in `sys.argv[1:]`)
-/// against `server`; it prints one JSON value, returned.
-fn boto3(server: &Server, script: &str, args: &[&str]) -> Value {
-    use std::io::Write;
-    let prelude = "import json, sys\nimport boto3\ns3 = boto3.client('s3')\n";
-    let mut child = Command::new("bash")
-        .arg(repo_root().join("scripts/boto3.sh"))
-        .args(args)
-        .envs(&server.env)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn boto3.sh");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{prelude}{script}").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().expect("wait for boto3.sh");
-    assert!(
-        out.status.success(),
-        "boto3 failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "boto3 printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
-/// A bucket of one test: removed, every version of every object first
-/// (bypassing governance retention), when dropped.
-struct Bucket {
-    server: Arc<Server>,
-    name: String,
-}
-
-impl Bucket {
-    /// A name no other test (or earlier run) uses; nothing is created.
-    fn new(server: &Arc<Server>, test: &str) -> Bucket {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        Bucket {
-            server: server.clone(),
-            name: format!("oa-{test}-{}-{}", std::process::id(), nanos % 1_000_000_000),
-        }
-    }
-
-    /// A store on this bucket under `prefix/`.
-    async fn store(&self, prefix: &str) -> S3Store {
-        let s = &self.server;
-        let cfg = S3Config::custom(
-            s.get("AWS_ENDPOINT_URL"),
-            s.get("AWS_ACCESS_KEY_ID"),
-            s.get("AWS_SECRET_ACCESS_KEY"),
-        )
-        .with_region(s.get("AWS_REGION"));
-        let opts = OpenOptions {
-            timeout: Duration::from_secs(30),
-            ..Default::default()
-        };
-        S3Store::open(&format!("{}/{prefix}", self.name), &cfg, &opts)
-            .await
-            .expect("open store")
-    }
-
-    fn boto3(&self, script: &str, args: &[&str]) -> Value {
-        let mut all = vec![self.name.as_str()];
-        all.extend_from_slice(args);
-        boto3(&self.server, script, &all)
-    }
-
-    /// Every (key, version id, is a delete marker) boto3 lists under
-    /// `prefix`.
-    fn versions(&self, prefix: &str) -> Vec<(String, String, bool)> {
-        const LIST: &str = r#"
-bucket, prefix = sys.argv[1], sys.argv[2]
-out = []
-for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
-    out += [[v["Key"], v["VersionId"], False] for v in page.get("Versions", [])]
-    out += [[m["Key"], m["VersionId"], True] for m in page.get("DeleteMarkers", [])]
-json.dump(sorted(out), sys.stdout)
-"#;
-        serde_json::from_value(self.boto3(LIST, &[prefix])).unwrap()
-    }
-}
-
-impl Drop for Bucket {
-    fn drop(&mut self) {
-        const NUKE: &str = r#"
-bucket = sys.argv[1]
-try:
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-        objs = [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
-        if objs:
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": objs, "Quiet": True},
-                              BypassGovernanceRetention=True)
-    s3.delete_bucket(Bucket=bucket)
-except s3.exceptions.NoSuchBucket:
-    pass
-print("null")
-"#;
-        // Not `boto3()`: a failed cleanup must not panic while a failed
-        // test unwinds.
-        let _ = Command::new("bash")
-            .arg(repo_root().join("scripts/boto3.sh"))
-            .arg(&self.name)
-            .envs(&self.server.env)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .and_then(|mut c| {
-                use std::io::Write;
-                let prelude = "import json, sys\nimport boto3\ns3 = boto3.client('s3')\n";
-                c.stdin
-                    .take()
-                    .unwrap()
-                    .write_all(format!("{prelude}{NUKE}").as_bytes())?;
-                c.wait()
-            });
-    }
+/// The (key, version id, is a delete marker) boto3 lists under `prefix`.
+fn versions(bucket: &TestBucket, prefix: &str) -> Vec<(String, String, bool)> {
+    bucket
+        .versions(prefix)
+        .into_iter()
+        .map(|v| (v.key, v.version, v.delete_marker))
+        .collect()
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -202,11 +84,11 @@ json.dump(out, sys.stdout)
 
 #[test]
 fn copies_small_and_multipart_have_the_source_bytes() {
-    let server = rgw();
-    let bucket = Bucket::new(&server, "copy");
+    let server = shared_rgw();
+    let bucket = TestBucket::new(&server, "oa-copy");
     let (small, large) = (pattern(3000, 1), pattern(12 * MIB, 2));
     runtime().block_on(async {
-        let store = bucket.store("run").await;
+        let store = store(&bucket, "run").await;
         store.ensure_ready().await.expect("create bucket");
         store.put("src-small", small.clone()).await.unwrap();
         store.put("src large", large.clone()).await.unwrap();
@@ -243,10 +125,10 @@ fn copies_small_and_multipart_have_the_source_bytes() {
 
 #[test]
 fn appends_concatenate_and_a_plain_object_refuses_them() {
-    let server = rgw();
-    let bucket = Bucket::new(&server, "append");
+    let server = shared_rgw();
+    let bucket = TestBucket::new(&server, "oa-append");
     runtime().block_on(async {
-        let store = bucket.store("a").await;
+        let store = store(&bucket, "a").await;
         store.ensure_ready().await.expect("create bucket");
         store
             .append("log", Bytes::from_static(b"hello "))
@@ -280,10 +162,10 @@ json.dump({k: s3.get_object(Bucket=bucket, Key=k)["Body"].read().decode() for k 
 
 #[test]
 fn appends_at_once_to_one_object_all_land() {
-    let server = rgw();
-    let bucket = Bucket::new(&server, "appends");
+    let server = shared_rgw();
+    let bucket = TestBucket::new(&server, "oa-appends");
     runtime().block_on(async {
-        let store = Arc::new(bucket.store("c").await);
+        let store = Arc::new(store(&bucket, "c").await);
         store.ensure_ready().await.expect("create bucket");
         // Eight workers of one agent append to one object at once: each
         // must aim at the end the one before it left (RGW refuses an
@@ -314,14 +196,14 @@ json.dump([[chr(c), len(list(g))] for c, g in itertools.groupby(body)], sys.stdo
 
 #[test]
 fn tags_set_are_what_boto3_reads() {
-    let server = rgw();
-    let bucket = Bucket::new(&server, "tags");
+    let server = shared_rgw();
+    let bucket = TestBucket::new(&server, "oa-tags");
     let tags = vec![
         ("team".to_string(), "storage".to_string()),
         ("tier".to_string(), "hot 1".to_string()),
     ];
     runtime().block_on(async {
-        let store = bucket.store("t").await;
+        let store = store(&bucket, "t").await;
         store.ensure_ready().await.expect("create bucket");
         store.put("obj", Bytes::from_static(b"x")).await.unwrap();
         store.put_tags("obj", &tags).await.expect("put tags");
@@ -342,10 +224,10 @@ json.dump(sorted([t["Key"], t["Value"]] for t in s3.get_object_tagging(Bucket=bu
 
 #[test]
 fn versions_are_made_read_listed_and_deleted() {
-    let server = rgw();
-    let bucket = Bucket::new(&server, "versions");
+    let server = shared_rgw();
+    let bucket = TestBucket::new(&server, "oa-versions");
     let (v1, v2) = runtime().block_on(async {
-        let store = bucket.store("v").await;
+        let store = store(&bucket, "v").await;
         store
             .ensure_ready_with(BucketSetup {
                 versioning: true,
@@ -380,7 +262,7 @@ fn versions_are_made_read_listed_and_deleted() {
         assert_eq!(e.class, ErrorClass::NotSupported, "{e}");
         (v1, v2)
     });
-    let listed = bucket.versions("v/");
+    let listed = versions(&bucket, "v/");
     assert_eq!(
         listed,
         {
@@ -394,7 +276,7 @@ fn versions_are_made_read_listed_and_deleted() {
         "boto3 lists exactly the two versions"
     );
     runtime().block_on(async {
-        let store = bucket.store("v").await;
+        let store = store(&bucket, "v").await;
         // The store's own listing, one entry a page: the continuation
         // carries both markers, newest first, keys without the prefix.
         store.delete("k").await.unwrap();
@@ -435,8 +317,7 @@ fn versions_are_made_read_listed_and_deleted() {
             .unwrap_err();
         assert_eq!(e.class, ErrorClass::NotFound, "{e}");
     });
-    let left: Vec<(String, bool)> = bucket
-        .versions("v/k")
+    let left: Vec<(String, bool)> = versions(&bucket, "v/k")
         .into_iter()
         .map(|(_, v, marker)| (v, marker))
         .collect();
@@ -447,12 +328,12 @@ fn versions_are_made_read_listed_and_deleted() {
 
 #[test]
 fn retention_on_an_object_lock_bucket_and_its_cleanup() {
-    let server = rgw();
-    let bucket = Bucket::new(&server, "lock");
+    let server = shared_rgw();
+    let bucket = TestBucket::new(&server, "oa-lock");
     let until = retain_until(3600);
     let until_secs = until.duration_since(UNIX_EPOCH).unwrap().as_secs();
     let version = runtime().block_on(async {
-        let store = bucket.store("r").await;
+        let store = store(&bucket, "r").await;
         let setup = BucketSetup {
             versioning: true,
             object_lock: true,
@@ -490,7 +371,7 @@ json.dump({"mode": r["Mode"], "until": int(r["RetainUntilDate"].timestamp()), "r
         "a delete without bypass is refused under retention: {got}"
     );
     runtime().block_on(async {
-        let store = bucket.store("r").await;
+        let store = store(&bucket, "r").await;
         let done = store
             .delete_versions(&[("locked".to_string(), version.clone())])
             .await
@@ -498,15 +379,15 @@ json.dump({"mode": r["Mode"], "until": int(r["RetainUntilDate"].timestamp()), "r
         assert_eq!(done.len(), 1);
         assert!(done[0].is_ok(), "{:?}", done[0]);
     });
-    assert_eq!(bucket.versions("r/"), vec![], "no version left");
+    assert_eq!(versions(&bucket, "r/"), vec![], "no version left");
 }
 
 #[test]
 fn delete_many_removes_exactly_the_keys_named() {
-    let server = rgw();
-    let bucket = Bucket::new(&server, "batch");
+    let server = shared_rgw();
+    let bucket = TestBucket::new(&server, "oa-batch");
     runtime().block_on(async {
-        let store = bucket.store("d").await;
+        let store = store(&bucket, "d").await;
         assert_eq!(store.batch_limit(), 1000);
         store.ensure_ready().await.expect("create bucket");
         for i in 0..10 {
@@ -530,11 +411,11 @@ json.dump([o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [
 
 #[test]
 fn an_existing_bucket_without_versions_or_lock_is_refused_clearly() {
-    let server = rgw();
-    let bucket = Bucket::new(&server, "plain");
+    let server = shared_rgw();
+    let bucket = TestBucket::new(&server, "oa-plain");
     let name = bucket.name.clone();
     runtime().block_on(async {
-        let store = bucket.store("p").await;
+        let store = store(&bucket, "p").await;
         store.ensure_ready().await.expect("create a plain bucket");
         assert!(!store.versioning_enabled().await.unwrap());
         let e = store
