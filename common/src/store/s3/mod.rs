@@ -209,6 +209,65 @@ impl S3Store {
         })
     }
 
+    /// One multipart upload of `full`: created, its parts sent by
+    /// `parts` (given the upload id), completed; aborted when anything
+    /// failed, so no parts are left billed. The one lifecycle of a
+    /// multipart PUT and a multipart copy.
+    pub(super) async fn in_upload(
+        &self,
+        full: &str,
+        parts: impl AsyncFnOnce(&str) -> StoreResult<Vec<CompletedPart>>,
+    ) -> StoreResult<()> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(full)
+            .send()
+            .await
+            .map_err(|e| self.errors.sdk(&self.what("CREATE MULTIPART", full), &e))?;
+        let Some(upload_id) = created.upload_id else {
+            return Err(self.errors.error(
+                ErrorClass::Other,
+                format!(
+                    "{}: no upload id in the answer",
+                    self.what("CREATE MULTIPART", full)
+                ),
+            ));
+        };
+        let result = async {
+            let done = parts(&upload_id).await?;
+            self.client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(full)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(done))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| self.errors.sdk(&self.what("COMPLETE MULTIPART", full), &e))?;
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            // Best effort: the op already failed with the error that
+            // matters; a failed abort leaves parts a lifecycle rule reaps.
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(full)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        result
+    }
+
     /// Uploads the parts, at most `plan.streams` at once (each made just
     /// before it is sent, so at most that many are in memory), and gives
     /// them back in part order for the completion. The first failure ends
@@ -557,54 +616,11 @@ impl ObjectStore for S3Store {
                 ),
             ));
         }
-        let created = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&full)
-            .send()
-            .await
-            .map_err(|e| self.errors.sdk(&self.what("CREATE MULTIPART", &full), &e))?;
-        let Some(upload_id) = created.upload_id else {
-            return Err(self.errors.error(
-                ErrorClass::Other,
-                format!(
-                    "{}: no upload id in the answer",
-                    self.what("CREATE MULTIPART", &full)
-                ),
-            ));
-        };
-        let result = async {
-            let parts = self.multipart_parts(&full, &upload_id, plan, part).await?;
-            self.client
-                .complete_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&full)
-                .upload_id(&upload_id)
-                .multipart_upload(
-                    CompletedMultipartUpload::builder()
-                        .set_parts(Some(parts))
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(|e| self.errors.sdk(&self.what("COMPLETE MULTIPART", &full), &e))?;
-            Ok(count)
-        }
-        .await;
-        if result.is_err() {
-            // Best effort: the op already failed with the error that
-            // matters; a failed abort leaves parts a lifecycle rule reaps.
-            let _ = self
-                .client
-                .abort_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&full)
-                .upload_id(&upload_id)
-                .send()
-                .await;
-        }
-        result
+        self.in_upload(&full, async |upload_id| {
+            self.multipart_parts(&full, upload_id, plan, part).await
+        })
+        .await?;
+        Ok(count)
     }
 
     async fn delete_many(&self, keys: &[String]) -> StoreResult<Vec<StoreResult<()>>> {

@@ -10,9 +10,9 @@ use std::time::SystemTime;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, BucketVersioningStatus, CompletedMultipartUpload, CompletedPart,
-    CreateBucketConfiguration, ObjectLockEnabled, ObjectLockRetention, ObjectLockRetentionMode,
-    Tag, Tagging, VersioningConfiguration,
+    BucketLocationConstraint, BucketVersioningStatus, CompletedPart, CreateBucketConfiguration,
+    ObjectLockEnabled, ObjectLockRetention, ObjectLockRetentionMode, Tag, Tagging,
+    VersioningConfiguration,
 };
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
@@ -112,62 +112,12 @@ impl S3Store {
                 ),
             ));
         }
-        let created = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&full_dst)
-            .send()
-            .await
-            .map_err(|e| {
-                self.errors
-                    .sdk(&self.what("CREATE MULTIPART", &full_dst), &e)
-            })?;
-        let Some(upload_id) = created.upload_id else {
-            return Err(self.errors.error(
-                ErrorClass::Other,
-                format!(
-                    "{}: no upload id in the answer",
-                    self.what("CREATE MULTIPART", &full_dst)
-                ),
-            ));
-        };
-        let result = async {
-            let done = self
-                .copy_parts(&source, &full_src, &full_dst, &upload_id, parts)
-                .await?;
-            self.client
-                .complete_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&full_dst)
-                .upload_id(&upload_id)
-                .multipart_upload(
-                    CompletedMultipartUpload::builder()
-                        .set_parts(Some(done))
-                        .build(),
-                )
-                .send()
+        self.in_upload(&full_dst, async |upload_id| {
+            self.copy_parts(&source, &full_src, &full_dst, upload_id, parts)
                 .await
-                .map_err(|e| {
-                    self.errors
-                        .sdk(&self.what("COMPLETE MULTIPART", &full_dst), &e)
-                })?;
-            Ok(plan.size)
-        }
-        .await;
-        if result.is_err() {
-            // Best effort, as in `put_multipart`: the copy already failed
-            // with the error that matters.
-            let _ = self
-                .client
-                .abort_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&full_dst)
-                .upload_id(&upload_id)
-                .send()
-                .await;
-        }
-        result
+        })
+        .await?;
+        Ok(plan.size)
     }
 
     /// The UploadPartCopy requests of a multipart copy, [`COPY_STREAMS`]
