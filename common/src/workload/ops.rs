@@ -25,6 +25,19 @@ use crate::store::{
 /// Most entries one LIST op asks for: one page, as S3's default.
 pub const LIST_PAGE_ENTRIES: usize = 1000;
 
+/// What separates a copy's source and destination in the op-log's
+/// `file` column.
+const COPY_ARROW: &str = " -> ";
+
+/// The object a logged op of kind `op` needs to exist: a copy's source
+/// (its `file` is `source -> destination`), else `file` itself.
+pub(super) fn needed_object(op: OpKind, file: String) -> String {
+    match (op, file.split_once(COPY_ARROW)) {
+        (OpKind::Copy, Some((src, _))) => src.to_string(),
+        _ => file,
+    }
+}
+
 /// What a finished op moved.
 #[derive(Debug, Default)]
 pub struct OpDone {
@@ -137,7 +150,7 @@ impl OpPlan {
     /// version's `key?versionId=…` (S3's way to name one).
     pub fn log_key(&self) -> Option<String> {
         if let Some(dst) = &self.dst {
-            return Some(format!("{} -> {dst}", self.key));
+            return Some(format!("{}{COPY_ARROW}{dst}", self.key));
         }
         if let Some(v) = &self.version {
             return Some(format!("{}?versionId={v}", self.key));
@@ -173,7 +186,7 @@ impl OpPlan {
             .then(|| datagen::object(data, &key, size));
         // A copy goes to `<key>.copy`, or where a replayed trace's copy
         // went (its log names `source -> destination`).
-        let (key, dst) = match (op, key.split_once(" -> ")) {
+        let (key, dst) = match (op, key.split_once(COPY_ARROW)) {
             (OpKind::Copy, Some((src, dst))) => (src.to_string(), Some(dst.to_string())),
             (OpKind::Copy, None) => {
                 let dst = Side::Copy.key(&key);

@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
+use super::ops;
 use crate::datagen::key_hash;
 use crate::op::OpKind;
 use crate::plan::{ReplayPhase, ReplaySpec, ReplaySplit, Stage};
@@ -340,11 +341,8 @@ impl Job {
             let Some(key) = self.mine(&mut clients, &op)? else {
                 continue;
             };
-            // A copy needs its source, the key before ` -> `.
-            let key = match (kind, key.split_once(" -> ")) {
-                (OpKind::Copy, Some((src, _))) => src.to_string(),
-                _ => key,
-            };
+            // A copy needs its source.
+            let key = ops::needed_object(kind, key);
             let h = key_hash(&key);
             if !seen.contains_key(&h) && seen.len() >= MAX_PREPARE_KEYS {
                 return Err(format!(
@@ -366,16 +364,7 @@ impl Job {
                 OpKind::Put | OpKind::MultipartPut => s.written = true,
                 // A read or delete that failed says the object was not
                 // there: the replay should find it missing too.
-                OpKind::Get
-                | OpKind::RangeGet
-                | OpKind::Stat
-                | OpKind::Delete
-                | OpKind::Copy
-                | OpKind::Tag
-                | OpKind::GetTags
-                | OpKind::Retention
-                    if !op.failed =>
-                {
+                k if k.reads_existing() && !op.failed => {
                     s.needed = true;
                     // What a read moved; a STAT's bytes are the object's
                     // size where the tool logs it (warp does).
@@ -406,9 +395,9 @@ impl Job {
             let Some(key) = self.mine(&mut clients, &op)? else {
                 continue;
             };
-            let key = match key.split_once(" -> ") {
-                Some((src, _)) if op.op == TraceOpKind::Known(OpKind::Copy) => src.to_string(),
-                _ => key,
+            let key = match op.op {
+                TraceOpKind::Known(kind) => ops::needed_object(kind, key),
+                TraceOpKind::Unknown(_) => key,
             };
             let Some(s) = seen.get_mut(&key_hash(&key)) else {
                 continue;
