@@ -117,7 +117,10 @@ pub async fn run_stage(mut run: StageRun) -> anyhow::Result<StageOutcome> {
     } else {
         Vec::new()
     };
-    if run.stage.api.versioning {
+    // A stage that readied its bucket had it checked then (S3's
+    // `ensure_ready_with` refuses an unversioned one; `mem://` keeps
+    // versions): asking again would be a second request for one answer.
+    if run.stage.api.versioning && !run.stage.writes_first() {
         check_versioning(&run).await?;
     }
     let prior = run
